@@ -1,0 +1,152 @@
+"""Records we emit to Kafka: scores, dead letters, threshold updates, drift alerts.
+
+Each is a msgspec Struct encoded as JSON, tagged with its record kind so that a reader of a
+mixed log (or a human with kcat) can tell them apart.
+
+>>> t = ThresholdUpdate(version=3, delinquent_review=0.3, delinquent_decline=0.6,
+...                     default_review=0.1, default_decline=0.3, updated_by="ops", updated_at=0.0)
+>>> t.problem() is None
+True
+>>> t.decide(p_delinquent=0.35, p_default=0.05)
+<Decision.REVIEW: 'review'>
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import Annotated
+
+import msgspec
+
+__all__ = [
+    "DeadLetter",
+    "DeadLetterReason",
+    "Decision",
+    "DriftAlert",
+    "Monitor",
+    "Score",
+    "ThresholdUpdate",
+]
+
+Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+
+
+class Decision(enum.StrEnum):
+    APPROVE = "approve"
+    REVIEW = "review"
+    DECLINE = "decline"
+
+
+class Score(msgspec.Struct, frozen=True, kw_only=True, tag="score"):
+    """The risk of one loan post. Keyed by user on the risk topic; ``event_id`` de-duplicates
+    (delivery is at-least-once)."""
+
+    event_id: str
+    user_id: str
+    loan_id: str
+    p_delinquent: Probability
+    p_default: Probability
+    decision: Decision
+    thresholds_version: int
+    model_version: str
+    event_ts: float  # when the post happened (event time, Unix s)
+    scored_at: float  # when we scored it (wall clock, Unix s)
+
+
+class DeadLetterReason(enum.StrEnum):
+    """Why a message is not a click event. A small fixed set, so it can label a metric."""
+
+    OVERSIZE = "oversize"
+    INVALID_UTF8 = "invalid_utf8"
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_FIELD = "missing_field"
+    WRONG_TYPE = "wrong_type"
+    UNKNOWN_ACTIVITY = "unknown_activity"
+    OUT_OF_RANGE = "out_of_range"
+    MISSING_LOAN_FIELDS = "missing_loan_fields"
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True, tag="dead_letter"):
+    """A message we could not accept, with the reason and enough to find and replay it.
+
+    ``payload`` is the original bytes (base64 in JSON), cut to ``payload_limit`` bytes so a
+    flood of oversize junk cannot flood the dead-letter topic as well.
+    """
+
+    reason: DeadLetterReason
+    detail: str
+    payload: bytes
+    payload_size: int
+    key: bytes | None = None
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    received_at: float | None = None
+
+
+class ThresholdUpdate(msgspec.Struct, frozen=True, kw_only=True, tag="thresholds"):
+    """Live decision thresholds, set by risk operations (compacted topic, latest wins).
+
+    A post is declined when either probability reaches its decline threshold, sent to review
+    when either reaches its review threshold, approved otherwise.
+    """
+
+    version: int
+    delinquent_review: float
+    delinquent_decline: float
+    default_review: float
+    default_decline: float
+    updated_by: str
+    updated_at: float
+    note: str = ""
+
+    def problem(self) -> str | None:
+        """Why these thresholds cannot be used, or None when they can."""
+        if self.version < 1:
+            return f"version must be a positive integer, got {self.version}"
+        for target in ("delinquent", "default"):
+            review = getattr(self, f"{target}_review")
+            decline = getattr(self, f"{target}_decline")
+            for name, value in ((f"{target}_review", review), (f"{target}_decline", decline)):
+                if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+                    return f"{name} must be a probability in [0, 1], got {value}"
+            if review > decline:
+                return (
+                    f"{target}_review ({review}) must not exceed {target}_decline ({decline}):"
+                    " review sits between approve and decline"
+                )
+        if not self.updated_by:
+            return "updated_by must name who changed the thresholds"
+        return None
+
+    def decide(self, *, p_delinquent: float, p_default: float) -> Decision:
+        if p_delinquent >= self.delinquent_decline or p_default >= self.default_decline:
+            return Decision.DECLINE
+        if p_delinquent >= self.delinquent_review or p_default >= self.default_review:
+            return Decision.REVIEW
+        return Decision.APPROVE
+
+
+class Monitor(enum.StrEnum):
+    """What a drift monitor watches."""
+
+    SCORES = "scores"  # the distribution of emitted probabilities
+    INPUTS = "inputs"  # activity mix, amounts, gaps
+    PERFORMANCE = "performance"  # realised errors once outcomes arrive
+
+
+class DriftAlert(msgspec.Struct, frozen=True, kw_only=True, tag="drift_alert"):
+    """A drift detector fired. Consumed by the retraining controller (debounced there)."""
+
+    alert_id: str
+    monitor: Monitor
+    detector: str  # e.g. "ADWIN", "KSWIN"
+    signal: str  # the stream the detector watched, e.g. "p_default", "gap_log_hours"
+    model_version: str
+    event_ts: float  # event time at detection
+    events_seen: int  # position in the monitored stream at detection
+    detected_at: float  # wall clock
+    value: float | None = None  # the statistic that tripped, when the detector exposes one
+    detail: str = ""
