@@ -1,0 +1,181 @@
+"""``deepcredit``: the one command-line entry point. Each subcommand is a small function.
+
+Run ``deepcredit --help`` or ``deepcredit SUBCOMMAND --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from deepcredit.settings import KafkaSettings, Topics
+
+__all__ = ["main"]
+
+_EPILOG = """\
+examples:
+  deepcredit kafka up                 start a local Apache Kafka broker and create the topics
+  deepcredit kafka status             is it up? which Kafka version, which cluster id?
+  deepcredit kafka down               stop it
+  deepcredit roundtrip events.jsonl   send a file of events through Kafka and check them
+
+Environment: DEEPCREDIT_BOOTSTRAP (default 127.0.0.1:9092) and DEEPCREDIT_TOPIC_PREFIX
+set the broker and a prefix for every topic name.
+"""
+
+
+class CliError(Exception):
+    """A failure the user can act on: printed without a traceback, exit status 1."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    from deploy.errors import DeployError
+
+    try:
+        return args.run(args)
+    except (CliError, DeployError) as exc:
+        print(f"deepcredit: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("deepcredit: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepcredit",
+        description="DeepCredit Stream: real-time credit-risk scores from lending clickstreams.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_kafka(sub)
+    _add_roundtrip(sub)
+    return parser
+
+
+Subparsers = argparse._SubParsersAction  # the type argparse gives no public name
+
+
+def _command(
+    sub: Subparsers, name: str, help: str, run: Callable[[argparse.Namespace], int]
+) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=help)
+    p.set_defaults(run=run)
+    return p
+
+
+# -- kafka --------------------------------------------------------------------------------------
+
+
+def _add_kafka(sub: Subparsers) -> None:
+    kafka = sub.add_parser(
+        "kafka",
+        help="run a local single-node Apache Kafka broker (KRaft) for development and demos",
+        description=(
+            "Run a local single-node Apache Kafka broker on 127.0.0.1. The broker jars are "
+            "fetched once from Maven Central with mvn into ~/.cache/deepcredit/kafka; its "
+            "data, logs and pid file live in --home (default ~/.local/state/deepcredit/"
+            "kafka-PORT)."
+        ),
+    )
+    actions = kafka.add_subparsers(title="actions", metavar="ACTION")
+    up = _command(actions, "up", "start the broker (if needed) and create our topics", _kafka_up)
+    status = _command(actions, "status", "show whether the broker runs, its version, cluster id",
+                      _kafka_status)  # fmt: skip
+    down = _command(actions, "down", "stop the broker started by 'up', by its own pid",
+                    _kafka_down)  # fmt: skip
+    for p in (up, status, down):
+        p.add_argument("--port", type=int, default=9092, help="broker port (default: 9092)")
+        p.add_argument("--home", type=Path, help="broker data/log folder")
+    up.add_argument(
+        "--partitions", type=int, default=4,
+        help="partitions of the user-keyed topics clicks and risk-scores (default: 4)",
+    )  # fmt: skip
+    up.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for it")
+
+
+def _broker(args: argparse.Namespace):  # -> LocalBroker; import kept lazy for a fast --help
+    from deploy.broker import BrokerConfig, LocalBroker, default_home
+
+    return LocalBroker(BrokerConfig(home=args.home or default_home(args.port), port=args.port))
+
+
+def _kafka_up(args: argparse.Namespace) -> int:
+    from deploy.topics import ensure_topics, topic_specs
+
+    broker = _broker(args)
+    status = broker.start(timeout_s=args.timeout)
+    print(status.describe())
+    settings = KafkaSettings(status.bootstrap)
+    created = ensure_topics(settings, topic_specs(Topics.from_env(), args.partitions))
+    for name, outcome in created.items():
+        print(f"  topic {name:<22} {outcome}")
+    return 0
+
+
+def _kafka_status(args: argparse.Namespace) -> int:
+    status = _broker(args).status()
+    print(status.describe())
+    return 0 if status.answering else 3
+
+
+def _kafka_down(args: argparse.Namespace) -> int:
+    stopped = _broker(args).stop()
+    print(f"Kafka broker on port {args.port}: {'stopped' if stopped else 'was not running'}")
+    return 0
+
+
+# -- roundtrip ----------------------------------------------------------------------------------
+
+
+def _add_roundtrip(sub: Subparsers) -> None:
+    p = _command(
+        sub, "roundtrip",
+        "send a JSON-lines file of click events through the clicks topic, read them back, "
+        "decode them with the event contract and report (a broker smoke test)",
+        _roundtrip,
+    )  # fmt: skip
+    p.add_argument("file", help="events, one JSON object per line (.gz allowed)")
+    _add_bootstrap(p)
+    p.add_argument(
+        "--with-bad-messages", action="store_true",
+        help="mix in a few malformed messages to show them going to the dead-letter topic",
+    )  # fmt: skip
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait (default 120)")
+
+
+def _add_bootstrap(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--bootstrap", default=KafkaSettings.from_env().bootstrap_servers,
+        help="Kafka bootstrap servers (default: $DEEPCREDIT_BOOTSTRAP or 127.0.0.1:9092)",
+    )  # fmt: skip
+
+
+def _roundtrip(args: argparse.Namespace) -> int:
+    import itertools
+
+    from deepcredit.roundtrip import SAMPLE_BAD_MESSAGES, read_lines, round_trip
+
+    if not Path(args.file).is_file():
+        raise CliError(f"no such events file: {args.file}")
+    lines = read_lines(args.file)
+    if args.with_bad_messages:
+        lines = itertools.chain(lines, SAMPLE_BAD_MESSAGES)
+    report = round_trip(lines, KafkaSettings(args.bootstrap), Topics.from_env(),
+                        timeout_s=args.timeout)  # fmt: skip
+    print(report.describe())
+    if not report.ok:
+        raise CliError("the round trip lost or changed events (see the counts above)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

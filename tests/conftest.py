@@ -1,0 +1,56 @@
+"""Session fixtures: one real Apache Kafka broker for the whole test run, unique topics per test."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from deepcredit.settings import KafkaSettings, Topics
+from deploy.broker import BrokerConfig, BrokerStatus, LocalBroker
+from deploy.topics import ensure_topics, topic_specs
+from tests.ports import free_port_pair
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerStatus]:
+    """A single-node KRaft broker on loopback, started once and stopped at the end."""
+    home = tmp_path_factory.mktemp("kafka")
+    broker = LocalBroker(BrokerConfig(home=home, port=free_port_pair(), heap_mb=512))
+    status = broker.start(timeout_s=120)
+    try:
+        yield status
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def kafka(kafka_broker: BrokerStatus) -> KafkaSettings:
+    return KafkaSettings(kafka_broker.bootstrap)
+
+
+@pytest.fixture
+def topics(kafka: KafkaSettings) -> Topics:
+    """Our six topics under a prefix no other test uses."""
+    names = Topics.from_prefix(f"t{uuid.uuid4().hex[:10]}-")
+    ensure_topics(kafka, topic_specs(names, partitions=3))
+    return names
+
+
+@pytest.fixture(scope="session")
+def kcat() -> str:
+    """Path to kcat, an independent Kafka client; installed from Debian's packages if missing."""
+    found = shutil.which("kcat")
+    if found is None:
+        for cmd in (["apt-get", "install", "-y", "-q", "kcat"], ["apt-get", "update", "-q"],
+                    ["apt-get", "install", "-y", "-q", "kcat"]):  # fmt: skip
+            subprocess.run(cmd, capture_output=True)
+            found = shutil.which("kcat")
+            if found:
+                break
+    if found is None:
+        pytest.fail("kcat is not installed and 'apt-get install kcat' did not install it")
+    return found

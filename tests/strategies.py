@@ -1,0 +1,65 @@
+"""Hypothesis strategies and seeded builders for click events, shared by the tests."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import strategies as st
+
+from deepcredit.events import (
+    LOAN_ACTIVITIES,
+    MAX_AMOUNT,
+    MAX_ID_LENGTH,
+    MAX_TERM_DAYS,
+    TS_MAX,
+    TS_MIN,
+    Activity,
+    ClickEvent,
+)
+
+ids = st.text(min_size=1, max_size=MAX_ID_LENGTH)
+
+
+@st.composite
+def click_events(draw: st.DrawFn) -> ClickEvent:
+    """Any event the contract accepts, including the edges of every bound."""
+    activity = draw(st.sampled_from(list(Activity)))
+    is_post = activity is Activity.POST
+    loan_id = draw(ids if activity in LOAN_ACTIVITIES else st.none() | ids)
+    return ClickEvent(
+        event_id=draw(ids),
+        user_id=draw(ids),
+        ts=draw(st.floats(TS_MIN, TS_MAX)),
+        activity=activity,
+        amount=draw(st.floats(0.0, MAX_AMOUNT)),
+        loan_id=loan_id,
+        rate=draw(st.floats(0.0, 1.0) if is_post else st.none() | st.floats(0.0, 1.0)),
+        term_days=draw(
+            st.integers(1, MAX_TERM_DAYS) if is_post else st.none() | st.integers(1, 3650)
+        ),
+    )
+
+
+def make_events(n: int, *, users: int = 100, seed: int = 0) -> list[ClickEvent]:
+    """``n`` valid events over ``users`` users, each user's events in time order."""
+    rng = random.Random(seed)
+    clock = [1.6e9 + rng.uniform(0, 86_400) for _ in range(users)]
+    events = []
+    for i in range(n):
+        u = rng.randrange(users)
+        clock[u] += rng.expovariate(1 / 3600)
+        activity = rng.choice(list(Activity))
+        post = activity is Activity.POST
+        events.append(
+            ClickEvent(
+                event_id=f"e{seed}-{i}",
+                user_id=f"u{u}",
+                ts=clock[u],
+                activity=activity,
+                amount=round(rng.uniform(0, 10_000), 2),
+                loan_id=f"l{u}-{i}" if activity in LOAN_ACTIVITIES else None,
+                rate=round(rng.uniform(0.05, 0.3), 4) if post else None,
+                term_days=rng.choice([30, 90, 180, 360]) if post else None,
+            )
+        )
+    return events
