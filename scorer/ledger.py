@@ -1,0 +1,94 @@
+"""A user's running debt: the loans they posted, borrowed and still owe, from their events alone.
+
+The paper's debt features (unpaid debt, delinquent amount, undue loans; Figures 6, 7 and 12)
+are read off this ledger as of any moment, so they never look past the event being scored.
+Overdue is judged by the clock (due date passed, not repaid), not by a miss_payment event, so
+a lost or late miss_payment cannot skew it.
+
+>>> from deepcredit.events import Activity, ClickEvent
+>>> def ev(ts, act, **kw):
+...     return ClickEvent(event_id="e", user_id="u", ts=ts, activity=act, amount=100.0, **kw)
+>>> book = Ledger()
+>>> book.apply(ev(0.0 + 1e9, Activity.POST, loan_id="a", rate=0.1, term_days=30))
+>>> book.apply(ev(1e9 + 60, Activity.BORROW, loan_id="a"))
+>>> book.debt(as_of=1e9 + 10 * 86_400)
+Debt(unpaid=100.0, overdue=0.0, undue_loans=1)
+>>> book.debt(as_of=1e9 + 31 * 86_400)
+Debt(unpaid=100.0, overdue=100.0, undue_loans=0)
+>>> book.apply(ev(1e9 + 35 * 86_400, Activity.REPAY, loan_id="a"))
+5.0
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import msgspec
+
+from deepcredit.events import Activity, ClickEvent
+
+__all__ = ["DAY_S", "PENDING_POST_TTL_S", "Debt", "Ledger", "OpenLoan"]
+
+DAY_S = 86_400.0
+#: A post not funded within this long never will be; forget it so the state stays small.
+PENDING_POST_TTL_S = 14 * DAY_S
+
+
+class Debt(NamedTuple):
+    """Debt as of one moment, in money units (principal) and loan counts."""
+
+    unpaid: float  # principal of funded loans not yet repaid
+    overdue: float  # the part of it past its due date
+    undue_loans: int  # funded, not repaid, not yet due: outcome unknown (paper Figure 12)
+
+
+class OpenLoan(msgspec.Struct, array_like=True):
+    """A posted loan not settled yet: pending funding, or funded and owed."""
+
+    amount: float
+    due_ts: float
+    post_ts: float
+    funded: bool = False
+
+
+class Ledger(msgspec.Struct):
+    """Open loans by id. Mutated in place by ``apply``: one ledger per user, in the user's state."""
+
+    loans: dict[str, OpenLoan] = msgspec.field(default_factory=dict)
+
+    def apply(self, event: ClickEvent) -> float | None:
+        """Record one event. Returns the repayment delay in days when it settles a funded loan
+        (negative: early), else None."""
+        loan_id = event.loan_id
+        activity = event.activity
+        if activity is Activity.POST and loan_id is not None and event.term_days is not None:
+            self._forget_stale_posts(event.ts)
+            due = event.ts + event.term_days * DAY_S
+            self.loans[loan_id] = OpenLoan(event.amount, due, event.ts)
+        elif loan_id is None or loan_id not in self.loans:
+            return None
+        elif activity is Activity.BORROW:
+            self.loans[loan_id].funded = True
+        elif activity is Activity.REPAY and self.loans[loan_id].funded:
+            loan = self.loans.pop(loan_id)
+            return (event.ts - loan.due_ts) / DAY_S
+        return None
+
+    def debt(self, as_of: float) -> Debt:
+        unpaid = overdue = 0.0
+        undue = 0
+        for loan in self.loans.values():
+            if not loan.funded:
+                continue
+            unpaid += loan.amount
+            if loan.due_ts < as_of:
+                overdue += loan.amount
+            else:
+                undue += 1
+        return Debt(unpaid, overdue, undue)
+
+    def _forget_stale_posts(self, now: float) -> None:
+        stale = [k for k, v in self.loans.items()
+                 if not v.funded and now - v.post_ts > PENDING_POST_TTL_S]  # fmt: skip
+        for k in stale:
+            del self.loans[k]

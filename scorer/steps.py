@@ -1,0 +1,81 @@
+"""What one event does to a user's model state: the streaming form, shared by training and scoring.
+
+Per event (DESIGN.md, "the one place we differ from the paper"):
+
+1. every event but a post advances the **activity** TLSTM (the paper's A_i, eq. 3);
+2. a post, a repayment of a funded loan and a missed payment advance the **loan-level**
+   (repayment) TLSTM (eq. 5) with the loan input, so outcomes enter when they happen;
+3. a post then advances the **state-level** TLSTM over [h_repay; h_activity] (eq. 4), is
+   scored by the heads, and resets the activity TLSTM for the next subsequence.
+
+``plan_step`` decides this and computes the inputs and time gaps; the model (torch or numpy)
+only executes the plan, so both execute the same one.
+
+>>> from deepcredit.events import Activity, ClickEvent
+>>> memory = StepMemory()
+>>> e = ClickEvent(event_id="e", user_id="u", ts=1e9, activity=Activity.POST, amount=10.0,
+...                loan_id="a", rate=0.1, term_days=30)
+>>> plan = plan_step(memory, e)
+>>> plan.activity_x is None, plan.loan_step, plan.post_gap_s
+(True, <LoanStep.POST: 0>, 0.0)
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import msgspec
+
+from deepcredit.events import Activity, ClickEvent
+from scorer.features import LoanStep, activity_features, loan_features, loan_step_of
+from scorer.ledger import Ledger
+
+__all__ = ["StepMemory", "StepPlan", "plan_step"]
+
+
+class StepMemory(msgspec.Struct):
+    """The bookkeeping part of a user's state: open loans and when each TLSTM last stepped."""
+
+    ledger: Ledger = msgspec.field(default_factory=Ledger)
+    activity_ts: float | None = None  # last activity step, or the post that reset it
+    loan_ts: float | None = None  # last loan-level step
+    post_ts: float | None = None  # last post (state-level step)
+
+
+class StepPlan(NamedTuple):
+    """Inputs and gaps (seconds) for the TLSTMs one event advances; None where it does not."""
+
+    activity_x: tuple[float, ...] | None
+    activity_gap_s: float
+    loan_step: LoanStep | None
+    loan_x: tuple[float, ...] | None
+    loan_gap_s: float
+    post_gap_s: float  # for the state-level step; meaningful when loan_step is POST
+
+
+def _gap(last: float | None, now: float) -> float:
+    return 0.0 if last is None else max(0.0, now - last)
+
+
+def plan_step(memory: StepMemory, event: ClickEvent) -> StepPlan:
+    """Update ``memory`` with ``event`` and say which TLSTMs step, with which inputs."""
+    ts = event.ts
+    delay = memory.ledger.apply(event)
+    activity_x = None
+    activity_gap = 0.0
+    if event.activity is not Activity.POST:
+        activity_x = activity_features(event)
+        activity_gap = _gap(memory.activity_ts, ts)
+        memory.activity_ts = ts
+    step = loan_step_of(event, delay)
+    loan_x = None
+    loan_gap = post_gap = 0.0
+    if step is not None:
+        loan_x = loan_features(step, event, memory.ledger.debt(as_of=ts), delay)
+        loan_gap = _gap(memory.loan_ts, ts)
+        memory.loan_ts = ts
+        if step is LoanStep.POST:
+            post_gap = _gap(memory.post_ts, ts)
+            memory.post_ts = ts
+            memory.activity_ts = ts  # the next subsequence's first gap counts from this post
+    return StepPlan(activity_x, activity_gap, step, loan_x, loan_gap, post_gap)
