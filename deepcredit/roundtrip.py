@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from deepcredit.codec import decode_click, encode
 from deepcredit.events import ClickEvent
+from deepcredit.kafka_io import produce
 from deepcredit.settings import KafkaSettings, Topics
 
 __all__ = ["SAMPLE_BAD_MESSAGES", "RoundTripReport", "read_lines", "round_trip"]
@@ -87,8 +88,7 @@ def round_trip(
                         report.identical += sent.get(result.event_id) == result
                     else:
                         report.dead_letters[result.reason.value] += 1
-                        producer.produce(topics.dead_letter, key=m.key(), value=encode(result))
-                        producer.poll(0)
+                        produce(producer, topics.dead_letter, encode(result), m.key())
         producer.flush(timeout_s)
     finally:
         consumer.close()
@@ -117,8 +117,7 @@ def _produce(
         if isinstance(event, ClickEvent):
             sent[event.event_id] = event
             key = event.user_id.encode()
-        producer.produce(topic, key=key, value=line)
-        producer.poll(0)
+        produce(producer, topic, line, key)
         report.produced += 1
     if producer.flush(timeout_s) != 0:
         raise TimeoutError(f"{len(producer)} messages not delivered within {timeout_s:.0f} s")

@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, Message, Producer
 
 from deepcredit.codec import decode_click, encode
 from deepcredit.events import Activity, ClickEvent
+from deepcredit.kafka_io import produce
 from deepcredit.records import DeadLetter, DeadLetterReason
 from deepcredit.settings import KafkaSettings, Topics
 from tests.strategies import make_events
@@ -112,3 +113,15 @@ def test_message_from_kcat_decodes(kafka: KafkaSettings, topics: Topics, kcat: s
         rate=0.18,
         term_days=180,
     )
+
+
+def test_produce_waits_for_room_when_the_local_queue_is_full(
+    kafka: KafkaSettings, topics: Topics
+) -> None:
+    producer = Producer(kafka.client_config(**{"queue.buffering.max.messages": 10}))
+    for i in range(500):
+        produce(producer, topics.clicks, f"m{i}".encode(), b"k")
+    assert producer.flush(30) == 0
+    assert [m.value() for m in consume(kafka, topics.clicks, 500)] == [
+        f"m{i}".encode() for i in range(500)
+    ]
