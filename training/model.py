@@ -1,0 +1,145 @@
+"""DeepCredit in torch, in the streaming form: small to big, cell (training.tlstm) to model.
+
+One forward pass runs a batch of users' whole histories:
+
+1. the activity TLSTM over every non-post event, reset at each post (paper eq. 3);
+2. per loan-level step (post, repayment, missed payment), the repayment TLSTM over the loan
+   input plus Y(i-1), the model's own last prediction (complementary layer, eq. 5);
+3. at each post, the state-level TLSTM over [h_repay; h_activity] (eq. 4) and the heads
+   (FCN 256-128-64) giving P(delinquent) and P(default) for that loan.
+
+The ablations of the paper's Table 1 are switches of ``ModelConfig``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from scorer.features import ACTIVITY_FEATURES, LOAN_FEATURES, LoanStep
+from training.dataset import UserBatch
+from training.tlstm import TLSTMCell
+
+__all__ = ["DeepCredit", "ModelConfig", "batch_to_tensors"]
+
+TARGETS = ("delinquent", "default")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What to build. Saved in every checkpoint so the scorer rebuilds the same model."""
+
+    hidden_size: int = 64
+    head_sizes: tuple[int, ...] = (256, 128, 64)
+    use_time: bool = True  # False: plain LSTM cells (H-LSTM)
+    complementary: bool = True  # False: no Y(i-1) input (H-TLSTM without CL)
+    use_activity: bool = True  # False: TLSTM(repay) only
+    use_repay: bool = True  # False: TLSTM(activity) only
+
+    @property
+    def loan_input_size(self) -> int:
+        return LOAN_FEATURES + (len(TARGETS) if self.complementary else 0)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        return cls(**{**d, "head_sizes": tuple(d["head_sizes"])})
+
+
+def batch_to_tensors(batch: UserBatch) -> dict[str, Tensor]:
+    return {k: torch.from_numpy(v) for k, v in vars(batch).items()}
+
+
+class Head(nn.Module):
+    """FCN from the state-level hidden state to one logit per target."""
+
+    def __init__(self, hidden_size: int, sizes: tuple[int, ...]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = hidden_size
+        for size in sizes:
+            layers += [nn.Linear(width, size), nn.ReLU()]
+            width = size
+        layers.append(nn.Linear(width, len(TARGETS)))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.net(h)  # (B, 2) logits
+
+
+class DeepCredit(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        d, t = config.hidden_size, config.use_time
+        self.activity = TLSTMCell(ACTIVITY_FEATURES, d, t)
+        self.repay = TLSTMCell(config.loan_input_size, d, t)
+        self.state = TLSTMCell(2 * d, d, t)
+        self.head = Head(d, config.head_sizes)
+
+    def forward(
+        self, b: dict[str, Tensor], targets: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
+        """Logits (B, Tl, 2) at every loan-level step (meaningful at posts) and the loss:
+        mean log loss over labelled posts, summed over the two targets."""
+        h_act = self._activity_pass(b)  # (B, Tl, D): h_activity each post reads
+        logits = self._loan_pass(b, h_act)  # (B, Tl, 2)
+        loss = None
+        if targets:
+            labels = b["labels"]  # (B, Tl, 2), NaN where unlabelled
+            known = ~torch.isnan(labels)
+            losses = [
+                F.binary_cross_entropy_with_logits(logits[..., k][known[..., k]],
+                                                   labels[..., k][known[..., k]])
+                for k in range(len(TARGETS))
+                if known[..., k].any()
+            ]  # fmt: skip
+            loss = torch.stack(losses).sum() if losses else None
+        return logits, loss
+
+    def _activity_pass(self, b: dict[str, Tensor]) -> Tensor:
+        """h_activity for every loan-level step (B, Tl, D): the final state of the subsequence
+        a post reads, zero elsewhere. Subsequences run side by side: the activity TLSTM
+        restarts at each post, so they do not depend on one another."""
+        x, gap, length = b["sub_x"], b["sub_gap"], b["sub_len"]  # (S, L, I), (S, L), (S,)
+        post_sub = b["post_sub"]  # (B, Tl)
+        d = self.config.hidden_size
+        zeros = torch.zeros(*post_sub.shape, d, dtype=x.dtype)
+        if not self.config.use_activity or x.shape[0] == 0:
+            return zeros
+        h, c = self.activity.initial_state(x.shape[0], dtype=x.dtype)
+        for t in range(x.shape[1]):
+            h2, c2 = self.activity(x[:, t], gap[:, t], (h, c))
+            real = (t < length).unsqueeze(1)  # (S, 1)
+            h, c = torch.where(real, h2, h), torch.where(real, c2, c)
+        h_sub = torch.cat((h, torch.zeros(1, d, dtype=x.dtype)))  # (S + 1, D): row S is "none"
+        index = torch.where(post_sub >= 0, post_sub, x.shape[0])  # (B, Tl)
+        return h_sub[index]  # (B, Tl, D)
+
+    def _loan_pass(self, b: dict[str, Tensor], h_act: Tensor) -> Tensor:
+        x, gap, post_gap, kind = b["loan_x"], b["loan_gap"], b["post_gap"], b["loan_kind"]
+        bsz, steps, _ = x.shape
+        cfg = self.config
+        h_r, c_r = self.repay.initial_state(bsz, dtype=x.dtype)
+        h_s, c_s = self.state.initial_state(bsz, dtype=x.dtype)
+        y_prev = torch.zeros(bsz, len(TARGETS), dtype=x.dtype)
+        out = []
+        for t in range(steps):
+            valid = (kind[:, t] >= 0).unsqueeze(1)  # (B, 1)
+            is_post = (kind[:, t] == LoanStep.POST).unsqueeze(1)  # (B, 1)
+            if cfg.use_repay:
+                inp = torch.cat((x[:, t], y_prev), dim=1) if cfg.complementary else x[:, t]
+                h2, c2 = self.repay(inp, gap[:, t], (h_r, c_r))
+                h_r, c_r = torch.where(valid, h2, h_r), torch.where(valid, c2, c_r)
+            h2, c2 = self.state(torch.cat((h_r, h_act[:, t]), dim=1), post_gap[:, t], (h_s, c_s))
+            h_s, c_s = torch.where(is_post, h2, h_s), torch.where(is_post, c2, c_s)
+            logit = self.head(h_s)  # (B, 2)
+            out.append(logit)
+            # The prediction feeds the next steps as a given, not as a path for gradients.
+            y_prev = torch.where(is_post, torch.sigmoid(logit).detach(), y_prev)
+        return torch.stack(out, dim=1)  # (B, Tl, 2)
