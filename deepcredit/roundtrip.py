@@ -22,7 +22,7 @@ from deepcredit.events import ClickEvent
 from deepcredit.kafka_io import produce
 from deepcredit.settings import KafkaSettings, Topics
 
-__all__ = ["SAMPLE_BAD_MESSAGES", "RoundTripReport", "read_lines", "round_trip"]
+__all__ = ["SAMPLE_BAD_MESSAGES", "RoundTripReport", "round_trip"]
 
 
 @dataclass
@@ -122,18 +122,6 @@ def _produce(
     if producer.flush(timeout_s) != 0:
         raise TimeoutError(f"{len(producer)} messages not delivered within {timeout_s:.0f} s")
     return sent
-
-
-def read_lines(path: str) -> Iterable[bytes]:
-    """The lines of a JSON-lines file (gzip when it ends in .gz), without their newline."""
-    import gzip
-
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        for line in f:
-            line = line.rstrip(b"\r\n")
-            if line:
-                yield line
 
 
 #: A few malformed messages the demo mixes in to show the dead-letter path.

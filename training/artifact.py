@@ -1,0 +1,100 @@
+"""The versioned model artifact: a folder with the weights, their config and a model card.
+
+    <dir>/<version>/model.pt   torch state dicts (model, optimiser) + config + step: resumable
+    <dir>/<version>/card.json  version, lineage, data fingerprint, split, metrics, training cost
+
+Load state dicts, never pickled objects: ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from pathlib import Path
+
+import msgspec
+import torch
+
+from training.evaluation import TargetMetrics
+from training.model import DeepCredit, ModelConfig
+
+__all__ = ["DataInfo", "ModelCard", "load_model", "save_model"]
+
+
+class DataInfo(msgspec.Struct, frozen=True):
+    """Which event log a model was trained on: enough to tell if two runs saw the same data."""
+
+    path: str
+    sha256: str
+    users: int
+    loan_steps: int
+    activity_steps: int
+
+
+class ModelCard(msgspec.Struct, kw_only=True):
+    version: str
+    created_at: float
+    model_config: dict
+    train_config: dict
+    data: DataInfo
+    split: dict[str, int]  # users per part
+    metrics: dict[str, dict[str, TargetMetrics]]  # part ("validation", "test") -> target -> m
+    training: dict  # epochs_run, best_epoch, seconds, peak_rss_mib, history
+    parent_version: str | None = None
+
+    def describe(self) -> str:
+        lines = [f"model {self.version}  (data {self.data.sha256[:12]}, {self.data.users:,} users)"]
+        for part, targets in self.metrics.items():
+            for target, m in targets.items():
+                lines.append(
+                    f"  {part:<10} {target:<10} AUC {m.auc:.4f}  KS {m.ks:.4f}  "
+                    f"Brier {m.brier:.4f}  (n={m.n:,}, positives={m.positives:,})"
+                )
+        return "\n".join(lines)
+
+
+def save_model(
+    directory: Path,
+    model: DeepCredit,
+    optimizer: torch.optim.Optimizer | None,
+    step: int,
+    card_fields: dict,
+) -> ModelCard:
+    """Write the artifact under ``directory/<version>`` (written aside, then renamed)."""
+    buffer = io.BytesIO()
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict() if optimizer is not None else None,
+            "step": step,
+            "config": model.config.to_dict(),
+        },
+        buffer,
+    )
+    payload = buffer.getvalue()
+    created = time.time()
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(created))
+    version = f"dc-{stamp}-{hashlib.sha256(payload).hexdigest()[:8]}"
+    card = ModelCard(version=version, created_at=created, **card_fields)
+    final = directory / version
+    partial = directory / f".{version}.partial"
+    partial.mkdir(parents=True, exist_ok=False)
+    (partial / "model.pt").write_bytes(payload)
+    card_json = json.dumps(msgspec.to_builtins(card), indent=2) + "\n"
+    (partial / "card.json").write_text(card_json)
+    partial.rename(final)
+    return card
+
+
+def load_model(path: Path) -> tuple[DeepCredit, ModelCard]:
+    """The model (eval mode) and its card from an artifact folder."""
+    if not (path / "model.pt").is_file() or not (path / "card.json").is_file():
+        raise FileNotFoundError(f"{path} is not a model artifact (needs model.pt and card.json)")
+    checkpoint = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
+    model = DeepCredit(ModelConfig.from_dict(checkpoint["config"]))
+    model.load_state_dict(checkpoint["model"])
+    model.eval()
+    card = msgspec.json.decode((path / "card.json").read_bytes(), type=ModelCard)
+    return model, card
