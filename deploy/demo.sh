@@ -16,7 +16,7 @@ $DC roundtrip data/demo-events.jsonl --with-bad-messages
 cat <<'TXT'
 
 Done: the broker is up, and the events went through Kafka intact (the malformed ones went to
-the dead-letter topic). Not built yet: the model and the live scoring dataflow, so no risk
-scores are produced by this command. The broker keeps running: stop it with
+the dead-letter topic). Not built yet: the live scoring dataflow, so no risk scores are
+produced by this command (the model trains offline: deepcredit train --help). The broker keeps running: stop it with
   .venv/bin/deepcredit kafka down
 TXT
