@@ -17,6 +17,7 @@ cat <<'TXT'
 
 Done: the broker is up, and the events went through Kafka intact (the malformed ones went to
 the dead-letter topic). Not built yet: the live scoring dataflow, so no risk scores are
-produced by this command (the model trains offline: deepcredit train --help). The broker keeps running: stop it with
+produced by this command (the model trains offline: deepcredit train --help).
+The broker keeps running; stop it with
   .venv/bin/deepcredit kafka down
 TXT
