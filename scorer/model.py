@@ -1,0 +1,129 @@
+"""The trained DeepCredit model run one event at a time, in numpy: what the live flow executes.
+
+``advance(weights, state, event)`` applies ``scorer.steps.plan_step`` and then exactly the
+TLSTM steps the torch model (training.model.DeepCredit) takes for that event, so feeding a
+user's events one by one gives the scores of the batch forward over the whole history
+(tested to 1e-5). A post returns its (P(delinquent), P(default)).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from deepcredit.events import ClickEvent
+from scorer.features import LoanStep
+from scorer.steps import StepMemory, plan_step
+from scorer.timegap import normalise_gap
+from scorer.tlstm import TLSTMWeights, tlstm_step
+
+__all__ = ["ModelWeights", "TLSTMState", "advance", "new_state"]
+
+
+@dataclass(frozen=True, eq=False)
+class ModelWeights:
+    """Everything the streaming scorer needs: three cells, the head, and the model's switches."""
+
+    version: str
+    activity: TLSTMWeights
+    repay: TLSTMWeights
+    state: TLSTMWeights
+    head: tuple[tuple[np.ndarray, np.ndarray], ...]  # (W (in, out), b (out,)) per layer
+    complementary: bool
+    use_activity: bool
+    use_repay: bool
+
+    @property
+    def hidden_size(self) -> int:
+        return self.state.hidden_size
+
+    def to_bytes(self) -> bytes:
+        """One uncompressed .npz (no pickle): cells as nested archives, head layers by index."""
+        arrays: dict[str, np.ndarray] = {
+            "version": np.array(self.version),
+            "flags": np.array([self.complementary, self.use_activity, self.use_repay]),
+        }
+        for name in ("activity", "repay", "state"):
+            arrays[name] = np.frombuffer(getattr(self, name).to_bytes(), dtype=np.uint8)
+        for i, (w, b) in enumerate(self.head):
+            arrays[f"head_w{i}"], arrays[f"head_b{i}"] = w, b
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ModelWeights:
+        with np.load(io.BytesIO(data), allow_pickle=False) as a:
+            cells = {n: TLSTMWeights.from_bytes(a[n].tobytes()) for n in ("activity", "repay",
+                                                                         "state")}  # fmt: skip
+            layers = sum(1 for k in a.files if k.startswith("head_w"))
+            head = tuple((a[f"head_w{i}"].astype(np.float32), a[f"head_b{i}"].astype(np.float32))
+                         for i in range(layers))  # fmt: skip
+            complementary, use_activity, use_repay = (bool(f) for f in a["flags"])
+            return cls(str(a["version"]), head=head, complementary=complementary,
+                       use_activity=use_activity, use_repay=use_repay, **cells)  # fmt: skip
+
+
+@dataclass
+class TLSTMState:
+    """A user's model state: the step memory and the (h, c) of the three TLSTMs, plus Y(i-1)."""
+
+    memory: StepMemory
+    hc: np.ndarray  # (6, D) float32 rows: activity h, c; repay h, c; state h, c
+    y_prev: np.ndarray  # (2,) float32: the last post's probabilities (complementary layer)
+
+
+def new_state(hidden_size: int) -> TLSTMState:
+    return TLSTMState(StepMemory(), np.zeros((6, hidden_size), np.float32),
+                      np.zeros(2, np.float32))  # fmt: skip
+
+
+def _gap(seconds: float) -> np.float32:
+    """Normalised in float64 and rounded once, exactly as the dataset builder stores gaps."""
+    return np.float32(normalise_gap(seconds))
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 + 0.5 * np.tanh(0.5 * z)
+
+
+def _head(w: ModelWeights, h: np.ndarray) -> np.ndarray:
+    z = h
+    last = len(w.head) - 1
+    for i, (weight, bias) in enumerate(w.head):
+        z = z @ weight + bias
+        if i < last:
+            z = np.maximum(z, 0.0)
+    return z  # (2,) logits
+
+
+def advance(w: ModelWeights, s: TLSTMState, event: ClickEvent) -> tuple[float, float] | None:
+    """Advance ``s`` in place by one event; for a post, return its two probabilities."""
+    plan = plan_step(s.memory, event)
+    hc = s.hc
+    if plan.activity_x is not None and w.use_activity:
+        x = np.asarray(plan.activity_x, np.float32)
+        hc[0], hc[1] = tlstm_step(w.activity, hc[0], hc[1], x,
+                                  _gap(plan.activity_gap_s))  # fmt: skip
+    if plan.loan_step is None:
+        return None
+    if w.use_repay:
+        x = np.asarray(plan.loan_x, np.float32)
+        if w.complementary:
+            x = np.concatenate((x, s.y_prev))
+        hc[2], hc[3] = tlstm_step(w.repay, hc[2], hc[3], x,
+                                  _gap(plan.loan_gap_s))  # fmt: skip
+    if plan.loan_step is not LoanStep.POST:
+        return None
+    # The post reads the activity state of its subsequence, then the subsequence restarts.
+    h_act = hc[0] if w.use_activity else np.zeros_like(hc[0])
+    state_x = np.concatenate((hc[2], h_act))
+    hc[4], hc[5] = tlstm_step(w.state, hc[4], hc[5], state_x,
+                              _gap(plan.post_gap_s))  # fmt: skip
+    hc[0] = 0.0
+    hc[1] = 0.0
+    p = _sigmoid(_head(w, hc[4]))
+    s.y_prev = p.astype(np.float32)
+    return float(p[0]), float(p[1])

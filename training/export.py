@@ -1,0 +1,29 @@
+"""Torch model to the numpy weights the live scorer loads (no torch on the serving path)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from scorer.model import ModelWeights
+from training.model import DeepCredit
+from training.tlstm import export_numpy
+
+__all__ = ["export_scorer"]
+
+
+def export_scorer(model: DeepCredit, version: str) -> ModelWeights:
+    layers = [m for m in model.head.net if isinstance(m, nn.Linear)]
+    head = tuple(
+        (m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy()) for m in layers
+    )
+    cfg = model.config
+    return ModelWeights(
+        version=version,
+        activity=export_numpy(model.activity),
+        repay=export_numpy(model.repay),
+        state=export_numpy(model.state),
+        head=head,
+        complementary=cfg.complementary,
+        use_activity=cfg.use_activity,
+        use_repay=cfg.use_repay,
+    )
