@@ -51,7 +51,7 @@ class OpenLoan(msgspec.Struct, array_like=True):
     funded: bool = False
 
 
-class Ledger(msgspec.Struct):
+class Ledger(msgspec.Struct, array_like=True):
     """Open loans by id. Mutated in place by ``apply``: one ledger per user, in the user's state."""
 
     loans: dict[str, OpenLoan] = msgspec.field(default_factory=dict)

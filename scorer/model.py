@@ -15,11 +15,12 @@ import numpy as np
 
 from deepcredit.events import ClickEvent
 from scorer.features import LoanStep
-from scorer.steps import StepMemory, plan_step
+from scorer.steps import plan_step
 from scorer.timegap import normalise_gap
 from scorer.tlstm import TLSTMWeights, tlstm_step
+from state.user_state import UserState
 
-__all__ = ["ModelWeights", "TLSTMState", "advance", "new_state"]
+__all__ = ["ModelWeights", "StateVersionError", "advance"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,20 +67,6 @@ class ModelWeights:
                        use_activity=use_activity, use_repay=use_repay, **cells)  # fmt: skip
 
 
-@dataclass
-class TLSTMState:
-    """A user's model state: the step memory and the (h, c) of the three TLSTMs, plus Y(i-1)."""
-
-    memory: StepMemory
-    hc: np.ndarray  # (6, D) float32 rows: activity h, c; repay h, c; state h, c
-    y_prev: np.ndarray  # (2,) float32: the last post's probabilities (complementary layer)
-
-
-def new_state(hidden_size: int) -> TLSTMState:
-    return TLSTMState(StepMemory(), np.zeros((6, hidden_size), np.float32),
-                      np.zeros(2, np.float32))  # fmt: skip
-
-
 def _gap(seconds: float) -> np.float32:
     """Normalised in float64 and rounded once, exactly as the dataset builder stores gaps."""
     return np.float32(normalise_gap(seconds))
@@ -99,8 +86,18 @@ def _head(w: ModelWeights, h: np.ndarray) -> np.ndarray:
     return z  # (2,) logits
 
 
-def advance(w: ModelWeights, s: TLSTMState, event: ClickEvent) -> tuple[float, float] | None:
+class StateVersionError(ValueError):
+    """A state built by one model version was given to another: its hidden state is meaningless
+    there, so scoring it would be silently wrong."""
+
+
+def advance(w: ModelWeights, s: UserState, event: ClickEvent) -> tuple[float, float] | None:
     """Advance ``s`` in place by one event; for a post, return its two probabilities."""
+    if s.model_version != w.version:
+        raise StateVersionError(
+            f"state of user {event.user_id} was built by model {s.model_version}, "
+            f"not by {w.version}: rebuild it first"
+        )
     plan = plan_step(s.memory, event)
     hc = s.hc
     if plan.activity_x is not None and w.use_activity:

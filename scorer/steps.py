@@ -33,7 +33,7 @@ from scorer.ledger import Ledger
 __all__ = ["StepMemory", "StepPlan", "plan_step"]
 
 
-class StepMemory(msgspec.Struct):
+class StepMemory(msgspec.Struct, array_like=True):
     """The bookkeeping part of a user's state: open loans and when each TLSTM last stepped."""
 
     ledger: Ledger = msgspec.field(default_factory=Ledger)

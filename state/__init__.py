@@ -1,3 +1,5 @@
 """Per-user scoring state and its msgspec serialisation."""
 
-__all__: list[str] = []
+from state.user_state import UserState, decode_state, encode_state
+
+__all__ = ["UserState", "decode_state", "encode_state"]

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from deepcredit.events import ClickEvent
 from scorer.features import LoanStep
-from scorer.model import ModelWeights, advance, new_state
+from scorer.model import ModelWeights, advance
+from state.user_state import UserState
 from tests.strategies import make_events
 from training.dataset import Sequences, build_sequences
 from training.export import export_scorer
@@ -24,7 +25,7 @@ TOLERANCE = 1e-5
 
 
 def stream_scores(weights: ModelWeights, history: list[ClickEvent]) -> np.ndarray:
-    state = new_state(weights.hidden_size)
+    state = UserState.new(weights.version, weights.hidden_size)
     scores = [advance(weights, state, e) for e in sorted(history, key=lambda e: e.ts)]
     return np.array([s for s in scores if s is not None], dtype=np.float64).reshape(-1, 2)
 
