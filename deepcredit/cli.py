@@ -25,6 +25,8 @@ examples:
                                       train DeepCredit, save a versioned model artifact
   deepcredit evaluate --model artifacts/models/dc-... --events events.jsonl
                                       AUC, KS and Brier on the held-out users
+  deepcredit ablate --events events.jsonl
+                                      the paper's Table 1 on our data: every variant and baseline
   deepcredit roundtrip events.jsonl   send a file of events through Kafka and check them
 
 Environment: DEEPCREDIT_BOOTSTRAP (default 127.0.0.1:9092) and DEEPCREDIT_TOPIC_PREFIX
@@ -66,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_generate(sub)
     _add_train(sub)
     _add_evaluate(sub)
+    _add_ablate(sub)
     _add_roundtrip(sub)
     return parser
 
@@ -187,7 +190,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _add_train(sub: Subparsers) -> None:
-    from training.model import VARIANTS
+    from training.variants import VARIANTS
 
     p = _command(
         sub, "train",
@@ -208,20 +211,22 @@ def _add_train(sub: Subparsers) -> None:
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 0.001)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-minutes", type=float, help="stop after the epoch that crosses this")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.model import VARIANTS, ModelConfig
+    from training.model import ModelConfig
     from training.pipeline import train_model
     from training.train import TrainConfig
+    from training.variants import VARIANTS
 
     if not args.events.is_file():
         raise CliError(f"no such events file: {args.events}")
     model_config = ModelConfig(hidden_size=args.hidden, **VARIANTS[args.variant])
     train_config = TrainConfig(epochs=args.epochs, batch_users=args.batch_users, lr=args.lr,
                                patience=args.patience, seed=args.seed,
-                               max_minutes=args.max_minutes)  # fmt: skip
+                               max_minutes=args.max_minutes, threads=args.threads)  # fmt: skip
     card = train_model(args.events, args.out_dir, model_config, train_config,
                        progress=not args.quiet)  # fmt: skip
     print(card.describe())
@@ -253,6 +258,71 @@ def _evaluate(args: argparse.Namespace) -> int:
     for target, m in metrics.items():
         print(f"  {target:<10} AUC {m.auc:.4f}  KS {m.ks:.4f}  Brier {m.brier:.4f}  "
               f"(n={m.n:,}, positives={m.positives:,})")  # fmt: skip
+    return 0
+
+
+# -- ablate -------------------------------------------------------------------------------------
+
+
+def _add_ablate(sub: Subparsers) -> None:
+    from training.variants import BASELINES, VARIANTS
+
+    p = _command(
+        sub, "ablate",
+        "fit every model of the paper's Table 1 (our streaming variants, the paper-literal "
+        "re-encode, gradient-boosted trees, HMM, logistic regression) on the same split, print "
+        "the table beside the paper's numbers and write it as JSON",
+        _ablate,
+    )  # fmt: skip
+    p.add_argument("--events", required=True, type=Path, help="event log (.jsonl or .jsonl.gz)")
+    p.add_argument("--stats", type=Path, help="the generator's --stats JSON, to record with it")
+    p.add_argument("--out", type=Path, default=Path("results/ablation.json"),
+                   help="JSON result (default results/ablation.json)")  # fmt: skip
+    p.add_argument("--rows", nargs="+", choices=[*VARIANTS, *BASELINES], metavar="ROW",
+                   help=f"only these rows, of: {', '.join([*VARIANTS, *BASELINES])}")
+    p.add_argument("--hidden", type=int, default=32, help="TLSTM hidden size (default 32)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-users", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--max-minutes-per-model", type=float)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _ablate(args: argparse.Namespace) -> int:
+    import json
+    import shlex
+
+    from training.ablation import (
+        AblationConfig,
+        benchmark_summary,
+        config_dict,
+        machine,
+        run_ablation,
+        table,
+    )
+    from training.eventlog import load_sequences
+
+    if not args.events.is_file():
+        raise CliError(f"no such events file: {args.events}")
+    cfg = AblationConfig(hidden_size=args.hidden, epochs=args.epochs,
+                         batch_users=args.batch_users, lr=args.lr, seed=args.seed,
+                         max_minutes_per_model=args.max_minutes_per_model)  # fmt: skip
+    seq, data = load_sequences(args.events)
+    rows = run_ablation(seq, cfg, rows=args.rows)
+    benchmark = {"data_sha256": data.sha256, **benchmark_summary(seq)}
+    if args.stats:
+        benchmark["generator"] = json.loads(args.stats.read_text())
+    result = {
+        "benchmark": benchmark,
+        "rows": rows,
+        "config": config_dict(cfg),
+        "command": "deepcredit " + shlex.join(sys.argv[1:]),
+        "machine": machine(),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(table(rows))
+    print(f"written to {args.out}")
     return 0
 
 

@@ -5,10 +5,11 @@ Two inputs, following the paper's two sequences:
 - the **activity** input a_{i,j} (paper: "activity type, involved money amount"; the time gap
   goes to the TLSTM as Δt), for every event other than a post;
 - the **loan-level** input p_i (paper: loan amount, rate, term, delinquency, unpaid debt and
-  delinquent amount), for a post and for each outcome event of a funded loan (a repayment,
-  with its delay, or a missed payment) at the moment it happens: this is the streaming form of
-  DESIGN.md, where outcome knowledge arrives as events instead of being re-encoded. The
-  complementary layer's Y(i-1) (the model's own previous prediction) is appended by the model.
+  delinquent amount; we add the user's record of on-time and late loans and the recency of
+  the last late one, running aggregates as DESIGN.md asks), for a post and for each outcome
+  event of a funded loan (a repayment, with its delay, or a missed payment) when it happens.
+  This is the streaming form of DESIGN.md: outcome knowledge arrives as events instead of
+  being re-encoded. The complementary layer's Y(i-1) is appended by the model.
 
 Money enters as log1p(amount) / 10 (amounts span 1 to 1e6; this keeps inputs near [0, 1.5]).
 
@@ -24,7 +25,7 @@ import enum
 import math
 
 from deepcredit.events import Activity, ClickEvent
-from scorer.ledger import Debt
+from scorer.ledger import Debt, Record
 
 __all__ = [
     "ACTIVITY_FEATURES",
@@ -56,7 +57,9 @@ class LoanStep(enum.IntEnum):
     MISS = 2  # a funded loan missed its due date
 
 
-LOAN_FEATURES = len(LoanStep) + 3 + 3 + 1  # kind, loan terms, debt, delay
+LOAN_FEATURES = len(LoanStep) + 3 + 3 + 3 + 1  # kind, loan terms, debt, record, delay
+_COUNT_SCALE = 3.0  # log1p(count) / 3: twenty loans ≈ 1
+_RECENCY_DAYS = 180.0  # a late payment's weight halves in about four months
 
 
 def money(amount: float) -> float:
@@ -82,9 +85,10 @@ def loan_step_of(event: ClickEvent, settled_delay_days: float | None) -> LoanSte
 
 
 def loan_features(
-    step: LoanStep, event: ClickEvent, debt: Debt, delay_days: float | None
+    step: LoanStep, event: ClickEvent, debt: Debt, record: Record, delay_days: float | None
 ) -> tuple[float, ...]:
-    """The loan-level input for one step. Loan terms are zero except on a post."""
+    """The loan-level input for one step. Loan terms are zero except on a post; the delay
+    (last column) is zero except on a repayment."""
     kind = [0.0] * len(LoanStep)
     kind[step] = 1.0
     is_post = step is LoanStep.POST
@@ -102,5 +106,9 @@ def loan_features(
         money(debt.unpaid),
         money(debt.overdue),
         min(debt.undue_loans, _UNDUE_CAP) / 10.0,
+        math.log1p(record.on_time) / _COUNT_SCALE,
+        math.log1p(record.late) / _COUNT_SCALE,
+        0.0 if record.days_since_late is None
+        else math.exp(-record.days_since_late / _RECENCY_DAYS),
         delay,
     )

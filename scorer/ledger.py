@@ -17,6 +17,8 @@ Debt(unpaid=100.0, overdue=0.0, undue_loans=1)
 Debt(unpaid=100.0, overdue=100.0, undue_loans=0)
 >>> book.apply(ev(1e9 + 35 * 86_400, Activity.REPAY, loan_id="a"))
 5.0
+>>> book.record(as_of=1e9 + 45 * 86_400)
+Record(on_time=0, late=1, days_since_late=10.0)
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import msgspec
 
 from deepcredit.events import Activity, ClickEvent
 
-__all__ = ["DAY_S", "PENDING_POST_TTL_S", "Debt", "Ledger", "OpenLoan"]
+__all__ = ["DAY_S", "PENDING_POST_TTL_S", "Debt", "Ledger", "OpenLoan", "Record"]
 
 DAY_S = 86_400.0
 #: A post not funded within this long never will be; forget it so the state stays small.
@@ -49,12 +51,25 @@ class OpenLoan(msgspec.Struct, array_like=True):
     due_ts: float
     post_ts: float
     funded: bool = False
+    late: bool = False  # a missed payment was seen for it
+
+
+class Record(NamedTuple):
+    """The user's repayment record so far (paper Figures 4 and 5: how many past loans were
+    late, and how recently)."""
+
+    on_time: int  # funded loans repaid by their due date
+    late: int  # funded loans that missed their due date or were repaid after it
+    days_since_late: float | None  # since the last missed payment or late repayment
 
 
 class Ledger(msgspec.Struct, array_like=True):
     """Open loans by id. Mutated in place by ``apply``: one ledger per user, in the user's state."""
 
     loans: dict[str, OpenLoan] = msgspec.field(default_factory=dict)
+    on_time: int = 0
+    late: int = 0
+    last_late_ts: float | None = None
 
     def apply(self, event: ClickEvent) -> float | None:
         """Record one event. Returns the repayment delay in days when it settles a funded loan
@@ -69,10 +84,27 @@ class Ledger(msgspec.Struct, array_like=True):
             return None
         elif activity is Activity.BORROW:
             self.loans[loan_id].funded = True
+        elif activity is Activity.MISS_PAYMENT and self.loans[loan_id].funded:
+            self._mark_late(self.loans[loan_id], event.ts)
         elif activity is Activity.REPAY and self.loans[loan_id].funded:
             loan = self.loans.pop(loan_id)
-            return (event.ts - loan.due_ts) / DAY_S
+            delay = (event.ts - loan.due_ts) / DAY_S
+            if delay > 0:
+                self._mark_late(loan, event.ts)
+            elif not loan.late:
+                self.on_time += 1
+            return delay
         return None
+
+    def _mark_late(self, loan: OpenLoan, ts: float) -> None:
+        if not loan.late:
+            loan.late = True
+            self.late += 1
+        self.last_late_ts = ts
+
+    def record(self, as_of: float) -> Record:
+        since = None if self.last_late_ts is None else max(0.0, as_of - self.last_late_ts) / DAY_S
+        return Record(self.on_time, self.late, since)
 
     def debt(self, as_of: float) -> Debt:
         unpaid = overdue = 0.0

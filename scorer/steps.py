@@ -71,7 +71,8 @@ def plan_step(memory: StepMemory, event: ClickEvent) -> StepPlan:
     loan_x = None
     loan_gap = post_gap = 0.0
     if step is not None:
-        loan_x = loan_features(step, event, memory.ledger.debt(as_of=ts), delay)
+        book = memory.ledger
+        loan_x = loan_features(step, event, book.debt(as_of=ts), book.record(as_of=ts), delay)
         loan_gap = _gap(memory.loan_ts, ts)
         memory.loan_ts = ts
         if step is LoanStep.POST:

@@ -6,7 +6,7 @@ States of different model versions must never mix: after retraining they are reb
 
 >>> s = UserState.new("m1", hidden_size=32)
 >>> len(encode_state(s))  # bytes for a user with no history, D = 32
-798
+801
 >>> decode_state(encode_state(s)) == s
 True
 """

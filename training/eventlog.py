@@ -25,7 +25,7 @@ __all__ = ["fingerprint", "load_sequences", "read_events"]
 log = logging.getLogger(__name__)
 
 #: Bump when the sequence layout or the features change, so stale caches are not read.
-SEQUENCES_FORMAT = "v1"
+SEQUENCES_FORMAT = "v2"
 
 
 def fingerprint(path: Path) -> str:

@@ -18,8 +18,9 @@ from tests.strategies import make_events
 from training.dataset import Sequences, build_sequences
 from training.export import export_scorer
 from training.generator import GeneratorConfig, generate
-from training.model import VARIANTS, DeepCredit, ModelConfig, batch_to_tensors
+from training.model import DeepCredit, ModelConfig, batch_to_tensors
 from training.train import TrainConfig, split
+from training.variants import VARIANTS
 
 TOLERANCE = 1e-5
 

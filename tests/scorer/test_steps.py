@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import msgspec
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -93,3 +94,17 @@ def test_gaps_are_never_negative(seed: int) -> None:
     for e in events:
         p = plan_step(memory, e)
         assert min(p.activity_gap_s, p.loan_gap_s, p.post_gap_s) >= 0.0
+
+
+def test_record_counts_each_loan_once_and_ages_the_last_late_one() -> None:
+    book = Ledger()
+    for i, (loan, repay_day) in enumerate([("a", 20), ("b", 40), ("c", 200)]):
+        book.apply(post(i, loan, term_days=30))
+        book.apply(ev(i + 60, Activity.BORROW, loan_id=loan))
+        if repay_day > 30:
+            book.apply(ev(30 * DAY_S + i, Activity.MISS_PAYMENT, loan_id=loan))
+        book.apply(ev(repay_day * DAY_S + i, Activity.REPAY, loan_id=loan))
+    record = book.record(as_of=T0 + 210 * DAY_S + 2)
+    assert (record.on_time, record.late) == (1, 2)  # b and c: missed, then repaid late
+    assert record.days_since_late == pytest.approx(10.0)
+    assert Ledger().record(as_of=T0).days_since_late is None
