@@ -40,7 +40,9 @@ class CliError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # for results that record the command that made them
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
@@ -308,7 +310,7 @@ def _ablate(args: argparse.Namespace) -> int:
                          batch_users=args.batch_users, lr=args.lr, seed=args.seed,
                          max_minutes_per_model=args.max_minutes_per_model)  # fmt: skip
     seq, data = load_sequences(args.events)
-    rows = run_ablation(seq, cfg, rows=args.rows)
+    rows = run_ablation(seq, args.events, cfg, rows=args.rows)
     benchmark = {"data_sha256": data.sha256, **benchmark_summary(seq)}
     if args.stats:
         benchmark["generator"] = json.loads(args.stats.read_text())
@@ -316,7 +318,7 @@ def _ablate(args: argparse.Namespace) -> int:
         "benchmark": benchmark,
         "rows": rows,
         "config": config_dict(cfg),
-        "command": "deepcredit " + shlex.join(sys.argv[1:]),
+        "command": "deepcredit " + shlex.join(args.argv),
         "machine": machine(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from scorer.features import ACTIVITY_FEATURES, LOAN_FEATURES, LoanStep
 from training.dataset import UserBatch
 from training.tlstm import TLSTMCell
+from training.variants import VARIANTS
 
 __all__ = ["VARIANTS", "DeepCredit", "ModelConfig", "batch_to_tensors"]
 
@@ -49,16 +50,6 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         return cls(**{**d, "head_sizes": tuple(d["head_sizes"])})
-
-
-#: The paper's Table 1 rows that are switches of one model, by name.
-VARIANTS: dict[str, dict] = {
-    "deepcredit": {},  # H-TLSTM + CL
-    "h-tlstm": {"complementary": False},
-    "h-lstm-cl": {"use_time": False},
-    "tlstm-activity": {"use_repay": False, "complementary": False},
-    "tlstm-repay": {"use_activity": False},
-}
 
 
 def batch_to_tensors(batch: UserBatch) -> dict[str, Tensor]:
