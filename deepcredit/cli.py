@@ -310,19 +310,21 @@ def _ablate(args: argparse.Namespace) -> int:
                          batch_users=args.batch_users, lr=args.lr, seed=args.seed,
                          max_minutes_per_model=args.max_minutes_per_model)  # fmt: skip
     seq, data = load_sequences(args.events)
-    rows = run_ablation(seq, args.events, cfg, rows=args.rows)
     benchmark = {"data_sha256": data.sha256, **benchmark_summary(seq)}
     if args.stats:
         benchmark["generator"] = json.loads(args.stats.read_text())
-    result = {
-        "benchmark": benchmark,
-        "rows": rows,
-        "config": config_dict(cfg),
-        "command": "deepcredit " + shlex.join(args.argv),
-        "machine": machine(),
-    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+    def save(rows: list[dict], complete: bool = False) -> None:
+        result = {"benchmark": benchmark, "rows": rows, "complete": complete,
+                  "config": config_dict(cfg), "command": "deepcredit " + shlex.join(args.argv),
+                  "machine": machine()}  # fmt: skip
+        partial = args.out.with_suffix(".partial")
+        partial.write_text(json.dumps(result, indent=2) + "\n")
+        partial.replace(args.out)
+
+    rows = run_ablation(seq, args.events, cfg, rows=args.rows, on_row=save)
+    save(rows, complete=True)
     print(table(rows))
     print(f"written to {args.out}")
     return 0

@@ -131,8 +131,12 @@ def run_ablation(
     *,
     rows: list[str] | None = None,
     progress: bool = True,
+    on_row: Callable[[list[dict]], None] | None = None,
 ) -> list[dict]:
-    """Fit each row on the training users and measure it once on the test users."""
+    """Fit each row on the training users and measure it once on the test users.
+
+    ``on_row`` sees the rows so far after each one, so a long run can save as it goes.
+    """
     context = Context(seq, split(seq, cfg.train_config()), cfg, events, progress)
     out = []
     for name in rows or list(ROWS):
@@ -150,6 +154,8 @@ def run_ablation(
             row |= dict(zip(("paper_auc_delinquent", "paper_auc_default"), PAPER_TABLE_1[name],
                             strict=True))  # fmt: skip
         out.append(row)
+        if on_row is not None:
+            on_row(out)
         if progress:
             print(f"   AUC {row['auc_delinquent']:.3f} / {row['auc_default']:.3f} "
                   f"in {seconds:.0f} s", flush=True)  # fmt: skip

@@ -23,7 +23,8 @@ def test_ablate_writes_rows_beside_the_paper(
             "reencode", "--hidden", "8", "--epochs", "1"]  # fmt: skip
     assert main(args) == 0
     result = json.loads(out.read_text())
-    assert set(result) == {"benchmark", "rows", "config", "command", "machine"}
+    assert set(result) == {"benchmark", "rows", "complete", "config", "command", "machine"}
+    assert result["complete"] is True
     assert result["benchmark"]["users"] == 60 and result["machine"]["cpus"] >= 1
     assert result["command"].startswith("deepcredit ablate --events")
     assert [r["model"] for r in result["rows"]] == ["tlstm-repay", "reencode"]
