@@ -106,12 +106,11 @@ def _reencode(c: Context) -> tuple[np.ndarray, np.ndarray]:
 
 def _baseline(name: str) -> Fitter:
     def run(c: Context) -> tuple[np.ndarray, np.ndarray]:
-        from training.baseline_gbdt import GradientBoostingBaseline
-        from training.baseline_hmm import HMMBaseline
-        from training.baseline_logistic import LogisticBaseline
+        from training.baselines import default_baselines
 
-        kind = {"gbdt": GradientBoostingBaseline, "hmm": HMMBaseline, "lr": LogisticBaseline}
-        model = kind[name]().fit(c.seq, c.parts.train, c.parts.validation)
+        by_name = {b.name: b for b in default_baselines(c.cfg.seed, threads=c.cfg.threads)}
+        model = by_name[{"lr": "logistic"}.get(name, name)]
+        model.fit(c.seq, c.parts.train, c.parts.validation)
         return model.predict(c.seq, c.parts.test)
 
     return run

@@ -20,14 +20,14 @@ def test_ablate_writes_rows_beside_the_paper(
                  "--out", str(events), "--quiet"]) == 0  # fmt: skip
     out = tmp_path / "ablation.json"
     args = ["ablate", "--events", str(events), "--out", str(out), "--rows", "tlstm-repay",
-            "reencode", "--hidden", "8", "--epochs", "1"]  # fmt: skip
+            "reencode", "lr", "--hidden", "8", "--epochs", "1"]  # fmt: skip
     assert main(args) == 0
     result = json.loads(out.read_text())
     assert set(result) == {"benchmark", "rows", "complete", "config", "command", "machine"}
     assert result["complete"] is True
     assert result["benchmark"]["users"] == 60 and result["machine"]["cpus"] >= 1
     assert result["command"].startswith("deepcredit ablate --events")
-    assert [r["model"] for r in result["rows"]] == ["tlstm-repay", "reencode"]
+    assert [r["model"] for r in result["rows"]] == ["tlstm-repay", "reencode", "lr"]
     for row in result["rows"]:
         for key in ("auc_delinquent", "auc_default", "ks_delinquent", "brier_default"):
             assert 0.0 <= row[key] <= 1.0
