@@ -12,25 +12,19 @@ It is one row of ``deepcredit ablate``.
 
 from __future__ import annotations
 
-import logging
-import math
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from training.evaluation import TargetMetrics, binary_metrics
 from training.model import TARGETS, ModelConfig
 from training.reencode_data import WindowBatch, Windows, build_windows
 from training.reencode_model import ReencodeDeepCredit, window_loss
-from training.train import Split, TrainConfig
+from training.train import Split, TrainConfig, TrainResult, train_loop
 
 __all__ = [
     "ReencodeDeepCredit",
-    "ReencodeResult",
     "WindowBatch",
     "Windows",
     "align_split",
@@ -41,9 +35,6 @@ __all__ = [
     "window_batches",
     "window_loss",
 ]
-
-log = logging.getLogger(__name__)
-
 
 def align_split(parts: Split, user_ids: np.ndarray, windows: Windows) -> Split:
     """A split given as indices into ``user_ids`` (e.g. ``Sequences.user_ids``) as indices into
@@ -94,15 +85,6 @@ def evaluate_reencode(
     return {t: binary_metrics(y[:, k], p[:, k]) for k, t in enumerate(TARGETS)}
 
 
-@dataclass
-class ReencodeResult:
-    model: ReencodeDeepCredit
-    best_epoch: int
-    epochs_run: int
-    seconds: float
-    history: list[dict] = field(default_factory=list)
-
-
 def fit_reencode(
     windows: Windows,
     users: Split,
@@ -112,7 +94,7 @@ def fit_reencode(
     alpha: float = 0.5,
     batch_windows: int = 256,
     progress: bool = True,
-) -> ReencodeResult:
+) -> TrainResult:
     """Train on ``users.train`` with eq. 6's loss, early-stop on the mean validation AUC (the
     last slot's prediction at validation users' labelled posts), return the best model.
 
@@ -121,50 +103,16 @@ def fit_reencode(
     one α serves both targets here. ``config.batch_users`` is unused: batches are counted in
     windows (``batch_windows``), as a user's window count varies a hundredfold."""
     torch.manual_seed(config.seed)
-    torch.set_num_threads(config.threads)
-    rng = np.random.default_rng(config.seed)
     model = ReencodeDeepCredit(model_config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
-                                  weight_decay=config.weight_decay)  # fmt: skip
-    best_auc, best_epoch, best_state = -math.inf, 0, None
-    history: list[dict] = []
-    started = time.monotonic()
-    epoch = 0
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        losses = []
-        epoch_started = time.monotonic()
-        groups = list(window_batches(windows, users.train, batch_windows, rng))
-        bar = tqdm(groups, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False)
-        for rows in bar:
-            _, loss = model(windows.batch(rows).tensors(), alpha=alpha)
-            if loss is None:
-                continue
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        train_seconds = time.monotonic() - epoch_started
-        val = evaluate_reencode(model, windows, users.validation)
-        mean_auc = float(np.mean([m.auc for m in val.values()]))
-        row = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else math.nan,
-               "train_seconds": round(train_seconds, 1),
-               "seconds": round(time.monotonic() - started, 1),
-               **{f"val_auc_{t}": round(m.auc, 4) for t, m in val.items()}}  # fmt: skip
-        history.append(row)
-        if progress:
-            print("  ".join(f"{k} {v}" for k, v in row.items()), flush=True)
-        if mean_auc > best_auc:
-            best_auc, best_epoch = mean_auc, epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        elif epoch - best_epoch >= config.patience:
-            break
-        if config.max_minutes is not None and time.monotonic() - started > 60 * config.max_minutes:
-            log.warning("stopping after epoch %d: time budget of %s min used", epoch,
-                        config.max_minutes)  # fmt: skip
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return ReencodeResult(model, best_epoch, epoch, time.monotonic() - started, history)
+
+    def loss_of(rows: np.ndarray) -> torch.Tensor | None:
+        return model(windows.batch(rows).tensors(), alpha=alpha)[1]
+
+    return train_loop(
+        model,
+        config,
+        batches=lambda rng: list(window_batches(windows, users.train, batch_windows, rng)),
+        loss_of=loss_of,
+        validate=lambda: evaluate_reencode(model, windows, users.validation),
+        progress=progress,
+    )

@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from training.dataset import Sequences, split_users
 from training.evaluation import TargetMetrics, binary_metrics
 from training.model import TARGETS, DeepCredit, ModelConfig, batch_to_tensors
 
-__all__ = ["Split", "TrainConfig", "TrainResult", "fit", "predict", "split"]
+__all__ = ["Split", "TrainConfig", "TrainResult", "fit", "predict", "split", "train_loop"]
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def evaluate(
 
 @dataclass
 class TrainResult:
-    model: DeepCredit
+    model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     best_epoch: int
     epochs_run: int
@@ -119,9 +120,31 @@ def fit(
 ) -> TrainResult:
     """Train on ``users.train``, early-stop on the mean validation AUC, return the best model."""
     torch.manual_seed(config.seed)
+    model = DeepCredit(model_config)
+    return train_loop(
+        model,
+        config,
+        batches=lambda rng: list(batches(seq, users.train, config.batch_users, rng)),
+        loss_of=lambda group: model(batch_to_tensors(seq.batch(group)))[1],
+        validate=lambda: evaluate(model, seq, users.validation),
+        progress=progress,
+    )
+
+
+def train_loop(
+    model: torch.nn.Module,
+    config: TrainConfig,
+    *,
+    batches: Callable[[np.random.Generator], list[Any]],
+    loss_of: Callable[[Any], torch.Tensor | None],
+    validate: Callable[[], dict[str, TargetMetrics]],
+    progress: bool,
+) -> TrainResult:
+    """Epochs of AdamW with gradient clipping; after each, the validation AUC (mean of the two
+    targets) decides the best weights and early stopping; a time budget ends it after an epoch.
+    Shared by every neural model we train, so they are trained alike."""
     torch.set_num_threads(config.threads)
     rng = np.random.default_rng(config.seed)
-    model = DeepCredit(model_config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)  # fmt: skip
     best_auc, best_epoch, best_state = -math.inf, 0, None
@@ -131,10 +154,10 @@ def fit(
     for epoch in range(1, config.epochs + 1):
         model.train()
         losses = []
-        groups = list(batches(seq, users.train, config.batch_users, rng))
-        bar = tqdm(groups, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False)
+        bar = tqdm(batches(rng), desc=f"epoch {epoch}", unit="batch", disable=not progress,
+                   leave=False)  # fmt: skip
         for group in bar:
-            _, loss = model(batch_to_tensors(seq.batch(group)))
+            loss = loss_of(group)
             if loss is None:
                 continue  # no labelled post in this batch
             optimizer.zero_grad(set_to_none=True)
@@ -143,7 +166,7 @@ def fit(
             optimizer.step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        val = evaluate(model, seq, users.validation)
+        val = validate()
         mean_auc = float(np.mean([m.auc for m in val.values()]))
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else math.nan,
                "seconds": round(time.monotonic() - started, 1),
