@@ -12,7 +12,10 @@ import msgspec
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
-__all__ = ["TargetMetrics", "binary_metrics"]
+__all__ = ["TARGETS", "TargetMetrics", "binary_metrics", "per_target"]
+
+#: The two labels, in the column order of every (N, 2) label and probability array.
+TARGETS = ("delinquent", "default")
 
 
 class TargetMetrics(msgspec.Struct, frozen=True):
@@ -40,3 +43,8 @@ def binary_metrics(y: np.ndarray, p: np.ndarray) -> TargetMetrics:
         n=len(y),
         positives=positives,
     )
+
+
+def per_target(y: np.ndarray, p: np.ndarray) -> dict[str, TargetMetrics]:
+    """Metrics of each target from (N, 2) labels and probabilities."""
+    return {t: binary_metrics(y[:, k], p[:, k]) for k, t in enumerate(TARGETS)}

@@ -21,12 +21,12 @@ from torch import Tensor, nn
 
 from scorer.features import ACTIVITY_FEATURES, LOAN_FEATURES, LoanStep
 from training.dataset import UserBatch
+from training.evaluation import TARGETS
 from training.tlstm import TLSTMCell
 from training.variants import VARIANTS
 
 __all__ = ["VARIANTS", "DeepCredit", "ModelConfig", "batch_to_tensors"]
 
-TARGETS = ("delinquent", "default")
 
 
 @dataclass(frozen=True)
@@ -123,24 +123,42 @@ class DeepCredit(nn.Module):
         return h_sub[index]  # (B, Tl, D)
 
     def _loan_pass(self, b: dict[str, Tensor], h_act: Tensor) -> Tensor:
-        x, gap, post_gap, kind = b["loan_x"], b["loan_gap"], b["post_gap"], b["loan_kind"]
-        bsz, steps, _ = x.shape
-        cfg = self.config
-        h_r, c_r = self.repay.initial_state(bsz, dtype=x.dtype)
-        h_s, c_s = self.state.initial_state(bsz, dtype=x.dtype)
-        y_prev = torch.zeros(bsz, len(TARGETS), dtype=x.dtype)
-        out = []
-        for t in range(steps):
-            valid = (kind[:, t] >= 0).unsqueeze(1)  # (B, 1)
-            is_post = (kind[:, t] == LoanStep.POST).unsqueeze(1)  # (B, 1)
-            if cfg.use_repay:
-                inp = torch.cat((x[:, t], y_prev), dim=1) if cfg.complementary else x[:, t]
-                h2, c2 = self.repay(inp, gap[:, t], (h_r, c_r))
-                h_r, c_r = torch.where(valid, h2, h_r), torch.where(valid, c2, c_r)
-            h2, c2 = self.state(torch.cat((h_r, h_act[:, t]), dim=1), post_gap[:, t], (h_s, c_s))
-            h_s, c_s = torch.where(is_post, h2, h_s), torch.where(is_post, c2, c_s)
-            logit = self.head(h_s)  # (B, 2)
-            out.append(logit)
-            # The prediction feeds the next steps as a given, not as a path for gradients.
-            y_prev = torch.where(is_post, torch.sigmoid(logit).detach(), y_prev)
-        return torch.stack(out, dim=1)  # (B, Tl, 2)
+        kind = b["loan_kind"]  # (B, Tl), -1 on padding
+        return hierarchy_pass(self, b["loan_x"], b["loan_gap"], b["post_gap"], h_act,
+                              repay_mask=kind >= 0, state_mask=kind == LoanStep.POST)  # fmt: skip
+
+
+def hierarchy_pass(
+    m: nn.Module,
+    x: Tensor,
+    repay_gap: Tensor,
+    state_gap: Tensor,
+    h_act: Tensor,
+    *,
+    repay_mask: Tensor,
+    state_mask: Tensor,
+) -> Tensor:
+    """Logits (B, T, 2) of the repayment TLSTM fed with Y(i-1) (eq. 5), the state-level TLSTM
+    over [h_repay; h_activity] (eq. 4) and the heads, step by step. ``m`` has ``repay``,
+    ``state``, ``head`` and ``config``; the masks (B, T) say where each TLSTM steps. Shared by
+    the streaming model and the paper-literal re-encode, so the two differ only in their
+    inputs."""
+    cfg = m.config
+    bsz, steps, _ = x.shape
+    h_r, c_r = m.repay.initial_state(bsz, dtype=x.dtype)  # (B, D) each
+    h_s, c_s = m.state.initial_state(bsz, dtype=x.dtype)
+    y_prev = torch.zeros(bsz, len(TARGETS), dtype=x.dtype)  # (B, 2)
+    out = []
+    for t in range(steps):
+        repay_now, state_now = repay_mask[:, t, None], state_mask[:, t, None]  # (B, 1)
+        if cfg.use_repay:
+            inp = torch.cat((x[:, t], y_prev), dim=1) if cfg.complementary else x[:, t]
+            h2, c2 = m.repay(inp, repay_gap[:, t], (h_r, c_r))
+            h_r, c_r = torch.where(repay_now, h2, h_r), torch.where(repay_now, c2, c_r)
+        h2, c2 = m.state(torch.cat((h_r, h_act[:, t]), dim=1), state_gap[:, t], (h_s, c_s))
+        h_s, c_s = torch.where(state_now, h2, h_s), torch.where(state_now, c2, c_s)
+        logit = m.head(h_s)  # (B, 2)
+        out.append(logit)
+        # The prediction feeds the next steps as a given, not as a path for gradients.
+        y_prev = torch.where(state_now, torch.sigmoid(logit).detach(), y_prev)
+    return torch.stack(out, dim=1)  # (B, T, 2)

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from training.evaluation import TargetMetrics, binary_metrics
-from training.model import TARGETS, ModelConfig
+from training.evaluation import TargetMetrics, per_target
+from training.model import ModelConfig
 from training.reencode_data import WindowBatch, Windows, build_windows
 from training.reencode_model import ReencodeDeepCredit, window_loss
 from training.train import Split, TrainConfig, TrainResult, train_loop
@@ -82,7 +82,7 @@ def evaluate_reencode(
     model: ReencodeDeepCredit, windows: Windows, users: np.ndarray
 ) -> dict[str, TargetMetrics]:
     y, p = predict_reencode(model, windows, users)
-    return {t: binary_metrics(y[:, k], p[:, k]) for k, t in enumerate(TARGETS)}
+    return per_target(y, p)
 
 
 def fit_reencode(

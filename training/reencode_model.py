@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from scorer.features import ACTIVITY_FEATURES
-from training.model import TARGETS, Head, ModelConfig
+from training.model import TARGETS, Head, ModelConfig, hierarchy_pass
 from training.reencode_data import REPAY_FEATURES
 from training.tlstm import TLSTMCell
 
@@ -72,25 +72,9 @@ class ReencodeDeepCredit(nn.Module):
         return h_sub[torch.where(slot_sub >= 0, slot_sub, x.shape[0])]  # (B, T, D)
 
     def _window_pass(self, b: dict[str, Tensor], h_act: Tensor) -> Tensor:
-        x, gap, mask = b["repay_x"], b["repay_gap"], b["mask"]  # (B, T, P), (B, T), (B, T)
-        cfg = self.config
-        bsz, steps, _ = x.shape
-        h_r, c_r = self.repay.initial_state(bsz, dtype=x.dtype)  # (B, D) each
-        h_s, c_s = self.state.initial_state(bsz, dtype=x.dtype)
-        y_prev = torch.zeros(bsz, len(TARGETS), dtype=x.dtype)  # (B, 2)
-        out = []
-        for t in range(steps):
-            real = mask[:, t, None]  # (B, 1)
-            if cfg.use_repay:
-                inp = torch.cat((x[:, t], y_prev), dim=1) if cfg.complementary else x[:, t]
-                h2, c2 = self.repay(inp, gap[:, t], (h_r, c_r))
-                h_r, c_r = torch.where(real, h2, h_r), torch.where(real, c2, c_r)
-            h2, c2 = self.state(torch.cat((h_r, h_act[:, t]), dim=1), gap[:, t], (h_s, c_s))
-            h_s, c_s = torch.where(real, h2, h_s), torch.where(real, c2, c_s)
-            logit = self.head(h_s)  # (B, 2)
-            out.append(logit)
-            y_prev = torch.where(real, torch.sigmoid(logit).detach(), y_prev)
-        return torch.stack(out, dim=1)  # (B, T, 2)
+        mask = b["mask"]  # (B, T): real slots; both TLSTMs step on each loan of the window
+        return hierarchy_pass(self, b["repay_x"], b["repay_gap"], b["repay_gap"], h_act,
+                              repay_mask=mask, state_mask=mask)  # fmt: skip
 
 
 def window_loss(logits: Tensor, labels: Tensor, alpha: float) -> Tensor | None:

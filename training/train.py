@@ -18,8 +18,8 @@ import torch
 from tqdm import tqdm
 
 from training.dataset import Sequences, split_users
-from training.evaluation import TargetMetrics, binary_metrics
-from training.model import TARGETS, DeepCredit, ModelConfig, batch_to_tensors
+from training.evaluation import TargetMetrics, per_target
+from training.model import DeepCredit, ModelConfig, batch_to_tensors
 
 __all__ = ["Split", "TrainConfig", "TrainResult", "fit", "predict", "split", "train_loop"]
 
@@ -97,7 +97,7 @@ def evaluate(
     model: DeepCredit, seq: Sequences, users: np.ndarray
 ) -> dict[str, TargetMetrics]:
     y, p = predict(model, seq, users)
-    return {t: binary_metrics(y[:, k], p[:, k]) for k, t in enumerate(TARGETS)}
+    return per_target(y, p)
 
 
 @dataclass
