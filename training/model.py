@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from scorer.features import ACTIVITY_FEATURES, LOAN_FEATURES, LoanStep
 from training.dataset import UserBatch
 from training.evaluation import TARGETS
-from training.tlstm import TLSTMCell
+from training.tlstm import TLSTMCell, final_states
 from training.variants import VARIANTS
 
 __all__ = ["VARIANTS", "DeepCredit", "ModelConfig", "batch_to_tensors"]
@@ -113,11 +113,7 @@ class DeepCredit(nn.Module):
         zeros = torch.zeros(*post_sub.shape, d, dtype=x.dtype)
         if not self.config.use_activity or x.shape[0] == 0:
             return zeros
-        h, c = self.activity.initial_state(x.shape[0], dtype=x.dtype)
-        for t in range(x.shape[1]):
-            h2, c2 = self.activity(x[:, t], gap[:, t], (h, c))
-            real = (t < length).unsqueeze(1)  # (S, 1)
-            h, c = torch.where(real, h2, h), torch.where(real, c2, c)
+        h, _ = final_states(self.activity, x, gap, length)  # (S, D)
         h_sub = torch.cat((h, torch.zeros(1, d, dtype=x.dtype)))  # (S + 1, D): row S is "none"
         index = torch.where(post_sub >= 0, post_sub, x.shape[0])  # (B, Tl)
         return h_sub[index]  # (B, Tl, D)

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from scorer.features import ACTIVITY_FEATURES
 from training.model import TARGETS, Head, ModelConfig, hierarchy_pass
 from training.reencode_data import REPAY_FEATURES
-from training.tlstm import TLSTMCell
+from training.tlstm import TLSTMCell, final_states
 
 __all__ = ["ReencodeDeepCredit", "window_loss"]
 
@@ -58,16 +58,14 @@ class ReencodeDeepCredit(nn.Module):
 
     def _activity_pass(self, b: dict[str, Tensor]) -> Tensor:
         """h_a of every slot (B, T, D): the last state of the slot's subsequence, zero for an
-        empty one. Subsequences come longest first, so step t runs only the first n_t rows."""
+        empty one."""
         x, gap, length = b["sub_x"], b["sub_gap"], b["sub_len"]  # (S, L, I), (S, L), (S,)
         slot_sub = b["slot_sub"]  # (B, T)
         d = self.config.hidden_size
-        h, c = self.activity.initial_state(x.shape[0], dtype=x.dtype)  # (S, D) each
         if self.config.use_activity:
-            running = (length[None, :] > torch.arange(x.shape[1])[:, None]).sum(1).tolist()
-            for t, n in enumerate(running):
-                h2, c2 = self.activity(x[:n, t], gap[:n, t], (h[:n], c[:n]))  # (n, D) each
-                h, c = torch.cat((h2, h[n:])), torch.cat((c2, c[n:]))
+            h, _ = final_states(self.activity, x, gap, length)  # (S, D)
+        else:
+            h = torch.zeros(x.shape[0], d, dtype=x.dtype)
         h_sub = torch.cat((h, torch.zeros(1, d, dtype=h.dtype)))  # (S + 1, D): row S is "none"
         return h_sub[torch.where(slot_sub >= 0, slot_sub, x.shape[0])]  # (B, T, D)
 

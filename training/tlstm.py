@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from scorer.tlstm import TLSTMWeights
 
-__all__ = ["TLSTMCell", "TLSTMLayer", "export_numpy"]
+__all__ = ["TLSTMCell", "TLSTMLayer", "export_numpy", "final_states"]
 
 State = tuple[Tensor, Tensor]
 
@@ -127,6 +127,24 @@ class TLSTMLayer(nn.Module):
                 h, c = torch.where(real, h_next, h), torch.where(real, c_next, c)
             hs.append(h)
         return torch.stack(hs, dim=1), (h, c)  # (B, T, D), ((B, D), (B, D))
+
+
+def final_states(cell: TLSTMCell, x: Tensor, dt: Tensor, length: Tensor) -> State:
+    """The last (h, c) of each of S sequences x (S, L, I), dt (S, L) with real lengths (S,);
+    zero states for an empty one. Runs longest first, so step t costs only the sequences still
+    running (subsequences are mostly short: a masked pass over all S rows wastes most steps)."""
+    order = torch.argsort(length, descending=True, stable=True)  # (S,)
+    x, dt, length = x[order], dt[order], length[order]
+    h, c = cell.initial_state(x.shape[0], dtype=x.dtype, device=x.device)  # (S, D) each
+    running = (length[None, :] > torch.arange(x.shape[1])[:, None]).sum(1).tolist()
+    for t, n in enumerate(running):
+        if n == 0:
+            break
+        h2, c2 = cell(x[:n, t], dt[:n, t], (h[:n], c[:n]))  # (n, D) each
+        h, c = torch.cat((h2, h[n:])), torch.cat((c2, c[n:]))
+    back = torch.empty_like(order)
+    back[order] = torch.arange(order.numel())
+    return h[back], c[back]
 
 
 def export_numpy(cell: TLSTMCell) -> TLSTMWeights:

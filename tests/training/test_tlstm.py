@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from scorer.timegap import normalise_gap
 from scorer.tlstm import tlstm_step
-from training.tlstm import TLSTMCell, TLSTMLayer, export_numpy
+from training.tlstm import TLSTMCell, TLSTMLayer, export_numpy, final_states
 
 GAPS_S = st.sampled_from([0.0, 1.0, 3600.0, 86_400.0, 30 * 86_400.0, 180 * 86_400.0]) | st.floats(
     -60.0, 1e8
@@ -140,6 +140,23 @@ def test_layer_without_mask_is_the_cell_in_a_loop() -> None:
             state = layer.cell(x[:, step], dt[:, step], state)
             torch.testing.assert_close(hs[:, step], state[0], atol=0, rtol=0)
     torch.testing.assert_close(final, state, atol=0, rtol=0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(lengths=st.lists(st.integers(0, 6), min_size=1, max_size=7), seed=st.integers(0, 999))
+def test_final_states_equal_the_masked_layer_in_any_order(lengths: list[int], seed: int) -> None:
+    cell = random_cell(3, 4, seed=seed)
+    layer = TLSTMLayer(3, 4)
+    layer.cell = cell
+    g = torch.Generator().manual_seed(seed)
+    s, longest = len(lengths), max(*lengths, 1)
+    x, dt = torch.randn(s, longest, 3, generator=g), torch.rand(s, longest, generator=g) * 9
+    length = torch.tensor(lengths)
+    mask = length[:, None] > torch.arange(longest)[None, :]  # (S, L): real prefix
+    with torch.no_grad():
+        h, c = final_states(cell, x, dt, length)
+        _, (h_ref, c_ref) = layer(x, dt, mask)
+    torch.testing.assert_close((h, c), (h_ref, c_ref), atol=1e-6, rtol=0)
 
 
 @settings(max_examples=40, deadline=None)
