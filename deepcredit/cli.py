@@ -28,6 +28,13 @@ examples:
   deepcredit ablate --events events.jsonl
                                       the paper's Table 1 on our data: every variant and baseline
   deepcredit roundtrip events.jsonl   send a file of events through Kafka and check them
+  deepcredit replay events.jsonl --rate 500
+                                      feed a clickstream to the live flow, 500 events/s
+  deepcredit serve --model artifacts/models/dc-... --recovery-dir state/recovery
+                                      the live scoring flow: clicks in, risk scores out
+  deepcredit thresholds show          the decision thresholds in force
+  deepcredit thresholds set --default-decline 0.25 --by alice --note "tighter after Q3"
+                                      change one threshold live, without a restart
 
 Environment: DEEPCREDIT_BOOTSTRAP (default 127.0.0.1:9092) and DEEPCREDIT_TOPIC_PREFIX
 set the broker and a prefix for every topic name.
@@ -72,6 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_ablate(sub)
     _add_roundtrip(sub)
+    _add_replay(sub)
+    _add_thresholds(sub)
+    _add_serve(sub)
+    _add_bench(sub)
     return parser
 
 
@@ -372,6 +383,242 @@ def _roundtrip(args: argparse.Namespace) -> int:
     print(report.describe())
     if not report.ok:
         raise CliError("the round trip lost or changed events (see the counts above)")
+    return 0
+
+
+# -- replay -------------------------------------------------------------------------------------
+
+
+def _add_replay(sub: Subparsers) -> None:
+    p = _command(
+        sub, "replay",
+        "send a JSON-lines clickstream to the clicks topic as a platform would, each line as "
+        "is (malformed lines too, for the dead-letter path) keyed by its user_id, at a steady "
+        "rate or as fast as the broker takes it",
+        _replay,
+    )  # fmt: skip
+    p.add_argument("file", help="events, one JSON object per line (.gz allowed)")
+    _add_bootstrap(p)
+    p.add_argument("--rate", type=float, metavar="R",
+                   help="events per second (default: as fast as possible)")  # fmt: skip
+    p.add_argument("--limit", type=int, metavar="N", help="send only the first N lines")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from deepcredit.replay import ReplayError, replay
+
+    if not Path(args.file).is_file():
+        raise CliError(f"no such events file: {args.file}")
+    topic = Topics.from_env().clicks
+    try:
+        report = replay(args.file, KafkaSettings(args.bootstrap), topic, rate=args.rate,
+                        limit=args.limit, progress=not args.quiet)  # fmt: skip
+    except (ValueError, ReplayError) as exc:
+        raise CliError(str(exc)) from None
+    print(f"replayed {args.file} to topic {topic}")
+    print(report.describe())
+    return 0
+
+
+# -- thresholds ---------------------------------------------------------------------------------
+
+
+def _add_thresholds(sub: Subparsers) -> None:
+    thresholds = sub.add_parser(
+        "thresholds",
+        help="show or change the live decision thresholds (approve / review / decline)",
+        description=(
+            "The scoring flow turns the two probabilities of a loan post into a decision: "
+            "decline when either reaches its decline threshold, review when either reaches its "
+            "review threshold, approve otherwise. The thresholds live on the compacted "
+            "thresholds topic; a running flow applies a change within a second, without a "
+            "restart. Until someone sets them, built-in defaults apply."
+        ),
+    )
+    actions = thresholds.add_subparsers(title="actions", metavar="ACTION")
+    show = _command(actions, "show", "print the thresholds in force (or say the defaults are)",
+                    _thresholds_show)  # fmt: skip
+    s = _command(
+        actions, "set",
+        "publish new thresholds; a threshold not given keeps its value in force, so one "
+        "number can change alone. Each change gets the next version number.",
+        _thresholds_set,
+    )  # fmt: skip
+    for name, target in (("delinquent", "p_delinquent, the chance of missing a payment"),
+                         ("default", "p_default, the chance of never repaying")):  # fmt: skip
+        for level in ("review", "decline"):
+            s.add_argument(f"--{name}-{level}", type=float, metavar="P",
+                           help=f"{level} when {target}, reaches P (0..1)")  # fmt: skip
+    s.add_argument("--by", required=True, metavar="NAME",
+                   help="who makes the change (kept with it, shown by 'show')")  # fmt: skip
+    s.add_argument("--note", default="", metavar="TEXT", help="why (kept with the change)")
+    s.add_argument("--version", type=int, metavar="N",
+                   help="version number to publish (default: the one in force plus one; "
+                        "must be higher)")  # fmt: skip
+    for p in (show, s):
+        _add_bootstrap(p)
+        p.add_argument("--timeout", type=float, default=10.0,
+                       help="seconds to wait for the broker (default 10)")  # fmt: skip
+
+
+def _thresholds_show(args: argparse.Namespace) -> int:
+    from deepcredit.thresholds import (
+        DEFAULT_THRESHOLDS,
+        ThresholdsUnavailable,
+        describe,
+        read_latest,
+    )
+
+    topic = Topics.from_env().thresholds
+    try:
+        latest = read_latest(KafkaSettings(args.bootstrap), topic, args.timeout)
+    except ThresholdsUnavailable as exc:
+        raise CliError(str(exc)) from None
+    print(describe(latest or DEFAULT_THRESHOLDS))
+    return 0
+
+
+def _thresholds_set(args: argparse.Namespace) -> int:
+    from deepcredit.thresholds import (
+        InvalidThresholds,
+        ThresholdsUnavailable,
+        describe,
+        set_thresholds,
+    )
+
+    names = ("delinquent_review", "delinquent_decline", "default_review", "default_decline")
+    values = {name: getattr(args, name) for name in names}
+    if all(v is None for v in values.values()):
+        raise CliError("nothing to change: give at least one of --delinquent-review, "
+                       "--delinquent-decline, --default-review, --default-decline")  # fmt: skip
+    try:
+        update = set_thresholds(KafkaSettings(args.bootstrap), Topics.from_env().thresholds,
+                                **values, updated_by=args.by, note=args.note,
+                                version=args.version, timeout_s=args.timeout)  # fmt: skip
+    except InvalidThresholds as exc:
+        raise CliError(f"thresholds not changed: {exc}") from None
+    except ThresholdsUnavailable as exc:
+        raise CliError(str(exc)) from None
+    print(describe(update))
+    return 0
+
+
+# -- serve --------------------------------------------------------------------------------------
+
+
+def _add_serve(sub: Subparsers) -> None:
+    p = _command(
+        sub, "serve",
+        "run the live scoring flow (Bytewax): read the clicks topic, keep each user's model "
+        "state, write a score with a decision for every loan post to the risk-scores topic and "
+        "malformed messages to the dead-letter topic; Prometheus metrics on /metrics",
+        _serve,
+    )  # fmt: skip
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", type=Path, help="a model folder made by 'deepcredit train'")
+    which.add_argument("--pass-through", action="store_true",
+                       help="no model: every post scores 0 (benchmarks only)")  # fmt: skip
+    _add_bootstrap(p)
+    p.add_argument("--recovery-dir", type=Path,
+                   help="keep state and offsets here (Bytewax recovery), so a restart after a "
+                        "crash loses nothing; without it every start begins with empty states")
+    p.add_argument("--snapshot-seconds", type=int, default=5,
+                   help="how often state is snapshotted (default 5; a crash replays at most "
+                        "this much input)")  # fmt: skip
+    p.add_argument("--until-end", action="store_true",
+                   help="stop at the end of the clicks topic instead of waiting for more")
+    p.add_argument("--workers", type=int, default=1, help="worker threads (default 1)")
+    p.add_argument("--process-id", type=int,
+                   help="this process's index in a cluster (with --addresses)")  # fmt: skip
+    p.add_argument("--addresses",
+                   help='host:port of every process of the cluster, ";"-separated, in order')
+    p.add_argument("--metrics-port", type=int, default=9464,
+                   help="Prometheus endpoint port, plus the process id in a cluster "
+                        "(default 9464; 0 = none)")  # fmt: skip
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from dataflow.flow import FlowConfig
+    from dataflow.serve import ServeOptions, serve
+    from deepcredit.thresholds import ThresholdsUnavailable
+    from scorer.artifact import ArtifactError
+    from scorer.model import StateVersionError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if (args.process_id is None) != (args.addresses is None):
+        raise CliError("--process-id and --addresses go together (a cluster needs both)")
+    if args.snapshot_seconds < 1:
+        raise CliError("--snapshot-seconds must be at least 1")
+    flow = FlowConfig(KafkaSettings(args.bootstrap), Topics.from_env(), tail=not args.until_end)
+    opts = ServeOptions(model=None if args.pass_through else args.model, flow=flow,
+                        workers=args.workers, process_id=args.process_id,
+                        addresses=tuple(args.addresses.split(";")) if args.addresses else (),
+                        recovery_dir=args.recovery_dir, snapshot_s=args.snapshot_seconds,
+                        metrics_port=args.metrics_port)  # fmt: skip
+    try:
+        serve(opts)
+    except (ArtifactError, StateVersionError, ThresholdsUnavailable) as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
+# -- bench --------------------------------------------------------------------------------------
+
+
+def _add_bench(sub: Subparsers) -> None:
+    bench = sub.add_parser("bench", help="measure the live flow (writes results/live.json)",
+                           description="Benchmarks that write their results to a file.")
+    bench_sub = bench.add_subparsers(title="benchmarks", metavar="BENCH")
+    p = _command(
+        bench_sub, "live",
+        "the live flow Kafka to Kafka on the real broker, with the model and with a "
+        "pass-through in its place, in one run: events/s (median of repeats) and post-to-score "
+        "latency p50/p99 at a steady replay rate",
+        _bench_live,
+    )  # fmt: skip
+    p.add_argument("--events", required=True, type=Path, help="a generated clickstream")
+    p.add_argument("--model", required=True, type=Path, help="a model folder")
+    _add_bootstrap(p)
+    p.add_argument("--limit", type=int, default=100_000,
+                   help="events used for throughput (default 100000)")  # fmt: skip
+    p.add_argument("--repeats", type=int, default=3, help="throughput runs per flow (default 3)")
+    p.add_argument("--rate", type=float, default=500.0,
+                   help="replay rate of the latency run, events/s (default 500)")  # fmt: skip
+    p.add_argument("--latency-events", type=int, default=10_000,
+                   help="events replayed for latency (default 10000)")  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("results/live.json"))
+
+
+def _bench_live(args: argparse.Namespace) -> int:
+    import json
+    import shlex
+
+    from dataflow.bench import LiveBenchConfig, run_live_bench
+    from training.ablation import machine
+
+    for path in (args.events, args.model):
+        if not path.exists():
+            raise CliError(f"no such file or folder: {path}")
+    cfg = LiveBenchConfig(events=args.events, model=args.model,
+                          kafka=KafkaSettings(args.bootstrap), limit=args.limit,
+                          repeats=args.repeats, latency_rate=args.rate,
+                          latency_events=args.latency_events)  # fmt: skip
+    log = args.out.with_suffix(".serve.log")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    result = run_live_bench(cfg, log)
+    result |= {"command": "deepcredit " + shlex.join(args.argv), "machine": machine()}
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    t, lat = result["throughput"], result["latency"]
+    print(f"events/s (median): model {t['model']['median_events_per_s']:,.0f}, pass-through "
+          f"{t['pass_through']['median_events_per_s']:,.0f} "
+          f"(ratio {result['model_over_pass_through']:.2f})")
+    for v, x in lat.items():
+        print(f"post-to-score latency at {x['rate']:g} events/s, {v}: p50 {x['p50_ms']:.1f} ms, "
+              f"p99 {x['p99_ms']:.1f} ms ({x['scored']:,} posts)")
+    print(f"written to {args.out}")
     return 0
 
 

@@ -18,3 +18,10 @@ def free_port_pair() -> int:
         except OSError:
             continue
     raise RuntimeError("no two adjacent free ports on 127.0.0.1")
+
+
+def free_port() -> int:
+    """One free port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -2,6 +2,8 @@
 
     <dir>/<version>/model.pt   torch state dicts (model, optimiser) + config + step: resumable
     <dir>/<version>/card.json  version, lineage, data fingerprint, split, metrics, training cost
+    <dir>/<version>/scorer.npz the same weights for the numpy scorer (``scorer.artifact``): the
+                               serving path loads this and never needs torch
 
 Load state dicts, never pickled objects: ``torch.load(weights_only=True)``.
 """
@@ -17,7 +19,9 @@ from pathlib import Path
 import msgspec
 import torch
 
+from scorer.artifact import SCORER_FILE
 from training.evaluation import TargetMetrics
+from training.export import export_scorer
 from training.model import DeepCredit, ModelConfig
 
 __all__ = ["DataInfo", "ModelCard", "load_model", "save_model"]
@@ -82,6 +86,7 @@ def save_model(
     partial = directory / f".{version}.partial"
     partial.mkdir(parents=True, exist_ok=False)
     (partial / "model.pt").write_bytes(payload)
+    (partial / SCORER_FILE).write_bytes(export_scorer(model, version).to_bytes())
     card_json = json.dumps(msgspec.to_builtins(card), indent=2) + "\n"
     (partial / "card.json").write_text(card_json)
     partial.rename(final)

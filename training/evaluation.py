@@ -8,11 +8,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import msgspec
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
-__all__ = ["TARGETS", "TargetMetrics", "binary_metrics", "per_target"]
+__all__ = ["TARGETS", "TargetMetrics", "binary_metrics", "measurable", "per_target"]
+
+log = logging.getLogger(__name__)
 
 #: The two labels, in the column order of every (N, 2) label and probability array.
 TARGETS = ("delinquent", "default")
@@ -45,6 +49,24 @@ def binary_metrics(y: np.ndarray, p: np.ndarray) -> TargetMetrics:
     )
 
 
+def measurable(y: np.ndarray) -> bool:
+    """Whether labels ``y`` hold both classes (AUC and KS need both)."""
+    known = y[np.isfinite(y)]
+    return bool(known.size) and 0 < known.sum() < known.size
+
+
 def per_target(y: np.ndarray, p: np.ndarray) -> dict[str, TargetMetrics]:
-    """Metrics of each target from (N, 2) labels and probabilities."""
-    return {t: binary_metrics(y[:, k], p[:, k]) for k, t in enumerate(TARGETS)}
+    """Metrics of each target from (N, 2) labels and probabilities. A target whose labels hold
+    only one class (a tiny split) is left out with a warning rather than failing the run.
+
+    >>> sorted(per_target(np.array([[0, 0], [1, 0]]), np.array([[0.2, 0.1], [0.7, 0.2]])))
+    ['delinquent']
+    """
+    out = {}
+    for k, t in enumerate(TARGETS):
+        if measurable(y[:, k]):
+            out[t] = binary_metrics(y[:, k], p[:, k])
+        else:
+            log.warning("no AUC for %s: its labels hold one class only (%d labelled)", t,
+                        int(np.isfinite(y[:, k]).sum()))  # fmt: skip
+    return out

@@ -167,15 +167,16 @@ def train_loop(
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         val = validate()
-        mean_auc = float(np.mean([m.auc for m in val.values()]))
+        # No measurable target (a tiny validation split): keep the latest weights.
+        mean_auc = float(np.mean([m.auc for m in val.values()])) if val else -math.inf
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else math.nan,
                "seconds": round(time.monotonic() - started, 1),
                **{f"val_auc_{t}": round(m.auc, 4) for t, m in val.items()}}  # fmt: skip
         history.append(row)
         if progress:
             print("  ".join(f"{k} {v}" for k, v in row.items()), flush=True)
-        if mean_auc > best_auc:
-            best_auc, best_epoch = mean_auc, epoch
+        if mean_auc > best_auc or not val:
+            best_auc, best_epoch = max(best_auc, mean_auc), epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         elif epoch - best_epoch >= config.patience:
             break

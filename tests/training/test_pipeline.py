@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from deepcredit.cli import main
+from scorer.artifact import ArtifactError, load_scorer
 from training.artifact import load_model
+from training.export import export_scorer
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +40,12 @@ def test_train_saves_an_artifact_that_evaluate_reproduces(
     assert card.training["epochs_run"] >= 1 and card.training["peak_rss_mib"] > 0
     assert sum(card.split.values()) == 80
 
+    # The torch-free scorer file holds the same weights under the same version.
+    served = load_scorer(model_dir)
+    expected = export_scorer(load_model(model_dir)[0], card.version)
+    assert served.version == card.version
+    assert served.to_bytes() == expected.to_bytes()
+
     assert main(["evaluate", "--model", str(model_dir), "--events", str(events)]) == 0
     evaluated = capsys.readouterr().out
     for target, m in card.metrics["test"].items():
@@ -51,3 +59,11 @@ def test_train_saves_an_artifact_that_evaluate_reproduces(
 def test_train_on_a_missing_file_is_a_clear_error(capsys: pytest.CaptureFixture) -> None:
     assert main(["train", "--events", "/no/such.jsonl"]) == 1
     assert "no such events file" in capsys.readouterr().err
+
+
+def test_a_folder_without_the_scorer_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "card.json").write_text('{"version": "x"}')
+    with pytest.raises(ArtifactError, match=r"scorer\.npz"):
+        load_scorer(tmp_path)
+    with pytest.raises(ArtifactError, match="no such model folder"):
+        load_scorer(tmp_path / "missing")

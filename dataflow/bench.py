@@ -1,0 +1,146 @@
+"""``deepcredit bench live``: the live flow Kafka to Kafka on the real broker, with the model and
+with the model step replaced by a pass-through, measured in one run.
+
+Throughput: a clickstream is loaded onto a fresh clicks topic, then the flow (recovery on, as in
+production) reads it to the end; events/s = events / wall time of the run, median of repeats.
+Latency: ``deepcredit serve`` tails a fresh topic while the stream is replayed at a steady rate
+below capacity; post-to-score latency = Kafka timestamp of the score minus that of its post
+(both stamped by their producers on this machine's clock).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import msgspec
+import numpy as np
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.testing import run_main
+
+from dataflow.flow import FlowConfig, build_flow
+from dataflow.recovery_store import read_states
+from deepcredit.kafka_io import read_to_end
+from deepcredit.records import Score
+from deepcredit.replay import replay
+from deepcredit.settings import KafkaSettings, Topics
+from deepcredit.thresholds import DEFAULT_THRESHOLDS
+from deploy.topics import ensure_topics, topic_specs
+from scorer.artifact import load_scorer
+from state.user_state import encode_state
+
+__all__ = ["LiveBenchConfig", "run_live_bench"]
+
+VARIANTS = ("model", "pass_through")
+
+
+@dataclass(frozen=True)
+class LiveBenchConfig:
+    events: Path  # a generated clickstream (JSON lines, .gz allowed)
+    model: Path  # a model folder made by 'deepcredit train'
+    kafka: KafkaSettings
+    limit: int = 100_000  # events of the file used for throughput
+    repeats: int = 3
+    partitions: int = 3
+    snapshot_s: int = 5
+    latency_rate: float = 500.0  # events/s replayed for the latency run
+    latency_events: int = 10_000
+    progress: bool = True
+
+
+def _fresh_topics(cfg: LiveBenchConfig) -> Topics:
+    topics = Topics.from_prefix(f"bench-{uuid.uuid4().hex[:8]}-")
+    ensure_topics(cfg.kafka, topic_specs(topics, partitions=cfg.partitions))
+    return topics
+
+
+def _throughput_once(cfg: LiveBenchConfig, variant: str) -> dict:
+    topics = _fresh_topics(cfg)
+    sent = replay(cfg.events, cfg.kafka, topics.clicks, limit=cfg.limit, progress=False).sent
+    weights = load_scorer(cfg.model) if variant == "model" else None
+    with tempfile.TemporaryDirectory() as tmp:
+        init_db_dir(Path(tmp), 1)
+        flow = build_flow(FlowConfig(cfg.kafka, topics, tail=False), weights,
+                          lambda: DEFAULT_THRESHOLDS)  # fmt: skip
+        started = time.perf_counter()
+        run_main(flow, epoch_interval=timedelta(seconds=cfg.snapshot_s),
+                 recovery_config=RecoveryConfig(Path(tmp)))  # fmt: skip
+        seconds = time.perf_counter() - started
+        states = read_states(Path(tmp)) if variant == "model" else {}
+    scores = len(read_to_end(cfg.kafka, topics.risk_scores))
+    sizes = [len(encode_state(s)) for s in states.values()]
+    return {"events": sent, "scores": scores, "seconds": round(seconds, 3),
+            "events_per_s": round(sent / seconds, 1),
+            "state_bytes": _summary(sizes) if sizes else None}  # fmt: skip
+
+
+def _latency(cfg: LiveBenchConfig, variant: str, log: Path) -> dict:
+    topics = _fresh_topics(cfg)
+    env = {**os.environ, "DEEPCREDIT_BOOTSTRAP": cfg.kafka.bootstrap_servers,
+           "DEEPCREDIT_TOPIC_PREFIX": topics.clicks.removesuffix("clicks")}  # fmt: skip
+    model = ["--model", str(cfg.model)] if variant == "model" else ["--pass-through"]
+    cmd = [sys.executable, "-m", "deepcredit.cli", "serve", *model, "--metrics-port", "0",
+           "--snapshot-seconds", str(cfg.snapshot_s)]  # fmt: skip
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(3.0)  # let it start and assign its partitions (it reads from the beginning)
+        report = replay(cfg.events, cfg.kafka, topics.clicks, rate=cfg.latency_rate,
+                        limit=cfg.latency_events, progress=cfg.progress)  # fmt: skip
+        posts = {}
+        for m in read_to_end(cfg.kafka, topics.clicks):
+            if b'"post"' in m.value():
+                posts[msgspec.json.decode(m.value())["event_id"]] = m.timestamp()[1]
+        deadline = time.monotonic() + 60
+        while True:
+            scores = read_to_end(cfg.kafka, topics.risk_scores)
+            if len(scores) >= len(posts) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    lat = []
+    for m in scores:
+        s = msgspec.json.decode(m.value(), type=Score)
+        if s.event_id in posts:
+            lat.append((m.timestamp()[1] - posts[s.event_id]) / 1000.0)
+    return {"rate": cfg.latency_rate, "achieved_rate": round(report.rate, 1),
+            "events": report.sent, "posts": len(posts), "scored": len(lat),
+            "p50_ms": round(1000 * float(np.percentile(lat, 50)), 2),
+            "p99_ms": round(1000 * float(np.percentile(lat, 99)), 2)}  # fmt: skip
+
+
+def _summary(values: list[int]) -> dict:
+    return {"users": len(values), "median": int(statistics.median(values)),
+            "p99": int(np.percentile(values, 99)), "max": max(values)}  # fmt: skip
+
+
+def run_live_bench(cfg: LiveBenchConfig, log: Path) -> dict:
+    """All measurements, model and pass-through interleaved repeat by repeat (so a slow spell
+    of a shared machine hits both)."""
+    runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+    for r in range(cfg.repeats):
+        for v in VARIANTS:
+            runs[v].append(_throughput_once(cfg, v))
+            if cfg.progress:
+                print(f"throughput {v} #{r + 1}: {runs[v][-1]['events_per_s']:,.0f} events/s",
+                      flush=True)  # fmt: skip
+    throughput = {v: {"median_events_per_s": statistics.median(x["events_per_s"]
+                                                                for x in runs[v]),
+                      "runs": runs[v]} for v in VARIANTS}  # fmt: skip
+    latency = {v: _latency(cfg, v, log) for v in VARIANTS}
+    ratio = (throughput["model"]["median_events_per_s"]
+             / throughput["pass_through"]["median_events_per_s"])  # fmt: skip
+    return {"throughput": throughput, "model_over_pass_through": round(ratio, 3),
+            "latency": latency, "state_bytes_per_user": runs["model"][-1]["state_bytes"],
+            "config": {k: str(v) if isinstance(v, Path | KafkaSettings) else v
+                       for k, v in vars(cfg).items()}}  # fmt: skip

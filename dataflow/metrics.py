@@ -1,0 +1,51 @@
+"""Prometheus metrics of the live flow, under conventional names (``_total`` counters, seconds).
+
+They live in prometheus-client's default registry, which also holds Bytewax's own
+``bytewax_kafka_consumer_lag`` gauge (per clicks partition), so one endpoint serves both.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
+
+__all__ = [
+    "DEAD_LETTERS",
+    "DECISIONS",
+    "EVENTS",
+    "EVENT_TO_SCORE",
+    "MODEL",
+    "PROCESSING",
+    "SCORES",
+    "THRESHOLDS_APPLY_LATENCY",
+    "THRESHOLDS_VERSION",
+    "USERS",
+    "serve_metrics",
+]
+
+# Latency buckets from 100 µs to 30 s: a step is sub-millisecond, a score waits for an epoch.
+_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            2.5, 5.0, 10.0, 30.0)  # fmt: skip
+
+EVENTS = Counter("deepcredit_events_consumed", "Click events accepted, by activity", ["activity"])
+DEAD_LETTERS = Counter("deepcredit_dead_letters", "Messages sent to the dead-letter topic",
+                       ["reason"])  # fmt: skip
+SCORES = Counter("deepcredit_scores", "Loan posts scored")
+DECISIONS = Counter("deepcredit_decisions", "Decisions on scored posts", ["decision"])
+PROCESSING = Histogram("deepcredit_processing_seconds",
+                       "Time to advance a user's state by one event (model step included)",
+                       buckets=_BUCKETS)  # fmt: skip
+EVENT_TO_SCORE = Histogram("deepcredit_event_to_score_seconds",
+                           "From a post's arrival on the clicks topic (Kafka timestamp) to its "
+                           "score being handed to the producer", buckets=_BUCKETS)  # fmt: skip
+USERS = Gauge("deepcredit_users_in_state", "Users with a scoring state in this process")
+MODEL = Info("deepcredit_model", "The model this process scores with")
+THRESHOLDS_VERSION = Gauge("deepcredit_thresholds_version", "Version of the thresholds in use")
+THRESHOLDS_APPLY_LATENCY = Gauge("deepcredit_thresholds_apply_latency_seconds",
+                                 "From the last threshold change being written to this process "
+                                 "applying it")  # fmt: skip
+
+
+def serve_metrics(port: int, addr: str = "127.0.0.1") -> None:
+    """Serve ``/metrics`` on ``addr:port`` from a daemon thread (port 0: do not serve)."""
+    if port:
+        start_http_server(port, addr=addr)

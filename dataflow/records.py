@@ -1,0 +1,27 @@
+"""What travels between the flow's steps: an accepted event with where and when it arrived, and
+a post's probabilities. Both pickle (Bytewax exchanges them between workers)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from deepcredit.events import ClickEvent
+
+__all__ = ["Accepted", "Scored"]
+
+
+class Accepted(msgspec.Struct, frozen=True):
+    """A valid click event and its Kafka coordinates."""
+
+    event: ClickEvent
+    arrived_at: float  # Kafka message timestamp, Unix s (when it reached the clicks topic)
+    partition: int
+    offset: int
+
+
+class Scored(msgspec.Struct, frozen=True):
+    """The two probabilities of a post, before the live thresholds decide."""
+
+    accepted: Accepted
+    p_delinquent: float
+    p_default: float

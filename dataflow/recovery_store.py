@@ -1,0 +1,39 @@
+"""Read the per-user scoring states out of a Bytewax recovery directory (for operators and tests).
+
+Bytewax keeps each stateful step's snapshots in SQLite partitions (table ``snaps``: step_id,
+state_key, snap_epoch, ser_change = the pickled snapshot, NULL once a key is discarded). The
+score step's snapshot is ``state.user_state.encode_state`` bytes, so the latest row per user is
+that user's state as of the last completed epoch. Read-only; safe while the flow runs.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sqlite3
+from pathlib import Path
+
+from state.user_state import UserState, decode_state
+
+__all__ = ["SCORE_STEP", "read_states"]
+
+SCORE_STEP = "deepcredit.score"
+
+
+def read_states(db_dir: Path, step_id: str = SCORE_STEP) -> dict[str, UserState]:
+    """The latest snapshotted state of every user in ``db_dir``'s partitions."""
+    latest: dict[str, tuple[int, bytes | None]] = {}
+    files = sorted(Path(db_dir).glob("*.sqlite3"))
+    if not files:
+        raise FileNotFoundError(f"no Bytewax recovery partitions (*.sqlite3) in {db_dir}")
+    for path in files:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
+            rows = con.execute(
+                "SELECT state_key, snap_epoch, ser_change FROM snaps WHERE step_id = ?",
+                (step_id,),
+            )
+            for key, epoch, blob in rows:
+                if key not in latest or epoch > latest[key][0]:
+                    latest[key] = (epoch, blob)
+    # The blobs are Bytewax's own pickles of our bytes, written by our flow into our folder.
+    return {key: decode_state(pickle.loads(blob))
+            for key, (_, blob) in latest.items() if blob is not None}  # fmt: skip

@@ -1,0 +1,81 @@
+"""The flow's steps without Kafka: decode, the per-user score logic, decide."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from bytewax.connectors.kafka import KafkaSourceMessage
+
+from dataflow.records import Accepted, Scored
+from dataflow.steps import UserScorer, decide, decode
+from deepcredit.codec import encode
+from deepcredit.events import Activity, ClickEvent
+from deepcredit.records import DeadLetter, DeadLetterReason, Decision, Score, ThresholdUpdate
+from scorer.artifact import load_scorer
+from scorer.model import StateVersionError, advance
+from state.user_state import UserState, encode_state
+
+THRESHOLDS = ThresholdUpdate(version=7, delinquent_review=0.3, delinquent_decline=0.6,
+                             default_review=0.1, default_decline=0.3, updated_by="t",
+                             updated_at=0.0)  # fmt: skip
+
+
+def message(value: bytes, offset: int = 5) -> KafkaSourceMessage:
+    return KafkaSourceMessage(key=b"u1", value=value, topic="clicks", partition=2, offset=offset,
+                              timestamp=(1, 1_700_000_000_000))  # fmt: skip
+
+
+def test_decode_accepts_an_event_with_its_kafka_coordinates(clicks: list[ClickEvent]) -> None:
+    out = decode(message(encode(clicks[0])))
+    assert out == Accepted(clicks[0], 1_700_000_000.0, 2, 5)
+
+
+def test_decode_turns_bad_bytes_into_a_dead_letter_that_keeps_the_key() -> None:
+    out = decode(message(b'{"event_id": "e"}', offset=9))
+    assert isinstance(out, DeadLetter)
+    assert out.reason is DeadLetterReason.MISSING_FIELD
+    assert (out.key, out.topic, out.partition, out.offset) == (b"u1", "clicks", 2, 9)
+
+
+def test_user_scorer_equals_advancing_the_state_event_by_event(
+    clicks: list[ClickEvent], model_dir: Path
+) -> None:
+    w = load_scorer(model_dir)
+    user = clicks[0].user_id
+    history = [e for e in clicks if e.user_id == user]
+    expected_state = UserState.new(w.version, w.hidden_size)
+    expected = [p for e in history if (p := advance(w, expected_state, e)) is not None]
+    logic = UserScorer(w, None)
+    scored = []
+    for start in range(0, len(history), 7):  # batches of any size give the same result
+        out, discard = logic.on_batch([Accepted(e, 0.0, 0, 0) for e in history[start : start + 7]])
+        scored += out
+        assert discard is False
+    assert [(s.p_delinquent, s.p_default) for s in scored] == expected
+    assert [s.accepted.event.activity for s in scored] == [Activity.POST] * len(expected)
+    assert logic.snapshot() == encode_state(expected_state)
+
+    # A restored logic goes on exactly where the snapshot was taken.
+    restored = UserScorer(w, logic.snapshot())
+    assert restored.state == expected_state
+
+
+def test_a_snapshot_of_another_model_is_refused(model_dir: Path) -> None:
+    w = load_scorer(model_dir)
+    other = encode_state(UserState.new("another-model", w.hidden_size))
+    with pytest.raises(StateVersionError, match="rebuild"):
+        UserScorer(w, other)
+
+
+def test_decide_applies_the_thresholds_in_force_and_records_their_version(
+    clicks: list[ClickEvent],
+) -> None:
+    post = next(e for e in clicks if e.activity is Activity.POST)
+    score, msg = decide(Scored(Accepted(post, 0.0, 0, 0), 0.35, 0.05), lambda: THRESHOLDS, "m9")
+    assert score.decision is Decision.REVIEW and score.thresholds_version == 7
+    assert (score.event_id, score.user_id, score.loan_id) == (post.event_id, post.user_id,
+                                                              post.loan_id)  # fmt: skip
+    assert score.model_version == "m9" and score.scored_at > 0
+    assert msg.key == post.user_id.encode() and msg.value == encode(score)
+    assert isinstance(score, Score)

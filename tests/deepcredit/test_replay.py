@@ -1,0 +1,108 @@
+"""``replay`` and ``deepcredit replay`` against the real broker: complete, keyed, paced."""
+
+from __future__ import annotations
+
+import gzip
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from deepcredit.cli import main
+from deepcredit.codec import encode
+from deepcredit.replay import ReplayReport, replay, user_key
+from deepcredit.settings import KafkaSettings, Topics
+from tests.deepcredit.test_kafka_roundtrip import consume
+from tests.strategies import make_events
+
+BAD_LINES = [b'{"event_id": "bad-1", "user_id": "u1", "activity"', b'["not", "an", "object"]']
+
+
+def write_events(path: Path, n: int, *, bad: bool = False) -> list[bytes]:
+    lines = [encode(e) for e in make_events(n, users=7, seed=11)]
+    if bad:
+        lines[3:3] = BAD_LINES
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as f:
+        f.write(b"".join(line + b"\n" for line in lines))
+    return lines
+
+
+def test_user_key_is_the_user_id_or_none() -> None:
+    assert user_key(b'{"user_id": "u1", "amount": "junk", "extra": [1, 2]}') == b"u1"
+    assert user_key(b'{"user_id": 42}') is None
+    assert user_key(b'{"user_id": ""}') is None
+    assert user_key(b'["u1"]') is None
+    assert user_key(b"\xff\xfe") is None
+
+
+def test_report_rate_and_description() -> None:
+    report = ReplayReport(sent=50, delivered=50, seconds=0.5, offsets={0: (0, 20), 2: (5, 33)})
+    assert report.rate == 100.0
+    assert "p0 0..20, p2 5..33" in report.describe()
+
+
+def test_a_missing_file_is_a_clear_error(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(FileNotFoundError, match="no such events file"):
+        replay("/no/such/file.jsonl", KafkaSettings("127.0.0.1:1"), "clicks")
+    assert main(["replay", "/no/such/file.jsonl"]) == 1
+    assert "no such events file: /no/such/file.jsonl" in capsys.readouterr().err
+
+
+@pytest.mark.kafka
+def test_replay_arrives_complete_as_is_and_keyed_by_user(
+    kafka: KafkaSettings, topics: Topics, tmp_path: Path
+) -> None:
+    lines = write_events(tmp_path / "events.jsonl.gz", 200, bad=True)
+    report = replay(tmp_path / "events.jsonl.gz", kafka, topics.clicks, progress=False)
+    assert (report.sent, report.delivered, report.unkeyed) == (202, 202, 2)
+    assert sum(last - first + 1 for first, last in report.offsets.values()) == 202
+
+    messages = consume(kafka, topics.clicks, len(lines))
+    assert sorted(m.value() for m in messages) == sorted(lines)  # byte for byte, bad lines too
+    assert all(m.key() == user_key(m.value()) for m in messages)
+    assert Counter(m.key() for m in messages)[None] == 2  # the two that are no JSON object
+    # Each user's events in one partition, in file order.
+    by_user: dict[bytes, list[bytes]] = {}
+    partitions: dict[bytes, set[int]] = {}
+    for m in messages:
+        if m.key() is not None:
+            by_user.setdefault(m.key(), []).append(m.value())
+            partitions.setdefault(m.key(), set()).add(m.partition())
+    assert all(len(p) == 1 for p in partitions.values())
+    for key, values in by_user.items():
+        assert values == [line for line in lines if user_key(line) == key]
+
+
+@pytest.mark.kafka
+def test_replay_paces_to_the_rate_and_stops_at_the_limit(
+    kafka: KafkaSettings, topics: Topics, tmp_path: Path
+) -> None:
+    write_events(tmp_path / "events.jsonl", 200)
+    report = replay(tmp_path / "events.jsonl", kafka, topics.clicks, rate=100, limit=50,
+                    progress=False)  # fmt: skip
+    assert (report.sent, report.delivered) == (50, 50)
+    assert 0.35 <= report.seconds < 5.0  # 50 events at 100/s: about 0.5 s
+    assert report.rate < 150
+
+
+@pytest.mark.kafka
+def test_replay_command(
+    kafka: KafkaSettings,
+    topics: Topics,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    write_events(tmp_path / "events.jsonl", 30)
+    monkeypatch.setenv("DEEPCREDIT_TOPIC_PREFIX", topics.clicks.removesuffix("clicks"))
+    broker = ["--bootstrap", kafka.bootstrap_servers]
+    assert main(["replay", str(tmp_path / "events.jsonl"), "--limit", "20", "--quiet",
+                 *broker]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert f"to topic {topics.clicks}" in out
+    assert "sent                20" in out and "delivered           20" in out
+    assert len(consume(kafka, topics.clicks, 20, timeout_s=10)) == 20
+
+    assert main(["replay", str(tmp_path / "events.jsonl"), "--rate", "0", *broker]) == 1
+    assert "rate must be a positive number" in capsys.readouterr().err
