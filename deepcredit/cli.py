@@ -32,6 +32,7 @@ examples:
                                       feed a clickstream to the live flow, 500 events/s
   deepcredit serve --model artifacts/models/dc-... --recovery-dir state/recovery
                                       the live scoring flow: clicks in, risk scores out
+  deepcredit scores                   what the risk-scores topic holds: decisions, latest scores
   deepcredit thresholds show          the decision thresholds in force
   deepcredit thresholds set --default-decline 0.25 --by alice --note "tighter after Q3"
                                       change one threshold live, without a restart
@@ -82,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_replay(sub)
     _add_thresholds(sub)
     _add_serve(sub)
+    _add_scores(sub)
     _add_bench(sub)
     return parser
 
@@ -562,6 +564,33 @@ def _serve(args: argparse.Namespace) -> int:
         serve(opts)
     except (ArtifactError, StateVersionError, ThresholdsUnavailable) as exc:
         raise CliError(str(exc)) from None
+    return 0
+
+
+# -- scores -------------------------------------------------------------------------------------
+
+
+def _add_scores(sub: Subparsers) -> None:
+    p = _command(
+        sub, "scores",
+        "summarise the risk-scores topic: scored posts, decisions, thresholds and model "
+        "versions in use, and the latest scores",
+        _scores,
+    )  # fmt: skip
+    _add_bootstrap(p)
+    p.add_argument("--latest", type=int, default=5, help="latest scores to show (default 5)")
+
+
+def _scores(args: argparse.Namespace) -> int:
+    from deepcredit.score_log import summarise
+
+    topic = Topics.from_env().risk_scores
+    try:
+        summary = summarise(KafkaSettings(args.bootstrap), topic, latest=args.latest)
+    except (TimeoutError, ValueError, RuntimeError) as exc:
+        raise CliError(f"cannot read {topic}: {exc}") from None
+    print(f"topic {topic}")
+    print(summary.describe())
     return 0
 
 
