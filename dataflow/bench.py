@@ -5,7 +5,8 @@ Throughput: a clickstream is loaded onto a fresh clicks topic, then the flow (re
 production) reads it to the end; events/s = events / wall time of the run, median of repeats.
 Latency: ``deepcredit serve`` tails a fresh topic while the stream is replayed at a steady rate
 below capacity; post-to-score latency = Kafka timestamp of the score minus that of its post
-(both stamped by their producers on this machine's clock).
+(both stamped by their producers on this machine's clock), for the posts produced after the
+flow's first score (its start-up is not latency).
 """
 
 from __future__ import annotations
@@ -108,13 +109,17 @@ def _latency(cfg: LiveBenchConfig, variant: str, log: Path) -> dict:
     finally:
         proc.terminate()
         proc.wait(30)
+    # Startup is not latency: count posts produced after the flow's first score was written.
+    first_score_ms = min(m.timestamp()[1] for m in scores)
     lat = []
     for m in scores:
         s = msgspec.json.decode(m.value(), type=Score)
-        if s.event_id in posts:
+        if posts.get(s.event_id, -1) > first_score_ms:
             lat.append((m.timestamp()[1] - posts[s.event_id]) / 1000.0)
     return {"rate": cfg.latency_rate, "achieved_rate": round(report.rate, 1),
-            "events": report.sent, "posts": len(posts), "scored": len(lat),
+            "events": report.sent, "posts": len(posts),
+            "scored": len({msgspec.json.decode(m.value())["event_id"] for m in scores}),
+            "measured": len(lat),
             "p50_ms": round(1000 * float(np.percentile(lat, 50)), 2),
             "p99_ms": round(1000 * float(np.percentile(lat, 99)), 2)}  # fmt: skip
 

@@ -646,7 +646,7 @@ def _bench_live(args: argparse.Namespace) -> int:
           f"(ratio {result['model_over_pass_through']:.2f})")
     for v, x in lat.items():
         print(f"post-to-score latency at {x['rate']:g} events/s, {v}: p50 {x['p50_ms']:.1f} ms, "
-              f"p99 {x['p99_ms']:.1f} ms ({x['scored']:,} posts)")
+              f"p99 {x['p99_ms']:.1f} ms ({x['measured']:,} posts)")
     print(f"written to {args.out}")
     return 0
 
