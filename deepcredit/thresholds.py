@@ -35,6 +35,7 @@ from confluent_kafka import (
 )
 
 from deepcredit.codec import encode
+from deepcredit.kafka_io import read_to_end
 from deepcredit.records import ThresholdUpdate
 from deepcredit.settings import KafkaSettings
 
@@ -172,34 +173,20 @@ def read_latest(
     Raises ThresholdsUnavailable when the end is not reached within ``timeout_s``: a partial
     read could miss the latest update.
     """
-    deadline = time.monotonic() + timeout_s
-    consumer = _consumer(settings)
     try:
-        partitions = _partitions(consumer, topic, timeout_s)
-        ends = _end_offsets(consumer, topic, partitions, timeout_s)
-        pending = {p for p, end in ends.items() if end > 0}
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
-        current = DEFAULT_THRESHOLDS
-        while pending:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ThresholdsUnavailable(
-                    f"thresholds topic {topic!r} not read to its end within {timeout_s:g} s"
-                )
-            m = consumer.poll(min(left, 0.5))
-            if m is None:
-                continue
-            if m.error() is not None:
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    pending.discard(m.partition())
-                    continue
-                raise ThresholdsUnavailable(f"reading {topic!r}: {m.error().str()}")
-            if m.offset() >= ends[m.partition()] - 1:
-                pending.discard(m.partition())
-            if m.offset() < ends[m.partition()]:  # later records are not part of this read
-                current = _supersedes(current, m) or current
-    finally:
-        consumer.close()
+        messages = read_to_end(settings, topic, timeout_s)
+    except TimeoutError:
+        raise ThresholdsUnavailable(
+            f"thresholds topic {topic!r} not read to its end within {timeout_s:g} s"
+        ) from None
+    except KafkaException as exc:
+        reason = exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else exc
+        raise ThresholdsUnavailable(f"cannot reach the broker for {topic!r}: {reason}") from None
+    except (ValueError, RuntimeError) as exc:
+        raise ThresholdsUnavailable(f"cannot read thresholds topic {topic!r}: {exc}") from None
+    current = DEFAULT_THRESHOLDS
+    for m in messages:
+        current = _supersedes(current, m) or current
     return None if current is DEFAULT_THRESHOLDS else current
 
 
