@@ -12,6 +12,7 @@ from deepcredit.events import ClickEvent
 from deepcredit.jsonlines import read_lines
 from deepcredit.kafka_io import produce, read_to_end
 from deepcredit.records import DeadLetter, Score
+from deepcredit.replay import user_key
 from deepcredit.settings import KafkaSettings
 from scorer.model import ModelWeights, advance
 from state.user_state import UserState
@@ -19,15 +20,11 @@ from state.user_state import UserState
 BAD_MESSAGES = (b"not json", b'{"event_id": "x", "user_id": "u"}', b"\xff\xfe")
 
 
-def send(kafka: KafkaSettings, topic: str, lines: list[bytes], key_of=None) -> None:
+def send(kafka: KafkaSettings, topic: str, lines: list[bytes]) -> None:
     """Produce ``lines`` keyed by user id (None for lines that are not events)."""
     producer = Producer(kafka.client_config())
     for line in lines:
-        try:
-            key = msgspec.json.decode(line)["user_id"].encode()
-        except (msgspec.DecodeError, KeyError, TypeError):
-            key = None
-        produce(producer, topic, line, key)
+        produce(producer, topic, line, user_key(line))
     assert producer.flush(30) == 0
 
 
