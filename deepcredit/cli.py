@@ -620,6 +620,18 @@ def _add_bench(sub: Subparsers) -> None:
                    help="events replayed for latency (default 10000)")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("results/live.json"))
 
+    p = _command(
+        bench_sub, "step",
+        "what the hidden size costs the live scorer: microseconds per event of the numpy step "
+        "(one event at a time, median of repeats) and bytes per user state, per hidden size",
+        _bench_step,
+    )  # fmt: skip
+    p.add_argument("--hidden", type=int, nargs="+", default=[16, 32, 64, 128, 256],
+                   help="hidden sizes (default 16 32 64 128 256)")  # fmt: skip
+    p.add_argument("--users", type=int, default=200, help="users in the stream (default 200)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--out", type=Path, default=Path("results/step.json"))
+
 
 def _bench_live(args: argparse.Namespace) -> int:
     import json
@@ -647,6 +659,26 @@ def _bench_live(args: argparse.Namespace) -> int:
     for v, x in lat.items():
         print(f"post-to-score latency at {x['rate']:g} events/s, {v}: p50 {x['p50_ms']:.1f} ms, "
               f"p99 {x['p99_ms']:.1f} ms ({x['measured']:,} posts)")
+    print(f"written to {args.out}")
+    return 0
+
+
+def _bench_step(args: argparse.Namespace) -> int:
+    import json
+    import shlex
+
+    from training.ablation import machine
+    from training.step_cost import step_cost
+
+    rows = step_cost(args.hidden, users=args.users, repeats=args.repeats)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"rows": rows, "command": "deepcredit " + shlex.join(args.argv),
+                                    "machine": machine()}, indent=2) + "\n")  # fmt: skip
+    print("| hidden size | µs per post | µs per other event | state bytes (median user) |")
+    print("| ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(f"| {r['hidden_size']} | {r['us_per_post']:.1f} | {r['us_per_other_event']:.1f} "
+              f"| {r['state_bytes_median']:,} |")
     print(f"written to {args.out}")
     return 0
 
