@@ -40,7 +40,9 @@ from state.user_state import encode_state
 
 __all__ = ["LiveBenchConfig", "run_live_bench"]
 
-VARIANTS = ("model", "pass_through")
+#: The flow as served (model, recovery on); the same without the model step; the same without
+#: recovery snapshots (what they cost).
+VARIANTS = ("model", "pass_through", "model_no_recovery")
 
 
 @dataclass(frozen=True)
@@ -66,14 +68,15 @@ def _fresh_topics(cfg: LiveBenchConfig) -> Topics:
 def _throughput_once(cfg: LiveBenchConfig, variant: str) -> dict:
     topics = _fresh_topics(cfg)
     sent = replay(cfg.events, cfg.kafka, topics.clicks, limit=cfg.limit, progress=False).sent
-    weights = load_scorer(cfg.model) if variant == "model" else None
+    weights = None if variant == "pass_through" else load_scorer(cfg.model)
     with tempfile.TemporaryDirectory() as tmp:
         init_db_dir(Path(tmp), 1)
+        recovery = None if variant == "model_no_recovery" else RecoveryConfig(Path(tmp))
         flow = build_flow(FlowConfig(cfg.kafka, topics, tail=False), weights,
                           lambda: DEFAULT_THRESHOLDS)  # fmt: skip
         started = time.perf_counter()
         run_main(flow, epoch_interval=timedelta(seconds=cfg.snapshot_s),
-                 recovery_config=RecoveryConfig(Path(tmp)))  # fmt: skip
+                 recovery_config=recovery)  # fmt: skip
         seconds = time.perf_counter() - started
         states = read_states(Path(tmp)) if variant == "model" else {}
     scores = len(read_to_end(cfg.kafka, topics.risk_scores))
@@ -142,10 +145,13 @@ def run_live_bench(cfg: LiveBenchConfig, log: Path) -> dict:
     throughput = {v: {"median_events_per_s": statistics.median(x["events_per_s"]
                                                                 for x in runs[v]),
                       "runs": runs[v]} for v in VARIANTS}  # fmt: skip
-    latency = {v: _latency(cfg, v, log) for v in VARIANTS}
+    latency = {v: _latency(cfg, v, log) for v in ("model", "pass_through")}
     ratio = (throughput["model"]["median_events_per_s"]
              / throughput["pass_through"]["median_events_per_s"])  # fmt: skip
+    snapshots = (throughput["model"]["median_events_per_s"]
+                 / throughput["model_no_recovery"]["median_events_per_s"])  # fmt: skip
     return {"throughput": throughput, "model_over_pass_through": round(ratio, 3),
+            "recovery_over_no_recovery": round(snapshots, 3),
             "latency": latency, "state_bytes_per_user": runs["model"][-1]["state_bytes"],
             "config": {k: str(v) if isinstance(v, Path | KafkaSettings) else v
                        for k, v in vars(cfg).items()}}  # fmt: skip

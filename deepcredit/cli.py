@@ -655,7 +655,8 @@ def _bench_live(args: argparse.Namespace) -> int:
     t, lat = result["throughput"], result["latency"]
     print(f"events/s (median): model {t['model']['median_events_per_s']:,.0f}, pass-through "
           f"{t['pass_through']['median_events_per_s']:,.0f} "
-          f"(ratio {result['model_over_pass_through']:.2f})")
+          f"(ratio {result['model_over_pass_through']:.2f}); without recovery snapshots "
+          f"{t['model_no_recovery']['median_events_per_s']:,.0f}")
     for v, x in lat.items():
         print(f"post-to-score latency at {x['rate']:g} events/s, {v}: p50 {x['p50_ms']:.1f} ms, "
               f"p99 {x['p99_ms']:.1f} ms ({x['measured']:,} posts)")
