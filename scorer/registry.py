@@ -1,0 +1,429 @@
+"""The model registry: the versions ``deepcredit train`` wrote, which one is current, and why.
+
+    <root>/<version>/          a model folder (card.json, scorer.npz, model.pt)
+    <root>/CURRENT             {"version", "promoted_at", "by", "reason"}: the model to serve
+    <root>/promotions.jsonl    the audit log: one decision per line (promote, rollback, ...)
+
+Numpy and msgspec only (no torch), so a serving host can resolve ``--model current``.
+
+CURRENT is a small JSON file, not a symlink. Both can be swapped atomically with
+``os.replace``, but the file also carries who promoted the model, when and why; it survives
+copies, archives and object stores that drop or follow symlinks; and a reader gets the version
+with one ``read``, whereas resolving a symlink and then opening the folder can race a swap.
+
+A promotion or rollback, under an exclusive lock on ``<root>/.lock`` (writers only):
+
+1. check the target: a folder under root whose scorer weights load and carry its name;
+2. append the decision to promotions.jsonl, flushed and fsync'ed;
+3. write the new CURRENT to a temporary file beside it, fsync it, ``os.replace`` it over
+   CURRENT and fsync the folder.
+
+If the process dies at each step:
+
+| dies in | CURRENT           | promotions.jsonl                    | next promote/rollback |
+|---------|-------------------|-------------------------------------|-----------------------|
+| 1.      | unchanged         | unchanged                           | as usual              |
+| 2.      | unchanged         | maybe a torn last line (no newline) | drops the torn line   |
+| 3.      | unchanged, or new | the decision                        | as usual              |
+
+Readers never see half a CURRENT: it is the old file or the new one. After a death in 3. before
+the rename the log holds a decision that did not take effect; ``current()`` is the truth for what
+serves, and promoting the same version again completes it (a repeat of the current version does
+not stack up in rollback's history).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from scorer.artifact import SCORER_FILE, ArtifactError, load_scorer
+
+__all__ = [
+    "CURRENT_FILE",
+    "LOG_FILE",
+    "PROMOTE",
+    "ROLLBACK",
+    "ModelEntry",
+    "ModelRegistry",
+    "Promotion",
+    "RegistryError",
+]
+
+log = logging.getLogger(__name__)
+
+CURRENT_FILE = "CURRENT"
+LOG_FILE = "promotions.jsonl"
+_LOCK_FILE = ".lock"
+CARD_FILE = "card.json"
+
+#: Actions that move the CURRENT pointer. Other actions in the log (the retraining controller's
+#: "reject", say) are decisions kept for the audit and do not change what serves.
+PROMOTE = "promote"
+ROLLBACK = "rollback"
+
+_VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+class RegistryError(ValueError):
+    """The registry cannot do what was asked; the message says why and what to do."""
+
+
+class TargetScore(msgspec.Struct, frozen=True):
+    """One target's test or validation metrics, as the model card holds them."""
+
+    auc: float
+    ks: float
+    brier: float
+    n: int
+    positives: int
+
+
+class ModelEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One model version as the registry lists it (from its card.json)."""
+
+    version: str
+    created_at: float  # Unix seconds
+    parent_version: str | None
+    data_path: str
+    data_sha256: str
+    data_users: int
+    hidden_size: int | None
+    test: dict[str, TargetScore]  # target ("delinquent", "default") -> metrics
+    validation: dict[str, TargetScore]
+    current: bool = False
+
+    def test_auc(self, target: str) -> float | None:
+        m = self.test.get(target)
+        return None if m is None else m.auc
+
+
+class Promotion(msgspec.Struct, frozen=True, kw_only=True):
+    """One decision of the audit log (a line of promotions.jsonl)."""
+
+    at: float  # Unix seconds
+    action: str  # PROMOTE, ROLLBACK, or another decision that does not move CURRENT
+    version: str
+    previous: str | None  # the version current before this decision
+    by: str
+    reason: str
+    metrics: dict[str, Any] | None = None
+
+
+class _Pointer(msgspec.Struct, frozen=True):
+    version: str
+    promoted_at: float
+    by: str
+    reason: str
+
+
+class _Data(msgspec.Struct, frozen=True):
+    path: str
+    sha256: str
+    users: int
+
+
+class _Card(msgspec.Struct, frozen=True):
+    """The part of training.artifact.ModelCard the registry reads (that one needs torch)."""
+
+    version: str
+    created_at: float
+    data: _Data
+    model_config: dict[str, Any] = {}
+    metrics: dict[str, dict[str, TargetScore]] = {}
+    parent_version: str | None = None
+
+
+class ModelRegistry:
+    """The model folders under ``root`` (default of ``deepcredit train``: artifacts/models)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def versions(self) -> list[ModelEntry]:
+        """Every model folder with a readable card.json, oldest first.
+
+        Folders being written (``.<version>.partial``) and other files are not versions; a card
+        that does not decode is skipped with a warning, so one bad folder hides no other.
+        """
+        current = self._current_version()
+        entries = []
+        for path in self._folders():
+            try:
+                entries.append(self._entry(path, current))
+            except RegistryError as exc:
+                log.warning("skipping %s: %s", path, exc)
+        return sorted(entries, key=lambda e: (e.created_at, e.version))
+
+    def entry(self, version: str) -> ModelEntry:
+        """The version's entry; RegistryError if there is no such model folder."""
+        return self._entry(self._folder(version), self._current_version())
+
+    def current(self) -> ModelEntry | None:
+        """The promoted model, or None if no model was ever promoted."""
+        pointer = self._pointer()
+        if pointer is None:
+            return None
+        folder = self.root / pointer.version
+        if not (folder / CARD_FILE).is_file():
+            raise RegistryError(
+                f"{self.root / CURRENT_FILE} names {pointer.version}, but {folder} is not a "
+                "model folder any more: promote another version"
+            )
+        return self._entry(folder, pointer.version)
+
+    def current_path(self) -> Path:
+        """The folder of the promoted model (what ``deepcredit serve --model current`` loads)."""
+        entry = self.current()
+        if entry is None:
+            raise RegistryError(
+                f"no model was ever promoted in {self.root}: run 'deepcredit models promote "
+                "VERSION --by NAME --reason TEXT' first"
+            )
+        return self.root / entry.version
+
+    def history(self) -> list[Promotion]:
+        """Every decision of the audit log, oldest first."""
+        path = self.root / LOG_FILE
+        if not path.is_file():
+            return []
+        data = path.read_bytes()
+        lines = data.split(b"\n")
+        if lines[-1]:  # no newline at the end: a write torn by a crash, which did not take effect
+            log.warning("ignoring a torn last line of %s", path)
+        decisions = []
+        for number, line in enumerate(lines[:-1], start=1):
+            if not line.strip():
+                continue
+            try:
+                decisions.append(msgspec.json.decode(line, type=Promotion))
+            except msgspec.DecodeError as exc:
+                raise RegistryError(f"{path} line {number} is not a decision: {exc}") from None
+        return decisions
+
+    def lineage(self, version: str) -> list[ModelEntry]:
+        """The version, its parent, the parent's parent, ...: until a parent without a folder
+        here, or a version seen before (a cycle in hand-edited cards)."""
+        current = self._current_version()
+        chain = [self._entry(self._folder(version), current)]
+        seen = {version}
+        while (parent := chain[-1].parent_version) is not None and parent not in seen:
+            if not (self.root / parent / CARD_FILE).is_file():
+                break
+            seen.add(parent)
+            chain.append(self._entry(self.root / parent, current))
+        return chain
+
+    # -- deciding --------------------------------------------------------------------------------
+
+    def promote(
+        self, version: str, *, by: str, reason: str, metrics: dict[str, Any] | None = None
+    ) -> Promotion:
+        """Make ``version`` the current model, after checking its scorer weights load."""
+        _require_who_and_why(by, reason)
+        with self._locked():
+            self._check_servable(version)  # 1.
+            previous = self._current_version()
+            decision = Promotion(at=time.time(), action=PROMOTE, version=version,
+                                 previous=previous, by=by, reason=reason,
+                                 metrics=metrics)  # fmt: skip
+            self._append(decision)  # 2.
+            self._point_to(decision)  # 3.
+        return decision
+
+    def rollback(self, *, by: str, reason: str) -> Promotion:
+        """Make current again the version that was current before the current one.
+
+        The log is read as a stack: a promotion pushes its version, a rollback pops one, so
+        repeated rollbacks walk further back (A, B, C promoted: rollback gives B, then A).
+        """
+        _require_who_and_why(by, reason)
+        with self._locked():
+            current = self._current_version()
+            if current is None:
+                raise RegistryError(f"nothing to roll back in {self.root}: no model is current")
+            stack = _pointer_stack(self.history())
+            if not stack or stack[-1] != current:
+                raise RegistryError(
+                    f"{self.root / CURRENT_FILE} names {current} but {LOG_FILE} ends with "
+                    f"{stack[-1] if stack else 'no promotion'}: promote the intended version "
+                    "explicitly"
+                )
+            if len(stack) < 2:
+                raise RegistryError(
+                    f"nothing to roll back to: {current} is the first promoted model in {self.root}"
+                )
+            target = stack[-2]
+            self._check_servable(target)  # 1.
+            decision = Promotion(at=time.time(), action=ROLLBACK, version=target,
+                                 previous=current, by=by, reason=reason)  # fmt: skip
+            self._append(decision)  # 2.
+            self._point_to(decision)  # 3.
+        return decision
+
+    def record(
+        self,
+        action: str,
+        version: str,
+        *,
+        by: str,
+        reason: str,
+        metrics: dict[str, Any] | None = None,
+    ) -> Promotion:
+        """Log a decision that does not move CURRENT (the retraining controller's "reject" of a
+        challenger, say), in the same file and format as promotions."""
+        if action in (PROMOTE, ROLLBACK):
+            raise RegistryError(f"use promote() or rollback() for {action!r}")
+        if not action:
+            raise RegistryError("a decision needs an action")
+        _require_who_and_why(by, reason)
+        with self._locked():
+            decision = Promotion(at=time.time(), action=action, version=version,
+                                 previous=self._current_version(), by=by, reason=reason,
+                                 metrics=metrics)  # fmt: skip
+            self._append(decision)
+        return decision
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _folders(self) -> Iterator[Path]:
+        if not self.root.is_dir():
+            return
+        for path in self.root.iterdir():
+            if path.name.startswith(".") or path.name.endswith(".partial"):
+                continue
+            if path.is_dir() and (path / CARD_FILE).is_file():
+                yield path
+
+    def _folder(self, version: str) -> Path:
+        folder = self.root / version
+        if not _VERSION_NAME.fullmatch(version) or not (folder / CARD_FILE).is_file():
+            known = [p.name for p in self._folders()]
+            hint = f"known: {', '.join(sorted(known))}" if known else "it holds no models"
+            raise RegistryError(f"no model {version!r} in {self.root} ({hint})")
+        return folder
+
+    def _entry(self, folder: Path, current: str | None) -> ModelEntry:
+        try:
+            card = msgspec.json.decode((folder / CARD_FILE).read_bytes(), type=_Card)
+        except (OSError, msgspec.DecodeError) as exc:
+            raise RegistryError(f"{folder / CARD_FILE} is not a model card: {exc}") from None
+        hidden = card.model_config.get("hidden_size")
+        return ModelEntry(
+            version=folder.name,
+            created_at=card.created_at,
+            parent_version=card.parent_version,
+            data_path=card.data.path,
+            data_sha256=card.data.sha256,
+            data_users=card.data.users,
+            hidden_size=hidden if isinstance(hidden, int) else None,
+            test=card.metrics.get("test", {}),
+            validation=card.metrics.get("validation", {}),
+            current=folder.name == current,
+        )
+
+    def _check_servable(self, version: str) -> None:
+        folder = self._folder(version)
+        try:
+            weights = load_scorer(folder)
+        except ArtifactError as exc:
+            raise RegistryError(str(exc)) from None
+        except Exception as exc:  # a damaged file fails in numpy or zipfile: refuse it the same
+            raise RegistryError(f"{folder / SCORER_FILE} does not load: {exc!r}") from None
+        if weights.version != version:
+            raise RegistryError(
+                f"{folder / SCORER_FILE} holds model {weights.version}, not {version}: a copied "
+                "or renamed folder cannot be promoted"
+            )
+
+    def _pointer(self) -> _Pointer | None:
+        path = self.root / CURRENT_FILE
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            return msgspec.json.decode(data, type=_Pointer)
+        except msgspec.DecodeError as exc:
+            raise RegistryError(f"{path} is not a current-model pointer: {exc}") from None
+
+    def _current_version(self) -> str | None:
+        pointer = self._pointer()
+        return None if pointer is None else pointer.version
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        if not self.root.is_dir():
+            raise RegistryError(f"no such models folder: {self.root}")
+        with open(self.root / _LOCK_FILE, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _append(self, decision: Promotion) -> None:
+        path = self.root / LOG_FILE
+        data = path.read_bytes() if path.is_file() else b""
+        if data and not data.endswith(b"\n"):  # torn by a crash in 2.: that decision never held
+            log.warning("dropping a torn last line of %s", path)
+            with open(path, "r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+        with open(path, "ab") as f:
+            f.write(msgspec.json.encode(decision) + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _point_to(self, decision: Promotion) -> None:
+        pointer = _Pointer(version=decision.version, promoted_at=decision.at, by=decision.by,
+                           reason=decision.reason)  # fmt: skip
+        payload = json.dumps(msgspec.to_builtins(pointer), indent=2).encode() + b"\n"
+        fd, tmp = tempfile.mkstemp(prefix=f".{CURRENT_FILE}.", suffix=".tmp", dir=self.root)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.root / CURRENT_FILE)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(self.root, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _pointer_stack(history: list[Promotion]) -> list[str]:
+    """The versions current one after another, as promotions push and rollbacks pop them."""
+    stack: list[str] = []
+    for d in history:
+        if d.action == PROMOTE and (not stack or stack[-1] != d.version):
+            stack.append(d.version)
+        elif d.action == ROLLBACK:
+            if stack:
+                stack.pop()
+            if not stack or stack[-1] != d.version:  # a log that began mid-history
+                stack.append(d.version)
+    return stack
+
+
+def _require_who_and_why(by: str, reason: str) -> None:
+    if not by.strip():
+        raise RegistryError("say who decides (by)")
+    if not reason.strip():
+        raise RegistryError("say why (reason)")
