@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from deepcredit.cli import CliError, _resolve_model, main
+from deepcredit.cli import CliError, main
+from deepcredit.commands.models import resolve_model
 from scorer.artifact import SCORER_FILE
 from scorer.registry import (
     CURRENT_FILE,
@@ -306,13 +307,13 @@ def test_unreadable_cards_are_skipped_by_versions(models) -> None:
 def test_serve_model_current_resolves_through_the_registry(models) -> None:
     registry, (a, b, _) = models
     with pytest.raises(CliError, match="no model was ever promoted"):
-        _resolve_model(Path("current"), registry.root)
+        resolve_model(Path("current"), registry.root)
     registry.promote(b, by="x", reason="y")
-    assert _resolve_model(Path("current"), registry.root) == registry.root / b
+    assert resolve_model(Path("current"), registry.root) == registry.root / b
     with pytest.raises(CliError, match="no such models folder"):
-        _resolve_model(Path("current"), registry.root / "missing")
+        resolve_model(Path("current"), registry.root / "missing")
     given = registry.root / a
-    assert _resolve_model(given, registry.root) == given  # a folder passes through as given
+    assert resolve_model(given, registry.root) == given  # a folder passes through as given
 
 
 def test_serve_parses_model_current() -> None:

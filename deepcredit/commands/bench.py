@@ -1,0 +1,107 @@
+"""``deepcredit bench live|step``: benchmarks that write their results to a file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from deepcredit.commands.common import CliError, Subparsers, add_bootstrap, command
+from deepcredit.settings import KafkaSettings
+
+__all__ = ["add"]
+
+
+def add(sub: Subparsers) -> None:
+    bench = sub.add_parser(
+        "bench",
+        help="measure the live flow (writes results/live.json)",
+        description="Benchmarks that write their results to a file.",
+    )
+    bench_sub = bench.add_subparsers(title="benchmarks", metavar="BENCH")
+    p = command(
+        bench_sub, "live",
+        "the live flow Kafka to Kafka on the real broker, with the model and with a "
+        "pass-through in its place, in one run: events/s (median of repeats) and post-to-score "
+        "latency p50/p99 at a steady replay rate",
+        _live,
+    )  # fmt: skip
+    p.add_argument("--events", required=True, type=Path, help="a generated clickstream")
+    p.add_argument("--model", required=True, type=Path, help="a model folder")
+    add_bootstrap(p)
+    p.add_argument("--limit", type=int, default=100_000,
+                   help="events used for throughput (default 100000)")  # fmt: skip
+    p.add_argument("--repeats", type=int, default=3, help="throughput runs per flow (default 3)")
+    p.add_argument("--rate", type=float, default=500.0,
+                   help="replay rate of the latency run, events/s (default 500)")  # fmt: skip
+    p.add_argument("--latency-events", type=int, default=10_000,
+                   help="events replayed for latency (default 10000)")  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("results/live.json"))
+
+    p = command(
+        bench_sub, "step",
+        "what the hidden size costs the live scorer: microseconds per event of the numpy step "
+        "(one event at a time, median of repeats) and bytes per user state, per hidden size",
+        _step,
+    )  # fmt: skip
+    p.add_argument("--hidden", type=int, nargs="+", default=[16, 32, 64, 128, 256],
+                   help="hidden sizes (default 16 32 64 128 256)")  # fmt: skip
+    p.add_argument("--users", type=int, default=200, help="users in the stream (default 200)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--out", type=Path, default=Path("results/step.json"))
+
+
+def _live(args: argparse.Namespace) -> int:
+    import json
+    import shlex
+
+    from dataflow.bench import LiveBenchConfig, run_live_bench
+    from training.ablation import machine
+
+    for path in (args.events, args.model):
+        if not path.exists():
+            raise CliError(f"no such file or folder: {path}")
+    cfg = LiveBenchConfig(events=args.events, model=args.model,
+                          kafka=KafkaSettings(args.bootstrap), limit=args.limit,
+                          repeats=args.repeats, latency_rate=args.rate,
+                          latency_events=args.latency_events)  # fmt: skip
+    log = args.out.with_suffix(".serve.log")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    result = run_live_bench(cfg, log)
+    result |= {"command": "deepcredit " + shlex.join(args.argv), "machine": machine()}
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    t, lat = result["throughput"], result["latency"]
+    print(
+        f"events/s (median): model {t['model']['median_events_per_s']:,.0f}, pass-through "
+        f"{t['pass_through']['median_events_per_s']:,.0f} "
+        f"(ratio {result['model_over_pass_through']:.2f}); without recovery snapshots "
+        f"{t['model_no_recovery']['median_events_per_s']:,.0f}"
+    )
+    for v, x in lat.items():
+        print(
+            f"post-to-score latency at {x['rate']:g} events/s, {v}: p50 {x['p50_ms']:.1f} ms, "
+            f"p99 {x['p99_ms']:.1f} ms ({x['measured']:,} posts)"
+        )
+    print(f"written to {args.out}")
+    return 0
+
+
+def _step(args: argparse.Namespace) -> int:
+    import json
+    import shlex
+
+    from training.ablation import machine
+    from training.step_cost import step_cost
+
+    rows = step_cost(args.hidden, users=args.users, repeats=args.repeats)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"rows": rows, "command": "deepcredit " + shlex.join(args.argv),
+                                    "machine": machine()}, indent=2) + "\n")  # fmt: skip
+    print("| hidden size | µs per post | µs per other event | state bytes (median user) |")
+    print("| ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(
+            f"| {r['hidden_size']} | {r['us_per_post']:.1f} | {r['us_per_other_event']:.1f} "
+            f"| {r['state_bytes_median']:,} |"
+        )
+    print(f"written to {args.out}")
+    return 0

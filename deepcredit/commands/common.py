@@ -1,0 +1,32 @@
+"""What every command module shares: the user-facing error, the parser helpers."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from deepcredit.settings import KafkaSettings
+
+__all__ = ["CliError", "Subparsers", "add_bootstrap", "command"]
+
+
+class CliError(Exception):
+    """A failure the user can act on: printed without a traceback, exit status 1."""
+
+
+Subparsers = argparse._SubParsersAction  # the type argparse gives no public name
+
+
+def command(
+    sub: Subparsers, name: str, help: str, run: Callable[[argparse.Namespace], int]
+) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=help)
+    p.set_defaults(run=run)
+    return p
+
+
+def add_bootstrap(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--bootstrap", default=KafkaSettings.from_env().bootstrap_servers,
+        help="Kafka bootstrap servers (default: $DEEPCREDIT_BOOTSTRAP or 127.0.0.1:9092)",
+    )  # fmt: skip

@@ -1,0 +1,81 @@
+"""``deepcredit serve``: the live scoring flow, clicks in, risk scores out."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from deepcredit.commands.common import CliError, Subparsers, add_bootstrap, command
+from deepcredit.commands.models import add_models_dir, resolve_model
+from deepcredit.settings import KafkaSettings, Topics
+
+__all__ = ["add"]
+
+
+def add(sub: Subparsers) -> None:
+    p = command(
+        sub, "serve",
+        "run the live scoring flow (Bytewax): read the clicks topic, keep each user's model "
+        "state, write a score with a decision for every loan post to the risk-scores topic and "
+        "malformed messages to the dead-letter topic; Prometheus metrics on /metrics",
+        _run,
+    )  # fmt: skip
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", type=Path,
+                       help="a model folder made by 'deepcredit train', or the word 'current' "
+                            "for the one promoted in --models-dir")  # fmt: skip
+    which.add_argument("--pass-through", action="store_true",
+                       help="no model: every post scores 0 (benchmarks only)")  # fmt: skip
+    add_models_dir(p)
+    add_bootstrap(p)
+    p.add_argument(
+        "--recovery-dir",
+        type=Path,
+        help="keep state and offsets here (Bytewax recovery), so a restart after a "
+        "crash loses nothing; without it every start begins with empty states",
+    )
+    p.add_argument("--snapshot-seconds", type=int, default=5,
+                   help="how often state is snapshotted (default 5; a crash replays at most "
+                        "this much input)")  # fmt: skip
+    p.add_argument(
+        "--until-end",
+        action="store_true",
+        help="stop at the end of the clicks topic instead of waiting for more",
+    )
+    p.add_argument("--workers", type=int, default=1, help="worker threads (default 1)")
+    p.add_argument("--process-id", type=int,
+                   help="this process's index in a cluster (with --addresses)")  # fmt: skip
+    p.add_argument(
+        "--addresses", help='host:port of every process of the cluster, ";"-separated, in order'
+    )
+    p.add_argument("--metrics-port", type=int, default=9464,
+                   help="Prometheus endpoint port, plus the process id in a cluster "
+                        "(default 9464; 0 = none)")  # fmt: skip
+
+
+def _run(args: argparse.Namespace) -> int:
+    import logging
+
+    from dataflow.flow import FlowConfig
+    from dataflow.serve import ServeOptions, serve
+    from deepcredit.thresholds import ThresholdsUnavailable
+    from scorer.artifact import ArtifactError
+    from scorer.model import StateVersionError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if (args.process_id is None) != (args.addresses is None):
+        raise CliError("--process-id and --addresses go together (a cluster needs both)")
+    if args.snapshot_seconds < 1:
+        raise CliError("--snapshot-seconds must be at least 1")
+    flow = FlowConfig(KafkaSettings(args.bootstrap), Topics.from_env(), tail=not args.until_end)
+    model = None if args.pass_through else resolve_model(args.model, args.models_dir)
+    opts = ServeOptions(model=model, flow=flow,
+                        workers=args.workers, process_id=args.process_id,
+                        addresses=tuple(args.addresses.split(";")) if args.addresses else (),
+                        recovery_dir=args.recovery_dir, snapshot_s=args.snapshot_seconds,
+                        metrics_port=args.metrics_port)  # fmt: skip
+    try:
+        serve(opts)
+    except (ArtifactError, StateVersionError, ThresholdsUnavailable) as exc:
+        raise CliError(str(exc)) from None
+    return 0
