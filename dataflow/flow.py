@@ -1,8 +1,10 @@
 """The live scoring dataflow, Kafka to Kafka.
 
-    clicks ─ decode ─┬─ dead letters ─────────────────────────────> dead-letter topic
-                     └─ key by user ─ score (per-user state) ─ decide (live thresholds)
-                                                               └──> risk-scores topic
+    clicks ─ decode ─┬─ dead letters ────────────────────────────> dead-letter topic
+                     └─ key by user ─ score (per-user state) ─┬─ posts ─ decide (live thresholds)
+                                                              │          └──> risk-scores topic
+                                                              └─ every event ─ drift (one global
+                                                                 DriftMonitors) ──> drift-alerts
 
 Run it with ``deepcredit serve`` or, the same flow, ``python -m bytewax.run
 "dataflow.flow:from_env()"`` (configured by DEEPCREDIT_* environment variables).
@@ -20,8 +22,17 @@ import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSink, KafkaSource
 from bytewax.dataflow import Dataflow
 
-from dataflow.records import Accepted
-from dataflow.steps import PassThrough, UserScorer, dead_letter_message, decide, decode
+from dataflow.monitors import MonitorConfig
+from dataflow.records import Accepted, Scored
+from dataflow.steps import (
+    DriftStep,
+    PassThrough,
+    UserScorer,
+    dead_letter_message,
+    decide,
+    decode,
+    drift_alert_message,
+)
 from deepcredit.records import ThresholdUpdate
 from deepcredit.settings import KafkaSettings, Topics
 from scorer.artifact import load_scorer
@@ -38,6 +49,9 @@ class FlowConfig:
     topics: Topics = field(default_factory=Topics)
     tail: bool = True  # False: stop at the end of the clicks topic (tests, benchmarks, replays)
     batch_size: int = 1000  # most messages per poll of each clicks partition
+    # The drift monitors' warm-up, cool-down and ADWIN delta (one config for all three
+    # monitors); None: no monitors, nothing written to the drift-alerts topic.
+    monitors: MonitorConfig | None = field(default_factory=MonitorConfig)
 
 
 def build_flow(
@@ -48,7 +62,19 @@ def build_flow(
     name: str = "deepcredit",
 ) -> Dataflow:
     """The dataflow; ``weights=None`` replaces the model step with a pass-through that scores
-    every post 0 (the benchmark's baseline: everything but the model)."""
+    every post 0 (the benchmark's baseline: everything but the model).
+
+    Drift (``cfg.monitors``): the score step also emits every non-post event, so one stream
+    carries each user's events in order, posts with their probabilities. It is keyed on one
+    constant key into a single ``DriftMonitors``, on one worker, on purpose: the monitors are
+    statistics of the whole platform (every partition's users in one mix, one score
+    distribution, one rolling AUC), and an update costs microseconds, far below the model step;
+    the price is that this step's items cross to that worker in a multi-worker flow. Across
+    users the stream is only approximately in event time (partitions and batches interleave),
+    which these statistics tolerate; near a due date, a loan's label can be settled by another
+    user's later event that came first. The pass-through flow runs the same monitors (on its
+    zero scores), so the benchmark's difference stays the model step alone.
+    """
     brokers = [cfg.kafka.bootstrap_servers]
     config = {k: str(v) for k, v in cfg.kafka.extra_config.items()}
     flow = Dataflow(name)
@@ -59,29 +85,43 @@ def build_flow(
     valid = op.branch("valid", decoded, lambda x: isinstance(x, Accepted))
     letters = op.map("dead_letter", valid.falses, dead_letter_message)
     op.output("dead_letters", letters, KafkaSink(brokers, cfg.topics.dead_letter, config))
-    by_user = op.key_on("by_user", valid.trues, lambda a: a.event.user_id)
+    by_user = op.key_on("by_user", valid.trues, lambda a: a.event.user_id)  # (user_id, Accepted)
+    drift = cfg.monitors is not None
     if weights is None:
-        scored = op.stateful_batch("score", by_user, PassThrough)
+        logic = partial(PassThrough, emit_events=drift)
         version = "pass-through"
     else:
-        scored = op.stateful_batch("score", by_user, partial(UserScorer, weights))
+        logic = partial(UserScorer, weights, emit_events=drift)
         version = weights.version
-    decided = op.map("decide", op.key_rm("unkey", scored),
-                     lambda s: decide(s, thresholds, version)[1])  # fmt: skip
+    scored = op.key_rm("unkey", op.stateful_batch("score", by_user, logic))  # Scored | Accepted
+    posts = op.filter("posts", scored, lambda x: isinstance(x, Scored)) if drift else scored
+    decided = op.map("decide", posts, lambda s: decide(s, thresholds, version)[1])  # Kafka msg
     op.output("scores", decided, KafkaSink(brokers, cfg.topics.risk_scores, config))
+    if cfg.monitors is not None:
+        everything = op.key_on("one_key", scored, lambda _: "all")  # ("all", Scored | Accepted)
+        alerts = op.stateful_batch("drift", everything,
+                                   partial(DriftStep, version, cfg.monitors))  # fmt: skip
+        unkeyed = op.key_rm("drift_unkey", alerts)  # DriftAlert
+        sent = op.map("drift_message", unkeyed, drift_alert_message)  # Kafka msg, key = monitor
+        op.output("drift_alerts", sent, KafkaSink(brokers, cfg.topics.drift_alerts, config))
     return flow
 
 
 def from_env() -> Dataflow:
     """The flow configured from the environment, for ``python -m bytewax.run``:
     DEEPCREDIT_MODEL (model folder, required), DEEPCREDIT_BOOTSTRAP, DEEPCREDIT_TOPIC_PREFIX,
-    DEEPCREDIT_METRICS_PORT (default 9464; 0 = off)."""
+    DEEPCREDIT_METRICS_PORT (default 9464; 0 = off), DEEPCREDIT_DRIFT_MONITORS (0 = off),
+    DEEPCREDIT_DRIFT_WARMUP_DAYS (default 30)."""
     from dataflow.serve import start_runtime
 
     model = os.environ.get("DEEPCREDIT_MODEL")
     if not model:
         raise SystemExit("set DEEPCREDIT_MODEL to a model folder made by 'deepcredit train'")
     weights = load_scorer(Path(model))
-    cfg = FlowConfig(KafkaSettings.from_env(), Topics.from_env())
+    monitors = None
+    if os.environ.get("DEEPCREDIT_DRIFT_MONITORS", "1") != "0":
+        warmup = os.environ.get("DEEPCREDIT_DRIFT_WARMUP_DAYS")
+        monitors = MonitorConfig() if warmup is None else MonitorConfig(warmup_days=float(warmup))
+    cfg = FlowConfig(KafkaSettings.from_env(), Topics.from_env(), monitors=monitors)
     live = start_runtime(cfg, weights, int(os.environ.get("DEEPCREDIT_METRICS_PORT", "9464")))
     return build_flow(cfg, weights, live.current)

@@ -2,6 +2,8 @@
 
 They live in prometheus-client's default registry, which also holds Bytewax's own
 ``bytewax_kafka_consumer_lag`` gauge (per clicks partition), so one endpoint serves both.
+The drift metrics come from the one worker that holds the drift monitors (in a cluster, one
+process's endpoint has them).
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
 __all__ = [
     "DEAD_LETTERS",
     "DECISIONS",
+    "DRIFT_ALERTS",
     "EVENTS",
     "EVENT_TO_SCORE",
     "MODEL",
     "PROCESSING",
+    "ROLLING_AUC",
     "SCORES",
     "THRESHOLDS_APPLY_LATENCY",
     "THRESHOLDS_VERSION",
@@ -43,6 +47,12 @@ THRESHOLDS_VERSION = Gauge("deepcredit_thresholds_version", "Version of the thre
 THRESHOLDS_APPLY_LATENCY = Gauge("deepcredit_thresholds_apply_latency_seconds",
                                  "From the last threshold change being written to this process "
                                  "applying it")  # fmt: skip
+
+DRIFT_ALERTS = Counter("deepcredit_drift_alerts", "Drift alerts written, by monitor and signal",
+                       ["monitor", "signal"])  # fmt: skip
+ROLLING_AUC = Gauge("deepcredit_drift_rolling_auc",
+                    "AUC of the scores against realised labels over the last labelled loans "
+                    "(the performance monitor's window), by target", ["target"])  # fmt: skip
 
 
 def serve_metrics(port: int, addr: str = "127.0.0.1") -> None:

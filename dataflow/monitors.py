@@ -75,6 +75,8 @@ _LOG_AMOUNT_SCALE = math.log1p(MAX_AMOUNT)
 #: log1p(hours) of ten years: log gaps divided by it (and clipped) lie in [0, 1].
 _LOG_GAP_SCALE = math.log1p(10 * 365 * 24.0)
 _TARGETS = ("delinquent", "default")
+#: (signal, activity) of each share stream, built once: per event this loop is the hot path.
+_SHARES = tuple((f"share_{a.value}", a) for a in Activity)
 
 
 @dataclass(frozen=True)
@@ -209,7 +211,7 @@ class InputMonitor(_Monitor):
     Keeps each user's last event time (one float per user) to measure the gaps.
     """
 
-    SIGNALS = (*(f"share_{a.value}" for a in Activity), "log_amount", "log_gap_hours")
+    SIGNALS = (*(signal for signal, _ in _SHARES), "log_amount", "log_gap_hours")
 
     def __init__(
         self,
@@ -222,7 +224,8 @@ class InputMonitor(_Monitor):
         self._last_ts: dict[str, float] = {}
 
     def update(self, event: ClickEvent) -> DriftAlert | None:
-        values = {f"share_{a.value}": float(a is event.activity) for a in Activity}
+        activity = event.activity
+        values = {signal: float(a is activity) for signal, a in _SHARES}
         values["log_amount"] = math.log1p(event.amount) / _LOG_AMOUNT_SCALE
         last = self._last_ts.get(event.user_id)
         if last is not None:

@@ -16,8 +16,10 @@ def add(sub: Subparsers) -> None:
     p = command(
         sub, "serve",
         "run the live scoring flow (Bytewax): read the clicks topic, keep each user's model "
-        "state, write a score with a decision for every loan post to the risk-scores topic and "
-        "malformed messages to the dead-letter topic; Prometheus metrics on /metrics",
+        "state, write a score with a decision for every loan post to the risk-scores topic, "
+        "malformed messages to the dead-letter topic and drift alerts (River monitors on the "
+        "scores, the input mix and realised performance) to the drift-alerts topic; Prometheus "
+        "metrics on /metrics",
         _run,
     )  # fmt: skip
     which = p.add_mutually_exclusive_group(required=True)
@@ -51,12 +53,21 @@ def add(sub: Subparsers) -> None:
     p.add_argument("--metrics-port", type=int, default=9464,
                    help="Prometheus endpoint port, plus the process id in a cluster "
                         "(default 9464; 0 = none)")  # fmt: skip
+    p.add_argument(
+        "--no-drift-monitors",
+        action="store_true",
+        help="run no drift monitors (nothing goes to the drift-alerts topic)",
+    )
+    p.add_argument("--drift-warmup-days", type=float,
+                   help="event-time days after a monitor's first observation during which it "
+                        "learns its reference and raises no alert (default 30)")  # fmt: skip
 
 
 def _run(args: argparse.Namespace) -> int:
     import logging
 
     from dataflow.flow import FlowConfig
+    from dataflow.monitors import MonitorConfig
     from dataflow.serve import ServeOptions, serve
     from deepcredit.thresholds import ThresholdsUnavailable
     from scorer.artifact import ArtifactError
@@ -67,7 +78,16 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError("--process-id and --addresses go together (a cluster needs both)")
     if args.snapshot_seconds < 1:
         raise CliError("--snapshot-seconds must be at least 1")
-    flow = FlowConfig(KafkaSettings(args.bootstrap), Topics.from_env(), tail=not args.until_end)
+    monitors = None
+    if not args.no_drift_monitors:
+        if args.drift_warmup_days is None:
+            monitors = MonitorConfig()
+        elif args.drift_warmup_days >= 0:
+            monitors = MonitorConfig(warmup_days=args.drift_warmup_days)
+        else:
+            raise CliError("--drift-warmup-days must be >= 0")
+    flow = FlowConfig(KafkaSettings(args.bootstrap), Topics.from_env(), tail=not args.until_end,
+                      monitors=monitors)  # fmt: skip
     model = None if args.pass_through else resolve_model(args.model, args.models_dir)
     opts = ServeOptions(model=model, flow=flow,
                         workers=args.workers, process_id=args.process_id,
