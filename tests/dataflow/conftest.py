@@ -14,7 +14,7 @@ from deepcredit.jsonlines import read_lines
 
 @pytest.fixture(scope="session")
 def clicks_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """~6,000 events of 40 users over 200 days, in global time order."""
+    """~3,400 events of 40 users over 200 days, in global time order."""
     path = tmp_path_factory.mktemp("clicks") / "clicks.jsonl"
     args = ["generate", "--users", "40", "--seed", "11", "--horizon-days", "200", "--quiet"]
     assert main([*args, "--out", str(path)]) == 0
