@@ -33,7 +33,7 @@ __all__ = ["VARIANTS", "DeepCredit", "ModelConfig", "batch_to_tensors"]
 class ModelConfig:
     """What to build. Saved in every checkpoint so the scorer rebuilds the same model."""
 
-    hidden_size: int = 64
+    hidden_size: int = 32  # production default, from the measured sweep (README)
     head_sizes: tuple[int, ...] = (256, 128, 64)
     use_time: bool = True  # False: plain LSTM cells (H-LSTM)
     complementary: bool = True  # False: no Y(i-1) input (H-TLSTM without CL)
