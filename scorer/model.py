@@ -20,7 +20,7 @@ from scorer.timegap import normalise_gap
 from scorer.tlstm import TLSTMWeights, tlstm_step
 from state.user_state import UserState
 
-__all__ = ["ModelWeights", "StateVersionError", "advance"]
+__all__ = ["ModelWeights", "StateVersionError", "advance", "gap_input", "head_logits", "sigmoid"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,16 +67,16 @@ class ModelWeights:
                        use_activity=use_activity, use_repay=use_repay, **cells)  # fmt: skip
 
 
-def _gap(seconds: float) -> np.float32:
+def gap_input(seconds: float) -> np.float32:
     """Normalised in float64 and rounded once, exactly as the dataset builder stores gaps."""
     return np.float32(normalise_gap(seconds))
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
+def sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 + 0.5 * np.tanh(0.5 * z)
 
 
-def _head(w: ModelWeights, h: np.ndarray) -> np.ndarray:
+def head_logits(w: ModelWeights, h: np.ndarray) -> np.ndarray:
     z = h
     last = len(w.head) - 1
     for i, (weight, bias) in enumerate(w.head):
@@ -103,7 +103,7 @@ def advance(w: ModelWeights, s: UserState, event: ClickEvent) -> tuple[float, fl
     if plan.activity_x is not None and w.use_activity:
         x = np.asarray(plan.activity_x, np.float32)
         hc[0], hc[1] = tlstm_step(w.activity, hc[0], hc[1], x,
-                                  _gap(plan.activity_gap_s))  # fmt: skip
+                                  gap_input(plan.activity_gap_s))  # fmt: skip
     if plan.loan_step is None:
         return None
     if w.use_repay:
@@ -111,16 +111,16 @@ def advance(w: ModelWeights, s: UserState, event: ClickEvent) -> tuple[float, fl
         if w.complementary:
             x = np.concatenate((x, s.y_prev))
         hc[2], hc[3] = tlstm_step(w.repay, hc[2], hc[3], x,
-                                  _gap(plan.loan_gap_s))  # fmt: skip
+                                  gap_input(plan.loan_gap_s))  # fmt: skip
     if plan.loan_step is not LoanStep.POST:
         return None
     # The post reads the activity state of its subsequence, then the subsequence restarts.
     h_act = hc[0] if w.use_activity else np.zeros_like(hc[0])
     state_x = np.concatenate((hc[2], h_act))
     hc[4], hc[5] = tlstm_step(w.state, hc[4], hc[5], state_x,
-                              _gap(plan.post_gap_s))  # fmt: skip
+                              gap_input(plan.post_gap_s))  # fmt: skip
     hc[0] = 0.0
     hc[1] = 0.0
-    p = _sigmoid(_head(w, hc[4]))
+    p = sigmoid(head_logits(w, hc[4]))
     s.y_prev = p.astype(np.float32)
     return float(p[0]), float(p[1])

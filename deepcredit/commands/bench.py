@@ -49,13 +49,20 @@ def add(sub: Subparsers) -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", type=Path, default=Path("results/step.json"))
 
+    p = command(
+        bench_sub, "rebuild",
+        "rebuilding every user's state for a new model: all users in lockstep (what a "
+        "cut-over uses) against one event at a time, on the same histories in one run",
+        _rebuild,
+    )  # fmt: skip
+    p.add_argument("--users", type=int, default=500, help="users replayed (default 500)")
+    p.add_argument("--hidden", type=int, default=32, help="hidden size (default 32)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", type=Path, default=Path("results/rebuild.json"))
+
 
 def _live(args: argparse.Namespace) -> int:
-    import json
-    import shlex
-
     from dataflow.bench import LiveBenchConfig, run_live_bench
-    from training.ablation import machine
 
     for path in (args.events, args.model):
         if not path.exists():
@@ -64,11 +71,9 @@ def _live(args: argparse.Namespace) -> int:
                           kafka=KafkaSettings(args.bootstrap), limit=args.limit,
                           repeats=args.repeats, latency_rate=args.rate,
                           latency_events=args.latency_events)  # fmt: skip
-    log = args.out.with_suffix(".serve.log")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    result = run_live_bench(cfg, log)
-    result |= {"command": "deepcredit " + shlex.join(args.argv), "machine": machine()}
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    result = run_live_bench(cfg, args.out.with_suffix(".serve.log"))
+    _write(args, result)
     t, lat = result["throughput"], result["latency"]
     print(
         f"events/s (median): model {t['model']['median_events_per_s']:,.0f}, pass-through "
@@ -86,16 +91,10 @@ def _live(args: argparse.Namespace) -> int:
 
 
 def _step(args: argparse.Namespace) -> int:
-    import json
-    import shlex
-
-    from training.ablation import machine
     from training.step_cost import step_cost
 
     rows = step_cost(args.hidden, users=args.users, repeats=args.repeats)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"rows": rows, "command": "deepcredit " + shlex.join(args.argv),
-                                    "machine": machine()}, indent=2) + "\n")  # fmt: skip
+    _write(args, {"rows": rows})
     print("| hidden size | µs per post | µs per other event | state bytes (median user) |")
     print("| ---: | ---: | ---: | ---: |")
     for r in rows:
@@ -105,3 +104,28 @@ def _step(args: argparse.Namespace) -> int:
         )
     print(f"written to {args.out}")
     return 0
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    from training.rebuild_cost import rebuild_cost
+
+    r = rebuild_cost(users=args.users, hidden=args.hidden, repeats=args.repeats)
+    _write(args, r)
+    e = r["events_per_s"]
+    print(f"{r['users']:,} users, {r['events']:,} events, D = {r['hidden_size']}: lockstep "
+          f"{e['lockstep']:,} events/s, event by event {e['event_by_event']:,} events/s "
+          f"(x{r['speedup']:.2f}, median of {r['repeats']})")  # fmt: skip
+    print(f"written to {args.out}")
+    return 0
+
+
+def _write(args: argparse.Namespace, result: dict) -> None:
+    """``result`` with the command and the machine, as JSON at ``args.out``."""
+    import json
+    import shlex
+
+    from training.ablation import machine
+
+    result = {**result, "command": "deepcredit " + shlex.join(args.argv), "machine": machine()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -1,0 +1,66 @@
+"""Rebuild users' states under new weights by replaying their histories, many users at once.
+
+After retraining, old hidden states mean nothing to the new weights; every user's state must
+be replayed from their event history before the flow cuts over. ``advance`` does one event of
+one user, and at batch 1 numpy's call overhead dominates. Here the histories run in lockstep:
+step k advances the k-th event of every user who has one, with one ``tlstm_step`` per TLSTM
+over all of them. The per-event bookkeeping (the ledger, the step plan) stays per user; the
+math is batched. Same results as ``advance`` event by event (float32 rounding aside; tested).
+
+>>> # states = rebuild_states(weights, {"u1": events_of_u1, "u2": events_of_u2})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from deepcredit.events import ClickEvent
+from scorer.features import LoanStep
+from scorer.model import ModelWeights, gap_input, head_logits, sigmoid
+from scorer.steps import plan_step
+from scorer.tlstm import tlstm_step
+from state.user_state import UserState
+
+__all__ = ["rebuild_states"]
+
+
+def rebuild_states(
+    w: ModelWeights, histories: Mapping[str, Sequence[ClickEvent]]
+) -> dict[str, UserState]:
+    """Each user's state after their whole history (in the order given) under weights ``w``."""
+    users = sorted(histories, key=lambda u: len(histories[u]), reverse=True)  # longest first
+    n, d = len(users), w.hidden_size
+    states = [UserState.new(w.version, d) for _ in users]
+    hc = np.zeros((n, 6, d), np.float32)  # rows: activity h, c; repay h, c; state h, c
+    y_prev = np.zeros((n, 2), np.float32)
+    lengths = np.array([len(histories[u]) for u in users])
+    for k in range(int(lengths.max(initial=0))):
+        running = int((lengths > k).sum())  # users are sorted: the first `running` have event k
+        plans = [plan_step(states[i].memory, histories[users[i]][k]) for i in range(running)]
+        act = [i for i, p in enumerate(plans) if p.activity_x is not None]
+        if act and w.use_activity:
+            x = np.array([plans[i].activity_x for i in act], np.float32)
+            gap = np.array([gap_input(plans[i].activity_gap_s) for i in act], np.float32)
+            hc[act, 0], hc[act, 1] = tlstm_step(w.activity, hc[act, 0], hc[act, 1], x, gap)
+        loan = [i for i, p in enumerate(plans) if p.loan_step is not None]
+        if loan and w.use_repay:
+            x = np.array([plans[i].loan_x for i in loan], np.float32)
+            if w.complementary:
+                x = np.concatenate((x, y_prev[loan]), axis=1)
+            gap = np.array([gap_input(plans[i].loan_gap_s) for i in loan], np.float32)
+            hc[loan, 2], hc[loan, 3] = tlstm_step(w.repay, hc[loan, 2], hc[loan, 3], x, gap)
+        posts = [i for i in loan if plans[i].loan_step is LoanStep.POST]
+        if posts:
+            h_act = hc[posts, 0] if w.use_activity else np.zeros((len(posts), d), np.float32)
+            x = np.concatenate((hc[posts, 2], h_act), axis=1)
+            gap = np.array([gap_input(plans[i].post_gap_s) for i in posts], np.float32)
+            hc[posts, 4], hc[posts, 5] = tlstm_step(w.state, hc[posts, 4], hc[posts, 5], x, gap)
+            hc[posts, 0] = 0.0
+            hc[posts, 1] = 0.0
+            y_prev[posts] = sigmoid(head_logits(w, hc[posts, 4])).astype(np.float32)
+    for i, s in enumerate(states):
+        s.hc = hc[i].copy()
+        s.y_prev = y_prev[i].copy()
+    return {u: states[i] for i, u in enumerate(users)}
