@@ -12,12 +12,14 @@ from collections.abc import Sequence
 
 from deepcredit.commands import (
     ablate,
+    archive,
     bench,
     drift,
     generate,
     kafka,
     models,
     replay,
+    retrain,
     roundtrip,
     scores,
     serve,
@@ -49,6 +51,12 @@ examples:
   deepcredit models list              the trained models, their lineage, test AUC, the current one
   deepcredit models promote dc-... --by alice --reason "beats dc-... on test AUC"
                                       make a model current: 'serve --model current' loads it
+  deepcredit archive --folder archive/clicks
+                                      keep every click on disk (gzip segments + offset manifest)
+  deepcredit retrain --events archive/clicks --window-days 365
+                                      train a challenger; promote it only if it beats the current
+  deepcredit controller --archive archive/clicks
+                                      retrain on persistent drift alerts, with a cool-down
   deepcredit scores                   what the risk-scores topic holds: decisions, latest scores
   deepcredit thresholds show          the decision thresholds in force
   deepcredit thresholds set --default-decline 0.25 --by alice --note "tighter after Q3"
@@ -88,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for group in (kafka, generate, train, ablate, roundtrip, replay, thresholds, serve, scores,
-                  bench, drift, models):  # fmt: skip
+                  bench, drift, models, archive, retrain):  # fmt: skip
         group.add(sub)  # the order here is the order of 'deepcredit --help'
     return parser
 

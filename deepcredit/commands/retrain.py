@@ -1,0 +1,171 @@
+"""``deepcredit retrain`` and ``deepcredit controller``: a challenger against the champion."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from deepcredit.commands.common import CliError, Subparsers, add_bootstrap, command
+from deepcredit.commands.models import add_models_dir
+
+__all__ = ["add"]
+
+
+def add(sub: Subparsers) -> None:
+    retrain = command(
+        sub, "retrain",
+        "one retraining decision by hand: train a challenger on a window of the archive (or an "
+        "events file), evaluate it and the current model on the latest labelled posts of the "
+        "held-out users, promote it only if it wins on every target; log the decision",
+        _retrain,
+    )  # fmt: skip
+    retrain.add_argument(
+        "--events",
+        required=True,
+        type=Path,
+        metavar="FILE_OR_ARCHIVE",
+        help="an events file (.jsonl[.gz]) or a folder made by 'archive'",
+    )
+    retrain.add_argument(
+        "--bootstrap",
+        default=None,
+        help="also write the decision to the model-events topic of this broker",
+    )
+    controller = command(
+        sub, "controller",
+        "the retraining controller: consume drift alerts, retrain when they persist (K alerts "
+        "within W hours), cool down after each retraining",
+        _controller,
+    )  # fmt: skip
+    controller.add_argument(
+        "--archive",
+        required=True,
+        type=Path,
+        help="the click archive folder ('deepcredit archive') to train on",
+    )
+    controller.add_argument(
+        "--until-end",
+        action="store_true",
+        help="stop at the alerts topic's end (default: run until Ctrl-C)",
+    )
+    controller.add_argument(
+        "--alerts-needed",
+        type=int,
+        default=3,
+        help="alerts within --within-hours that trigger (default 3)",
+    )
+    controller.add_argument("--within-hours", type=float, default=24.0, help="default 24")
+    controller.add_argument(
+        "--immediate",
+        action="append",
+        default=[],
+        choices=["scores", "inputs", "performance"],
+        help="a monitor whose single alert triggers (repeatable)",
+    )
+    controller.add_argument(
+        "--cooldown-hours",
+        type=float,
+        default=168.0,
+        help="no retraining this long after one (default 168)",
+    )
+    controller.add_argument(
+        "--group",
+        default="deepcredit-retrain-controller",
+        help="Kafka consumer group (where to resume)",
+    )
+    add_bootstrap(controller)
+    for p in (retrain, controller):
+        add_models_dir(p)
+        p.add_argument(
+            "--window-days",
+            type=float,
+            default=365.0,
+            help="event time to train on, ending at the newest event (default 365)",
+        )
+        p.add_argument(
+            "--eval-days",
+            type=float,
+            default=90.0,
+            help="latest event time both models are judged on (default 90)",
+        )
+        p.add_argument(
+            "--min-auc-gain",
+            type=float,
+            default=0.005,
+            help="AUC the challenger must gain on every target (default 0.005)",
+        )
+        p.add_argument("--hidden", type=int, default=32, help="challenger hidden size")
+        p.add_argument("--epochs", type=int, default=20, help="most epochs (default 20)")
+        p.add_argument("--batch-users", type=int, default=32, help="default 32")
+        p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 0.001)")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--max-minutes", type=float, help="training time budget")
+        p.add_argument("--by", default="retrain-controller", help="who decides (logged)")
+        p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _config(args: argparse.Namespace, **more):  # -> training.controller.ControllerConfig
+    from training.controller import ControllerConfig
+
+    return ControllerConfig(window_days=args.window_days, eval_days=args.eval_days,
+                            min_auc_gain=args.min_auc_gain, hidden_size=args.hidden,
+                            epochs=args.epochs, batch_users=args.batch_users, lr=args.lr,
+                            seed=args.seed, max_minutes=args.max_minutes, by=args.by,
+                            **more)  # fmt: skip
+
+
+def _registry(args: argparse.Namespace):  # -> ModelRegistry
+    from scorer.registry import ModelRegistry
+
+    args.models_dir.mkdir(parents=True, exist_ok=True)
+    return ModelRegistry(args.models_dir)
+
+
+def _report(result) -> None:  # result: training.controller.RetrainResult
+    auc = result.metrics["auc"]
+    print(f"{result.action}: challenger {result.challenger} "
+          f"(champion {result.champion or 'none'}): {result.reason}")  # fmt: skip
+    for who in ("challenger", "champion"):
+        if auc[who] is not None:
+            row = "  ".join(f"{t} {v:.4f}" for t, v in auc[who].items())
+            print(f"  {who:<10} AUC  {row or '-'}")
+    e = result.metrics["eval"]
+    print(f"  judged on {e['posts']:,} labelled posts of {e['users']:,} held-out users")
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    from deepcredit.settings import KafkaSettings, Topics
+    from scorer.registry import RegistryError
+    from training.controller import RetrainController
+
+    if not args.events.exists():
+        raise CliError(f"no such events file or archive: {args.events}")
+    kafka = KafkaSettings(args.bootstrap) if args.bootstrap else None
+    try:
+        result = RetrainController(_config(args)).retrain(
+            args.events, _registry(args), kafka=kafka, topics=Topics.from_env(),
+            progress=not args.quiet)  # fmt: skip
+    except (RegistryError, FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    _report(result)
+    return 0
+
+
+def _controller(args: argparse.Namespace) -> int:
+    from deepcredit.records import Monitor
+    from deepcredit.settings import KafkaSettings, Topics
+    from training.controller import RetrainController, run_controller
+
+    if not args.archive.is_dir():
+        raise CliError(f"no such archive folder: {args.archive}")
+    config = _config(args, alerts_needed=args.alerts_needed, within_hours=args.within_hours,
+                     immediate_monitors=frozenset(Monitor(m) for m in args.immediate),
+                     cooldown_hours=args.cooldown_hours)  # fmt: skip
+    results = run_controller(RetrainController(config), args.archive, _registry(args),
+                             KafkaSettings(args.bootstrap), Topics.from_env(),
+                             until_end=args.until_end, group_id=args.group,
+                             progress=not args.quiet)  # fmt: skip
+    for result in results:
+        _report(result)
+    print(f"{len(results)} retraining decisions")
+    return 0
