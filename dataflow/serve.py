@@ -4,10 +4,14 @@ topic is consumed)."""
 
 from __future__ import annotations
 
+import logging
+import signal
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from bytewax.errors import BytewaxRuntimeError
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
@@ -18,7 +22,13 @@ from deepcredit.thresholds import LiveThresholds
 from scorer.artifact import load_scorer
 from scorer.model import ModelWeights
 
-__all__ = ["ServeOptions", "serve", "start_runtime"]
+__all__ = ["MetricsPortInUse", "ServeOptions", "serve", "start_runtime"]
+
+log = logging.getLogger(__name__)
+
+
+class MetricsPortInUse(RuntimeError):
+    """The Prometheus port is held by another process (often a flow that is still running)."""
 
 
 @dataclass(frozen=True)
@@ -48,8 +58,31 @@ def start_runtime(
     metrics.MODEL.info({"version": weights.version if weights else "pass-through",
                         "hidden_size": str(weights.hidden_size if weights else 0)})  # fmt: skip
     metrics.THRESHOLDS_VERSION.set(live.current().version)
-    metrics.serve_metrics(metrics_port)
+    try:
+        metrics.serve_metrics(metrics_port)
+    except OSError as exc:
+        live.stop()
+        raise MetricsPortInUse(
+            f"cannot serve metrics on 127.0.0.1:{metrics_port} ({exc.strerror}); is another "
+            "'deepcredit serve' still running? Stop it, or pass another --metrics-port"
+        ) from None
     return live
+
+
+def _stop_on_signals() -> None:
+    """Make SIGTERM and SIGINT stop the flow cleanly (Bytewax checks for KeyboardInterrupt).
+
+    A job started with ``&`` by a non-interactive shell inherits SIGINT as ignored, and Python
+    leaves it so; without this, ``kill -INT`` would do nothing and ``kill`` (TERM) would skip
+    the clean shutdown."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def serve(opts: ServeOptions) -> None:
@@ -63,11 +96,17 @@ def serve(opts: ServeOptions) -> None:
         recovery = RecoveryConfig(opts.recovery_dir)
     port = opts.metrics_port + (opts.process_id or 0) if opts.metrics_port else 0
     live = start_runtime(opts.flow, weights, port)
+    _stop_on_signals()
     try:
         flow = build_flow(opts.flow, weights, live.current)
         cli_main(flow, workers_per_process=opts.workers, process_id=opts.process_id,
                  addresses=list(opts.addresses) or None,
                  epoch_interval=timedelta(seconds=opts.snapshot_s),
                  recovery_config=recovery)  # fmt: skip
+    except BytewaxRuntimeError as exc:
+        if not isinstance(exc.__cause__, KeyboardInterrupt):
+            raise
+        # Stopped by a signal: the last snapshot is on disk and a restart resumes from it.
+        log.info("stopped by %s", exc.__cause__)
     finally:
         live.stop()

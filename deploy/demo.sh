@@ -27,7 +27,16 @@ echo "== starting the live flow: deepcredit serve --model $MODEL"
 $DC serve --model "$MODEL" --recovery-dir "data/recovery/$DEEPCREDIT_TOPIC_PREFIX" \
     --metrics-port "$METRICS_PORT" > data/serve.log 2>&1 &
 FLOW=$!
-trap 'kill -INT $FLOW 2>/dev/null || true' EXIT
+trap 'kill -TERM $FLOW 2>/dev/null && wait $FLOW 2>/dev/null || true' EXIT
+for _ in $(seq 1 60); do  # ready when its metrics endpoint answers; stop if it died
+    kill -0 $FLOW 2>/dev/null || { tail -5 data/serve.log >&2; echo "deepcredit: the flow did not start; see data/serve.log" >&2; exit 1; }
+    .venv/bin/python - "$METRICS_PORT" "$(basename "$MODEL")" 2>/dev/null <<'PY' && break
+import sys, urllib.request
+text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=1).read().decode()
+sys.exit(f'version="{sys.argv[2]}"' not in text)  # our flow's endpoint, not an older one's
+PY
+    sleep 1
+done
 $DC thresholds show
 
 echo "== replaying the clickstream into Kafka at 4,000 events/s (plus two malformed lines)"

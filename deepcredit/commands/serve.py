@@ -68,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from dataflow.flow import FlowConfig
     from dataflow.monitors import MonitorConfig
-    from dataflow.serve import ServeOptions, serve
+    from dataflow.serve import MetricsPortInUse, ServeOptions, serve
     from deepcredit.thresholds import ThresholdsUnavailable
     from scorer.artifact import ArtifactError
     from scorer.model import StateVersionError
@@ -96,6 +96,6 @@ def _run(args: argparse.Namespace) -> int:
                         metrics_port=args.metrics_port)  # fmt: skip
     try:
         serve(opts)
-    except (ArtifactError, StateVersionError, ThresholdsUnavailable) as exc:
+    except (ArtifactError, MetricsPortInUse, StateVersionError, ThresholdsUnavailable) as exc:
         raise CliError(str(exc)) from None
     return 0

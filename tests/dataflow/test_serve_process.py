@@ -1,0 +1,59 @@
+"""``deepcredit serve`` as operators run it: it stops cleanly on SIGTERM or SIGINT even when
+started in the background by a script (which makes it ignore SIGINT), and a second flow on a
+metrics port that is already taken fails at once with a message that says why."""
+
+from __future__ import annotations
+
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+
+from deepcredit.settings import KafkaSettings, Topics
+from tests.dataflow.serving import serve_process
+from tests.dataflow.test_flow import scrape
+from tests.dataflow.test_live import wait_until
+from tests.ports import free_port
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_background_flow_stops_cleanly_on_a_signal(
+    kafka: KafkaSettings, topics: Topics, model_dir: Path, tmp_path: Path, signum: int
+) -> None:
+    port, log = free_port(), tmp_path / "serve.log"
+    args = ("--metrics-port", str(port), "--recovery-dir", str(tmp_path / "recovery"))
+    flow = serve_process(kafka, topics, model_dir, *args, log=log, like_background_job=True)
+    try:
+        wait_until(lambda: _answers(port), 60, "the metrics endpoint")
+        flow.send_signal(signum)
+        assert flow.wait(30) == 0, log.read_text()[-3000:]
+    finally:
+        flow.kill()
+    assert not _answers(port)  # the port is free for the next flow
+
+
+def test_a_second_flow_on_a_taken_metrics_port_fails_with_a_clear_error(
+    kafka: KafkaSettings, topics: Topics, model_dir: Path, tmp_path: Path
+) -> None:
+    log = tmp_path / "serve.log"
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        flow = serve_process(kafka, topics, model_dir, "--metrics-port", str(port), log=log)
+        try:
+            assert flow.wait(60) == 1
+        finally:
+            flow.kill()
+    text = log.read_text()
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in text
+    assert "is another 'deepcredit serve' still running?" in text
+    assert "Traceback" not in text
+
+
+def _answers(port: int) -> bool:
+    try:
+        return bool(scrape(port))
+    except OSError:
+        return False
