@@ -1,4 +1,5 @@
-"""Records we emit to Kafka: scores, dead letters, threshold updates, drift alerts.
+"""Records we emit to Kafka: scores, dead letters, threshold updates, drift alerts, model
+events (retraining decisions).
 
 Each is a msgspec Struct encoded as JSON, tagged with its record kind so that a reader of a
 mixed log (or a human with kcat) can tell them apart.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -24,6 +25,7 @@ __all__ = [
     "DeadLetterReason",
     "Decision",
     "DriftAlert",
+    "ModelEvent",
     "Monitor",
     "Score",
     "ThresholdUpdate",
@@ -150,3 +152,15 @@ class DriftAlert(msgspec.Struct, frozen=True, kw_only=True, tag="drift_alert"):
     detected_at: float  # wall clock
     value: float | None = None  # the statistic that tripped, when the detector exposes one
     detail: str = ""
+
+
+class ModelEvent(msgspec.Struct, frozen=True, kw_only=True, tag="model_event"):
+    """A retraining decision on the model-events topic (keyed by the challenger's version)."""
+
+    action: str  # "promote" or "reject"
+    version: str  # the challenger
+    previous: str | None  # the champion at the time
+    by: str
+    reason: str
+    at: float
+    metrics: dict[str, Any] = {}

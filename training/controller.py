@@ -12,7 +12,7 @@ is not retrained before it has served.
   the cool-down (``cooldown_hours`` after a trigger, and after the retraining ended) are dropped.
 - All times are wall clock (Unix seconds): the alert's ``detected_at``, and ``now``.
 
->>> from deepcredit.records import DriftAlert, Monitor
+>>> from deepcredit.records import DriftAlert, ModelEvent, Monitor
 >>> def alert(i, t, monitor=Monitor.SCORES):
 ...     return DriftAlert(alert_id=f"a{i}", monitor=monitor, detector="ADWIN", signal="p_default",
 ...                       model_version="m", event_ts=1.6e9, events_seen=i, detected_at=t)
@@ -61,7 +61,7 @@ from typing import Any
 
 import msgspec
 
-from deepcredit.records import DriftAlert, Monitor
+from deepcredit.records import DriftAlert, ModelEvent, Monitor
 from deepcredit.settings import KafkaSettings, Topics
 from scorer.registry import PROMOTE, ModelRegistry, Promotion
 
@@ -69,7 +69,6 @@ __all__ = [
     "REJECT",
     "ControllerConfig",
     "Decision",
-    "ModelEvent",
     "RetrainController",
     "RetrainResult",
     "run_controller",
@@ -111,18 +110,6 @@ class Decision:
     at: float
     reason: str
     alert_ids: tuple[str, ...]
-
-
-class ModelEvent(msgspec.Struct, frozen=True, kw_only=True, tag="model_event"):
-    """A retraining decision on the model-events topic (keyed by the challenger's version)."""
-
-    action: str  # "promote" or "reject"
-    version: str  # the challenger
-    previous: str | None  # the champion at the time
-    by: str
-    reason: str
-    at: float
-    metrics: dict[str, Any] = {}
 
 
 @dataclass

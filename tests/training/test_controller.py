@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 
 from deepcredit.cli import main
 from deepcredit.kafka_io import read_to_end
-from deepcredit.records import DriftAlert, Monitor
+from deepcredit.records import DriftAlert, ModelEvent, Monitor
 from deepcredit.settings import KafkaSettings, Topics
 from scorer.registry import ModelRegistry
 from training.artifact import DataInfo, save_model
-from training.controller import ControllerConfig, ModelEvent, RetrainController
+from training.controller import ControllerConfig, RetrainController
 from training.model import DeepCredit, ModelConfig
 
 HOUR = 3600.0
