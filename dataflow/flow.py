@@ -8,12 +8,17 @@
 
 Run it with ``deepcredit serve`` or, the same flow, ``python -m bytewax.run
 "dataflow.flow:from_env()"`` (configured by DEEPCREDIT_* environment variables).
+
+With a cut-over seed (``dataflow/seed.py``) the flow starts each clicks partition at the seed's
+offset (the history before it is in the seeded states) and each user at the seeded state;
+recovery snapshots, once there are some, win over both.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -21,9 +26,11 @@ from pathlib import Path
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSink, KafkaSource
 from bytewax.dataflow import Dataflow
+from bytewax.inputs import StatefulSourcePartition
 
 from dataflow.monitors import MonitorConfig
 from dataflow.records import Accepted, Scored
+from dataflow.seed import Seed, SeedError, read_seed
 from dataflow.steps import (
     DriftStep,
     PassThrough,
@@ -38,7 +45,9 @@ from deepcredit.settings import KafkaSettings, Topics
 from scorer.artifact import load_scorer
 from scorer.model import ModelWeights
 
-__all__ = ["FlowConfig", "build_flow", "from_env"]
+__all__ = ["FlowConfig", "build_flow", "from_env", "load_seed"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,15 +63,51 @@ class FlowConfig:
     monitors: MonitorConfig | None = field(default_factory=MonitorConfig)
 
 
+class _SeededKafkaSource(KafkaSource):
+    """The clicks source, each partition the seed covers starting at the seed's offset unless
+    recovery has its own (a snapshot is always at or past the seed)."""
+
+    def __init__(self, cfg: FlowConfig, start: Mapping[int, int]) -> None:
+        super().__init__([cfg.kafka.bootstrap_servers], [cfg.topics.clicks], tail=cfg.tail,
+                         add_config={k: str(v) for k, v in cfg.kafka.extra_config.items()},
+                         batch_size=cfg.batch_size)  # fmt: skip
+        self._start = start
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: int | None
+    ) -> StatefulSourcePartition:
+        partition = int(for_part.split("-", 1)[0])  # Bytewax names it "<index>-<topic>"
+        if resume_state is None and partition in self._start:
+            resume_state = self._start[partition]
+            log.info("clicks partition %d starts at the seed's offset %d", partition,
+                     resume_state)  # fmt: skip
+        return super().build_part(step_id, for_part, resume_state)
+
+
+def load_seed(folder: Path, weights: ModelWeights | None, topic: str) -> Seed:
+    """The seed in ``folder``, checked against the model and clicks topic of this flow."""
+    if weights is None:
+        raise SeedError("a seed holds model states: it needs a model (not --pass-through)")
+    seed = read_seed(folder)
+    problem = seed.problem(weights.version, topic)
+    if problem is not None:
+        raise SeedError(f"{folder}: {problem}")
+    log.info("seeded from %s: %d users of model %s, clicks offsets %s", folder,
+             len(seed.states), seed.model_version, seed.offsets)  # fmt: skip
+    return seed
+
+
 def build_flow(
     cfg: FlowConfig,
     weights: ModelWeights | None,
     thresholds: Callable[[], ThresholdUpdate],
     *,
+    seed: Seed | None = None,
     name: str = "deepcredit",
 ) -> Dataflow:
     """The dataflow; ``weights=None`` replaces the model step with a pass-through that scores
-    every post 0 (the benchmark's baseline: everything but the model).
+    every post 0 (the benchmark's baseline: everything but the model). ``seed`` (made for
+    ``weights``, see ``load_seed``): where each clicks partition and each new user start.
 
     Drift (``cfg.monitors``): the score step also emits every non-post event, so one stream
     carries each user's events in order, posts with their probabilities. It is keyed on one
@@ -78,9 +123,8 @@ def build_flow(
     brokers = [cfg.kafka.bootstrap_servers]
     config = {k: str(v) for k, v in cfg.kafka.extra_config.items()}
     flow = Dataflow(name)
-    messages = op.input("clicks", flow, KafkaSource(brokers, [cfg.topics.clicks], tail=cfg.tail,
-                                                    add_config=config,
-                                                    batch_size=cfg.batch_size))  # fmt: skip
+    source = _SeededKafkaSource(cfg, seed.offsets if seed else {})
+    messages = op.input("clicks", flow, source)
     decoded = op.map("decode", messages, decode)
     valid = op.branch("valid", decoded, lambda x: isinstance(x, Accepted))
     letters = op.map("dead_letter", valid.falses, dead_letter_message)
@@ -91,7 +135,8 @@ def build_flow(
         logic = partial(PassThrough, emit_events=drift)
         version = "pass-through"
     else:
-        logic = partial(UserScorer, weights, emit_events=drift)
+        logic = partial(UserScorer, weights, emit_events=drift,
+                        seed=seed.states if seed else None)  # fmt: skip
         version = weights.version
     scored = op.key_rm("unkey", op.stateful_batch("score", by_user, logic))  # Scored | Accepted
     posts = op.filter("posts", scored, lambda x: isinstance(x, Scored)) if drift else scored
@@ -111,7 +156,8 @@ def from_env() -> Dataflow:
     """The flow configured from the environment, for ``python -m bytewax.run``:
     DEEPCREDIT_MODEL (model folder, required), DEEPCREDIT_BOOTSTRAP, DEEPCREDIT_TOPIC_PREFIX,
     DEEPCREDIT_METRICS_PORT (default 9464; 0 = off), DEEPCREDIT_DRIFT_MONITORS (0 = off),
-    DEEPCREDIT_DRIFT_WARMUP_DAYS (default 30)."""
+    DEEPCREDIT_DRIFT_WARMUP_DAYS (default 30), DEEPCREDIT_SEED (a 'deepcredit cutover' folder
+    made for this model)."""
     from dataflow.serve import start_runtime
 
     model = os.environ.get("DEEPCREDIT_MODEL")
@@ -123,5 +169,7 @@ def from_env() -> Dataflow:
         warmup = os.environ.get("DEEPCREDIT_DRIFT_WARMUP_DAYS")
         monitors = MonitorConfig() if warmup is None else MonitorConfig(warmup_days=float(warmup))
     cfg = FlowConfig(KafkaSettings.from_env(), Topics.from_env(), monitors=monitors)
+    folder = os.environ.get("DEEPCREDIT_SEED")
+    seed = load_seed(Path(folder), weights, cfg.topics.clicks) if folder else None
     live = start_runtime(cfg, weights, int(os.environ.get("DEEPCREDIT_METRICS_PORT", "9464")))
-    return build_flow(cfg, weights, live.current)
+    return build_flow(cfg, weights, live.current, seed=seed)

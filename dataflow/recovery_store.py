@@ -14,7 +14,7 @@ from pathlib import Path
 
 from state.user_state import UserState, decode_state
 
-__all__ = ["SCORE_STEP", "read_states"]
+__all__ = ["SCORE_STEP", "read_states", "state_model_version"]
 
 SCORE_STEP = "deepcredit.score"
 
@@ -37,3 +37,15 @@ def read_states(db_dir: Path, step_id: str = SCORE_STEP) -> dict[str, UserState]
     # The blobs are Bytewax's own pickles of our bytes, written by our flow into our folder.
     return {key: decode_state(pickle.loads(blob))
             for key, (_, blob) in latest.items() if blob is not None}  # fmt: skip
+
+
+def state_model_version(db_dir: Path, step_id: str = SCORE_STEP) -> str | None:
+    """The model version of one snapshotted state (the flow keeps states of one model only), or
+    None when there is none yet: enough to tell whose recovery folder this is."""
+    for path in sorted(Path(db_dir).glob("*.sqlite3")):
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
+            row = con.execute("SELECT ser_change FROM snaps WHERE step_id = ? AND ser_change "
+                              "IS NOT NULL LIMIT 1", (step_id,)).fetchone()  # fmt: skip
+        if row is not None:
+            return decode_state(pickle.loads(row[0])).model_version
+    return None

@@ -1,6 +1,6 @@
-"""``deepcredit serve``: load the model, start the live thresholds and the metrics endpoint, set
-up Bytewax recovery, and run the flow until stopped (or, with ``tail=False``, until the clicks
-topic is consumed)."""
+"""``deepcredit serve``: load the model (and a cut-over seed), start the live thresholds and the
+metrics endpoint, set up Bytewax recovery, and run the flow until stopped (or, with
+``tail=False``, until the clicks topic is consumed)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from dataflow import metrics
-from dataflow.flow import FlowConfig, build_flow
+from dataflow.flow import FlowConfig, build_flow, load_seed
+from dataflow.recovery_store import state_model_version
+from dataflow.seed import Seed, SeedError
 from deepcredit.records import ThresholdUpdate
 from deepcredit.thresholds import LiveThresholds
 from scorer.artifact import load_scorer
@@ -42,6 +44,7 @@ class ServeOptions:
     recovery_partitions: int = 4  # SQLite files, made once when the folder is empty
     snapshot_s: int = 5  # epoch length: how often state and offsets are snapshotted
     metrics_port: int = 9464  # plus the process id in a cluster; 0: no endpoint
+    seed: Path | None = None  # a 'deepcredit cutover' folder: where partitions and users start
 
 
 def start_runtime(
@@ -85,28 +88,55 @@ def _stop_on_signals() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
+def _check_recovery_matches(recovery_dir: Path, seed: Seed) -> None:
+    """A seeded flow resumes only its own snapshots: the old flow's would restart the clicks
+    before the seed's offsets and score them again, with the new model."""
+    version = state_model_version(recovery_dir)
+    if version is not None and version != seed.model_version:
+        raise SeedError(f"{recovery_dir} holds states of model {version}, the seed is for "
+                        f"{seed.model_version}: give the new flow a new, empty "
+                        "--recovery-dir")  # fmt: skip
+
+
 def serve(opts: ServeOptions) -> None:
     """Run the flow in this process (blocks)."""
     weights = load_scorer(opts.model) if opts.model is not None else None
+    seed = None
+    if opts.seed is not None:
+        seed = load_seed(opts.seed, weights, opts.flow.topics.clicks)
     recovery = None
     if opts.recovery_dir is not None:
         opts.recovery_dir.mkdir(parents=True, exist_ok=True)
         if not any(opts.recovery_dir.iterdir()):
             init_db_dir(opts.recovery_dir, opts.recovery_partitions)
+        elif seed is not None:
+            _check_recovery_matches(opts.recovery_dir, seed)
         recovery = RecoveryConfig(opts.recovery_dir)
     port = opts.metrics_port + (opts.process_id or 0) if opts.metrics_port else 0
     live = start_runtime(opts.flow, weights, port)
     _stop_on_signals()
     try:
-        flow = build_flow(opts.flow, weights, live.current)
+        flow = build_flow(opts.flow, weights, live.current, seed=seed)
         cli_main(flow, workers_per_process=opts.workers, process_id=opts.process_id,
                  addresses=list(opts.addresses) or None,
                  epoch_interval=timedelta(seconds=opts.snapshot_s),
                  recovery_config=recovery)  # fmt: skip
     except BytewaxRuntimeError as exc:
-        if not isinstance(exc.__cause__, KeyboardInterrupt):
+        interrupt = _interrupt_in(exc)
+        if interrupt is None:
             raise
         # Stopped by a signal: the last snapshot is on disk and a restart resumes from it.
-        log.info("stopped by %s", exc.__cause__)
+        log.info("stopped by %s", interrupt)
     finally:
         live.stop()
+
+
+def _interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt behind a Bytewax error, however deep Bytewax wrapped it (a signal
+    during start-up comes wrapped twice: in the source's list_parts, then in the run)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None

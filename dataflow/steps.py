@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import pickle
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
 from bytewax.operators import StatefulBatchLogic
@@ -20,6 +20,7 @@ from dataflow import metrics
 from dataflow.monitors import DriftMonitors, MonitorConfig
 from dataflow.records import Accepted, Scored
 from deepcredit.codec import decode_click, encode
+from deepcredit.events import ClickEvent
 from deepcredit.records import DeadLetter, DriftAlert, Score, ThresholdUpdate
 from scorer.model import ModelWeights, StateVersionError, advance
 from state.user_state import UserState, decode_state, encode_state
@@ -32,6 +33,8 @@ __all__ = [
     "decide",
     "decode",
     "drift_alert_message",
+    "score_message",
+    "score_record",
 ]
 
 Message = KafkaSourceMessage[bytes | None, bytes | None]
@@ -61,17 +64,27 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted, bytes]):
     """One user's TLSTM state in the flow. Snapshots are the msgpack bytes of ``UserState``
     (immutable, ~0.8 KiB at D = 32), so recovery stores exactly what the scorer holds.
 
+    ``seed``: encoded states by user id (a cut-over's, ``dataflow/seed.py``) for the users the
+    recovery store has no snapshot of; others start from ``UserState.new``.
+
     With ``emit_events`` every event that is not a scored post comes out too, as its Accepted,
     so the drift monitors downstream see each user's events in order, posts included."""
 
     def __init__(
-        self, weights: ModelWeights, snapshot: bytes | None, *, emit_events: bool = False
+        self,
+        weights: ModelWeights,
+        snapshot: bytes | None,
+        *,
+        emit_events: bool = False,
+        seed: Mapping[str, bytes] | None = None,
     ) -> None:
         self.weights = weights
         self.emit_events = emit_events
-        if snapshot is None:
-            self.state = UserState.new(weights.version, weights.hidden_size)
-        else:
+        self.seed = seed or {}
+        # Bytewax builds the logic without its key, so a user never snapshotted gets its state
+        # (the cut-over seed's, or a new one) from the user id of its first event.
+        self.state: UserState | None = None
+        if snapshot is not None:
             self.state = decode_state(snapshot)
             if self.state.model_version != weights.version:
                 raise StateVersionError(
@@ -82,10 +95,13 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted, bytes]):
         metrics.USERS.inc()
 
     def on_batch(self, values: list[Accepted]) -> tuple[Iterable[Scored | Accepted], bool]:
+        if self.state is None:
+            self.state = self._initial(values[0].event.user_id)
+        state = self.state
         out: list[Scored | Accepted] = []
         for a in values:
             started = time.perf_counter()
-            p = advance(self.weights, self.state, a.event)
+            p = advance(self.weights, state, a.event)
             metrics.PROCESSING.observe(time.perf_counter() - started)
             if p is not None:
                 out.append(Scored(a, p[0], p[1]))
@@ -93,7 +109,14 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted, bytes]):
                 out.append(a)
         return out, StatefulBatchLogic.RETAIN
 
+    def _initial(self, user_id: str) -> UserState:
+        seeded = self.seed.get(user_id)
+        if seeded is None:
+            return UserState.new(self.weights.version, self.weights.hidden_size)
+        return decode_state(seeded)
+
     def snapshot(self) -> bytes:
+        assert self.state is not None, "Bytewax snapshots a key only after its first batch"
         return encode_state(self.state)
 
 
@@ -118,18 +141,28 @@ def decide(
     scored: Scored, thresholds: Callable[[], ThresholdUpdate], model_version: str
 ) -> tuple[Score, Out]:
     """The Score record of a post under the thresholds in force now, and its Kafka message."""
-    t = thresholds()
-    e = scored.accepted.event
-    decision = t.decide(p_delinquent=scored.p_delinquent, p_default=scored.p_default)
-    now = time.time()
-    score = Score(event_id=e.event_id, user_id=e.user_id, loan_id=e.loan_id or "",
-                  p_delinquent=scored.p_delinquent, p_default=scored.p_default,
-                  decision=decision, thresholds_version=t.version, model_version=model_version,
-                  event_ts=e.ts, scored_at=now)  # fmt: skip
+    score = score_record(scored.accepted.event, (scored.p_delinquent, scored.p_default),
+                         thresholds(), model_version)  # fmt: skip
     metrics.SCORES.inc()
-    metrics.DECISIONS.labels(decision.value).inc()
-    metrics.EVENT_TO_SCORE.observe(max(0.0, now - scored.accepted.arrived_at))
-    return score, KafkaSinkMessage(e.user_id.encode(), encode(score))
+    metrics.DECISIONS.labels(score.decision.value).inc()
+    metrics.EVENT_TO_SCORE.observe(max(0.0, score.scored_at - scored.accepted.arrived_at))
+    return score, score_message(score)
+
+
+def score_record(
+    post: ClickEvent, p: tuple[float, float], t: ThresholdUpdate, model_version: str
+) -> Score:
+    """A post's Score with its decision under ``t``, scored now (the flow's and a cut-over's)."""
+    decision = t.decide(p_delinquent=p[0], p_default=p[1])
+    return Score(event_id=post.event_id, user_id=post.user_id, loan_id=post.loan_id or "",
+                 p_delinquent=p[0], p_default=p[1], decision=decision,
+                 thresholds_version=t.version, model_version=model_version, event_ts=post.ts,
+                 scored_at=time.time())  # fmt: skip
+
+
+def score_message(score: Score) -> Out:
+    """Keyed by user, like the clicks, so a user's scores stay in order on one partition."""
+    return KafkaSinkMessage(score.user_id.encode(), encode(score))
 
 
 class DriftStep(StatefulBatchLogic[Scored | Accepted, DriftAlert, bytes]):

@@ -14,6 +14,7 @@ from deepcredit.commands import (
     ablate,
     archive,
     bench,
+    cutover,
     drift,
     generate,
     kafka,
@@ -57,6 +58,9 @@ examples:
                                       train a challenger; promote it only if it beats the current
   deepcredit controller --archive archive/clicks
                                       retrain on persistent drift alerts, with a cool-down
+  deepcredit cutover --model current --out cutover/dc-...
+                                      (old flow stopped) rebuild every user's state for the new
+                                      model, then 'serve --model current --seed cutover/dc-...'
   deepcredit scores                   what the risk-scores topic holds: decisions, latest scores
   deepcredit thresholds show          the decision thresholds in force
   deepcredit thresholds set --default-decline 0.25 --by alice --note "tighter after Q3"
@@ -96,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for group in (kafka, generate, train, ablate, roundtrip, replay, thresholds, serve, scores,
-                  bench, drift, models, archive, retrain):  # fmt: skip
+                  bench, drift, models, archive, retrain, cutover):  # fmt: skip
         group.add(sub)  # the order here is the order of 'deepcredit --help'
     return parser
 

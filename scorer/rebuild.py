@@ -5,14 +5,18 @@ be replayed from their event history before the flow cuts over. ``advance`` does
 one user, and at batch 1 numpy's call overhead dominates. Here the histories run in lockstep:
 step k advances the k-th event of every user who has one, with one ``tlstm_step`` per TLSTM
 over all of them. The per-event bookkeeping (the ledger, the step plan) stays per user; the
-math is batched. Same results as ``advance`` event by event (float32 rounding aside; tested).
+math is batched. Same results as ``advance`` event by event (float32 rounding aside; tested):
+the states, and each post's probabilities (a cut-over scores the posts the old flow left
+unscored with them).
 
 >>> # states = rebuild_states(weights, {"u1": events_of_u1, "u2": events_of_u2})
+>>> # rebuilt = rebuild(weights, histories); rebuilt.posts["e17"] -> (0.08, 0.02)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,19 +27,40 @@ from scorer.steps import plan_step
 from scorer.tlstm import tlstm_step
 from state.user_state import UserState
 
-__all__ = ["rebuild_states"]
+__all__ = ["Rebuilt", "rebuild", "rebuild_states"]
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    """What a replay under new weights gives: each user's state after their history, and the
+    probabilities the weights give at each post on the way (by event id; a repeated event id
+    keeps its last)."""
+
+    states: dict[str, UserState]
+    posts: dict[str, tuple[float, float]]  # event id -> (P(delinquent), P(default))
 
 
 def rebuild_states(
     w: ModelWeights, histories: Mapping[str, Sequence[ClickEvent]]
 ) -> dict[str, UserState]:
     """Each user's state after their whole history (in the order given) under weights ``w``."""
+    return rebuild(w, histories).states
+
+
+def rebuild(
+    w: ModelWeights,
+    histories: Mapping[str, Sequence[ClickEvent]],
+    on_step: Callable[[int], None] | None = None,
+) -> Rebuilt:
+    """Replay every user's history (in the order given) under ``w``, all users in lockstep.
+    ``on_step(n)`` after each lockstep step, with the n events it advanced (progress bars)."""
     users = sorted(histories, key=lambda u: len(histories[u]), reverse=True)  # longest first
     n, d = len(users), w.hidden_size
     states = [UserState.new(w.version, d) for _ in users]
     hc = np.zeros((n, 6, d), np.float32)  # rows: activity h, c; repay h, c; state h, c
     y_prev = np.zeros((n, 2), np.float32)
     lengths = np.array([len(histories[u]) for u in users])
+    posts_p: dict[str, tuple[float, float]] = {}
     for k in range(int(lengths.max(initial=0))):
         running = int((lengths > k).sum())  # users are sorted: the first `running` have event k
         plans = [plan_step(states[i].memory, histories[users[i]][k]) for i in range(running)]
@@ -59,8 +84,13 @@ def rebuild_states(
             hc[posts, 4], hc[posts, 5] = tlstm_step(w.state, hc[posts, 4], hc[posts, 5], x, gap)
             hc[posts, 0] = 0.0
             hc[posts, 1] = 0.0
-            y_prev[posts] = sigmoid(head_logits(w, hc[posts, 4])).astype(np.float32)
+            probs = sigmoid(head_logits(w, hc[posts, 4]))  # (posts, 2), as advance returns them
+            y_prev[posts] = probs.astype(np.float32)
+            for i, (p_delinquent, p_default) in zip(posts, probs.tolist(), strict=True):
+                posts_p[histories[users[i]][k].event_id] = (p_delinquent, p_default)
+        if on_step is not None:
+            on_step(running)
     for i, s in enumerate(states):
         s.hc = hc[i].copy()
         s.y_prev = y_prev[i].copy()
-    return {u: states[i] for i, u in enumerate(users)}
+    return Rebuilt({u: states[i] for i, u in enumerate(users)}, posts_p)

@@ -36,6 +36,11 @@ def add(sub: Subparsers) -> None:
         help="keep state and offsets here (Bytewax recovery), so a restart after a "
         "crash loses nothing; without it every start begins with empty states",
     )
+    p.add_argument("--seed", type=Path, metavar="DIR",
+                   help="a folder made by 'deepcredit cutover' for this model: each clicks "
+                        "partition starts at the cut-over offset, each user at the rebuilt "
+                        "state (with --recovery-dir, its snapshots win once there are "
+                        "some)")  # fmt: skip
     p.add_argument("--snapshot-seconds", type=int, default=5,
                    help="how often state is snapshotted (default 5; a crash replays at most "
                         "this much input)")  # fmt: skip
@@ -68,6 +73,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from dataflow.flow import FlowConfig
     from dataflow.monitors import MonitorConfig
+    from dataflow.seed import SeedError
     from dataflow.serve import MetricsPortInUse, ServeOptions, serve
     from deepcredit.thresholds import ThresholdsUnavailable
     from scorer.artifact import ArtifactError
@@ -93,9 +99,10 @@ def _run(args: argparse.Namespace) -> int:
                         workers=args.workers, process_id=args.process_id,
                         addresses=tuple(args.addresses.split(";")) if args.addresses else (),
                         recovery_dir=args.recovery_dir, snapshot_s=args.snapshot_seconds,
-                        metrics_port=args.metrics_port)  # fmt: skip
+                        metrics_port=args.metrics_port, seed=args.seed)  # fmt: skip
     try:
         serve(opts)
-    except (ArtifactError, MetricsPortInUse, StateVersionError, ThresholdsUnavailable) as exc:
+    except (ArtifactError, MetricsPortInUse, SeedError, StateVersionError,
+            ThresholdsUnavailable) as exc:  # fmt: skip
         raise CliError(str(exc)) from None
     return 0

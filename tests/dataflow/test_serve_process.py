@@ -57,3 +57,27 @@ def _answers(port: int) -> bool:
         return bool(scrape(port))
     except OSError:
         return False
+
+
+def test_an_interrupt_is_found_however_deep_bytewax_wrapped_it() -> None:
+    from bytewax.errors import BytewaxRuntimeError
+
+    from dataflow.serve import _interrupt_in
+
+    def wrapped(depth: int) -> BaseException:
+        try:
+            try:
+                raise KeyboardInterrupt("SIGTERM")
+            except KeyboardInterrupt as cause:
+                raise BytewaxRuntimeError("list_parts") from cause
+        except BytewaxRuntimeError as inner:
+            if depth == 1:
+                return inner
+            try:
+                raise BytewaxRuntimeError("run") from inner
+            except BytewaxRuntimeError as outer:
+                return outer
+
+    assert str(_interrupt_in(wrapped(1))) == "SIGTERM"
+    assert str(_interrupt_in(wrapped(2))) == "SIGTERM"
+    assert _interrupt_in(BytewaxRuntimeError("a real failure")) is None

@@ -61,6 +61,32 @@ def test_user_scorer_equals_advancing_the_state_event_by_event(
     assert restored.state == expected_state
 
 
+def test_a_user_without_a_snapshot_starts_from_the_seed_and_a_snapshot_wins_over_it(
+    clicks: list[ClickEvent], model_dir: Path
+) -> None:
+    w = load_scorer(model_dir)
+    user = clicks[0].user_id
+    history = [e for e in clicks if e.user_id == user]
+    half = len(history) // 2
+    expected_state = UserState.new(w.version, w.hidden_size)
+    for e in history[:half]:
+        advance(w, expected_state, e)
+    seed = {user: encode_state(expected_state)}  # the state at the cut-over
+    expected = [p for e in history[half:] if (p := advance(w, expected_state, e)) is not None]
+    logic = UserScorer(w, None, seed=seed)
+    out, _ = logic.on_batch([Accepted(e, 0.0, 0, 0) for e in history[half:]])
+    assert [(s.p_delinquent, s.p_default) for s in out] == expected
+    assert logic.snapshot() == encode_state(expected_state)
+    assert UserScorer(w, logic.snapshot(), seed=seed).state == expected_state
+
+    other = next(e for e in clicks if e.user_id != user)  # a user the seed does not hold
+    fresh = UserScorer(w, None, seed=seed)
+    fresh.on_batch([Accepted(other, 0.0, 0, 0)])
+    new = UserState.new(w.version, w.hidden_size)
+    advance(w, new, other)
+    assert fresh.state == new
+
+
 def test_a_snapshot_of_another_model_is_refused(model_dir: Path) -> None:
     w = load_scorer(model_dir)
     other = encode_state(UserState.new("another-model", w.hidden_size))

@@ -1,4 +1,5 @@
-"""The lockstep rebuild gives the states that ``advance`` gives event by event."""
+"""The lockstep rebuild gives the states, and the probabilities at each post, that ``advance``
+gives event by event."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from deepcredit.events import ClickEvent
 from scorer.model import ModelWeights, advance
-from scorer.rebuild import rebuild_states
+from scorer.rebuild import rebuild, rebuild_states
 from state.user_state import UserState
 from training.export import export_scorer
 from training.generator import GeneratorConfig, generate
@@ -48,6 +49,27 @@ def test_rebuild_equals_advancing_each_user_event_by_event(
         np.testing.assert_allclose(s.y_prev, e.y_prev, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_rebuild_gives_each_post_the_probabilities_advance_returns(
+    variant: str, histories: dict[str, list[ClickEvent]]
+) -> None:
+    w = export_scorer(DeepCredit(ModelConfig(hidden_size=8, **VARIANTS[variant])), "v2")
+    expected: dict[str, tuple[float, float]] = {}
+    for events in histories.values():
+        s = UserState.new(w.version, w.hidden_size)
+        for e in events:
+            p = advance(w, s, e)
+            if p is not None:
+                expected[e.event_id] = p
+    steps: list[int] = []
+    posts = rebuild(w, histories, on_step=steps.append).posts
+    assert set(posts) == set(expected) and len(posts) > 50
+    got = np.array([posts[k] for k in expected])
+    np.testing.assert_allclose(got, np.array(list(expected.values())), atol=1e-5, rtol=0)
+    assert sum(steps) == sum(len(h) for h in histories.values())  # progress counts every event
+
+
 def test_no_histories_no_states() -> None:
     w = export_scorer(DeepCredit(ModelConfig(hidden_size=4)), "v")
     assert rebuild_states(w, {}) == {}
+    assert rebuild(w, {}).posts == {}

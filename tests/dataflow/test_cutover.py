@@ -1,0 +1,192 @@
+"""The cut-over against the real broker. Blue (``deepcredit serve``, model A) scores the stream as
+it arrives and is stopped mid-stream; ``deepcredit cutover`` rebuilds every user's state under
+model B at the clicks topic's end and scores what blue left unscored; green (B, from the seed)
+scores the rest. Every post ends up with a score, each post's scores carry one model version,
+and green's states are B's after the whole history. Clicks that retention dropped come from
+the click archive."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from dataflow.cutover import SUMMARY_FILE
+from dataflow.recovery_store import read_states
+from dataflow.seed import Seed, read_seed
+from deepcredit.cli import main
+from deepcredit.codec import decode_click
+from deepcredit.events import Activity, ClickEvent
+from deepcredit.kafka_io import read_to_end, watermarks
+from deepcredit.records import Score
+from deepcredit.settings import KafkaSettings, Topics
+from deepcredit.thresholds import DEFAULT_THRESHOLDS
+from scorer.artifact import load_scorer
+from state.user_state import UserState, decode_state
+from tests.dataflow.serving import serve_process
+from tests.dataflow.streams import clicks_lines, expected_scores, read_scores, send
+from tests.dataflow.test_live import wait_until
+from tests.dataflow.test_recovery import wait_for_scores
+
+pytestmark = pytest.mark.kafka
+
+TOLERANCE = 1e-5  # lockstep vs event by event: float32 rounding (see scorer/rebuild.py)
+
+
+@pytest.fixture(scope="module")
+def model_b(clicks_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second small model on the same clicks, another seed: other weights, other scores."""
+    out = tmp_path_factory.mktemp("model-b")
+    args = ["train", "--events", str(clicks_file), "--out-dir", str(out), "--hidden", "8",
+            "--epochs", "1", "--seed", "1", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    [folder] = out.iterdir()
+    return folder
+
+
+def run_cutover(kafka: KafkaSettings, model: Path, out: Path, *extra: str) -> int:
+    return main(["cutover", "--model", str(model), "--out", str(out), "--bootstrap",
+                 kafka.bootstrap_servers, "--quiet", *extra])  # fmt: skip
+
+
+def test_blue_to_green_at_the_cutover_offset_loses_no_score_and_mixes_no_versions(
+    kafka: KafkaSettings, topics: Topics, clicks_file: Path, clicks: list[ClickEvent],
+    model_dir: Path, model_b: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.setenv("DEEPCREDIT_TOPIC_PREFIX", topics.clicks.removesuffix("clicks"))
+    wa, wb = load_scorer(model_dir), load_scorer(model_b)
+    expected_a, _ = expected_scores(wa, clicks)
+    expected_b, states_b = expected_scores(wb, clicks)
+    differ = [k for k in expected_a if abs(expected_a[k][1] - expected_b[k][1]) > 1e-3]
+    assert wa.version != wb.version and len(differ) > len(expected_a) / 2
+    lines = clicks_lines(clicks_file)
+    first, rest = lines[:2400], lines[2400:]
+    log, seed_dir = tmp_path / "serve.log", tmp_path / "seed"
+
+    # Blue scores the first part as it arrives and is stopped while it still arrives.
+    def trickle() -> None:
+        for start in range(0, len(first), 100):
+            send(kafka, topics.clicks, first[start : start + 100])
+            time.sleep(0.15)
+
+    blue = serve_process(kafka, topics, model_dir, "--metrics-port", "0", "--recovery-dir",
+                         str(tmp_path / "blue"), "--snapshot-seconds", "1", log=log)  # fmt: skip
+    feeder = threading.Thread(target=trickle)
+    feeder.start()
+    wait_for_scores(kafka, topics.risk_scores, 20, timeout_s=60)
+    wait_until(lambda: snapshotted(tmp_path / "blue"), 10, "a snapshot of blue's states")
+    blue.send_signal(signal.SIGTERM)
+    assert blue.wait(30) == 0, log.read_text()[-3000:]
+    feeder.join()
+
+    assert run_cutover(kafka, model_b, seed_dir) == 0, capsys.readouterr().err
+    summary = json.loads((seed_dir / SUMMARY_FILE).read_text())
+    seed = read_seed(seed_dir)
+    assert seed.offsets == {p: high for p, (_, high) in watermarks(kafka, topics.clicks).items()}
+    assert sum(seed.offsets.values()) == len(first)
+
+    # A seed for another model, or a recovery folder of the old flow, is refused.
+    assert main(["serve", "--model", str(model_dir), "--seed", str(seed_dir)]) == 1
+    assert f"made for model {wb.version}, this flow serves {wa.version}" in capsys.readouterr().err
+    args = ["serve", "--model", str(model_b), "--seed", str(seed_dir), "--recovery-dir",
+            str(tmp_path / "blue")]  # fmt: skip
+    assert main(args) == 1
+    assert f"holds states of model {wa.version}" in capsys.readouterr().err
+
+    send(kafka, topics.clicks, rest)
+    green = serve_process(kafka, topics, model_b, "--seed", str(seed_dir), "--recovery-dir",
+                          str(tmp_path / "green"), "--metrics-port", "0", "--until-end",
+                          log=log)  # fmt: skip
+    assert green.wait(120) == 0, log.read_text()[-3000:]
+
+    before = posts_before(kafka, topics, seed)
+    by_event: dict[str, list[Score]] = defaultdict(list)
+    for s in read_scores(kafka, topics.risk_scores):
+        by_event[s.event_id].append(s)
+    assert set(by_event) == set(expected_b)  # every post scored, nothing else
+    assert all(len({s.model_version for s in ss}) == 1 for ss in by_event.values())
+    by_blue = {k for k, ss in by_event.items() if ss[0].model_version == wa.version}
+    filled = before - by_blue
+    assert by_blue <= before  # blue scored nothing past the cut-over offsets
+    assert all((s.p_delinquent, s.p_default) == expected_a[k]
+               for k in by_blue for s in by_event[k])  # fmt: skip
+    for k in set(by_event) - by_blue:  # filled in by the cut-over, or scored by green
+        [s] = by_event[k]
+        assert s.model_version == wb.version
+        np.testing.assert_allclose((s.p_delinquent, s.p_default), expected_b[k], atol=TOLERANCE)
+    assert by_blue and filled and set(by_event) - before
+    assert summary["filled_in"] == len(filled) and summary["already_scored"] == len(by_blue)
+    assert summary["posts"] == len(before) and summary["left_unscored"] == 0
+    for s in (by_event[k][0] for k in filled):  # decided under the thresholds in force
+        decision = DEFAULT_THRESHOLDS.decide(p_delinquent=s.p_delinquent, p_default=s.p_default)
+        assert s.thresholds_version == DEFAULT_THRESHOLDS.version and s.decision == decision
+
+    # Green's final states: its snapshots, or the seed's for users with nothing after the offsets.
+    snapshots = read_states(tmp_path / "green")
+    assert snapshots and set(snapshots) <= set(states_b) == set(seed.states)
+    for user, expected in states_b.items():
+        got = snapshots.get(user) or decode_state(seed.states[user])
+        assert_same_state(got, expected)
+
+
+def snapshotted(recovery: Path) -> bool:
+    try:
+        return bool(read_states(recovery))
+    except FileNotFoundError:
+        return False
+
+
+def posts_before(kafka: KafkaSettings, topics: Topics, seed: Seed) -> set[str]:
+    """The event ids of the posts at offsets below the seed's."""
+    out = set()
+    for m in read_to_end(kafka, topics.clicks):
+        e = decode_click(m.value())
+        is_post = isinstance(e, ClickEvent) and e.activity is Activity.POST
+        if is_post and m.offset() < seed.offsets[m.partition()]:
+            out.add(e.event_id)
+    return out
+
+
+def assert_same_state(got: UserState, expected: UserState) -> None:
+    assert got.model_version == expected.model_version and got.memory == expected.memory
+    np.testing.assert_allclose(got.hc, expected.hc, atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(got.y_prev, expected.y_prev, atol=TOLERANCE, rtol=0)
+
+
+def test_clicks_dropped_by_retention_are_replayed_from_the_archive(
+    kafka: KafkaSettings, topics: Topics, clicks_file: Path, model_b: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.setenv("DEEPCREDIT_TOPIC_PREFIX", topics.clicks.removesuffix("clicks"))
+    send(kafka, topics.clicks, clicks_lines(clicks_file)[:1500])
+    assert run_cutover(kafka, model_b, tmp_path / "whole") == 0  # the topic holds everything
+    archive = tmp_path / "archive"
+    assert main(["archive", "--folder", str(archive), "--until-end", "--segment-events", "100",
+                 "--bootstrap", kafka.bootstrap_servers]) == 0  # fmt: skip
+    # Retention, by hand: each partition now starts inside its second archive segment.
+    admin = AdminClient(kafka.client_config())
+    futures = admin.delete_records([TopicPartition(topics.clicks, p, 150) for p in range(3)])
+    for future in futures.values():
+        future.result(timeout=30)
+    assert all(low == 150 for low, _ in watermarks(kafka, topics.clicks).values())
+    capsys.readouterr()
+
+    assert run_cutover(kafka, model_b, tmp_path / "no-archive") == 1
+    assert "starts at offset 150 (retention dropped the clicks before it): pass --archive" in (
+        capsys.readouterr().err
+    )
+    assert run_cutover(kafka, model_b, tmp_path / "seed", "--archive", str(archive)) == 0
+    whole, seed = read_seed(tmp_path / "whole"), read_seed(tmp_path / "seed")
+    assert seed.offsets == whole.offsets and seed.states == whole.states
+    summary = json.loads((tmp_path / "seed" / SUMMARY_FILE).read_text())
+    assert summary["from_archive"] == 3 * 200  # two segments of 100 per partition, then the topic
+    assert summary["filled_in"] == 0  # the first cut-over scored every post
