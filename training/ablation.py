@@ -14,12 +14,14 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from training.dataset import Sequences
 from training.evaluation import TargetMetrics, binary_metrics
 from training.model import TARGETS, ModelConfig
+from training.pipeline import peak_rss_mib, reset_peak_rss
 from training.train import Split, TrainConfig, fit, predict, split
 from training.variants import BASELINES, VARIANTS
 
@@ -80,19 +82,28 @@ class Context:
     progress: bool
 
 
-Fitter = Callable[[Context], tuple[np.ndarray, np.ndarray]]
+class Fitted(NamedTuple):
+    """A row's test labels and predictions, and how many epochs it trained (None: not a
+    neural row)."""
+
+    y: np.ndarray
+    p: np.ndarray
+    epochs: int | None = None
+
+
+Fitter = Callable[[Context], Fitted]
 
 
 def _streaming(variant: str) -> Fitter:
-    def run(c: Context) -> tuple[np.ndarray, np.ndarray]:
+    def run(c: Context) -> Fitted:
         model_config = ModelConfig(hidden_size=c.cfg.hidden_size, **VARIANTS[variant])
         result = fit(c.seq, c.parts, model_config, c.cfg.train_config(), progress=c.progress)
-        return predict(result.model, c.seq, c.parts.test)
+        return Fitted(*predict(result.model, c.seq, c.parts.test), result.epochs_run)
 
     return run
 
 
-def _reencode(c: Context) -> tuple[np.ndarray, np.ndarray]:
+def _reencode(c: Context) -> Fitted:
     from training.eventlog import read_events
     from training.reencode import align_split, build_windows, fit_reencode, predict_reencode
 
@@ -101,17 +112,17 @@ def _reencode(c: Context) -> tuple[np.ndarray, np.ndarray]:
     model_config = ModelConfig(hidden_size=c.cfg.hidden_size)
     result = fit_reencode(windows, parts, model_config, c.cfg.train_config(),
                           alpha=c.cfg.alpha, progress=c.progress)  # fmt: skip
-    return predict_reencode(result.model, windows, parts.test)
+    return Fitted(*predict_reencode(result.model, windows, parts.test), result.epochs_run)
 
 
 def _baseline(name: str) -> Fitter:
-    def run(c: Context) -> tuple[np.ndarray, np.ndarray]:
+    def run(c: Context) -> Fitted:
         from training.baselines import default_baselines
 
         by_name = {b.name: b for b in default_baselines(c.cfg.seed, threads=c.cfg.threads)}
         model = by_name[{"lr": "logistic"}.get(name, name)]
         model.fit(c.seq, c.parts.train, c.parts.validation)
-        return model.predict(c.seq, c.parts.test)
+        return Fitted(*model.predict(c.seq, c.parts.test))
 
     return run
 
@@ -142,9 +153,14 @@ def run_ablation(
         if progress:
             print(f"== {LABELS[name]}", flush=True)
         started = time.monotonic()
-        y, p = ROWS[name](context)
+        measured = reset_peak_rss()
+        y, p, epochs = ROWS[name](context)
         seconds = time.monotonic() - started
         row: dict = {"model": name, "label": LABELS[name], "seconds": round(seconds, 1)}
+        if epochs is not None:
+            row["epochs"] = epochs
+        if measured:  # this row's own peak, not the process's (sequences are built before)
+            row["peak_rss_mib"] = round(peak_rss_mib(), 1)
         for k, target in enumerate(TARGETS):
             m: TargetMetrics = binary_metrics(y[:, k], p[:, k])
             row |= {f"auc_{target}": round(m.auc, 4), f"ks_{target}": round(m.ks, 4),
@@ -164,15 +180,16 @@ def run_ablation(
 def table(rows: list[dict]) -> str:
     """The rows in the shape of the paper's Table 1, the paper's AUC beside ours."""
     head = ("| model | AUC delinquent (paper) | AUC default (paper) | KS del / def "
-            "| Brier del / def | fit + test, s |")  # fmt: skip
-    lines = [head, "| --- | ---: | ---: | ---: | ---: | ---: |"]
+            "| Brier del / def | epochs | fit + test, s |")  # fmt: skip
+    lines = [head, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         paper = (f" ({r['paper_auc_delinquent']:.3f})", f" ({r['paper_auc_default']:.3f})"
                  ) if "paper_auc_delinquent" in r else ("", "")  # fmt: skip
         lines.append(
             f"| {r['label']} | {r['auc_delinquent']:.3f}{paper[0]} | {r['auc_default']:.3f}"
             f"{paper[1]} | {r['ks_delinquent']:.3f} / {r['ks_default']:.3f} | "
-            f"{r['brier_delinquent']:.4f} / {r['brier_default']:.4f} | {r['seconds']:.0f} |"
+            f"{r['brier_delinquent']:.4f} / {r['brier_default']:.4f} | {r.get('epochs', '')} | "
+            f"{r['seconds']:.0f} |"
         )
     return "\n".join(lines)
 

@@ -20,12 +20,28 @@ from training.eventlog import load_sequences
 from training.model import ModelConfig
 from training.train import TrainConfig, evaluate, fit, split
 
-__all__ = ["evaluate_model", "peak_rss_mib", "train_model"]
+__all__ = ["evaluate_model", "peak_rss_mib", "reset_peak_rss", "train_model"]
+
+_STATUS = Path("/proc/self/status")
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
+    """Peak resident memory of this process since it started or since ``reset_peak_rss``."""
+    if _STATUS.exists():  # Linux: VmHWM, which reset_peak_rss can reset
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # KiB
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak_rss() -> bool:
+    """Start the peak over from the current resident memory (Linux only; False elsewhere), so
+    that one stage's peak can be told from an earlier stage's."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 def train_model(

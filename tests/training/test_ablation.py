@@ -32,5 +32,7 @@ def test_ablate_writes_rows_beside_the_paper(
         for key in ("auc_delinquent", "auc_default", "ks_delinquent", "brier_default"):
             assert 0.0 <= row[key] <= 1.0
     assert result["rows"][0]["paper_auc_default"] == PAPER_TABLE_1["tlstm-repay"][1]
+    assert [r.get("epochs") for r in result["rows"]] == [1, 1, None]  # neural rows only
+    assert all(r["peak_rss_mib"] > 10 for r in result["rows"])
     printed = capsys.readouterr().out
     assert "| TLSTM (repay) |" in printed and f"({PAPER_TABLE_1['tlstm-repay'][0]:.3f})" in printed
