@@ -43,14 +43,27 @@ def topics(kafka: KafkaSettings) -> Topics:
 @pytest.fixture(scope="session")
 def kcat() -> str:
     """Path to kcat, an independent Kafka client; installed from Debian's packages if missing."""
-    found = shutil.which("kcat")
+    return debian_tool("kcat", "kcat")
+
+
+@pytest.fixture(scope="session")
+def prometheus() -> str:
+    """Path to a real Prometheus server; installed from Debian's packages if missing."""
+    return debian_tool("prometheus", "prometheus")
+
+
+def debian_tool(program: str, package: str) -> str:
+    """``program``'s path, installing ``package`` with apt-get first if it is missing (the
+    test script does the same up front; this covers a bare ``pytest`` run)."""
+    found = shutil.which(program)
     if found is None:
-        for cmd in (["apt-get", "install", "-y", "-q", "kcat"], ["apt-get", "update", "-q"],
-                    ["apt-get", "install", "-y", "-q", "kcat"]):  # fmt: skip
+        for cmd in (["apt-get", "install", "-y", "-q", package], ["apt-get", "update", "-q"],
+                    ["apt-get", "install", "-y", "-q", package]):  # fmt: skip
             subprocess.run(cmd, capture_output=True)
-            found = shutil.which("kcat")
+            found = shutil.which(program)
             if found:
                 break
     if found is None:
-        pytest.fail("kcat is not installed and 'apt-get install kcat' did not install it")
+        pytest.fail(f"{program} is not installed and 'apt-get install {package}' did not "
+                    "install it")  # fmt: skip
     return found

@@ -1,0 +1,72 @@
+"""A real Prometheus server (Debian's package) scrapes ``deepcredit serve``'s endpoint while the
+flow scores a stream from the real broker; its query API then reports our counters with the
+values the flow wrote to Kafka."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from deepcredit.events import ClickEvent
+from deepcredit.settings import KafkaSettings, Topics
+from tests.dataflow.serving import serve_process
+from tests.dataflow.streams import clicks_lines, read_scores, send
+from tests.dataflow.test_live import wait_until
+from tests.ports import free_port
+
+
+def test_prometheus_scrapes_the_flow(
+    kafka: KafkaSettings, topics: Topics, clicks_file: Path, clicks: list[ClickEvent],
+    model_dir: Path, prometheus: str, tmp_path: Path,
+) -> None:  # fmt: skip
+    metrics_port, prom_port = free_port(), free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: deepcredit\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{metrics_port}']}}]\n"
+    )
+    with open(tmp_path / "prometheus.log", "wb") as log:
+        server = subprocess.Popen(
+            [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{prom_port}"],
+            stdout=subprocess.DEVNULL, stderr=log,
+        )  # fmt: skip
+    flow = serve_process(kafka, topics, model_dir, "--metrics-port", str(metrics_port),
+                         log=tmp_path / "serve.log")  # fmt: skip
+    try:
+        send(kafka, topics.clicks, clicks_lines(clicks_file))
+        posts = sum(1 for e in clicks if e.activity == "post")
+        wait_until(lambda: len(read_scores(kafka, topics.risk_scores)) >= posts, 90, "scores")
+
+        def query(expr: str) -> list[dict]:
+            url = f"http://127.0.0.1:{prom_port}/api/v1/query?" + urllib.parse.urlencode(
+                {"query": expr})
+            body = json.loads(urllib.request.urlopen(url, timeout=5).read())
+            assert body["status"] == "success", body
+            return body["data"]["result"]
+
+        def scraped_value(expr: str) -> float | None:
+            try:
+                result = query(expr)
+            except OSError:
+                return None  # the server is still starting
+            return float(result[0]["value"][1]) if result else None
+
+        wait_until(lambda: scraped_value("deepcredit_scores_total") == posts, 60,
+                   f"Prometheus seeing {posts} scores")  # fmt: skip
+        assert scraped_value('up{job="deepcredit"}') == 1
+        assert scraped_value("sum(deepcredit_decisions_total)") == posts
+        assert scraped_value("sum(deepcredit_events_consumed_total)") == len(clicks)
+        version = query("deepcredit_model_info")[0]["metric"]["version"]
+        assert version == model_dir.name
+        assert query("bytewax_kafka_consumer_lag")  # Bytewax's own gauge comes through too
+    finally:
+        flow.terminate()
+        server.terminate()
+        flow.wait(20)
+        server.wait(20)
