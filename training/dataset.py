@@ -28,7 +28,15 @@ from scorer.steps import StepMemory, plan_step
 from scorer.timegap import normalise_gap
 from training.outcomes import LoanOutcome, loan_outcomes
 
-__all__ = ["Sequences", "UserBatch", "build_sequences", "split_users"]
+__all__ = [
+    "Sequences",
+    "UserBatch",
+    "build_sequences",
+    "first_copies",
+    "offsets_from_lengths",
+    "outcome_label",
+    "split_users",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,8 +70,8 @@ class Sequences:
         loan = _rows(self.loan_offsets, users)
         parts: dict[str, np.ndarray] = {
             "user_ids": self.user_ids[users],
-            "act_offsets": _offsets(np.diff(self.act_offsets)[users]),
-            "loan_offsets": _offsets(np.diff(self.loan_offsets)[users]),
+            "act_offsets": offsets_from_lengths(np.diff(self.act_offsets)[users]),
+            "loan_offsets": offsets_from_lengths(np.diff(self.loan_offsets)[users]),
         }
         for name in _ACT_ROWS:
             parts[name] = getattr(self, name)[act]
@@ -172,7 +180,7 @@ def build_sequences(
     builder = _Builder()
     for user_id in tqdm(sorted(by_user), desc="building sequences", unit="user",
                         disable=not progress):  # fmt: skip
-        history = _first_copies(by_user.pop(user_id))
+        history = first_copies(by_user.pop(user_id))
         history.sort(key=lambda e: e.ts)  # stable: arrival order breaks ties
         builder.add_user(user_id, history, loan_outcomes(history, as_of=as_of))
     return builder.finish()
@@ -237,7 +245,7 @@ class _Builder:
             if plan.loan_step is LoanStep.POST:
                 self.act_idx.append(since_post)
                 since_post, reset_next = -1, True
-                label = _label(outcomes.get(event.loan_id or ""))
+                label = outcome_label(outcomes.get(event.loan_id or ""))
             else:
                 self.act_idx.append(-1)
             self.labels.append(label)
@@ -252,11 +260,11 @@ class _Builder:
 
         return Sequences(
             user_ids=np.array(self.user_ids, dtype=str),
-            act_offsets=_offsets(np.array(self.act_len, dtype=np.int64)),
+            act_offsets=offsets_from_lengths(np.array(self.act_len, dtype=np.int64)),
             act_x=matrix(self.act_x, ACTIVITY_FEATURES),
             act_gap=normalise_gap(np.array(self.act_gap, dtype=np.float64)).astype(np.float32),
             act_reset=np.array(self.act_reset, dtype=bool),
-            loan_offsets=_offsets(np.array(self.loan_len, dtype=np.int64)),
+            loan_offsets=offsets_from_lengths(np.array(self.loan_len, dtype=np.int64)),
             loan_x=matrix(self.loan_x, LOAN_FEATURES),
             loan_gap=normalise_gap(np.array(self.loan_gap, dtype=np.float64)).astype(np.float32),
             post_gap=normalise_gap(np.array(self.post_gap, dtype=np.float64)).astype(np.float32),
@@ -268,7 +276,7 @@ class _Builder:
         )
 
 
-def _label(outcome: LoanOutcome | None) -> tuple[float, float]:
+def outcome_label(outcome: LoanOutcome | None) -> tuple[float, float]:
     """(delinquent, default) as 0/1, NaN where unknown; a label is usable on its own."""
     if outcome is None or not outcome.funded:
         return (math.nan, math.nan)
@@ -279,7 +287,8 @@ def _label(outcome: LoanOutcome | None) -> tuple[float, float]:
     return (value(outcome.delinquent), value(outcome.default))
 
 
-def _first_copies(history: list[ClickEvent]) -> list[ClickEvent]:
+def first_copies(history: list[ClickEvent]) -> list[ClickEvent]:
+    """The history with repeated event ids dropped (first copy kept): producers may resend."""
     seen: set[str] = set()
     unique = []
     for event in history:
@@ -289,7 +298,8 @@ def _first_copies(history: list[ClickEvent]) -> list[ClickEvent]:
     return unique
 
 
-def _offsets(lengths: np.ndarray) -> np.ndarray:
+def offsets_from_lengths(lengths: np.ndarray) -> np.ndarray:
+    """Row offsets of concatenated runs: lengths [2, 3] -> [0, 2, 5]."""
     return np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
 
 

@@ -43,7 +43,7 @@ from deepcredit.events import Activity, ClickEvent
 from scorer.features import ACTIVITY_FEATURES, activity_features, money
 from scorer.ledger import DAY_S, Ledger
 from scorer.timegap import normalise_gap
-from training.dataset import _first_copies, _label, _offsets
+from training.dataset import first_copies, offsets_from_lengths, outcome_label
 from training.outcomes import LoanOutcome, loan_outcomes
 
 __all__ = ["REPAY_FEATURES", "WindowBatch", "Windows", "build_windows"]
@@ -175,7 +175,7 @@ def build_windows(
     builder = _Builder(max_activities)
     for user_id in tqdm(sorted(by_user), desc="building windows", unit="user",
                         disable=not progress):  # fmt: skip
-        history = _first_copies(by_user.pop(user_id))
+        history = first_copies(by_user.pop(user_id))
         history.sort(key=lambda e: e.ts)  # stable: arrival order breaks ties
         builder.add_user(user_id, history, loan_outcomes(history, as_of=as_of))
     return builder.finish(window)
@@ -237,7 +237,7 @@ class _Builder:
                                 (term or 0) / _TERM_SCALE_DAYS, money(debt.unpaid),
                                 money(debt.overdue)))  # fmt: skip
             self.post_gap_s.append(0.0 if post_ts is None else max(0.0, ts - post_ts))
-            self.labels.append(_label(outcomes.get(loan_id or "")))
+            self.labels.append(outcome_label(outcomes.get(loan_id or "")))
             self.event_ids.append(event.event_id)
             self.event_ts.append(ts)
             self.position.append(position)
@@ -258,7 +258,7 @@ class _Builder:
 
     def finish(self, window: int) -> Windows:
         n = len(self.event_ids)
-        post_offsets = _offsets(np.array(self.n_posts, dtype=np.int64))
+        post_offsets = offsets_from_lengths(np.array(self.n_posts, dtype=np.int64))
         gap = normalise_gap(np.array(self.post_gap_s, dtype=np.float64))
         post_x = np.column_stack(
             (np.array(self.post_x, dtype=np.float64).reshape(n, _POST_FEATURES - 1), gap)
@@ -285,7 +285,7 @@ class _Builder:
             labels=np.array(self.labels, dtype=np.float32).reshape(n, 2),
             event_ids=np.array(self.event_ids, dtype=str),
             event_ts=np.array(self.event_ts, dtype=np.float64),
-            sub_offsets=_offsets(np.array(self.sub_len, dtype=np.int64)),
+            sub_offsets=offsets_from_lengths(np.array(self.sub_len, dtype=np.int64)),
             act_x=np.array(self.act_x, dtype=np.float32).reshape(-1, ACTIVITY_FEATURES),
             act_gap=normalise_gap(np.array(self.act_gap_s, dtype=np.float64)).astype(np.float32),
         )
