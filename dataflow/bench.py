@@ -11,10 +11,7 @@ flow's first score (its start-up is not latency).
 
 from __future__ import annotations
 
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -29,6 +26,7 @@ from bytewax.testing import run_main
 
 from dataflow.flow import FlowConfig, build_flow
 from dataflow.recovery_store import read_states
+from dataflow.serve import serve_process
 from deepcredit.kafka_io import read_to_end
 from deepcredit.records import Score
 from deepcredit.replay import replay
@@ -88,13 +86,9 @@ def _throughput_once(cfg: LiveBenchConfig, variant: str) -> dict:
 
 def _latency(cfg: LiveBenchConfig, variant: str, log: Path) -> dict:
     topics = _fresh_topics(cfg)
-    env = {**os.environ, "DEEPCREDIT_BOOTSTRAP": cfg.kafka.bootstrap_servers,
-           "DEEPCREDIT_TOPIC_PREFIX": topics.clicks.removesuffix("clicks")}  # fmt: skip
     model = ["--model", str(cfg.model)] if variant == "model" else ["--pass-through"]
-    cmd = [sys.executable, "-m", "deepcredit.cli", "serve", *model, "--metrics-port", "0",
-           "--snapshot-seconds", str(cfg.snapshot_s)]  # fmt: skip
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc = serve_process(cfg.kafka, topics, [*model, "--metrics-port", "0", "--snapshot-seconds",
+                                             str(cfg.snapshot_s)], log)  # fmt: skip
     try:
         time.sleep(3.0)  # let it start and assign its partitions (it reads from the beginning)
         report = replay(cfg.events, cfg.kafka, topics.clicks, rate=cfg.latency_rate,

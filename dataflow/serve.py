@@ -1,12 +1,17 @@
 """``deepcredit serve``: load the model (and a cut-over seed), start the live thresholds and the
 metrics endpoint, set up Bytewax recovery, and run the flow until stopped (or, with
-``tail=False``, until the clicks topic is consumed)."""
+``tail=False``, until the clicks topic is consumed). ``serve_process`` starts it as its own
+process, as operators run it."""
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import subprocess
+import sys
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -20,11 +25,12 @@ from dataflow.flow import FlowConfig, build_flow, load_seed
 from dataflow.recovery_store import state_model_version
 from dataflow.seed import Seed, SeedError
 from deepcredit.records import ThresholdUpdate
+from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.thresholds import LiveThresholds
 from scorer.artifact import load_scorer
 from scorer.model import ModelWeights
 
-__all__ = ["MetricsPortInUse", "ServeOptions", "serve", "start_runtime"]
+__all__ = ["MetricsPortInUse", "ServeOptions", "serve", "serve_process", "start_runtime"]
 
 log = logging.getLogger(__name__)
 
@@ -140,3 +146,21 @@ def _interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def serve_process(
+    kafka: KafkaSettings,
+    topics: Topics,
+    args: Sequence[str],
+    log: Path,
+    preexec_fn: Callable[[], None] | None = None,
+) -> subprocess.Popen:
+    """Start ``deepcredit serve ARGS`` as its own process on this broker and these topics, its
+    output appended to ``log``: what the benchmark, the tests and the drift loop stop with a
+    signal (SIGTERM stops it cleanly)."""
+    env = {**os.environ, "DEEPCREDIT_BOOTSTRAP": kafka.bootstrap_servers,
+           "DEEPCREDIT_TOPIC_PREFIX": topics.clicks.removesuffix("clicks")}  # fmt: skip
+    cmd = [sys.executable, "-m", "deepcredit.cli", "serve", *args]
+    with open(log, "ab") as out:
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                preexec_fn=preexec_fn)  # fmt: skip

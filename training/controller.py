@@ -52,12 +52,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -65,12 +66,19 @@ from deepcredit.records import DriftAlert, ModelEvent, Monitor
 from deepcredit.settings import KafkaSettings, Topics
 from scorer.registry import PROMOTE, ModelRegistry, Promotion
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from training.dataset import Sequences
+    from training.train import TrainConfig
+
 __all__ = [
     "REJECT",
     "ControllerConfig",
     "Decision",
     "RetrainController",
     "RetrainResult",
+    "labels_within",
     "run_controller",
 ]
 
@@ -101,6 +109,13 @@ class ControllerConfig:
     seed: int = 0
     max_minutes: float | None = None
     by: str = "retrain-controller"  # who the registry logs as deciding
+
+    def train_config(self) -> TrainConfig:
+        """How the challenger is trained (the champion should be trained alike to compare)."""
+        from training.train import TrainConfig
+
+        return TrainConfig(epochs=self.epochs, batch_users=self.batch_users, lr=self.lr,
+                           seed=self.seed, max_minutes=self.max_minutes)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -183,13 +198,12 @@ class RetrainController:
         from training.eventlog import load_sequences
         from training.model import ModelConfig
         from training.pipeline import train_model
-        from training.train import TrainConfig, split
+        from training.train import split
 
         c = self.config
         events, data_window = self._assemble(Path(source))  # 1.
         champion = registry.current()
-        train_config = TrainConfig(epochs=c.epochs, batch_users=c.batch_users, lr=c.lr, seed=c.seed,
-                                   max_minutes=c.max_minutes)  # fmt: skip
+        train_config = c.train_config()
         card = train_model(
             events,
             registry.root,
@@ -203,7 +217,7 @@ class RetrainController:
         test_users = split(seq, train_config).test
         eval_end = float(seq.event_ts.max()) if len(seq.event_ts) else 0.0
         eval_start = eval_end - c.eval_days * DAY_S
-        recent = dataclasses.replace(seq, labels=_labels_since(seq, eval_start))
+        recent = dataclasses.replace(seq, labels=labels_within(seq, eval_start))
         challenger_m = _aucs(load_model(registry.root / card.version)[0], recent, test_users)
         champion_m: dict[str, float] = {}
         split_matches = None
@@ -257,11 +271,13 @@ class RetrainController:
         return info.path, {"from_ts": start, "to_ts": end, "lines": info.lines}
 
 
-def _labels_since(seq, start_ts: float):  # (Sequences, float) -> (Nl, 2) float32
+def labels_within(seq: Sequences, start_ts: float, end_ts: float = math.inf) -> np.ndarray:
+    """The labels (Nl, 2) of the loan steps with start_ts <= event time < end_ts, NaN elsewhere:
+    what judging a model on the posts of a period needs."""
     import numpy as np
 
     labels = seq.labels.copy()
-    labels[seq.event_ts < start_ts] = np.nan
+    labels[(seq.event_ts < start_ts) | (seq.event_ts >= end_ts)] = np.nan
     return labels
 
 

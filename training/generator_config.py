@@ -28,6 +28,13 @@ class GeneratorConfig:
     platform crisis): more distress shocks, higher baseline distress, fewer funded posts, larger
     loan requests, less lending and more withdrawals. ``generator_user`` lists the exact factors.
     None means one regime throughout.
+
+    ``shift_term_risk``: in that regime a loan's risk also grows by this much per unit of
+    log(term / shortest term): longer loans go bad, the borrower's situation worsening before
+    they come due. The calibrated shift mostly moves the level of risk, which hurts calibration
+    but hardly the ranking (AUC), and what it does to a user soon shows in their repayment
+    record, which a pre-shift model reads; a risk carried by the loan itself is what only a
+    model trained after the shift can know. 0 (the default) leaves the shift as calibrated.
     """
 
     users: int
@@ -35,6 +42,7 @@ class GeneratorConfig:
     start_ts: float = DEFAULT_START_TS
     horizon_days: float = DEFAULT_HORIZON_DAYS
     shift_at_ts: float | None = None
+    shift_term_risk: float = 0.0
 
     def __post_init__(self) -> None:
         if self.users < 1:
@@ -47,6 +55,8 @@ class GeneratorConfig:
             raise ValueError("start_ts and the horizon must lie within the event contract's time")
         if self.shift_at_ts is not None and not self.start_ts <= self.shift_at_ts <= self.end_ts:
             raise ValueError("shift_at_ts must lie within [start_ts, end_ts]")
+        if self.shift_term_risk and self.shift_at_ts is None:
+            raise ValueError("shift_term_risk needs a shift (shift_at_ts)")
 
     @property
     def end_ts(self) -> float:

@@ -23,7 +23,9 @@ Regime shift, from ``GeneratorConfig.shift_at_ts`` on (a macro shock to the plat
 baseline distress μ += ``SHIFT_DISTRESS_OFFSET``; shock rate × ``SHIFT_SHOCK_RATE_FACTOR``;
 funding probability × ``SHIFT_FUNDING_FACTOR``; loan request amounts ×
 ``SHIFT_POST_AMOUNT_FACTOR``; lending weight × ``SHIFT_LEND_WEIGHT_FACTOR`` and lend amounts ×
-``SHIFT_LEND_AMOUNT_FACTOR``; withdraw weight × ``SHIFT_WITHDRAW_WEIGHT_FACTOR``.
+``SHIFT_LEND_AMOUNT_FACTOR``; withdraw weight × ``SHIFT_WITHDRAW_WEIGHT_FACTOR``. Optionally
+(``GeneratorConfig.shift_term_risk``, default 0), a loan settled in the new regime has its risk
+z raised by shift_term_risk · log(term / the shortest term).
 
 Constants marked *calibrated* were fitted by simulation (a few damped fixed-point rounds at 2,000
 users) so that 10,000 users reproduce the paper's totals and rates.
@@ -338,6 +340,8 @@ class UserSimulator:
             + OVERDUE_WEIGHT * math.log1p(self._overdue / self._scale)
             + LOAN_NOISE_SD * draw.normal()
         )
+        if self._shifted and self.config.shift_term_risk:
+            z += self.config.shift_term_risk * math.log(loan.term_days / TERM_DAYS[0])
         due_amount = loan.principal * (1.0 + loan.rate * loan.term_days / 365.0)
         if draw.uniform() >= _logistic(DELINQUENT_BIAS + z):
             repay_ts = ts + draw.uniform() * (loan.due_ts - ON_TIME_MARGIN_S - ts)

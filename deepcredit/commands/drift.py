@@ -1,11 +1,12 @@
-"""``deepcredit drift measure``: the drift monitors' detection delay and false alarms."""
+"""``deepcredit drift measure``: the drift monitors' detection delay and false alarms; ``deepcredit
+drift loop``: the loop from a regime shift to a promoted model, end to end on the broker."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from deepcredit.commands.common import CliError, Subparsers, command
+from deepcredit.commands.common import CliError, Subparsers, add_bootstrap, command, merge_json
 
 __all__ = ["add"]
 
@@ -13,8 +14,10 @@ __all__ = ["add"]
 def add(sub: Subparsers) -> None:
     drift = sub.add_parser(
         "drift",
-        help="measure the drift monitors (writes results/drift.json)",
-        description="The River drift monitors of the live flow, measured.",
+        help="measure the drift monitors; run the loop from a shift to a promoted model "
+        "(results/drift.json)",
+        description="The River drift monitors of the live flow, measured, and the loop they "
+        "start, run end to end.",
     )
     drift_sub = drift.add_subparsers(title="actions", metavar="ACTION")
     p = command(
@@ -52,9 +55,35 @@ def add(sub: Subparsers) -> None:
                    help="result JSON (default results/drift.json)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    p = command(
+        drift_sub, "loop",
+        "the drift loop end to end on the broker, unattended: a generated stream with a regime "
+        "shift replayed into fresh topics, the live flow with its drift monitors, the click "
+        "archiver, the retraining controller promoting a challenger, the cut-over to it; "
+        "reports detection, the decision, the posts scored per model version and both models' "
+        "AUC on post-shift posts of held-out users (merged into the results file under "
+        "'end_to_end')",
+        _loop,
+    )  # fmt: skip
+    p.add_argument("--users", type=int, default=1000, help="users in the stream (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    p.add_argument("--term-risk", type=float, default=None,
+                   help="the generator's shift_term_risk (default: the scenario's 2; 0 is the "
+                        "calibrated shift alone)")  # fmt: skip
+    p.add_argument("--hidden", type=int, default=None, help="hidden size of both models "
+                   "(default: the scenario's 8)")  # fmt: skip
+    p.add_argument("--epochs", type=int, default=None, help="most epochs of both models "
+                   "(default: the scenario's 5)")  # fmt: skip
+    p.add_argument("--work-dir", type=Path, metavar="DIR",
+                   help="models, archive, seed, stream and the flow's log (default "
+                        "data/drift-loop/<start time>)")  # fmt: skip
+    add_bootstrap(p)
+    p.add_argument("--out", type=Path, default=Path("results/drift.json"),
+                   help="result JSON to merge into (default results/drift.json)")  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
 
 def _measure(args: argparse.Namespace) -> int:
-    import json
     import shlex
 
     from scorer.artifact import ArtifactError, load_scorer
@@ -76,8 +105,7 @@ def _measure(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     result = measure_drift(weights, config, progress=not args.quiet)
     result |= {"command": "deepcredit " + shlex.join(args.argv), "machine": machine()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    merge_json(args.out, result)  # keeps what 'drift loop' wrote
     streams = result["streams"]
     print(
         f"model {result['model_version']}, {args.users:,} users, seed {args.seed}, shift at "
@@ -100,4 +128,40 @@ def _measure(args: argparse.Namespace) -> int:
             f"| {m['alarms_before_shift']} |"
         )
     print(f"written to {args.out}")
+    return 0
+
+
+def _loop(args: argparse.Namespace) -> int:
+    import shlex
+    import time
+
+    import msgspec
+
+    from deepcredit.settings import KafkaSettings, Topics
+    from training.ablation import machine
+    from training.drift_loop import DriftLoopConfig, DriftLoopError, run_drift_loop
+
+    chosen = {"users": args.users, "seed": args.seed, "shift_term_risk": args.term_risk,
+              "hidden_size": args.hidden, "epochs": args.epochs}  # fmt: skip
+    try:
+        config = DriftLoopConfig(**{k: v for k, v in chosen.items() if v is not None})
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    # New topics: the scenario needs empty ones, and must not feed a synthetic stream to
+    # whatever serves the real clicks topic.
+    prefix = Topics.from_env().clicks.removesuffix("clicks") + f"drift-loop-{started}-"
+    folder = args.work_dir or Path("data/drift-loop") / started
+    if not args.quiet:
+        print(f"topics {prefix}*, files in {folder}", flush=True)
+    try:
+        result = run_drift_loop(config, KafkaSettings(args.bootstrap), prefix, folder,
+                                progress=not args.quiet)  # fmt: skip
+    except DriftLoopError as exc:
+        raise CliError(str(exc)) from None
+    print(result.describe())
+    record = {**msgspec.to_builtins(result), "work_dir": str(folder),
+              "command": "deepcredit " + shlex.join(args.argv), "machine": machine()}  # fmt: skip
+    merge_json(args.out, {"end_to_end": record})
+    print(f"merged into {args.out} under 'end_to_end'")
     return 0

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
+from dataflow.serve import serve_process as start
 from deepcredit.settings import KafkaSettings, Topics
 
 
@@ -18,12 +17,8 @@ def serve_process(
     """Start ``deepcredit serve --model MODEL ARGS`` against these topics; output to ``log``.
 
     ``like_background_job``: start it with SIGINT ignored, as ``cmd &`` in a script does."""
-    env = {**os.environ, "DEEPCREDIT_BOOTSTRAP": kafka.bootstrap_servers,
-           "DEEPCREDIT_TOPIC_PREFIX": topics.clicks.removesuffix("clicks")}  # fmt: skip
-    cmd = [sys.executable, "-m", "deepcredit.cli", "serve", "--model", str(model), *args]
-    with open(log, "ab") as out:
-        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                preexec_fn=_ignore_sigint if like_background_job else None)
+    return start(kafka, topics, ["--model", str(model), *args], log,
+                 preexec_fn=_ignore_sigint if like_background_job else None)  # fmt: skip
 
 
 def _ignore_sigint() -> None:

@@ -35,11 +35,14 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_cli_writes_a_well_formed_result(model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "results" / "drift.json"
+    out.parent.mkdir()
+    out.write_text(json.dumps({"end_to_end": {"by": "deepcredit drift loop"}}))
     args = ["drift", "measure", "--model", str(model_dir), "--users", "6", "--seed", "1",
             "--shift-at-day", "600", "--warmup-days", "200", "--cooldown-days", "10",
             "--delta", "0.01", "--out", str(out), "--quiet"]  # fmt: skip
     assert main(args) == 0
     result = json.loads(out.read_text())
+    assert result["end_to_end"] == {"by": "deepcredit drift loop"}  # the loop's part is kept
     assert {"monitors", "streams", "rolling_auc", "config", "command", "machine"} <= set(result)
     assert result["command"] == "deepcredit " + " ".join(args)
     assert result["machine"]["cpus"] >= 1

@@ -283,6 +283,25 @@ def test_shift_statistics_are_reported_by_regime() -> None:
     assert "after" in stats.table()
 
 
+def test_the_term_risk_makes_longer_loans_riskier_after_the_shift_and_nothing_before() -> None:
+    shift_ts = GeneratorConfig(1).start_ts + 1.5 * 365 * DAY_S
+    calibrated = GeneratorConfig(users=150, seed=8, shift_at_ts=shift_ts)
+    termed = GeneratorConfig(users=150, seed=8, shift_at_ts=shift_ts, shift_term_risk=2.0)
+    plain, risky = list(generate(calibrated)), list(generate(termed))
+    assert [e for e in plain if e.ts < shift_ts] == [e for e in risky if e.ts < shift_ts]
+
+    def delinquent_by_term(stream: list[ClickEvent]) -> dict[int, float]:
+        seen: dict[int, list[bool]] = defaultdict(list)
+        for o in loan_outcomes(stream, as_of=termed.end_ts).values():
+            if o.post_ts >= shift_ts and o.delinquent is not None:
+                seen[round((o.due_ts - o.post_ts) / DAY_S)].append(o.delinquent)
+        return {term: sum(flags) / len(flags) for term, flags in seen.items()}
+
+    before, after = delinquent_by_term(plain), delinquent_by_term(risky)
+    assert after[90] > after[30] + 0.15  # log(90 / 30) * 2 = 2.2 more risk
+    assert abs(before[90] - before[30]) < 0.1  # the calibrated shift: term carries no risk
+
+
 @pytest.mark.parametrize(
     "bad",
     [
@@ -291,6 +310,7 @@ def test_shift_statistics_are_reported_by_regime() -> None:
         {"users": 1, "seed": -1},
         {"users": 1, "shift_at_ts": 1.0},
         {"users": 1, "start_ts": 10.0},
+        {"users": 1, "shift_term_risk": 1.0},
     ],
 )
 def test_config_rejects_nonsense(bad: dict[str, float]) -> None:
