@@ -36,9 +36,7 @@ The new flow then starts from the seed: ``deepcredit serve --model B --seed DIR
 from __future__ import annotations
 
 import gzip
-import json
 import logging
-import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -50,6 +48,7 @@ from tqdm import tqdm
 
 from dataflow.seed import Seed, write_seed
 from dataflow.steps import score_message, score_record
+from deepcredit.atomic import write_json
 from deepcredit.codec import decode_click
 from deepcredit.events import Activity, ClickEvent
 from deepcredit.kafka_io import produce, read_range, watermarks
@@ -303,7 +302,4 @@ def _summary(seed: Seed, history: _History, filled: _FillIn, rebuild_s: float) -
 
 
 def _write_summary(folder: Path, summary: CutoverSummary) -> None:
-    path = folder / SUMMARY_FILE
-    partial = folder / f".{SUMMARY_FILE}.partial"
-    partial.write_text(json.dumps(msgspec.to_builtins(summary), indent=2) + "\n")
-    os.replace(partial, path)
+    write_json(folder / SUMMARY_FILE, msgspec.to_builtins(summary))

@@ -14,10 +14,11 @@ dc-a' for it"
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import msgspec
+
+from deepcredit.atomic import write_atomic
 
 __all__ = ["SEED_FILE", "Seed", "SeedError", "read_seed", "write_seed"]
 
@@ -53,20 +54,7 @@ _decoder = msgspec.msgpack.Decoder(Seed)
 
 def write_seed(folder: Path, seed: Seed) -> Path:
     """``folder``/seed.msgpack, written aside, fsynced and renamed over any older one."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / SEED_FILE
-    partial = folder / f".{SEED_FILE}.partial"
-    with open(partial, "wb") as f:
-        f.write(msgspec.msgpack.encode(seed))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return path
+    return write_atomic(folder / SEED_FILE, msgspec.msgpack.encode(seed), durable=True)
 
 
 def read_seed(folder: Path) -> Seed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from deepcredit.atomic import write_json
 from deepcredit.commands.common import CliError, Subparsers, command
 
 __all__ = ["add"]
@@ -62,15 +63,12 @@ def _run(args: argparse.Namespace) -> int:
     benchmark = {"data_sha256": data.sha256, **benchmark_summary(seq)}
     if args.stats:
         benchmark["generator"] = json.loads(args.stats.read_text())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
 
     def save(rows: list[dict], complete: bool = False) -> None:
         result = {"benchmark": benchmark, "rows": rows, "complete": complete,
                   "config": config_dict(cfg), "command": "deepcredit " + shlex.join(args.argv),
                   "machine": machine()}  # fmt: skip
-        partial = args.out.with_suffix(".partial")
-        partial.write_text(json.dumps(result, indent=2) + "\n")
-        partial.replace(args.out)
+        write_json(args.out, result)
 
     rows = run_ablation(seq, args.events, cfg, rows=args.rows, on_row=save)
     save(rows, complete=True)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from deepcredit.atomic import write_json
 from deepcredit.settings import KafkaSettings
 
 __all__ = ["CliError", "Subparsers", "add_bootstrap", "command", "merge_json"]
@@ -40,7 +40,4 @@ def merge_json(path: Path, updates: dict[str, Any]) -> None:
     """Set these top-level keys of the JSON object in ``path``, keeping the others: several
     commands write parts of one results file. Written aside and renamed."""
     current = json.loads(path.read_text()) if path.is_file() else {}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(current | updates, indent=2) + "\n")
-    os.replace(partial, path)
+    write_json(path, current | updates)
