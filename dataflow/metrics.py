@@ -14,6 +14,7 @@ __all__ = [
     "DEAD_LETTERS",
     "DECISIONS",
     "DRIFT_ALERTS",
+    "DUPLICATES",
     "EVENTS",
     "EVENT_TO_SCORE",
     "MODEL",
@@ -34,6 +35,10 @@ EVENTS = Counter("deepcredit_events_consumed", "Click events accepted, by activi
 DEAD_LETTERS = Counter("deepcredit_dead_letters", "Messages sent to the dead-letter topic",
                        ["reason"])  # fmt: skip
 SCORES = Counter("deepcredit_scores", "Loan posts scored")
+DUPLICATES = Counter("deepcredit_duplicate_events",
+                     "Click events skipped as resends (event id among the user's last ones; "
+                     "at-least-once delivery): no state change, no score, by activity",
+                     ["activity"])  # fmt: skip
 DECISIONS = Counter("deepcredit_decisions", "Decisions on scored posts", ["decision"])
 PROCESSING = Histogram("deepcredit_processing_seconds",
                        "Time to advance a user's state by one event (model step included)",

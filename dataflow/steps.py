@@ -2,8 +2,10 @@
 
 decode: Kafka message -> Accepted or DeadLetter.   score: per user, UserScorer advances the
 state by each event (``scorer.model.advance``) and emits a Scored for each post (and, for the
-drift monitors, the Accepted of every other event).   decide: Scored + live thresholds -> Score
-record.   drift: all events, in each user's order, through one global ``DriftMonitors``.
+drift monitors, the Accepted of every other event); a resent event (``scorer.model.is_repeat``)
+is counted (``deepcredit_duplicate_events_total``) and emits nothing.   decide: Scored + live
+thresholds -> Score record.   drift: all events but resends, in each user's order, through one
+global ``DriftMonitors``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataflow.records import Accepted, Scored
 from deepcredit.codec import decode_click, encode
 from deepcredit.events import ClickEvent
 from deepcredit.records import DeadLetter, DriftAlert, Score, ThresholdUpdate
-from scorer.model import ModelWeights, StateVersionError, advance
+from scorer.model import ModelWeights, StateVersionError, advance, is_repeat
 from state.user_state import UserState, decode_state, encode_state
 
 __all__ = [
@@ -68,7 +70,12 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted, bytes]):
     recovery store has no snapshot of; others start from ``UserState.new``.
 
     With ``emit_events`` every event that is not a scored post comes out too, as its Accepted,
-    so the drift monitors downstream see each user's events in order, posts included."""
+    so the drift monitors downstream see each user's events in order, posts included.
+
+    A resend (an event id among the user's last ``RECENT_IDS``, ``scorer.model.is_repeat``)
+    changes nothing and emits nothing, not even to the drift monitors: a post is scored once
+    however often it is delivered, as training counts it once. Counted in
+    ``deepcredit_duplicate_events_total{activity}``."""
 
     def __init__(
         self,
@@ -100,6 +107,9 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted, bytes]):
         state = self.state
         out: list[Scored | Accepted] = []
         for a in values:
+            if is_repeat(state, a.event):
+                metrics.DUPLICATES.labels(a.event.activity.value).inc()
+                continue
             started = time.perf_counter()
             p = advance(self.weights, state, a.event)
             metrics.PROCESSING.observe(time.perf_counter() - started)

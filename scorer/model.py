@@ -4,6 +4,11 @@
 TLSTM steps the torch model (training.model.DeepCredit) takes for that event, so feeding a
 user's events one by one gives the scores of the batch forward over the whole history
 (tested to 1e-5). A post returns its (P(delinquent), P(default)).
+
+An event whose id the state remembers (``is_repeat``: one of the user's last ``RECENT_IDS``
+event ids) is a resend of at-least-once delivery: ``advance`` skips it, the state unchanged
+and no score, as training keeps only an id's first copy (``training.dataset.first_copies``;
+the state's memory is bounded, see ``state.user_state.UserState``).
 """
 
 from __future__ import annotations
@@ -18,9 +23,17 @@ from scorer.features import LoanStep
 from scorer.steps import plan_step
 from scorer.timegap import normalise_gap
 from scorer.tlstm import TLSTMWeights, tlstm_step
-from state.user_state import UserState
+from state.user_state import UserState, event_key
 
-__all__ = ["ModelWeights", "StateVersionError", "advance", "gap_input", "head_logits", "sigmoid"]
+__all__ = [
+    "ModelWeights",
+    "StateVersionError",
+    "advance",
+    "gap_input",
+    "head_logits",
+    "is_repeat",
+    "sigmoid",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,13 +104,24 @@ class StateVersionError(ValueError):
     there, so scoring it would be silently wrong."""
 
 
+def is_repeat(s: UserState, event: ClickEvent) -> bool:
+    """Whether ``event`` is a resend that ``advance`` skips: its id is among the last
+    ``RECENT_IDS`` ids ``s`` advanced by. Depends on the state and the event alone."""
+    return s.has_seen(event_key(event.event_id))
+
+
 def advance(w: ModelWeights, s: UserState, event: ClickEvent) -> tuple[float, float] | None:
-    """Advance ``s`` in place by one event; for a post, return its two probabilities."""
+    """Advance ``s`` in place by one event; for a post, return its two probabilities. A repeat
+    (``is_repeat``) changes nothing and returns None."""
     if s.model_version != w.version:
         raise StateVersionError(
             f"state of user {event.user_id} was built by model {s.model_version}, "
             f"not by {w.version}: rebuild it first"
         )
+    key = event_key(event.event_id)
+    if s.has_seen(key):
+        return None
+    s.remember(key)
     plan = plan_step(s.memory, event)
     hc = s.hc
     if plan.activity_x is not None and w.use_activity:

@@ -9,6 +9,12 @@ math is batched. Same results as ``advance`` event by event (float32 rounding as
 the states, and each post's probabilities (a cut-over scores the posts the old flow left
 unscored with them).
 
+Repeats follow ``advance``'s rule: an event whose id is among the user's last ``RECENT_IDS``
+advanced ids is skipped (no step, no probabilities), and each rebuilt state remembers its
+user's last ``RECENT_IDS`` ids, so the flow seeded with it goes on skipping resends of events
+before the cut-over. Like the live flow (and unlike training, which drops every later copy of
+an id), a copy further back than that is replayed again.
+
 >>> # states = rebuild_states(weights, {"u1": events_of_u1, "u2": events_of_u2})
 >>> # rebuilt = rebuild(weights, histories); rebuilt.posts["e17"] -> (0.08, 0.02)
 """
@@ -23,9 +29,9 @@ import numpy as np
 from deepcredit.events import ClickEvent
 from scorer.features import LoanStep
 from scorer.model import ModelWeights, gap_input, head_logits, sigmoid
-from scorer.steps import plan_step
+from scorer.steps import StepPlan, plan_step
 from scorer.tlstm import tlstm_step
-from state.user_state import UserState
+from state.user_state import UserState, event_key
 
 __all__ = ["Rebuilt", "rebuild", "rebuild_states"]
 
@@ -33,11 +39,13 @@ __all__ = ["Rebuilt", "rebuild", "rebuild_states"]
 @dataclass(frozen=True)
 class Rebuilt:
     """What a replay under new weights gives: each user's state after their history, and the
-    probabilities the weights give at each post on the way (by event id; a repeated event id
-    keeps its last)."""
+    probabilities the weights give at each post on the way (by event id; a resend within the
+    state's memory of ids is skipped, so its post keeps the first copy's, while a copy beyond
+    it is scored again and keeps its last, as the live flow would have scored it twice)."""
 
     states: dict[str, UserState]
     posts: dict[str, tuple[float, float]]  # event id -> (P(delinquent), P(default))
+    repeats: int = 0  # events skipped as resends (``scorer.model.is_repeat``)
 
 
 def rebuild_states(
@@ -52,8 +60,9 @@ def rebuild(
     histories: Mapping[str, Sequence[ClickEvent]],
     on_step: Callable[[int], None] | None = None,
 ) -> Rebuilt:
-    """Replay every user's history (in the order given) under ``w``, all users in lockstep.
-    ``on_step(n)`` after each lockstep step, with the n events it advanced (progress bars)."""
+    """Replay every user's history (in the order given) under ``w``, all users in lockstep,
+    skipping repeats as ``advance`` does. ``on_step(n)`` after each lockstep step, with the n
+    events it went through, repeats included (progress bars)."""
     users = sorted(histories, key=lambda u: len(histories[u]), reverse=True)  # longest first
     n, d = len(users), w.hidden_size
     states = [UserState.new(w.version, d) for _ in users]
@@ -61,15 +70,22 @@ def rebuild(
     y_prev = np.zeros((n, 2), np.float32)
     lengths = np.array([len(histories[u]) for u in users])
     posts_p: dict[str, tuple[float, float]] = {}
+    repeats = 0
     for k in range(int(lengths.max(initial=0))):
         running = int((lengths > k).sum())  # users are sorted: the first `running` have event k
-        plans = [plan_step(states[i].memory, histories[users[i]][k]) for i in range(running)]
-        act = [i for i, p in enumerate(plans) if p.activity_x is not None]
+        plans: dict[int, StepPlan] = {}  # user index -> plan, for non-repeats only
+        for i in range(running):
+            event, s = histories[users[i]][k], states[i]
+            key = event_key(event.event_id)
+            if not s.has_seen(key):
+                s.remember(key)
+                plans[i] = plan_step(s.memory, event)
+        act = [i for i, p in plans.items() if p.activity_x is not None]
         if act and w.use_activity:
             x = np.array([plans[i].activity_x for i in act], np.float32)
             gap = np.array([gap_input(plans[i].activity_gap_s) for i in act], np.float32)
             hc[act, 0], hc[act, 1] = tlstm_step(w.activity, hc[act, 0], hc[act, 1], x, gap)
-        loan = [i for i, p in enumerate(plans) if p.loan_step is not None]
+        loan = [i for i, p in plans.items() if p.loan_step is not None]
         if loan and w.use_repay:
             x = np.array([plans[i].loan_x for i in loan], np.float32)
             if w.complementary:
@@ -88,9 +104,10 @@ def rebuild(
             y_prev[posts] = probs.astype(np.float32)
             for i, (p_delinquent, p_default) in zip(posts, probs.tolist(), strict=True):
                 posts_p[histories[users[i]][k].event_id] = (p_delinquent, p_default)
+        repeats += running - len(plans)
         if on_step is not None:
             on_step(running)
     for i, s in enumerate(states):
         s.hc = hc[i].copy()
         s.y_prev = y_prev[i].copy()
-    return Rebuilt({u: states[i] for i, u in enumerate(users)}, posts_p)
+    return Rebuilt({u: states[i] for i, u in enumerate(users)}, posts_p, repeats)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from bytewax.connectors.kafka import KafkaSourceMessage
+from prometheus_client import REGISTRY
 
 from dataflow.records import Accepted, Scored
 from dataflow.steps import UserScorer, decide, decode
@@ -14,7 +15,7 @@ from deepcredit.events import Activity, ClickEvent
 from deepcredit.records import DeadLetter, DeadLetterReason, Decision, Score, ThresholdUpdate
 from scorer.artifact import load_scorer
 from scorer.model import StateVersionError, advance
-from state.user_state import UserState, encode_state
+from state.user_state import RECENT_IDS, UserState, encode_state
 
 THRESHOLDS = ThresholdUpdate(version=7, delinquent_review=0.3, delinquent_decline=0.6,
                              default_review=0.1, default_decline=0.3, updated_by="t",
@@ -85,6 +86,39 @@ def test_a_user_without_a_snapshot_starts_from_the_seed_and_a_snapshot_wins_over
     new = UserState.new(w.version, w.hidden_size)
     advance(w, new, other)
     assert fresh.state == new
+
+
+def duplicates_counted(activity: str) -> float:
+    value = REGISTRY.get_sample_value("deepcredit_duplicate_events_total", {"activity": activity})
+    return value or 0.0
+
+
+@pytest.mark.parametrize("emit_events", [False, True])
+def test_a_resent_event_is_counted_and_emits_nothing_not_even_to_the_drift_monitors(
+    clicks: list[ClickEvent], model_dir: Path, emit_events: bool
+) -> None:
+    w = load_scorer(model_dir)
+    user = clicks[0].user_id
+    history = [e for e in clicks if e.user_id == user]
+    posts = [e for e in history if e.activity is Activity.POST]
+    assert len(posts) >= 2
+    once = UserScorer(w, None, emit_events=emit_events)
+    expected, _ = once.on_batch([Accepted(e, 0.0, 0, 0) for e in history])
+
+    # Each event resent right away, in the same batch; then each post of the last few events
+    # resent again in a later batch (Kafka redelivers at least once, producers resend).
+    twice = UserScorer(w, None, emit_events=emit_events)
+    posts_before, others_before = duplicates_counted("post"), duplicates_counted("repay")
+    out, _ = twice.on_batch([Accepted(x, 0.0, 0, 0) for e in history for x in (e, e)])
+    late = [e for e in history[-RECENT_IDS:] if e.activity is Activity.POST]
+    assert late
+    more, _ = twice.on_batch([Accepted(e, 0.0, 0, 0) for e in late])
+    assert out == expected and more == []  # one score per post; the monitors see each once
+    assert sum(isinstance(s, Scored) for s in out) == len(posts)
+    assert twice.snapshot() == once.snapshot()
+    assert duplicates_counted("post") - posts_before == len(posts) + len(late)
+    repays = sum(e.activity is Activity.REPAY for e in history)
+    assert duplicates_counted("repay") - others_before == repays
 
 
 def test_a_snapshot_of_another_model_is_refused(model_dir: Path) -> None:

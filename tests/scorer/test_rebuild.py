@@ -1,8 +1,10 @@
 """The lockstep rebuild gives the states, and the probabilities at each post, that ``advance``
-gives event by event."""
+gives event by event: also for histories with resent events, which both skip alike while the
+original is among the user's last RECENT_IDS ids (and both advance again beyond that)."""
 
 from __future__ import annotations
 
+import random
 from collections import defaultdict
 
 import numpy as np
@@ -11,7 +13,7 @@ import pytest
 from deepcredit.events import ClickEvent
 from scorer.model import ModelWeights, advance
 from scorer.rebuild import rebuild, rebuild_states
-from state.user_state import UserState
+from state.user_state import RECENT_IDS, UserState
 from training.export import export_scorer
 from training.generator import GeneratorConfig, generate
 from training.model import VARIANTS, DeepCredit, ModelConfig
@@ -25,6 +27,32 @@ def histories() -> dict[str, list[ClickEvent]]:
     return dict(by_user)
 
 
+@pytest.fixture(scope="module")
+def with_repeats(histories: dict[str, list[ClickEvent]]) -> dict[str, list[ClickEvent]]:
+    """The histories with copies of a third of their events (posts included), each resent
+    after 0 to 2 x RECENT_IDS later events: about half within the state's reach, half beyond."""
+    rng = random.Random(3)
+    out = {}
+    for user, events in histories.items():
+        after: dict[int, list[ClickEvent]] = defaultdict(list)
+        for i, e in enumerate(events):
+            if rng.random() < 1 / 3:
+                after[min(len(events) - 1, i + rng.randrange(2 * RECENT_IDS))].append(e)
+        out[user] = [x for j, e in enumerate(events) for x in (e, *after[j])]
+    return out
+
+
+def test_the_histories_with_repeats_have_repeats_within_and_beyond_reach(
+    histories: dict[str, list[ClickEvent]], with_repeats: dict[str, list[ClickEvent]]
+) -> None:
+    w = export_scorer(DeepCredit(ModelConfig(hidden_size=4)), "v")
+    copies = sum(len(h) for h in with_repeats.values()) - sum(len(h) for h in histories.values())
+    advanced = one_by_one(w, with_repeats)  # a copy beyond reach moves the state on
+    assert copies > 500
+    plain = one_by_one(w, histories)
+    assert sum(advanced[u] != plain[u] for u in plain) > 5
+
+
 def one_by_one(w: ModelWeights, histories: dict[str, list[ClickEvent]]) -> dict[str, UserState]:
     out = {}
     for user, events in histories.items():
@@ -34,10 +62,12 @@ def one_by_one(w: ModelWeights, histories: dict[str, list[ClickEvent]]) -> dict[
     return out
 
 
+@pytest.mark.parametrize("which", ["histories", "with_repeats"])
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_rebuild_equals_advancing_each_user_event_by_event(
-    variant: str, histories: dict[str, list[ClickEvent]]
+    variant: str, which: str, request: pytest.FixtureRequest
 ) -> None:
+    histories = request.getfixturevalue(which)
     w = export_scorer(DeepCredit(ModelConfig(hidden_size=8, **VARIANTS[variant])), "v2")
     expected = one_by_one(w, histories)
     rebuilt = rebuild_states(w, histories)
@@ -45,14 +75,17 @@ def test_rebuild_equals_advancing_each_user_event_by_event(
     for user, s in rebuilt.items():
         e = expected[user]
         assert s.model_version == "v2" and s.memory == e.memory
+        assert s.recent == e.recent  # the same ids remembered, byte for byte
         np.testing.assert_allclose(s.hc, e.hc, atol=1e-5, rtol=0)
         np.testing.assert_allclose(s.y_prev, e.y_prev, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("which", ["histories", "with_repeats"])
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_rebuild_gives_each_post_the_probabilities_advance_returns(
-    variant: str, histories: dict[str, list[ClickEvent]]
+    variant: str, which: str, request: pytest.FixtureRequest
 ) -> None:
+    histories = request.getfixturevalue(which)
     w = export_scorer(DeepCredit(ModelConfig(hidden_size=8, **VARIANTS[variant])), "v2")
     expected: dict[str, tuple[float, float]] = {}
     for events in histories.values():
