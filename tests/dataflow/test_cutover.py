@@ -3,11 +3,13 @@ it arrives and is stopped mid-stream; ``deepcredit cutover`` rebuilds every user
 model B at the clicks topic's end and scores what blue left unscored; green (B, from the seed)
 scores the rest. Every post ends up with a score, each post's scores carry one model version,
 and green's states are B's after the whole history. Clicks that retention dropped come from
-the click archive."""
+the click archive. In two phases, the rebuild is prepared while blue still runs and the finish
+after it stops replays only the clicks since: same seed as the one-shot."""
 
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import threading
 import time
@@ -19,7 +21,14 @@ import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from dataflow.cutover import SUMMARY_FILE
+from dataflow.cutover import (
+    SUMMARY_FILE,
+    CutoverConfig,
+    CutoverError,
+    Prepared,
+    finish_cutover,
+    read_prepared,
+)
 from dataflow.recovery_store import read_states
 from dataflow.seed import Seed, read_seed
 from deepcredit.cli import main
@@ -37,6 +46,7 @@ from tests.dataflow.test_live import wait_until
 from tests.dataflow.test_recovery import wait_for_scores
 
 pytestmark = pytest.mark.kafka
+log = logging.getLogger(__name__)
 
 TOLERANCE = 1e-5  # lockstep vs event by event: float32 rounding (see scorer/rebuild.py)
 
@@ -147,11 +157,16 @@ def snapshotted(recovery: Path) -> bool:
 
 def posts_before(kafka: KafkaSettings, topics: Topics, seed: Seed) -> set[str]:
     """The event ids of the posts at offsets below the seed's."""
+    return posts_below(kafka, topics, seed.offsets)
+
+
+def posts_below(kafka: KafkaSettings, topics: Topics, offsets: dict[int, int]) -> set[str]:
+    """The event ids of the posts at offsets below ``offsets`` (per clicks partition)."""
     out = set()
     for m in read_to_end(kafka, topics.clicks):
         e = decode_click(m.value())
         is_post = isinstance(e, ClickEvent) and e.activity is Activity.POST
-        if is_post and m.offset() < seed.offsets[m.partition()]:
+        if is_post and m.offset() < offsets[m.partition()]:
             out.add(e.event_id)
     return out
 
@@ -190,3 +205,162 @@ def test_clicks_dropped_by_retention_are_replayed_from_the_archive(
     summary = json.loads((tmp_path / "seed" / SUMMARY_FILE).read_text())
     assert summary["from_archive"] == 3 * 200  # two segments of 100 per partition, then the topic
     assert summary["filled_in"] == 0  # the first cut-over scored every post
+
+
+def test_prepared_while_blue_runs_and_finished_after_it_stops_equals_the_one_shot(
+    kafka: KafkaSettings, topics: Topics, clicks_file: Path, clicks: list[ClickEvent],
+    model_dir: Path, model_b: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.setenv("DEEPCREDIT_TOPIC_PREFIX", topics.clicks.removesuffix("clicks"))
+    wa, wb = load_scorer(model_dir), load_scorer(model_b)
+    expected_a, _ = expected_scores(wa, clicks)
+    expected_b, states_b = expected_scores(wb, clicks)
+    lines = clicks_lines(clicks_file)
+    sent = 0
+
+    def send_next(n: int) -> None:
+        nonlocal sent
+        send(kafka, topics.clicks, lines[sent : sent + n])
+        sent += n
+
+    log_file, two_phase, one_shot = tmp_path / "serve.log", tmp_path / "seed", tmp_path / "one"
+    blue = serve_process(kafka, topics, model_dir, "--metrics-port", "0", "--recovery-dir",
+                         str(tmp_path / "blue"), log=log_file)  # fmt: skip
+    send_next(1000)
+    wait_for_scores(kafka, topics.risk_scores, 20, timeout_s=60)
+
+    # Prepare while blue scores and clicks keep coming, during the prepare and after it.
+    prepared_now = threading.Event()
+
+    def trickle() -> None:
+        while not prepared_now.is_set() and sent < 2400:
+            send_next(20)
+            time.sleep(0.05)
+        for _ in range(10):
+            send_next(20)
+            time.sleep(0.05)
+
+    feeder = threading.Thread(target=trickle)
+    feeder.start()
+    try:
+        assert run_cutover(kafka, model_b, two_phase, "--prepare") == 0, capsys.readouterr().err
+    finally:
+        prepared_now.set()
+        feeder.join()
+    assert "now stop the old flow" in capsys.readouterr().out
+    prepared = read_prepared(two_phase)
+    assert prepared.model_version == wb.version and not (two_phase / "seed.msgpack").exists()
+    assert 1000 <= sum(prepared.offsets.values()) < sent - 150  # clicks came after the prepare
+    now = {p: high for p, (_, high) in watermarks(kafka, topics.clicks).items()}
+    tail_posts = posts_below(kafka, topics, now) - posts_below(kafka, topics, prepared.offsets)
+    wait_until(lambda: tail_posts & {s.event_id for s in read_scores(kafka, topics.risk_scores)},
+               30, "blue scoring a post after the prepared offsets")  # fmt: skip
+    blue.send_signal(signal.SIGTERM)
+    assert blue.wait(30) == 0, log_file.read_text()[-3000:]
+    assert {s.model_version for s in read_scores(kafka, topics.risk_scores)} == {wa.version}
+
+    send_next(300)  # with blue stopped: nobody scores these until the finish
+    assert run_cutover(kafka, model_b, two_phase, "--finish") == 0, capsys.readouterr().err
+    summary = json.loads((two_phase / SUMMARY_FILE).read_text())
+    seed = read_seed(two_phase)
+    assert sum(seed.offsets.values()) == sent
+    assert {int(p): h for p, h in summary["prepared_offsets"].items()} == prepared.offsets
+    assert summary["tail_events"] == sent - sum(prepared.offsets.values())
+    assert summary["events"] == sent and 0 < summary["tail_users"] <= summary["users"]
+    assert summary["prepare_s"] == prepared.prepare_s and summary["finish_s"] > 0
+
+    # The one-shot on the same clicks: same offsets, same states; blue's gaps are filled already.
+    assert run_cutover(kafka, model_b, one_shot) == 0, capsys.readouterr().err
+    whole = json.loads((one_shot / SUMMARY_FILE).read_text())
+    reference = read_seed(one_shot)
+    assert reference.offsets == seed.offsets and set(reference.states) == set(seed.states)
+    for user, state in reference.states.items():
+        got, expected = decode_state(seed.states[user]), decode_state(state)
+        assert_same_state(got, expected)
+        assert getattr(got, "recent", None) == getattr(expected, "recent", None)  # resend ids
+    assert whole["filled_in"] == 0 and whole["posts"] == summary["posts"]
+    assert whole["already_scored"] == summary["already_scored"] + summary["filled_in"]
+    log.info("cut-over of %d clicks, %d after the prepared offsets: finish %.3f s (prepare "
+             "%.3f s) vs one-shot %.3f s", sent, summary["tail_events"], summary["finish_s"],
+             summary["prepare_s"], whole["prepare_s"] + whole["finish_s"])  # fmt: skip
+
+    send_next(len(lines) - sent)
+    green = serve_process(kafka, topics, model_b, "--seed", str(two_phase), "--recovery-dir",
+                          str(tmp_path / "green"), "--metrics-port", "0", "--until-end",
+                          log=log_file)  # fmt: skip
+    assert green.wait(120) == 0, log_file.read_text()[-3000:]
+
+    before = posts_before(kafka, topics, seed)
+    in_tail = before - posts_below(kafka, topics, prepared.offsets)
+    by_event: dict[str, list[Score]] = defaultdict(list)
+    for s in read_scores(kafka, topics.risk_scores):
+        by_event[s.event_id].append(s)
+    assert set(by_event) == set(expected_b)  # every post scored, nothing else
+    assert all(len({s.model_version for s in ss}) == 1 for ss in by_event.values())
+    by_blue = {k for k, ss in by_event.items() if ss[0].model_version == wa.version}
+    filled = before - by_blue
+    assert by_blue <= before and all((s.p_delinquent, s.p_default) == expected_a[k]
+                                     for k in by_blue for s in by_event[k])  # fmt: skip
+    for k in set(by_event) - by_blue:  # filled in by the finish, or scored by green
+        [s] = by_event[k]
+        assert s.model_version == wb.version
+        np.testing.assert_allclose((s.p_delinquent, s.p_default), expected_b[k], atol=TOLERANCE)
+    assert filled & in_tail  # the finish scored the tail's posts blue did not
+    assert by_blue & in_tail  # and those it did keep A's score
+    assert summary["filled_in"] == len(filled) and summary["already_scored"] == len(by_blue)
+    assert summary["posts"] == len(before) and summary["left_unscored"] == 0
+
+    snapshots = read_states(tmp_path / "green")
+    assert snapshots and set(snapshots) <= set(states_b) == set(seed.states)
+    for user, expected in states_b.items():
+        assert_same_state(snapshots.get(user) or decode_state(seed.states[user]), expected)
+
+
+def a_prepared(version: str, topic: str, offsets: dict[int, int]) -> Prepared:
+    return Prepared(model_version=version, topic=topic, offsets=offsets, states={}, posts=[],
+                    probabilities={}, events=0, from_archive=0, dead_letters=0, rebuild_s=0.0,
+                    prepare_s=0.0, created_at=0.0)  # fmt: skip
+
+
+def test_a_prepared_cutover_of_another_model_or_a_recreated_topic_is_refused(
+    kafka: KafkaSettings, topics: Topics, model_b: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    p = a_prepared("dc-b", "clicks", {0: 5, 1: 0, 2: 7})
+    assert p.problem("dc-b", "clicks") is None
+    assert p.problem("dc-b", "clicks", {0: 5, 1: 3, 2: 9}) is None
+    assert "prepared for model dc-b, not for dc-c: finish with the model it was prepared " in (
+        p.problem("dc-c", "clicks", {0: 5, 1: 0, 2: 7}) or ""
+    )
+    assert "prepared on topic 'clicks', this one reads 't1-clicks'" in (
+        p.problem("dc-b", "t1-clicks") or ""
+    )
+    assert "partitions [0, 1] now, [0, 1, 2] when the cut-over was prepared: prepare again" in (
+        p.problem("dc-b", "clicks", {0: 9, 1: 9}) or ""
+    )
+    behind = p.problem("dc-b", "clicks", {0: 5, 1: 0, 2: 3}) or ""
+    assert "clicks ends before the offsets the cut-over was prepared at ([2] ends at 3 < 7)" in (
+        behind
+    )
+    assert "recreated" in behind and "'deepcredit cutover --prepare --model MODEL" in behind
+
+    # Through the finish, against the real (empty) topics: refused, nothing written anywhere.
+    version = load_scorer(model_b).version
+    cfg = CutoverConfig(kafka, topics, model_b, tmp_path / "out", timeout_s=10)
+    with pytest.raises(CutoverError, match=f"prepared for model dc-b, not for {version}"):
+        finish_cutover(cfg, a_prepared("dc-b", topics.clicks, {0: 0, 1: 0, 2: 0}))
+    with pytest.raises(CutoverError, match=r"ends before the offsets .*\[0\] ends at 0 < 4"):
+        finish_cutover(cfg, a_prepared(version, topics.clicks, {0: 4, 1: 0, 2: 0}))
+    assert not (tmp_path / "out").exists()
+    assert all(high == 0 for _, high in watermarks(kafka, topics.risk_scores).values())
+
+    # The finish with nothing prepared says to prepare first; the two phases are one at a time.
+    monkeypatch.setenv("DEEPCREDIT_TOPIC_PREFIX", topics.clicks.removesuffix("clicks"))
+    assert run_cutover(kafka, model_b, tmp_path / "none", "--finish") == 1
+    assert "no prepared cut-over in" in capsys.readouterr().err
+    finish_cutover(cfg, a_prepared(version, topics.clicks, {0: 0, 1: 0, 2: 0}))  # empty: fine
+    assert read_seed(tmp_path / "out").offsets == {0: 0, 1: 0, 2: 0}
+    with pytest.raises(SystemExit):
+        run_cutover(kafka, model_b, tmp_path / "cli", "--prepare", "--finish")
+    assert "not allowed with argument" in capsys.readouterr().err
