@@ -12,8 +12,11 @@ running; nothing is written to Kafka:
 1. The prepared offsets: the end (high watermark) of each clicks partition now, H_p.
 2. The history: every click with offset < H_p, from the topic, and from a click archive
    (``--archive``) for the offsets retention dropped; decoded as the flow decodes them (dead
-   letters skipped and counted, repeats kept: the flow keeps them too), each user's in offset
-   order (a user's clicks are keyed to one partition).
+   letters skipped and counted), each user's in offset order (a user's clicks are keyed to
+   one partition). Repeated event ids stay in the history: the rebuild skips them by the
+   flow's own rule (an id among the user's last 32 advanced ids, ``scorer.model.is_repeat``;
+   an older copy is replayed, as the flow would have advanced it), and each rebuilt state
+   remembers its user's last 32 ids, so the new flow also skips resends of earlier clicks.
 3. The rebuild: every user's state after their history under the new model, all users in
    lockstep (``scorer.rebuild``), and the new model's probabilities at each post on the way.
 4. The prepared cut-over (``Prepared``: H_p, the states, the posts and their probabilities),
@@ -36,7 +39,8 @@ running; nothing is written to Kafka:
    some since), decoded as in prepare 2.
 3. The tail's users advanced click by click (``scorer.model.advance``, as the flow's
    ``UserScorer`` does) from their prepared states, users first seen in the tail from
-   ``UserState.new``; each tail post's probabilities on the way. A user's clicks are in one
+   ``UserState.new``; each tail post's probabilities on the way. Resends are skipped here
+   too (``advance``). A user's clicks are in one
    partition, in offset order, so this is their whole history replayed (the lockstep rebuild
    equals ``advance`` within float32 rounding, 1e-5; tested).
 4. No score lost: a post before O_p with no record at all on the risk-scores topic is scored

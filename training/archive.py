@@ -61,6 +61,7 @@ __all__ = [
     "Segment",
     "WindowInfo",
     "archive_clicks",
+    "archived_through",
     "event_time_range",
     "read_segments",
     "read_window",
@@ -315,6 +316,20 @@ def event_time_range(folder: Path) -> tuple[float, float] | None:
     if not segments:
         return None
     return min(s.min_ts for s in segments), max(s.max_ts for s in segments)  # type: ignore[type-var]
+
+
+def archived_through(folder: Path) -> float | None:
+    """The event time the archive is complete up to: the oldest of each partition's newest
+    event time (a partition that lags holds back the clock), or None when nothing is archived.
+
+    The controller's event-time clock: a retraining due at T waits until this is >= T.
+    """
+    newest: dict[tuple[str, int], float] = {}
+    for s in read_segments(folder):
+        if s.max_ts is not None:
+            key = (s.topic, s.partition)
+            newest[key] = max(newest.get(key, s.max_ts), s.max_ts)
+    return min(newest.values()) if newest else None
 
 
 def read_window(

@@ -1,39 +1,39 @@
 """The drift loop end to end, unattended: a regime shift in a replayed clickstream, the live
-flow's drift alerts, the controller's retraining and promotion, the cut-over to the promoted
-model, and the AUC before and after (``deepcredit drift loop``; the CI test runs it small).
+flow's drift alerts, the controller deciding, waiting for labels, retraining and promoting, the
+cut-over to the promoted model, and the AUC before and after (``deepcredit drift loop``; the CI
+test runs it small).
 
-The timeline is in event days of the generated stream (``DriftLoopConfig``): the shift at S,
-the controller's run at R, the cut-over at C, the end at E.
+The world runs on the generated stream's event time: the shift at day S; the flow's monitors
+warm up until ``warmup_days``; the stream arrives in parts of ``step_days``, as a live stream
+would, and everything else reacts to it, nothing is scheduled by hand:
 
-1. The world: a stream from the generator with its regime shift at S (fixed seeds), cut at R
-   and C; a champion trained on the ``window_days`` before S (pre-shift data only), promoted in
-   a fresh registry.
-2. The live flow, ``deepcredit serve --model current``, drift monitors on (their warm-up ends
-   before S), recovery on; the stream before R is replayed into the clicks topic and every
-   post waits for its score.
-3. The click archiver catches up with the topic (a periodic run: it resumes where its manifest
-   ends).
-4. The controller consumes the drift-alerts topic to its end (``run_controller``): K alerts
-   trigger a retraining on the archive's last ``window_days`` (ending at R), challenger and
-   champion are judged on the latest labelled posts of the test-split users, the challenger is
-   promoted or rejected. Meanwhile [R, C) is replayed and scored by the champion's flow:
-   serving does not wait for training.
-5. Cut-over, if the challenger was promoted: SIGTERM the flow, ``dataflow.cutover`` to the
-   current model at the clicks topic's end, ``deepcredit serve --model current --seed``. The
-   rest of the stream is replayed and scored.
-6. The record: every post's scores (one model version per post), the alerts against S, the
-   decision, and both models' AUC on the same posts: the labelled posts (labels as of E) of the
-   test-split users posted at or after R, which neither model trained on (test users never
-   train; the challenger's data ends at R) and the gate never saw (it judges posts before R);
-   for reference, the same users' posts before S.
+1. The stream, from the generator with its regime shift at S (fixed seeds), written whole and
+   in parts: the first up to ``warmup_days``, then one every ``step_days``. A champion trained on
+   the ``window_days`` before S (pre-shift data only), promoted in a fresh registry.
+2. The live flow, ``deepcredit serve --model current``, drift monitors and recovery on.
+3. For each part, in order: the controller (``run_controller``, state kept in a file) reads the
+   drift alerts so far and runs any decision whose due time the click archive has reached,
+   while the part is replayed into the clicks topic and scored (serving never waits for
+   training); then the click archiver catches up with the topic (a periodic run: it resumes
+   where its manifest ends).
+4. When the controller promotes: the cut-over before the next part (``dataflow.cutover``):
+   prepare the new model's states while the champion's flow still serves, SIGTERM the flow,
+   finish at the clicks topic's end, ``deepcredit serve --model current --seed``; the time
+   from the SIGTERM to the new flow's start is recorded as ``cutover_downtime``.
+5. The record: every post's scores (one model version per post), the alerts against S, the
+   decision, and both models' metrics on the same posts: the labelled posts (labels as of the
+   stream's end) of the test-split users posted at or after the challenger's data ended (its
+   due time), which neither model trained on (test users never train) and the gate never saw
+   (it judges posts before that); for reference, the same users' posts before S.
 
-Why the controller runs at R and not at the first alert: at the alert the archive holds days of
-the new regime and no outcome of it (the first loans come due a month later), so a challenger
-trained then learns the old world and its gate judges old-world posts. R = S + 180 days lets
-half a year of post-shift outcomes in; the alerts it acts on were raised within weeks of S
-(``MonitorFigures``). The archiver runs at phase ends, not continuously, so the training window
-is the same on every run: with one clicks partition the whole run is deterministic but for
-wall-clock times and the flow's batching.
+Why waiting: at the first alerts the archive holds days of the new regime and no outcome of it
+(the first loans come due a month later), so a challenger trained then learns the old world and
+its gate judges old-world posts. The controller waits ``label_wait_days`` of event time, longer
+if its gate has too few labels (``training.controller``). Its decisions depend on event time
+only, so a run decides the same whatever the machine's speed; the parts bound how far ahead of
+the flow the replay runs (a backlog is read partition by partition, each at its own pace: the
+monitors would see clicks of different partitions weeks apart in event time, a drift of its
+own).
 
 The shift: the generator's calibrated crisis plus ``GeneratorConfig.shift_term_risk``. The
 calibrated crisis mostly raises the level of risk (delinquency of post-shift loans about 13% ->
@@ -51,7 +51,7 @@ import math
 import signal
 import subprocess
 import time
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -62,7 +62,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from dataflow.cutover import CutoverConfig, CutoverSummary, cutover
+from dataflow.cutover import CutoverConfig, CutoverSummary, finish_cutover, prepare_cutover
 from dataflow.serve import serve_process
 from deepcredit.codec import encode
 from deepcredit.events import Activity
@@ -73,7 +73,14 @@ from deepcredit.settings import KafkaSettings, Topics
 from deploy.topics import ensure_topics, topic_specs
 from scorer.registry import PROMOTE, ModelRegistry
 from training.archive import archive_clicks
-from training.controller import ControllerConfig, RetrainController, labels_within, run_controller
+from training.controller import (
+    STATE_FILE,
+    ControllerConfig,
+    RetrainController,
+    RetrainResult,
+    labels_within,
+    run_controller,
+)
 from training.evaluation import TargetMetrics
 from training.generator import generate
 from training.generator_config import DEFAULT_START_TS, GeneratorConfig
@@ -107,23 +114,22 @@ class DriftLoopConfig:
     seed: int = 0
     horizon_days: float = 1095.0
     shift_at_day: float = 730.0  # S
-    retrain_at_day: float = 910.0  # R: the controller runs; its window ends here
-    cutover_at_day: float = 940.0  # C: the part [R, C) is scored while the controller runs
     shift_term_risk: float = 2.0  # GeneratorConfig's: in the crisis, longer loans go bad
-    # Partitions of the clicks topic. The stream is replayed as fast as the broker takes it, a
-    # backlog the flow reads partition by partition, each at its own pace: with several, the
-    # monitors see the partitions' clicks days apart in event time, a drift of its own (with
-    # three, the first alert came 81 days after the shift instead of 12). One keeps event order.
-    partitions: int = 1
+    step_days: float = 30.0  # after the warm-up, the stream arrives in parts this long
+    partitions: int = 1  # of the clicks topic
     # The flow's drift monitors: the population matures until about day 540 and keeps drifting
     # slowly (README, "Drift monitors"), which ADWIN flags at this size too (day 684 with this
     # stream), so the warm-up ends 30 days before S.
     warmup_days: float = 700.0
     # the controller (training.controller.ControllerConfig)
     alerts_needed: int = 3
+    within_days: float = 30.0
+    label_wait_days: float = 150.0
+    min_eval_labels: int = 20
+    cooldown_days: float = 365.0  # one decision in the run
     window_days: float = 365.0  # champion and challenger each train on this much event time
-    eval_days: float = 90.0
     min_auc_gain: float = 0.005
+    min_brier_gain: float = 0.10
     # both models (training.model.ModelConfig, training.train.TrainConfig)
     hidden_size: int = 8
     epochs: int = 5
@@ -133,20 +139,31 @@ class DriftLoopConfig:
     timeout_s: float = 300.0  # most seconds the flow may take to score one part
 
     def __post_init__(self) -> None:
-        days = (self.shift_at_day, self.retrain_at_day, self.cutover_at_day, self.horizon_days)
-        if not 0.0 < days[0] < days[1] <= days[2] < days[3]:
-            raise ValueError("the timeline needs 0 < shift_at_day < retrain_at_day <= "
-                             f"cutover_at_day < horizon_days, got {days}")  # fmt: skip
+        if not 0.0 < self.shift_at_day < self.horizon_days:
+            raise ValueError("the shift must fall within the stream (0 < shift_at_day < "
+                             f"horizon_days), got {self.shift_at_day} and "
+                             f"{self.horizon_days}")  # fmt: skip
         if self.partitions < 1:
             raise ValueError(f"partitions must be >= 1, got {self.partitions}")
+        if self.step_days <= 0:
+            raise ValueError(f"step_days must be > 0, got {self.step_days}")
         if not 0.0 <= self.warmup_days < self.shift_at_day:
             raise ValueError("warmup_days must end before the shift (a warm-up past it hides "
                              "the shift)")  # fmt: skip
         self.generator()  # validates users and seed
+        self.controller()  # validates the controller's knobs
 
     def ts(self, day: float) -> float:
         """Event time of a day of the stream."""
         return DEFAULT_START_TS + day * DAY_S
+
+    def cuts(self) -> list[float]:
+        """The event days each part of the stream ends at (the last: the horizon)."""
+        days, day = [], self.warmup_days
+        while day < self.horizon_days:
+            days.append(day)
+            day += self.step_days
+        return [*days, self.horizon_days]
 
     def generator(self) -> GeneratorConfig:
         return GeneratorConfig(users=self.users, seed=self.seed, horizon_days=self.horizon_days,
@@ -154,10 +171,13 @@ class DriftLoopConfig:
                                shift_term_risk=self.shift_term_risk)  # fmt: skip
 
     def controller(self) -> ControllerConfig:
-        return ControllerConfig(alerts_needed=self.alerts_needed, window_days=self.window_days,
-                                eval_days=self.eval_days, min_auc_gain=self.min_auc_gain,
-                                hidden_size=self.hidden_size, epochs=self.epochs,
-                                batch_users=self.batch_users, lr=self.lr,
+        return ControllerConfig(alerts_needed=self.alerts_needed, within_days=self.within_days,
+                                label_wait_days=self.label_wait_days,
+                                min_eval_labels=self.min_eval_labels,
+                                cooldown_days=self.cooldown_days, window_days=self.window_days,
+                                min_auc_gain=self.min_auc_gain,
+                                min_brier_gain=self.min_brier_gain, hidden_size=self.hidden_size,
+                                epochs=self.epochs, batch_users=self.batch_users, lr=self.lr,
                                 seed=self.train_seed)  # fmt: skip
 
 
@@ -194,6 +214,10 @@ class Retraining(msgspec.Struct, frozen=True, kw_only=True):
     champion: str | None
     reason: str
     gate: dict[str, Any]
+    first_alert_day: float  # event days of the stream: the decision's alerts, first and last
+    decided_day: float
+    due_day: float  # when it ran: the challenger's data ends here
+    waited_days: float  # beyond label_wait_days, for want of labels
     seconds: float  # the controller's run, retraining included
     promoted_at: float | None  # wall clock of the promotion
 
@@ -221,6 +245,7 @@ class DriftLoopResult(msgspec.Struct, kw_only=True):
     monitors: dict[str, MonitorFigures]  # of the champion's flow
     retraining: Retraining | None  # None: the alerts did not trigger one
     cutover: CutoverSummary | None  # None: nothing promoted, the champion served throughout
+    cutover_day: float | None  # the event day of the part the cut-over followed
     scores: ScoreCount
     # period ("post_shift", "pre_shift") -> model ("champion", "challenger") -> target -> metrics
     auc: dict[str, dict[str, dict[str, TargetMetrics]]]
@@ -231,8 +256,8 @@ class DriftLoopResult(msgspec.Struct, kw_only=True):
         """The summary a person reads after the run."""
         c = self.config
         lines = [f"{self.stream['events']:,} events, {self.stream['posts']:,} posts of "
-                 f"{c['users']:,} users; shift at day {c['shift_at_day']:g}, controller at day "
-                 f"{c['retrain_at_day']:g}, cut-over at day {c['cutover_at_day']:g}"]  # fmt: skip
+                 f"{c['users']:,} users in {self.stream['parts']} parts; shift at day "
+                 f"{c['shift_at_day']:g}"]  # fmt: skip
         for name, m in self.monitors.items():
             found = ("no alert after the shift" if m.detection_delay_days is None else
                      f"first alert {m.detection_delay_days:.1f} days "
@@ -242,8 +267,12 @@ class DriftLoopResult(msgspec.Struct, kw_only=True):
                          f"{m.false_alarms} false alarms before it")  # fmt: skip
         r = self.retraining
         lines.append("no retraining" if r is None else
+                     f"decided at day {r.decided_day:g} (alerts from day {r.first_alert_day:g}), "
+                     f"run at day {r.due_day:g} (waited {r.waited_days:g} days for labels): "
                      f"{r.action} {r.challenger} (champion {r.champion}) after {r.seconds:.1f} s: "
                      f"{r.reason}")  # fmt: skip
+        if self.cutover is not None:
+            lines.append(f"cut-over at the clicks topic's end after day {self.cutover_day:g}")
         s = self.scores
         versions = ", ".join(f"{v} {n:,}" for v, n in s.by_version.items())
         lines.append(f"scores: {s.scored:,} of {s.posts:,} posts ({versions}); {s.unscored} "
@@ -279,7 +308,7 @@ def run_drift_loop(
     if any(high for _, high in watermarks(kafka, topics.clicks).values()):
         raise DriftLoopError(f"{topics.clicks} is not empty: give the scenario a new prefix")
     folder.mkdir(parents=True, exist_ok=True)
-    seconds: dict[str, float] = {}
+    seconds: dict[str, float] = defaultdict(float)
     stage = _Stages(seconds, progress)
     with stage("generate"):  # 1.
         stream = _write_stream(config, folder)
@@ -292,51 +321,49 @@ def run_drift_loop(
         registry.promote(card.version, by=BY, reason="the champion: trained on the "
                          f"{config.window_days:g} days before the shift")  # fmt: skip
     archive = folder / "archive"
-    flows = _Flows(kafka, topics, folder, registry.root, config)
-    with flows:
-        with stage("score-to-controller"):  # 2.
-            flows.start("recovery-champion")
-            _send(stream.parts[0], kafka, topics)
-            flows.wait_for_scores(stream.posts_through(1))
-        with stage("archive"):  # 3.
-            archive_clicks(kafka, topics.clicks, archive, until_end=True)
-        with stage("controller"), ThreadPoolExecutor(1) as pool:  # 4.
+    controller = RetrainController(config.controller())
+    judged: list[tuple[RetrainResult, float, float]] = []  # with the controller's wall clock
+    summary, cutover_day, flows = None, None, _Flows(kafka, topics, folder, registry.root, config)
+    with flows, ThreadPoolExecutor(1) as pool:
+        flows.start("recovery-0")  # 2.
+        for k, part in enumerate(stream.parts):  # 3.
             started = time.time()
-            feeding = pool.submit(_send, stream.parts[1], kafka, topics)
-            results = run_controller(RetrainController(config.controller()), archive, registry,
-                                     kafka, topics, until_end=True,
-                                     group_id=f"{topics.clicks}-controller",
-                                     progress=progress)  # fmt: skip
-            ended = time.time()
-            feeding.result()
-            flows.wait_for_scores(stream.posts_through(2))
-        promoted = bool(results) and results[-1].action == PROMOTE
-        summary = None
-        if promoted:
-            with stage("cutover"):  # 5.
-                flows.stop()
-                summary = cutover(CutoverConfig(kafka, topics, registry.current_path(),
-                                                folder / "seed", archive=archive,
-                                                progress=progress))  # fmt: skip
-                flows.start("recovery-challenger", "--seed", str(folder / "seed"))
-        with stage("score-rest"):
-            _send(stream.parts[2], kafka, topics)
-            flows.wait_for_scores(stream.posts_through(3))
-            flows.stop()
-    with stage("record"):  # 6.
-        retraining = None
-        if results:
-            r = results[-1]
-            retraining = Retraining(action=r.action, challenger=r.challenger,
-                                    champion=r.champion, reason=r.reason, gate=r.metrics,
-                                    seconds=round(ended - started, 1),
-                                    promoted_at=r.decision.at if promoted else None)  # fmt: skip
+            with stage("controller"):
+                deciding = pool.submit(run_controller, controller, archive, registry, kafka,
+                                       topics, until_end=True,
+                                       group_id=f"{topics.clicks}-controller",
+                                       state_path=folder / STATE_FILE,
+                                       progress=progress)  # fmt: skip
+                with stage("score"):
+                    _send(part, kafka, topics)
+                    flows.wait_for_scores(stream.posts_through(k + 1))
+                results = deciding.result()
+            judged.extend((r, started, time.time()) for r in results)
+            if any(r.action == PROMOTE for r in results):  # 4.
+                with stage("cutover"):
+                    seed = folder / f"seed-{len(judged)}"
+                    plan = CutoverConfig(kafka, topics, registry.current_path(), seed,
+                                         archive=archive, progress=progress)  # fmt: skip
+                    prepared = prepare_cutover(plan)  # the champion's flow still serves
+                    down = time.perf_counter()
+                    flows.stop()
+                    summary = finish_cutover(plan, prepared)
+                    flows.start(f"recovery-{len(judged)}", "--seed", str(seed))
+                    seconds["cutover_downtime"] += time.perf_counter() - down
+                    cutover_day = stream.cut_days[k]
+            with stage("archive"):
+                archive_clicks(kafka, topics.clicks, archive, until_end=True)
+        flows.stop()
+    with stage("record"):  # 5.
+        retraining = _retraining(judged, registry, config) if judged else None
         alerts = [_place(a, stream, config) for a in _read(kafka, topics.drift_alerts, DriftAlert)]
-        scores = _count(_read(kafka, topics.risk_scores, Score), stream, started, ended)
+        window = (judged[0][1], judged[0][2]) if judged else (math.inf, -math.inf)
+        scores = _count(_read(kafka, topics.risk_scores, Score), stream, *window)
         models = {"champion": card.version}
         if retraining is not None:
             models["challenger"] = retraining.challenger
-        auc, eval_posts = _aucs(stream.full, registry, models, config)
+        after_day = retraining.due_day if retraining is not None else config.shift_at_day
+        auc, eval_posts = _aucs(stream.full, registry, models, config, after_day)
     champion_alerts = [a for a in alerts if a.model_version == card.version]
     return DriftLoopResult(
         config=dataclasses.asdict(config),
@@ -347,15 +374,34 @@ def run_drift_loop(
         monitors={m.value: _figures(m, champion_alerts, config) for m in Monitor},
         retraining=retraining,
         cutover=summary,
+        cutover_day=cutover_day,
         scores=scores,
         auc=auc,
         eval_posts=eval_posts,
-        seconds=seconds,
+        seconds={k: round(v, 1) for k, v in seconds.items()},
     )
 
 
+def _retraining(judged: list[tuple[RetrainResult, float, float]], registry: ModelRegistry,
+                config: DriftLoopConfig) -> Retraining:  # fmt: skip
+    """The first decision the controller judged (the scenario's cool-down allows one)."""
+    r, started, ended = judged[0]
+    d = r.metrics["decision"]
+
+    def day(ts: float) -> float:
+        return round((ts - config.ts(0.0)) / DAY_S, 2)
+
+    return Retraining(action=r.action, challenger=r.challenger or "", champion=r.champion,
+                      reason=r.reason, gate=r.metrics, first_alert_day=day(d["since_ts"]),
+                      decided_day=day(d["decided_ts"]), due_day=day(d["due_ts"]),
+                      waited_days=d["waited_days"], seconds=round(ended - started, 1),
+                      promoted_at=r.decision.at if r.action == PROMOTE and r.decision
+                      else None)  # fmt: skip
+
+
 class _Stages:
-    """Times each stage into ``seconds``; with ``progress``, says when each one ends."""
+    """Adds each stage's time to ``seconds`` (a stage may run many times); with ``progress``,
+    says when each one ends."""
 
     def __init__(self, seconds: dict[str, float], progress: bool) -> None:
         self.seconds, self.progress = seconds, progress
@@ -364,9 +410,10 @@ class _Stages:
     def __call__(self, name: str) -> Iterator[None]:
         started = time.perf_counter()
         yield
-        self.seconds[name] = round(time.perf_counter() - started, 1)
+        took = time.perf_counter() - started
+        self.seconds[name] += took
         if self.progress:
-            print(f"{name}: {self.seconds[name]:.1f} s", flush=True)
+            print(f"{name}: {took:.1f} s", flush=True)
 
 
 # -- 1. the stream ----------------------------------------------------------------------------
@@ -378,52 +425,50 @@ class _Stream:
 
     full: Path
     champion: Path  # the champion's training data: the window before S
-    parts: tuple[Path, Path, Path]  # before R, [R, C), from C on
+    parts: list[Path]  # in order, each ending at the event time of the same index in cuts
+    cut_days: list[float]
+    cuts: list[float]  # event times
+    shift: float  # event time
     ts: list[float]  # every event's time, in stream order (non-decreasing)
     post_ts: dict[str, float]  # post event id -> event time
-    cuts: tuple[float, float, float]  # S, R, C as event times
 
-    def posts_through(self, part: int) -> int:
-        """Posts in the first ``part`` parts (3: all)."""
-        bound = (*self.cuts[1:], math.inf)[part - 1]
+    def posts_through(self, parts: int) -> int:
+        """Posts in the first ``parts`` parts."""
+        bound = self.cuts[parts - 1] if parts < len(self.cuts) else math.inf
         return sum(t < bound for t in self.post_ts.values())
 
     def events_between(self, start: float, end: float) -> int:
         return bisect_left(self.ts, end) - bisect_left(self.ts, start)
 
     def sizes(self) -> dict[str, int]:
-        s, r, c = self.cuts
-        return {"events": len(self.ts), "posts": len(self.post_ts),
-                "events_before_shift": self.events_between(-math.inf, s),
-                "events_after_shift": self.events_between(s, math.inf),
-                "events_before_controller": self.events_between(-math.inf, r),
-                "events_while_controller": self.events_between(r, c),
-                "events_after_cutover": self.events_between(c, math.inf),
-                "posts_before_controller": self.posts_through(1),
-                "posts_while_controller": self.posts_through(2) - self.posts_through(1),
-                "posts_after_cutover": self.posts_through(3) - self.posts_through(2)}  # fmt: skip
+        return {"events": len(self.ts), "posts": len(self.post_ts), "parts": len(self.parts),
+                "events_before_shift": self.events_between(-math.inf, self.shift),
+                "events_after_shift": self.events_between(self.shift, math.inf)}  # fmt: skip
 
 
 def _write_stream(config: DriftLoopConfig, folder: Path) -> _Stream:
-    s, r, c = (config.ts(d) for d in (config.shift_at_day, config.retrain_at_day,
-                                      config.cutover_at_day))  # fmt: skip
-    champion_from = s - config.window_days * DAY_S
-    names = ("stream", "champion", "part-1", "part-2", "part-3")
-    paths = [folder / f"{name}.jsonl" for name in names]
+    shift = config.ts(config.shift_at_day)
+    champion_from = shift - config.window_days * DAY_S
+    cut_days = config.cuts()
+    cuts = [config.ts(d) for d in cut_days]
+    paths = [folder / "stream.jsonl", folder / "champion.jsonl"]
+    parts = [folder / "parts" / f"part-{k:03d}.jsonl" for k in range(len(cuts))]
+    parts[0].parent.mkdir(exist_ok=True)
     ts: list[float] = []
     post_ts: dict[str, float] = {}
     with ExitStack() as stack:
-        full, champion, *parts = (stack.enter_context(open(p, "wb")) for p in paths)
+        full, champion = (stack.enter_context(open(p, "wb")) for p in paths)
+        out = [stack.enter_context(open(p, "wb")) for p in parts]
         for event in generate(config.generator()):
             line = encode(event) + b"\n"
             full.write(line)
-            if champion_from <= event.ts < s:
+            if champion_from <= event.ts < shift:
                 champion.write(line)
-            parts[(event.ts >= r) + (event.ts >= c)].write(line)
+            out[min(bisect_right(cuts, event.ts), len(out) - 1)].write(line)
             ts.append(event.ts)
             if event.activity is Activity.POST:
                 post_ts[event.event_id] = event.ts
-    return _Stream(paths[0], paths[1], (paths[2], paths[3], paths[4]), ts, post_ts, (s, r, c))
+    return _Stream(paths[0], paths[1], parts, cut_days, cuts, shift, ts, post_ts)
 
 
 def _send(path: Path, kafka: KafkaSettings, topics: Topics) -> None:
@@ -533,10 +578,12 @@ def _count(scores: list[Score], stream: _Stream, started: float, ended: float) -
 
 
 def _aucs(
-    events: Path, registry: ModelRegistry, models: dict[str, str], config: DriftLoopConfig
+    events: Path, registry: ModelRegistry, models: dict[str, str], config: DriftLoopConfig,
+    after_day: float,
 ) -> tuple[dict[str, dict[str, dict[str, TargetMetrics]]], dict[str, str]]:
-    """Each model's metrics on the test-split users' labelled posts of each period, every user's
-    whole history as the live flow has it, labels as known at the stream's end."""
+    """Each model's metrics on the test-split users' labelled posts of each period (after
+    ``after_day``: the challenger's data end; before the shift), every user's whole history as
+    the live flow has it, labels as known at the stream's end."""
     from training.artifact import load_model
     from training.eventlog import load_sequences
     from training.train import evaluate, split
@@ -544,9 +591,9 @@ def _aucs(
     seq, _ = load_sequences(events, progress=False)
     users = split(seq, config.controller().train_config()).test
     periods = {
-        "post_shift": (config.ts(config.retrain_at_day), math.inf,
-                       f"posts at or after day {config.retrain_at_day:g} (the controller's day, "
-                       "after the shift) of the test-split users"),
+        "post_shift": (config.ts(after_day), math.inf,
+                       f"posts at or after day {after_day:g} (the retraining's due day: the "
+                       "challenger's data ends there) of the test-split users"),
         "pre_shift": (-math.inf, config.ts(config.shift_at_day),
                       f"posts before day {config.shift_at_day:g} (the shift) of the test-split "
                       "users"),

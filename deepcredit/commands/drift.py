@@ -59,7 +59,8 @@ def add(sub: Subparsers) -> None:
         drift_sub, "loop",
         "the drift loop end to end on the broker, unattended: a generated stream with a regime "
         "shift replayed into fresh topics, the live flow with its drift monitors, the click "
-        "archiver, the retraining controller promoting a challenger, the cut-over to it; "
+        "archiver, the retraining controller deciding on alerts, waiting for labels and "
+        "promoting a challenger, the cut-over to it; "
         "reports detection, the decision, the posts scored per model version and both models' "
         "AUC on post-shift posts of held-out users (merged into the results file under "
         "'end_to_end')",
@@ -72,6 +73,14 @@ def add(sub: Subparsers) -> None:
                         "calibrated shift alone)")  # fmt: skip
     p.add_argument("--hidden", type=int, default=None, help="hidden size of both models "
                    "(default: the scenario's 8)")  # fmt: skip
+    p.add_argument("--partitions", type=int, default=None,
+                   help="partitions of the clicks topic (default: the scenario's 1)")  # fmt: skip
+    p.add_argument("--step-days", type=float, default=None,
+                   help="after the monitors' warm-up the stream arrives in parts of this many "
+                        "event days (default: the scenario's 30)")  # fmt: skip
+    p.add_argument("--label-wait-days", type=float, default=None,
+                   help="the controller's wait for outcomes after a decision (default: the "
+                        "scenario's 150)")  # fmt: skip
     p.add_argument("--epochs", type=int, default=None, help="most epochs of both models "
                    "(default: the scenario's 5)")  # fmt: skip
     p.add_argument("--work-dir", type=Path, metavar="DIR",
@@ -142,7 +151,8 @@ def _loop(args: argparse.Namespace) -> int:
     from training.drift_loop import DriftLoopConfig, DriftLoopError, run_drift_loop
 
     chosen = {"users": args.users, "seed": args.seed, "shift_term_risk": args.term_risk,
-              "hidden_size": args.hidden, "epochs": args.epochs}  # fmt: skip
+              "hidden_size": args.hidden, "epochs": args.epochs, "partitions": args.partitions,
+              "step_days": args.step_days, "label_wait_days": args.label_wait_days}  # fmt: skip
     try:
         config = DriftLoopConfig(**{k: v for k, v in chosen.items() if v is not None})
     except ValueError as exc:

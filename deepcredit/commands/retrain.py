@@ -33,40 +33,72 @@ def add(sub: Subparsers) -> None:
     )
     controller = command(
         sub, "controller",
-        "the retraining controller: consume drift alerts, retrain when they persist (K alerts "
-        "within W hours), cool down after each retraining",
+        "the retraining controller: consume drift alerts; when K alerts fall within W days of "
+        "event time, wait for the labels of the new regime (L days, longer when the gate has "
+        "too few), then retrain and judge; cool down after each decision. Times are event "
+        "times, so a replay decides as the live stream did",
         _controller,
     )  # fmt: skip
     controller.add_argument(
         "--archive",
         required=True,
         type=Path,
-        help="the click archive folder ('deepcredit archive') to train on",
+        help="the click archive folder ('deepcredit archive') to train on; its event time "
+        "is the controller's clock",
     )
     controller.add_argument(
         "--until-end",
         action="store_true",
-        help="stop at the alerts topic's end (default: run until Ctrl-C)",
+        help="stop at the alerts topic's end, after running what is due (default: run until "
+        "Ctrl-C)",
     )
     controller.add_argument(
         "--alerts-needed",
         type=int,
         default=3,
-        help="alerts within --within-hours that trigger (default 3)",
+        help="alerts within --within-days that decide a retraining (default 3)",
     )
-    controller.add_argument("--within-hours", type=float, default=24.0, help="default 24")
+    controller.add_argument(
+        "--within-days", type=float, default=30.0, help="event days (default 30)"
+    )
     controller.add_argument(
         "--immediate",
         action="append",
         default=[],
         choices=["scores", "inputs", "performance"],
-        help="a monitor whose single alert triggers (repeatable)",
+        help="a monitor whose single alert decides (repeatable)",
     )
     controller.add_argument(
-        "--cooldown-hours",
+        "--label-wait-days",
         type=float,
-        default=168.0,
-        help="no retraining this long after one (default 168)",
+        default=120.0,
+        help="event days from the decision to the retraining, for outcomes to arrive (default 120)",
+    )
+    controller.add_argument(
+        "--min-eval-labels",
+        type=int,
+        default=20,
+        help="positives and negatives of each target the gate needs among the posts since "
+        "the first alert; fewer: wait --recheck-days more (default 20)",
+    )
+    controller.add_argument("--recheck-days", type=float, default=30.0, help="default 30")
+    controller.add_argument(
+        "--max-wait-days",
+        type=float,
+        default=365.0,
+        help="most extra waiting for labels, then judge what is measurable (default 365)",
+    )
+    controller.add_argument(
+        "--cooldown-days",
+        type=float,
+        default=90.0,
+        help="no new decision this many event days after one's due time (default 90)",
+    )
+    controller.add_argument(
+        "--state",
+        type=Path,
+        help="where the controller keeps its counted alerts and pending decision "
+        "(default: controller-state.json in --models-dir)",
     )
     controller.add_argument(
         "--group",
@@ -86,13 +118,21 @@ def add(sub: Subparsers) -> None:
             "--eval-days",
             type=float,
             default=90.0,
-            help="latest event time both models are judged on (default 90)",
+            help="without a decision ('retrain'): the latest event days both models are judged "
+            "on (default 90); the controller judges the posts since the first alert",
         )
         p.add_argument(
             "--min-auc-gain",
             type=float,
             default=0.005,
-            help="AUC the challenger must gain on every target (default 0.005)",
+            help="AUC the challenger must gain on every target; also the most AUC it may "
+            "lose when it wins on calibration (default 0.005)",
+        )
+        p.add_argument(
+            "--min-brier-gain",
+            type=float,
+            default=0.10,
+            help="or: the share of Brier score it must remove on every target (default 0.10)",
         )
         p.add_argument("--hidden", type=int, default=32, help="challenger hidden size")
         p.add_argument("--epochs", type=int, default=20, help="most epochs (default 20)")
@@ -108,7 +148,8 @@ def _config(args: argparse.Namespace, **more):  # -> training.controller.Control
     from training.controller import ControllerConfig
 
     return ControllerConfig(window_days=args.window_days, eval_days=args.eval_days,
-                            min_auc_gain=args.min_auc_gain, hidden_size=args.hidden,
+                            min_auc_gain=args.min_auc_gain,
+                            min_brier_gain=args.min_brier_gain, hidden_size=args.hidden,
                             epochs=args.epochs, batch_users=args.batch_users, lr=args.lr,
                             seed=args.seed, max_minutes=args.max_minutes, by=args.by,
                             **more)  # fmt: skip
@@ -122,13 +163,14 @@ def _registry(args: argparse.Namespace):  # -> ModelRegistry
 
 
 def _report(result) -> None:  # result: training.controller.RetrainResult
-    auc = result.metrics["auc"]
+    m = result.metrics
     print(f"{result.action}: challenger {result.challenger} "
           f"(champion {result.champion or 'none'}): {result.reason}")  # fmt: skip
     for who in ("challenger", "champion"):
-        if auc[who] is not None:
-            row = "  ".join(f"{t} {v:.4f}" for t, v in auc[who].items())
-            print(f"  {who:<10} AUC  {row or '-'}")
+        if m["auc"][who] is not None:
+            row = "  ".join(f"{t} AUC {v:.4f} Brier {m['brier'][who][t]:.4f}"
+                            for t, v in m["auc"][who].items())  # fmt: skip
+            print(f"  {who:<10} {row or '-'}")
     e = result.metrics["eval"]
     print(f"  judged on {e['posts']:,} labelled posts of {e['users']:,} held-out users")
 
@@ -154,17 +196,28 @@ def _retrain(args: argparse.Namespace) -> int:
 def _controller(args: argparse.Namespace) -> int:
     from deepcredit.records import Monitor
     from deepcredit.settings import KafkaSettings, Topics
-    from training.controller import RetrainController, run_controller
+    from training.controller import STATE_FILE, RetrainController, run_controller
 
     if not args.archive.is_dir():
         raise CliError(f"no such archive folder: {args.archive}")
-    config = _config(args, alerts_needed=args.alerts_needed, within_hours=args.within_hours,
+    config = _config(args, alerts_needed=args.alerts_needed, within_days=args.within_days,
                      immediate_monitors=frozenset(Monitor(m) for m in args.immediate),
-                     cooldown_hours=args.cooldown_hours)  # fmt: skip
-    results = run_controller(RetrainController(config), args.archive, _registry(args),
-                             KafkaSettings(args.bootstrap), Topics.from_env(),
-                             until_end=args.until_end, group_id=args.group,
-                             progress=not args.quiet)  # fmt: skip
+                     label_wait_days=args.label_wait_days, min_eval_labels=args.min_eval_labels,
+                     recheck_days=args.recheck_days, max_wait_days=args.max_wait_days,
+                     cooldown_days=args.cooldown_days)  # fmt: skip
+    registry = _registry(args)
+    state = args.state or registry.root / STATE_FILE
+    try:
+        controller = RetrainController.from_file(config, state)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    results = run_controller(controller, args.archive, registry, KafkaSettings(args.bootstrap),
+                             Topics.from_env(), until_end=args.until_end, group_id=args.group,
+                             state_path=state, progress=not args.quiet)  # fmt: skip
+    if controller.state.pending is not None:
+        p = controller.state.pending
+        print(f"pending: retraining decided on {len(p.alert_ids)} alerts ({p.reason}), due at "
+              f"event time {p.due_ts:.0f}")  # fmt: skip
     for result in results:
         _report(result)
     print(f"{len(results)} retraining decisions")

@@ -123,3 +123,24 @@ def test_archive_command_until_end(
     assert main(args) == 0
     assert "30 messages" in capsys.readouterr().out
     assert sorted(read_window(folder)) == sorted(lines)
+
+
+def test_the_clock_is_the_partition_that_lags(tmp_path: Path) -> None:
+    """The controller's clock: complete up to the oldest of each partition's newest event."""
+    assert archive.archived_through(tmp_path) is None
+
+    def segment(partition: int, first: int, max_ts: float | None) -> bytes:
+        s = archive.Segment(file=f"segments/p{partition}-{first}.jsonl.gz", topic="clicks",
+                            partition=partition, first_offset=first, next_offset=first + 10,
+                            lines=10, min_ts=None if max_ts is None else max_ts - 5,
+                            max_ts=max_ts, written_at=0.0)  # fmt: skip
+        return msgspec.json.encode(s) + b"\n"
+
+    manifest = tmp_path / archive.MANIFEST_FILE
+    manifest.write_bytes(segment(0, 0, 100.0) + segment(1, 0, 40.0) + segment(0, 10, 200.0)
+                         + segment(1, 10, None))  # fmt: skip
+    assert archive.archived_through(tmp_path) == 40.0  # partition 1 holds the clock back
+    with open(manifest, "ab") as f:
+        f.write(segment(1, 20, 150.0))
+    assert archive.archived_through(tmp_path) == 150.0
+    assert archive.event_time_range(tmp_path) == (35.0, 200.0)

@@ -15,78 +15,117 @@ from deepcredit.cli import main
 from deepcredit.kafka_io import read_to_end
 from deepcredit.records import DriftAlert, ModelEvent, Monitor
 from deepcredit.settings import KafkaSettings, Topics
-from scorer.registry import ModelRegistry
+from scorer.registry import ModelRegistry, Promotion
 from training.artifact import DataInfo, save_model
 from training.controller import ControllerConfig, RetrainController
+from training.generator_config import DEFAULT_START_TS
 from training.model import DeepCredit, ModelConfig
 
-HOUR = 3600.0
+DAY = 86_400.0
 
 
-def alert(i: int, t: float, monitor: Monitor = Monitor.SCORES) -> DriftAlert:
+def alert(i: int, day: float, monitor: Monitor = Monitor.SCORES) -> DriftAlert:
+    """Alert ``i`` of the flow, raised at event day ``day`` (the wall clock plays no part)."""
     return DriftAlert(alert_id=f"a{i}", monitor=monitor, detector="ADWIN", signal="p_default",
-                      model_version="m", event_ts=1.6e9, events_seen=i, detected_at=t)  # fmt: skip
+                      model_version="m", event_ts=day * DAY, events_seen=i,
+                      detected_at=time.time())  # fmt: skip
 
 
 # -- the pure core ------------------------------------------------------------------------------
 
-# Each step: a new alert after a gap, or (an index) a redelivery of an earlier one, unchanged.
+# Each step: a new alert after a gap (event days), or (an index) a redelivery of an earlier one.
 arrivals = st.lists(
-    st.tuples(
-        st.floats(0, 10 * HOUR), st.none() | st.integers(0, 60), st.sampled_from(list(Monitor))
-    ),
+    st.tuples(st.floats(0, 10), st.none() | st.integers(0, 60), st.sampled_from(list(Monitor))),
     max_size=60,
 )
 
 
-@given(arrivals, st.integers(1, 4), st.floats(0.5, 5), st.floats(0.01, 8))
+@given(arrivals, st.integers(1, 4), st.floats(0.5, 20), st.floats(0, 30), st.floats(0, 40))
 @settings(max_examples=200, deadline=None)
-def test_triggers_need_k_fresh_distinct_alerts_and_respect_the_cool_down(
-    steps: list[tuple[float, int | None, Monitor]], k: int, within: float, cooldown: float
-) -> None:
-    config = ControllerConfig(alerts_needed=k, within_hours=within, cooldown_hours=cooldown,
+def test_decisions_need_k_fresh_distinct_alerts_one_at_a_time_then_a_cool_down(
+    steps: list[tuple[float, int | None, Monitor]], k: int, within: float, wait: float,
+    cooldown: float,
+) -> None:  # fmt: skip
+    config = ControllerConfig(alerts_needed=k, within_days=within, label_wait_days=wait,
+                              cooldown_days=cooldown,
                               immediate_monitors=frozenset({Monitor.PERFORMANCE}))  # fmt: skip
     c = RetrainController(config)
-    now, last, counted, sent = 0.0, None, set(), []
+    day, judged, counted, sent = 0.0, None, set(), []
     for gap, again, monitor in steps:
-        now += gap
-        a = (
-            sent[again % len(sent)]
-            if again is not None and sent
-            else alert(len(sent), now, monitor)
-        )
+        day += gap
+        if (due := c.due(clock_ts=day * DAY)) is not None:  # the archive keeps up: run it
+            assert due.due_ts <= day * DAY
+            c.done(due)
+            judged = due
+        a = sent[again % len(sent)] if again is not None and sent else alert(len(sent), day,
+                                                                             monitor)  # fmt: skip
         if a not in sent:
             sent.append(a)
-        d = c.on_alert(a, now)
+        was_pending = c.state.pending is not None
+        d = c.on_alert(a)
         if d is None:
             continue
+        assert not was_pending and c.state.pending == d  # one decision at a time
+        assert d.decided_ts == a.event_ts and d.due_ts == d.decided_ts + wait * DAY
         assert a.alert_id in d.alert_ids
-        assert last is None or d.at - last >= cooldown * HOUR - 1e-6  # never within the cool-down
         assert len(set(d.alert_ids)) == len(d.alert_ids)  # a redelivered alert counts once
-        assert not counted & set(d.alert_ids)  # ... and never again after a trigger
+        assert not counted & set(d.alert_ids)  # ... and never again after a decision
         counted |= set(d.alert_ids)
         assert len(d.alert_ids) >= k or a.monitor is Monitor.PERFORMANCE
-        assert all(now - t.detected_at <= within * HOUR for t in sent if t.alert_id in d.alert_ids)
-        last = d.at
+        times = [t.event_ts for t in sent if t.alert_id in d.alert_ids]
+        assert d.since_ts == min(times) and d.decided_ts - min(times) <= within * DAY
+        if judged is not None:  # never within the cool-down after the last one judged
+            assert d.decided_ts >= judged.due_ts + cooldown * DAY - 1e-6
 
 
-def test_debounce_cool_down_and_restart() -> None:
-    c = RetrainController(ControllerConfig(alerts_needed=3, within_hours=1, cooldown_hours=2))
-    assert c.on_alert(alert(1, 0), 0) is None
-    assert c.on_alert(alert(2, 10), 2 * HOUR) is None  # a1 has left the window, a2 is stale
-    assert c.on_alert(alert(3, 2 * HOUR - 60), 2 * HOUR) is None  # fresh: counts
-    assert c.on_alert(alert(4, 2 * HOUR), 2 * HOUR) is None
-    d = c.on_alert(alert(5, 2 * HOUR + 1), 2 * HOUR + 1)
-    assert d is not None and d.alert_ids == ("a3", "a4", "a5")
-    for i in range(6, 9):  # cool-down: dropped, not saved up for later
-        assert c.on_alert(alert(i, 3 * HOUR + i), 3 * HOUR + i) is None
-    c.retrained(4 * HOUR)  # the retraining ended: the cool-down runs from its end
-    assert c.on_alert(alert(9, 5 * HOUR), 5 * HOUR) is None
-    assert c.on_alert(alert(10, 6.5 * HOUR), 6.5 * HOUR) is None
-    assert c.on_alert(alert(11, 6.5 * HOUR), 6.5 * HOUR) is None
-    assert c.on_alert(alert(12, 6.5 * HOUR), 6.5 * HOUR) is not None
+def test_event_time_debounce_label_wait_cool_down_and_restart(tmp_path: Path) -> None:
+    config = ControllerConfig(alerts_needed=3, within_days=10, label_wait_days=100,
+                              recheck_days=30, max_wait_days=60, cooldown_days=50)  # fmt: skip
+    c = RetrainController(config)
+    assert c.on_alert(alert(1, 0)) is None
+    assert c.on_alert(alert(2, 20)) is None  # a1 has left the window
+    assert c.on_alert(alert(3, 5)) is None  # stale: 15 days behind the newest alert
+    assert c.on_alert(alert(4, 25)) is None
+    d = c.on_alert(alert(5, 26))
+    assert d is not None and d.alert_ids == ("a2", "a4", "a5")
+    assert (d.since_ts, d.decided_ts, d.due_ts) == (20 * DAY, 26 * DAY, 126 * DAY)
+    assert c.on_alert(alert(6, 27)) is None and c.state.counted == []  # pending: not saved up
+    assert c.due(125 * DAY) is None and c.due(126 * DAY) == d
+
+    # Saved and restarted between alerts: the same state, the same next step.
+    c.save(tmp_path / "state.json")
+    again = RetrainController.from_file(config, tmp_path / "state.json")
+    assert again.state == c.state and again.due(126 * DAY) == d
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match="not a controller state"):
+        RetrainController.from_file(config, tmp_path / "bad.json")
+
+    # Too few labels at the due time: wait, at most max_wait_days in all.
+    assert c.may_wait(d)
+    later = c.postpone()
+    assert (later.due_ts, later.waited_days) == (156 * DAY, 30.0) and c.may_wait(later)
+    latest = c.postpone()
+    assert latest.waited_days == 60.0 and not c.may_wait(latest)
+
+    # Judged: the cool-down runs 50 days from the due time (186 + 50).
+    c.done(latest)
+    assert c.state.pending is None
+    for i, day in enumerate((200, 230, 235), start=10):
+        assert c.on_alert(alert(i, day)) is None  # dropped in the cool-down
+    assert c.on_alert(alert(20, 237)) is None and c.on_alert(alert(21, 238)) is None
+    assert c.on_alert(alert(22, 239)) is not None
+
+    # A restart after a decision was logged but before its state was saved: not run twice.
+    stale = RetrainController(config)
+    stale.on_alert(alert(1, 0)), stale.on_alert(alert(2, 1))
+    pending = stale.on_alert(alert(3, 2))
+    logged = Promotion(at=0.0, action="reject", version="v", previous=None, by=config.by,
+                       reason="r", metrics={"alerts": list(pending.alert_ids)})  # fmt: skip
+    stale.resume([logged])
+    assert stale.state.pending is None and stale.state.cooldown_until == pending.due_ts + 50 * DAY
+
     immediate = ControllerConfig(immediate_monitors=frozenset({Monitor.INPUTS}))
-    assert RetrainController(immediate).on_alert(alert(1, 0, Monitor.INPUTS), 0) is not None
+    assert RetrainController(immediate).on_alert(alert(1, 0, Monitor.INPUTS)) is not None
 
 
 # -- one retraining decision end to end --------------------------------------------------------
@@ -134,12 +173,15 @@ def test_a_better_challenger_is_promoted_and_a_short_margin_rejected(
     aucs = won.metrics["auc"]
     assert set(aucs["champion"]) == {"delinquent", "default"}
     assert all(v == 0.5 for v in aucs["champion"].values())
+    brier = won.metrics["brier"]
+    assert set(brier["challenger"]) == set(brier["champion"]) == set(aucs["champion"])
     assert all(won.metrics["gain"][t] >= 0.01 for t in aucs["champion"])
     assert won.metrics["champion_split_matches"] is True
     assert won.metrics["eval"]["posts"] > 0
 
-    # The same data again, but a margin no model could clear over a trained champion.
-    second = RetrainController(ControllerConfig(min_auc_gain=0.5, **TINY)).retrain(events, registry)
+    # The same data again, with margins no model could clear over a trained champion.
+    strict = ControllerConfig(min_auc_gain=0.5, min_brier_gain=1.0, **TINY)
+    second = RetrainController(strict).retrain(events, registry)
     assert second.action == "reject" and "AUC gain below 0.5" in second.reason
     assert registry.current().version == won.challenger  # the champion still serves
     last = registry.history()[-1]
@@ -178,9 +220,9 @@ def test_controller_retrains_once_on_persistent_alerts_and_publishes_the_decisio
     producer = Producer(kafka.client_config())
     for line in read_lines(str(events)):
         produce(producer, topics.clicks, line, msgspec.json.decode(line)["user_id"].encode())
-    now = time.time()
-    for i in range(3):  # the second triggers; the third falls in the cool-down
-        produce(producer, topics.drift_alerts, encode(alert(i, now)), b"scores")
+    start = DEFAULT_START_TS / DAY
+    for i in range(3):  # the second decides, due 200 event days later; the third is absorbed
+        produce(producer, topics.drift_alerts, encode(alert(i, start + 20 + i)), b"scores")
     assert producer.flush(30) == 0
     broker = ["--bootstrap", kafka.bootstrap_servers]
     folder = tmp_path / "archive"
@@ -189,11 +231,17 @@ def test_controller_retrains_once_on_persistent_alerts_and_publishes_the_decisio
     models = tmp_path / "models"
     args = ["controller", "--archive", str(folder), "--until-end", "--alerts-needed", "2",
             "--models-dir", str(models), "--hidden", "4", "--epochs", "1", "--batch-users", "8",
-            "--eval-days", "300", "--group", f"g-{topics.clicks}", "--quiet", *broker]  # fmt: skip
+            "--label-wait-days", "200", "--min-eval-labels", "1", "--group",
+            f"g-{topics.clicks}", "--quiet", *broker]  # fmt: skip
     assert main(args) == 0
     assert "1 retraining decisions" in capsys.readouterr().out
     [decision] = ModelRegistry(models).history()
     assert decision.action == "promote" and decision.metrics["alerts"] == ["a0", "a1"]
+    judged = decision.metrics["decision"]
+    waited = judged["waited_days"]  # for labels: 30 days per recheck, if the gate had too few
+    assert judged["due_ts"] == pytest.approx(DEFAULT_START_TS + (221 + waited) * DAY)
+    assert decision.metrics["eval"]["from_ts"] == pytest.approx(DEFAULT_START_TS + 20 * DAY)
+    assert decision.metrics["data"]["to_ts"] == judged["due_ts"]  # the window ends at due
     [message] = read_to_end(kafka, topics.model_events)
     event = msgspec.json.decode(message.value(), type=ModelEvent)
     assert (event.action, event.version) == ("promote", decision.version)
