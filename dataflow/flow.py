@@ -30,6 +30,7 @@ from bytewax.inputs import StatefulSourcePartition
 
 from dataflow.monitors import MonitorConfig
 from dataflow.records import Accepted, Scored
+from dataflow.reorder import DRIFT_REORDER
 from dataflow.seed import Seed, SeedError, read_seed
 from dataflow.steps import (
     DriftStep,
@@ -61,6 +62,8 @@ class FlowConfig:
     # The drift monitors' warm-up, cool-down and ADWIN delta (one config for all three
     # monitors); None: no monitors, nothing written to the drift-alerts topic.
     monitors: MonitorConfig | None = field(default_factory=MonitorConfig)
+    # Items the drift step holds to put them back in event-time order (dataflow.reorder).
+    drift_reorder: int = DRIFT_REORDER
 
 
 class _SeededKafkaSource(KafkaSource):
@@ -145,7 +148,8 @@ def build_flow(
     if cfg.monitors is not None:
         everything = op.key_on("one_key", scored, lambda _: "all")  # ("all", Scored | Accepted)
         alerts = op.stateful_batch("drift", everything,
-                                   partial(DriftStep, version, cfg.monitors))  # fmt: skip
+                                   partial(DriftStep, version, cfg.monitors,
+                                           reorder=cfg.drift_reorder))  # fmt: skip
         unkeyed = op.key_rm("drift_unkey", alerts)  # DriftAlert
         sent = op.map("drift_message", unkeyed, drift_alert_message)  # Kafka msg, key = monitor
         op.output("drift_alerts", sent, KafkaSink(brokers, cfg.topics.drift_alerts, config))

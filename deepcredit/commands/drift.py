@@ -74,7 +74,7 @@ def add(sub: Subparsers) -> None:
     p.add_argument("--hidden", type=int, default=None, help="hidden size of both models "
                    "(default: the scenario's 8)")  # fmt: skip
     p.add_argument("--partitions", type=int, default=None,
-                   help="partitions of the clicks topic (default: the scenario's 1)")  # fmt: skip
+                   help="partitions of the clicks topic (default: the scenario's 3)")  # fmt: skip
     p.add_argument("--step-days", type=float, default=None,
                    help="after the monitors' warm-up the stream arrives in parts of this many "
                         "event days (default: the scenario's 30)")  # fmt: skip

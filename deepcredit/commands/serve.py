@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dataflow.reorder import DRIFT_REORDER as DRIFT_REORDER_DEFAULT
 from deepcredit.commands.common import CliError, Subparsers, add_bootstrap, command
 from deepcredit.commands.models import add_models_dir, resolve_model
 from deepcredit.settings import KafkaSettings, Topics
@@ -66,6 +67,10 @@ def add(sub: Subparsers) -> None:
     p.add_argument("--drift-warmup-days", type=float,
                    help="event-time days after a monitor's first observation during which it "
                         "learns its reference and raises no alert (default 30)")  # fmt: skip
+    p.add_argument("--drift-reorder", type=int, default=DRIFT_REORDER_DEFAULT, metavar="N",
+                   help="events the drift step holds to feed the monitors in event-time order "
+                        "(the flow hands them over user by user); a few polls of every clicks "
+                        f"partition (default {DRIFT_REORDER_DEFAULT:,}; 0 = none)")  # fmt: skip
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -92,8 +97,10 @@ def _run(args: argparse.Namespace) -> int:
             monitors = MonitorConfig(warmup_days=args.drift_warmup_days)
         else:
             raise CliError("--drift-warmup-days must be >= 0")
+    if args.drift_reorder < 0:
+        raise CliError("--drift-reorder must be >= 0")
     flow = FlowConfig(KafkaSettings(args.bootstrap), Topics.from_env(), tail=not args.until_end,
-                      monitors=monitors)  # fmt: skip
+                      monitors=monitors, drift_reorder=args.drift_reorder)  # fmt: skip
     model = None if args.pass_through else resolve_model(args.model, args.models_dir)
     opts = ServeOptions(model=model, flow=flow,
                         workers=args.workers, process_id=args.process_id,

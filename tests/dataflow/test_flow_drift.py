@@ -90,18 +90,30 @@ def test_the_drift_step_snapshot_carries_the_monitors_across_a_restart(
     def signals(alerts: list[DriftAlert]) -> list[tuple[str, float]]:
         return [(a.alert_id, a.event_ts) for a in alerts]
 
-    whole = DriftStep("m1", config, None)
-    expected = signals(list(whole.on_batch(items)[0]))
+    def run(step: DriftStep, batch: list, eof: bool = False) -> list[tuple[str, float]]:
+        out = signals(list(step.on_batch(batch)[0]))
+        return out + (signals(list(step.on_eof()[0])) if eof else [])
+
+    # The reorder buffer holds more than half the stream, so the snapshot must carry it too.
+    reorder = len(items) * 2 // 3
+    whole = DriftStep("m1", config, None, reorder=reorder)
+    expected = run(whole, items, eof=True)
     assert expected and all(ts >= change for _, ts in expected)
 
     half = len(items) // 2
-    first = DriftStep("m1", config, None)
-    got = signals(list(first.on_batch(items[:half])[0]))
+    first = DriftStep("m1", config, None, reorder=reorder)
+    got = run(first, items[:half])
     snapshot = first.snapshot()
     first.on_batch(items[half:])  # the snapshot is bytes: what came after does not reach it
-    restored = DriftStep("m1", config, snapshot)
-    got += signals(list(restored.on_batch(items[half:])[0]))
+    restored = DriftStep("m1", config, snapshot, reorder=reorder)
+    assert len(restored.buffer) == half  # nothing released yet: all of it in the snapshot
+    got += run(restored, items[half:], eof=True)
     assert got == expected
+
+    # The monitors see the stream in event time although it arrives user by user.
+    by_user = sorted(items, key=lambda v: (v.accepted.event if isinstance(v, Scored)
+                                           else v.event).user_id)  # fmt: skip
+    assert run(DriftStep("m1", config, None, reorder=len(items)), by_user, eof=True) == expected
 
     fresh = DriftStep("m2", config, snapshot)  # another model: new monitors, a new reference
     assert fresh.monitors is not None and fresh.monitors.inputs.events_seen == 0

@@ -25,7 +25,7 @@ def test_a_shift_is_detected_retrained_on_promoted_and_cut_over_unattended(
     kafka: KafkaSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    # The scenario makes its own topics (one clicks partition, see DriftLoopConfig.partitions).
+    # The scenario makes its own topics (three clicks partitions, see DriftLoopConfig).
     r = run_drift_loop(CONFIG, kafka, f"t{uuid.uuid4().hex[:10]}-loop-", tmp_path / "loop")
     shift_ts, shift_day = CONFIG.ts(CONFIG.shift_at_day), CONFIG.shift_at_day
     print(r.describe())
