@@ -80,17 +80,33 @@ def save_model(
     payload = buffer.getvalue()
     created = time.time()
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(created))
-    version = f"dc-{stamp}-{hashlib.sha256(payload).hexdigest()[:8]}"
+    base = f"dc-{stamp}-{hashlib.sha256(payload).hexdigest()[:8]}"
+    version, final, partial = _claim(directory, base)
     card = ModelCard(version=version, created_at=created, **card_fields)
-    final = directory / version
-    partial = directory / f".{version}.partial"
-    partial.mkdir(parents=True, exist_ok=False)
     (partial / "model.pt").write_bytes(payload)
     (partial / SCORER_FILE).write_bytes(export_scorer(model, version).to_bytes())
     card_json = json.dumps(msgspec.to_builtins(card), indent=2) + "\n"
     (partial / "card.json").write_text(card_json)
     partial.rename(final)
     return card
+
+
+def _claim(directory: Path, base: str) -> tuple[str, Path, Path]:
+    """A version name no other artifact in ``directory`` has, and its folder made aside: the
+    same weights saved twice in one second (a deterministic retraining on the same data) get
+    ``base``, then ``base-2``, ``base-3``... The partial folder's mkdir is the claim."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        version = base if n == 1 else f"{base}-{n}"
+        final, partial = directory / version, directory / f".{version}.partial"
+        if final.exists():
+            continue
+        try:
+            partial.mkdir()
+        except FileExistsError:
+            continue
+        return version, final, partial
+    raise FileExistsError(f"no free version name for {base} in {directory}")
 
 
 def load_model(path: Path) -> tuple[DeepCredit, ModelCard]:

@@ -67,3 +67,23 @@ def test_a_folder_without_the_scorer_file_is_refused(tmp_path: Path) -> None:
         load_scorer(tmp_path)
     with pytest.raises(ArtifactError, match="no such model folder"):
         load_scorer(tmp_path / "missing")
+
+
+def test_the_same_weights_saved_twice_in_one_second_get_two_versions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deterministic retraining on the same data writes the same weights: it must not collide
+    with the first (it did, as 'Directory not empty', when both fell in one second)."""
+    from training import artifact
+    from training.model import DeepCredit, ModelConfig
+
+    monkeypatch.setattr(artifact.time, "time", lambda: 1.8e9)
+    model = DeepCredit(ModelConfig(hidden_size=4))
+    fields = {"model_config": model.config.to_dict(), "train_config": {},
+              "data": artifact.DataInfo("x", "0" * 64, 0, 0, 0), "split": {}, "metrics": {},
+              "training": {}}  # fmt: skip
+    first = artifact.save_model(tmp_path, model, None, 0, fields)
+    second = artifact.save_model(tmp_path, model, None, 0, fields)
+    assert second.version == f"{first.version}-2"
+    assert load_scorer(tmp_path / second.version).version == second.version
+    assert sorted(p.name for p in tmp_path.iterdir()) == [first.version, second.version]
