@@ -67,15 +67,56 @@ def run_cutover(kafka: KafkaSettings, model: Path, out: Path, *extra: str) -> in
                  kafka.bootstrap_servers, "--quiet", *extra])  # fmt: skip
 
 
-def test_blue_to_green_at_the_cutover_offset_loses_no_score_and_mixes_no_versions(
-    kafka: KafkaSettings, topics: Topics, clicks_file: Path, clicks: list[ClickEvent],
-    model_dir: Path, model_b: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+def one_version_per_post(
+    kafka: KafkaSettings, topics: Topics, blue_green: tuple, before: set[str]
+) -> tuple[dict[str, list[Score]], set[str], set[str]]:
+    """Every post scored, each by one model: blue's exactly A's event-by-event scores, and only
+    before the cut-over offsets (``before``); the rest B's within TOLERANCE. Returns the scores
+    by post, blue's posts, and the posts before the offsets that B filled in."""
+    wa, wb, expected_a, expected_b, _ = blue_green
+    by_event: dict[str, list[Score]] = defaultdict(list)
+    for s in read_scores(kafka, topics.risk_scores):
+        by_event[s.event_id].append(s)
+    assert set(by_event) == set(expected_b)  # every post scored, nothing else
+    assert all(len({s.model_version for s in ss}) == 1 for ss in by_event.values())
+    by_blue = {k for k, ss in by_event.items() if ss[0].model_version == wa.version}
+    assert by_blue <= before  # blue scored nothing past the cut-over offsets
+    assert all((s.p_delinquent, s.p_default) == expected_a[k]
+               for k in by_blue for s in by_event[k])  # fmt: skip
+    for k in set(by_event) - by_blue:  # filled in by the cut-over, or scored by green
+        [s] = by_event[k]
+        assert s.model_version == wb.version
+        np.testing.assert_allclose((s.p_delinquent, s.p_default), expected_b[k], atol=TOLERANCE)
+    return by_event, by_blue, before - by_blue
+
+
+def green_states_are_bs(recovery: Path, seed, states_b: dict) -> None:
+    """Green's final states (its snapshots, or the seed's for users with nothing after the
+    offsets) equal B's event-by-event states."""
+    snapshots = read_states(recovery)
+    assert snapshots and set(snapshots) <= set(states_b) == set(seed.states)
+    for user, expected in states_b.items():
+        assert_same_state(snapshots.get(user) or decode_state(seed.states[user]), expected)
+
+
+@pytest.fixture
+def blue_green(topics: Topics, clicks: list[ClickEvent], model_dir: Path, model_b: Path,
+               monkeypatch: pytest.MonkeyPatch) -> tuple:  # fmt: skip
+    """Model A (blue) and B (green), and what each scores event by event: A's probabilities
+    per post, B's per post and B's final states; the CLI on this test's topics."""
     monkeypatch.setenv("DEEPCREDIT_TOPIC_PREFIX", topics.clicks.removesuffix("clicks"))
     wa, wb = load_scorer(model_dir), load_scorer(model_b)
     expected_a, _ = expected_scores(wa, clicks)
     expected_b, states_b = expected_scores(wb, clicks)
+    return wa, wb, expected_a, expected_b, states_b
+
+
+def test_blue_to_green_at_the_cutover_offset_loses_no_score_and_mixes_no_versions(
+    kafka: KafkaSettings, topics: Topics, clicks_file: Path, blue_green: tuple, model_dir: Path,
+    model_b: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    wa, wb, expected_a, expected_b, states_b = blue_green
     differ = [k for k in expected_a if abs(expected_a[k][1] - expected_b[k][1]) > 1e-3]
     assert wa.version != wb.version and len(differ) > len(expected_a) / 2
     lines = clicks_lines(clicks_file)
@@ -119,20 +160,7 @@ def test_blue_to_green_at_the_cutover_offset_loses_no_score_and_mixes_no_version
     assert green.wait(120) == 0, log.read_text()[-3000:]
 
     before = posts_before(kafka, topics, seed)
-    by_event: dict[str, list[Score]] = defaultdict(list)
-    for s in read_scores(kafka, topics.risk_scores):
-        by_event[s.event_id].append(s)
-    assert set(by_event) == set(expected_b)  # every post scored, nothing else
-    assert all(len({s.model_version for s in ss}) == 1 for ss in by_event.values())
-    by_blue = {k for k, ss in by_event.items() if ss[0].model_version == wa.version}
-    filled = before - by_blue
-    assert by_blue <= before  # blue scored nothing past the cut-over offsets
-    assert all((s.p_delinquent, s.p_default) == expected_a[k]
-               for k in by_blue for s in by_event[k])  # fmt: skip
-    for k in set(by_event) - by_blue:  # filled in by the cut-over, or scored by green
-        [s] = by_event[k]
-        assert s.model_version == wb.version
-        np.testing.assert_allclose((s.p_delinquent, s.p_default), expected_b[k], atol=TOLERANCE)
+    by_event, by_blue, filled = one_version_per_post(kafka, topics, blue_green, before)
     assert by_blue and filled and set(by_event) - before
     assert summary["filled_in"] == len(filled) and summary["already_scored"] == len(by_blue)
     assert summary["posts"] == len(before) and summary["left_unscored"] == 0
@@ -141,11 +169,7 @@ def test_blue_to_green_at_the_cutover_offset_loses_no_score_and_mixes_no_version
         assert s.thresholds_version == DEFAULT_THRESHOLDS.version and s.decision == decision
 
     # Green's final states: its snapshots, or the seed's for users with nothing after the offsets.
-    snapshots = read_states(tmp_path / "green")
-    assert snapshots and set(snapshots) <= set(states_b) == set(seed.states)
-    for user, expected in states_b.items():
-        got = snapshots.get(user) or decode_state(seed.states[user])
-        assert_same_state(got, expected)
+    green_states_are_bs(tmp_path / "green", seed, states_b)
 
 
 def snapshotted(recovery: Path) -> bool:
@@ -208,14 +232,11 @@ def test_clicks_dropped_by_retention_are_replayed_from_the_archive(
 
 
 def test_prepared_while_blue_runs_and_finished_after_it_stops_equals_the_one_shot(
-    kafka: KafkaSettings, topics: Topics, clicks_file: Path, clicks: list[ClickEvent],
-    model_dir: Path, model_b: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    kafka: KafkaSettings, topics: Topics, clicks_file: Path, blue_green: tuple, model_dir: Path,
+    model_b: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    monkeypatch.setenv("DEEPCREDIT_TOPIC_PREFIX", topics.clicks.removesuffix("clicks"))
-    wa, wb = load_scorer(model_dir), load_scorer(model_b)
-    expected_a, _ = expected_scores(wa, clicks)
-    expected_b, states_b = expected_scores(wb, clicks)
+    wa, wb, _, _, states_b = blue_green
     lines = clicks_lines(clicks_file)
     sent = 0
 
@@ -293,28 +314,13 @@ def test_prepared_while_blue_runs_and_finished_after_it_stops_equals_the_one_sho
 
     before = posts_before(kafka, topics, seed)
     in_tail = before - posts_below(kafka, topics, prepared.offsets)
-    by_event: dict[str, list[Score]] = defaultdict(list)
-    for s in read_scores(kafka, topics.risk_scores):
-        by_event[s.event_id].append(s)
-    assert set(by_event) == set(expected_b)  # every post scored, nothing else
-    assert all(len({s.model_version for s in ss}) == 1 for ss in by_event.values())
-    by_blue = {k for k, ss in by_event.items() if ss[0].model_version == wa.version}
-    filled = before - by_blue
-    assert by_blue <= before and all((s.p_delinquent, s.p_default) == expected_a[k]
-                                     for k in by_blue for s in by_event[k])  # fmt: skip
-    for k in set(by_event) - by_blue:  # filled in by the finish, or scored by green
-        [s] = by_event[k]
-        assert s.model_version == wb.version
-        np.testing.assert_allclose((s.p_delinquent, s.p_default), expected_b[k], atol=TOLERANCE)
+    _, by_blue, filled = one_version_per_post(kafka, topics, blue_green, before)
     assert filled & in_tail  # the finish scored the tail's posts blue did not
     assert by_blue & in_tail  # and those it did keep A's score
     assert summary["filled_in"] == len(filled) and summary["already_scored"] == len(by_blue)
     assert summary["posts"] == len(before) and summary["left_unscored"] == 0
 
-    snapshots = read_states(tmp_path / "green")
-    assert snapshots and set(snapshots) <= set(states_b) == set(seed.states)
-    for user, expected in states_b.items():
-        assert_same_state(snapshots.get(user) or decode_state(seed.states[user]), expected)
+    green_states_are_bs(tmp_path / "green", seed, states_b)
 
 
 def a_prepared(version: str, topic: str, offsets: dict[int, int]) -> Prepared:
