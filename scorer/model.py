@@ -5,6 +5,11 @@ TLSTM steps the torch model (training.model.DeepCredit) takes for that event, so
 user's events one by one gives the scores of the batch forward over the whole history
 (tested to 1e-5). A post returns its (P(delinquent), P(default)).
 
+A model version may carry a Platt calibration (``ModelWeights.calibration``): the post's
+probabilities are then sigmoid(a * logit + b) per target (``calibrate``), while the state's
+``y_prev``, the model's own input Y(i-1) at the next steps, stays the raw sigmoid(logit). So the
+states, and the model's dynamics, are those of the same weights without calibration.
+
 An event whose id the state remembers (``is_repeat``: one of the user's last ``RECENT_IDS``
 event ids) is a resend of at-least-once delivery: ``advance`` skips it, the state unchanged
 and no score, as training keeps only an id's first copy (``training.dataset.first_copies``;
@@ -29,6 +34,7 @@ __all__ = [
     "ModelWeights",
     "StateVersionError",
     "advance",
+    "calibrate",
     "gap_input",
     "head_logits",
     "is_repeat",
@@ -48,6 +54,19 @@ class ModelWeights:
     complementary: bool
     use_activity: bool
     use_repay: bool
+    # Platt calibration (2, 2) float32 or None: row 0 the slopes a, row 1 the intercepts b, one
+    # column per target (P(delinquent), P(default)); see ``calibrate``.
+    calibration: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.calibration is not None:
+            cal = np.array(self.calibration, dtype=np.float32)  # a copy: the weights are frozen
+            if cal.shape != (2, 2) or not np.isfinite(cal).all():
+                raise ValueError(
+                    f"calibration must be a finite (2, 2) array [slopes; intercepts], got {cal!r}"
+                )
+            cal.flags.writeable = False
+            object.__setattr__(self, "calibration", cal)
 
     @property
     def hidden_size(self) -> int:
@@ -63,6 +82,8 @@ class ModelWeights:
             arrays[name] = np.frombuffer(getattr(self, name).to_bytes(), dtype=np.uint8)
         for i, (w, b) in enumerate(self.head):
             arrays[f"head_w{i}"], arrays[f"head_b{i}"] = w, b
+        if self.calibration is not None:  # absent when None: such files are as before
+            arrays["calibration"] = self.calibration
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         return buffer.getvalue()
@@ -76,8 +97,10 @@ class ModelWeights:
             head = tuple((a[f"head_w{i}"].astype(np.float32), a[f"head_b{i}"].astype(np.float32))
                          for i in range(layers))  # fmt: skip
             complementary, use_activity, use_repay = (bool(f) for f in a["flags"])
+            calibration = a["calibration"] if "calibration" in a.files else None
             return cls(str(a["version"]), head=head, complementary=complementary,
-                       use_activity=use_activity, use_repay=use_repay, **cells)  # fmt: skip
+                       use_activity=use_activity, use_repay=use_repay, calibration=calibration,
+                       **cells)  # fmt: skip
 
 
 def gap_input(seconds: float) -> np.float32:
@@ -99,6 +122,14 @@ def head_logits(w: ModelWeights, h: np.ndarray) -> np.ndarray:
     return z  # (2,) logits
 
 
+def calibrate(w: ModelWeights, logits: np.ndarray) -> np.ndarray:
+    """The probabilities the model reports for head logits (..., 2): sigmoid(a * z + b) per
+    target with ``w.calibration``, sigmoid(z) without. As ``training.model.probabilities``."""
+    if w.calibration is None:
+        return sigmoid(logits)
+    return sigmoid(logits * w.calibration[0] + w.calibration[1])
+
+
 class StateVersionError(ValueError):
     """A state built by one model version was given to another: its hidden state is meaningless
     there, so scoring it would be silently wrong."""
@@ -112,7 +143,8 @@ def is_repeat(s: UserState, event: ClickEvent) -> bool:
 
 def advance(w: ModelWeights, s: UserState, event: ClickEvent) -> tuple[float, float] | None:
     """Advance ``s`` in place by one event; for a post, return its two probabilities. A repeat
-    (``is_repeat``) changes nothing and returns None."""
+    (``is_repeat``) changes nothing and returns None. The probabilities are calibrated when
+    ``w`` carries a calibration; the state's ``y_prev`` is always the raw one."""
     if s.model_version != w.version:
         raise StateVersionError(
             f"state of user {event.user_id} was built by model {s.model_version}, "
@@ -145,6 +177,7 @@ def advance(w: ModelWeights, s: UserState, event: ClickEvent) -> tuple[float, fl
                               gap_input(plan.post_gap_s))  # fmt: skip
     hc[0] = 0.0
     hc[1] = 0.0
-    p = sigmoid(head_logits(w, hc[4]))
-    s.y_prev = p.astype(np.float32)
+    z = head_logits(w, hc[4])
+    s.y_prev = sigmoid(z).astype(np.float32)  # raw: the model's own input at the next steps
+    p = calibrate(w, z)
     return float(p[0]), float(p[1])

@@ -7,7 +7,7 @@ step k advances the k-th event of every user who has one, with one ``tlstm_step`
 over all of them. The per-event bookkeeping (the ledger, the step plan) stays per user; the
 math is batched. Same results as ``advance`` event by event (float32 rounding aside; tested):
 the states, and each post's probabilities (a cut-over scores the posts the old flow left
-unscored with them).
+unscored with them), calibrated when the weights carry a calibration (the states never are).
 
 Repeats follow ``advance``'s rule: an event whose id is among the user's last ``RECENT_IDS``
 advanced ids is skipped (no step, no probabilities), and each rebuilt state remembers its
@@ -28,7 +28,7 @@ import numpy as np
 
 from deepcredit.events import ClickEvent
 from scorer.features import LoanStep
-from scorer.model import ModelWeights, gap_input, head_logits, sigmoid
+from scorer.model import ModelWeights, calibrate, gap_input, head_logits, sigmoid
 from scorer.steps import StepPlan, plan_step
 from scorer.tlstm import tlstm_step
 from state.user_state import UserState, event_key
@@ -100,8 +100,9 @@ def rebuild(
             hc[posts, 4], hc[posts, 5] = tlstm_step(w.state, hc[posts, 4], hc[posts, 5], x, gap)
             hc[posts, 0] = 0.0
             hc[posts, 1] = 0.0
-            probs = sigmoid(head_logits(w, hc[posts, 4]))  # (posts, 2), as advance returns them
-            y_prev[posts] = probs.astype(np.float32)
+            z = head_logits(w, hc[posts, 4])  # (posts, 2)
+            y_prev[posts] = sigmoid(z).astype(np.float32)  # raw, as advance keeps it
+            probs = calibrate(w, z)  # calibrated when w is, as advance returns them
             for i, (p_delinquent, p_default) in zip(posts, probs.tolist(), strict=True):
                 posts_p[histories[users[i]][k].event_id] = (p_delinquent, p_default)
         repeats += running - len(plans)

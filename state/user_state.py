@@ -63,7 +63,7 @@ class UserState(msgspec.Struct, eq=False, array_like=True):
     model_version: str
     memory: StepMemory
     hc: np.ndarray  # (6, D) float32 rows: activity h, c; repay h, c; state h, c
-    y_prev: np.ndarray  # (2,) float32: P(delinquent), P(default) at the last post
+    y_prev: np.ndarray  # (2,) float32: raw (uncalibrated) P(delinquent), P(default), last post
     recent: bytes = b""  # keys of the last RECENT_IDS advanced event ids, oldest first
 
     @classmethod

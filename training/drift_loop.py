@@ -131,6 +131,8 @@ class DriftLoopConfig:
     window_days: float = 365.0  # champion and challenger each train on this much event time
     min_auc_gain: float = 0.005
     min_brier_gain: float = 0.10
+    max_brier_loss: float = 0.02
+    recalibrate: bool = True
     # both models (training.model.ModelConfig, training.train.TrainConfig)
     hidden_size: int = 8
     epochs: int = 5
@@ -177,7 +179,9 @@ class DriftLoopConfig:
                                 min_eval_labels=self.min_eval_labels,
                                 cooldown_days=self.cooldown_days, window_days=self.window_days,
                                 min_auc_gain=self.min_auc_gain,
-                                min_brier_gain=self.min_brier_gain, hidden_size=self.hidden_size,
+                                min_brier_gain=self.min_brier_gain,
+                                max_brier_loss=self.max_brier_loss,
+                                recalibrate=self.recalibrate, hidden_size=self.hidden_size,
                                 epochs=self.epochs, batch_users=self.batch_users, lr=self.lr,
                                 seed=self.train_seed)  # fmt: skip
 
@@ -211,10 +215,12 @@ class Retraining(msgspec.Struct, frozen=True, kw_only=True):
     """The controller's decision, with the gate's numbers (``RetrainResult.metrics``)."""
 
     action: str  # "promote" or "reject"
+    kind: str  # of the challenger: "retrained", or "recalibrated" (the champion refitted)
     challenger: str
     champion: str | None
     reason: str
     gate: dict[str, Any]
+    tried: list[dict[str, Any]]  # every candidate of the decision: kind, version, verdict
     first_alert_day: float  # event days of the stream: the decision's alerts, first and last
     decided_day: float
     due_day: float  # when it ran: the challenger's data ends here
@@ -272,6 +278,9 @@ class DriftLoopResult(msgspec.Struct, kw_only=True):
                      f"run at day {r.due_day:g} (waited {r.waited_days:g} days for labels): "
                      f"{r.action} {r.challenger} (champion {r.champion}) after {r.seconds:.1f} s: "
                      f"{r.reason}")  # fmt: skip
+        if r is not None:
+            lines += [f"  also {t['action']} {t['version']}: {t['reason']}" for t in r.tried
+                      if t["version"] != r.challenger]  # fmt: skip
         if self.cutover is not None:
             lines.append(f"cut-over at the clicks topic's end after day {self.cutover_day:g}")
         s = self.scores
@@ -392,9 +401,11 @@ def _retraining(judged: list[tuple[RetrainResult, float, float]], registry: Mode
     def day(ts: float) -> float:
         return round((ts - config.ts(0.0)) / DAY_S, 2)
 
-    return Retraining(action=r.action, challenger=r.challenger or "", champion=r.champion,
-                      reason=r.reason, gate=r.metrics, first_alert_day=day(d["since_ts"]),
-                      decided_day=day(d["decided_ts"]), due_day=day(d["due_ts"]),
+    return Retraining(action=r.action, kind=r.metrics.get("kind", "retrained"),
+                      challenger=r.challenger or "", champion=r.champion, reason=r.reason,
+                      gate=r.metrics, tried=r.tried,
+                      first_alert_day=day(d["since_ts"]), decided_day=day(d["decided_ts"]),
+                      due_day=day(d["due_ts"]),
                       waited_days=d["waited_days"], seconds=round(ended - started, 1),
                       promoted_at=r.decision.at if r.action == PROMOTE and r.decision
                       else None)  # fmt: skip

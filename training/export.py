@@ -1,11 +1,12 @@
-"""Torch model to the numpy weights the live scorer loads (no torch on the serving path)."""
+"""Torch model to the numpy weights the live scorer loads (no torch on the serving path), its
+calibration (``DeepCredit.calibration``) included when it carries one."""
 
 from __future__ import annotations
 
 from torch import nn
 
 from scorer.model import ModelWeights
-from training.model import DeepCredit
+from training.model import DeepCredit, calibration_tensor
 from training.tlstm import export_numpy
 
 __all__ = ["export_scorer"]
@@ -16,7 +17,7 @@ def export_scorer(model: DeepCredit, version: str) -> ModelWeights:
     head = tuple(
         (m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy()) for m in layers
     )
-    cfg = model.config
+    cfg, cal = model.config, model.calibration
     return ModelWeights(
         version=version,
         activity=export_numpy(model.activity),
@@ -26,4 +27,5 @@ def export_scorer(model: DeepCredit, version: str) -> ModelWeights:
         complementary=cfg.complementary,
         use_activity=cfg.use_activity,
         use_repay=cfg.use_repay,
+        calibration=None if cal is None else calibration_tensor(cal).numpy(),
     )

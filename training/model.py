@@ -9,6 +9,11 @@ One forward pass runs a batch of users' whole histories:
    (FCN 256-128-64) giving P(delinquent) and P(default) for that loan.
 
 The ablations of the paper's Table 1 are switches of ``ModelConfig``.
+
+A model may carry a Platt calibration (``DeepCredit.calibration``): per target,
+p = sigmoid(a * logit + b). It changes only the probabilities the model reports
+(``probabilities``), never its dynamics: Y(i-1) fed back into the repayment TLSTM stays the raw
+sigmoid(logit), and the training loss is on the raw logits.
 """
 
 from __future__ import annotations
@@ -25,8 +30,15 @@ from training.evaluation import TARGETS
 from training.tlstm import TLSTMCell, final_states
 from training.variants import VARIANTS
 
-__all__ = ["VARIANTS", "DeepCredit", "ModelConfig", "batch_to_tensors"]
-
+__all__ = [
+    "VARIANTS",
+    "DeepCredit",
+    "ModelConfig",
+    "batch_to_tensors",
+    "calibrated_logits",
+    "calibration_tensor",
+    "probabilities",
+]
 
 
 @dataclass(frozen=True)
@@ -74,18 +86,23 @@ class Head(nn.Module):
 
 
 class DeepCredit(nn.Module):
+    calibration: Tensor | None
+    """Platt calibration (2, 2) or None: row 0 the slopes a, row 1 the intercepts b, one column
+    per target in ``TARGETS`` order. A plain attribute, not a buffer: it is not in
+    ``state_dict()`` (checkpoints load strictly with or without it); the artifact keeps it in
+    the model card (``training.artifact``)."""
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
+        self.calibration = None
         d, t = config.hidden_size, config.use_time
         self.activity = TLSTMCell(ACTIVITY_FEATURES, d, t)
         self.repay = TLSTMCell(config.loan_input_size, d, t)
         self.state = TLSTMCell(2 * d, d, t)
         self.head = Head(d, config.head_sizes)
 
-    def forward(
-        self, b: dict[str, Tensor], targets: bool = True
-    ) -> tuple[Tensor, Tensor | None]:
+    def forward(self, b: dict[str, Tensor], targets: bool = True) -> tuple[Tensor, Tensor | None]:
         """Logits (B, Tl, 2) at every loan-level step (meaningful at posts) and the loss:
         mean log loss over labelled posts, summed over the two targets."""
         h_act = self._activity_pass(b)  # (B, Tl, D): h_activity each post reads
@@ -124,6 +141,33 @@ class DeepCredit(nn.Module):
                               repay_mask=kind >= 0, state_mask=kind == LoanStep.POST)  # fmt: skip
 
 
+def calibration_tensor(values: object) -> Tensor:
+    """``values`` ((2, 2) array-like: slopes, then intercepts, per target) as the float32 tensor
+    ``DeepCredit.calibration`` holds; a wrong shape or a non-finite value is refused."""
+    t = torch.as_tensor(values, dtype=torch.float32).detach().clone()
+    if t.shape != (2, len(TARGETS)):
+        raise ValueError(f"calibration must be (2, {len(TARGETS)}) [slopes; intercepts], "
+                         f"got shape {tuple(t.shape)}")  # fmt: skip
+    if not torch.isfinite(t).all():
+        raise ValueError(f"calibration must be finite, got {t.tolist()}")
+    return t
+
+
+def calibrated_logits(calibration: Tensor | None, logits: Tensor) -> Tensor:
+    """a * logits + b per target (last axis of ``logits``); the logits as they are for None."""
+    if calibration is None:
+        return logits
+    cal = calibration_tensor(calibration).to(logits.dtype)
+    return logits * cal[0] + cal[1]
+
+
+def probabilities(model: DeepCredit, logits: Tensor) -> Tensor:
+    """The probabilities ``model`` reports for its logits (..., 2): sigmoid of the calibrated
+    logits when it carries a calibration, of the raw ones otherwise. Every evaluation path goes
+    through here, as the numpy scorer goes through ``scorer.model.calibrate``."""
+    return torch.sigmoid(calibrated_logits(model.calibration, logits))
+
+
 def hierarchy_pass(
     m: nn.Module,
     x: Tensor,
@@ -155,6 +199,7 @@ def hierarchy_pass(
         h_s, c_s = torch.where(state_now, h2, h_s), torch.where(state_now, c2, c_s)
         logit = m.head(h_s)  # (B, 2)
         out.append(logit)
-        # The prediction feeds the next steps as a given, not as a path for gradients.
+        # The prediction feeds the next steps as a given, not as a path for gradients; it is
+        # the raw one (never calibrated), so a calibration leaves the dynamics as they are.
         y_prev = torch.where(state_now, torch.sigmoid(logit).detach(), y_prev)
     return torch.stack(out, dim=1)  # (B, T, 2)

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from training.dataset import Sequences, split_users
 from training.evaluation import TargetMetrics, per_target
-from training.model import DeepCredit, ModelConfig, batch_to_tensors
+from training.model import DeepCredit, ModelConfig, batch_to_tensors, probabilities
 
 __all__ = ["Split", "TrainConfig", "TrainResult", "fit", "predict", "split", "train_loop"]
 
@@ -79,7 +79,8 @@ def batches(
 def predict(
     model: DeepCredit, seq: Sequences, users: np.ndarray, batch_users: int = 64
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and probabilities (N, 2) at the labelled posts of ``users``."""
+    """Labels and probabilities (N, 2) at the labelled posts of ``users``: calibrated when
+    ``model.calibration`` is set (``training.model.probabilities``), raw otherwise."""
     model.eval()
     ys, ps = [], []
     for group in batches(seq, users, batch_users, rng=None):
@@ -87,15 +88,13 @@ def predict(
         logits, _ = model(batch_to_tensors(batch), targets=False)
         known = np.isfinite(batch.labels).any(axis=-1)  # (B, Tl)
         ys.append(batch.labels[known])
-        ps.append(torch.sigmoid(logits).numpy()[known])
+        ps.append(probabilities(model, logits).numpy()[known])
     if not ys:
         return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)
     return np.concatenate(ys), np.concatenate(ps)
 
 
-def evaluate(
-    model: DeepCredit, seq: Sequences, users: np.ndarray
-) -> dict[str, TargetMetrics]:
+def evaluate(model: DeepCredit, seq: Sequences, users: np.ndarray) -> dict[str, TargetMetrics]:
     y, p = predict(model, seq, users)
     return per_target(y, p)
 

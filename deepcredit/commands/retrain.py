@@ -132,7 +132,19 @@ def add(sub: Subparsers) -> None:
             "--min-brier-gain",
             type=float,
             default=0.10,
-            help="or: the share of Brier score it must remove on every target (default 0.10)",
+            help="or: the share of Brier score it must remove on one target (default 0.10) ...",
+        )
+        p.add_argument(
+            "--max-brier-loss",
+            type=float,
+            default=0.02,
+            help="... while no target's Brier score rises by more than this share (default 0.02)",
+        )
+        p.add_argument(
+            "--no-recalibrate",
+            action="store_true",
+            help="when the retrained challenger is rejected, do not try the champion "
+            "recalibrated to the same period's outcomes",
         )
         p.add_argument("--hidden", type=int, default=32, help="challenger hidden size")
         p.add_argument("--epochs", type=int, default=20, help="most epochs (default 20)")
@@ -149,7 +161,9 @@ def _config(args: argparse.Namespace, **more):  # -> training.controller.Control
 
     return ControllerConfig(window_days=args.window_days, eval_days=args.eval_days,
                             min_auc_gain=args.min_auc_gain,
-                            min_brier_gain=args.min_brier_gain, hidden_size=args.hidden,
+                            min_brier_gain=args.min_brier_gain,
+                            max_brier_loss=args.max_brier_loss,
+                            recalibrate=not args.no_recalibrate, hidden_size=args.hidden,
                             epochs=args.epochs, batch_users=args.batch_users, lr=args.lr,
                             seed=args.seed, max_minutes=args.max_minutes, by=args.by,
                             **more)  # fmt: skip
@@ -164,6 +178,9 @@ def _registry(args: argparse.Namespace):  # -> ModelRegistry
 
 def _report(result) -> None:  # result: training.controller.RetrainResult
     m = result.metrics
+    for t in result.tried:
+        if t["version"] != result.challenger:  # the other candidate of the same decision
+            print(f"{t['action']}: {t['version']}: {t['reason']}")
     print(f"{result.action}: challenger {result.challenger} "
           f"(champion {result.champion or 'none'}): {result.reason}")  # fmt: skip
     for who in ("challenger", "champion"):

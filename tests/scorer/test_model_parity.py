@@ -1,7 +1,10 @@
-"""Parity: the numpy scorer fed one event at a time equals the torch batch forward."""
+"""Parity: the numpy scorer fed one event at a time equals the torch batch forward (its
+probabilities as ``training.model.probabilities`` reports them: calibrated when the model carries
+a calibration, see tests/scorer/test_calibration.py)."""
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 
 import numpy as np
@@ -18,7 +21,7 @@ from tests.strategies import make_events
 from training.dataset import Sequences, build_sequences
 from training.export import export_scorer
 from training.generator import GeneratorConfig, generate
-from training.model import DeepCredit, ModelConfig, batch_to_tensors
+from training.model import DeepCredit, ModelConfig, batch_to_tensors, probabilities
 from training.train import TrainConfig, split
 from training.variants import VARIANTS
 
@@ -34,7 +37,7 @@ def stream_scores(weights: ModelWeights, history: list[ClickEvent]) -> np.ndarra
 def batch_scores(model: DeepCredit, seq: Sequences, users: np.ndarray) -> list[np.ndarray]:
     with torch.no_grad():
         logits, _ = model(batch_to_tensors(seq.batch(users)), targets=False)
-    probs = torch.sigmoid(logits).numpy()
+        probs = probabilities(model, logits).numpy()
     out = []
     for row, u in enumerate(users):
         l0, l1 = seq.loan_offsets[u], seq.loan_offsets[u + 1]
@@ -54,10 +57,16 @@ def by_user(events: list[ClickEvent]) -> dict[str, list[ClickEvent]]:
     return grouped
 
 
-@pytest.fixture(scope="module")
-def benchmark() -> tuple[list[ClickEvent], Sequences]:
+@functools.cache
+def benchmark_data() -> tuple[list[ClickEvent], Sequences]:
+    """Generated once per test session (also for tests/scorer/test_calibration.py)."""
     events = list(generate(GeneratorConfig(users=5300, seed=11, horizon_days=90)))
     return events, build_sequences(events)
+
+
+@pytest.fixture(scope="module")
+def benchmark() -> tuple[list[ClickEvent], Sequences]:
+    return benchmark_data()
 
 
 def test_held_out_users_full_histories(benchmark: tuple[list[ClickEvent], Sequences]) -> None:

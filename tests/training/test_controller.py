@@ -15,6 +15,7 @@ from deepcredit.cli import main
 from deepcredit.kafka_io import read_to_end
 from deepcredit.records import DriftAlert, ModelEvent, Monitor
 from deepcredit.settings import KafkaSettings, Topics
+from scorer.artifact import load_scorer
 from scorer.registry import ModelRegistry, Promotion
 from training.artifact import DataInfo, save_model
 from training.controller import ControllerConfig, RetrainController
@@ -180,7 +181,7 @@ def test_a_better_challenger_is_promoted_and_a_short_margin_rejected(
     assert won.metrics["eval"]["posts"] > 0
 
     # The same data again, with margins no model could clear over a trained champion.
-    strict = ControllerConfig(min_auc_gain=0.5, min_brier_gain=1.0, **TINY)
+    strict = ControllerConfig(min_auc_gain=0.5, min_brier_gain=1.0, recalibrate=False, **TINY)
     second = RetrainController(strict).retrain(events, registry)
     assert second.action == "reject" and "AUC gain below 0.5" in second.reason
     assert registry.current().version == won.challenger  # the champion still serves
@@ -188,6 +189,56 @@ def test_a_better_challenger_is_promoted_and_a_short_margin_rejected(
     assert (last.action, last.version, last.previous) == ("reject", second.challenger,
                                                           won.challenger)  # fmt: skip
     assert last.metrics == second.metrics and last.by == "retrain-controller"
+
+
+def test_a_miscalibrated_champion_is_recalibrated_when_the_retrained_challenger_loses(
+    events: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The champion ranks well but every probability is pushed up (as after a shift the other
+    way); the retrained challenger ranks worse (here: a blind model). The challenger is
+    rejected, and the champion recalibrated to the same period's training-split outcomes is
+    promoted: the same ranking on every target, a lower Brier score."""
+    from training import pipeline
+    from training.artifact import load_model
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    registry = ModelRegistry(tmp_path / "models")
+    registry.root.mkdir()
+    blind_champion(registry, events)
+    first = RetrainController(ControllerConfig(min_auc_gain=0.01, **TINY))
+    trained = first.retrain(events, registry)
+    assert trained.action == "promote" and trained.metrics["kind"] == "retrained"
+    model, card = load_model(registry.root / trained.challenger)
+    with torch.no_grad():
+        model.head.net[-1].bias += 2.5  # every probability too high
+    fields = {f: getattr(card, f) for f in ("model_config", "train_config", "data", "split",
+                                             "metrics", "training")}  # fmt: skip
+    skewed = save_model(registry.root, model, None, 0, {**fields, "parent_version": card.version})
+    registry.promote(skewed.version, by="test", reason="a champion that ranks but overshoots")
+
+    def blind_training(events, out_dir, model_config, train_config, *, parent_version=None,
+                       progress=False):  # fmt: skip
+        blind = DeepCredit(model_config)
+        with torch.no_grad():
+            for p in blind.parameters():
+                p.zero_()
+        return save_model(out_dir, blind, None, 0, {**fields, "parent_version": parent_version})
+
+    monkeypatch.setattr(pipeline, "train_model", blind_training)
+    result = RetrainController(ControllerConfig(**TINY)).retrain(events, registry)
+    assert result.action == "promote" and result.metrics["kind"] == "recalibrated", result.reason
+    retrained, recalibrated = result.tried
+    assert retrained["action"] == "reject" and "AUC" in retrained["reason"]
+    assert recalibrated["version"] == result.challenger
+    m = result.metrics
+    assert m["auc"]["challenger"] == pytest.approx(m["auc"]["champion"], abs=1e-6)  # same ranks
+    assert max(m["brier_gain"].values()) >= 0.10 and min(m["brier_gain"].values()) >= -0.02
+    assert set(m["calibration"]) == {"delinquent", "default"}
+    assert all(n["positives"] > 0 for n in m["fitted_on"].values())
+    current = registry.current()
+    assert current.version == result.challenger and current.parent_version == skewed.version
+    assert [d.action for d in registry.history()[-2:]] == ["reject", "promote"]
+    assert load_scorer(registry.root / result.challenger).calibration is not None
 
 
 def test_retrain_command_reads_an_archive_folder_and_refuses_nonsense(
