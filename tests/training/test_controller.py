@@ -194,10 +194,10 @@ def test_a_better_challenger_is_promoted_and_a_short_margin_rejected(
 def test_a_miscalibrated_champion_is_recalibrated_when_the_retrained_challenger_loses(
     events: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The champion ranks well but every probability is pushed up (as after a shift the other
+    """The champion ranks well but its P(delinquent) is pushed up (as after a shift the other
     way); the retrained challenger ranks worse (here: a blind model). The challenger is
     rejected, and the champion recalibrated to the same period's training-split outcomes is
-    promoted: the same ranking on every target, a lower Brier score."""
+    promoted: the same ranking on every target, delinquency refitted, default left alone."""
     from training import pipeline
     from training.artifact import load_model
 
@@ -210,7 +210,7 @@ def test_a_miscalibrated_champion_is_recalibrated_when_the_retrained_challenger_
     assert trained.action == "promote" and trained.metrics["kind"] == "retrained"
     model, card = load_model(registry.root / trained.challenger)
     with torch.no_grad():
-        model.head.net[-1].bias += 2.5  # every probability too high
+        model.head.net[-1].bias[0] += 2.5  # every P(delinquent) too high; P(default) as it was
     fields = {f: getattr(card, f) for f in ("model_config", "train_config", "data", "split",
                                              "metrics", "training")}  # fmt: skip
     skewed = save_model(registry.root, model, None, 0, {**fields, "parent_version": card.version})
@@ -235,6 +235,8 @@ def test_a_miscalibrated_champion_is_recalibrated_when_the_retrained_challenger_
     assert max(m["brier_gain"].values()) >= 0.10 and min(m["brier_gain"].values()) >= -0.02
     assert set(m["calibration"]) == {"delinquent", "default"}
     assert all(n["positives"] > 0 for n in m["fitted_on"].values())
+    assert m["fitted_on"]["delinquent"]["refitted"] and m["brier_gain"]["delinquent"] >= 0.10
+    assert m["calibration"]["default"] == [1.0, 0.0]  # too few defaults here: left as it was
     current = registry.current()
     assert current.version == result.challenger and current.parent_version == skewed.version
     assert [d.action for d in registry.history()[-2:]] == ["reject", "promote"]
