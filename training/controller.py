@@ -57,8 +57,9 @@ True
    4b. judge the champion recalibrated (``training.recalibrate``: the same weights, each
    target's probabilities refitted to the outcomes of the same period's *training-split*
    users) by the same rule: it ranks exactly as the champion, so only calibration can win;
-5. log each verdict with its numbers: the registry's promotions.jsonl, and a ``ModelEvent``
-   on the model-events topic when Kafka settings are given.
+5. log each verdict with its numbers, and 90% intervals of each gain from a bootstrap over
+   the gate's users (reported, not used by the rule): the registry's promotions.jsonl, and a
+   ``ModelEvent`` on the model-events topic when Kafka settings are given.
 
 Why calibration counts: decisions are thresholds on probabilities. A shift that raises the
 level of risk can leave a model's ranking intact while its probabilities, and every approve or
@@ -353,12 +354,14 @@ class RetrainController:
             parent_version=champion and champion.version,
             progress=progress,
         )  # 3. fmt: skip
-        challenger_m = _metrics(load_model(registry.root / card.version)[0], recent, test_users)
+        challenger_m, challenger_rows = _metrics(load_model(registry.root / card.version)[0],
+                                                 recent, test_users)  # fmt: skip
         champion_m: dict[str, TargetMetrics] = {}
+        champion_rows = None
         split_matches = None
         if champion is not None:
             model, champion_card = load_model(registry.root / champion.version)
-            champion_m = _metrics(model, recent, test_users)
+            champion_m, champion_rows = _metrics(model, recent, test_users)
             fraction = champion_card.train_config.get("test_fraction")
             split_matches = fraction == train_config.test_fraction
 
@@ -376,9 +379,10 @@ class RetrainController:
         champion_or_none = champion_m if champion else None
         verdict = _gate(champion_or_none, challenger_m, c.min_auc_gain, c.min_brier_gain,
                         c.max_brier_loss)  # 4. fmt: skip
+        noise = {"intervals": _intervals(champion_rows, challenger_rows)} if champion else {}
         tried = [self._judged(registry, "retrained", card.version, challenger_m, champion_m,
-                              champion is not None, verdict, decision, common, kafka,
-                              topics)]  # fmt: skip
+                              champion is not None, verdict, decision, {**common, **noise},
+                              kafka, topics)]  # fmt: skip
         if verdict.action == REJECT and champion is not None and c.recalibrate:  # 4b.
             from training.recalibrate import recalibrate
 
@@ -386,10 +390,12 @@ class RetrainController:
                                  start_ts=eval_start, end_ts=eval_end,
                                  test_fraction=train_config.test_fraction,
                                  min_labels=c.min_eval_labels, progress=progress)  # fmt: skip
-            recal_m = _metrics(load_model(registry.root / fitted.version)[0], recent, test_users)
+            recal_m, recal_rows = _metrics(load_model(registry.root / fitted.version)[0], recent,
+                                           test_users)  # fmt: skip
             recal_verdict = _gate(champion_m, recal_m, c.min_auc_gain, c.min_brier_gain,
                                   c.max_brier_loss)  # fmt: skip
-            more = {**common, "calibration": fitted.calibration, "fitted_on": fitted.fitted_on}
+            more = {**common, "intervals": _intervals(champion_rows, recal_rows),
+                    "calibration": fitted.calibration, "fitted_on": fitted.fitted_on}  # fmt: skip
             tried.append(self._judged(registry, "recalibrated", fitted.version, recal_m,
                                       champion_m, True, recal_verdict, decision, more, kafka,
                                       topics))  # fmt: skip
@@ -482,12 +488,59 @@ def _label_counts(seq: Sequences, users) -> dict[str, dict[str, int]]:
     return out
 
 
-def _metrics(model, seq: Sequences, users) -> dict[str, TargetMetrics]:
+def _metrics(model, seq: Sequences, users) -> tuple[dict[str, TargetMetrics], tuple]:
+    """Per-target metrics at the labelled posts of ``users``, and the rows (labels,
+    probabilities, user of each row) for ``_intervals``."""
     from training.evaluation import per_target
-    from training.train import predict
+    from training.train import predict_rows
 
-    y, p = predict(model, seq, users)
-    return per_target(y, p)
+    y, p, row_users = predict_rows(model, seq, users)
+    return per_target(y, p), (y, p, row_users)
+
+
+def _intervals(champion: tuple, challenger: tuple, draws: int = 300,
+               seed: int = 0) -> dict[str, dict[str, list[float]]]:  # fmt: skip
+    """90% intervals of each target's AUC gain and Brier gain (challenger against champion)
+    from a bootstrap over users: the gate judges a few hundred users whose loans go bad
+    together, so its numbers are noisier than the count of posts suggests. Reported with the
+    verdict, not used by it.
+
+    Both row sets come from ``predict_rows`` over the same posts, in the same order."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from training.evaluation import TARGETS
+
+    y, p0, users = champion
+    _, p1, _ = challenger
+    if len(y) == 0:
+        return {}
+    ids, row_user = np.unique(users, return_inverse=True)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for k, target in enumerate(TARGETS):
+        known = np.isfinite(y[:, k])
+        yk, a, b, u = y[known, k], p0[known, k], p1[known, k], row_user[known]
+        if not 0 < yk.sum() < len(yk):
+            continue
+        auc_gain, brier_gain = [], []
+        for _ in range(draws):
+            w = np.bincount(rng.integers(0, len(ids), len(ids)), minlength=len(ids))[u]
+            if w.sum() == 0 or not 0 < (w * yk).sum() < w.sum():
+                continue
+            b0 = np.sum(w * (a - yk) ** 2)
+            auc_gain.append(roc_auc_score(yk, b, sample_weight=w)
+                            - roc_auc_score(yk, a, sample_weight=w))  # fmt: skip
+            brier_gain.append(1.0 - np.sum(w * (b - yk) ** 2) / b0 if b0 > 0 else 0.0)
+        if auc_gain:
+            out[target] = {"auc_gain": _span(auc_gain), "brier_gain": _span(brier_gain)}
+    return out
+
+
+def _span(draws: list[float]) -> list[float]:
+    import numpy as np
+
+    return [round(float(q), 4) for q in np.quantile(draws, [0.05, 0.95])]
 
 
 def _field(metrics: dict[str, TargetMetrics], name: str) -> dict[str, float]:

@@ -372,6 +372,8 @@ def run_drift_loop(
         models = {"champion": card.version}
         if retraining is not None:
             models["challenger"] = retraining.challenger
+            models |= {t["kind"]: t["version"] for t in retraining.tried
+                       if t["version"] != retraining.challenger}  # the other candidate
         after_day = retraining.due_day if retraining is not None else config.shift_at_day
         auc, eval_posts = _aucs(stream.full, registry, models, config, after_day)
     champion_alerts = [a for a in alerts if a.model_version == card.version]

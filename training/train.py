@@ -81,17 +81,29 @@ def predict(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Labels and probabilities (N, 2) at the labelled posts of ``users``: calibrated when
     ``model.calibration`` is set (``training.model.probabilities``), raw otherwise."""
+    y, p, _ = predict_rows(model, seq, users, batch_users)
+    return y, p
+
+
+@torch.no_grad()
+def predict_rows(
+    model: DeepCredit, seq: Sequences, users: np.ndarray, batch_users: int = 64
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``predict``, and the user (an index into ``seq``) of each row: what a bootstrap over
+    users needs (one user's loans are not independent)."""
     model.eval()
-    ys, ps = [], []
+    ys, ps, us = [], [], []
     for group in batches(seq, users, batch_users, rng=None):
         batch = seq.batch(group)
         logits, _ = model(batch_to_tensors(batch), targets=False)
         known = np.isfinite(batch.labels).any(axis=-1)  # (B, Tl)
         ys.append(batch.labels[known])
         ps.append(probabilities(model, logits).numpy()[known])
+        us.append(np.broadcast_to(np.asarray(group)[:, None], known.shape)[known])
     if not ys:
-        return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)
-    return np.concatenate(ys), np.concatenate(ps)
+        empty = np.zeros((0, 2), np.float32)
+        return empty, empty, np.zeros(0, np.int64)
+    return np.concatenate(ys), np.concatenate(ps), np.concatenate(us)
 
 
 def evaluate(model: DeepCredit, seq: Sequences, users: np.ndarray) -> dict[str, TargetMetrics]:

@@ -237,6 +237,9 @@ def test_a_miscalibrated_champion_is_recalibrated_when_the_retrained_challenger_
     assert all(n["positives"] > 0 for n in m["fitted_on"].values())
     assert m["fitted_on"]["delinquent"]["refitted"] and m["brier_gain"]["delinquent"] >= 0.10
     assert m["calibration"]["default"] == [1.0, 0.0]  # too few defaults here: left as it was
+    lo, hi = m["intervals"]["delinquent"]["brier_gain"]  # a bootstrap over the gate's users:
+    assert lo <= m["brier_gain"]["delinquent"] <= hi  # five of them here, so a wide interval
+    assert m["intervals"]["delinquent"]["auc_gain"] == pytest.approx([0.0, 0.0], abs=1e-9)
     current = registry.current()
     assert current.version == result.challenger and current.parent_version == skewed.version
     assert [d.action for d in registry.history()[-2:]] == ["reject", "promote"]
