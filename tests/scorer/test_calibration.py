@@ -126,21 +126,6 @@ def test_held_out_users_calibrated_advance_equals_torch_predict(
     assert np.abs(raw - expected).max() > 100 * TOLERANCE  # the calibration does something
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_every_variant_calibrated(
-    variant: str, benchmark: tuple[list[ClickEvent], Sequences]
-) -> None:
-    events, seq = benchmark
-    torch.manual_seed(1)
-    model = calibrated(DeepCredit(ModelConfig(hidden_size=8, **VARIANTS[variant])).eval())
-    weights = export(model)
-    users = np.arange(40)
-    histories = by_user(events)
-    for u, expected in zip(users, batch_scores(model, seq, users), strict=True):
-        got = stream_scores(weights, histories[str(seq.user_ids[u])])
-        np.testing.assert_allclose(got, expected, atol=TOLERANCE, rtol=0)
-
-
 finite = st.floats(-3.0, 3.0)
 
 

@@ -89,11 +89,16 @@ def test_held_out_users_full_histories(benchmark: tuple[list[ClickEvent], Sequen
     assert posts > 1000
 
 
+@pytest.mark.parametrize("calibration", [None, [[0.7, 1.4], [0.9, -1.1]]])
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_every_variant(variant: str, benchmark: tuple[list[ClickEvent], Sequences]) -> None:
+def test_every_variant(
+    variant: str, calibration: list | None, benchmark: tuple[list[ClickEvent], Sequences]
+) -> None:
+    """Every variant, raw and with a Platt calibration (rows: slopes, intercepts)."""
     events, seq = benchmark
     torch.manual_seed(1)
     model = DeepCredit(ModelConfig(hidden_size=8, **VARIANTS[variant])).eval()
+    model.calibration = None if calibration is None else torch.tensor(calibration)
     weights = export(model)
     users = np.arange(40)
     histories = by_user(events)
