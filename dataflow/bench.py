@@ -15,6 +15,8 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -32,7 +34,7 @@ from deepcredit.records import Score
 from deepcredit.replay import replay
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.thresholds import DEFAULT_THRESHOLDS
-from deploy.topics import ensure_topics, topic_specs
+from deploy.topics import delete_topics, ensure_topics, topic_specs
 from scorer.artifact import load_scorer
 from state.user_state import encode_state
 
@@ -57,14 +59,23 @@ class LiveBenchConfig:
     progress: bool = True
 
 
-def _fresh_topics(cfg: LiveBenchConfig) -> Topics:
+@contextmanager
+def _fresh_topics(cfg: LiveBenchConfig) -> Iterator[Topics]:
+    """Six new topics for one run, deleted after it (each run starts from empty topics)."""
     topics = Topics.from_prefix(f"bench-{uuid.uuid4().hex[:8]}-")
     ensure_topics(cfg.kafka, topic_specs(topics, partitions=cfg.partitions))
-    return topics
+    try:
+        yield topics
+    finally:
+        delete_topics(cfg.kafka, topics.names())
 
 
 def _throughput_once(cfg: LiveBenchConfig, variant: str) -> dict:
-    topics = _fresh_topics(cfg)
+    with _fresh_topics(cfg) as topics:
+        return _throughput(cfg, variant, topics)
+
+
+def _throughput(cfg: LiveBenchConfig, variant: str, topics: Topics) -> dict:
     sent = replay(cfg.events, cfg.kafka, topics.clicks, limit=cfg.limit, progress=False).sent
     weights = None if variant == "pass_through" else load_scorer(cfg.model)
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,7 +96,11 @@ def _throughput_once(cfg: LiveBenchConfig, variant: str) -> dict:
 
 
 def _latency(cfg: LiveBenchConfig, variant: str, log: Path) -> dict:
-    topics = _fresh_topics(cfg)
+    with _fresh_topics(cfg) as topics:
+        return _latency_on(cfg, variant, log, topics)
+
+
+def _latency_on(cfg: LiveBenchConfig, variant: str, log: Path, topics: Topics) -> dict:
     model = ["--model", str(cfg.model)] if variant == "model" else ["--pass-through"]
     proc = serve_process(cfg.kafka, topics, [*model, "--metrics-port", "0", "--snapshot-seconds",
                                              str(cfg.snapshot_s)], log)  # fmt: skip

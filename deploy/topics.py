@@ -15,7 +15,7 @@ from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 from deepcredit.settings import KafkaSettings, Topics
 from deploy.errors import DeployError
 
-__all__ = ["TopicSpec", "ensure_topics", "topic_specs"]
+__all__ = ["TopicSpec", "delete_topics", "ensure_topics", "topic_specs"]
 
 _DAY_MS = 86_400_000
 
@@ -61,6 +61,22 @@ def ensure_topics(
             outcome[name] = "exists"
     _wait_for_leaders(admin, [s.name for s in specs], timeout_s)
     return outcome
+
+
+def delete_topics(settings: KafkaSettings, names: list[str], timeout_s: float = 30.0) -> int:
+    """Delete the topics (a benchmark's or a scenario's own, never the live ones); a topic
+    that does not exist is no error. Returns how many were deleted."""
+    admin = AdminClient(settings.client_config())
+    deleted = 0
+    for name, future in admin.delete_topics(list(names), request_timeout=timeout_s).items():
+        try:
+            future.result(timeout=timeout_s)
+            deleted += 1
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise DeployError(f"could not delete topic {name!r}: {error.str()}") from None
+    return deleted
 
 
 def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) -> None:

@@ -68,7 +68,7 @@ from deepcredit.kafka_io import read_to_end, watermarks
 from deepcredit.records import DriftAlert, Monitor, Score
 from deepcredit.replay import replay
 from deepcredit.settings import KafkaSettings, Topics
-from deploy.topics import ensure_topics, topic_specs
+from deploy.topics import delete_topics, ensure_topics, topic_specs
 from scorer.registry import PROMOTE, ModelRegistry
 from training.archive import archive_clicks
 from training.controller import (
@@ -245,7 +245,7 @@ class DriftLoopResult(msgspec.Struct, kw_only=True):
     """Everything the scenario measured (``results/drift.json`` under "end_to_end")."""
 
     config: dict[str, Any]
-    topic_prefix: str
+    topic_prefix: str  # the scenario's topics (deleted at the end unless kept)
     stream: dict[str, int]  # events and posts, in all and per part
     champion: str
     alerts: list[AlertSeen]
@@ -306,10 +306,13 @@ def run_drift_loop(
     prefix: str,
     folder: Path,
     *,
+    keep_topics: bool = False,
     progress: bool = False,
 ) -> DriftLoopResult:
     """Run the scenario (the module's steps) on new topics named ``prefix`` + our names, its
-    files under ``folder``."""
+    files under ``folder``. The topics are deleted once the record is read (everything they
+    held that the record needs is in it), unless ``keep_topics``, or the run failed (then they
+    stay for a look)."""
     from training.model import ModelConfig
     from training.pipeline import train_model
 
@@ -376,6 +379,8 @@ def run_drift_loop(
                        if t["version"] != retraining.challenger}  # the other candidate
         after_day = retraining.due_day if retraining is not None else config.shift_at_day
         auc, eval_posts = _aucs(stream.full, registry, models, config, after_day)
+    if not keep_topics:
+        delete_topics(kafka, topics.names())
     champion_alerts = [a for a in alerts if a.model_version == card.version]
     return DriftLoopResult(
         config=dataclasses.asdict(config),

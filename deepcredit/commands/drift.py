@@ -89,6 +89,9 @@ def add(sub: Subparsers) -> None:
     add_bootstrap(p)
     p.add_argument("--out", type=Path, default=Path("results/drift.json"),
                    help="result JSON to merge into (default results/drift.json)")  # fmt: skip
+    p.add_argument("--keep-topics", action="store_true",
+                   help="keep the scenario's topics on the broker afterwards (default: deleted "
+                        "once read; kept anyway when the run fails)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
@@ -166,6 +169,7 @@ def _loop(args: argparse.Namespace) -> int:
         print(f"topics {prefix}*, files in {folder}", flush=True)
     try:
         result = run_drift_loop(config, KafkaSettings(args.bootstrap), prefix, folder,
+                                keep_topics=args.keep_topics,
                                 progress=not args.quiet)  # fmt: skip
     except DriftLoopError as exc:
         raise CliError(str(exc)) from None

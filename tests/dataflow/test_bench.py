@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from confluent_kafka.admin import AdminClient
+
 from deepcredit.cli import main
 from deepcredit.settings import KafkaSettings
 
@@ -29,3 +31,5 @@ def test_bench_live_measures_both_flows(
         assert 0 < lat["p50_ms"] <= lat["p99_ms"]
     assert result["state_bytes_per_user"]["median"] > 0
     assert result["machine"]["cpus"] >= 1
+    admin = AdminClient(kafka.client_config())
+    assert not [t for t in admin.list_topics(timeout=30).topics if t.startswith("bench-")]

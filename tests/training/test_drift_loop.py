@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from deepcredit.settings import KafkaSettings
 from scorer.registry import ModelRegistry
@@ -26,7 +27,10 @@ def test_a_shift_is_detected_retrained_on_promoted_and_cut_over_unattended(
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     # The scenario makes its own topics (three clicks partitions, see DriftLoopConfig).
-    r = run_drift_loop(CONFIG, kafka, f"t{uuid.uuid4().hex[:10]}-loop-", tmp_path / "loop")
+    prefix = f"t{uuid.uuid4().hex[:10]}-loop-"
+    r = run_drift_loop(CONFIG, kafka, prefix, tmp_path / "loop")
+    admin = AdminClient(kafka.client_config())
+    assert not [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
     shift_ts, shift_day = CONFIG.ts(CONFIG.shift_at_day), CONFIG.shift_at_day
     print(r.describe())
 
