@@ -25,8 +25,8 @@ from dataflow.reorder import DRIFT_REORDER, Reorder
 from deepcredit.codec import decode_click, encode
 from deepcredit.events import ClickEvent
 from deepcredit.records import DeadLetter, DriftAlert, Score, ThresholdUpdate
-from scorer.model import ModelWeights, StateVersionError, advance, is_repeat
-from state.user_state import UserState, decode_state, encode_state
+from scorer.model import ModelWeights, StateVersionError, advance
+from state.user_state import UserState, decode_state, encode_state, event_key
 
 __all__ = [
     "DriftStep",
@@ -108,11 +108,12 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted, bytes]):
         state = self.state
         out: list[Scored | Accepted] = []
         for a in values:
-            if is_repeat(state, a.event):
+            key = event_key(a.event.event_id)
+            if state.has_seen(key):  # a resend (``scorer.model.is_repeat``)
                 metrics.DUPLICATES.labels(a.event.activity.value).inc()
                 continue
             started = time.perf_counter()
-            p = advance(self.weights, state, a.event)
+            p = advance(self.weights, state, a.event, key)
             metrics.PROCESSING.observe(time.perf_counter() - started)
             if p is not None:
                 out.append(Scored(a, p[0], p[1]))

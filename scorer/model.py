@@ -141,16 +141,20 @@ def is_repeat(s: UserState, event: ClickEvent) -> bool:
     return s.has_seen(event_key(event.event_id))
 
 
-def advance(w: ModelWeights, s: UserState, event: ClickEvent) -> tuple[float, float] | None:
+def advance(
+    w: ModelWeights, s: UserState, event: ClickEvent, key: bytes | None = None
+) -> tuple[float, float] | None:
     """Advance ``s`` in place by one event; for a post, return its two probabilities. A repeat
     (``is_repeat``) changes nothing and returns None. The probabilities are calibrated when
-    ``w`` carries a calibration; the state's ``y_prev`` is always the raw one."""
+    ``w`` carries a calibration; the state's ``y_prev`` is always the raw one. ``key``: the
+    event's ``event_key`` when the caller has it already (one hash per event)."""
     if s.model_version != w.version:
         raise StateVersionError(
             f"state of user {event.user_id} was built by model {s.model_version}, "
             f"not by {w.version}: rebuild it first"
         )
-    key = event_key(event.event_id)
+    if key is None:
+        key = event_key(event.event_id)
     if s.has_seen(key):
         return None
     s.remember(key)

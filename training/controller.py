@@ -101,8 +101,6 @@ from deepcredit.settings import KafkaSettings, Topics
 from scorer.registry import PROMOTE, ModelRegistry, Promotion
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from training.dataset import Sequences
     from training.evaluation import TargetMetrics
     from training.train import TrainConfig
@@ -116,7 +114,6 @@ __all__ = [
     "Decision",
     "RetrainController",
     "RetrainResult",
-    "labels_within",
     "run_controller",
 ]
 
@@ -317,6 +314,7 @@ class RetrainController:
         """Run one decision (the module's steps 1-5); a WAIT result when its gate lacks labels
         and it may still wait (nothing trained, nothing logged: ``postpone`` it)."""
         from training.artifact import load_model
+        from training.dataset import labels_within
         from training.eventlog import load_sequences
         from training.model import ModelConfig
         from training.pipeline import train_model
@@ -451,36 +449,22 @@ class RetrainController:
         return info.path, {"from_ts": start, "to_ts": end, "lines": info.lines}
 
 
-def labels_within(seq: Sequences, start_ts: float, end_ts: float = math.inf) -> np.ndarray:
-    """The labels (Nl, 2) of the loan steps with start_ts <= event time < end_ts, NaN elsewhere:
-    what judging a model on the posts of a period needs."""
-    import numpy as np
-
-    labels = seq.labels.copy()
-    labels[(seq.event_ts < start_ts) | (seq.event_ts >= end_ts)] = np.nan
-    return labels
-
-
-def _rows(seq: Sequences, users) -> np.ndarray:
-    import numpy as np
-
-    rows = [np.arange(seq.loan_offsets[u], seq.loan_offsets[u + 1]) for u in users]
-    return np.concatenate(rows) if rows else np.zeros(0, np.int64)
-
-
 def _labelled(seq: Sequences, users) -> int:
     import numpy as np
 
-    return int(np.isfinite(seq.labels[_rows(seq, users)]).any(axis=1).sum())
+    from training.dataset import user_rows
+
+    return int(np.isfinite(seq.labels[user_rows(seq.loan_offsets, users)]).any(axis=1).sum())
 
 
 def _label_counts(seq: Sequences, users) -> dict[str, dict[str, int]]:
     """Positives and negatives of each target among the labelled posts of ``users``."""
     import numpy as np
 
+    from training.dataset import user_rows
     from training.evaluation import TARGETS
 
-    labels = seq.labels[_rows(seq, users)]
+    labels = seq.labels[user_rows(seq.loan_offsets, users)]
     out = {}
     for k, t in enumerate(TARGETS):
         y = labels[:, k][np.isfinite(labels[:, k])]

@@ -33,9 +33,11 @@ __all__ = [
     "UserBatch",
     "build_sequences",
     "first_copies",
+    "labels_within",
     "offsets_from_lengths",
     "outcome_label",
     "split_users",
+    "user_rows",
 ]
 
 
@@ -66,8 +68,8 @@ class Sequences:
     def subset(self, users: np.ndarray) -> Sequences:
         """The sequences of the users at these indices, in that order."""
         users = np.asarray(users, dtype=np.int64)
-        act = _rows(self.act_offsets, users)
-        loan = _rows(self.loan_offsets, users)
+        act = user_rows(self.act_offsets, users)
+        loan = user_rows(self.loan_offsets, users)
         parts: dict[str, np.ndarray] = {
             "user_ids": self.user_ids[users],
             "act_offsets": offsets_from_lengths(np.diff(self.act_offsets)[users]),
@@ -303,8 +305,17 @@ def offsets_from_lengths(lengths: np.ndarray) -> np.ndarray:
     return np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
 
 
-def _rows(offsets: np.ndarray, users: np.ndarray) -> np.ndarray:
+def user_rows(offsets: np.ndarray, users: np.ndarray) -> np.ndarray:
+    """The rows of ``users`` in arrays laid out by ``offsets`` (user u: offsets[u]..[u+1])."""
     if len(users) == 0:
         return np.zeros(0, dtype=np.int64)
     return np.concatenate([np.arange(offsets[u], offsets[u + 1]) for u in users])
 
+
+
+def labels_within(seq: Sequences, start_ts: float, end_ts: float = math.inf) -> np.ndarray:
+    """The labels (Nl, 2) of the loan steps with start_ts <= event time < end_ts, NaN elsewhere:
+    what judging a model on the posts of a period needs."""
+    labels = seq.labels.copy()
+    labels[(seq.event_ts < start_ts) | (seq.event_ts >= end_ts)] = np.nan
+    return labels

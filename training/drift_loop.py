@@ -76,9 +76,9 @@ from training.controller import (
     ControllerConfig,
     RetrainController,
     RetrainResult,
-    labels_within,
     run_controller,
 )
+from training.dataset import labels_within
 from training.evaluation import TargetMetrics
 from training.generator import generate
 from training.generator_config import DEFAULT_START_TS, GeneratorConfig

@@ -82,7 +82,7 @@ def recalibrate(
     import torch
 
     from training.artifact import load_model, save_model
-    from training.controller import labels_within
+    from training.dataset import labels_within
     from training.eventlog import load_sequences
     from training.train import TrainConfig, split
 
