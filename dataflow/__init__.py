@@ -1,3 +1,6 @@
-"""The Bytewax dataflow: Kafka in, per-user scoring state, Kafka out. Bytewax imports stay here."""
+"""The Bytewax dataflow and its runtime: Kafka in, per-user scoring state, Kafka out, metrics,
+live thresholds, recovery. Bytewax imports stay here. Imports ``state``, ``scorer`` and
+``deepcredit``.
+"""
 
 __all__: list[str] = []

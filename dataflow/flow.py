@@ -7,9 +7,9 @@
                                                                  DriftMonitors) ──> drift-alerts
 
 Run it with ``deepcredit serve`` or, the same flow, ``python -m bytewax.run
-"dataflow.flow:from_env()"`` (configured by DEEPCREDIT_* environment variables).
+"dataflow.serve:from_env()"`` (configured by DEEPCREDIT_* environment variables).
 
-With a cut-over seed (``dataflow/seed.py``) the flow starts each clicks partition at the seed's
+With a cut-over seed (``state/seed.py``) the flow starts each clicks partition at the seed's
 offset (the history before it is in the seeded states) and each user at the seeded state;
 recovery snapshots, once there are some, win over both.
 """
@@ -17,7 +17,6 @@ recovery snapshots, once there are some, win over both.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -28,10 +27,8 @@ from bytewax.connectors.kafka import KafkaSink, KafkaSource
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import StatefulSourcePartition
 
-from dataflow.monitors import MonitorConfig
 from dataflow.records import Accepted, Scored
 from dataflow.reorder import DRIFT_REORDER
-from dataflow.seed import Seed, SeedError, read_seed
 from dataflow.steps import (
     DriftStep,
     PassThrough,
@@ -43,10 +40,11 @@ from dataflow.steps import (
 )
 from deepcredit.records import ThresholdUpdate
 from deepcredit.settings import KafkaSettings, Topics
-from scorer.artifact import load_scorer
 from scorer.model import ModelWeights
+from scorer.monitors import MonitorConfig
+from state.seed import Seed, SeedError, read_seed
 
-__all__ = ["FlowConfig", "build_flow", "from_env", "load_seed"]
+__all__ = ["FlowConfig", "build_flow", "load_seed"]
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +141,7 @@ def build_flow(
         version = weights.version
     scored = op.key_rm("unkey", op.stateful_batch("score", by_user, logic))  # Scored | Accepted
     posts = op.filter("posts", scored, lambda x: isinstance(x, Scored)) if drift else scored
-    decided = op.map("decide", posts, lambda s: decide(s, thresholds, version)[1])  # Kafka msg
+    decided = op.map("decide", posts, lambda s: decide(s, thresholds, version))  # Kafka msg
     op.output("scores", decided, KafkaSink(brokers, cfg.topics.risk_scores, config))
     if cfg.monitors is not None:
         everything = op.key_on("one_key", scored, lambda _: "all")  # ("all", Scored | Accepted)
@@ -154,26 +152,3 @@ def build_flow(
         sent = op.map("drift_message", unkeyed, drift_alert_message)  # Kafka msg, key = monitor
         op.output("drift_alerts", sent, KafkaSink(brokers, cfg.topics.drift_alerts, config))
     return flow
-
-
-def from_env() -> Dataflow:
-    """The flow configured from the environment, for ``python -m bytewax.run``:
-    DEEPCREDIT_MODEL (model folder, required), DEEPCREDIT_BOOTSTRAP, DEEPCREDIT_TOPIC_PREFIX,
-    DEEPCREDIT_METRICS_PORT (default 9464; 0 = off), DEEPCREDIT_DRIFT_MONITORS (0 = off),
-    DEEPCREDIT_DRIFT_WARMUP_DAYS (default 30), DEEPCREDIT_SEED (a 'deepcredit cutover' folder
-    made for this model)."""
-    from dataflow.serve import start_runtime
-
-    model = os.environ.get("DEEPCREDIT_MODEL")
-    if not model:
-        raise SystemExit("set DEEPCREDIT_MODEL to a model folder made by 'deepcredit train'")
-    weights = load_scorer(Path(model))
-    monitors = None
-    if os.environ.get("DEEPCREDIT_DRIFT_MONITORS", "1") != "0":
-        warmup = os.environ.get("DEEPCREDIT_DRIFT_WARMUP_DAYS")
-        monitors = MonitorConfig() if warmup is None else MonitorConfig(warmup_days=float(warmup))
-    cfg = FlowConfig(KafkaSettings.from_env(), Topics.from_env(), monitors=monitors)
-    folder = os.environ.get("DEEPCREDIT_SEED")
-    seed = load_seed(Path(folder), weights, cfg.topics.clicks) if folder else None
-    live = start_runtime(cfg, weights, int(os.environ.get("DEEPCREDIT_METRICS_PORT", "9464")))
-    return build_flow(cfg, weights, live.current, seed=seed)

@@ -1,36 +1,35 @@
 """``deepcredit serve``: load the model (and a cut-over seed), start the live thresholds and the
 metrics endpoint, set up Bytewax recovery, and run the flow until stopped (or, with
-``tail=False``, until the clicks topic is consumed). ``serve_process`` starts it as its own
-process, as operators run it."""
+``tail=False``, until the clicks topic is consumed). ``from_env`` is the same flow for
+``python -m bytewax.run "dataflow.serve:from_env()"``."""
 
 from __future__ import annotations
 
 import logging
 import os
 import signal
-import subprocess
-import sys
 import threading
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from bytewax.dataflow import Dataflow
 from bytewax.errors import BytewaxRuntimeError
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from dataflow import metrics
 from dataflow.flow import FlowConfig, build_flow, load_seed
-from dataflow.recovery_store import state_model_version
-from dataflow.seed import Seed, SeedError
 from deepcredit.records import ThresholdUpdate
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.thresholds import LiveThresholds
 from scorer.artifact import load_scorer
 from scorer.model import ModelWeights
+from scorer.monitors import MonitorConfig
+from state.recovery_store import state_model_version
+from state.seed import Seed, SeedError
 
-__all__ = ["MetricsPortInUse", "ServeOptions", "serve", "serve_process", "start_runtime"]
+__all__ = ["MetricsPortInUse", "ServeOptions", "from_env", "serve", "start_runtime"]
 
 log = logging.getLogger(__name__)
 
@@ -148,19 +147,22 @@ def _interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
     return None
 
 
-def serve_process(
-    kafka: KafkaSettings,
-    topics: Topics,
-    args: Sequence[str],
-    log: Path,
-    preexec_fn: Callable[[], None] | None = None,
-) -> subprocess.Popen:
-    """Start ``deepcredit serve ARGS`` as its own process on this broker and these topics, its
-    output appended to ``log``: what the benchmark, the tests and the drift loop stop with a
-    signal (SIGTERM stops it cleanly)."""
-    env = {**os.environ, "DEEPCREDIT_BOOTSTRAP": kafka.bootstrap_servers,
-           "DEEPCREDIT_TOPIC_PREFIX": topics.clicks.removesuffix("clicks")}  # fmt: skip
-    cmd = [sys.executable, "-m", "deepcredit.cli", "serve", *args]
-    with open(log, "ab") as out:
-        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                preexec_fn=preexec_fn)  # fmt: skip
+def from_env() -> Dataflow:
+    """The flow configured from the environment, for ``python -m bytewax.run``:
+    DEEPCREDIT_MODEL (model folder, required), DEEPCREDIT_BOOTSTRAP, DEEPCREDIT_TOPIC_PREFIX,
+    DEEPCREDIT_METRICS_PORT (default 9464; 0 = off), DEEPCREDIT_DRIFT_MONITORS (0 = off),
+    DEEPCREDIT_DRIFT_WARMUP_DAYS (default 30), DEEPCREDIT_SEED (a 'deepcredit cutover' folder
+    made for this model)."""
+    model = os.environ.get("DEEPCREDIT_MODEL")
+    if not model:
+        raise SystemExit("set DEEPCREDIT_MODEL to a model folder made by 'deepcredit train'")
+    weights = load_scorer(Path(model))
+    monitors = None
+    if os.environ.get("DEEPCREDIT_DRIFT_MONITORS", "1") != "0":
+        warmup = os.environ.get("DEEPCREDIT_DRIFT_WARMUP_DAYS")
+        monitors = MonitorConfig() if warmup is None else MonitorConfig(warmup_days=float(warmup))
+    cfg = FlowConfig(KafkaSettings.from_env(), Topics.from_env(), monitors=monitors)
+    folder = os.environ.get("DEEPCREDIT_SEED")
+    seed = load_seed(Path(folder), weights, cfg.topics.clicks) if folder else None
+    live = start_runtime(cfg, weights, int(os.environ.get("DEEPCREDIT_METRICS_PORT", "9464")))
+    return build_flow(cfg, weights, live.current, seed=seed)

@@ -19,14 +19,14 @@ from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
 from bytewax.operators import StatefulBatchLogic
 
 from dataflow import metrics
-from dataflow.monitors import DriftMonitors, MonitorConfig
 from dataflow.records import Accepted, Scored
 from dataflow.reorder import DRIFT_REORDER, Reorder
 from deepcredit.codec import decode_click, encode
 from deepcredit.events import ClickEvent
-from deepcredit.records import DeadLetter, DriftAlert, Score, ThresholdUpdate
+from deepcredit.records import DeadLetter, DriftAlert, ThresholdUpdate, score_record
 from scorer.model import ModelWeights, StateVersionError, advance
-from state.user_state import UserState, decode_state, encode_state, event_key
+from scorer.monitors import DriftMonitors, MonitorConfig
+from scorer.user_state import UserState, decode_state, encode_state, event_key
 
 __all__ = [
     "DriftStep",
@@ -36,8 +36,6 @@ __all__ = [
     "decide",
     "decode",
     "drift_alert_message",
-    "score_message",
-    "score_record",
 ]
 
 Message = KafkaSourceMessage[bytes | None, bytes | None]
@@ -67,7 +65,7 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted, bytes]):
     """One user's TLSTM state in the flow. Snapshots are the msgpack bytes of ``UserState``
     (immutable, ~0.8 KiB at D = 32), so recovery stores exactly what the scorer holds.
 
-    ``seed``: encoded states by user id (a cut-over's, ``dataflow/seed.py``) for the users the
+    ``seed``: encoded states by user id (a cut-over's, ``state/seed.py``) for the users the
     recovery store has no snapshot of; others start from ``UserState.new``.
 
     With ``emit_events`` every event that is not a scored post comes out too, as its Accepted,
@@ -149,32 +147,14 @@ class PassThrough(StatefulBatchLogic[Accepted, Scored | Accepted, bytes]):
         return b""
 
 
-def decide(
-    scored: Scored, thresholds: Callable[[], ThresholdUpdate], model_version: str
-) -> tuple[Score, Out]:
-    """The Score record of a post under the thresholds in force now, and its Kafka message."""
+def decide(scored: Scored, thresholds: Callable[[], ThresholdUpdate], model_version: str) -> Out:
+    """The Kafka message of a post's Score under the thresholds in force now."""
     score = score_record(scored.accepted.event, (scored.p_delinquent, scored.p_default),
                          thresholds(), model_version)  # fmt: skip
     metrics.SCORES.inc()
     metrics.DECISIONS.labels(score.decision.value).inc()
     metrics.EVENT_TO_SCORE.observe(max(0.0, score.scored_at - scored.accepted.arrived_at))
-    return score, score_message(score)
-
-
-def score_record(
-    post: ClickEvent, p: tuple[float, float], t: ThresholdUpdate, model_version: str
-) -> Score:
-    """A post's Score with its decision under ``t``, scored now (the flow's and a cut-over's)."""
-    decision = t.decide(p_delinquent=p[0], p_default=p[1])
-    return Score(event_id=post.event_id, user_id=post.user_id, loan_id=post.loan_id or "",
-                 p_delinquent=p[0], p_default=p[1], decision=decision,
-                 thresholds_version=t.version, model_version=model_version, event_ts=post.ts,
-                 scored_at=time.time())  # fmt: skip
-
-
-def score_message(score: Score) -> Out:
-    """Keyed by user, like the clicks, so a user's scores stay in order on one partition."""
-    return KafkaSinkMessage(score.user_id.encode(), encode(score))
+    return KafkaSinkMessage(score.key, encode(score))
 
 
 class DriftStep(StatefulBatchLogic[Scored | Accepted, DriftAlert, bytes]):

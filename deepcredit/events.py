@@ -16,6 +16,7 @@ from typing import Annotated
 import msgspec
 
 __all__ = [
+    "DAY_S",
     "LOAN_ACTIVITIES",
     "MAX_AMOUNT",
     "MAX_TERM_DAYS",
@@ -25,6 +26,8 @@ __all__ = [
     "ClickEvent",
 ]
 
+#: Seconds in a day: event times are Unix seconds, loan terms and delays are days.
+DAY_S = 86_400.0
 #: Event time bounds, Unix seconds: 2000-01-01 and 2100-01-01. Outside is a producer bug.
 TS_MIN = 946_684_800.0
 TS_MAX = 4_102_444_800.0

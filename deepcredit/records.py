@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import enum
 import math
+import time
 from typing import Annotated, Any
 
 import msgspec
+
+from deepcredit.events import ClickEvent
 
 __all__ = [
     "DeadLetter",
@@ -29,6 +32,7 @@ __all__ = [
     "Monitor",
     "Score",
     "ThresholdUpdate",
+    "score_record",
 ]
 
 Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
@@ -54,6 +58,12 @@ class Score(msgspec.Struct, frozen=True, kw_only=True, tag="score"):
     model_version: str
     event_ts: float  # when the post happened (event time, Unix s)
     scored_at: float  # when we scored it (wall clock, Unix s)
+
+    @property
+    def key(self) -> bytes:
+        """The Kafka key: the user id, like the clicks, so a user's scores stay in order on one
+        partition."""
+        return self.user_id.encode()
 
 
 class DeadLetterReason(enum.StrEnum):
@@ -164,3 +174,15 @@ class ModelEvent(msgspec.Struct, frozen=True, kw_only=True, tag="model_event"):
     reason: str
     at: float
     metrics: dict[str, Any] = {}
+
+
+def score_record(
+    post: ClickEvent, p: tuple[float, float], t: ThresholdUpdate, model_version: str
+) -> Score:
+    """A post's Score with its decision under ``t``, scored now (the live flow's and a
+    cut-over's). ``p``: (p_delinquent, p_default)."""
+    decision = t.decide(p_delinquent=p[0], p_default=p[1])
+    return Score(event_id=post.event_id, user_id=post.user_id, loan_id=post.loan_id or "",
+                 p_delinquent=p[0], p_default=p[1], decision=decision,
+                 thresholds_version=t.version, model_version=model_version, event_ts=post.ts,
+                 scored_at=time.time())  # fmt: skip

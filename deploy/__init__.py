@@ -1,3 +1,5 @@
-"""Running the pieces: a local single-node Apache Kafka broker (KRaft) and its topics."""
+"""The roof: the ``deepcredit`` CLI (``cli``, ``commands``), the local single-node Apache Kafka
+broker (KRaft), and the scripts. Imports every floor; nothing imports it.
+"""
 
 __all__: list[str] = []

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from deploy.errors import DeployError
+from deepcredit.errors import DeployError
 from deploy.jars import KAFKA_VERSION, fetch_kafka_jars
 
 __all__ = ["BrokerConfig", "BrokerStatus", "LocalBroker", "default_home"]

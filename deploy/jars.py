@@ -16,7 +16,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from deploy.errors import DeployError
+from deepcredit.errors import DeployError
 
 __all__ = ["KAFKA_VERSION", "default_cache_dir", "fetch_kafka_jars"]
 

@@ -15,5 +15,7 @@ for tool in kcat prometheus; do
 done
 echo "== ruff"
 .venv/bin/ruff check .
+echo "== import layers (lint-imports: the floors of pyproject.toml)"
+.venv/bin/lint-imports --no-cache
 echo "== pytest"
 exec .venv/bin/python -m pytest "$@"

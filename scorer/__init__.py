@@ -1,6 +1,9 @@
-"""Streaming math: advance a user's TLSTM state by one event and score a loan post (numpy).
+"""The model as served: advance a user's TLSTM state by one event and score a loan post (numpy).
 
-No torch here: the live scorer runs on numpy alone.
+The per-event plan (``steps``), the debt ledger, features, the TLSTM cell, the numpy scorer and
+its lockstep rebuild, the per-user state (``user_state``), the drift monitors that watch the
+scorer (``monitors``), the model artifact as the scorer loads it and the model registry. No
+torch here: the live scorer runs on numpy alone. Imports only ``deepcredit``.
 """
 
 from scorer.timegap import normalise_gap

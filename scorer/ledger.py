@@ -27,11 +27,10 @@ from typing import NamedTuple
 
 import msgspec
 
-from deepcredit.events import Activity, ClickEvent
+from deepcredit.events import DAY_S, Activity, ClickEvent
 
-__all__ = ["DAY_S", "PENDING_POST_TTL_S", "Debt", "Ledger", "OpenLoan", "Record"]
+__all__ = ["PENDING_POST_TTL_S", "Debt", "Ledger", "OpenLoan", "Record"]
 
-DAY_S = 86_400.0
 #: A post not funded within this long never will be; forget it so the state stays small.
 PENDING_POST_TTL_S = 14 * DAY_S
 

@@ -1,7 +1,7 @@
 """The trained DeepCredit model run one event at a time, in numpy: what the live flow executes.
 
 ``advance(weights, state, event)`` applies ``scorer.steps.plan_step`` and then exactly the
-TLSTM steps the torch model (training.model.DeepCredit) takes for that event, so feeding a
+TLSTM steps the torch model (training.core.model.DeepCredit) takes for that event, so feeding a
 user's events one by one gives the scores of the batch forward over the whole history
 (tested to 1e-5). A post returns its (P(delinquent), P(default)).
 
@@ -12,8 +12,8 @@ states, and the model's dynamics, are those of the same weights without calibrat
 
 An event whose id the state remembers (``is_repeat``: one of the user's last ``RECENT_IDS``
 event ids) is a resend of at-least-once delivery: ``advance`` skips it, the state unchanged
-and no score, as training keeps only an id's first copy (``training.dataset.first_copies``;
-the state's memory is bounded, see ``state.user_state.UserState``).
+and no score, as training keeps only an id's first copy (``training.core.dataset.first_copies``;
+the state's memory is bounded, see ``scorer.user_state.UserState``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from scorer.features import LoanStep
 from scorer.steps import plan_step
 from scorer.timegap import normalise_gap
 from scorer.tlstm import TLSTMWeights, tlstm_step
-from state.user_state import UserState, event_key
+from scorer.user_state import UserState, event_key
 
 __all__ = [
     "ModelWeights",
@@ -124,7 +124,7 @@ def head_logits(w: ModelWeights, h: np.ndarray) -> np.ndarray:
 
 def calibrate(w: ModelWeights, logits: np.ndarray) -> np.ndarray:
     """The probabilities the model reports for head logits (..., 2): sigmoid(a * z + b) per
-    target with ``w.calibration``, sigmoid(z) without. As ``training.model.probabilities``."""
+    target with ``w.calibration``, sigmoid(z) without. As ``training.core.model.probabilities``."""
     if w.calibration is None:
         return sigmoid(logits)
     return sigmoid(logits * w.calibration[0] + w.calibration[1])

@@ -31,7 +31,7 @@ from scorer.features import LoanStep
 from scorer.model import ModelWeights, calibrate, gap_input, head_logits, sigmoid
 from scorer.steps import StepPlan, plan_step
 from scorer.tlstm import tlstm_step
-from state.user_state import UserState, event_key
+from scorer.user_state import UserState, event_key
 
 __all__ = ["Rebuilt", "rebuild", "rebuild_states"]
 

@@ -135,7 +135,7 @@ class _Data(msgspec.Struct, frozen=True):
 
 
 class _Card(msgspec.Struct, frozen=True):
-    """The part of training.artifact.ModelCard the registry reads (that one needs torch)."""
+    """The part of training.core.artifact.ModelCard the registry reads (that one needs torch)."""
 
     version: str
     created_at: float

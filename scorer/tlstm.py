@@ -1,7 +1,7 @@
 """One TLSTM step in numpy, for one user per event in the live stream or for many users at once.
 
-The equations are DESIGN.md's reading of the paper's eq. 1; ``training.tlstm.TLSTMCell`` is the
-same cell in torch and ``training.tlstm.export_numpy`` gives its weights in this layout.
+The equations are DESIGN.md's reading of the paper's eq. 1; ``training.core.tlstm.TLSTMCell`` is the
+same cell in torch and ``training.core.tlstm.export_numpy`` gives its weights in this layout.
 
 Layout (measured, see the note above ``tlstm_step``): one matmul for the four gates over
 ``[x; h]`` and one for the short/long split over ``c``. Everything else is elementwise.

@@ -1,5 +1,5 @@
-"""Per-user scoring state and its msgspec serialisation."""
+"""State at rest: the flow's recovery store, the cut-over seed, and the cut-over that rebuilds
+every user's state under a new model and writes that seed. Imports ``scorer`` and ``deepcredit``.
+"""
 
-from state.user_state import UserState, decode_state, encode_state
-
-__all__ = ["UserState", "decode_state", "encode_state"]
+__all__: list[str] = []

@@ -1,4 +1,5 @@
-"""Session fixtures: one real Apache Kafka broker for the whole test run, unique topics per test."""
+"""Session fixtures: one real Apache Kafka broker for the whole test run, unique topics per test;
+a small generated clickstream and a model trained on it."""
 
 from __future__ import annotations
 
@@ -6,12 +7,17 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from deepcredit.codec import decode_click
+from deepcredit.events import ClickEvent
+from deepcredit.jsonlines import read_lines
 from deepcredit.settings import KafkaSettings, Topics
+from deepcredit.topics import ensure_topics, topic_specs
 from deploy.broker import BrokerConfig, BrokerStatus, LocalBroker
-from deploy.topics import ensure_topics, topic_specs
+from deploy.cli import main
 from tests.ports import free_port_pair
 
 
@@ -67,3 +73,30 @@ def debian_tool(program: str, package: str) -> str:
         pytest.fail(f"{program} is not installed and 'apt-get install {package}' did not "
                     "install it")  # fmt: skip
     return found
+
+
+@pytest.fixture(scope="session")
+def clicks_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """~3,400 events of 40 users over 200 days, in global time order."""
+    path = tmp_path_factory.mktemp("clicks") / "clicks.jsonl"
+    args = ["generate", "--users", "40", "--seed", "11", "--horizon-days", "200", "--quiet"]
+    assert main([*args, "--out", str(path)]) == 0
+    return path
+
+
+@pytest.fixture(scope="session")
+def clicks(clicks_file: Path) -> list[ClickEvent]:
+    events = [decode_click(line) for line in read_lines(str(clicks_file))]
+    assert all(isinstance(e, ClickEvent) for e in events)
+    return events  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="session")
+def model_dir(clicks_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small model (D = 8, one epoch) trained on the clicks: real weights, made in seconds."""
+    out = tmp_path_factory.mktemp("models")
+    args = ["train", "--events", str(clicks_file), "--out-dir", str(out), "--hidden", "8",
+            "--epochs", "1", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    [folder] = out.iterdir()
+    return folder

@@ -8,9 +8,9 @@ from pathlib import Path
 from deepcredit.events import ClickEvent
 from deepcredit.settings import KafkaSettings, Topics
 from scorer.artifact import load_scorer
-from tests.dataflow.serving import serve_process
-from tests.dataflow.streams import clicks_lines, expected_scores, read_scores, send
 from tests.ports import free_port
+from tests.serving import serve_process
+from tests.streams import clicks_lines, expected_scores, read_scores, send
 
 
 def test_two_processes_score_like_one(

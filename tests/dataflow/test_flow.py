@@ -17,7 +17,8 @@ from deepcredit.records import DeadLetterReason
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.thresholds import DEFAULT_THRESHOLDS
 from scorer.artifact import load_scorer
-from tests.dataflow.streams import (
+from tests.ports import free_port
+from tests.streams import (
     BAD_MESSAGES,
     clicks_lines,
     expected_scores,
@@ -25,7 +26,6 @@ from tests.dataflow.streams import (
     read_scores,
     send,
 )
-from tests.ports import free_port
 
 
 def scrape(port: int) -> dict[tuple[str, tuple], float]:

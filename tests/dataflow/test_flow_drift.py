@@ -12,18 +12,17 @@ from bytewax.testing import run_main
 from prometheus_client import REGISTRY
 
 from dataflow.flow import FlowConfig, build_flow
-from dataflow.monitors import MonitorConfig
 from dataflow.records import Accepted, Scored
 from dataflow.steps import DriftStep
 from deepcredit.codec import encode
-from deepcredit.events import Activity, ClickEvent
+from deepcredit.events import DAY_S, Activity, ClickEvent
 from deepcredit.kafka_io import read_to_end
 from deepcredit.records import DriftAlert, Monitor
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.thresholds import DEFAULT_THRESHOLDS
 from scorer.artifact import load_scorer
-from tests.dataflow.streams import read_scores, send
-from training.outcomes import DAY_S
+from scorer.monitors import MonitorConfig
+from tests.streams import read_scores, send
 
 CRISIS_DAYS = 60.0
 #: What the crisis does to the mix: nobody lends or recharges, everybody withdraws.

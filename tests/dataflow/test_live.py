@@ -1,4 +1,4 @@
-"""The flow started the Bytewax way (``python -m bytewax.run "dataflow.flow:from_env()"``),
+"""The flow started the Bytewax way (``python -m bytewax.run "dataflow.serve:from_env()"``),
 tailing the clicks topic: thresholds changed by operations apply to the next scores without a
 restart, and the metrics endpoint serves our metrics and Bytewax's consumer lag."""
 
@@ -13,9 +13,9 @@ from pathlib import Path
 from deepcredit.events import ClickEvent
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.thresholds import DEFAULT_THRESHOLDS, set_thresholds
-from tests.dataflow.streams import clicks_lines, read_scores, send
 from tests.dataflow.test_flow import scrape
 from tests.ports import free_port
+from tests.streams import clicks_lines, read_scores, send
 
 
 def wait_until(check, timeout_s: float, what: str):
@@ -38,7 +38,7 @@ def test_thresholds_change_live_and_metrics_are_served(
            "DEEPCREDIT_METRICS_PORT": str(port)}  # fmt: skip
     log = tmp_path / "flow.log"
     with open(log, "wb") as out:
-        flow = subprocess.Popen([sys.executable, "-m", "bytewax.run", "dataflow.flow:from_env()"],
+        flow = subprocess.Popen([sys.executable, "-m", "bytewax.run", "dataflow.serve:from_env()"],
                                 env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
     lines = clicks_lines(clicks_file)
     half = len(lines) // 2

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from deepcredit.events import ClickEvent
 from deepcredit.settings import KafkaSettings, Topics
-from tests.dataflow.serving import serve_process
-from tests.dataflow.streams import clicks_lines, read_scores, send
 from tests.dataflow.test_live import wait_until
 from tests.ports import free_port
+from tests.serving import serve_process
+from tests.streams import clicks_lines, read_scores, send
 
 
 def test_prometheus_scrapes_the_flow(

@@ -10,13 +10,13 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from dataflow.recovery_store import read_states
 from deepcredit.events import ClickEvent
 from deepcredit.kafka_io import read_to_end
 from deepcredit.settings import KafkaSettings, Topics
 from scorer.artifact import load_scorer
-from tests.dataflow.serving import serve_process
-from tests.dataflow.streams import clicks_lines, expected_scores, read_scores, send
+from state.recovery_store import read_states
+from tests.serving import serve_process
+from tests.streams import clicks_lines, expected_scores, read_scores, send
 
 
 def wait_for_scores(kafka: KafkaSettings, topic: str, at_least: int, timeout_s: float) -> int:

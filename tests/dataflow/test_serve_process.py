@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from deepcredit.settings import KafkaSettings, Topics
-from tests.dataflow.serving import serve_process
 from tests.dataflow.test_flow import scrape
 from tests.dataflow.test_live import wait_until
 from tests.ports import free_port
+from tests.serving import serve_process
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 from bytewax.connectors.kafka import KafkaSourceMessage
 from prometheus_client import REGISTRY
@@ -15,7 +16,7 @@ from deepcredit.events import Activity, ClickEvent
 from deepcredit.records import DeadLetter, DeadLetterReason, Decision, Score, ThresholdUpdate
 from scorer.artifact import load_scorer
 from scorer.model import StateVersionError, advance
-from state.user_state import RECENT_IDS, UserState, encode_state
+from scorer.user_state import RECENT_IDS, UserState, encode_state
 
 THRESHOLDS = ThresholdUpdate(version=7, delinquent_review=0.3, delinquent_decline=0.6,
                              default_review=0.1, default_decline=0.3, updated_by="t",
@@ -132,10 +133,10 @@ def test_decide_applies_the_thresholds_in_force_and_records_their_version(
     clicks: list[ClickEvent],
 ) -> None:
     post = next(e for e in clicks if e.activity is Activity.POST)
-    score, msg = decide(Scored(Accepted(post, 0.0, 0, 0), 0.35, 0.05), lambda: THRESHOLDS, "m9")
+    msg = decide(Scored(Accepted(post, 0.0, 0, 0), 0.35, 0.05), lambda: THRESHOLDS, "m9")
+    score = msgspec.json.decode(msg.value, type=Score)
     assert score.decision is Decision.REVIEW and score.thresholds_version == 7
     assert (score.event_id, score.user_id, score.loan_id) == (post.event_id, post.user_id,
                                                               post.loan_id)  # fmt: skip
     assert score.model_version == "m9" and score.scored_at > 0
-    assert msg.key == post.user_id.encode() and msg.value == encode(score)
-    assert isinstance(score, Score)
+    assert isinstance(score, Score) and msg.key == post.user_id.encode()

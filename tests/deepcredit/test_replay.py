@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from deepcredit.cli import main
 from deepcredit.codec import encode
 from deepcredit.replay import ReplayReport, replay, user_key
 from deepcredit.settings import KafkaSettings, Topics
+from deploy.cli import main
 from tests.deepcredit.test_kafka_roundtrip import consume
 from tests.strategies import make_events
 

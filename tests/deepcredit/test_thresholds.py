@@ -10,7 +10,6 @@ import msgspec
 import pytest
 from confluent_kafka import Producer
 
-from deepcredit.cli import main
 from deepcredit.codec import encode
 from deepcredit.records import Decision, ThresholdUpdate
 from deepcredit.settings import KafkaSettings, Topics
@@ -24,6 +23,7 @@ from deepcredit.thresholds import (
     read_latest,
     set_thresholds,
 )
+from deploy.cli import main
 
 OPS = {"updated_by": "ops"}
 

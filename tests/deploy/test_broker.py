@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from deepcredit.cli import main
 from deepcredit.settings import KafkaSettings, Topics
+from deepcredit.topics import ensure_topics, topic_specs
 from deploy.broker import BrokerConfig, BrokerStatus, LocalBroker
+from deploy.cli import main
 from deploy.jars import KAFKA_VERSION
-from deploy.topics import ensure_topics, topic_specs
 from tests.ports import free_port_pair
 
 pytestmark = pytest.mark.kafka
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.kafka
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "deepcredit.cli", *args],
+        [sys.executable, "-m", "deploy.cli", *args],
         capture_output=True,
         text=True,
         timeout=180,

@@ -1,6 +1,6 @@
 """Platt calibration carried by a model version: per target p = sigmoid(a * logit + b).
 
-The torch evaluation path (``training.train.predict``) and the numpy live scorer (``advance``,
+The torch evaluation path (``training.core.train.predict``) and the numpy live scorer (``advance``,
 ``rebuild``) report the same calibrated probabilities; the states, and so the model's dynamics
 (Y(i-1) fed back is the raw probability), are those of the same weights uncalibrated; the
 artifact (card, scorer.npz) round-trips it, and artifacts written before it load and score as
@@ -26,7 +26,7 @@ from scorer.artifact import SCORER_FILE, load_scorer
 from scorer.features import LoanStep
 from scorer.model import ModelWeights, advance, calibrate, head_logits, sigmoid
 from scorer.rebuild import rebuild
-from state.user_state import UserState
+from scorer.user_state import UserState
 from tests.scorer.test_model_parity import (
     TOLERANCE,
     batch_scores,
@@ -36,7 +36,8 @@ from tests.scorer.test_model_parity import (
     stream_scores,
 )
 from tests.strategies import make_events
-from training.artifact import (
+from training.benchmark.generator import GeneratorConfig, generate
+from training.core.artifact import (
     DataInfo,
     ModelCard,
     calibration_from_card,
@@ -44,11 +45,10 @@ from training.artifact import (
     load_model,
     save_model,
 )
-from training.dataset import Sequences, build_sequences
-from training.evaluation import TARGETS
-from training.export import export_scorer
-from training.generator import GeneratorConfig, generate
-from training.model import (
+from training.core.dataset import Sequences, build_sequences
+from training.core.evaluation import TARGETS
+from training.core.export import export_scorer
+from training.core.model import (
     DeepCredit,
     ModelConfig,
     batch_to_tensors,
@@ -56,8 +56,8 @@ from training.model import (
     calibration_tensor,
     probabilities,
 )
-from training.train import TrainConfig, batches, predict, split
-from training.variants import VARIANTS
+from training.core.train import TrainConfig, batches, predict, split
+from training.core.variants import VARIANTS
 
 #: Slopes (row 0) and intercepts (row 1) per target, far enough from the identity that the
 #: calibrated probabilities differ from the raw ones by much more than the tolerance.
@@ -281,7 +281,7 @@ def test_save_and_load_round_trip_the_calibration(
 def test_a_recalibration_of_the_same_weights_is_another_version(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from training import artifact
+    from training.core import artifact
 
     monkeypatch.setattr(artifact.time, "time", lambda: 1.8e9)
     model = DeepCredit(ModelConfig(hidden_size=4))

@@ -1,6 +1,6 @@
 """Parity: the numpy scorer fed one event at a time equals the torch batch forward (its
-probabilities as ``training.model.probabilities`` reports them: calibrated when the model carries
-a calibration, see tests/scorer/test_calibration.py)."""
+probabilities as ``training.core.model.probabilities`` reports them: calibrated when the model
+carries a calibration, see tests/scorer/test_calibration.py)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ from hypothesis import strategies as st
 from deepcredit.events import ClickEvent
 from scorer.features import LoanStep
 from scorer.model import ModelWeights, advance
-from state.user_state import UserState
+from scorer.user_state import UserState
 from tests.strategies import make_events
-from training.dataset import Sequences, build_sequences
-from training.export import export_scorer
-from training.generator import GeneratorConfig, generate
-from training.model import DeepCredit, ModelConfig, batch_to_tensors, probabilities
-from training.train import TrainConfig, split
-from training.variants import VARIANTS
+from training.benchmark.generator import GeneratorConfig, generate
+from training.core.dataset import Sequences, build_sequences
+from training.core.export import export_scorer
+from training.core.model import DeepCredit, ModelConfig, batch_to_tensors, probabilities
+from training.core.train import TrainConfig, split
+from training.core.variants import VARIANTS
 
 TOLERANCE = 1e-5
 

@@ -13,10 +13,10 @@ import pytest
 from deepcredit.events import ClickEvent
 from scorer.model import ModelWeights, advance
 from scorer.rebuild import rebuild, rebuild_states
-from state.user_state import RECENT_IDS, UserState
-from training.export import export_scorer
-from training.generator import GeneratorConfig, generate
-from training.model import VARIANTS, DeepCredit, ModelConfig
+from scorer.user_state import RECENT_IDS, UserState
+from training.benchmark.generator import GeneratorConfig, generate
+from training.core.export import export_scorer
+from training.core.model import VARIANTS, DeepCredit, ModelConfig
 
 
 @pytest.fixture(scope="module")

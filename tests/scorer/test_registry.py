@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from deepcredit.cli import CliError, main
-from deepcredit.commands.models import resolve_model
+from deploy.cli import CliError, main
+from deploy.commands.models import resolve_model
 from scorer.artifact import SCORER_FILE
 from scorer.registry import (
     CURRENT_FILE,
@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     """Three tiny model folders, each the child of the one before (built once: torch is slow)."""
     torch = pytest.importorskip("torch")
-    from training.artifact import DataInfo, save_model
-    from training.evaluation import TargetMetrics
-    from training.model import DeepCredit, ModelConfig
+    from training.core.artifact import DataInfo, save_model
+    from training.core.evaluation import TargetMetrics
+    from training.core.model import DeepCredit, ModelConfig
 
     root = tmp_path_factory.mktemp("models")
     versions: list[str] = []
@@ -317,7 +317,7 @@ def test_serve_model_current_resolves_through_the_registry(models) -> None:
 
 
 def test_serve_parses_model_current() -> None:
-    from deepcredit.cli import _parser
+    from deploy.cli import _parser
 
     args = _parser().parse_args(["serve", "--model", "current", "--models-dir", "m"])
     assert (str(args.model), args.models_dir) == ("current", Path("m"))
@@ -395,7 +395,7 @@ def test_registry_and_models_cli_need_no_torch(models) -> None:
     code = (
         "import sys; sys.modules['torch'] = None\n"
         "import scorer.registry\n"
-        "from deepcredit.cli import main\n"
+        "from deploy.cli import main\n"
         f"d = ['--models-dir', {str(registry.root)!r}]\n"
         f"assert main(['models', 'promote', {a!r}, '--by', 'x', '--reason', 'y', *d]) == 0\n"
         "assert main(['models', 'list', *d]) == 0\n"

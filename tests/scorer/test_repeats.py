@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from deepcredit.events import Activity, ClickEvent
 from scorer.model import ModelWeights, advance, is_repeat
 from scorer.rebuild import rebuild
-from state.user_state import RECENT_IDS, UserState, encode_state
+from scorer.user_state import RECENT_IDS, UserState, encode_state
 from tests.strategies import make_events
-from training.export import export_scorer
-from training.model import DeepCredit, ModelConfig
+from training.core.export import export_scorer
+from training.core.model import DeepCredit, ModelConfig
 
 
 def weights() -> ModelWeights:

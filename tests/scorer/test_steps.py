@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from deepcredit.events import Activity, ClickEvent
+from deepcredit.events import DAY_S, Activity, ClickEvent
 from scorer.features import ACTIVITY_FEATURES, LOAN_FEATURES, LoanStep
-from scorer.ledger import DAY_S, PENDING_POST_TTL_S, Debt, Ledger
+from scorer.ledger import PENDING_POST_TTL_S, Debt, Ledger
 from scorer.steps import StepMemory, plan_step
 from tests.strategies import make_events
 

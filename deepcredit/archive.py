@@ -1,0 +1,389 @@
+"""The click archive: every raw message of the clicks topic on disk, replayable and trainable.
+
+    <folder>/manifest.jsonl                 one line per segment, in the order written
+    <folder>/segments/p<P>-<first>-<next>.jsonl.gz
+                                            one partition's messages first <= offset < next,
+                                            one raw message value a line, in offset order
+    <folder>/windows/                       files assembled by ``write_window`` for training
+
+Why this format. Gzip JSON-lines is what ``deepcredit train`` and ``training.core.eventlog`` already
+read (``.jsonl.gz``), so a segment, or a window of segments concatenated, trains as it is, and
+``zcat`` plus ``jq`` inspect it. Segments are append-only and immutable: a finished one is never
+rewritten, so copying or syncing the archive to an object store is a plain file copy. Each
+segment holds one partition's contiguous offsets, so the manifest's offsets say exactly what is
+archived and where to resume, and a user's events (keyed, so in one partition) stay in order.
+The manifest also holds each segment's event-time range, so a reader picks the segments of an
+event-time window without opening the others. The raw value is kept (not a re-encoding), so the
+archive replays byte for byte; invalid messages are kept too (training skips them, as it does
+any invalid line). A value holding a line break (pretty-printed JSON) is compacted to one line.
+
+A segment is cut when a partition's buffer reaches ``segment_events`` messages or has waited
+``segment_seconds`` of wall time (hourly by default), and when the archiver stops.
+
+Writing one segment (one archiver per folder; it takes an exclusive lock on ``<folder>/.lock``):
+
+1. write the gzip file aside (``segments/.NAME.partial``), flush and fsync it;
+2. rename it to its final name and fsync the folder;
+3. append its manifest line, flushed and fsync'ed.
+
+| dies in | on disk                                   | at the next start                        |
+|---------|-------------------------------------------|------------------------------------------|
+| 1.      | a ``.partial`` file                       | deleted; the messages are read again     |
+| 2., 3.  | a segment the manifest does not name, or  | deleted / the torn line dropped; the     |
+|         | a torn manifest line (no newline)         | messages are read again                  |
+| after 3.| the segment and its manifest line         | resumes after its last offset            |
+
+The consumer commits nothing to Kafka: the manifest is the only record of progress, so nothing
+is archived twice and nothing is skipped, whatever the moment of a crash (exactly once into the
+archive, given the topic still holds the messages: keep its retention above the longest outage).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import gzip
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from deepcredit.settings import KafkaSettings
+
+__all__ = [
+    "ArchiveConfig",
+    "ArchiveError",
+    "Segment",
+    "WindowInfo",
+    "archive_clicks",
+    "archived_through",
+    "event_time_range",
+    "read_segments",
+    "read_window",
+    "write_window",
+]
+
+log = logging.getLogger(__name__)
+
+MANIFEST_FILE = "manifest.jsonl"
+SEGMENTS_DIR = "segments"
+WINDOWS_DIR = "windows"
+_LOCK_FILE = ".lock"
+
+
+class ArchiveError(ValueError):
+    """The archive cannot do what was asked; the message says why."""
+
+
+class Segment(msgspec.Struct, frozen=True, kw_only=True):
+    """One manifest line: a segment file and the offsets and event times it holds."""
+
+    file: str  # relative to the archive folder
+    topic: str
+    partition: int
+    first_offset: int
+    next_offset: int  # one past the last offset archived (where the next segment starts)
+    lines: int
+    min_ts: float | None  # event-time range of the lines whose ts could be read
+    max_ts: float | None
+    written_at: float  # wall clock
+
+
+class _Ts(msgspec.Struct):
+    ts: float
+
+
+_ts_decoder = msgspec.json.Decoder(_Ts)
+
+
+def _event_ts(line: bytes) -> float | None:
+    try:
+        return _ts_decoder.decode(line).ts
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+@dataclass(frozen=True)
+class ArchiveConfig:
+    segment_events: int = 100_000  # cut a partition's segment at this many messages
+    segment_seconds: float = 3600.0  # or when its first message has waited this long
+    poll_seconds: float = 0.5
+    extra_config: dict = field(default_factory=dict)  # merged into the consumer's settings
+
+
+# -- the manifest -----------------------------------------------------------------------------
+
+
+def read_segments(folder: Path) -> list[Segment]:
+    """The manifest's segments, in the order written (a torn last line is ignored)."""
+    path = Path(folder) / MANIFEST_FILE
+    if not path.is_file():
+        return []
+    lines = path.read_bytes().split(b"\n")
+    if lines[-1]:
+        log.warning("ignoring a torn last line of %s", path)
+    out = []
+    for number, line in enumerate(lines[:-1], start=1):
+        if line.strip():
+            try:
+                out.append(msgspec.json.decode(line, type=Segment))
+            except msgspec.DecodeError as exc:
+                raise ArchiveError(f"{path} line {number} is not a segment: {exc}") from None
+    return out
+
+
+def _next_offsets(segments: list[Segment], topic: str) -> dict[int, int]:
+    nxt: dict[int, int] = {}
+    for s in segments:
+        if s.topic == topic:
+            nxt[s.partition] = max(nxt.get(s.partition, 0), s.next_offset)
+    return nxt
+
+
+def _recover(folder: Path) -> list[Segment]:
+    """Undo what a crash left half-done (see the module's table); return the manifest."""
+    manifest = folder / MANIFEST_FILE
+    if manifest.is_file():
+        data = manifest.read_bytes()
+        if data and not data.endswith(b"\n"):
+            log.warning("dropping a torn last line of %s", manifest)
+            with open(manifest, "r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+    segments = read_segments(folder)
+    named = {s.file for s in segments}
+    for path in (folder / SEGMENTS_DIR).iterdir():
+        if f"{SEGMENTS_DIR}/{path.name}" not in named:
+            log.warning("removing %s: not in the manifest (left by a crash)", path)
+            path.unlink()
+    return segments
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _one_line(value: bytes) -> bytes:
+    if b"\n" not in value and b"\r" not in value:
+        return value
+    try:
+        return msgspec.json.format(value, indent=0).replace(b"\n", b"")
+    except msgspec.DecodeError:
+        return value.replace(b"\r", b" ").replace(b"\n", b" ")  # not JSON: invalid anyway
+
+
+def _write_segment(folder: Path, topic: str, partition: int,
+                   rows: list[tuple[int, bytes]]) -> Segment:  # fmt: skip
+    first, last = rows[0][0], rows[-1][0]
+    name = f"p{partition:04d}-{first:012d}-{last + 1:012d}.jsonl.gz"
+    times = [t for t in (_event_ts(v) for _, v in rows) if t is not None]
+    seg_dir = folder / SEGMENTS_DIR
+    partial = seg_dir / f".{name}.partial"
+    with open(partial, "wb") as raw:  # 1.
+        with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+            gz.write(b"".join(v + b"\n" for _, v in rows))
+        raw.flush()
+        os.fsync(raw.fileno())
+    os.replace(partial, seg_dir / name)  # 2.
+    _fsync_dir(seg_dir)
+    segment = Segment(file=f"{SEGMENTS_DIR}/{name}", topic=topic, partition=partition,
+                      first_offset=first, next_offset=last + 1, lines=len(rows),
+                      min_ts=min(times) if times else None,
+                      max_ts=max(times) if times else None, written_at=time.time())  # fmt: skip
+    _append_manifest(folder, segment)  # 3.
+    return segment
+
+
+def _append_manifest(folder: Path, segment: Segment) -> None:
+    with open(folder / MANIFEST_FILE, "ab") as f:
+        f.write(msgspec.json.encode(segment) + b"\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    with open(folder / _LOCK_FILE, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ArchiveError(f"another archiver is writing {folder}") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# -- the consumer -----------------------------------------------------------------------------
+
+
+def archive_clicks(
+    settings: KafkaSettings,
+    topic: str,
+    folder: Path,
+    *,
+    until_end: bool,
+    config: ArchiveConfig | None = None,
+) -> list[Segment]:
+    """Archive ``topic`` into ``folder`` from where its manifest ends; return the new segments.
+
+    Every partition is assigned (no consumer group, nothing committed). With ``until_end``,
+    stop once each partition is archived up to its end as of the call; otherwise run until
+    interrupted (KeyboardInterrupt), writing what is buffered before returning.
+    """
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+    config = config or ArchiveConfig()
+    folder = Path(folder)
+    (folder / SEGMENTS_DIR).mkdir(parents=True, exist_ok=True)
+    written: list[Segment] = []
+    with _locked(folder):
+        start = _next_offsets(_recover(folder), topic)
+        consumer = Consumer(settings.client_config(**{
+            "group.id": f"deepcredit-archive-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False, "enable.partition.eof": True,
+            **config.extra_config}))  # fmt: skip
+        buffers: dict[int, list[tuple[int, bytes]]] = {}
+        opened: dict[int, float] = {}
+
+        def flush(partition: int) -> None:
+            rows = buffers.pop(partition, None)
+            opened.pop(partition, None)
+            if rows:
+                written.append(_write_segment(folder, topic, partition, rows))
+
+        try:
+            meta = consumer.list_topics(topic, timeout=30).topics[topic]
+            if meta.error is not None:
+                raise ArchiveError(f"topic {topic!r}: {meta.error.str()}")
+            partitions = sorted(meta.partitions)
+            ends = {}
+            if until_end:
+                ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p),
+                                                          timeout=30)[1]
+                        for p in partitions}  # fmt: skip
+            pending = {p for p in partitions if not until_end or start.get(p, 0) < ends[p]}
+            consumer.assign([TopicPartition(topic, p, start.get(p, OFFSET_BEGINNING))
+                             for p in partitions])  # fmt: skip
+            while pending:
+                m = consumer.poll(config.poll_seconds)
+                now = time.monotonic()
+                for p in [p for p, t in opened.items() if now - t >= config.segment_seconds]:
+                    flush(p)
+                if m is None:
+                    continue
+                if m.error() is not None:
+                    if m.error().code() == KafkaError._PARTITION_EOF:
+                        if until_end and m.offset() >= ends[m.partition()]:
+                            pending.discard(m.partition())
+                        continue
+                    raise ArchiveError(f"reading {topic!r}: {m.error().str()}")
+                p, offset = m.partition(), m.offset()
+                if until_end and offset >= ends[p]:
+                    pending.discard(p)
+                    continue
+                value = m.value()
+                if value:  # a tombstone or empty message is not a click: nothing to keep
+                    buffers.setdefault(p, []).append((offset, _one_line(value)))
+                    opened.setdefault(p, now)
+                if len(buffers.get(p, ())) >= config.segment_events:
+                    flush(p)
+                if until_end and offset >= ends[p] - 1:
+                    pending.discard(p)
+        except KeyboardInterrupt:
+            log.info("interrupted: writing the buffered messages")
+        finally:
+            consumer.close()
+        for p in sorted(buffers):
+            flush(p)
+    return written
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+def event_time_range(folder: Path) -> tuple[float, float] | None:
+    """The earliest and latest event time archived, or None when nothing is."""
+    segments = [s for s in read_segments(folder) if s.min_ts is not None]
+    if not segments:
+        return None
+    return min(s.min_ts for s in segments), max(s.max_ts for s in segments)  # type: ignore[type-var]
+
+
+def archived_through(folder: Path) -> float | None:
+    """The event time the archive is complete up to: the oldest of each partition's newest
+    event time (a partition that lags holds back the clock), or None when nothing is archived.
+
+    The controller's event-time clock: a retraining due at T waits until this is >= T.
+    """
+    newest: dict[tuple[str, int], float] = {}
+    for s in read_segments(folder):
+        if s.max_ts is not None:
+            key = (s.topic, s.partition)
+            newest[key] = max(newest.get(key, s.max_ts), s.max_ts)
+    return min(newest.values()) if newest else None
+
+
+def read_window(
+    folder: Path, *, start_ts: float | None = None, end_ts: float | None = None
+) -> Iterator[bytes]:
+    """The archived lines with start_ts <= event time < end_ts, segment by segment in manifest
+    order (each partition in offset order, so each user's events in order). Without bounds,
+    every line, invalid ones included; with a bound, lines without a readable ts are left out."""
+    folder = Path(folder)
+    windowed = start_ts is not None or end_ts is not None
+    lo = -float("inf") if start_ts is None else start_ts
+    hi = float("inf") if end_ts is None else end_ts
+    for s in read_segments(folder):
+        if windowed and (s.min_ts is None or s.max_ts < lo or s.min_ts >= hi):
+            continue
+        with gzip.open(folder / s.file, "rb") as f:
+            for line in f:
+                line = line.rstrip(b"\n")
+                if not windowed:
+                    yield line
+                    continue
+                ts = _event_ts(line)
+                if ts is not None and lo <= ts < hi:
+                    yield line
+
+
+@dataclass(frozen=True)
+class WindowInfo:
+    path: Path
+    lines: int
+    start_ts: float | None
+    end_ts: float | None
+
+
+def write_window(
+    folder: Path,
+    out: Path | None = None,
+    *,
+    start_ts: float | None = None,
+    end_ts: float | None = None,
+) -> WindowInfo:
+    """``read_window`` into one ``.jsonl.gz`` file (written aside, then renamed) that
+    ``deepcredit train`` reads. Default ``out``: ``<folder>/windows/clicks-<start>-<end>``."""
+    folder = Path(folder)
+    if out is None:
+        lo = "start" if start_ts is None else f"{start_ts:.0f}"
+        hi = "end" if end_ts is None else f"{end_ts:.0f}"
+        out = folder / WINDOWS_DIR / f"clicks-{lo}-{hi}.jsonl.gz"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial")
+    lines = 0
+    with open(partial, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+        for line in read_window(folder, start_ts=start_ts, end_ts=end_ts):
+            gz.write(line + b"\n")
+            lines += 1
+    os.replace(partial, out)
+    return WindowInfo(out, lines, start_ts, end_ts)

@@ -1,0 +1,77 @@
+"""``deepcredit ablate``: the paper's Table 1 on our data, every variant and baseline."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from deepcredit.atomic import write_json
+from deploy.commands.common import CliError, Subparsers, command
+
+__all__ = ["add"]
+
+
+def add(sub: Subparsers) -> None:
+    from training.core.variants import BASELINES, VARIANTS
+
+    p = command(
+        sub, "ablate",
+        "fit every model of the paper's Table 1 (our streaming variants, the paper-literal "
+        "re-encode, gradient-boosted trees, HMM, logistic regression) on the same split, print "
+        "the table beside the paper's numbers and write it as JSON",
+        _run,
+    )  # fmt: skip
+    p.add_argument("--events", required=True, type=Path, help="event log (.jsonl or .jsonl.gz)")
+    p.add_argument("--stats", type=Path, help="the generator's --stats JSON, to record with it")
+    p.add_argument("--out", type=Path, default=Path("results/ablation.json"),
+                   help="JSON result (default results/ablation.json)")  # fmt: skip
+    p.add_argument(
+        "--rows",
+        nargs="+",
+        choices=[*VARIANTS, *BASELINES],
+        metavar="ROW",
+        help=f"only these rows, of: {', '.join([*VARIANTS, *BASELINES])}",
+    )
+    p.add_argument("--hidden", type=int, default=32, help="TLSTM hidden size (default 32)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-users", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--max-minutes-per-model", type=float)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import json
+    import shlex
+
+    from training.core.eventlog import load_sequences
+    from training.experiments.ablation import (
+        AblationConfig,
+        benchmark_summary,
+        config_dict,
+        machine,
+        run_ablation,
+        table,
+    )
+
+    if not args.events.is_file():
+        raise CliError(f"no such events file: {args.events}")
+    cfg = AblationConfig(hidden_size=args.hidden, epochs=args.epochs,
+                         batch_users=args.batch_users, lr=args.lr, seed=args.seed,
+                         max_minutes_per_model=args.max_minutes_per_model)  # fmt: skip
+    seq, data = load_sequences(args.events)
+    benchmark = {"data_sha256": data.sha256, **benchmark_summary(seq)}
+    if args.stats:
+        benchmark["generator"] = json.loads(args.stats.read_text())
+
+    def save(rows: list[dict], complete: bool = False) -> None:
+        result = {"benchmark": benchmark, "rows": rows, "complete": complete,
+                  "config": config_dict(cfg), "command": "deepcredit " + shlex.join(args.argv),
+                  "machine": machine()}  # fmt: skip
+        write_json(args.out, result)
+
+    rows = run_ablation(seq, args.events, cfg, rows=args.rows, on_row=save)
+    save(rows, complete=True)
+    print(table(rows))
+    print(f"written to {args.out}")
+    return 0

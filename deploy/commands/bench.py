@@ -1,0 +1,131 @@
+"""``deepcredit bench live|step``: benchmarks that write their results to a file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from deepcredit.settings import KafkaSettings
+from deploy.commands.common import CliError, Subparsers, add_bootstrap, command
+
+__all__ = ["add"]
+
+
+def add(sub: Subparsers) -> None:
+    bench = sub.add_parser(
+        "bench",
+        help="measure the live flow (writes results/live.json)",
+        description="Benchmarks that write their results to a file.",
+    )
+    bench_sub = bench.add_subparsers(title="benchmarks", metavar="BENCH")
+    p = command(
+        bench_sub, "live",
+        "the live flow Kafka to Kafka on the real broker, with the model and with a "
+        "pass-through in its place, in one run: events/s (median of repeats) and post-to-score "
+        "latency p50/p99 at a steady replay rate",
+        _live,
+    )  # fmt: skip
+    p.add_argument("--events", required=True, type=Path, help="a generated clickstream")
+    p.add_argument("--model", required=True, type=Path, help="a model folder")
+    add_bootstrap(p)
+    p.add_argument("--limit", type=int, default=100_000,
+                   help="events used for throughput (default 100000)")  # fmt: skip
+    p.add_argument("--repeats", type=int, default=3, help="throughput runs per flow (default 3)")
+    p.add_argument("--rate", type=float, default=500.0,
+                   help="replay rate of the latency run, events/s (default 500)")  # fmt: skip
+    p.add_argument("--latency-events", type=int, default=10_000,
+                   help="events replayed for latency (default 10000)")  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("results/live.json"))
+
+    p = command(
+        bench_sub, "step",
+        "what the hidden size costs the live scorer: microseconds per event of the numpy step "
+        "(one event at a time, median of repeats) and bytes per user state, per hidden size",
+        _step,
+    )  # fmt: skip
+    p.add_argument("--hidden", type=int, nargs="+", default=[16, 32, 64, 128, 256],
+                   help="hidden sizes (default 16 32 64 128 256)")  # fmt: skip
+    p.add_argument("--users", type=int, default=200, help="users in the stream (default 200)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--out", type=Path, default=Path("results/step.json"))
+
+    p = command(
+        bench_sub, "rebuild",
+        "rebuilding every user's state for a new model: all users in lockstep (what a "
+        "cut-over uses) against one event at a time, on the same histories in one run",
+        _rebuild,
+    )  # fmt: skip
+    p.add_argument("--users", type=int, default=500, help="users replayed (default 500)")
+    p.add_argument("--hidden", type=int, default=32, help="hidden size (default 32)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", type=Path, default=Path("results/rebuild.json"))
+
+
+def _live(args: argparse.Namespace) -> int:
+    from training.experiments.live_bench import LiveBenchConfig, run_live_bench
+
+    for path in (args.events, args.model):
+        if not path.exists():
+            raise CliError(f"no such file or folder: {path}")
+    cfg = LiveBenchConfig(events=args.events, model=args.model,
+                          kafka=KafkaSettings(args.bootstrap), limit=args.limit,
+                          repeats=args.repeats, latency_rate=args.rate,
+                          latency_events=args.latency_events)  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    result = run_live_bench(cfg, args.out.with_suffix(".serve.log"))
+    _write(args, result)
+    t, lat = result["throughput"], result["latency"]
+    print(
+        f"events/s (median): model {t['model']['median_events_per_s']:,.0f}, pass-through "
+        f"{t['pass_through']['median_events_per_s']:,.0f} "
+        f"(ratio {result['model_over_pass_through']:.2f}); without recovery snapshots "
+        f"{t['model_no_recovery']['median_events_per_s']:,.0f}"
+    )
+    for v, x in lat.items():
+        print(
+            f"post-to-score latency at {x['rate']:g} events/s, {v}: p50 {x['p50_ms']:.1f} ms, "
+            f"p99 {x['p99_ms']:.1f} ms ({x['measured']:,} posts)"
+        )
+    print(f"written to {args.out}")
+    return 0
+
+
+def _step(args: argparse.Namespace) -> int:
+    from training.experiments.step_cost import step_cost
+
+    rows = step_cost(args.hidden, users=args.users, repeats=args.repeats)
+    _write(args, {"rows": rows})
+    print("| hidden size | µs per post | µs per other event | state bytes (median user) |")
+    print("| ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(
+            f"| {r['hidden_size']} | {r['us_per_post']:.1f} | {r['us_per_other_event']:.1f} "
+            f"| {r['state_bytes_median']:,} |"
+        )
+    print(f"written to {args.out}")
+    return 0
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    from training.experiments.rebuild_cost import rebuild_cost
+
+    r = rebuild_cost(users=args.users, hidden=args.hidden, repeats=args.repeats)
+    _write(args, r)
+    e = r["events_per_s"]
+    print(f"{r['users']:,} users, {r['events']:,} events, D = {r['hidden_size']}: lockstep "
+          f"{e['lockstep']:,} events/s, event by event {e['event_by_event']:,} events/s "
+          f"(x{r['speedup']:.2f}, median of {r['repeats']})")  # fmt: skip
+    print(f"written to {args.out}")
+    return 0
+
+
+def _write(args: argparse.Namespace, result: dict) -> None:
+    """``result`` with the command and the machine, as JSON at ``args.out``."""
+    import json
+    import shlex
+
+    from training.experiments.ablation import machine
+
+    result = {**result, "command": "deepcredit " + shlex.join(args.argv), "machine": machine()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -1,0 +1,181 @@
+"""``deepcredit drift measure``: the drift monitors' detection delay and false alarms; ``deepcredit
+drift loop``: the loop from a regime shift to a promoted model, end to end on the broker."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from deploy.commands.common import CliError, Subparsers, add_bootstrap, command, merge_json
+
+__all__ = ["add"]
+
+
+def add(sub: Subparsers) -> None:
+    drift = sub.add_parser(
+        "drift",
+        help="measure the drift monitors; run the loop from a shift to a promoted model "
+        "(results/drift.json)",
+        description="The River drift monitors of the live flow, measured, and the loop they "
+        "start, run end to end.",
+    )
+    drift_sub = drift.add_subparsers(title="actions", metavar="ACTION")
+    p = command(
+        drift_sub, "measure",
+        "score two generated streams event by event, one with the generator's regime shift "
+        "and one without, feed the drift monitors, and report per monitor the detection delay "
+        "after the shift (events and days) and the false alarms without it",
+        _measure,
+    )  # fmt: skip
+    p.add_argument("--model", required=True, type=Path, help="a model folder made by 'train'")
+    p.add_argument(
+        "--users",
+        type=int,
+        default=2000,
+        help="users per stream (default 2000: about 1M events each, 1.5 minutes on 2 cores)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="generator seed of both streams")
+    p.add_argument(
+        "--shift-at-day",
+        type=float,
+        default=730.0,
+        help="day of the 1095-day horizon at which the shift starts (default 730)",
+    )
+    p.add_argument("--warmup-days", type=float, default=600.0,
+                   help="no alerts before this many days of each monitor's stream (default 600: "
+                        "the synthetic population matures until about day 540)")  # fmt: skip
+    p.add_argument(
+        "--cooldown-days",
+        type=float,
+        default=30.0,
+        help="no alert from a monitor for this long after its last (default 30)",
+    )
+    p.add_argument("--delta", type=float, default=1e-5, help="ADWIN's delta (default 1e-5)")
+    p.add_argument("--out", type=Path, default=Path("results/drift.json"),
+                   help="result JSON (default results/drift.json)")  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = command(
+        drift_sub, "loop",
+        "the drift loop end to end on the broker, unattended: a generated stream with a regime "
+        "shift replayed into fresh topics, the live flow with its drift monitors, the click "
+        "archiver, the retraining controller deciding on alerts, waiting for labels and "
+        "promoting a challenger, the cut-over to it; "
+        "reports detection, the decision, the posts scored per model version and both models' "
+        "AUC on post-shift posts of held-out users (merged into the results file under "
+        "'end_to_end')",
+        _loop,
+    )  # fmt: skip
+    p.add_argument("--users", type=int, default=1000, help="users in the stream (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    p.add_argument("--term-risk", type=float, default=None,
+                   help="the generator's shift_term_risk (default: the scenario's 2; 0 is the "
+                        "calibrated shift alone)")  # fmt: skip
+    p.add_argument("--hidden", type=int, default=None, help="hidden size of both models "
+                   "(default: the scenario's 8)")  # fmt: skip
+    p.add_argument("--partitions", type=int, default=None,
+                   help="partitions of the clicks topic (default: the scenario's 3)")  # fmt: skip
+    p.add_argument("--step-days", type=float, default=None,
+                   help="after the monitors' warm-up the stream arrives in parts of this many "
+                        "event days (default: the scenario's 30)")  # fmt: skip
+    p.add_argument("--label-wait-days", type=float, default=None,
+                   help="the controller's wait for outcomes after a decision (default: the "
+                        "scenario's 150)")  # fmt: skip
+    p.add_argument("--epochs", type=int, default=None, help="most epochs of both models "
+                   "(default: the scenario's 5)")  # fmt: skip
+    p.add_argument("--work-dir", type=Path, metavar="DIR",
+                   help="models, archive, seed, stream and the flow's log (default "
+                        "data/drift-loop/<start time>)")  # fmt: skip
+    add_bootstrap(p)
+    p.add_argument("--out", type=Path, default=Path("results/drift.json"),
+                   help="result JSON to merge into (default results/drift.json)")  # fmt: skip
+    p.add_argument("--keep-topics", action="store_true",
+                   help="keep the scenario's topics on the broker afterwards (default: deleted "
+                        "once read; kept anyway when the run fails)")  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def _measure(args: argparse.Namespace) -> int:
+    import shlex
+
+    from scorer.artifact import ArtifactError, load_scorer
+    from training.experiments.ablation import machine
+    from training.experiments.drift_measure import DriftMeasureConfig, measure_drift
+
+    try:
+        weights = load_scorer(args.model)
+        config = DriftMeasureConfig(
+            users=args.users,
+            seed=args.seed,
+            shift_at_day=args.shift_at_day,
+            warmup_days=args.warmup_days,
+            cooldown_days=args.cooldown_days,
+            delta=args.delta,
+        )
+        config.generator(True)  # validates users, seed and the shift time before any work
+    except (ArtifactError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    result = measure_drift(weights, config, progress=not args.quiet)
+    result |= {"command": "deepcredit " + shlex.join(args.argv), "machine": machine()}
+    merge_json(args.out, result)  # keeps what 'drift loop' wrote
+    streams = result["streams"]
+    print(
+        f"model {result['model_version']}, {args.users:,} users, seed {args.seed}, shift at "
+        f"day {args.shift_at_day:g}: {streams['shifted']['events']:,} events with the shift "
+        f"({streams['shifted']['events_after_shift']:,} after it), "
+        f"{streams['no_shift']['events']:,} without"
+    )
+    print(
+        "| monitor | detected by | delay (events) | delay (days) | false alarms without shift "
+        "(first after the shift time, days) | alarms before shift |"
+    )
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for name, m in result["monitors"].items():
+        delay_e, delay_d = m["detection_delay_events"], m["detection_delay_days"]
+        print(
+            f"| {name} ({m['detector']}) | {m['detected_by'] or 'never'} "
+            f"| {'-' if delay_e is None else f'{delay_e:,}'} "
+            f"| {'-' if delay_d is None else f'{delay_d:.1f}'} "
+            f"| {m['false_alarms_no_shift']} ({m['first_false_alarm_after_shift_days'] or '-'}) "
+            f"| {m['alarms_before_shift']} |"
+        )
+    print(f"written to {args.out}")
+    return 0
+
+
+def _loop(args: argparse.Namespace) -> int:
+    import shlex
+    import time
+
+    import msgspec
+
+    from deepcredit.settings import KafkaSettings, Topics
+    from training.experiments.ablation import machine
+    from training.experiments.drift_loop import DriftLoopConfig, DriftLoopError, run_drift_loop
+
+    chosen = {"users": args.users, "seed": args.seed, "shift_term_risk": args.term_risk,
+              "hidden_size": args.hidden, "epochs": args.epochs, "partitions": args.partitions,
+              "step_days": args.step_days, "label_wait_days": args.label_wait_days}  # fmt: skip
+    try:
+        config = DriftLoopConfig(**{k: v for k, v in chosen.items() if v is not None})
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    # New topics: the scenario needs empty ones, and must not feed a synthetic stream to
+    # whatever serves the real clicks topic.
+    prefix = Topics.from_env().clicks.removesuffix("clicks") + f"drift-loop-{started}-"
+    folder = args.work_dir or Path("data/drift-loop") / started
+    if not args.quiet:
+        print(f"topics {prefix}*, files in {folder}", flush=True)
+    try:
+        result = run_drift_loop(config, KafkaSettings(args.bootstrap), prefix, folder,
+                                keep_topics=args.keep_topics,
+                                progress=not args.quiet)  # fmt: skip
+    except DriftLoopError as exc:
+        raise CliError(str(exc)) from None
+    print(result.describe())
+    record = {**msgspec.to_builtins(result), "work_dir": str(folder),
+              "command": "deepcredit " + shlex.join(args.argv), "machine": machine()}  # fmt: skip
+    merge_json(args.out, {"end_to_end": record})
+    print(f"merged into {args.out} under 'end_to_end'")
+    return 0

@@ -1,0 +1,96 @@
+"""``deepcredit train`` and ``deepcredit evaluate``: fit a model, measure a saved one."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from deploy.commands.common import CliError, Subparsers, command
+
+__all__ = ["add"]
+
+
+def add(sub: Subparsers) -> None:
+    _add_train(sub)
+    _add_evaluate(sub)
+
+
+def _add_train(sub: Subparsers) -> None:
+    from training.core.variants import VARIANTS
+
+    p = command(
+        sub, "train",
+        "train the DeepCredit model on an event log (80/20 split by user, early stopping on "
+        "validation users carved from the training users) and save a versioned artifact",
+        _train,
+    )  # fmt: skip
+    p.add_argument("--events", required=True, type=Path, help="event log (.jsonl or .jsonl.gz)")
+    p.add_argument("--out-dir", type=Path, default=Path("artifacts/models"),
+                   help="where model folders go (default artifacts/models)")  # fmt: skip
+    p.add_argument(
+        "--variant",
+        choices=sorted(VARIANTS),
+        default="deepcredit",
+        help="model variant (paper Table 1); default: deepcredit (H-TLSTM + CL)",
+    )
+    p.add_argument("--hidden", type=int, default=32,
+                   help="TLSTM hidden size (default 32, from the README's sweep; paper: 256)")
+    p.add_argument("--epochs", type=int, default=20, help="most epochs (default 20)")
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=3,
+        help="stop after this many epochs without a better validation AUC",
+    )
+    p.add_argument("--batch-users", type=int, default=32, help="users per batch (default 32)")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 0.001)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-minutes", type=float, help="stop after the epoch that crosses this")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.core.model import ModelConfig
+    from training.core.pipeline import train_model
+    from training.core.train import TrainConfig
+    from training.core.variants import VARIANTS
+
+    if not args.events.is_file():
+        raise CliError(f"no such events file: {args.events}")
+    model_config = ModelConfig(hidden_size=args.hidden, **VARIANTS[args.variant])
+    train_config = TrainConfig(epochs=args.epochs, batch_users=args.batch_users, lr=args.lr,
+                               patience=args.patience, seed=args.seed,
+                               max_minutes=args.max_minutes, threads=args.threads)  # fmt: skip
+    card = train_model(args.events, args.out_dir, model_config, train_config,
+                       progress=not args.quiet)  # fmt: skip
+    print(card.describe())
+    print(f"saved {args.out_dir / card.version}")
+    return 0
+
+
+def _add_evaluate(sub: Subparsers) -> None:
+    p = command(sub, "evaluate",
+                "AUC, KS and Brier of a saved model on the held-out (test) users of an event log",
+                _evaluate)  # fmt: skip
+    p.add_argument("--model", required=True, type=Path, help="a model folder made by 'train'")
+    p.add_argument("--events", required=True, type=Path, help="event log (.jsonl or .jsonl.gz)")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from training.core.pipeline import evaluate_model
+
+    for path in (args.model, args.events):
+        if not path.exists():
+            raise CliError(f"no such file or folder: {path}")
+    try:
+        card, metrics, same_data = evaluate_model(args.model, args.events)
+    except FileNotFoundError as exc:
+        raise CliError(str(exc)) from None
+    print(f"model {card.version} on {args.events} (test users)")
+    if not same_data:
+        print("  note: not the event log this model was trained on")
+    for target, m in metrics.items():
+        print(f"  {target:<10} AUC {m.auc:.4f}  KS {m.ks:.4f}  Brier {m.brier:.4f}  "
+              f"(n={m.n:,}, positives={m.positives:,})")  # fmt: skip
+    return 0

@@ -1,0 +1,446 @@
+"""Drift monitors: River detectors over the scores, the input mix and the realised performance.
+
+Plain Python, fed one observation at a time, no Bytewax: the live flow calls
+``DriftMonitors.update(event, probabilities)`` once per click event and forwards what it
+returns to the drift-alerts topic. Each monitor returns a ``DriftAlert`` when one of its
+detectors fires (outside warm-up and cool-down), else None.
+
+Why these detectors (``training.experiments.drift_measure`` measures them on the regime-shift
+benchmark):
+
+- **Scores** (``ScoreMonitor``): ADWIN on each probability. A credit crisis moves the mass of
+  the score distribution up, so a test on the mean catches it; ADWIN keeps the longest recent
+  window whose mean is consistent, so it finds abrupt and slow shifts alike, without a window
+  size to tune, and bounds false positives per test by ``delta``. It costs well under 1 µs
+  per observation (Rust). KSWIN, the shape-sensitive alternative, runs a scipy two-sample KS
+  test on every observation (≈ 290 µs measured here, more than the scorer's step) and compares
+  the last ``stat_size`` scores with a sample of its own short sliding window: a fixed-size
+  window is either too small to see a drift that builds over weeks or too slow to test, and
+  a test on every post at level ``alpha`` adds up to many false alarms over a long stream.
+- **Inputs** (``InputMonitor``): ADWIN on one indicator stream per activity (its share of the
+  mix), on log amounts and on log gaps between a user's consecutive events, each scaled into
+  [0, 1] as ADWIN's bound assumes. Twelve detectors at a fraction of a µs each: cheap per
+  event, and the alert names the signal that moved.
+- **Performance** (``PerformanceMonitor``): ADWIN on each loan's Brier term (y − p)², bounded
+  in [0, 1] like ADWIN wants (log loss is not), so it reacts to worse calibration and worse
+  ranking alike; a 0/1 "wrong at 0.5" stream for DDM would be nearly the label itself at our
+  base rates (13% delinquent, 5% default). Beside it an exact rolling AUC (River's
+  ``RollingROCAUC``) over the last labelled loans, reported as a value.
+
+Warm-up and cool-down are in event time, per monitor: no alerts during the first
+``warmup_days`` after the monitor's first observation (the reference period; the detectors
+learn from it), and none for ``cooldown_days`` after an alert (debounce; River detectors
+restart their window after a detection, so a persisting drift would otherwise fire again and
+again). ``events_seen`` in an alert counts the monitor's own observations: posts for scores,
+events for inputs, labels for performance.
+
+>>> import random
+>>> rng = random.Random(1)
+>>> m = ScoreMonitor("m1", MonitorConfig(warmup_days=1.0, cooldown_days=30.0), clock=lambda: 0.0)
+>>> p = [rng.betavariate(2, 12 if i < 2000 else 8) for i in range(4000)]  # mean 0.14, then 0.2
+>>> fired = [m.update(x, x / 3, ts=1.5e9 + i * 600.0) for i, x in enumerate(p)]  # 10 min apart
+>>> [(a.alert_id, a.detector, round(a.value, 3)) for a in fired if a is not None]
+[('scores-p_delinquent-2496', 'ADWIN', 0.156)]
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import msgspec
+from river.base import DriftDetector
+from river.drift import ADWIN
+from river.metrics import RollingROCAUC
+
+from deepcredit.events import DAY_S, MAX_AMOUNT, Activity, ClickEvent
+from deepcredit.loans import DEFAULT_DELAY_DAYS
+from deepcredit.records import DriftAlert, Monitor
+
+__all__ = [
+    "DriftMonitors",
+    "InputMonitor",
+    "LoanLabel",
+    "LoanLabeller",
+    "MonitorConfig",
+    "PerformanceMonitor",
+    "ScoreMonitor",
+]
+
+#: log1p of the largest amount the contract allows: log amounts divided by it lie in [0, 1].
+_LOG_AMOUNT_SCALE = math.log1p(MAX_AMOUNT)
+#: log1p(hours) of ten years: log gaps divided by it (and clipped) lie in [0, 1].
+_LOG_GAP_SCALE = math.log1p(10 * 365 * 24.0)
+_TARGETS = ("delinquent", "default")
+#: (signal, activity) of each share stream, built once: per event this loop is the hot path.
+_SHARES = tuple((f"share_{a.value}", a) for a in Activity)
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """How one monitor alerts. ``detector`` builds one River detector per signal; None means
+    ``ADWIN(delta=delta)``.
+
+    ``delta`` is far below River's 0.002 because our observations are not independent: one
+    user's posts, amounts and loan outcomes are correlated, so ADWIN's bound, which assumes
+    independence, overstates the evidence. Measured on the benchmark without a shift
+    (``training.experiments.drift_measure``, 1,000 users, the year after day 730): 1e-4 gave 4 score
+    alarms, 1e-5 none. Smaller is not quieter: at 1e-7 (2,000 users) ADWIN is too slow to
+    cut the warm-up's own drift out of its window and fires on it just after the warm-up.
+    """
+
+    warmup_days: float = 30.0
+    cooldown_days: float = 7.0
+    delta: float = 1e-5
+    detector: Callable[[], DriftDetector] | None = None
+
+    def __post_init__(self) -> None:
+        if self.warmup_days < 0 or self.cooldown_days < 0:
+            raise ValueError("warmup_days and cooldown_days must be >= 0")
+        if not 0.0 < self.delta < 1.0:
+            raise ValueError(f"delta must lie in (0, 1), got {self.delta}")
+
+    def new_detector(self) -> DriftDetector:
+        return self.detector() if self.detector is not None else ADWIN(delta=self.delta)
+
+
+class _Watch:
+    """The detectors of one monitor, one per signal, behind one warm-up and one cool-down."""
+
+    def __init__(
+        self,
+        monitor: Monitor,
+        signals: tuple[str, ...],
+        config: MonitorConfig,
+        model_version: str,
+        clock: Callable[[], float],
+    ) -> None:
+        self.monitor, self.config, self.model_version = monitor, config, model_version
+        self._clock = clock
+        self._detectors = {s: config.new_detector() for s in signals}
+        self._seen = 0
+        self._quiet_until: float | None = None  # end of warm-up, then of each cool-down
+
+    @property
+    def events_seen(self) -> int:
+        return self._seen
+
+    @property
+    def detector_name(self) -> str:
+        return type(next(iter(self._detectors.values()))).__name__
+
+    def observe(self, ts: float, values: dict[str, float], detail: str = "") -> DriftAlert | None:
+        """Feed one observation (a value for some or all signals) taken at event time ``ts``."""
+        self._seen += 1
+        if self._quiet_until is None:
+            self._quiet_until = ts + self.config.warmup_days * DAY_S
+        fired = []
+        for signal, x in values.items():
+            detector = self._detectors[signal]
+            detector.update(x)
+            if detector.drift_detected:
+                fired.append(signal)
+        if not fired or ts < self._quiet_until:
+            return None
+        self._quiet_until = ts + self.config.cooldown_days * DAY_S
+        signal = fired[0]
+        detector = self._detectors[signal]
+        value = getattr(detector, "estimation", None)
+        notes = [f"{type(detector).__name__} fired on {signal}"]
+        width = getattr(detector, "width", None)
+        if value is not None and width is not None:
+            notes.append(f"mean {value:.4g} over the last {int(width):,} observations")
+        if len(fired) > 1:
+            notes.append("also " + ", ".join(fired[1:]))
+        if detail:
+            notes.append(detail)
+        return DriftAlert(
+            alert_id=f"{self.monitor.value}-{signal}-{self._seen}",
+            monitor=self.monitor,
+            detector=type(detector).__name__,
+            signal=signal,
+            model_version=self.model_version,
+            event_ts=ts,
+            events_seen=self._seen,
+            detected_at=self._clock(),
+            value=None if value is None else float(value),
+            detail="; ".join(notes),
+        )
+
+
+class _Monitor:
+    """What every monitor tells about itself."""
+
+    SIGNALS: tuple[str, ...] = ()
+    _watch: _Watch
+
+    @property
+    def events_seen(self) -> int:
+        """Observations taken so far (posts, events or labels, by monitor)."""
+        return self._watch.events_seen
+
+    @property
+    def detector_name(self) -> str:
+        return self._watch.detector_name
+
+
+class ScoreMonitor(_Monitor):
+    """Drift of the emitted probabilities: one observation per scored post."""
+
+    SIGNALS = ("p_delinquent", "p_default")
+
+    def __init__(
+        self,
+        model_version: str,
+        config: MonitorConfig | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config or MonitorConfig()
+        self._watch = _Watch(Monitor.SCORES, self.SIGNALS, self.config, model_version, clock)
+
+    def update(self, p_delinquent: float, p_default: float, ts: float) -> DriftAlert | None:
+        return self._watch.observe(ts, {"p_delinquent": p_delinquent, "p_default": p_default})
+
+
+class InputMonitor(_Monitor):
+    """Drift of what users do: the activity mix, log amounts, log gaps between a user's events.
+
+    Keeps each user's last event time (one float per user) to measure the gaps.
+    """
+
+    SIGNALS = (*(signal for signal, _ in _SHARES), "log_amount", "log_gap_hours")
+
+    def __init__(
+        self,
+        model_version: str,
+        config: MonitorConfig | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config or MonitorConfig()
+        self._watch = _Watch(Monitor.INPUTS, self.SIGNALS, self.config, model_version, clock)
+        self._last_ts: dict[str, float] = {}
+
+    def update(self, event: ClickEvent) -> DriftAlert | None:
+        activity = event.activity
+        values = {signal: float(a is activity) for signal, a in _SHARES}
+        values["log_amount"] = math.log1p(event.amount) / _LOG_AMOUNT_SCALE
+        last = self._last_ts.get(event.user_id)
+        if last is not None:
+            hours = max(event.ts - last, 0.0) / 3600.0
+            values["log_gap_hours"] = min(math.log1p(hours) / _LOG_GAP_SCALE, 1.0)
+        if last is None or event.ts > last:
+            self._last_ts[event.user_id] = event.ts
+        return self._watch.observe(event.ts, values)
+
+
+class LoanLabel(msgspec.Struct, frozen=True):
+    """One label of one scored loan, the moment it became known, with the loan's score."""
+
+    loan_id: str
+    target: str  # "delinquent" or "default"
+    label: bool
+    p: float  # the probability the scorer gave this target at the post
+    known_at: float  # event time at which the label became known
+
+
+class _Held(msgspec.Struct):
+    """A scored loan whose labels are not all known yet."""
+
+    p: tuple[float, float]
+    due_ts: float
+    funded: bool = False
+    delinquent_known: bool = False
+
+
+class LoanLabeller:
+    """Holds each scored loan's probabilities until its labels are known, then releases them.
+
+    The definitions are ``deepcredit.loans``'s: due = post ts + term; delinquent ⇔ repaid
+    after due or not repaid by then; default ⇔ repaid more than 120 days late or not by then.
+    So labels are released at the repayment, or by the clock: the delinquent label (True) as
+    soon as event time passes the due date of an unrepaid funded loan, the default label (True)
+    120 days later. ``advance(ts)`` moves the clock without an event (at the end of a stream).
+    A loan not funded by its due date is forgotten: it never gets a label. Memory is bounded
+    by the loans open at once.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[str, _Held] = {}
+        self._deadlines: list[tuple[float, int, str]] = []  # (ts, 0 due | 1 default, loan)
+        self._now = -math.inf
+
+    @property
+    def open_loans(self) -> int:
+        return len(self._held)
+
+    def update(
+        self, event: ClickEvent, probabilities: tuple[float, float] | None
+    ) -> list[LoanLabel]:
+        """Take one event (with the post's probabilities when it is a scored post)."""
+        labels = self.advance(event.ts)
+        loan_id = event.loan_id
+        if loan_id is None:
+            return labels
+        activity = event.activity
+        if activity is Activity.POST:
+            scored = probabilities is not None and event.term_days is not None
+            if scored and loan_id not in self._held:
+                due = event.ts + event.term_days * DAY_S
+                p = (float(probabilities[0]), float(probabilities[1]))
+                self._held[loan_id] = _Held(p, due)
+                heapq.heappush(self._deadlines, (due, 0, loan_id))
+            return labels
+        loan = self._held.get(loan_id)
+        if loan is None:
+            return labels
+        if activity is Activity.BORROW:
+            loan.funded = True
+        elif activity is Activity.REPAY and loan.funded:
+            del self._held[loan_id]
+            delay_days = (event.ts - loan.due_ts) / DAY_S
+            if not loan.delinquent_known:
+                labels.append(self._label(loan_id, loan, 0, delay_days > 0.0, event.ts))
+            labels.append(self._label(loan_id, loan, 1, delay_days > DEFAULT_DELAY_DAYS, event.ts))
+        return labels
+
+    def advance(self, ts: float) -> list[LoanLabel]:
+        """Move event time to ``ts``: release the labels that became known strictly before it."""
+        self._now = max(self._now, ts)
+        labels = []
+        while self._deadlines and self._deadlines[0][0] < self._now:
+            _, kind, loan_id = heapq.heappop(self._deadlines)
+            loan = self._held.get(loan_id)
+            if loan is None:
+                continue  # repaid already
+            if not loan.funded:
+                del self._held[loan_id]
+            elif kind == 0:
+                loan.delinquent_known = True
+                labels.append(self._label(loan_id, loan, 0, True, self._now))
+                heapq.heappush(
+                    self._deadlines, (loan.due_ts + DEFAULT_DELAY_DAYS * DAY_S, 1, loan_id)
+                )
+            else:
+                del self._held[loan_id]
+                labels.append(self._label(loan_id, loan, 1, True, self._now))
+        return labels
+
+    @staticmethod
+    def _label(loan_id: str, loan: _Held, k: int, label: bool, ts: float) -> LoanLabel:
+        return LoanLabel(loan_id, _TARGETS[k], label, loan.p[k], ts)
+
+
+class _RollingAUC:
+    """Exact AUC over the last ``window`` labels; None while the window lacks a class."""
+
+    def __init__(self, window: int) -> None:
+        self._auc = RollingROCAUC(window_size=window)
+        self._labels: deque[bool] = deque(maxlen=window)
+        self._positives = 0
+
+    def update(self, label: bool, p: float) -> None:
+        if len(self._labels) == self._labels.maxlen:
+            self._positives -= self._labels[0]
+        self._labels.append(label)
+        self._positives += label
+        self._auc.update(label, p)
+
+    def get(self) -> float | None:
+        if not 0 < self._positives < len(self._labels):
+            return None
+        return float(self._auc.get())
+
+
+class PerformanceMonitor(_Monitor):
+    """Drift of realised performance: each label, once known, against the loan's score.
+
+    One observation per released label (``LoanLabeller``): its Brier term (y − p)² goes to the
+    detector of its target, and to that target's rolling AUC (``rolling_auc``).
+    """
+
+    SIGNALS = ("brier_delinquent", "brier_default")
+
+    def __init__(
+        self,
+        model_version: str,
+        config: MonitorConfig | None = None,
+        clock: Callable[[], float] = time.time,
+        auc_window: int = 1000,
+    ) -> None:
+        self.config = config or MonitorConfig()
+        self.auc_window = auc_window
+        self._watch = _Watch(Monitor.PERFORMANCE, self.SIGNALS, self.config, model_version, clock)
+        self._labeller = LoanLabeller()
+        self._auc = {t: _RollingAUC(auc_window) for t in _TARGETS}
+
+    @property
+    def open_loans(self) -> int:
+        return self._labeller.open_loans
+
+    @property
+    def rolling_auc(self) -> dict[str, float | None]:
+        """AUC per target over its last ``auc_window`` labels (None until both classes)."""
+        return {t: auc.get() for t, auc in self._auc.items()}
+
+    def update(
+        self, event: ClickEvent, probabilities: tuple[float, float] | None
+    ) -> DriftAlert | None:
+        return self._take(self._labeller.update(event, probabilities))
+
+    def advance(self, ts: float) -> DriftAlert | None:
+        """Move event time on without an event (labels that the clock alone settles)."""
+        return self._take(self._labeller.advance(ts))
+
+    def _take(self, labels: list[LoanLabel]) -> DriftAlert | None:
+        alert = None
+        for lab in labels:
+            y = float(lab.label)
+            self._auc[lab.target].update(lab.label, lab.p)
+            auc = self._auc[lab.target].get()
+            detail = f"rolling AUC {lab.target} " + ("n/a" if auc is None else f"{auc:.3f}")
+            fired = self._watch.observe(lab.known_at, {f"brier_{lab.target}": (y - lab.p) ** 2},
+                                        detail)  # fmt: skip
+            alert = alert or fired
+        return alert
+
+
+class DriftMonitors:
+    """The three monitors behind one call per click event, for the live flow.
+
+    ``update(event, probabilities)``: ``probabilities`` is the scorer's (P(delinquent),
+    P(default)) when the event is a scored post, else None. Returns the alerts, usually none.
+    A new model gets new monitors: the reference is that model's scores.
+    """
+
+    def __init__(
+        self,
+        model_version: str,
+        *,
+        scores: MonitorConfig | None = None,
+        inputs: MonitorConfig | None = None,
+        performance: MonitorConfig | None = None,
+        auc_window: int = 1000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.model_version = model_version
+        self.scores = ScoreMonitor(model_version, scores, clock)
+        self.inputs = InputMonitor(model_version, inputs, clock)
+        self.performance = PerformanceMonitor(model_version, performance, clock, auc_window)
+
+    def update(
+        self, event: ClickEvent, probabilities: tuple[float, float] | None
+    ) -> list[DriftAlert]:
+        alerts = [self.inputs.update(event)]
+        if probabilities is not None:
+            alerts.append(self.scores.update(probabilities[0], probabilities[1], event.ts))
+        alerts.append(self.performance.update(event, probabilities))
+        return [a for a in alerts if a is not None]
+
+    def advance(self, ts: float) -> list[DriftAlert]:
+        """Move event time on without an event: labels the clock settles (end of a replay)."""
+        alert = self.performance.advance(ts)
+        return [] if alert is None else [alert]

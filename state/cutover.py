@@ -1,0 +1,521 @@
+"""Cut the live flow over to a new model at a known offset of the clicks topic, with no score lost,
+none scored by a mix of model versions, and the old flow down only for the last clicks
+(``deepcredit cutover``).
+
+Old hidden states mean nothing under new weights, so every user's state is rebuilt by replaying
+their history through the new model. That rebuild is most of the work, and it needs no pause:
+offsets below a partition's end never change. So the cut-over has two phases.
+
+**Prepare** (``prepare_cutover``, ``deepcredit cutover --prepare``), with the old flow still
+running; nothing is written to Kafka:
+
+1. The prepared offsets: the end (high watermark) of each clicks partition now, H_p.
+2. The history: every click with offset < H_p, from the topic, and from a click archive
+   (``--archive``) for the offsets retention dropped; decoded as the flow decodes them (dead
+   letters skipped and counted), each user's in offset order (a user's clicks are keyed to
+   one partition). Repeated event ids stay in the history: the rebuild skips them by the
+   flow's own rule (an id among the user's last 32 advanced ids, ``scorer.model.is_repeat``;
+   an older copy is replayed, as the flow would have advanced it), and each rebuilt state
+   remembers its user's last 32 ids, so the new flow also skips resends of earlier clicks.
+3. The rebuild: every user's state after their history under the new model, all users in
+   lockstep (``scorer.rebuild``), and the new model's probabilities at each post on the way.
+4. The prepared cut-over (``Prepared``: H_p, the states, the posts and their probabilities),
+   returned and written aside and renamed to ``DIR/prepared.msgpack``. A file, not only
+   memory: the two phases run as two commands, minutes or hours apart (stop the old flow in
+   between), and a finish that dies during the downtime is rerun from the file without
+   redoing the rebuild. It costs about the seed's size plus the posts. The states stay encoded
+   as the seed holds them, so the finish decodes only the users the tail touches and passes the
+   others' bytes to the seed as they are.
+
+**Finish** (``finish_cutover``, ``deepcredit cutover --finish``), after the old flow is stopped
+(SIGTERM); the downtime is this phase only:
+
+1. The known offset: the end of each clicks partition now, O_p >= H_p. Nothing consumes past
+   it; clicks produced from now on get offsets >= O_p and are the new flow's. The ends of the
+   risk-scores topic too, to notice a flow that is still writing. Refused, changing nothing,
+   when the prepared model or topic is not this cut-over's, or when a partition now ends below
+   H_p or the partitions changed (the topic was recreated): prepare again.
+2. The tail: the clicks with H_p <= offset < O_p (from the archive too, if retention dropped
+   some since), decoded as in prepare 2.
+3. The tail's users advanced click by click (``scorer.model.advance``, as the flow's
+   ``UserScorer`` does) from their prepared states, users first seen in the tail from
+   ``UserState.new``; each tail post's probabilities on the way. Resends are skipped here
+   too (``advance``). A user's clicks are in one
+   partition, in offset order, so this is their whole history replayed (the lockstep rebuild
+   equals ``advance`` within float32 rounding, 1e-5; tested).
+4. No score lost: a post before O_p with no record at all on the risk-scores topic is scored
+   now by the new model, with its probabilities at that post and the live thresholds; a post
+   the old flow scored keeps that score, so each post has one model version. Only posts after
+   the user's last scored post qualify: the old flow scored each user in order, so an unscored
+   post before a scored one lost its score to retention (counted, left alone). Refused when
+   the risk-scores topic grew since 1. (a flow still running would score past O_p, with the
+   old model).
+5. The seed (states and O_p, ``state/seed.py``), written aside and renamed; then a
+   readable ``summary.json`` beside it, with both phases' durations and the tail's size.
+
+``cutover`` is both at once (prepare, in memory only, then finish), for a flow already stopped:
+the risk-scores ends are taken before the rebuild, so a flow still running is caught.
+
+The new flow then starts from the seed: ``deepcredit serve --model B --seed DIR
+--recovery-dir NEW_EMPTY_DIR``; it reads each partition from O_p. Once it runs, do not run the
+finish (or ``cutover``) into DIR again: it would overwrite the seed under a running flow.
+
+| dies in            | left behind                        | run it again, and                      |
+|--------------------|------------------------------------|----------------------------------------|
+| prepare 1.-3.      | nothing (an older prepared file)   | it does the same                       |
+| prepare 4.         | the older prepared file or the new | it does the same                       |
+| finish 1.-3.       | nothing                            | it does the same (clicks that came     |
+|                    |                                    | meanwhile make the tail longer)        |
+| finish 4.          | some of the new scores             | those posts count as scored; the rest  |
+|                    |                                    | are scored                             |
+| finish 5.          | no seed, or the seed alone         | the seed is written (again), then the  |
+|                    |                                    | summary                                |
+| ``cutover``        | as its finish's rows               | it does it all again                   |
+
+The prepared file is kept after the finish (a rerun of a finish that died needs it); a prepare
+run again into DIR replaces it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import time
+from collections import ChainMap, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+from confluent_kafka import Producer
+from tqdm import tqdm
+
+from deepcredit.archive import Segment, read_segments
+from deepcredit.atomic import write_atomic, write_json
+from deepcredit.codec import decode_click, encode
+from deepcredit.events import Activity, ClickEvent
+from deepcredit.kafka_io import produce, read_range, watermarks
+from deepcredit.records import score_record
+from deepcredit.settings import KafkaSettings, Topics
+from deepcredit.thresholds import DEFAULT_THRESHOLDS, read_latest
+from scorer.artifact import load_scorer
+from scorer.model import ModelWeights, advance
+from scorer.rebuild import rebuild
+from scorer.user_state import UserState, decode_state, encode_state
+from state.seed import Seed, write_seed
+
+__all__ = [
+    "PREPARED_FILE",
+    "SUMMARY_FILE",
+    "CutoverConfig",
+    "CutoverError",
+    "CutoverSummary",
+    "Prepared",
+    "cutover",
+    "finish_cutover",
+    "prepare_cutover",
+    "read_prepared",
+    "write_prepared",
+]
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "summary.json"
+PREPARED_FILE = "prepared.msgpack"
+
+Probabilities = tuple[float, float]  # (P(delinquent), P(default))
+
+
+class CutoverError(RuntimeError):
+    """The cut-over cannot be done safely; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class CutoverConfig:
+    kafka: KafkaSettings
+    topics: Topics
+    model: Path  # the new model's folder
+    out: Path  # where the prepared cut-over, the seed and its summary go
+    archive: Path | None = None  # a click archive for the offsets the topic no longer holds
+    progress: bool = False
+    timeout_s: float = 60.0  # most seconds without a message while reading a topic
+
+
+class Prepared(msgspec.Struct, frozen=True, kw_only=True):
+    """Every user's state under one model after the clicks before ``offsets`` (H_p), and the
+    posts before them with that model's probabilities at each: what the finish starts from."""
+
+    model_version: str
+    topic: str  # the clicks topic the offsets belong to
+    offsets: dict[int, int]  # clicks partition -> H_p, the first offset not in the states
+    states: dict[str, bytes]  # user id -> scorer.user_state.encode_state bytes
+    posts: list[ClickEvent]  # the posts before H_p, each partition's in offset order
+    probabilities: dict[str, Probabilities]  # post event id -> the model's, at that post
+    events: int  # valid clicks replayed
+    from_archive: int  # messages of which read from the archive
+    dead_letters: int  # messages before H_p that are not clicks
+    rebuild_s: float  # the lockstep rebuild alone
+    prepare_s: float  # the whole prepare: read, rebuild, encode
+    created_at: float  # wall clock, Unix s
+
+    def problem(
+        self, model_version: str, topic: str, ends: Mapping[int, int] | None = None
+    ) -> str | None:
+        """Why a cut-over to ``model_version`` on ``topic``, whose partitions end at ``ends``
+        now, must not finish from this: None when it may."""
+        again = "prepare again: 'deepcredit cutover --prepare --model MODEL --out DIR'"
+        if self.model_version != model_version:
+            return (f"the cut-over was prepared for model {self.model_version}, not for "
+                    f"{model_version}: finish with the model it was prepared for, or {again} "
+                    "(the old flow may run meanwhile)")  # fmt: skip
+        if self.topic != topic:
+            return (f"the cut-over was prepared on topic {self.topic!r}, this one reads "
+                    f"{topic!r} (DEEPCREDIT_TOPIC_PREFIX?)")  # fmt: skip
+        if ends is None:
+            return None
+        if set(ends) != set(self.offsets):
+            return (f"{topic} has partitions {sorted(ends)} now, {sorted(self.offsets)} when "
+                    f"the cut-over was prepared: {again}")  # fmt: skip
+        behind = {p: (self.offsets[p], end) for p, end in ends.items() if end < self.offsets[p]}
+        if behind:
+            where = ", ".join(f"[{p}] ends at {end} < {h}" for p, (h, end) in behind.items())
+            return (f"{topic} ends before the offsets the cut-over was prepared at ({where}): "
+                    f"the topic was recreated? The prepared states are of other clicks; "
+                    f"{again}")  # fmt: skip
+        return None
+
+
+class CutoverSummary(msgspec.Struct, kw_only=True):
+    """What a cut-over did, for the operator (``summary.json``) and the tests."""
+
+    model_version: str
+    topic: str
+    offsets: dict[int, int]  # clicks partition -> O_p, where the new flow starts
+    users: int
+    events: int  # valid clicks replayed (prepared history and tail)
+    from_archive: int  # of which read from the archive
+    dead_letters: int  # messages before O_p that are not clicks (skipped, as the flow does)
+    posts: int  # distinct posts before O_p
+    already_scored: int  # of which the old flow had scored (they keep that score)
+    filled_in: int  # of which scored now by the new model
+    left_unscored: int  # of which unscored but before a scored post of the user (retention)
+    thresholds_version: int  # of the decisions filled in
+    rebuild_s: float  # the lockstep rebuild of the prepared history
+    events_per_s: float  # of the rebuild
+    created_at: float
+    prepared_offsets: dict[int, int] = {}  # clicks partition -> H_p, where the tail starts
+    tail_events: int = 0  # valid clicks in [H_p, O_p), advanced one by one in the finish
+    tail_users: int = 0  # users with a click in the tail
+    prepare_s: float = 0.0  # the prepare phase (the old flow may run meanwhile)
+    finish_s: float = 0.0  # the finish phase: the downtime, with the old flow stopped
+
+
+@dataclass
+class _History:
+    """Clicks of a range of offsets, decoded, as the flow would have fed them to each user."""
+
+    by_user: dict[str, list[ClickEvent]] = field(default_factory=lambda: defaultdict(list))
+    posts: list[ClickEvent] = field(default_factory=list)  # in each partition's offset order
+    events: int = 0
+    from_archive: int = 0
+    dead_letters: int = 0
+
+    def add(self, value: bytes | None) -> None:
+        event = decode_click(value)
+        if not isinstance(event, ClickEvent):
+            self.dead_letters += 1
+            return
+        self.events += 1
+        self.by_user[event.user_id].append(event)
+        if event.activity is Activity.POST:
+            self.posts.append(event)
+
+
+def cutover(cfg: CutoverConfig) -> CutoverSummary:
+    """Both phases at once, with the old flow already stopped: rebuild every user's state under
+    ``cfg.model`` at the clicks topic's end, score the posts before it that have no score, write
+    the seed; see the module's steps. Writes no prepared file."""
+    weights = load_scorer(cfg.model)
+    scores_end = watermarks(cfg.kafka, cfg.topics.risk_scores, cfg.timeout_s)
+    prepared = _prepare(cfg, weights)
+    return _finish(cfg, weights, prepared, time.perf_counter(), scores_end)
+
+
+def prepare_cutover(cfg: CutoverConfig) -> Prepared:
+    """Prepare 1.-4., with the old flow still running: every user's state under ``cfg.model``
+    at the clicks topic's ends now, returned and written to ``cfg.out``/prepared.msgpack."""
+    prepared = _prepare(cfg, load_scorer(cfg.model))
+    write_prepared(cfg.out, prepared)
+    return prepared
+
+
+def finish_cutover(cfg: CutoverConfig, prepared: Prepared | None = None) -> CutoverSummary:
+    """Finish 1.-5., after the old flow is stopped: from ``prepared`` (by default the one in
+    ``cfg.out``), advance the users by the clicks that came since, score what the old flow left
+    unscored, write the seed at the clicks topic's ends now. CutoverError when ``prepared`` is
+    for another model or topic, or the topic ends before its offsets."""
+    started = time.perf_counter()
+    weights = load_scorer(cfg.model)
+    if prepared is None:
+        prepared = read_prepared(cfg.out)
+    return _finish(cfg, weights, prepared, started, None)
+
+
+def write_prepared(folder: Path, prepared: Prepared) -> Path:
+    """``folder``/prepared.msgpack, written aside, fsynced and renamed over any older one."""
+    return write_atomic(folder / PREPARED_FILE, msgspec.msgpack.encode(prepared), durable=True)
+
+
+def read_prepared(folder: Path) -> Prepared:
+    """The prepared cut-over in ``folder``; CutoverError when there is none or it is unreadable."""
+    path = Path(folder) / PREPARED_FILE
+    try:
+        return msgspec.msgpack.decode(path.read_bytes(), type=Prepared)
+    except FileNotFoundError:
+        raise CutoverError(f"no prepared cut-over in {folder} (no {PREPARED_FILE}): while the "
+                           "old flow still runs, run 'deepcredit cutover --prepare --model "
+                           f"MODEL --out {folder}' first") from None  # fmt: skip
+    except msgspec.DecodeError as exc:
+        raise CutoverError(f"{path} is not a prepared cut-over ({exc}): prepare "
+                           "again") from None  # fmt: skip
+
+
+# -- prepare ----------------------------------------------------------------------------------
+
+
+def _prepare(cfg: CutoverConfig, weights: ModelWeights) -> Prepared:
+    started = time.perf_counter()
+    ends = watermarks(cfg.kafka, cfg.topics.clicks, cfg.timeout_s)  # 1.
+    history = _read_clicks(cfg, {}, ends, "history")  # 2.
+    rebuild_started = time.perf_counter()  # 3.
+    with tqdm(total=history.events, desc="rebuild", unit="ev", disable=not cfg.progress) as bar:
+        rebuilt = rebuild(weights, history.by_user, on_step=bar.update)
+    rebuild_s = time.perf_counter() - rebuild_started
+    states = {u: encode_state(s) for u, s in rebuilt.states.items()}
+    return Prepared(model_version=weights.version, topic=cfg.topics.clicks,
+                    offsets={p: high for p, (_, high) in ends.items()}, states=states,
+                    posts=history.posts, probabilities=rebuilt.posts, events=history.events,
+                    from_archive=history.from_archive, dead_letters=history.dead_letters,
+                    rebuild_s=rebuild_s, prepare_s=time.perf_counter() - started,
+                    created_at=time.time())  # fmt: skip
+
+
+# -- reading the clicks (prepare 2., finish 2.) -----------------------------------------------
+
+
+def _read_clicks(
+    cfg: CutoverConfig, starts: Mapping[int, int], ends: dict[int, tuple[int, int]], what: str
+) -> _History:
+    """Every message from ``starts`` (0 where absent) to each partition's end: what retention
+    dropped from the archive, the rest from the topic (archive first, so each partition stays
+    in offset order)."""
+    history = _History()
+    ranges: dict[int, tuple[int, int]] = {}
+    for p, (low, high) in ends.items():
+        start = starts.get(p, 0)
+        if low > start:
+            lines, start = _archived(cfg.archive, cfg.topics.clicks, p, start, low, high)
+            for line in lines:
+                history.add(line)
+            history.from_archive += len(lines)
+        ranges[p] = (start, high)
+    total = sum(max(0, end - start) for start, end in ranges.values())
+    with tqdm(total=total, desc=what, unit="ev", disable=not cfg.progress) as bar:
+        for m in read_range(cfg.kafka, cfg.topics.clicks, ranges, cfg.timeout_s):
+            history.add(m.value())
+            bar.update()
+    return history
+
+
+def _archived(
+    folder: Path | None, topic: str, partition: int, start: int, low: int, high: int
+) -> tuple[list[bytes], int]:
+    """The archive's messages of ``partition`` from offset ``start``, whole segments until the
+    topic's low watermark ``low`` is reached (none at or past ``high``), and the offset after
+    them."""
+    where = f"{topic}[{partition}]"
+    if folder is None:
+        raise CutoverError(f"{where} starts at offset {low} (retention dropped the clicks before "
+                           "it): pass --archive DIR, a click archive ('deepcredit archive') "
+                           f"that holds offsets {start} to {low - 1}")  # fmt: skip
+    segments = sorted((s for s in read_segments(folder)
+                       if s.topic == topic and s.partition == partition),
+                      key=lambda s: s.first_offset)  # fmt: skip
+    lines: list[bytes] = []
+    cursor = start
+    for s in segments:
+        if cursor >= low or s.first_offset > cursor:
+            break  # enough, or a hole
+        if s.next_offset > cursor:
+            lines += _segment_lines(folder, s, cursor, high)
+            cursor = min(s.next_offset, high)
+    if cursor < low:
+        raise CutoverError(f"offsets {cursor} to {low - 1} of {where} are neither on the topic "
+                           f"(it starts at {low}) nor in the archive {folder}")  # fmt: skip
+    return lines, cursor
+
+
+def _segment_lines(folder: Path, s: Segment, start: int, stop: int) -> list[bytes]:
+    """The lines of segment ``s`` with start <= offset < stop. Cutting a segment needs each
+    line's offset, known only when it skipped no offset (the archiver drops empty messages)."""
+    with gzip.open(folder / s.file, "rb") as f:
+        lines = [line.rstrip(b"\n") for line in f]
+    if start <= s.first_offset and s.next_offset <= stop:
+        return lines
+    if len(lines) != s.next_offset - s.first_offset:
+        raise CutoverError(f"archive segment {s.file} skips offsets, so it cannot be cut at "
+                           f"offsets {start} to {stop}: run the cut-over again")  # fmt: skip
+    return lines[max(0, start - s.first_offset) : stop - s.first_offset]
+
+
+# -- finish -----------------------------------------------------------------------------------
+
+
+def _finish(
+    cfg: CutoverConfig,
+    weights: ModelWeights,
+    prepared: Prepared,
+    started: float,
+    scores_end: dict[int, tuple[int, int]] | None,
+) -> CutoverSummary:
+    topic = cfg.topics.clicks
+    problem = prepared.problem(weights.version, topic)
+    if problem is not None:
+        raise CutoverError(problem)
+    ends = watermarks(cfg.kafka, topic, cfg.timeout_s)  # 1.
+    problem = prepared.problem(weights.version, topic, {p: h for p, (_, h) in ends.items()})
+    if problem is not None:
+        raise CutoverError(problem)
+    if scores_end is None:
+        scores_end = watermarks(cfg.kafka, cfg.topics.risk_scores, cfg.timeout_s)
+    tail = _read_clicks(cfg, prepared.offsets, ends, "tail")  # 2.
+    advanced, tail_p = _advance_tail(weights, prepared, tail)  # 3.
+    posts = prepared.posts + tail.posts
+    probabilities = ChainMap(tail_p, prepared.probabilities)  # a repeated id: its last
+    filled = _fill_in(cfg, weights.version, posts, probabilities, scores_end)  # 4.
+    seed = Seed(model_version=weights.version, topic=topic,
+                offsets={p: high for p, (_, high) in ends.items()},
+                states=prepared.states | advanced, created_at=time.time())  # fmt: skip
+    write_seed(cfg.out, seed)  # 5.
+    summary = _summary(seed, prepared, tail, posts, filled, time.perf_counter() - started)
+    _write_summary(cfg.out, summary)
+    return summary
+
+
+def _advance_tail(
+    w: ModelWeights, prepared: Prepared, tail: _History
+) -> tuple[dict[str, bytes], dict[str, Probabilities]]:
+    """The tail's users' states after their tail clicks, one by one from the prepared states
+    (copies: ``prepared`` stays as it is), and the probabilities at each tail post."""
+    states: dict[str, bytes] = {}
+    probabilities: dict[str, Probabilities] = {}
+    for user, events in tail.by_user.items():
+        seeded = prepared.states.get(user)
+        s = UserState.new(w.version, w.hidden_size) if seeded is None else decode_state(seeded)
+        for e in events:
+            p = advance(w, s, e)
+            if p is not None:
+                probabilities[e.event_id] = p
+        states[user] = encode_state(s)
+    return states, probabilities
+
+
+# -- finish 4. no score lost ------------------------------------------------------------------
+
+
+class _ScoreId(msgspec.Struct):
+    event_id: str
+
+
+@dataclass(frozen=True)
+class _FillIn:
+    filled: int  # posts scored now
+    left: int  # posts without a score that come before a score of the same user
+    thresholds_version: int
+
+
+def _fill_in(
+    cfg: CutoverConfig,
+    version: str,
+    posts: list[ClickEvent],
+    probabilities: Mapping[str, Probabilities],
+    scores_end: dict[int, tuple[int, int]],
+) -> _FillIn:
+    """Score by ``version`` the posts that have no score yet."""
+    topic = cfg.topics.risk_scores
+    scored = _scored(cfg, scores_end)
+    missing, left = _unscored(posts, scored)
+    if left:
+        log.warning("%d posts have no score on %s but a later post of the same user has "
+                    "(scores dropped by retention?): left as they are", left, topic)  # fmt: skip
+    thresholds = read_latest(cfg.kafka, cfg.topics.thresholds) or DEFAULT_THRESHOLDS
+    producer = Producer(cfg.kafka.client_config())
+    for e in missing:
+        score = score_record(e, probabilities[e.event_id], thresholds, version)
+        produce(producer, topic, encode(score), score.key)
+    if producer.flush(cfg.timeout_s) != 0:
+        raise CutoverError(f"not every new score reached {topic}: run the cut-over again")
+    return _FillIn(len(missing), left, thresholds.version)
+
+
+def _scored(cfg: CutoverConfig, scores_end: dict[int, tuple[int, int]]) -> set[str]:
+    """The event ids on the risk-scores topic up to its ends at 1., refused if it grew since."""
+    topic = cfg.topics.risk_scores
+    decoder = msgspec.json.Decoder(_ScoreId)
+    scored = {decoder.decode(m.value()).event_id
+              for m in read_range(cfg.kafka, topic, scores_end, cfg.timeout_s)}  # fmt: skip
+    before = {p: high for p, (_, high) in scores_end.items()}
+    now = {p: high for p, (_, high) in watermarks(cfg.kafka, topic, cfg.timeout_s).items()}
+    if now != before:
+        raise CutoverError(f"{topic} grew during the cut-over (ends {before} -> {now}): is "
+                           "the old flow still running? Stop it, then run the cut-over "
+                           "(or its finish) again")  # fmt: skip
+    return scored
+
+
+def _unscored(posts: list[ClickEvent], scored: set[str]) -> tuple[list[ClickEvent], int]:
+    """The posts to score now, once each, in order: those with no score after their user's last
+    scored post (the old flow scored each user's posts in order, so what it left is a suffix);
+    and how many unscored posts come before a scored one (retention dropped their scores)."""
+    last = {e.user_id: i for i, e in enumerate(posts) if e.event_id in scored}
+    missing: dict[str, ClickEvent] = {}
+    left: set[str] = set()
+    for i, e in enumerate(posts):
+        if e.event_id in scored:
+            continue
+        if i > last.get(e.user_id, -1):
+            missing.setdefault(e.event_id, e)
+        else:
+            left.add(e.event_id)
+    return list(missing.values()), len(left)
+
+
+# -- finish 5. the summary --------------------------------------------------------------------
+
+
+def _summary(
+    seed: Seed,
+    prepared: Prepared,
+    tail: _History,
+    posts_before: list[ClickEvent],
+    filled: _FillIn,
+    finish_s: float,
+) -> CutoverSummary:
+    posts = len({e.event_id for e in posts_before})
+    rebuild_s = prepared.rebuild_s
+    return CutoverSummary(model_version=seed.model_version, topic=seed.topic,
+                          offsets=seed.offsets, users=len(seed.states),
+                          events=prepared.events + tail.events,
+                          from_archive=prepared.from_archive + tail.from_archive,
+                          dead_letters=prepared.dead_letters + tail.dead_letters,
+                          posts=posts, already_scored=posts - filled.filled - filled.left,
+                          filled_in=filled.filled, left_unscored=filled.left,
+                          thresholds_version=filled.thresholds_version, rebuild_s=rebuild_s,
+                          events_per_s=prepared.events / rebuild_s if rebuild_s else 0.0,
+                          created_at=seed.created_at, prepared_offsets=prepared.offsets,
+                          tail_events=tail.events, tail_users=len(tail.by_user),
+                          prepare_s=prepared.prepare_s, finish_s=finish_s)  # fmt: skip
+
+
+def _write_summary(folder: Path, summary: CutoverSummary) -> None:
+    write_json(folder / SUMMARY_FILE, msgspec.to_builtins(summary))

@@ -1,0 +1,308 @@
+"""Drift monitors: they fire on an abrupt change, stay quiet without one, respect warm-up and
+cool-down, and label loans exactly as ``deepcredit.loans`` does."""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from river.base import DriftDetector
+
+from deepcredit.events import DAY_S, Activity, ClickEvent
+from deepcredit.loans import loan_outcomes
+from deepcredit.records import DriftAlert, Monitor
+from scorer.monitors import (
+    DriftMonitors,
+    InputMonitor,
+    LoanLabeller,
+    MonitorConfig,
+    PerformanceMonitor,
+    ScoreMonitor,
+)
+from training.benchmark.generator import GeneratorConfig, generate
+
+T0 = 1.5e9
+N = 6000  # observations per synthetic stream; the change comes at N // 2
+CONFIG = MonitorConfig(warmup_days=2.0, cooldown_days=1000.0)
+
+
+def fixed_clock() -> float:
+    return 123.0
+
+
+def fired(alerts: list[DriftAlert | None]) -> list[DriftAlert]:
+    return [a for a in alerts if a is not None]
+
+
+# --- scores -------------------------------------------------------------------------------------
+
+
+def score_stream(seed: int, change: bool) -> list[DriftAlert | None]:
+    """One post every 10 minutes; with ``change`` the mean risk goes from 0.14 to 0.2."""
+    rng = random.Random(seed)
+    m = ScoreMonitor("m1", CONFIG, clock=fixed_clock)
+    out = []
+    for i in range(N):
+        p = rng.betavariate(2, 8 if change and i >= N // 2 else 12)
+        out.append(m.update(p, p / 3, ts=T0 + i * 600.0))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_scores_fire_after_an_abrupt_change_and_not_before(seed: int) -> None:
+    alerts = fired(score_stream(seed, change=True))
+    assert alerts, "no alert after the mean score rose by 40%"
+    first = alerts[0]
+    assert N // 2 < first.events_seen < N // 2 + 1500
+    assert first.monitor is Monitor.SCORES and first.detector == "ADWIN"
+    assert first.alert_id == f"scores-{first.signal}-{first.events_seen}"
+    assert first.model_version == "m1" and first.detected_at == 123.0
+    assert first.event_ts == T0 + (first.events_seen - 1) * 600.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_scores_stay_quiet_on_a_stationary_stream(seed: int) -> None:
+    assert fired(score_stream(seed, change=False)) == []
+
+
+# --- inputs -------------------------------------------------------------------------------------
+
+MIX = {a: 1.0 for a in Activity}
+CRISIS = MIX | {Activity.LEND: 0.5, Activity.WITHDRAW: 1.5}
+
+
+def input_stream(seed: int, change: bool, n: int = 3 * N) -> list[DriftAlert | None]:
+    """Events of 50 users; with ``change`` lending halves and withdrawals grow by half."""
+    rng = random.Random(seed)
+    m = InputMonitor("m1", CONFIG, clock=fixed_clock)
+    out = []
+    for i in range(n):
+        mix = CRISIS if change and i >= n // 2 else MIX
+        activity = rng.choices(list(mix), weights=list(mix.values()))[0]
+        loan = {"loan_id": f"l{i}", "rate": 0.1, "term_days": 30} if activity.value in (
+            "post", "borrow", "repay", "miss_payment") else {}  # fmt: skip
+        event = ClickEvent(event_id=f"e{i}", user_id=f"u{rng.randrange(50)}", ts=T0 + i * 60.0,
+                           activity=activity, amount=rng.lognormvariate(6, 1), **loan)  # fmt: skip
+        out.append(m.update(event))
+    return out
+
+
+def test_inputs_fire_on_a_change_of_the_activity_mix() -> None:
+    alerts = fired(input_stream(0, change=True))
+    assert alerts
+    assert alerts[0].signal in ("share_lend", "share_withdraw")
+    assert 3 * N // 2 < alerts[0].events_seen < 3 * N // 2 + 3000
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_inputs_stay_quiet_without_a_change(seed: int) -> None:
+    assert fired(input_stream(seed, change=False)) == []
+
+
+# --- warm-up and cool-down ------------------------------------------------------------------------
+
+
+class Scripted(DriftDetector):
+    """Fires at the given update indices, and nowhere else."""
+
+    def __init__(self, fires: frozenset[int] = frozenset()) -> None:
+        super().__init__()
+        self.fires = fires
+        self._n = 0
+
+    def update(self, x: float) -> None:
+        self._drift_detected = self._n in self.fires
+        self._n += 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    gaps=st.lists(st.floats(0.0, 3 * DAY_S), min_size=1, max_size=80),
+    fires=st.sets(st.integers(0, 79)),
+    warmup=st.floats(0.0, 20.0),
+    cooldown=st.floats(0.0, 20.0),
+)
+def test_warmup_and_cooldown(gaps: list[float], fires: set[int], warmup: float,
+                             cooldown: float) -> None:  # fmt: skip
+    config = MonitorConfig(warmup, cooldown, detector=lambda: Scripted(frozenset(fires)))
+    m = ScoreMonitor("m1", config)
+    ts, alerts = T0, []
+    for i, gap in enumerate(gaps):
+        ts += gap
+        if m.update(0.1, 0.1, ts) is not None:
+            alerts.append((i, ts))
+    start = T0 + gaps[0]
+    # No alert in the warm-up, none within a cool-down of the previous one ...
+    assert all(t >= start + warmup * DAY_S for _, t in alerts)
+    assert all(b - a >= cooldown * DAY_S for (_, a), (_, b) in itertools.pairwise(alerts))
+    # ... and every other firing was silenced by one of the two.
+    times = [T0 + sum(gaps[: i + 1]) for i in range(len(gaps))]
+    alerted = {i for i, _ in alerts}
+    for i in fires - alerted:
+        if i >= len(gaps):
+            continue
+        before = [t for j, t in alerts if j < i]
+        in_warmup = times[i] < start + warmup * DAY_S
+        assert in_warmup or (before and times[i] < before[-1] + cooldown * DAY_S)
+
+
+def test_warmup_suppresses_a_change_inside_it() -> None:
+    """The same change that fires with a 2-day warm-up is silent under a longer one."""
+    rng = random.Random(0)
+    long = ScoreMonitor("m1", MonitorConfig(warmup_days=N * 600.0 / DAY_S, cooldown_days=0.0))
+    alerts = []
+    for i in range(N):
+        p = rng.betavariate(2, 8 if i >= N // 2 else 12)
+        alerts.append(long.update(p, p / 3, ts=T0 + i * 600.0))
+    assert fired(alerts) == []
+
+
+# --- performance --------------------------------------------------------------------------------
+
+
+def loan_event(i: int, k: int, ts: float, activity: Activity, **kw: object) -> ClickEvent:
+    return ClickEvent(event_id=f"e{i}-{k}", user_id=f"u{i % 40}", ts=ts, activity=activity,
+                      amount=100.0, loan_id=f"l{i}", **kw)  # fmt: skip
+
+
+def loan_events(seed: int, change: bool, loans: int = N) -> list[tuple[ClickEvent, tuple | None]]:
+    """Loans posted an hour apart, each funded and repaid; delinquency happens with the scored
+    probability, or with three times it after the change (the model has gone stale)."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(loans):
+        post_ts, term = T0 + i * 3600.0, 30
+        due = post_ts + term * DAY_S
+        p = rng.uniform(0.02, 0.3)
+        late = rng.random() < (min(3 * p, 1.0) if change and i >= loans // 2 else p)
+        repay_ts = due + (rng.uniform(1, 60) if late else -rng.uniform(0, 5)) * DAY_S
+        rows.append((loan_event(i, 0, post_ts, Activity.POST, rate=0.1, term_days=term),
+                     (p, p / 4)))  # fmt: skip
+        rows.append((loan_event(i, 1, post_ts + 60, Activity.BORROW), None))
+        rows.append((loan_event(i, 2, repay_ts, Activity.REPAY), None))
+    rows.sort(key=lambda r: r[0].ts)
+    return rows
+
+
+def performance_alerts(seed: int, change: bool) -> tuple[PerformanceMonitor, list[DriftAlert]]:
+    m = PerformanceMonitor("m1", MonitorConfig(warmup_days=30.0, cooldown_days=1000.0))
+    alerts = [m.update(event, p) for event, p in loan_events(seed, change)]
+    alerts.append(m.advance(T0 + 10_000 * DAY_S))
+    return m, fired(alerts)
+
+
+def test_performance_fires_when_the_model_goes_stale() -> None:
+    _, alerts = performance_alerts(0, change=True)
+    assert len(alerts) == 1
+    assert alerts[0].signal == "brier_delinquent"
+    change_ts = T0 + N // 2 * 3600.0 + 30 * DAY_S  # when the first stale loan comes due
+    assert change_ts < alerts[0].event_ts < change_ts + 60 * DAY_S
+    assert "rolling AUC delinquent" in alerts[0].detail
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_performance_quiet_and_auc_sane_when_the_model_holds(seed: int) -> None:
+    m, alerts = performance_alerts(seed, change=False)
+    assert alerts == []
+    assert m.events_seen == 2 * N  # two labels per loan, all known in the end
+    assert m.open_loans == 0
+    auc = m.rolling_auc
+    assert 0.6 < auc["delinquent"] < 0.85  # p itself is the truth: AUC of a calibrated score
+    assert auc["default"] is None  # nobody in this stream is 120 days late
+
+
+def test_only_known_labels_are_scored_and_they_match_outcomes() -> None:
+    """On a generated stream cut at several moments, the labeller has released exactly the
+    labels ``loan_outcomes`` knows at that moment, with the same values, for scored posts."""
+    config = GeneratorConfig(users=25, seed=4, horizon_days=400)
+    events = list(generate(config))
+    posts = [e.loan_id for e in events if e.activity is Activity.POST]
+    scored = set(posts[::2])  # every other post goes unscored: those must never be labelled
+    for as_of in (config.start_ts + 120 * DAY_S, config.start_ts + 250 * DAY_S, config.end_ts):
+        labeller, released = LoanLabeller(), {}
+        for e in events:
+            if e.ts > as_of:
+                break
+            p = (0.2, 0.05) if e.activity is Activity.POST and e.loan_id in scored else None
+            for lab in labeller.update(e, p):
+                assert (lab.loan_id, lab.target) not in released
+                assert lab.known_at <= as_of
+                released[lab.loan_id, lab.target] = lab.label
+        for lab in labeller.advance(as_of):
+            released[lab.loan_id, lab.target] = lab.label
+        expected = {}
+        for loan_id, o in loan_outcomes(events, as_of=as_of).items():
+            if loan_id in scored:
+                for target in ("delinquent", "default"):
+                    if getattr(o, target) is not None:
+                        expected[loan_id, target] = getattr(o, target)
+        assert released == expected
+        assert any(v for v in expected.values()) and not all(expected.values())
+
+
+#: Offsets (days from the due date) on and around the two label boundaries, plus anything.
+EDGES = st.sampled_from([0.0, 1e-5, 0.5, 120.0, 120.0 + 1e-5, 121.0]) | st.floats(-20.0, 300.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    term=st.integers(1, 90),
+    funded=st.booleans(),
+    repay=st.none() | EDGES,
+    as_of=EDGES,
+)
+def test_one_loan_labelled_like_outcomes_at_every_moment(
+    term: int, funded: bool, repay: float | None, as_of: float
+) -> None:
+    post_ts = T0
+    due = post_ts + term * DAY_S
+    stream = [loan_event(0, 0, post_ts, Activity.POST, rate=0.1, term_days=term)]
+    if funded:
+        stream.append(loan_event(0, 1, post_ts + 60, Activity.BORROW))
+    if repay is not None and due + repay * DAY_S > post_ts + 60:
+        stream.append(loan_event(0, 2, due + repay * DAY_S, Activity.REPAY))
+    cut = max(due + as_of * DAY_S, post_ts)
+    labeller, released = LoanLabeller(), {}
+    for e in stream:
+        if e.ts <= cut:
+            p = (0.3, 0.1) if e.activity is Activity.POST else None
+            released |= {lab.target: lab.label for lab in labeller.update(e, p)}
+    released |= {lab.target: lab.label for lab in labeller.advance(cut)}
+    o = loan_outcomes(stream, as_of=cut)["l0"]
+    expected = {t: getattr(o, t) for t in ("delinquent", "default") if getattr(o, t) is not None}
+    assert released == expected
+
+
+# --- the facade ---------------------------------------------------------------------------------
+
+
+def test_facade_runs_every_monitor_and_survives_a_pickle_round_trip() -> None:
+    events = list(generate(GeneratorConfig(users=30, seed=5, horizon_days=500)))
+    cfg = MonitorConfig(warmup_days=5.0, cooldown_days=20.0, delta=0.01)  # chatty on purpose
+
+    def probabilities(e: ClickEvent) -> tuple[float, float] | None:
+        if e.activity is not Activity.POST:
+            return None
+        p = 0.1 if e.ts < events[len(events) // 3].ts else 0.9  # the model goes wrong
+        return p, p / 3
+
+    def run(m: DriftMonitors, part: list[ClickEvent]) -> list[DriftAlert]:
+        return [a for e in part for a in m.update(e, probabilities(e))]
+
+    half = len(events) // 2
+    whole = DriftMonitors("m1", scores=cfg, inputs=cfg, performance=cfg, clock=fixed_clock)
+    first, rest = run(whole, events[:half]), run(whole, events[half:])
+    fresh = DriftMonitors("m1", scores=cfg, inputs=cfg, performance=cfg, clock=fixed_clock)
+    resumed = pickle.loads(pickle.dumps(fresh))
+    assert run(resumed, events[:half]) == first
+    resumed = pickle.loads(pickle.dumps(resumed))
+    assert run(resumed, events[half:]) == rest
+    alerts = first + rest
+    assert {a.monitor for a in alerts} == set(Monitor)
+    assert len({a.alert_id for a in alerts}) == len(alerts)
+    assert whole.scores.events_seen == sum(e.activity is Activity.POST for e in events)
+    assert whole.inputs.events_seen == len(events)

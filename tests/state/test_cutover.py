@@ -1,0 +1,372 @@
+"""The cut-over against the real broker. Blue (``deepcredit serve``, model A) scores the stream as
+it arrives and is stopped mid-stream; ``deepcredit cutover`` rebuilds every user's state under
+model B at the clicks topic's end and scores what blue left unscored; green (B, from the seed)
+scores the rest. Every post ends up with a score, each post's scores carry one model version,
+and green's states are B's after the whole history. Clicks that retention dropped come from
+the click archive. In two phases, the rebuild is prepared while blue still runs and the finish
+after it stops replays only the clicks since: same seed as the one-shot."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from deepcredit.codec import decode_click
+from deepcredit.events import Activity, ClickEvent
+from deepcredit.kafka_io import read_to_end, watermarks
+from deepcredit.records import Score
+from deepcredit.settings import KafkaSettings, Topics
+from deepcredit.thresholds import DEFAULT_THRESHOLDS
+from deploy.cli import main
+from scorer.artifact import load_scorer
+from scorer.user_state import UserState, decode_state
+from state.cutover import (
+    SUMMARY_FILE,
+    CutoverConfig,
+    CutoverError,
+    Prepared,
+    finish_cutover,
+    read_prepared,
+)
+from state.recovery_store import read_states
+from state.seed import Seed, read_seed
+from tests.dataflow.test_live import wait_until
+from tests.dataflow.test_recovery import wait_for_scores
+from tests.serving import serve_process
+from tests.streams import clicks_lines, expected_scores, read_scores, send
+
+pytestmark = pytest.mark.kafka
+log = logging.getLogger(__name__)
+
+TOLERANCE = 1e-5  # lockstep vs event by event: float32 rounding (see scorer/rebuild.py)
+
+
+@pytest.fixture(scope="module")
+def model_b(clicks_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second small model on the same clicks, another seed: other weights, other scores."""
+    out = tmp_path_factory.mktemp("model-b")
+    args = ["train", "--events", str(clicks_file), "--out-dir", str(out), "--hidden", "8",
+            "--epochs", "1", "--seed", "1", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    [folder] = out.iterdir()
+    return folder
+
+
+def run_cutover(kafka: KafkaSettings, model: Path, out: Path, *extra: str) -> int:
+    return main(["cutover", "--model", str(model), "--out", str(out), "--bootstrap",
+                 kafka.bootstrap_servers, "--quiet", *extra])  # fmt: skip
+
+
+def one_version_per_post(
+    kafka: KafkaSettings, topics: Topics, blue_green: tuple, before: set[str]
+) -> tuple[dict[str, list[Score]], set[str], set[str]]:
+    """Every post scored, each by one model: blue's exactly A's event-by-event scores, and only
+    before the cut-over offsets (``before``); the rest B's within TOLERANCE. Returns the scores
+    by post, blue's posts, and the posts before the offsets that B filled in."""
+    wa, wb, expected_a, expected_b, _ = blue_green
+    by_event: dict[str, list[Score]] = defaultdict(list)
+    for s in read_scores(kafka, topics.risk_scores):
+        by_event[s.event_id].append(s)
+    assert set(by_event) == set(expected_b)  # every post scored, nothing else
+    assert all(len({s.model_version for s in ss}) == 1 for ss in by_event.values())
+    by_blue = {k for k, ss in by_event.items() if ss[0].model_version == wa.version}
+    assert by_blue <= before  # blue scored nothing past the cut-over offsets
+    assert all((s.p_delinquent, s.p_default) == expected_a[k]
+               for k in by_blue for s in by_event[k])  # fmt: skip
+    for k in set(by_event) - by_blue:  # filled in by the cut-over, or scored by green
+        [s] = by_event[k]
+        assert s.model_version == wb.version
+        np.testing.assert_allclose((s.p_delinquent, s.p_default), expected_b[k], atol=TOLERANCE)
+    return by_event, by_blue, before - by_blue
+
+
+def green_states_are_bs(recovery: Path, seed, states_b: dict) -> None:
+    """Green's final states (its snapshots, or the seed's for users with nothing after the
+    offsets) equal B's event-by-event states."""
+    snapshots = read_states(recovery)
+    assert snapshots and set(snapshots) <= set(states_b) == set(seed.states)
+    for user, expected in states_b.items():
+        assert_same_state(snapshots.get(user) or decode_state(seed.states[user]), expected)
+
+
+@pytest.fixture
+def blue_green(topics: Topics, clicks: list[ClickEvent], model_dir: Path, model_b: Path,
+               monkeypatch: pytest.MonkeyPatch) -> tuple:  # fmt: skip
+    """Model A (blue) and B (green), and what each scores event by event: A's probabilities
+    per post, B's per post and B's final states; the CLI on this test's topics."""
+    monkeypatch.setenv("DEEPCREDIT_TOPIC_PREFIX", topics.clicks.removesuffix("clicks"))
+    wa, wb = load_scorer(model_dir), load_scorer(model_b)
+    expected_a, _ = expected_scores(wa, clicks)
+    expected_b, states_b = expected_scores(wb, clicks)
+    return wa, wb, expected_a, expected_b, states_b
+
+
+def test_blue_to_green_at_the_cutover_offset_loses_no_score_and_mixes_no_versions(
+    kafka: KafkaSettings, topics: Topics, clicks_file: Path, blue_green: tuple, model_dir: Path,
+    model_b: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    wa, wb, expected_a, expected_b, states_b = blue_green
+    differ = [k for k in expected_a if abs(expected_a[k][1] - expected_b[k][1]) > 1e-3]
+    assert wa.version != wb.version and len(differ) > len(expected_a) / 2
+    lines = clicks_lines(clicks_file)
+    first, rest = lines[:2400], lines[2400:]
+    log, seed_dir = tmp_path / "serve.log", tmp_path / "seed"
+
+    # Blue scores the first part as it arrives and is stopped while it still arrives.
+    def trickle() -> None:
+        for start in range(0, len(first), 100):
+            send(kafka, topics.clicks, first[start : start + 100])
+            time.sleep(0.15)
+
+    blue = serve_process(kafka, topics, model_dir, "--metrics-port", "0", "--recovery-dir",
+                         str(tmp_path / "blue"), "--snapshot-seconds", "1", log=log)  # fmt: skip
+    feeder = threading.Thread(target=trickle)
+    feeder.start()
+    wait_for_scores(kafka, topics.risk_scores, 20, timeout_s=60)
+    wait_until(lambda: snapshotted(tmp_path / "blue"), 10, "a snapshot of blue's states")
+    blue.send_signal(signal.SIGTERM)
+    assert blue.wait(30) == 0, log.read_text()[-3000:]
+    feeder.join()
+
+    assert run_cutover(kafka, model_b, seed_dir) == 0, capsys.readouterr().err
+    summary = json.loads((seed_dir / SUMMARY_FILE).read_text())
+    seed = read_seed(seed_dir)
+    assert seed.offsets == {p: high for p, (_, high) in watermarks(kafka, topics.clicks).items()}
+    assert sum(seed.offsets.values()) == len(first)
+
+    # A seed for another model, or a recovery folder of the old flow, is refused.
+    assert main(["serve", "--model", str(model_dir), "--seed", str(seed_dir)]) == 1
+    assert f"made for model {wb.version}, this flow serves {wa.version}" in capsys.readouterr().err
+    args = ["serve", "--model", str(model_b), "--seed", str(seed_dir), "--recovery-dir",
+            str(tmp_path / "blue")]  # fmt: skip
+    assert main(args) == 1
+    assert f"holds states of model {wa.version}" in capsys.readouterr().err
+
+    send(kafka, topics.clicks, rest)
+    green = serve_process(kafka, topics, model_b, "--seed", str(seed_dir), "--recovery-dir",
+                          str(tmp_path / "green"), "--metrics-port", "0", "--until-end",
+                          log=log)  # fmt: skip
+    assert green.wait(120) == 0, log.read_text()[-3000:]
+
+    before = posts_before(kafka, topics, seed)
+    by_event, by_blue, filled = one_version_per_post(kafka, topics, blue_green, before)
+    assert by_blue and filled and set(by_event) - before
+    assert summary["filled_in"] == len(filled) and summary["already_scored"] == len(by_blue)
+    assert summary["posts"] == len(before) and summary["left_unscored"] == 0
+    for s in (by_event[k][0] for k in filled):  # decided under the thresholds in force
+        decision = DEFAULT_THRESHOLDS.decide(p_delinquent=s.p_delinquent, p_default=s.p_default)
+        assert s.thresholds_version == DEFAULT_THRESHOLDS.version and s.decision == decision
+
+    # Green's final states: its snapshots, or the seed's for users with nothing after the offsets.
+    green_states_are_bs(tmp_path / "green", seed, states_b)
+
+
+def snapshotted(recovery: Path) -> bool:
+    try:
+        return bool(read_states(recovery))
+    except FileNotFoundError:
+        return False
+
+
+def posts_before(kafka: KafkaSettings, topics: Topics, seed: Seed) -> set[str]:
+    """The event ids of the posts at offsets below the seed's."""
+    return posts_below(kafka, topics, seed.offsets)
+
+
+def posts_below(kafka: KafkaSettings, topics: Topics, offsets: dict[int, int]) -> set[str]:
+    """The event ids of the posts at offsets below ``offsets`` (per clicks partition)."""
+    out = set()
+    for m in read_to_end(kafka, topics.clicks):
+        e = decode_click(m.value())
+        is_post = isinstance(e, ClickEvent) and e.activity is Activity.POST
+        if is_post and m.offset() < offsets[m.partition()]:
+            out.add(e.event_id)
+    return out
+
+
+def assert_same_state(got: UserState, expected: UserState) -> None:
+    assert got.model_version == expected.model_version and got.memory == expected.memory
+    np.testing.assert_allclose(got.hc, expected.hc, atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(got.y_prev, expected.y_prev, atol=TOLERANCE, rtol=0)
+
+
+def test_clicks_dropped_by_retention_are_replayed_from_the_archive(
+    kafka: KafkaSettings, topics: Topics, clicks_file: Path, model_b: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.setenv("DEEPCREDIT_TOPIC_PREFIX", topics.clicks.removesuffix("clicks"))
+    send(kafka, topics.clicks, clicks_lines(clicks_file)[:1500])
+    assert run_cutover(kafka, model_b, tmp_path / "whole") == 0  # the topic holds everything
+    archive = tmp_path / "archive"
+    assert main(["archive", "--folder", str(archive), "--until-end", "--segment-events", "100",
+                 "--bootstrap", kafka.bootstrap_servers]) == 0  # fmt: skip
+    # Retention, by hand: each partition now starts inside its second archive segment.
+    admin = AdminClient(kafka.client_config())
+    futures = admin.delete_records([TopicPartition(topics.clicks, p, 150) for p in range(3)])
+    for future in futures.values():
+        future.result(timeout=30)
+    assert all(low == 150 for low, _ in watermarks(kafka, topics.clicks).values())
+    capsys.readouterr()
+
+    assert run_cutover(kafka, model_b, tmp_path / "no-archive") == 1
+    assert "starts at offset 150 (retention dropped the clicks before it): pass --archive" in (
+        capsys.readouterr().err
+    )
+    assert run_cutover(kafka, model_b, tmp_path / "seed", "--archive", str(archive)) == 0
+    whole, seed = read_seed(tmp_path / "whole"), read_seed(tmp_path / "seed")
+    assert seed.offsets == whole.offsets and seed.states == whole.states
+    summary = json.loads((tmp_path / "seed" / SUMMARY_FILE).read_text())
+    assert summary["from_archive"] == 3 * 200  # two segments of 100 per partition, then the topic
+    assert summary["filled_in"] == 0  # the first cut-over scored every post
+
+
+def test_prepared_while_blue_runs_and_finished_after_it_stops_equals_the_one_shot(
+    kafka: KafkaSettings, topics: Topics, clicks_file: Path, blue_green: tuple, model_dir: Path,
+    model_b: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    wa, wb, _, _, states_b = blue_green
+    lines = clicks_lines(clicks_file)
+    sent = 0
+
+    def send_next(n: int) -> None:
+        nonlocal sent
+        send(kafka, topics.clicks, lines[sent : sent + n])
+        sent += n
+
+    log_file, two_phase, one_shot = tmp_path / "serve.log", tmp_path / "seed", tmp_path / "one"
+    blue = serve_process(kafka, topics, model_dir, "--metrics-port", "0", "--recovery-dir",
+                         str(tmp_path / "blue"), log=log_file)  # fmt: skip
+    send_next(1000)
+    wait_for_scores(kafka, topics.risk_scores, 20, timeout_s=60)
+
+    # Prepare while blue scores and clicks keep coming, during the prepare and after it.
+    prepared_now = threading.Event()
+
+    def trickle() -> None:
+        while not prepared_now.is_set() and sent < 2400:
+            send_next(20)
+            time.sleep(0.05)
+        for _ in range(10):
+            send_next(20)
+            time.sleep(0.05)
+
+    feeder = threading.Thread(target=trickle)
+    feeder.start()
+    try:
+        assert run_cutover(kafka, model_b, two_phase, "--prepare") == 0, capsys.readouterr().err
+    finally:
+        prepared_now.set()
+        feeder.join()
+    assert "now stop the old flow" in capsys.readouterr().out
+    prepared = read_prepared(two_phase)
+    assert prepared.model_version == wb.version and not (two_phase / "seed.msgpack").exists()
+    assert 1000 <= sum(prepared.offsets.values()) < sent - 150  # clicks came after the prepare
+    now = {p: high for p, (_, high) in watermarks(kafka, topics.clicks).items()}
+    tail_posts = posts_below(kafka, topics, now) - posts_below(kafka, topics, prepared.offsets)
+    wait_until(lambda: tail_posts & {s.event_id for s in read_scores(kafka, topics.risk_scores)},
+               30, "blue scoring a post after the prepared offsets")  # fmt: skip
+    blue.send_signal(signal.SIGTERM)
+    assert blue.wait(30) == 0, log_file.read_text()[-3000:]
+    assert {s.model_version for s in read_scores(kafka, topics.risk_scores)} == {wa.version}
+
+    send_next(300)  # with blue stopped: nobody scores these until the finish
+    assert run_cutover(kafka, model_b, two_phase, "--finish") == 0, capsys.readouterr().err
+    summary = json.loads((two_phase / SUMMARY_FILE).read_text())
+    seed = read_seed(two_phase)
+    assert sum(seed.offsets.values()) == sent
+    assert {int(p): h for p, h in summary["prepared_offsets"].items()} == prepared.offsets
+    assert summary["tail_events"] == sent - sum(prepared.offsets.values())
+    assert summary["events"] == sent and 0 < summary["tail_users"] <= summary["users"]
+    assert summary["prepare_s"] == prepared.prepare_s and summary["finish_s"] > 0
+
+    # The one-shot on the same clicks: same offsets, same states; blue's gaps are filled already.
+    assert run_cutover(kafka, model_b, one_shot) == 0, capsys.readouterr().err
+    whole = json.loads((one_shot / SUMMARY_FILE).read_text())
+    reference = read_seed(one_shot)
+    assert reference.offsets == seed.offsets and set(reference.states) == set(seed.states)
+    for user, state in reference.states.items():
+        got, expected = decode_state(seed.states[user]), decode_state(state)
+        assert_same_state(got, expected)
+        assert getattr(got, "recent", None) == getattr(expected, "recent", None)  # resend ids
+    assert whole["filled_in"] == 0 and whole["posts"] == summary["posts"]
+    assert whole["already_scored"] == summary["already_scored"] + summary["filled_in"]
+    log.info("cut-over of %d clicks, %d after the prepared offsets: finish %.3f s (prepare "
+             "%.3f s) vs one-shot %.3f s", sent, summary["tail_events"], summary["finish_s"],
+             summary["prepare_s"], whole["prepare_s"] + whole["finish_s"])  # fmt: skip
+
+    send_next(len(lines) - sent)
+    green = serve_process(kafka, topics, model_b, "--seed", str(two_phase), "--recovery-dir",
+                          str(tmp_path / "green"), "--metrics-port", "0", "--until-end",
+                          log=log_file)  # fmt: skip
+    assert green.wait(120) == 0, log_file.read_text()[-3000:]
+
+    before = posts_before(kafka, topics, seed)
+    in_tail = before - posts_below(kafka, topics, prepared.offsets)
+    _, by_blue, filled = one_version_per_post(kafka, topics, blue_green, before)
+    assert filled & in_tail  # the finish scored the tail's posts blue did not
+    assert by_blue & in_tail  # and those it did keep A's score
+    assert summary["filled_in"] == len(filled) and summary["already_scored"] == len(by_blue)
+    assert summary["posts"] == len(before) and summary["left_unscored"] == 0
+
+    green_states_are_bs(tmp_path / "green", seed, states_b)
+
+
+def a_prepared(version: str, topic: str, offsets: dict[int, int]) -> Prepared:
+    return Prepared(model_version=version, topic=topic, offsets=offsets, states={}, posts=[],
+                    probabilities={}, events=0, from_archive=0, dead_letters=0, rebuild_s=0.0,
+                    prepare_s=0.0, created_at=0.0)  # fmt: skip
+
+
+def test_a_prepared_cutover_of_another_model_or_a_recreated_topic_is_refused(
+    kafka: KafkaSettings, topics: Topics, model_b: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    p = a_prepared("dc-b", "clicks", {0: 5, 1: 0, 2: 7})
+    assert p.problem("dc-b", "clicks") is None
+    assert p.problem("dc-b", "clicks", {0: 5, 1: 3, 2: 9}) is None
+    assert "prepared for model dc-b, not for dc-c: finish with the model it was prepared " in (
+        p.problem("dc-c", "clicks", {0: 5, 1: 0, 2: 7}) or ""
+    )
+    assert "prepared on topic 'clicks', this one reads 't1-clicks'" in (
+        p.problem("dc-b", "t1-clicks") or ""
+    )
+    assert "partitions [0, 1] now, [0, 1, 2] when the cut-over was prepared: prepare again" in (
+        p.problem("dc-b", "clicks", {0: 9, 1: 9}) or ""
+    )
+    behind = p.problem("dc-b", "clicks", {0: 5, 1: 0, 2: 3}) or ""
+    assert "clicks ends before the offsets the cut-over was prepared at ([2] ends at 3 < 7)" in (
+        behind
+    )
+    assert "recreated" in behind and "'deepcredit cutover --prepare --model MODEL" in behind
+
+    # Through the finish, against the real (empty) topics: refused, nothing written anywhere.
+    version = load_scorer(model_b).version
+    cfg = CutoverConfig(kafka, topics, model_b, tmp_path / "out", timeout_s=10)
+    with pytest.raises(CutoverError, match=f"prepared for model dc-b, not for {version}"):
+        finish_cutover(cfg, a_prepared("dc-b", topics.clicks, {0: 0, 1: 0, 2: 0}))
+    with pytest.raises(CutoverError, match=r"ends before the offsets .*\[0\] ends at 0 < 4"):
+        finish_cutover(cfg, a_prepared(version, topics.clicks, {0: 4, 1: 0, 2: 0}))
+    assert not (tmp_path / "out").exists()
+    assert all(high == 0 for _, high in watermarks(kafka, topics.risk_scores).values())
+
+    # The finish with nothing prepared says to prepare first; the two phases are one at a time.
+    monkeypatch.setenv("DEEPCREDIT_TOPIC_PREFIX", topics.clicks.removesuffix("clicks"))
+    assert run_cutover(kafka, model_b, tmp_path / "none", "--finish") == 1
+    assert "no prepared cut-over in" in capsys.readouterr().err
+    finish_cutover(cfg, a_prepared(version, topics.clicks, {0: 0, 1: 0, 2: 0}))  # empty: fine
+    assert read_seed(tmp_path / "out").offsets == {0: 0, 1: 0, 2: 0}
+    with pytest.raises(SystemExit):
+        run_cutover(kafka, model_b, tmp_path / "cli", "--prepare", "--finish")
+    assert "not allowed with argument" in capsys.readouterr().err

@@ -1,0 +1,61 @@
+"""The cut-over seed file: round trip, and a flow refuses a seed made for another model or topic
+with a message that says what to do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dataflow.flow import load_seed
+from deploy.cli import main
+from scorer.artifact import load_scorer
+from scorer.user_state import UserState, decode_state, encode_state
+from state.seed import SEED_FILE, Seed, SeedError, read_seed, write_seed
+
+
+def a_seed(version: str, topic: str = "clicks") -> Seed:
+    states = {"u1": encode_state(UserState.new(version, 8))}
+    return Seed(model_version=version, topic=topic, offsets={0: 12, 1: 0}, states=states,
+                created_at=1.0)  # fmt: skip
+
+
+def test_a_seed_reads_back_as_written_and_leaves_no_partial_file(tmp_path: Path) -> None:
+    seed = a_seed("dc-b")
+    assert write_seed(tmp_path / "s", seed) == tmp_path / "s" / SEED_FILE
+    back = read_seed(tmp_path / "s")
+    assert back == seed and decode_state(back.states["u1"]) == UserState.new("dc-b", 8)
+    assert [p.name for p in (tmp_path / "s").iterdir()] == [SEED_FILE]
+
+
+def test_no_seed_or_a_broken_one_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SeedError, match=r"no cut-over seed in .*'deepcredit cutover"):
+        read_seed(tmp_path)
+    (tmp_path / SEED_FILE).write_bytes(b"\x93not a seed")
+    with pytest.raises(SeedError, match="is not a cut-over seed"):
+        read_seed(tmp_path)
+
+
+def test_a_flow_refuses_a_seed_of_another_model_or_topic(tmp_path: Path, model_dir: Path) -> None:
+    w = load_scorer(model_dir)
+    write_seed(tmp_path / "other-model", a_seed("dc-other"))
+    write_seed(tmp_path / "other-topic", a_seed(w.version, "t1-clicks"))
+    with pytest.raises(SeedError, match=f"made for model dc-other, this flow serves {w.version}"):
+        load_seed(tmp_path / "other-model", w, "clicks")
+    with pytest.raises(SeedError, match="offsets of topic 't1-clicks', this flow reads 'clicks'"):
+        load_seed(tmp_path / "other-topic", w, "clicks")
+    with pytest.raises(SeedError, match="needs a model"):
+        load_seed(tmp_path / "other-topic", None, "t1-clicks")
+    assert load_seed(tmp_path / "other-topic", w, "t1-clicks").offsets == {0: 12, 1: 0}
+
+
+def test_serve_with_a_seed_of_another_model_exits_with_the_reason(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_seed(tmp_path / "seed", a_seed("dc-other"))
+    args = ["serve", "--model", str(model_dir), "--seed", str(tmp_path / "seed"),
+            "--metrics-port", "0"]  # fmt: skip
+    assert main(args) == 1  # before anything starts: no broker needed
+    err = capsys.readouterr().err
+    assert "made for model dc-other" in err and "run 'deepcredit cutover --model" in err
+    assert "Traceback" not in err

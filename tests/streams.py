@@ -1,0 +1,54 @@
+"""Helpers for the flow's integration tests: put a clickstream on Kafka, read scores back, and
+the scores a flow must give (the numpy scorer fed each user's events in order)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+from confluent_kafka import Producer
+
+from deepcredit.events import ClickEvent
+from deepcredit.jsonlines import read_lines
+from deepcredit.kafka_io import produce, read_to_end
+from deepcredit.records import DeadLetter, Score
+from deepcredit.replay import user_key
+from deepcredit.settings import KafkaSettings
+from scorer.model import ModelWeights, advance
+from scorer.user_state import UserState
+
+BAD_MESSAGES = (b"not json", b'{"event_id": "x", "user_id": "u"}', b"\xff\xfe")
+
+
+def send(kafka: KafkaSettings, topic: str, lines: list[bytes]) -> None:
+    """Produce ``lines`` keyed by user id (None for lines that are not events)."""
+    producer = Producer(kafka.client_config())
+    for line in lines:
+        produce(producer, topic, line, user_key(line))
+    assert producer.flush(30) == 0
+
+
+def clicks_lines(path: Path) -> list[bytes]:
+    return list(read_lines(str(path)))
+
+
+def read_scores(kafka: KafkaSettings, topic: str) -> list[Score]:
+    return [msgspec.json.decode(m.value(), type=Score) for m in read_to_end(kafka, topic)]
+
+
+def read_dead_letters(kafka: KafkaSettings, topic: str) -> list[DeadLetter]:
+    return [msgspec.json.decode(m.value(), type=DeadLetter) for m in read_to_end(kafka, topic)]
+
+
+def expected_scores(
+    w: ModelWeights, events: list[ClickEvent]
+) -> tuple[dict[str, tuple[float, float]], dict[str, UserState]]:
+    """Each post's probabilities by event id, and each user's final state."""
+    states: dict[str, UserState] = {}
+    scores: dict[str, tuple[float, float]] = {}
+    for e in events:
+        s = states.setdefault(e.user_id, UserState.new(w.version, w.hidden_size))
+        p = advance(w, s, e)
+        if p is not None:
+            scores[e.event_id] = p
+    return scores, states

@@ -1,0 +1,89 @@
+"""``deepcredit train`` and ``deepcredit evaluate`` end to end on a tiny benchmark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deploy.cli import main
+from scorer.artifact import ArtifactError, load_scorer
+from training.core.artifact import load_model
+from training.core.export import export_scorer
+
+
+@pytest.fixture(scope="module")
+def events(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "events.jsonl.gz"
+    args = ["generate", "--users", "80", "--seed", "4", "--horizon-days", "500"]
+    assert main([*args, "--out", str(path), "--quiet"]) == 0
+    return path
+
+
+def train(events: Path, out: Path, capsys: pytest.CaptureFixture) -> Path:
+    args = ["train", "--events", str(events), "--out-dir", str(out), "--hidden", "8",
+            "--epochs", "2", "--batch-users", "16", "--seed", "1", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    [model_dir] = list(out.iterdir())
+    assert f"saved {model_dir}" in capsys.readouterr().out
+    return model_dir
+
+
+def test_train_saves_an_artifact_that_evaluate_reproduces(
+    events: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    model_dir = train(events, tmp_path / "a", capsys)
+    card = load_model(model_dir)[1]
+    assert card.version == model_dir.name and card.data.users == 80
+    assert set(card.metrics) == {"validation", "test"}
+    assert card.training["epochs_run"] >= 1 and card.training["peak_rss_mib"] > 0
+    assert sum(card.split.values()) == 80
+
+    # The torch-free scorer file holds the same weights under the same version.
+    served = load_scorer(model_dir)
+    expected = export_scorer(load_model(model_dir)[0], card.version)
+    assert served.version == card.version
+    assert served.to_bytes() == expected.to_bytes()
+
+    assert main(["evaluate", "--model", str(model_dir), "--events", str(events)]) == 0
+    evaluated = capsys.readouterr().out
+    for target, m in card.metrics["test"].items():
+        assert f"{target:<10} AUC {m.auc:.4f}  KS {m.ks:.4f}  Brier {m.brier:.4f}" in evaluated
+
+    # Same seed, same data: the same model (the cached sequences are reused).
+    again_dir = train(events, tmp_path / "b", capsys)
+    assert load_model(again_dir)[1].metrics == card.metrics
+
+
+def test_train_on_a_missing_file_is_a_clear_error(capsys: pytest.CaptureFixture) -> None:
+    assert main(["train", "--events", "/no/such.jsonl"]) == 1
+    assert "no such events file" in capsys.readouterr().err
+
+
+def test_a_folder_without_the_scorer_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "card.json").write_text('{"version": "x"}')
+    with pytest.raises(ArtifactError, match=r"scorer\.npz"):
+        load_scorer(tmp_path)
+    with pytest.raises(ArtifactError, match="no such model folder"):
+        load_scorer(tmp_path / "missing")
+
+
+def test_the_same_weights_saved_twice_in_one_second_get_two_versions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deterministic retraining on the same data writes the same weights: it must not collide
+    with the first (it did, as 'Directory not empty', when both fell in one second)."""
+    from training.core import artifact
+    from training.core.model import DeepCredit, ModelConfig
+
+    monkeypatch.setattr(artifact.time, "time", lambda: 1.8e9)
+    model = DeepCredit(ModelConfig(hidden_size=4))
+    fields = {"model_config": model.config.to_dict(), "train_config": {},
+              "data": artifact.DataInfo("x", "0" * 64, 0, 0, 0), "split": {}, "metrics": {},
+              "training": {}}  # fmt: skip
+    first = artifact.save_model(tmp_path, model, None, 0, fields)
+    second = artifact.save_model(tmp_path, model, None, 0, fields)
+    assert second.version == f"{first.version}-2"
+    assert load_scorer(tmp_path / second.version).version == second.version
+    assert sorted(p.name for p in tmp_path.iterdir()) == [first.version, second.version]

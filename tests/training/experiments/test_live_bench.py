@@ -1,0 +1,35 @@
+"""``deepcredit bench live`` on a tiny stream: it runs the real flow and writes sane numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient
+
+from deepcredit.settings import KafkaSettings
+from deploy.cli import main
+
+
+def test_bench_live_measures_both_flows(
+    kafka: KafkaSettings, clicks_file: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "live.json"
+    args = ["bench", "live", "--events", str(clicks_file), "--model", str(model_dir),
+            "--bootstrap", kafka.bootstrap_servers, "--limit", "1500", "--repeats", "1",
+            "--rate", "400", "--latency-events", "1200", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    for variant in ("model", "pass_through", "model_no_recovery"):
+        [run] = result["throughput"][variant]["runs"]
+        assert run["events"] == 1500 and run["events_per_s"] > 0
+    posts = result["throughput"]["model"]["runs"][0]["scores"]
+    assert posts == result["throughput"]["pass_through"]["runs"][0]["scores"] > 0
+    for variant in ("model", "pass_through"):
+        lat = result["latency"][variant]
+        assert lat["scored"] == lat["posts"] > 0 and lat["measured"] > 0
+        assert 0 < lat["p50_ms"] <= lat["p99_ms"]
+    assert result["state_bytes_per_user"]["median"] > 0
+    assert result["machine"]["cpus"] >= 1
+    admin = AdminClient(kafka.client_config())
+    assert not [t for t in admin.list_topics(timeout=30).topics if t.startswith("bench-")]

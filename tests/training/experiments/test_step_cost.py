@@ -1,0 +1,21 @@
+"""``deepcredit bench step`` measures something real: bigger states for bigger hidden sizes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from deploy.cli import main
+
+
+def test_bench_step_writes_a_row_per_hidden_size(tmp_path: Path) -> None:
+    out = tmp_path / "step.json"
+    args = ["bench", "step", "--hidden", "4", "8", "--users", "5", "--repeats", "1"]
+    assert main([*args, "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["hidden_size"] for r in rows] == [4, 8]
+    small, big = rows
+    # Six (h, c) rows of float32: 4 more units cost 6 * 4 * 4 = 96 bytes per user.
+    assert big["state_bytes_empty"] - small["state_bytes_empty"] == 96
+    assert all(r["us_per_post"] > 0 and r["us_per_other_event"] > 0 for r in rows)
+    assert all(r["state_bytes_median"] >= r["state_bytes_empty"] for r in rows)

@@ -1,0 +1,95 @@
+"""Train, evaluate and save: the stages behind ``deepcredit train`` and ``deepcredit evaluate``.
+
+1. load (or build and cache) the sequences of an event log;
+2. split users: test 20% by user hash, validation 10% of the rest;
+3. fit with early stopping on validation AUC;
+4. measure the held-out test users once, after training (never used to choose anything);
+5. save the versioned artifact with its card.
+"""
+
+from __future__ import annotations
+
+import resource
+from pathlib import Path
+
+import torch
+
+from training.core.artifact import ModelCard, load_model, save_model
+from training.core.evaluation import TargetMetrics
+from training.core.eventlog import load_sequences
+from training.core.model import ModelConfig
+from training.core.train import TrainConfig, evaluate, fit, split
+
+__all__ = ["evaluate_model", "peak_rss_mib", "reset_peak_rss", "train_model"]
+
+_STATUS = Path("/proc/self/status")
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process since it started or since ``reset_peak_rss``."""
+    if _STATUS.exists():  # Linux: VmHWM, which reset_peak_rss can reset
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # KiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak_rss() -> bool:
+    """Start the peak over from the current resident memory (Linux only; False elsewhere), so
+    that one stage's peak can be told from an earlier stage's."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def train_model(
+    events: Path,
+    out_dir: Path,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    *,
+    parent_version: str | None = None,
+    progress: bool = True,
+) -> ModelCard:
+    seq, data = load_sequences(events, progress=progress)  # 1.
+    parts = split(seq, train_config)  # 2.
+    if progress:
+        print(f"users: {len(parts.train):,} train, {len(parts.validation):,} validation, "
+              f"{len(parts.test):,} test (held out)", flush=True)  # fmt: skip
+    result = fit(seq, parts, model_config, train_config, progress=progress)  # 3.
+    metrics = {
+        "validation": evaluate(result.model, seq, parts.validation),
+        "test": evaluate(result.model, seq, parts.test),  # 4.
+    }
+    card_fields = {
+        "model_config": model_config.to_dict(),
+        "train_config": train_config.to_dict(),
+        "data": data,
+        "split": {"train": len(parts.train), "validation": len(parts.validation),
+                  "test": len(parts.test)},
+        "metrics": metrics,
+        "training": {
+            "epochs_run": result.epochs_run,
+            "best_epoch": result.best_epoch,
+            "seconds": round(result.seconds, 1),
+            "peak_rss_mib": round(peak_rss_mib(), 1),
+            "torch_threads": torch.get_num_threads(),
+            "history": result.history,
+        },
+        "parent_version": parent_version,
+    }
+    return save_model(out_dir, result.model, result.optimizer, result.epochs_run, card_fields)  # 5.
+
+
+def evaluate_model(
+    model_dir: Path, events: Path, *, progress: bool = True
+) -> tuple[ModelCard, dict[str, TargetMetrics], bool]:
+    """Test-user metrics of a saved model on an event log, and whether it is the log it was
+    trained on (on another log the same user hash still picks the test users)."""
+    model, card = load_model(model_dir)
+    seq, data = load_sequences(events, progress=progress)
+    train_config = TrainConfig(**card.train_config)
+    parts = split(seq, train_config)
+    return card, evaluate(model, seq, parts.test), data.sha256 == card.data.sha256

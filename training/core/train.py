@@ -1,0 +1,200 @@
+"""Training in small named stages: split users, batch, fit with early stopping, predict.
+
+The split is by user (the paper's 80/20), and the validation users for early stopping are
+carved from the training users; the test users are never looked at until ``evaluate``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from training.core.dataset import Sequences, split_users
+from training.core.evaluation import TargetMetrics, per_target
+from training.core.model import DeepCredit, ModelConfig, batch_to_tensors, probabilities
+
+__all__ = ["Split", "TrainConfig", "TrainResult", "fit", "predict", "split", "train_loop"]
+
+log = logging.getLogger(__name__)
+
+TEST_SALT = "test-split-v1"
+VALIDATION_SALT = "validation-split-v1"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_users: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    patience: int = 3  # epochs without a better validation AUC before stopping
+    seed: int = 0
+    test_fraction: float = 0.2
+    validation_fraction: float = 0.1  # of the training users
+    max_minutes: float | None = None  # stop after the epoch that crosses this budget
+    # Intra-op threads. The steps are small (B x D matmuls) and sequential, so a second thread
+    # only adds hand-offs; on this shared 2-core machine two threads made a batch ~50x slower.
+    threads: int = 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Split:
+    train: np.ndarray  # user indices
+    validation: np.ndarray
+    test: np.ndarray
+
+
+def split(seq: Sequences, config: TrainConfig) -> Split:
+    """Test users by a stable hash of the user id; validation users likewise among the rest."""
+    is_test = split_users(seq.user_ids, config.test_fraction, salt=TEST_SALT)
+    is_val = split_users(seq.user_ids, config.validation_fraction, salt=VALIDATION_SALT)
+    users = np.arange(seq.users)
+    return Split(users[~is_test & ~is_val], users[~is_test & is_val], users[is_test])
+
+
+def batches(
+    seq: Sequences, users: np.ndarray, size: int, rng: np.random.Generator | None
+) -> Iterator[np.ndarray]:
+    """Users grouped by history length (little padding); batch order shuffled when rng given."""
+    order = users[np.argsort(np.diff(seq.act_offsets)[users], kind="stable")]
+    groups = [order[i : i + size] for i in range(0, len(order), size)]
+    if rng is not None:
+        rng.shuffle(groups)
+    yield from groups
+
+
+@torch.no_grad()
+def predict(
+    model: DeepCredit, seq: Sequences, users: np.ndarray, batch_users: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and probabilities (N, 2) at the labelled posts of ``users``: calibrated when
+    ``model.calibration`` is set (``training.core.model.probabilities``), raw otherwise."""
+    y, p, _ = predict_rows(model, seq, users, batch_users)
+    return y, p
+
+
+@torch.no_grad()
+def predict_rows(
+    model: DeepCredit, seq: Sequences, users: np.ndarray, batch_users: int = 64
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``predict``, and the user (an index into ``seq``) of each row: what a bootstrap over
+    users needs (one user's loans are not independent)."""
+    model.eval()
+    ys, ps, us = [], [], []
+    for group in batches(seq, users, batch_users, rng=None):
+        batch = seq.batch(group)
+        logits, _ = model(batch_to_tensors(batch), targets=False)
+        known = np.isfinite(batch.labels).any(axis=-1)  # (B, Tl)
+        ys.append(batch.labels[known])
+        ps.append(probabilities(model, logits).numpy()[known])
+        us.append(np.broadcast_to(np.asarray(group)[:, None], known.shape)[known])
+    if not ys:
+        empty = np.zeros((0, 2), np.float32)
+        return empty, empty, np.zeros(0, np.int64)
+    return np.concatenate(ys), np.concatenate(ps), np.concatenate(us)
+
+
+def evaluate(model: DeepCredit, seq: Sequences, users: np.ndarray) -> dict[str, TargetMetrics]:
+    y, p = predict(model, seq, users)
+    return per_target(y, p)
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    best_epoch: int
+    epochs_run: int
+    seconds: float
+    history: list[dict] = field(default_factory=list)
+
+
+def fit(
+    seq: Sequences,
+    users: Split,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    *,
+    progress: bool = True,
+) -> TrainResult:
+    """Train on ``users.train``, early-stop on the mean validation AUC, return the best model."""
+    torch.manual_seed(config.seed)
+    model = DeepCredit(model_config)
+    return train_loop(
+        model,
+        config,
+        batches=lambda rng: list(batches(seq, users.train, config.batch_users, rng)),
+        loss_of=lambda group: model(batch_to_tensors(seq.batch(group)))[1],
+        validate=lambda: evaluate(model, seq, users.validation),
+        progress=progress,
+    )
+
+
+def train_loop(
+    model: torch.nn.Module,
+    config: TrainConfig,
+    *,
+    batches: Callable[[np.random.Generator], list[Any]],
+    loss_of: Callable[[Any], torch.Tensor | None],
+    validate: Callable[[], dict[str, TargetMetrics]],
+    progress: bool,
+) -> TrainResult:
+    """Epochs of AdamW with gradient clipping; after each, the validation AUC (mean of the two
+    targets) decides the best weights and early stopping; a time budget ends it after an epoch.
+    Shared by every neural model we train, so they are trained alike."""
+    torch.set_num_threads(config.threads)
+    rng = np.random.default_rng(config.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)  # fmt: skip
+    best_auc, best_epoch, best_state = -math.inf, 0, None
+    history: list[dict] = []
+    started = time.monotonic()
+    epoch = 0
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        losses = []
+        bar = tqdm(batches(rng), desc=f"epoch {epoch}", unit="batch", disable=not progress,
+                   leave=False)  # fmt: skip
+        for group in bar:
+            loss = loss_of(group)
+            if loss is None:
+                continue  # no labelled post in this batch
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        val = validate()
+        # No measurable target (a tiny validation split): keep the latest weights.
+        mean_auc = float(np.mean([m.auc for m in val.values()])) if val else -math.inf
+        row = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else math.nan,
+               "seconds": round(time.monotonic() - started, 1),
+               **{f"val_auc_{t}": round(m.auc, 4) for t, m in val.items()}}  # fmt: skip
+        history.append(row)
+        if progress:
+            print("  ".join(f"{k} {v}" for k, v in row.items()), flush=True)
+        if mean_auc > best_auc or not val:
+            best_auc, best_epoch = max(best_auc, mean_auc), epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        elif epoch - best_epoch >= config.patience:
+            break
+        if config.max_minutes is not None and time.monotonic() - started > 60 * config.max_minutes:
+            log.warning("stopping after epoch %d: time budget of %s min used", epoch,
+                        config.max_minutes)  # fmt: skip
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return TrainResult(model, optimizer, best_epoch, epoch, time.monotonic() - started, history)

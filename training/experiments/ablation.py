@@ -1,0 +1,228 @@
+"""The paper's Table 1 on our benchmark: every model on the same users, split and labelled posts.
+
+Rows: the five switches of the streaming model (DeepCredit = H-TLSTM + CL, H-TLSTM, H-LSTM +
+CL, TLSTM(activity), TLSTM(repay)), the paper-literal windowed re-encode, and the baselines
+(gradient-boosted trees, HMM, logistic regression). Each is fitted on the training users,
+early-stopped on the validation users, and measured once on the held-out test users.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from training.core.dataset import Sequences
+from training.core.evaluation import TargetMetrics, binary_metrics
+from training.core.model import TARGETS, ModelConfig
+from training.core.pipeline import peak_rss_mib, reset_peak_rss
+from training.core.train import Split, TrainConfig, fit, predict, split
+from training.core.variants import BASELINES, VARIANTS
+
+__all__ = ["PAPER_TABLE_1", "AblationConfig", "machine", "run_ablation", "table"]
+
+#: Paper Table 1, AUC (delinquent, default). Our GBDT row stands for their XGB.
+PAPER_TABLE_1: dict[str, tuple[float, float]] = {
+    "deepcredit": (0.870, 0.901),
+    "h-tlstm": (0.843, 0.868),
+    "h-lstm-cl": (0.830, 0.866),
+    "tlstm-activity": (0.815, 0.847),
+    "tlstm-repay": (0.811, 0.841),
+    "gbdt": (0.804, 0.836),
+    "hmm": (0.744, 0.788),
+    "lr": (0.720, 0.756),
+}
+LABELS = {
+    "deepcredit": "DeepCredit (H-TLSTM + CL)",
+    "h-tlstm": "H-TLSTM",
+    "h-lstm-cl": "H-LSTM + CL",
+    "tlstm-activity": "TLSTM (activity)",
+    "tlstm-repay": "TLSTM (repay)",
+    "reencode": "DeepCredit, paper-literal re-encode",
+    "gbdt": "Gradient-boosted trees (XGB row)",
+    "hmm": "HMM",
+    "lr": "Logistic regression",
+}
+
+
+@dataclass(frozen=True)
+class AblationConfig:
+    hidden_size: int = 32
+    epochs: int = 20
+    batch_users: int = 32
+    lr: float = 1e-3
+    patience: int = 3
+    seed: int = 0
+    max_minutes_per_model: float | None = None
+    window: int = 8  # T: loans looked back by the re-encode and the flat-feature baselines
+    alpha: float = 0.5  # eq. 6 weight of past loans in the re-encode's loss
+    threads: int = 1
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, batch_users=self.batch_users, lr=self.lr,
+                           patience=self.patience, seed=self.seed,
+                           max_minutes=self.max_minutes_per_model,
+                           threads=self.threads)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every row is fitted on: the same sequences, split, settings and event log."""
+
+    seq: Sequences
+    parts: Split
+    cfg: AblationConfig
+    events: Path
+    progress: bool
+
+
+class Fitted(NamedTuple):
+    """A row's test labels and predictions, and how many epochs it trained (None: not a
+    neural row)."""
+
+    y: np.ndarray
+    p: np.ndarray
+    epochs: int | None = None
+
+
+Fitter = Callable[[Context], Fitted]
+
+
+def _streaming(variant: str) -> Fitter:
+    def run(c: Context) -> Fitted:
+        model_config = ModelConfig(hidden_size=c.cfg.hidden_size, **VARIANTS[variant])
+        result = fit(c.seq, c.parts, model_config, c.cfg.train_config(), progress=c.progress)
+        return Fitted(*predict(result.model, c.seq, c.parts.test), result.epochs_run)
+
+    return run
+
+
+def _reencode(c: Context) -> Fitted:
+    from training.baselines.reencode import (
+        align_split,
+        build_windows,
+        fit_reencode,
+        predict_reencode,
+    )
+    from training.core.eventlog import read_events
+
+    windows = build_windows(read_events(c.events), window=c.cfg.window)
+    parts = align_split(c.parts, c.seq.user_ids, windows)
+    model_config = ModelConfig(hidden_size=c.cfg.hidden_size)
+    result = fit_reencode(windows, parts, model_config, c.cfg.train_config(),
+                          alpha=c.cfg.alpha, progress=c.progress)  # fmt: skip
+    return Fitted(*predict_reencode(result.model, windows, parts.test), result.epochs_run)
+
+
+def _baseline(name: str) -> Fitter:
+    def run(c: Context) -> Fitted:
+        from training.baselines import default_baselines
+
+        by_name = {b.name: b for b in default_baselines(c.cfg.seed, threads=c.cfg.threads)}
+        model = by_name[{"lr": "logistic"}.get(name, name)]
+        model.fit(c.seq, c.parts.train, c.parts.validation)
+        return Fitted(*model.predict(c.seq, c.parts.test))
+
+    return run
+
+
+ROWS: dict[str, Fitter] = {
+    **{v: _streaming(v) for v in VARIANTS},
+    "reencode": _reencode,
+    **{b: _baseline(b) for b in BASELINES if b != "reencode"},
+}
+
+
+def run_ablation(
+    seq: Sequences,
+    events: Path,
+    cfg: AblationConfig,
+    *,
+    rows: list[str] | None = None,
+    progress: bool = True,
+    on_row: Callable[[list[dict]], None] | None = None,
+) -> list[dict]:
+    """Fit each row on the training users and measure it once on the test users.
+
+    ``on_row`` sees the rows so far after each one, so a long run can save as it goes.
+    """
+    context = Context(seq, split(seq, cfg.train_config()), cfg, events, progress)
+    out = []
+    for name in rows or list(ROWS):
+        if progress:
+            print(f"== {LABELS[name]}", flush=True)
+        started = time.monotonic()
+        measured = reset_peak_rss()
+        y, p, epochs = ROWS[name](context)
+        seconds = time.monotonic() - started
+        row: dict = {"model": name, "label": LABELS[name], "seconds": round(seconds, 1)}
+        if epochs is not None:
+            row["epochs"] = epochs
+        if measured:  # this row's own peak, not the process's (sequences are built before)
+            row["peak_rss_mib"] = round(peak_rss_mib(), 1)
+        for k, target in enumerate(TARGETS):
+            m: TargetMetrics = binary_metrics(y[:, k], p[:, k])
+            row |= {f"auc_{target}": round(m.auc, 4), f"ks_{target}": round(m.ks, 4),
+                    f"brier_{target}": round(m.brier, 4), f"n_{target}": m.n}  # fmt: skip
+        if name in PAPER_TABLE_1:
+            row |= dict(zip(("paper_auc_delinquent", "paper_auc_default"), PAPER_TABLE_1[name],
+                            strict=True))  # fmt: skip
+        out.append(row)
+        if on_row is not None:
+            on_row(out)
+        if progress:
+            print(f"   AUC {row['auc_delinquent']:.3f} / {row['auc_default']:.3f} "
+                  f"in {seconds:.0f} s", flush=True)  # fmt: skip
+    return out
+
+
+def table(rows: list[dict]) -> str:
+    """The rows in the shape of the paper's Table 1, the paper's AUC beside ours."""
+    head = ("| model | AUC delinquent (paper) | AUC default (paper) | KS del / def "
+            "| Brier del / def | epochs | fit + test, s |")  # fmt: skip
+    lines = [head, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        paper = (f" ({r['paper_auc_delinquent']:.3f})", f" ({r['paper_auc_default']:.3f})"
+                 ) if "paper_auc_delinquent" in r else ("", "")  # fmt: skip
+        lines.append(
+            f"| {r['label']} | {r['auc_delinquent']:.3f}{paper[0]} | {r['auc_default']:.3f}"
+            f"{paper[1]} | {r['ks_delinquent']:.3f} / {r['ks_default']:.3f} | "
+            f"{r['brier_delinquent']:.4f} / {r['brier_default']:.4f} | {r.get('epochs', '')} | "
+            f"{r['seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    mem_kib = 0
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        first = meminfo.read_text().splitlines()[0]
+        mem_kib = int(first.split()[1])
+    return {"cpus": os.cpu_count(), "memory_gib": round(mem_kib / 2**20, 1),
+            "platform": platform.platform(), "python": platform.python_version()}  # fmt: skip
+
+
+def benchmark_summary(seq: Sequences) -> dict:
+    """What the sequences hold: users, steps, posts and the labelled rates."""
+    posts = seq.loan_kind == 0
+    labels = seq.labels[posts]
+    return {
+        "users": seq.users,
+        "activity_steps": len(seq.act_x),
+        "posts": int(posts.sum()),
+        "labelled_delinquent": int(np.isfinite(labels[:, 0]).sum()),
+        "delinquent_rate": round(float(np.nanmean(labels[:, 0])), 4),
+        "default_rate": round(float(np.nanmean(labels[:, 1])), 4),
+    }
+
+
+def config_dict(cfg: AblationConfig) -> dict:
+    return asdict(cfg)
