@@ -6,9 +6,9 @@ flow loads only this file (and the card for its version), so a serving host need
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from scorer.card import CARD_FILE, CardError, read_card
 from scorer.model import ModelWeights
 
 __all__ = ["SCORER_FILE", "ArtifactError", "load_scorer"]
@@ -27,7 +27,7 @@ def load_scorer(path: Path) -> ModelWeights:
     for another model.
     """
     path = Path(path)
-    weights_file, card_file = path / SCORER_FILE, path / "card.json"
+    weights_file, card_file = path / SCORER_FILE, path / CARD_FILE
     if not path.is_dir():
         raise ArtifactError(f"no such model folder: {path}")
     if not weights_file.is_file() or not card_file.is_file():
@@ -35,8 +35,11 @@ def load_scorer(path: Path) -> ModelWeights:
             f"{path} is not a model artifact for the scorer: it needs {SCORER_FILE} and "
             "card.json, which 'deepcredit train' writes"
         )
+    try:
+        card_version = read_card(path).version
+    except CardError as e:
+        raise ArtifactError(str(e)) from None
     weights = ModelWeights.from_bytes(weights_file.read_bytes())
-    card_version = json.loads(card_file.read_text()).get("version")
     if weights.version != card_version:
         raise ArtifactError(
             f"{weights_file} holds model {weights.version} but card.json says {card_version}"

@@ -49,6 +49,7 @@ from typing import Any
 import msgspec
 
 from scorer.artifact import SCORER_FILE, ArtifactError, load_scorer
+from scorer.card import CARD_FILE, CardError, TargetMetrics, read_card
 
 __all__ = [
     "CURRENT_FILE",
@@ -66,7 +67,6 @@ log = logging.getLogger(__name__)
 CURRENT_FILE = "CURRENT"
 LOG_FILE = "promotions.jsonl"
 _LOCK_FILE = ".lock"
-CARD_FILE = "card.json"
 
 #: Actions that move the CURRENT pointer. Other actions in the log (the retraining controller's
 #: "reject", say) are decisions kept for the audit and do not change what serves.
@@ -80,16 +80,6 @@ class RegistryError(ValueError):
     """The registry cannot do what was asked; the message says why and what to do."""
 
 
-class TargetScore(msgspec.Struct, frozen=True):
-    """One target's test or validation metrics, as the model card holds them."""
-
-    auc: float
-    ks: float
-    brier: float
-    n: int
-    positives: int
-
-
 class ModelEntry(msgspec.Struct, frozen=True, kw_only=True):
     """One model version as the registry lists it (from its card.json)."""
 
@@ -100,8 +90,8 @@ class ModelEntry(msgspec.Struct, frozen=True, kw_only=True):
     data_sha256: str
     data_users: int
     hidden_size: int | None
-    test: dict[str, TargetScore]  # target ("delinquent", "default") -> metrics
-    validation: dict[str, TargetScore]
+    test: dict[str, TargetMetrics]  # target ("delinquent", "default") -> metrics
+    validation: dict[str, TargetMetrics]
     current: bool = False
 
     def test_auc(self, target: str) -> float | None:
@@ -126,23 +116,6 @@ class _Pointer(msgspec.Struct, frozen=True):
     promoted_at: float
     by: str
     reason: str
-
-
-class _Data(msgspec.Struct, frozen=True):
-    path: str
-    sha256: str
-    users: int
-
-
-class _Card(msgspec.Struct, frozen=True):
-    """The part of training.core.artifact.ModelCard the registry reads (that one needs torch)."""
-
-    version: str
-    created_at: float
-    data: _Data
-    model_config: dict[str, Any] = {}
-    metrics: dict[str, dict[str, TargetScore]] = {}
-    parent_version: str | None = None
 
 
 class ModelRegistry:
@@ -318,9 +291,9 @@ class ModelRegistry:
 
     def _entry(self, folder: Path, current: str | None) -> ModelEntry:
         try:
-            card = msgspec.json.decode((folder / CARD_FILE).read_bytes(), type=_Card)
-        except (OSError, msgspec.DecodeError) as exc:
-            raise RegistryError(f"{folder / CARD_FILE} is not a model card: {exc}") from None
+            card = read_card(folder)
+        except CardError as exc:
+            raise RegistryError(str(exc)) from None
         hidden = card.model_config.get("hidden_size")
         return ModelEntry(
             version=folder.name,

@@ -23,6 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 from deepcredit.events import ClickEvent
 from scorer.artifact import SCORER_FILE, load_scorer
+from scorer.card import DataInfo, ModelCard
 from scorer.features import LoanStep
 from scorer.model import ModelWeights, advance, calibrate, head_logits, sigmoid
 from scorer.rebuild import rebuild
@@ -38,8 +39,6 @@ from tests.scorer.test_model_parity import (
 from tests.strategies import make_events
 from training.benchmark.generator import GeneratorConfig, generate
 from training.core.artifact import (
-    DataInfo,
-    ModelCard,
     calibration_from_card,
     calibration_to_card,
     load_model,

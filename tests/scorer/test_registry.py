@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     """Three tiny model folders, each the child of the one before (built once: torch is slow)."""
     torch = pytest.importorskip("torch")
-    from training.core.artifact import DataInfo, save_model
-    from training.core.evaluation import TargetMetrics
+    from scorer.card import DataInfo, TargetMetrics
+    from training.core.artifact import save_model
     from training.core.model import DeepCredit, ModelConfig
 
     root = tmp_path_factory.mktemp("models")

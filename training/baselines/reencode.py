@@ -17,9 +17,10 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from scorer.card import TargetMetrics
 from training.baselines.reencode_data import WindowBatch, Windows, build_windows
 from training.baselines.reencode_model import ReencodeDeepCredit, window_loss
-from training.core.evaluation import TargetMetrics, per_target
+from training.core.evaluation import per_target
 from training.core.model import ModelConfig
 from training.core.train import Split, TrainConfig, TrainResult, train_loop
 

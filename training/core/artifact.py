@@ -1,8 +1,9 @@
 """The versioned model artifact: a folder with the weights, their config and a model card.
 
-    <dir>/<version>/model.pt   torch state dicts (model, optimiser) + config + step: resumable
-    <dir>/<version>/card.json  version, lineage, data fingerprint, split, metrics, training cost,
-                               and the Platt calibration when the model carries one
+    <dir>/<version>/model.pt   torch state dicts (model, optimiser) + step: resumable
+    <dir>/<version>/card.json  version, lineage, the model's config, data fingerprint, split,
+                               metrics, training cost, and the Platt calibration when the model
+                               carries one (``scorer.card.ModelCard``)
     <dir>/<version>/scorer.npz the same weights for the numpy scorer (``scorer.artifact``): the
                                serving path loads this and never needs torch
 
@@ -22,60 +23,20 @@ import json
 import time
 from pathlib import Path
 
-import msgspec
 import torch
 
 from scorer.artifact import SCORER_FILE
-from training.core.evaluation import TARGETS, TargetMetrics
+from scorer.card import CARD_FILE, ModelCard, encode_card, read_card
+from training.core.evaluation import TARGETS
 from training.core.export import export_scorer
 from training.core.model import DeepCredit, ModelConfig, calibration_tensor
 
 __all__ = [
-    "DataInfo",
-    "ModelCard",
     "calibration_from_card",
     "calibration_to_card",
     "load_model",
     "save_model",
 ]
-
-
-class DataInfo(msgspec.Struct, frozen=True):
-    """Which event log a model was trained on: enough to tell if two runs saw the same data."""
-
-    path: str
-    sha256: str
-    users: int
-    loan_steps: int
-    activity_steps: int
-
-
-class ModelCard(msgspec.Struct, kw_only=True):
-    version: str
-    created_at: float
-    model_config: dict
-    train_config: dict
-    data: DataInfo
-    split: dict[str, int]  # users per part
-    metrics: dict[str, dict[str, TargetMetrics]]  # part ("validation", "test") -> target -> m
-    training: dict  # epochs_run, best_epoch, seconds, peak_rss_mib, history
-    parent_version: str | None = None
-    # Platt calibration per target, {"delinquent": [a, b], "default": [a, b]}: the model reports
-    # sigmoid(a * logit + b). None: the raw probabilities (every card written before it existed).
-    calibration: dict[str, list[float]] | None = None
-
-    def describe(self) -> str:
-        lines = [f"model {self.version}  (data {self.data.sha256[:12]}, {self.data.users:,} users)"]
-        for part, targets in self.metrics.items():
-            for target, m in targets.items():
-                lines.append(
-                    f"  {part:<10} {target:<10} AUC {m.auc:.4f}  KS {m.ks:.4f}  "
-                    f"Brier {m.brier:.4f}  (n={m.n:,}, positives={m.positives:,})"
-                )
-        if self.calibration is not None:
-            lines.append("  calibrated " + "  ".join(
-                f"{t} a {a:.4f} b {b:.4f}" for t, (a, b) in self.calibration.items()))  # fmt: skip
-        return "\n".join(lines)
 
 
 def calibration_to_card(calibration: torch.Tensor | None) -> dict[str, list[float]] | None:
@@ -104,23 +65,25 @@ def save_model(
     step: int,
     card_fields: dict,
 ) -> ModelCard:
-    """Write the artifact under ``directory/<version>`` (written aside, then renamed). The card
-    takes its calibration from ``model.calibration`` (``card_fields`` may repeat it, not differ),
-    and the version's hash covers it: a recalibration of the same weights is another version."""
-    calibration = calibration_to_card(model.calibration)
-    if card_fields.get("calibration", calibration) != calibration:
-        raise ValueError(
-            f"card_fields calibration {card_fields['calibration']!r} is not the model's "
-            f"{calibration!r}: set model.calibration instead"
-        )
-    card_fields = {**card_fields, "calibration": calibration}
+    """Write the artifact under ``directory/<version>`` (written aside, then renamed).
+    ``card_fields``: the ``ModelCard`` fields but version, created_at, model_config and
+    calibration, which the card takes from the model (``model.config``, ``model.calibration``);
+    the version's hash covers the calibration: a recalibration of the same weights is another
+    version. Raises ValueError when ``card_fields`` repeats one of those with another value."""
+    own = {"model_config": model.config.to_dict(),
+           "calibration": calibration_to_card(model.calibration)}  # fmt: skip
+    for (name, value), attr in zip(own.items(), ("config", "calibration"), strict=True):
+        if card_fields.get(name, value) != value:
+            raise ValueError(f"card_fields {name} {card_fields[name]!r} is not the model's "
+                             f"{value!r}: set model.{attr} instead")  # fmt: skip
+    card_fields = {**card_fields, **own}
+    calibration = own["calibration"]
     buffer = io.BytesIO()
     torch.save(
         {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict() if optimizer is not None else None,
             "step": step,
-            "config": model.config.to_dict(),
         },
         buffer,
     )
@@ -135,8 +98,7 @@ def save_model(
     card = ModelCard(version=version, created_at=created, **card_fields)
     (partial / "model.pt").write_bytes(payload)
     (partial / SCORER_FILE).write_bytes(export_scorer(model, version).to_bytes())
-    card_json = json.dumps(msgspec.to_builtins(card), indent=2) + "\n"
-    (partial / "card.json").write_text(card_json)
+    (partial / CARD_FILE).write_bytes(encode_card(card))
     partial.rename(final)
     return card
 
@@ -162,12 +124,12 @@ def _claim(directory: Path, base: str) -> tuple[str, Path, Path]:
 def load_model(path: Path) -> tuple[DeepCredit, ModelCard]:
     """The model (eval mode) and its card from an artifact folder, with the card's calibration
     (None when the card has none)."""
-    if not (path / "model.pt").is_file() or not (path / "card.json").is_file():
-        raise FileNotFoundError(f"{path} is not a model artifact (needs model.pt and card.json)")
+    if not (path / "model.pt").is_file() or not (path / CARD_FILE).is_file():
+        raise FileNotFoundError(f"{path} is not a model artifact (needs model.pt and {CARD_FILE})")
     checkpoint = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
-    model = DeepCredit(ModelConfig.from_dict(checkpoint["config"]))
+    card = read_card(path)
+    model = DeepCredit(ModelConfig.from_dict(card.model_config))
     model.load_state_dict(checkpoint["model"])
     model.eval()
-    card = msgspec.json.decode((path / "card.json").read_bytes(), type=ModelCard)
     model.calibration = calibration_from_card(card.calibration)
     return model, card

@@ -10,26 +10,17 @@ from __future__ import annotations
 
 import logging
 
-import msgspec
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
-__all__ = ["TARGETS", "TargetMetrics", "binary_metrics", "measurable", "per_target"]
+from scorer.card import TargetMetrics
+
+__all__ = ["TARGETS", "binary_metrics", "measurable", "per_target"]
 
 log = logging.getLogger(__name__)
 
 #: The two labels, in the column order of every (N, 2) label and probability array.
 TARGETS = ("delinquent", "default")
-
-
-class TargetMetrics(msgspec.Struct, frozen=True):
-    """Discrimination (AUC, KS) and calibration (Brier) of one target's probabilities."""
-
-    auc: float
-    ks: float
-    brier: float
-    n: int
-    positives: int
 
 
 def binary_metrics(y: np.ndarray, p: np.ndarray) -> TargetMetrics:

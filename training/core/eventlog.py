@@ -17,7 +17,7 @@ from deepcredit.codec import decode_click
 from deepcredit.events import ClickEvent
 from deepcredit.jsonlines import read_lines
 from deepcredit.records import DeadLetter
-from training.core.artifact import DataInfo
+from scorer.card import DataInfo
 from training.core.dataset import Sequences, build_sequences
 
 __all__ = ["fingerprint", "load_sequences", "read_events"]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from training.core.artifact import ModelCard, load_model, save_model
-from training.core.evaluation import TargetMetrics
+from scorer.card import ModelCard, TargetMetrics
+from training.core.artifact import load_model, save_model
 from training.core.eventlog import load_sequences
 from training.core.model import ModelConfig
 from training.core.train import TrainConfig, evaluate, fit, split
@@ -64,7 +64,6 @@ def train_model(
         "test": evaluate(result.model, seq, parts.test),  # 4.
     }
     card_fields = {
-        "model_config": model_config.to_dict(),
         "train_config": train_config.to_dict(),
         "data": data,
         "split": {"train": len(parts.train), "validation": len(parts.validation),

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from scorer.card import TargetMetrics
 from training.core.dataset import Sequences, split_users
-from training.core.evaluation import TargetMetrics, per_target
+from training.core.evaluation import per_target
 from training.core.model import DeepCredit, ModelConfig, batch_to_tensors, probabilities
 
 __all__ = ["Split", "TrainConfig", "TrainResult", "fit", "predict", "split", "train_loop"]

@@ -18,8 +18,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from scorer.card import TargetMetrics
 from training.core.dataset import Sequences
-from training.core.evaluation import TargetMetrics, binary_metrics
+from training.core.evaluation import binary_metrics
 from training.core.model import TARGETS, ModelConfig
 from training.core.pipeline import peak_rss_mib, reset_peak_rss
 from training.core.train import Split, TrainConfig, fit, predict, split

@@ -68,12 +68,12 @@ from deepcredit.records import DriftAlert, Monitor, Score
 from deepcredit.replay import replay
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.topics import delete_topics, ensure_topics, topic_specs
+from scorer.card import TargetMetrics
 from scorer.registry import PROMOTE, ModelRegistry
 from state.cutover import CutoverConfig, CutoverSummary, finish_cutover, prepare_cutover
 from training.benchmark.config import DEFAULT_START_TS, GeneratorConfig
 from training.benchmark.generator import generate
 from training.core.dataset import labels_within
-from training.core.evaluation import TargetMetrics
 from training.experiments.processes import serve_process
 from training.retraining.controller import (
     STATE_FILE,

@@ -102,8 +102,8 @@ from deepcredit.settings import KafkaSettings, Topics
 from scorer.registry import PROMOTE, ModelRegistry, Promotion
 
 if TYPE_CHECKING:
+    from scorer.card import TargetMetrics
     from training.core.dataset import Sequences
-    from training.core.evaluation import TargetMetrics
     from training.core.train import TrainConfig
 
 __all__ = [
@@ -548,7 +548,7 @@ def _gate(
 ) -> _Verdict:
     """Promote on better ranking, or on better calibration at no cost elsewhere (step 4.).
 
-    >>> from training.core.evaluation import TargetMetrics
+    >>> from scorer.card import TargetMetrics
     >>> def m(auc, brier):
     ...     return TargetMetrics(auc=auc, ks=0.0, brier=brier, n=100, positives=20)
     >>> champion = {"delinquent": m(0.70, 0.20), "default": m(0.80, 0.10)}

@@ -107,7 +107,6 @@ def recalibrate(
                           "cv_brier_gain": round(gain, 4), "refitted": kept}  # fmt: skip
     model.calibration = torch.tensor(np.array(params, np.float32).T)  # rows: a, b
     fields = {
-        "model_config": card.model_config,
         "train_config": card.train_config,
         "data": data,
         "split": {"train": len(parts.train), "validation": len(parts.validation),

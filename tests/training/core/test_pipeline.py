@@ -74,13 +74,14 @@ def test_the_same_weights_saved_twice_in_one_second_get_two_versions(
 ) -> None:
     """A deterministic retraining on the same data writes the same weights: it must not collide
     with the first (it did, as 'Directory not empty', when both fell in one second)."""
+    from scorer.card import DataInfo
     from training.core import artifact
     from training.core.model import DeepCredit, ModelConfig
 
     monkeypatch.setattr(artifact.time, "time", lambda: 1.8e9)
     model = DeepCredit(ModelConfig(hidden_size=4))
     fields = {"model_config": model.config.to_dict(), "train_config": {},
-              "data": artifact.DataInfo("x", "0" * 64, 0, 0, 0), "split": {}, "metrics": {},
+              "data": DataInfo("x", "0" * 64, 0, 0, 0), "split": {}, "metrics": {},
               "training": {}}  # fmt: skip
     first = artifact.save_model(tmp_path, model, None, 0, fields)
     second = artifact.save_model(tmp_path, model, None, 0, fields)

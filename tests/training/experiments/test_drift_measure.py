@@ -10,6 +10,7 @@ import torch
 
 from deploy.cli import main
 from scorer.artifact import SCORER_FILE, load_scorer
+from scorer.card import CARD_FILE, DataInfo, ModelCard, encode_card
 from training.core.export import export_scorer
 from training.core.model import DeepCredit, ModelConfig
 from training.experiments.drift_measure import DriftMeasureConfig, measure_drift
@@ -26,10 +27,14 @@ MONITOR_FIELDS = {
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained (seeded) model, saved as the scorer loads it: enough to exercise the run."""
     torch.manual_seed(0)
-    weights = export_scorer(DeepCredit(ModelConfig(hidden_size=8)), "dc-test")
+    model = DeepCredit(ModelConfig(hidden_size=8))
+    weights = export_scorer(model, "dc-test")
     path = tmp_path_factory.mktemp("model")
     (path / SCORER_FILE).write_bytes(weights.to_bytes())
-    (path / "card.json").write_text(json.dumps({"version": "dc-test"}))
+    card = ModelCard(version="dc-test", created_at=0.0, model_config=model.config.to_dict(),
+                     train_config={}, data=DataInfo("-", "-", 0, 0, 0), split={}, metrics={},
+                     training={})  # fmt: skip
+    (path / CARD_FILE).write_bytes(encode_card(card))
     return path
 
 

@@ -16,9 +16,10 @@ from deepcredit.records import DriftAlert, ModelEvent, Monitor
 from deepcredit.settings import KafkaSettings, Topics
 from deploy.cli import main
 from scorer.artifact import load_scorer
+from scorer.card import DataInfo
 from scorer.registry import ModelRegistry, Promotion
 from training.benchmark.config import DEFAULT_START_TS
-from training.core.artifact import DataInfo, save_model
+from training.core.artifact import save_model
 from training.core.model import DeepCredit, ModelConfig
 from training.retraining.controller import ControllerConfig, RetrainController
 

@@ -1,0 +1,107 @@
+"""The model card (``<model folder>/card.json``): what a model is, what it was trained on and how
+well it scored. One schema, torch-free, read by the scorer, the registry and training alike.
+
+``deepcredit train`` writes it beside ``model.pt`` (torch) and ``scorer.npz`` (numpy); its
+``model_config`` is the one record of the model's configuration (``ModelConfig.to_dict``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "CARD_FILE",
+    "CardError",
+    "DataInfo",
+    "ModelCard",
+    "TargetMetrics",
+    "encode_card",
+    "read_card",
+]
+
+CARD_FILE = "card.json"
+
+
+class CardError(ValueError):
+    """A card that is missing or does not decode; the message names the file and the field."""
+
+
+class TargetMetrics(msgspec.Struct, frozen=True):
+    """Discrimination (AUC, KS) and calibration (Brier) of one target's probabilities, over
+    ``n`` labelled posts of which ``positives`` are 1."""
+
+    auc: float
+    ks: float
+    brier: float
+    n: int
+    positives: int
+
+
+class DataInfo(msgspec.Struct, frozen=True):
+    """Which event log a model was trained on: enough to tell if two runs saw the same data."""
+
+    path: str
+    sha256: str
+    users: int
+    loan_steps: int
+    activity_steps: int
+
+
+class ModelCard(msgspec.Struct, kw_only=True):
+    """``version``: the model's name (``dc-<UTC time>-<hash>``); ``created_at``: Unix seconds;
+    ``model_config``: the model's configuration; ``train_config``: how it was trained;
+    ``split``: users per part; ``metrics``: part ("validation", "test") -> target
+    ("delinquent", "default") -> metrics; ``training``: epochs_run, best_epoch, seconds,
+    peak_rss_mib, history; ``parent_version``: the model it was retrained from;
+    ``calibration``: Platt parameters per target, {target: [a, b]}, the model reporting
+    sigmoid(a * logit + b); None: the raw probabilities."""
+
+    version: str
+    created_at: float
+    model_config: dict[str, Any]
+    train_config: dict[str, Any]
+    data: DataInfo
+    split: dict[str, int]
+    metrics: dict[str, dict[str, TargetMetrics]]
+    training: dict[str, Any]
+    parent_version: str | None = None
+    calibration: dict[str, list[float]] | None = None
+
+    def describe(self) -> str:
+        lines = [f"model {self.version}  (data {self.data.sha256[:12]}, {self.data.users:,} users)"]
+        for part, targets in self.metrics.items():
+            for target, m in targets.items():
+                lines.append(
+                    f"  {part:<10} {target:<10} AUC {m.auc:.4f}  KS {m.ks:.4f}  "
+                    f"Brier {m.brier:.4f}  (n={m.n:,}, positives={m.positives:,})"
+                )
+        if self.calibration is not None:
+            lines.append("  calibrated " + "  ".join(
+                f"{t} a {a:.4f} b {b:.4f}" for t, (a, b) in self.calibration.items()))  # fmt: skip
+        return "\n".join(lines)
+
+
+_decoder = msgspec.json.Decoder(ModelCard)
+
+
+def read_card(folder: Path) -> ModelCard:
+    """The card of the model folder ``folder``. Raises CardError when it is missing or does not
+    decode (the message says which field)."""
+    path = Path(folder) / CARD_FILE
+    try:
+        return _decoder.decode(path.read_bytes())
+    except FileNotFoundError:
+        raise CardError(f"{path} is missing: a model folder needs the card "
+                        "'deepcredit train' writes") from None  # fmt: skip
+    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+        raise CardError(f"{path} is not a model card: {e}") from None
+
+
+def encode_card(card: ModelCard) -> bytes:
+    """The card as indented, strict JSON (a non-finite metric is refused, not written as NaN).
+    Raises ValueError for a non-finite number."""
+    return (json.dumps(msgspec.to_builtins(card), indent=2, allow_nan=False) + "\n").encode()
