@@ -12,6 +12,11 @@ Run it with ``deepcredit serve`` or, the same flow, ``python -m bytewax.run
 With a cut-over seed (``state/seed.py``) the flow starts each clicks partition at the seed's
 offset (the history before it is in the seeded states) and each user at the seeded state;
 recovery snapshots, once there are some, win over both.
+
+Step ids: an input or output is named after its topic, a map after its function, a stateful
+step after what it keeps (``score``, ``drift``), a key step after its stateful step
+(``drift_key``, ``score_unkey``). The stateful ids are part of the recovery store's keys
+(``state.recovery_store``): renaming one orphans its snapshots.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from deepcredit.records import ThresholdUpdate
 from deepcredit.settings import KafkaSettings, Topics
 from scorer.model import ModelWeights
 from scorer.monitors import MonitorConfig
+from state.recovery_store import FLOW_ID, SCORE_STEP_ID
 from state.seed import Seed, SeedError, read_seed
 
 __all__ = ["FlowConfig", "build_flow", "load_seed"]
@@ -104,7 +110,7 @@ def build_flow(
     thresholds: Callable[[], ThresholdUpdate],
     *,
     seed: Seed | None = None,
-    name: str = "deepcredit",
+    name: str = FLOW_ID,
 ) -> Dataflow:
     """The dataflow; ``weights=None`` replaces the model step with a pass-through that scores
     every post 0 (the benchmark's baseline: everything but the model). ``seed`` (made for
@@ -128,7 +134,7 @@ def build_flow(
     messages = op.input("clicks", flow, source)
     decoded = op.map("decode", messages, decode)
     valid = op.branch("valid", decoded, lambda x: isinstance(x, Accepted))
-    letters = op.map("dead_letter", valid.falses, dead_letter_message)
+    letters = op.map("dead_letter_message", valid.falses, dead_letter_message)
     op.output("dead_letters", letters, KafkaSink(brokers, cfg.topics.dead_letter, config))
     by_user = op.key_on("by_user", valid.trues, lambda a: a.event.user_id)  # (user_id, Accepted)
     drift = cfg.monitors is not None
@@ -139,16 +145,17 @@ def build_flow(
         logic = partial(UserScorer, weights, emit_events=drift,
                         seed=seed.states if seed else None)  # fmt: skip
         version = weights.version
-    scored = op.key_rm("unkey", op.stateful_batch("score", by_user, logic))  # Scored | Accepted
+    user_scored = op.stateful_batch(SCORE_STEP_ID, by_user, logic)
+    scored = op.key_rm("score_unkey", user_scored)  # Scored | Accepted
     posts = op.filter("posts", scored, lambda x: isinstance(x, Scored)) if drift else scored
     decided = op.map("decide", posts, lambda s: decide(s, thresholds, version))  # Kafka msg
     op.output("scores", decided, KafkaSink(brokers, cfg.topics.risk_scores, config))
     if cfg.monitors is not None:
-        everything = op.key_on("one_key", scored, lambda _: "all")  # ("all", Scored | Accepted)
+        everything = op.key_on("drift_key", scored, lambda _: "all")  # ("all", Scored | Accepted)
         alerts = op.stateful_batch("drift", everything,
                                    partial(DriftStep, version, cfg.monitors,
                                            reorder=cfg.drift_reorder))  # fmt: skip
         unkeyed = op.key_rm("drift_unkey", alerts)  # DriftAlert
-        sent = op.map("drift_message", unkeyed, drift_alert_message)  # Kafka msg, key = monitor
+        sent = op.map("drift_alert_message", unkeyed, drift_alert_message)
         op.output("drift_alerts", sent, KafkaSink(brokers, cfg.topics.drift_alerts, config))
     return flow

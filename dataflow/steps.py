@@ -24,7 +24,7 @@ from dataflow.reorder import DRIFT_REORDER, Reorder
 from deepcredit.codec import decode_click, encode
 from deepcredit.events import ClickEvent
 from deepcredit.records import DeadLetter, DriftAlert, ThresholdUpdate, score_record
-from scorer.model import ModelWeights, StateVersionError, advance
+from scorer.model import ModelWeights, StateVersionError, advance_unseen
 from scorer.monitors import DriftMonitors, MonitorConfig
 from scorer.user_state import UserState, decode_state, encode_state, event_key
 
@@ -111,7 +111,7 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted, bytes]):
                 metrics.DUPLICATES.labels(a.event.activity.value).inc()
                 continue
             started = time.perf_counter()
-            p = advance(self.weights, state, a.event, key)
+            p = advance_unseen(self.weights, state, a.event, key)
             metrics.PROCESSING.observe(time.perf_counter() - started)
             if p is not None:
                 out.append(Scored(a, p[0], p[1]))

@@ -34,6 +34,7 @@ __all__ = [
     "ModelWeights",
     "StateVersionError",
     "advance",
+    "advance_unseen",
     "calibrate",
     "gap_input",
     "head_logits",
@@ -157,6 +158,15 @@ def advance(
         key = event_key(event.event_id)
     if s.has_seen(key):
         return None
+    return advance_unseen(w, s, event, key)
+
+
+def advance_unseen(
+    w: ModelWeights, s: UserState, event: ClickEvent, key: bytes
+) -> tuple[float, float] | None:
+    """``advance`` for a caller that has checked the state's model version and that ``key``
+    (the event's ``event_key``) is not a repeat: the live flow checks once per event, to count
+    resends."""
     s.remember(key)
     plan = plan_step(s.memory, event)
     hc = s.hc

@@ -14,9 +14,13 @@ from pathlib import Path
 
 from scorer.user_state import UserState, decode_state
 
-__all__ = ["SCORE_STEP", "read_states", "state_model_version"]
+__all__ = ["FLOW_ID", "SCORE_STEP", "SCORE_STEP_ID", "read_states", "state_model_version"]
 
-SCORE_STEP = "deepcredit.score"
+#: The live flow's Bytewax name and its score step's id: together, the step_id its snapshots
+#: are stored under.
+FLOW_ID = "deepcredit"
+SCORE_STEP_ID = "score"
+SCORE_STEP = f"{FLOW_ID}.{SCORE_STEP_ID}"
 
 
 def read_states(db_dir: Path, step_id: str = SCORE_STEP) -> dict[str, UserState]:

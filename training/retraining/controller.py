@@ -112,8 +112,8 @@ __all__ = [
     "WAIT",
     "ControllerConfig",
     "ControllerState",
-    "Decision",
     "RetrainController",
+    "RetrainDecision",
     "RetrainResult",
     "run_controller",
 ]
@@ -171,7 +171,7 @@ class ControllerConfig:
                            seed=self.seed, max_minutes=self.max_minutes)  # fmt: skip
 
 
-class Decision(msgspec.Struct, frozen=True, kw_only=True):
+class RetrainDecision(msgspec.Struct, frozen=True, kw_only=True):
     """A retraining decided: why, on which alerts, and from when (event time, Unix seconds)."""
 
     since_ts: float  # the earliest of its alerts: the gate judges the posts from here on
@@ -189,7 +189,7 @@ class ControllerState(msgspec.Struct, kw_only=True):
     counted: list[tuple[float, str]] = msgspec.field(default_factory=list)  # (event_ts, id)
     seen: dict[str, float] = msgspec.field(default_factory=dict)  # id -> event_ts, in window
     cooldown_until: float | None = None
-    pending: Decision | None = None
+    pending: RetrainDecision | None = None
 
 
 @dataclass
@@ -216,7 +216,7 @@ class RetrainController:
 
     # -- the pure core ---------------------------------------------------------------------------
 
-    def on_alert(self, alert: DriftAlert) -> Decision | None:
+    def on_alert(self, alert: DriftAlert) -> RetrainDecision | None:
         """Count one alert; the decision it completes, if any (it is then pending)."""
         c, s = self.config, self.state
         t = alert.event_ts
@@ -236,18 +236,18 @@ class RetrainController:
             reason = f"{len(s.counted)} drift alerts within {c.within_days:g} days"
         else:
             return None
-        s.pending = Decision(since_ts=min(ts for ts, _ in s.counted), decided_ts=t,
+        s.pending = RetrainDecision(since_ts=min(ts for ts, _ in s.counted), decided_ts=t,
                              due_ts=t + c.label_wait_days * DAY_S, reason=reason,
                              alert_ids=tuple(a for _, a in s.counted))  # fmt: skip
         s.counted = []
         return s.pending
 
-    def due(self, clock_ts: float) -> Decision | None:
+    def due(self, clock_ts: float) -> RetrainDecision | None:
         """The pending decision, when the data has reached its due time ``clock_ts``."""
         p = self.state.pending
         return p if p is not None and clock_ts >= p.due_ts else None
 
-    def postpone(self) -> Decision:
+    def postpone(self) -> RetrainDecision:
         """Too few labels at the due time: wait ``recheck_days`` more."""
         p = self.state.pending
         if p is None:
@@ -257,11 +257,11 @@ class RetrainController:
                                                  waited_days=p.waited_days + more)  # fmt: skip
         return self.state.pending
 
-    def may_wait(self, decision: Decision) -> bool:
+    def may_wait(self, decision: RetrainDecision) -> bool:
         """Whether a decision short of labels may wait longer."""
         return decision.waited_days + self.config.recheck_days <= self.config.max_wait_days
 
-    def done(self, decision: Decision) -> None:
+    def done(self, decision: RetrainDecision) -> None:
         """The decision was judged (promoted or rejected): the cool-down runs from its due time."""
         self.state.pending = None
         until = decision.due_ts + self.config.cooldown_days * DAY_S
@@ -306,7 +306,7 @@ class RetrainController:
         source: Path,
         registry: ModelRegistry,
         *,
-        decision: Decision | None = None,
+        decision: RetrainDecision | None = None,
         kafka: KafkaSettings | None = None,
         topics: Topics | None = None,
         progress: bool = False,
@@ -404,7 +404,7 @@ class RetrainController:
 
     def _judged(self, registry: ModelRegistry, kind: str, version: str,
                 challenger_m: dict[str, TargetMetrics], champion_m: dict[str, TargetMetrics],
-                has_champion: bool, verdict: _Verdict, decision: Decision | None,
+                has_champion: bool, verdict: _Verdict, decision: RetrainDecision | None,
                 common: dict[str, Any], kafka: KafkaSettings | None,
                 topics: Topics | None) -> RetrainResult:  # fmt: skip
         """Log one candidate's verdict (5.): the registry, and the model-events topic."""
