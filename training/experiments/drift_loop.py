@@ -19,7 +19,7 @@ would, and everything else reacts to it, nothing is scheduled by hand:
 4. When the controller promotes: the cut-over before the next part (``state.cutover``):
    prepare the new model's states while the champion's flow still serves, SIGTERM the flow,
    finish at the clicks topic's end, ``deepcredit serve --model current --seed``; the time
-   from the SIGTERM to the new flow's start is recorded as ``cutover_downtime``.
+   from the SIGTERM to the new flow's start is recorded as ``cutover_downtime_seconds``.
 5. The record: every post's scores (one model version per post), the alerts against S, the
    decision, and both models' metrics on the same posts: the labelled posts (labels as of the
    stream's end) of the test-split users posted at or after the challenger's data ended (its
@@ -256,7 +256,11 @@ class DriftLoopResult(msgspec.Struct, kw_only=True):
     # period ("post_shift", "pre_shift") -> model ("champion", "challenger") -> target -> metrics
     auc: dict[str, dict[str, dict[str, TargetMetrics]]]
     eval_posts: dict[str, str]  # period -> which posts, in words
-    seconds: dict[str, float]  # per stage
+    # per stage, one after another: they add up to the run's time. "score": replay a part and
+    # wait for its scores (the controller runs meanwhile); "controller": the rest of the
+    # controller's run after that.
+    seconds: dict[str, float]
+    cutover_downtime_seconds: float  # SIGTERM to the new flow's start, a part of "cutover"
 
     def describe(self) -> str:
         """The summary a person reads after the run."""
@@ -321,6 +325,7 @@ def run_drift_loop(
         raise DriftLoopError(f"{topics.clicks} is not empty: give the scenario a new prefix")
     folder.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = defaultdict(float)
+    downtime = 0.0
     stage = _Stages(seconds, progress)
     with stage("generate"):  # 1.
         stream = _write_stream(config, folder)
@@ -340,15 +345,14 @@ def run_drift_loop(
         flows.start("recovery-0")  # 2.
         for k, part in enumerate(stream.parts):  # 3.
             started = time.time()
-            with stage("controller"):
-                deciding = pool.submit(run_controller, controller, archive, registry, kafka,
-                                       topics, until_end=True,
-                                       group_id=f"{topics.clicks}-controller",
-                                       state_path=folder / STATE_FILE,
-                                       progress=progress)  # fmt: skip
-                with stage("score"):
-                    _send(part, kafka, topics)
-                    flows.wait_for_scores(stream.posts_through(k + 1))
+            deciding = pool.submit(run_controller, controller, archive, registry, kafka,
+                                   topics, until_end=True, group_id=f"{topics.clicks}-controller",
+                                   state_path=folder / STATE_FILE,
+                                   progress=progress)  # fmt: skip
+            with stage("score"):  # the controller runs meanwhile, in its thread
+                _send(part, kafka, topics)
+                flows.wait_for_scores(stream.posts_through(k + 1))
+            with stage("controller"):  # what is left of its run once the part is scored
                 results = deciding.result()
             judged.extend((r, started, time.time()) for r in results)
             if any(r.action == PROMOTE for r in results):  # 4.
@@ -361,7 +365,7 @@ def run_drift_loop(
                     flows.stop()
                     summary = finish_cutover(plan, prepared)
                     flows.start(f"recovery-{len(judged)}", "--seed", str(seed))
-                    seconds["cutover_downtime"] += time.perf_counter() - down
+                    downtime += time.perf_counter() - down
                     cutover_day = stream.cut_days[k]
             with stage("archive"):
                 archive_clicks(kafka, topics.clicks, archive, until_end=True)
@@ -395,6 +399,7 @@ def run_drift_loop(
         auc=auc,
         eval_posts=eval_posts,
         seconds={k: round(v, 1) for k, v in seconds.items()},
+        cutover_downtime_seconds=round(downtime, 2),
     )
 
 
