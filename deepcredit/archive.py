@@ -364,7 +364,8 @@ def _lines(folder: Path, s: Segment, start: int = 0, stop: int | None = None) ->
     cut = start > first or stop < nxt
     if cut and s.lines != nxt - first:
         raise ArchiveError(f"archive segment {s.file} skips offsets, so it cannot be cut at "
-                           f"offsets {start} to {stop}")  # fmt: skip
+                           f"offsets {start} to {stop}: read it from other offsets (run a cut-over "
+                           "again)")  # fmt: skip
     with gzip.open(folder / s.file, "rb") as f:
         whole = (line.rstrip(b"\n") for line in f)
         yield from (islice(whole, max(0, start - first), stop - first) if cut else whole)
