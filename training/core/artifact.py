@@ -137,6 +137,8 @@ def save_model(
     (partial / SCORER_FILE).write_bytes(export_scorer(model, version).to_bytes())
     card_json = json.dumps(msgspec.to_builtins(card), indent=2) + "\n"
     (partial / "card.json").write_text(card_json)
+    # A folder published once under a name no other holds (``_claim``) and never replaced:
+    # deepcredit.atomic's replace-a-file does not apply; a plain rename of the folder is atomic.
     partial.rename(final)
     return card
 
