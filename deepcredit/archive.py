@@ -17,14 +17,17 @@ event-time window without opening the others. The raw value is kept (not a re-en
 archive replays byte for byte; invalid messages are kept too (training skips them, as it does
 any invalid line). A value holding a line break (pretty-printed JSON) is compacted to one line.
 
+This module alone reads segment files: ``read_window`` by event time (training),
+``read_offsets`` by offset (the cut-over, for what the topic's retention dropped).
+
 A segment is cut when a partition's buffer reaches ``segment_events`` messages or has waited
 ``segment_seconds`` of wall time (hourly by default), and when the archiver stops.
 
 Writing one segment (one archiver per folder; it takes an exclusive lock on ``<folder>/.lock``):
 
-1. write the gzip file aside (``segments/.NAME.partial``), flush and fsync it;
-2. rename it to its final name and fsync the folder;
-3. append its manifest line, flushed and fsync'ed.
+1. write the gzip file aside (``segments/.NAME.<random>.partial``), flush and fsync it;
+2. rename it to its final name and fsync the folder (1. and 2.: ``deepcredit.atomic``);
+3. append its manifest line, flushed and fsync'ed (a durable log: ``deepcredit.jsonlines``).
 
 | dies in | on disk                                   | at the next start                        |
 |---------|-------------------------------------------|------------------------------------------|
@@ -43,16 +46,18 @@ from __future__ import annotations
 import fcntl
 import gzip
 import logging
-import os
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import msgspec
 
+from deepcredit.atomic import atomic_writer
+from deepcredit.jsonlines import append_durable, drop_torn_line, read_log
 from deepcredit.settings import KafkaSettings
 
 __all__ = [
@@ -63,6 +68,7 @@ __all__ = [
     "archive_clicks",
     "archived_through",
     "event_time_range",
+    "read_offsets",
     "read_segments",
     "read_window",
     "write_window",
@@ -120,20 +126,15 @@ class ArchiveConfig:
 
 
 def read_segments(folder: Path) -> list[Segment]:
-    """The manifest's segments, in the order written (a torn last line is ignored)."""
+    """The manifest's segments, in the order written (a torn last line is ignored).
+    ArchiveError when a complete line is not a segment."""
     path = Path(folder) / MANIFEST_FILE
-    if not path.is_file():
-        return []
-    lines = path.read_bytes().split(b"\n")
-    if lines[-1]:
-        log.warning("ignoring a torn last line of %s", path)
     out = []
-    for number, line in enumerate(lines[:-1], start=1):
-        if line.strip():
-            try:
-                out.append(msgspec.json.decode(line, type=Segment))
-            except msgspec.DecodeError as exc:
-                raise ArchiveError(f"{path} line {number} is not a segment: {exc}") from None
+    for number, line in read_log(path):
+        try:
+            out.append(msgspec.json.decode(line, type=Segment))
+        except msgspec.DecodeError as exc:
+            raise ArchiveError(f"{path} line {number} is not a segment: {exc}") from None
     return out
 
 
@@ -147,13 +148,7 @@ def _next_offsets(segments: list[Segment], topic: str) -> dict[int, int]:
 
 def _recover(folder: Path) -> list[Segment]:
     """Undo what a crash left half-done (see the module's table); return the manifest."""
-    manifest = folder / MANIFEST_FILE
-    if manifest.is_file():
-        data = manifest.read_bytes()
-        if data and not data.endswith(b"\n"):
-            log.warning("dropping a torn last line of %s", manifest)
-            with open(manifest, "r+b") as f:
-                f.truncate(data.rfind(b"\n") + 1)
+    drop_torn_line(folder / MANIFEST_FILE)
     segments = read_segments(folder)
     named = {s.file for s in segments}
     for path in (folder / SEGMENTS_DIR).iterdir():
@@ -161,14 +156,6 @@ def _recover(folder: Path) -> list[Segment]:
             log.warning("removing %s: not in the manifest (left by a crash)", path)
             path.unlink()
     return segments
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _one_line(value: bytes) -> bytes:
@@ -185,15 +172,8 @@ def _write_segment(folder: Path, topic: str, partition: int,
     first, last = rows[0][0], rows[-1][0]
     name = f"p{partition:04d}-{first:012d}-{last + 1:012d}.jsonl.gz"
     times = [t for t in (_event_ts(v) for _, v in rows) if t is not None]
-    seg_dir = folder / SEGMENTS_DIR
-    partial = seg_dir / f".{name}.partial"
-    with open(partial, "wb") as raw:  # 1.
-        with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
-            gz.write(b"".join(v + b"\n" for _, v in rows))
-        raw.flush()
-        os.fsync(raw.fileno())
-    os.replace(partial, seg_dir / name)  # 2.
-    _fsync_dir(seg_dir)
+    with atomic_writer(folder / SEGMENTS_DIR / name, durable=True, gzip=True) as gz:  # 1., 2.
+        gz.write(b"".join(v + b"\n" for _, v in rows))
     segment = Segment(file=f"{SEGMENTS_DIR}/{name}", topic=topic, partition=partition,
                       first_offset=first, next_offset=last + 1, lines=len(rows),
                       min_ts=min(times) if times else None,
@@ -203,10 +183,7 @@ def _write_segment(folder: Path, topic: str, partition: int,
 
 
 def _append_manifest(folder: Path, segment: Segment) -> None:
-    with open(folder / MANIFEST_FILE, "ab") as f:
-        f.write(msgspec.json.encode(segment) + b"\n")
-        f.flush()
-        os.fsync(f.fileno())
+    append_durable(folder / MANIFEST_FILE, msgspec.json.encode(segment))
 
 
 @contextmanager
@@ -345,15 +322,53 @@ def read_window(
     for s in read_segments(folder):
         if windowed and (s.min_ts is None or s.max_ts < lo or s.min_ts >= hi):
             continue
-        with gzip.open(folder / s.file, "rb") as f:
-            for line in f:
-                line = line.rstrip(b"\n")
-                if not windowed:
-                    yield line
-                    continue
-                ts = _event_ts(line)
-                if ts is not None and lo <= ts < hi:
-                    yield line
+        for line in _lines(folder, s):
+            if not windowed:
+                yield line
+                continue
+            ts = _event_ts(line)
+            if ts is not None and lo <= ts < hi:
+                yield line
+
+
+def read_offsets(
+    folder: Path, topic: str, partition: int, start: int, until: int, stop: int
+) -> tuple[list[bytes], int]:
+    """The archived messages of ``topic``[``partition``] from offset ``start`` on, in offset
+    order, and the offset after the last one: whole segments until offset ``until`` is reached
+    (a segment is cut only at ``start`` and at ``stop``, nothing at or past ``stop`` is read).
+    At a hole in the archive it stops there, so the offset returned is below ``until``.
+
+    ArchiveError when a segment must be cut but skips offsets: the archiver drops empty
+    messages, so such a segment's lines have no known offsets.
+    """
+    segments = sorted((s for s in read_segments(folder)
+                       if s.topic == topic and s.partition == partition),
+                      key=lambda s: s.first_offset)  # fmt: skip
+    lines: list[bytes] = []
+    cursor = start
+    for s in segments:
+        if cursor >= until or s.first_offset > cursor:
+            break  # enough, or a hole
+        if s.next_offset > cursor:
+            lines += _lines(folder, s, cursor, stop)
+            cursor = min(s.next_offset, stop)
+    return lines, cursor
+
+
+def _lines(folder: Path, s: Segment, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
+    """The lines (raw message values) of segment ``s`` with start <= offset < stop, in offset
+    order: the one place a segment file is read. ArchiveError as ``read_offsets`` says."""
+    first, nxt = s.first_offset, s.next_offset
+    stop = nxt if stop is None else stop
+    cut = start > first or stop < nxt
+    if cut and s.lines != nxt - first:
+        raise ArchiveError(f"archive segment {s.file} skips offsets, so it cannot be cut at "
+                           f"offsets {start} to {stop}: read it from other offsets (run a cut-over "
+                           "again)")  # fmt: skip
+    with gzip.open(folder / s.file, "rb") as f:
+        whole = (line.rstrip(b"\n") for line in f)
+        yield from (islice(whole, max(0, start - first), stop - first) if cut else whole)
 
 
 @dataclass(frozen=True)
@@ -378,12 +393,9 @@ def write_window(
         lo = "start" if start_ts is None else f"{start_ts:.0f}"
         hi = "end" if end_ts is None else f"{end_ts:.0f}"
         out = folder / WINDOWS_DIR / f"clicks-{lo}-{hi}.jsonl.gz"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.partial")
     lines = 0
-    with open(partial, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+    with atomic_writer(out, gzip=True) as gz:
         for line in read_window(folder, start_ts=start_ts, end_ts=end_ts):
             gz.write(line + b"\n")
             lines += 1
-    os.replace(partial, out)
     return WindowInfo(out, lines, start_ts, end_ts)

@@ -14,9 +14,10 @@ with one ``read``, whereas resolving a symlink and then opening the folder can r
 A promotion or rollback, under an exclusive lock on ``<root>/.lock`` (writers only):
 
 1. check the target: a folder under root whose scorer weights load and carry its name;
-2. append the decision to promotions.jsonl, flushed and fsync'ed;
+2. append the decision to promotions.jsonl, flushed and fsync'ed (a durable log:
+   ``deepcredit.jsonlines.append_durable``);
 3. write the new CURRENT to a temporary file beside it, fsync it, ``os.replace`` it over
-   CURRENT and fsync the folder.
+   CURRENT and fsync the folder (``deepcredit.atomic.write_atomic``).
 
 If the process dies at each step:
 
@@ -37,9 +38,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import os
 import re
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,6 +47,8 @@ from typing import Any
 
 import msgspec
 
+from deepcredit.atomic import write_atomic
+from deepcredit.jsonlines import append_durable, read_log
 from scorer.artifact import SCORER_FILE, ArtifactError, load_scorer
 from scorer.card import CARD_FILE, CardError, TargetMetrics, read_card
 
@@ -171,16 +172,8 @@ class ModelRegistry:
     def history(self) -> list[Promotion]:
         """Every decision of the audit log, oldest first."""
         path = self.root / LOG_FILE
-        if not path.is_file():
-            return []
-        data = path.read_bytes()
-        lines = data.split(b"\n")
-        if lines[-1]:  # no newline at the end: a write torn by a crash, which did not take effect
-            log.warning("ignoring a torn last line of %s", path)
         decisions = []
-        for number, line in enumerate(lines[:-1], start=1):
-            if not line.strip():
-                continue
+        for number, line in read_log(path):  # a torn last line never took effect
             try:
                 decisions.append(msgspec.json.decode(line, type=Promotion))
             except msgspec.DecodeError as exc:
@@ -349,36 +342,13 @@ class ModelRegistry:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _append(self, decision: Promotion) -> None:
-        path = self.root / LOG_FILE
-        data = path.read_bytes() if path.is_file() else b""
-        if data and not data.endswith(b"\n"):  # torn by a crash in 2.: that decision never held
-            log.warning("dropping a torn last line of %s", path)
-            with open(path, "r+b") as f:
-                f.truncate(data.rfind(b"\n") + 1)
-        with open(path, "ab") as f:
-            f.write(msgspec.json.encode(decision) + b"\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_durable(self.root / LOG_FILE, msgspec.json.encode(decision))
 
     def _point_to(self, decision: Promotion) -> None:
         pointer = _Pointer(version=decision.version, promoted_at=decision.at, by=decision.by,
                            reason=decision.reason)  # fmt: skip
         payload = json.dumps(msgspec.to_builtins(pointer), indent=2).encode() + b"\n"
-        fd, tmp = tempfile.mkstemp(prefix=f".{CURRENT_FILE}.", suffix=".tmp", dir=self.root)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(payload)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.root / CURRENT_FILE)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(self.root, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(self.root / CURRENT_FILE, payload, durable=True)
 
 
 def _pointer_stack(history: list[Promotion]) -> list[str]:

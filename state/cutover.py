@@ -78,7 +78,6 @@ run again into DIR replaces it.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import time
 from collections import ChainMap, defaultdict
@@ -90,7 +89,7 @@ import msgspec
 from confluent_kafka import Producer
 from tqdm import tqdm
 
-from deepcredit.archive import Segment, read_segments
+from deepcredit.archive import read_offsets
 from deepcredit.atomic import write_atomic, write_json
 from deepcredit.codec import decode_click, encode
 from deepcredit.events import Activity, ClickEvent
@@ -332,40 +331,18 @@ def _archived(
 ) -> tuple[list[bytes], int]:
     """The archive's messages of ``partition`` from offset ``start``, whole segments until the
     topic's low watermark ``low`` is reached (none at or past ``high``), and the offset after
-    them."""
+    them (``deepcredit.archive.read_offsets``). CutoverError without an archive or when it
+    leaves a hole before ``low``; ArchiveError when a segment cannot be cut where needed."""
     where = f"{topic}[{partition}]"
     if folder is None:
         raise CutoverError(f"{where} starts at offset {low} (retention dropped the clicks before "
                            "it): pass --archive DIR, a click archive ('deepcredit archive') "
                            f"that holds offsets {start} to {low - 1}")  # fmt: skip
-    segments = sorted((s for s in read_segments(folder)
-                       if s.topic == topic and s.partition == partition),
-                      key=lambda s: s.first_offset)  # fmt: skip
-    lines: list[bytes] = []
-    cursor = start
-    for s in segments:
-        if cursor >= low or s.first_offset > cursor:
-            break  # enough, or a hole
-        if s.next_offset > cursor:
-            lines += _segment_lines(folder, s, cursor, high)
-            cursor = min(s.next_offset, high)
+    lines, cursor = read_offsets(folder, topic, partition, start, low, high)
     if cursor < low:
         raise CutoverError(f"offsets {cursor} to {low - 1} of {where} are neither on the topic "
                            f"(it starts at {low}) nor in the archive {folder}")  # fmt: skip
     return lines, cursor
-
-
-def _segment_lines(folder: Path, s: Segment, start: int, stop: int) -> list[bytes]:
-    """The lines of segment ``s`` with start <= offset < stop. Cutting a segment needs each
-    line's offset, known only when it skipped no offset (the archiver drops empty messages)."""
-    with gzip.open(folder / s.file, "rb") as f:
-        lines = [line.rstrip(b"\n") for line in f]
-    if start <= s.first_offset and s.next_offset <= stop:
-        return lines
-    if len(lines) != s.next_offset - s.first_offset:
-        raise CutoverError(f"archive segment {s.file} skips offsets, so it cannot be cut at "
-                           f"offsets {start} to {stop}: run the cut-over again")  # fmt: skip
-    return lines[max(0, start - s.first_offset) : stop - s.first_offset]
 
 
 # -- finish -----------------------------------------------------------------------------------

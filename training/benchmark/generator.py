@@ -15,16 +15,14 @@ True
 
 from __future__ import annotations
 
-import contextlib
-import gzip
 import heapq
-import os
+import io
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 from tqdm import tqdm
 
+from deepcredit.atomic import atomic_writer
 from deepcredit.codec import encode
 from deepcredit.events import DAY_S, ClickEvent
 from training.benchmark.config import GeneratorConfig
@@ -53,28 +51,23 @@ def write_jsonl(config: GeneratorConfig, path: str | Path, progress: bool = True
     and renamed at the end, so a reader never sees half a benchmark.
     """
     path = Path(path)
-    partial = path.with_name(path.name + ".partial")
     collector = StatsCollector(config)
-    try:
-        with (
-            _open_for_write(partial, gzipped=path.name.endswith(".gz")) as out,
-            tqdm(
-                total=round(config.horizon_days),
-                unit="day",
-                disable=not progress,
-                desc=f"generating {config.users:,} users",
-            ) as bar,
-        ):
-            _write_events(config, out, collector, bar)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    os.replace(partial, path)
+    gzipped = path.name.endswith(".gz")
+    with (
+        atomic_writer(path, gzip=gzipped, compresslevel=_GZIP_LEVEL) as out,
+        tqdm(
+            total=round(config.horizon_days),
+            unit="day",
+            disable=not progress,
+            desc=f"generating {config.users:,} users",
+        ) as bar,
+    ):
+        _write_events(config, out, collector, bar)
     return collector.finish()
 
 
 def _write_events(
-    config: GeneratorConfig, out: BinaryIO | gzip.GzipFile, collector: StatsCollector, bar: tqdm
+    config: GeneratorConfig, out: io.BufferedIOBase, collector: StatsCollector, bar: tqdm
 ) -> None:
     """Encode the stream in batches of lines, counting every event, advancing the bar in days."""
     done_days = 0
@@ -91,19 +84,6 @@ def _write_events(
     if lines:
         out.write(b"\n".join(lines) + b"\n")
     bar.update(bar.total - done_days)
-
-
-@contextlib.contextmanager
-def _open_for_write(path: Path, *, gzipped: bool) -> Iterator[BinaryIO | gzip.GzipFile]:
-    with open(path, "wb") as raw:
-        if not gzipped:
-            yield raw
-            return
-        # Empty name and zero mtime keep the header, and so the bytes, reproducible.
-        with gzip.GzipFile(
-            filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=_GZIP_LEVEL
-        ) as zipped:
-            yield zipped
 
 
 def _event_ts(event: ClickEvent) -> float:

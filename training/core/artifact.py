@@ -99,6 +99,8 @@ def save_model(
     (partial / "model.pt").write_bytes(payload)
     (partial / SCORER_FILE).write_bytes(export_scorer(model, version).to_bytes())
     (partial / CARD_FILE).write_bytes(encode_card(card))
+    # A folder published once under a name no other holds (``_claim``) and never replaced:
+    # deepcredit.atomic's replace-a-file does not apply; a plain rename of the folder is atomic.
     partial.rename(final)
     return card
 

@@ -14,6 +14,7 @@ labels never enter inputs.
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
@@ -81,8 +82,10 @@ class Sequences:
             parts[name] = getattr(self, name)[loan]
         return Sequences(**parts)
 
-    def save(self, path: Path) -> None:
-        np.savez(path, **{f.name: getattr(self, f.name) for f in fields(self)})
+    def save(self, file: Path | io.BufferedIOBase) -> None:
+        """Every array into one ``.npz``: ``file`` a path (numpy adds ``.npz`` when it lacks it)
+        or a binary file open for writing (``deepcredit.atomic.atomic_writer``'s)."""
+        np.savez(file, **{f.name: getattr(self, f.name) for f in fields(self)})
 
     @classmethod
     def load(cls, path: Path) -> Sequences:

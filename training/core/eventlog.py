@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from deepcredit.atomic import atomic_writer
 from deepcredit.codec import decode_click
 from deepcredit.events import ClickEvent
 from deepcredit.jsonlines import read_lines
@@ -61,9 +62,7 @@ def load_sequences(path: Path, *, progress: bool = True) -> tuple[Sequences, Dat
         if rejected:
             log.warning("%d lines of %s are not valid events and were skipped (first: %s)",
                         len(rejected), path, rejected[0].detail)  # fmt: skip
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache.with_suffix(".partial.npz")
-        seq.save(partial)
-        partial.rename(cache)
+        with atomic_writer(cache) as f:
+            seq.save(f)
     info = DataInfo(str(path), sha, seq.users, len(seq.loan_x), len(seq.act_x))
     return seq, info
