@@ -63,7 +63,8 @@ def dead_letter_message(letter: DeadLetter) -> Out:
 
 class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted, bytes]):
     """One user's TLSTM state in the flow. Snapshots are the msgpack bytes of ``UserState``
-    (immutable, ~0.8 KiB at D = 32), so recovery stores exactly what the scorer holds.
+    (immutable; sizes per hidden size in ``results/step.json``), so recovery stores exactly what
+    the scorer holds.
 
     ``seed``: encoded states by user id (a cut-over's, ``state/seed.py``) for the users the
     recovery store has no snapshot of; others start from ``UserState.new``.
@@ -166,9 +167,9 @@ class DriftStep(StatefulBatchLogic[Scored | Accepted, DriftAlert, bytes]):
     over user by user; at the end of input (a replay that stops) the buffer is flushed.
     Snapshots are the pickled monitors and buffer, bytes, so the epoch's snapshot cannot change
     under Bytewax while the monitors go on. They grow with the users seen (a last event time
-    each), the open loans and the buffer: 240 KiB, 3 ms to pickle, at 300 users with 1,900 open
-    loans, plus about 0.3 KiB per buffered item; one snapshot per epoch. Monitors restored from
-    another model's flow are dropped: a new model gets new monitors.
+    each), the open loans and the buffer (sizes in the README, "Drift monitors"); one snapshot
+    per epoch. Monitors restored from another model's flow are dropped: a new model gets new
+    monitors.
     """
 
     def __init__(self, model_version: str, config: MonitorConfig, snapshot: bytes | None,

@@ -3,8 +3,11 @@
 The equations are DESIGN.md's reading of the paper's eq. 1; ``training.core.tlstm.TLSTMCell`` is the
 same cell in torch and ``training.core.tlstm.export_numpy`` gives its weights in this layout.
 
-Layout (measured, see the note above ``tlstm_step``): one matmul for the four gates over
-``[x; h]`` and one for the short/long split over ``c``. Everything else is elementwise.
+Layout: one matmul for the four gates over ``[x; h]`` and one for the short/long split over
+``c``; everything else is elementwise. One matmul over ``[x; h; c; Δt]`` with a block matrix
+saves a few numpy calls per step but more than doubles the weight bytes read, which costs more
+from D = 64 up (the paper's D is 256); the timings are in the README, "The model in the
+streaming form".
 """
 
 from __future__ import annotations
@@ -93,15 +96,6 @@ class TLSTMWeights:
             return cls(**{name: archive[name] for name in archive.files})
 
 
-# Layout, measured with timeit (float32, I = 16, OpenBLAS on one core, best of 25 runs on a
-# shared 2-core machine, so ±15 %): two matmuls (this layout) against one matmul over
-# [x; h; c; Δt] with a block (I + 2D + 1, 7D) matrix, whose zero blocks save ~4 numpy calls per
-# step but more than double the weight bytes read.
-#   batch 1, µs per step     D = 32      64      128      256
-#     two matmuls              19–21    21–24   31–36    58–81
-#     one matmul               16–18    21–22   36–44    89–113
-#   4096 users at once: about equal at D ≤ 64, one matmul 1.2–1.6× slower at D ≥ 128.
-# The paper's D is 256; from D = 64 up, reading the weights costs more than the ~20 calls.
 def tlstm_step(
     w: TLSTMWeights, h: np.ndarray, c: np.ndarray, x: np.ndarray, dt: ArrayLike
 ) -> tuple[np.ndarray, np.ndarray]:
