@@ -114,6 +114,7 @@ def _current(args: argparse.Namespace) -> int:
     try:
         path = registry.current_path()
         entry = registry.entry(path.name)
+        lineage = registry.lineage(entry.version)
         promoted = [d for d in registry.history() if d.version == entry.version
                     and d.action in ("promote", "rollback")]  # fmt: skip
     except RegistryError as exc:
@@ -127,6 +128,8 @@ def _current(args: argparse.Namespace) -> int:
           f"data {entry.data_sha256[:12]} ({entry.data_users:,} users)")  # fmt: skip
     print(f"  test AUC delinquent {_auc(entry.test_auc('delinquent'))}, "
           f"default {_auc(entry.test_auc('default'))}")  # fmt: skip
+    if len(lineage) > 1:
+        print("  lineage " + " <- ".join(e.version for e in lineage))
     return 0
 
 

@@ -350,6 +350,7 @@ def test_cli_list_promote_current_rollback_history(models, capsys) -> None:
     assert main(["models", "current", *d]) == 0
     out = capsys.readouterr().out
     assert f"current model {b}" in out and "by bob: better" in out
+    assert f"lineage {b} <- {a}" in out
 
     assert main(["models", "rollback", "--by", "ops", "--reason", "bad", *d]) == 0
     assert f"{a} is now current (was {b})" in capsys.readouterr().out

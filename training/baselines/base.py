@@ -8,9 +8,8 @@ least one finite label, so metrics compare like with like.
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
@@ -22,7 +21,7 @@ __all__ = ["Baseline", "validation_auc"]
 
 
 class Baseline(ABC):
-    """One model per target; ``fit`` times itself so runs can report training cost.
+    """One model per target, with what it chose on the validation users (``chosen``).
 
     ``threads`` caps the native thread pools (OpenMP, BLAS) while fitting and predicting; None
     leaves them alone. With other busy processes on the machine, OpenMP's spinning threads can
@@ -32,13 +31,9 @@ class Baseline(ABC):
     name: str = "baseline"
     threads: int | None = None
 
-    _fit_seconds: float = float("nan")
-
     def fit(self, seq: Sequences, train_users: np.ndarray, validation_users: np.ndarray) -> Self:
-        started = time.monotonic()
         with threadpool_limits(self.threads):
             self._fit(seq, np.asarray(train_users), np.asarray(validation_users))
-        self._fit_seconds = time.monotonic() - started
         return self
 
     def predict(self, seq: Sequences, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -47,9 +42,9 @@ class Baseline(ABC):
             return self._predict(seq, np.asarray(users))
 
     @property
-    def fit_seconds(self) -> float:
-        """Wall-clock seconds of the last ``fit``, feature building included."""
-        return self._fit_seconds
+    @abstractmethod
+    def chosen(self) -> dict[str, Any]:
+        """What the last ``fit`` chose on the validation users (the ablation records it)."""
 
     @abstractmethod
     def _fit(self, seq: Sequences, train_users: np.ndarray, validation_users: np.ndarray) -> None:

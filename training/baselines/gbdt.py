@@ -7,6 +7,8 @@ classifier per target, early-stopped on the validation users' log loss.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -61,9 +63,9 @@ class GradientBoostingBaseline(Baseline):
             self._models.append(model)
 
     @property
-    def rounds(self) -> list[int]:
-        """Boosting rounds kept per target after early stopping."""
-        return [int(m.n_iter_) for m in self._models]
+    def chosen(self) -> dict[str, Any]:
+        """Boosting rounds kept per target (``TARGETS`` order) after early stopping."""
+        return {"rounds": [int(m.n_iter_) for m in self._models]}
 
     def _predict(self, seq: Sequences, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x, y = labelled_post_features(seq, users, self.window)

@@ -31,7 +31,7 @@ time, ≤ 30 days, ≤ 120 days, later) = 4, a miss = 1.
 from __future__ import annotations
 
 import logging
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -94,9 +94,9 @@ class HMMBaseline(Baseline):
         self._chosen_states = 0
 
     @property
-    def chosen_states(self) -> int:
+    def chosen(self) -> dict[str, Any]:
         """The hidden-state count picked on the validation users."""
-        return self._chosen_states
+        return {"states": self._chosen_states}
 
     def _fit(self, seq: Sequences, train_users: np.ndarray, validation_users: np.ndarray) -> None:
         rng = np.random.default_rng(self.seed)

@@ -8,6 +8,8 @@ weights would inflate (default is ~5% of funded loans).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -59,9 +61,9 @@ class LogisticBaseline(Baseline):
             self._chosen.append(self.strengths[best])
 
     @property
-    def chosen_strengths(self) -> list[float]:
-        """The C picked per target on the validation users."""
-        return list(self._chosen)
+    def chosen(self) -> dict[str, Any]:
+        """The regularisation strength C picked per target (``TARGETS`` order)."""
+        return {"C": list(self._chosen)}
 
     def _predict(self, seq: Sequences, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x, y = labelled_post_features(seq, users, self.window)

@@ -84,12 +84,13 @@ class Context:
 
 
 class Fitted(NamedTuple):
-    """A row's test labels and predictions, and how many epochs it trained (None: not a
-    neural row)."""
+    """A row's test labels and predictions, how many epochs it trained (None: not a neural
+    row), and what a baseline chose on the validation users (None: nothing to choose)."""
 
     y: np.ndarray
     p: np.ndarray
     epochs: int | None = None
+    chosen: dict | None = None
 
 
 Fitter = Callable[[Context], Fitted]
@@ -128,7 +129,7 @@ def _baseline(name: str) -> Fitter:
         by_name = {b.name: b for b in default_baselines(c.cfg.seed, threads=c.cfg.threads)}
         model = by_name[{"lr": "logistic"}.get(name, name)]
         model.fit(c.seq, c.parts.train, c.parts.validation)
-        return Fitted(*model.predict(c.seq, c.parts.test))
+        return Fitted(*model.predict(c.seq, c.parts.test), chosen=model.chosen)
 
     return run
 
@@ -160,11 +161,13 @@ def run_ablation(
             print(f"== {LABELS[name]}", flush=True)
         started = time.monotonic()
         measured = reset_peak_rss()
-        y, p, epochs = ROWS[name](context)
+        y, p, epochs, chosen = ROWS[name](context)
         seconds = time.monotonic() - started
         row: dict = {"model": name, "label": LABELS[name], "seconds": round(seconds, 1)}
         if epochs is not None:
             row["epochs"] = epochs
+        if chosen is not None:
+            row["chosen_on_validation"] = chosen
         if measured:  # this row's own peak, not the process's (sequences are built before)
             row["peak_rss_mib"] = round(peak_rss_mib(), 1)
         for k, target in enumerate(TARGETS):
