@@ -44,6 +44,7 @@ from bisect import bisect
 from collections.abc import Callable, Iterator
 from itertools import accumulate
 
+import msgspec
 import numpy as np
 
 from deepcredit.events import DAY_S, Activity, ClickEvent
@@ -375,14 +376,10 @@ class UserSimulator:
         assert isinstance(payload, tuple)
         activity, amount, loan = payload
         self._events += 1
+        event = ClickEvent(event_id=f"{self.user_id}-{self._events}", user_id=self.user_id,
+                           ts=ts, activity=activity, amount=amount)  # fmt: skip
         if loan is None:
-            return ClickEvent(
-                event_id=f"{self.user_id}-{self._events}",
-                user_id=self.user_id,
-                ts=ts,
-                activity=activity,
-                amount=amount,
-            )
+            return event
         if activity is Activity.BORROW:
             self._unpaid += loan.principal
         elif activity is Activity.MISS_PAYMENT:
@@ -395,17 +392,10 @@ class UserSimulator:
             self._unpaid = max(0.0, self._unpaid - loan.principal)
             if loan.late:
                 self._overdue = max(0.0, self._overdue - loan.principal)
-        is_post = activity is Activity.POST
-        return ClickEvent(
-            event_id=f"{self.user_id}-{self._events}",
-            user_id=self.user_id,
-            ts=ts,
-            activity=activity,
-            amount=amount,
-            loan_id=loan.loan_id,
-            rate=loan.rate if is_post else None,
-            term_days=loan.term_days if is_post else None,
-        )
+        if activity is Activity.POST:
+            return msgspec.structs.replace(event, loan_id=loan.loan_id, rate=loan.rate,
+                                           term_days=loan.term_days)  # fmt: skip
+        return msgspec.structs.replace(event, loan_id=loan.loan_id)
 
     # --- planning -----------------------------------------------------------------------------
 
