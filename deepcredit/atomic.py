@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip as gzip_
 import io
 import json
+import math
 import os
 import uuid
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_writer", "fsync_dir", "write_atomic", "write_json"]
+__all__ = ["atomic_writer", "fsync_dir", "strict_json", "write_atomic", "write_json"]
 
 
 @contextmanager
@@ -84,6 +85,24 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> Path:
     return path
 
 
+def strict_json(obj: Any) -> bytes:
+    """``obj`` (builtins: dict, list, str, numbers, bool, None) as indented strict JSON (RFC
+    8259) and a newline: a number that is not finite (an undefined metric: an AUC with one
+    class) is written as null, never as the ``NaN`` that Python's json writes by default."""
+    return (json.dumps(_finite(obj), indent=2, allow_nan=False) + "\n").encode()
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_json(path: Path, obj: Any) -> Path:
-    """``obj`` as indented JSON in ``path``, written aside and renamed (results, summaries)."""
-    return write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
+    """``obj`` as strict JSON (``strict_json``) in ``path``, written aside and renamed
+    (results, summaries)."""
+    return write_atomic(path, strict_json(obj))

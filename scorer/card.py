@@ -7,11 +7,13 @@ well it scored. One schema, torch-free, read by the scorer, the registry and tra
 
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
 from typing import Any
 
 import msgspec
+
+from deepcredit.atomic import strict_json
 
 __all__ = [
     "CARD_FILE",
@@ -85,7 +87,10 @@ class ModelCard(msgspec.Struct, kw_only=True):
         return "\n".join(lines)
 
 
-_decoder = msgspec.json.Decoder(ModelCard)
+def _nan_for_null(metrics: Any) -> Any:
+    if not isinstance(metrics, dict):
+        return metrics
+    return {k: math.nan if v is None else v for k, v in metrics.items()}
 
 
 def read_card(folder: Path) -> ModelCard:
@@ -93,7 +98,12 @@ def read_card(folder: Path) -> ModelCard:
     decode (the message says which field)."""
     path = Path(folder) / CARD_FILE
     try:
-        return _decoder.decode(path.read_bytes())
+        raw = msgspec.json.decode(path.read_bytes())
+        if isinstance(raw, dict) and isinstance(raw.get("metrics"), dict):
+            raw["metrics"] = {part: {t: _nan_for_null(m) for t, m in targets.items()}
+                              if isinstance(targets, dict) else targets
+                              for part, targets in raw["metrics"].items()}  # fmt: skip
+        return msgspec.convert(raw, ModelCard)
     except FileNotFoundError:
         raise CardError(f"{path} is missing: a model folder needs the card "
                         "'deepcredit train' writes") from None  # fmt: skip
@@ -102,6 +112,7 @@ def read_card(folder: Path) -> ModelCard:
 
 
 def encode_card(card: ModelCard) -> bytes:
-    """The card as indented, strict JSON (a non-finite metric is refused, not written as NaN).
-    Raises ValueError for a non-finite number."""
-    return (json.dumps(msgspec.to_builtins(card), indent=2, allow_nan=False) + "\n").encode()
+    """The card as indented strict JSON (``deepcredit.atomic.strict_json``): an undefined
+    metric (NaN, e.g. the AUC of a target with one class among the test users) is written as
+    null, and ``read_card`` reads it back as NaN."""
+    return strict_json(msgspec.to_builtins(card))

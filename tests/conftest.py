@@ -77,9 +77,10 @@ def debian_tool(program: str, package: str) -> str:
 
 @pytest.fixture(scope="session")
 def clicks_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """~3,400 events of 40 users over 200 days, in global time order."""
+    """~6,000 events of 40 users over 400 days, in global time order: long enough for some
+    loans to default (more than 120 days late), so a model trains on both classes."""
     path = tmp_path_factory.mktemp("clicks") / "clicks.jsonl"
-    args = ["generate", "--users", "40", "--seed", "11", "--horizon-days", "200", "--quiet"]
+    args = ["generate", "--users", "40", "--seed", "11", "--horizon-days", "400", "--quiet"]
     assert main([*args, "--out", str(path)]) == 0
     return path
 

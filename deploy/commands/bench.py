@@ -121,11 +121,10 @@ def _rebuild(args: argparse.Namespace) -> int:
 
 def _write(args: argparse.Namespace, result: dict) -> None:
     """``result`` with the command and the machine, as JSON at ``args.out``."""
-    import json
     import shlex
 
+    from deepcredit.atomic import write_json
     from training.experiments.ablation import machine
 
     result = {**result, "command": "deepcredit " + shlex.join(args.argv), "machine": machine()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)

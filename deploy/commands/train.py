@@ -53,7 +53,7 @@ def _add_train(sub: Subparsers) -> None:
 def _train(args: argparse.Namespace) -> int:
     from training.core.model import ModelConfig
     from training.core.pipeline import train_model
-    from training.core.train import TrainConfig
+    from training.core.train import TrainConfig, TrainingDataError
     from training.core.variants import VARIANTS
 
     if not args.events.is_file():
@@ -62,8 +62,11 @@ def _train(args: argparse.Namespace) -> int:
     train_config = TrainConfig(epochs=args.epochs, batch_users=args.batch_users, lr=args.lr,
                                patience=args.patience, seed=args.seed,
                                max_minutes=args.max_minutes, threads=args.threads)  # fmt: skip
-    card = train_model(args.events, args.out_dir, model_config, train_config,
-                       progress=not args.quiet)  # fmt: skip
+    try:
+        card = train_model(args.events, args.out_dir, model_config, train_config,
+                           progress=not args.quiet)  # fmt: skip
+    except TrainingDataError as exc:
+        raise CliError(f"cannot train on {args.events}: {exc}") from None
     print(card.describe())
     print(f"saved {args.out_dir / card.version}")
     return 0

@@ -18,11 +18,30 @@ import torch
 from tqdm import tqdm
 
 from scorer.card import TargetMetrics
-from training.core.dataset import Sequences, split_users
-from training.core.evaluation import per_target
+from training.core.dataset import Sequences, split_users, user_rows
+from training.core.evaluation import TARGETS, per_target
 from training.core.model import DeepCredit, ModelConfig, batch_to_tensors, probabilities
 
-__all__ = ["Split", "TrainConfig", "TrainResult", "fit", "predict", "split", "train_loop"]
+__all__ = [
+    "MIN_VALIDATION_POSITIVES",
+    "Split",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDataError",
+    "check_trainable",
+    "fit",
+    "predict",
+    "split",
+    "train_loop",
+]
+
+#: Early stopping reads the validation AUC of each target: below this many positives (or
+#: negatives) it is noise, and with none it is undefined.
+MIN_VALIDATION_POSITIVES = 5
+
+
+class TrainingDataError(ValueError):
+    """The event log cannot train a model; the message says why and what the data lacks."""
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +141,40 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
 
 
+def check_trainable(
+    seq: Sequences, users: Split, min_validation: int = MIN_VALIDATION_POSITIVES
+) -> list[str]:
+    """Raises TrainingDataError unless each target has labelled posts of both classes among
+    both the training and the validation users (a post is labelled when it was funded and its
+    outcome was decided by the end of the log, ``deepcredit.loans``). Returns warnings, one per
+    target whose validation posts hold fewer than ``min_validation`` of a class."""
+    warnings = []
+    for part, idx in (("training", users.train), ("validation", users.validation)):
+        if len(idx) == 0:
+            raise TrainingDataError(f"no {part} users: the log has {seq.users} users in all")
+        y = seq.labels[user_rows(seq.loan_offsets, idx)]
+        for k, target in enumerate(TARGETS):
+            known = y[:, k][~np.isnan(y[:, k])]
+            if known.size == 0:
+                raise TrainingDataError(
+                    f"no labelled posts among the {len(idx):,} {part} users: no post was funded "
+                    "(a borrow of its loan) with an outcome known by the end of the log"
+                )
+            positives = int(known.sum())
+            least = min(positives, known.size - positives)
+            counted = f"{positives:,} {target} of {known.size:,} labelled posts"
+            if least == 0:
+                why = "nothing to learn" if part == "training" else "no AUC to stop on"
+                raise TrainingDataError(
+                    f"one class only among the {part} users: {counted} ({why}; a longer log "
+                    "or more users)"
+                )
+            if part == "validation" and least < min_validation:
+                warnings.append(f"the validation AUC of {target} rests on {counted}: early "
+                                "stopping on it is noisy")  # fmt: skip
+    return warnings
+
+
 def fit(
     seq: Sequences,
     users: Split,
@@ -130,7 +183,12 @@ def fit(
     *,
     progress: bool = True,
 ) -> TrainResult:
-    """Train on ``users.train``, early-stop on the mean validation AUC, return the best model."""
+    """Train on ``users.train``, early-stop on the mean validation AUC, return the best model.
+    Raises TrainingDataError when the data cannot train one (``check_trainable``)."""
+    for warning in check_trainable(seq, users):
+        log.warning("%s", warning)
+        if progress:
+            print(f"warning: {warning}", flush=True)
     torch.manual_seed(config.seed)
     model = DeepCredit(model_config)
     return train_loop(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,59 @@ def test_the_same_weights_saved_twice_in_one_second_get_two_versions(
     assert second.version == f"{first.version}-2"
     assert load_scorer(tmp_path / second.version).version == second.version
     assert sorted(p.name for p in tmp_path.iterdir()) == [first.version, second.version]
+
+
+def _write_events(path: Path, events: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    return path
+
+
+def _user(u: int, *, funded: bool, late_days: float | None) -> list[dict]:
+    """One user's post (and borrow, and repay ``late_days`` after the due date) of a 30-day
+    loan, a day apart per user."""
+    t0, uid = 1.6e9 + u * 86_400.0, f"u{u:03d}"
+    post = {"event_id": f"{uid}-p", "user_id": uid, "ts": t0, "activity": "post",
+            "amount": 100.0, "loan_id": f"{uid}-l", "rate": 0.1, "term_days": 30}  # fmt: skip
+    events = [post]
+    if funded:
+        events.append({**post, "event_id": f"{uid}-b", "ts": t0 + 60, "activity": "borrow"})
+        if late_days is not None:
+            events.append({**post, "event_id": f"{uid}-r", "activity": "repay",
+                           "ts": t0 + (30 + late_days) * 86_400.0})  # fmt: skip
+    return [{k: v for k, v in e.items() if k not in ("rate", "term_days")
+             or e["activity"] == "post"} for e in events]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("funded", "late_days", "why"),
+    [(False, None, "no labelled posts"), (True, -1.0, "one class only")],
+    ids=["no-funded-posts", "one-class"],
+)
+def test_training_on_degenerate_data_stops_with_a_clear_error_and_saves_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture, funded: bool, late_days: float | None, why: str
+) -> None:
+    events = _write_events(tmp_path / "e.jsonl", [e for u in range(200)
+                                                  for e in _user(u, funded=funded,
+                                                                 late_days=late_days)])  # fmt: skip
+    out = tmp_path / "models"
+    assert main(["train", "--events", str(events), "--out-dir", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot train on {events}" in err and why in err and "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_card_with_an_undefined_metric_is_strict_json_and_reads_back(tmp_path: Path) -> None:
+    import math
+
+    from scorer.card import DataInfo, ModelCard, TargetMetrics, encode_card, read_card
+
+    nan = TargetMetrics(auc=math.nan, ks=math.nan, brier=0.01, n=10, positives=0)
+    card = ModelCard(version="v", created_at=0.0, model_config={}, train_config={},
+                     data=DataInfo("-", "-", 0, 0, 0), split={}, metrics={"test": {"default": nan}},
+                     training={"loss": math.inf})  # fmt: skip
+    (tmp_path / "card.json").write_bytes(encode_card(card))
+    text = (tmp_path / "card.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))
+    back = read_card(tmp_path).metrics["test"]["default"]
+    assert math.isnan(back.auc) and back.brier == 0.01 and back.positives == 0
