@@ -247,11 +247,19 @@ class LoanLabel(msgspec.Struct, frozen=True):
     known_at: float  # event time at which the label became known
 
 
-class _Held(Loan, kw_only=True):
+class _HeldLoan(Loan, kw_only=True):
     """A scored loan whose labels are not all known yet."""
 
     p: tuple[float, float]
     delinquent_known: bool = False
+
+
+def _Held(
+    p: tuple[float, float], due_ts: float, funded: bool = False, delinquent_known: bool = False
+) -> _HeldLoan:
+    """A held loan of an older drift snapshot, which pickled held loans as ``_Held`` with these
+    fields: the labeller reads neither the amount nor the post time that it lacks."""
+    return _HeldLoan(0.0, due_ts, math.nan, funded, p=p, delinquent_known=delinquent_known)
 
 
 class LoanLabeller:
@@ -266,7 +274,7 @@ class LoanLabeller:
     """
 
     def __init__(self) -> None:
-        self._held: dict[str, _Held] = {}
+        self._held: dict[str, _HeldLoan] = {}
         self._deadlines: list[tuple[float, int, str]] = []  # (ts, 0 due | 1 default, loan)
         self._now = -math.inf
 
@@ -280,11 +288,11 @@ class LoanLabeller:
         """Take one event (with the post's probabilities when it is a scored post)."""
         labels = self.advance(event.ts)
 
-        def scored(post: ClickEvent, due: float) -> _Held | None:
+        def scored(post: ClickEvent, due: float) -> _HeldLoan | None:
             if probabilities is None:
                 return None
             p = (float(probabilities[0]), float(probabilities[1]))
-            return _Held(post.amount, due, post.ts, p=p)
+            return _HeldLoan(post.amount, due, post.ts, p=p)
 
         change = step_loan(self._held, event, scored)
         if change is None:
@@ -304,28 +312,25 @@ class LoanLabeller:
         self._now = max(self._now, ts)
         labels = []
         while self._deadlines and self._deadlines[0][0] < self._now:
-            _, _, loan_id = heapq.heappop(self._deadlines)
+            deadline, kind, loan_id = heapq.heappop(self._deadlines)
             loan = self._held.get(loan_id)
-            if loan is None:
-                continue  # repaid already
-            # Release what is known now, whichever deadline woke the loan: one of an earlier
-            # loan under the same id may still be waiting in the heap.
+            if loan is None or deadline != (loan.default_ts if kind else loan.due_ts):
+                continue  # repaid already, or the deadline of an earlier loan under this id
             if not loan.funded:
-                if loan.past_due(self._now):
-                    del self._held[loan_id]
+                del self._held[loan_id]
                 continue
             known = loan.labels(self._now, repaid=False)
-            if not loan.delinquent_known and known.delinquent:
+            if kind == 0 and not loan.delinquent_known:
                 loan.delinquent_known = True
                 labels.append(self._label(loan_id, loan, 0, known, self._now))
                 heapq.heappush(self._deadlines, (loan.default_ts, 1, loan_id))
-            elif loan.delinquent_known and known.default:
+            elif kind == 1:
                 del self._held[loan_id]
                 labels.append(self._label(loan_id, loan, 1, known, self._now))
         return labels
 
     @staticmethod
-    def _label(loan_id: str, loan: _Held, k: int, known: Labels, ts: float) -> LoanLabel:
+    def _label(loan_id: str, loan: _HeldLoan, k: int, known: Labels, ts: float) -> LoanLabel:
         label = known[k]
         assert label is not None, "a label is released only once known"
         return LoanLabel(loan_id, _TARGETS[k], label, loan.p[k], ts)
