@@ -29,10 +29,11 @@ horizon it is a small effect, which is why the benchmark statistics accept it.
 The readers, each with its own record per loan (a ``Loan`` subclass) and the same rules:
 ``OutcomeTracker`` and ``loan_outcomes`` here (training labels, generator statistics),
 ``scorer.ledger.Ledger`` (debt features) and ``scorer.monitors.LoanLabeller`` (live performance
-labels). They differ only in how long an unfunded post is kept, which ``step_loan`` takes as a
-parameter: forever here; ``scorer.ledger.PENDING_POST_TTL_S`` in the ledger, to keep the state
-small; and the labeller forgets a post not funded by its due date. And in the ledger a second
-post of an open id replaces the loan, where the others keep the first.
+labels). They differ only in how long an unfunded post is kept: forever here; in the ledger
+``scorer.ledger.PENDING_POST_TTL_S`` (``step_loan``'s ``funding_ttl_s``), to keep the state
+small; in the labeller until its due date, the first of its deadlines. And in the ledger a
+second post of an open id replaces the loan (``step_loan``'s ``replace``), where the others
+keep the first.
 
 >>> from deepcredit.events import Activity, ClickEvent
 >>> def ev(i, ts, act, **kw):
