@@ -2,8 +2,11 @@
 
 The paper's debt features (unpaid debt, delinquent amount, undue loans; Figures 6, 7 and 12)
 are read off this ledger as of any moment, so they never look past the event being scored.
-Overdue is judged by the clock (due date passed, not repaid), not by a miss_payment event, so
-a lost or late miss_payment cannot skew it.
+A loan's life (post, borrow, repay; due date; late) follows ``deepcredit.loans``. Overdue is
+judged by the clock (due date passed, not repaid), not by a miss_payment event, so a lost or
+late miss_payment cannot skew it. To stay small the ledger forgets a post still unfunded
+``PENDING_POST_TTL_S`` after it was posted (at the user's next post), and a second post of an
+open loan id replaces that loan.
 
 >>> from deepcredit.events import Activity, ClickEvent
 >>> def ev(ts, act, **kw):
@@ -28,6 +31,7 @@ from typing import NamedTuple
 import msgspec
 
 from deepcredit.events import DAY_S, Activity, ClickEvent
+from deepcredit.loans import Loan, step_loan
 
 __all__ = ["PENDING_POST_TTL_S", "Debt", "Ledger", "OpenLoan", "Record"]
 
@@ -43,14 +47,14 @@ class Debt(NamedTuple):
     undue_loans: int  # funded, not repaid, not yet due: outcome unknown (paper Figure 12)
 
 
-class OpenLoan(msgspec.Struct, array_like=True):
+class OpenLoan(Loan, array_like=True):
     """A posted loan not settled yet: pending funding, or funded and owed."""
 
-    amount: float
-    due_ts: float
-    post_ts: float
-    funded: bool = False
     late: bool = False  # a missed payment was seen for it
+
+
+def _open_loan(event: ClickEvent, due: float) -> OpenLoan:
+    return OpenLoan(event.amount, due, event.ts)
 
 
 class Record(NamedTuple):
@@ -73,26 +77,19 @@ class Ledger(msgspec.Struct, array_like=True):
     def apply(self, event: ClickEvent) -> float | None:
         """Record one event. Returns the repayment delay in days when it settles a funded loan
         (negative: early), else None."""
-        loan_id = event.loan_id
-        activity = event.activity
-        if activity is Activity.POST and loan_id is not None and event.term_days is not None:
-            self._forget_stale_posts(event.ts)
-            due = event.ts + event.term_days * DAY_S
-            self.loans[loan_id] = OpenLoan(event.amount, due, event.ts)
-        elif loan_id is None or loan_id not in self.loans:
+        change = step_loan(self.loans, event, _open_loan,
+                           funding_ttl_s=PENDING_POST_TTL_S, replace=True)  # fmt: skip
+        if change is None:
             return None
-        elif activity is Activity.BORROW:
-            self.loans[loan_id].funded = True
-        elif activity is Activity.MISS_PAYMENT and self.loans[loan_id].funded:
-            self._mark_late(self.loans[loan_id], event.ts)
-        elif activity is Activity.REPAY and self.loans[loan_id].funded:
-            loan = self.loans.pop(loan_id)
-            delay = (event.ts - loan.due_ts) / DAY_S
-            if delay > 0:
+        loan = change.loan
+        if change.activity is Activity.MISS_PAYMENT:
+            self._mark_late(loan, event.ts)
+        elif change.activity is Activity.REPAY:
+            if loan.labels(event.ts, repaid=True).delinquent:
                 self._mark_late(loan, event.ts)
             elif not loan.late:
                 self.on_time += 1
-            return delay
+            return change.delay_days
         return None
 
     def _mark_late(self, loan: OpenLoan, ts: float) -> None:
@@ -112,14 +109,8 @@ class Ledger(msgspec.Struct, array_like=True):
             if not loan.funded:
                 continue
             unpaid += loan.amount
-            if loan.due_ts < as_of:
+            if loan.past_due(as_of):
                 overdue += loan.amount
             else:
                 undue += 1
         return Debt(unpaid, overdue, undue)
-
-    def _forget_stale_posts(self, now: float) -> None:
-        stale = [k for k, v in self.loans.items()
-                 if not v.funded and now - v.post_ts > PENDING_POST_TTL_S]  # fmt: skip
-        for k in stale:
-            del self.loans[k]

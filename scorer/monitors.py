@@ -58,7 +58,7 @@ from river.drift import ADWIN
 from river.metrics import RollingROCAUC
 
 from deepcredit.events import DAY_S, MAX_AMOUNT, Activity, ClickEvent
-from deepcredit.loans import DEFAULT_DELAY_DAYS
+from deepcredit.loans import Labels, Loan, step_loan
 from deepcredit.records import DriftAlert, Monitor
 
 __all__ = [
@@ -247,29 +247,34 @@ class LoanLabel(msgspec.Struct, frozen=True):
     known_at: float  # event time at which the label became known
 
 
-class _Held(msgspec.Struct):
+class _HeldLoan(Loan, kw_only=True):
     """A scored loan whose labels are not all known yet."""
 
     p: tuple[float, float]
-    due_ts: float
-    funded: bool = False
     delinquent_known: bool = False
+
+
+def _Held(
+    p: tuple[float, float], due_ts: float, funded: bool = False, delinquent_known: bool = False
+) -> _HeldLoan:
+    """A held loan of an older drift snapshot, which pickled held loans as ``_Held`` with these
+    fields: the labeller reads neither the amount nor the post time that it lacks."""
+    return _HeldLoan(0.0, due_ts, math.nan, funded, p=p, delinquent_known=delinquent_known)
 
 
 class LoanLabeller:
     """Holds each scored loan's probabilities until its labels are known, then releases them.
 
-    The definitions are ``deepcredit.loans``'s: due = post ts + term; delinquent ⇔ repaid
-    after due or not repaid by then; default ⇔ repaid more than 120 days late or not by then.
-    So labels are released at the repayment, or by the clock: the delinquent label (True) as
-    soon as event time passes the due date of an unrepaid funded loan, the default label (True)
-    120 days later. ``advance(ts)`` moves the clock without an event (at the end of a stream).
-    A loan not funded by its due date is forgotten: it never gets a label. Memory is bounded
-    by the loans open at once.
+    The loan's life and its labels are ``deepcredit.loans``'s (``Loan.labels``), so labels are
+    released at the repayment, or by the clock: the delinquent label (True) as soon as event
+    time passes the due date of an unrepaid funded loan, the default label (True) once it
+    passes ``Loan.default_ts``, 120 days later. ``advance(ts)`` moves the clock without an event
+    (at the end of a stream). A loan not funded by its due date is forgotten: it never gets a
+    label. Memory is bounded by the loans open at once.
     """
 
     def __init__(self) -> None:
-        self._held: dict[str, _Held] = {}
+        self._held: dict[str, _HeldLoan] = {}
         self._deadlines: list[tuple[float, int, str]] = []  # (ts, 0 due | 1 default, loan)
         self._now = -math.inf
 
@@ -282,29 +287,24 @@ class LoanLabeller:
     ) -> list[LoanLabel]:
         """Take one event (with the post's probabilities when it is a scored post)."""
         labels = self.advance(event.ts)
-        loan_id = event.loan_id
-        if loan_id is None:
+
+        def scored(post: ClickEvent, due: float) -> _HeldLoan | None:
+            if probabilities is None:
+                return None
+            p = (float(probabilities[0]), float(probabilities[1]))
+            return _HeldLoan(post.amount, due, post.ts, p=p)
+
+        change = step_loan(self._held, event, scored)
+        if change is None:
             return labels
-        activity = event.activity
-        if activity is Activity.POST:
-            scored = probabilities is not None and event.term_days is not None
-            if scored and loan_id not in self._held:
-                due = event.ts + event.term_days * DAY_S
-                p = (float(probabilities[0]), float(probabilities[1]))
-                self._held[loan_id] = _Held(p, due)
-                heapq.heappush(self._deadlines, (due, 0, loan_id))
-            return labels
-        loan = self._held.get(loan_id)
-        if loan is None:
-            return labels
-        if activity is Activity.BORROW:
-            loan.funded = True
-        elif activity is Activity.REPAY and loan.funded:
-            del self._held[loan_id]
-            delay_days = (event.ts - loan.due_ts) / DAY_S
+        loan_id, loan = change.loan_id, change.loan
+        if change.activity is Activity.POST:
+            heapq.heappush(self._deadlines, (loan.due_ts, 0, loan_id))
+        elif change.activity is Activity.REPAY:
+            known = loan.labels(event.ts, repaid=True)
             if not loan.delinquent_known:
-                labels.append(self._label(loan_id, loan, 0, delay_days > 0.0, event.ts))
-            labels.append(self._label(loan_id, loan, 1, delay_days > DEFAULT_DELAY_DAYS, event.ts))
+                labels.append(self._label(loan_id, loan, 0, known, event.ts))
+            labels.append(self._label(loan_id, loan, 1, known, event.ts))
         return labels
 
     def advance(self, ts: float) -> list[LoanLabel]:
@@ -312,25 +312,27 @@ class LoanLabeller:
         self._now = max(self._now, ts)
         labels = []
         while self._deadlines and self._deadlines[0][0] < self._now:
-            _, kind, loan_id = heapq.heappop(self._deadlines)
+            deadline, kind, loan_id = heapq.heappop(self._deadlines)
             loan = self._held.get(loan_id)
-            if loan is None:
-                continue  # repaid already
+            if loan is None or deadline != (loan.default_ts if kind else loan.due_ts):
+                continue  # repaid already, or the deadline of an earlier loan under this id
             if not loan.funded:
                 del self._held[loan_id]
-            elif kind == 0:
+                continue
+            known = loan.labels(self._now, repaid=False)
+            if kind == 0 and not loan.delinquent_known:
                 loan.delinquent_known = True
-                labels.append(self._label(loan_id, loan, 0, True, self._now))
-                heapq.heappush(
-                    self._deadlines, (loan.due_ts + DEFAULT_DELAY_DAYS * DAY_S, 1, loan_id)
-                )
-            else:
+                labels.append(self._label(loan_id, loan, 0, known, self._now))
+                heapq.heappush(self._deadlines, (loan.default_ts, 1, loan_id))
+            elif kind == 1:
                 del self._held[loan_id]
-                labels.append(self._label(loan_id, loan, 1, True, self._now))
+                labels.append(self._label(loan_id, loan, 1, known, self._now))
         return labels
 
     @staticmethod
-    def _label(loan_id: str, loan: _Held, k: int, label: bool, ts: float) -> LoanLabel:
+    def _label(loan_id: str, loan: _HeldLoan, k: int, known: Labels, ts: float) -> LoanLabel:
+        label = known[k]
+        assert label is not None, "a label is released only once known"
         return LoanLabel(loan_id, _TARGETS[k], label, loan.p[k], ts)
 
 

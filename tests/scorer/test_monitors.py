@@ -15,6 +15,7 @@ from river.base import DriftDetector
 from deepcredit.events import DAY_S, Activity, ClickEvent
 from deepcredit.loans import loan_outcomes
 from deepcredit.records import DriftAlert, Monitor
+from scorer import monitors
 from scorer.monitors import (
     DriftMonitors,
     InputMonitor,
@@ -306,3 +307,27 @@ def test_facade_runs_every_monitor_and_survives_a_pickle_round_trip() -> None:
     assert len({a.alert_id for a in alerts}) == len(alerts)
     assert whole.scores.events_seen == sum(e.activity is Activity.POST for e in events)
     assert whole.inputs.events_seen == len(events)
+
+
+class _OlderHeld:
+    """A held loan as older drift snapshots pickled it: ``_Held(p, due_ts, funded,
+    delinquent_known)``."""
+
+    def __init__(self, *fields: object) -> None:
+        self.fields = fields
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (monitors._Held, self.fields)
+
+
+def test_a_labeller_from_an_older_snapshot_goes_on_labelling() -> None:
+    due = T0 + 30 * DAY_S
+    older = LoanLabeller()
+    older._held = {"l0": _OlderHeld((0.3, 0.1), due, True, False)}  # type: ignore[dict-item]
+    older._deadlines = [(due, 0, "l0")]
+    labeller = pickle.loads(pickle.dumps(older))
+    labels = labeller.advance(due + 1)
+    labels += labeller.update(loan_event(0, 2, due + 5 * DAY_S, Activity.REPAY), None)
+    assert [(x.target, x.label, x.p) for x in labels] == [("delinquent", True, 0.3),
+                                                          ("default", False, 0.1)]  # fmt: skip
+    assert labeller.open_loans == 0

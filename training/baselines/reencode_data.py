@@ -39,8 +39,8 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from deepcredit.events import DAY_S, Activity, ClickEvent
-from deepcredit.loans import LoanOutcome, loan_outcomes
+from deepcredit.events import Activity, ClickEvent
+from deepcredit.loans import Loan, LoanOutcome, due_ts, loan_outcomes, step_loan
 from scorer.features import ACTIVITY_FEATURES, activity_features, money
 from scorer.ledger import Ledger
 from scorer.timegap import normalise_gap
@@ -181,12 +181,18 @@ def build_windows(
     return builder.finish(window)
 
 
+class _Slot(Loan, kw_only=True):
+    """An open loan of the user, with the row of the post that opened it."""
+
+    row: int
+
+
 class _Builder:
     """Accumulates per-post rows as Python lists; windows are formed once, vectorised, at the end.
 
     Besides the inputs it records, per post, where in the user's history its loan was funded and
-    repaid (``_NEVER`` when not), under ``OutcomeTracker``'s rules, so that the delinquency known
-    at any later post is a comparison of positions."""
+    repaid (``_NEVER`` when not), by ``deepcredit.loans.step_loan`` as ``loan_outcomes`` does,
+    so that the delinquency known at any later post is a comparison of positions."""
 
     def __init__(self, max_activities: int) -> None:
         self.max_activities = max_activities
@@ -210,27 +216,25 @@ class _Builder:
         self, user_id: str, history: list[ClickEvent], outcomes: dict[str, LoanOutcome]
     ) -> None:
         ledger = Ledger()
-        open_loans: dict[str, int] = {}  # loan id -> global post row, until repaid
+        open_loans: dict[str, _Slot] = {}  # until repaid
         pending: list[tuple[ClickEvent, float]] = []  # activities since the last post, gap (s)
         activity_ts = post_ts = None
         first_row = len(self.event_ids)
         for position, event in enumerate(history):
             ledger.apply(event)
             ts, loan_id = event.ts, event.loan_id
+            change = step_loan(open_loans, event, self._slot)
+            if change is not None and change.activity is not Activity.POST:
+                row = change.loan.row
+                if change.activity is Activity.BORROW and self.funded_at[row] == _NEVER:
+                    self.funded_at[row] = position
+                elif change.activity is Activity.REPAY:
+                    self.repaid_at[row] = position
+                    self.late[row] = bool(change.loan.labels(ts, repaid=True).delinquent)
             if event.activity is not Activity.POST:
                 pending.append((event, 0.0 if activity_ts is None else max(0.0, ts - activity_ts)))
                 activity_ts = ts
-                row = open_loans.get(loan_id or "")
-                if row is None:
-                    continue
-                if event.activity is Activity.BORROW and self.funded_at[row] == _NEVER:
-                    self.funded_at[row] = position
-                elif event.activity is Activity.REPAY and self.funded_at[row] != _NEVER:
-                    self.repaid_at[row] = position
-                    self.late[row] = (ts - self.due_ts[row]) / DAY_S > 0.0
-                    del open_loans[loan_id or ""]
                 continue
-            row = len(self.event_ids)
             debt = ledger.debt(as_of=ts)
             term = event.term_days
             self.post_x.append((money(event.amount), event.rate or 0.0,
@@ -241,12 +245,10 @@ class _Builder:
             self.event_ids.append(event.event_id)
             self.event_ts.append(ts)
             self.position.append(position)
-            self.due_ts.append(math.inf if term is None else ts + term * DAY_S)
+            self.due_ts.append(math.inf if term is None else due_ts(ts, term))
             self.funded_at.append(_NEVER)
             self.repaid_at.append(_NEVER)
             self.late.append(False)
-            if loan_id is not None and term is not None and loan_id not in open_loans:
-                open_loans[loan_id] = row
             kept = pending[-self.max_activities :]
             self.sub_len.append(len(kept))
             self.act_x.extend(activity_features(e) for e, _ in kept)
@@ -255,6 +257,10 @@ class _Builder:
             activity_ts = post_ts = ts  # the next subsequence's first gap counts from this post
         self.user_ids.append(user_id)
         self.n_posts.append(len(self.event_ids) - first_row)
+
+    def _slot(self, post: ClickEvent, due: float) -> _Slot:
+        """The open loan of a post about to be added: its row is the next one."""
+        return _Slot(post.amount, due, post.ts, row=len(self.event_ids))
 
     def finish(self, window: int) -> Windows:
         n = len(self.event_ids)
@@ -271,6 +277,7 @@ class _Builder:
         now = np.array(self.position, dtype=np.int64)[:, None]  # (N, 1)
         funded = np.array(self.funded_at, dtype=np.int64)[slot] < now
         repaid = np.array(self.repaid_at, dtype=np.int64)[slot] < now
+        # Loan.past_due and Loan.labels' delinquent, for every slot at once.
         past_due = np.array(self.due_ts)[slot] < np.array(self.event_ts)[:, None]
         overdue = funded & ~repaid & past_due
         late = np.array(self.late, dtype=bool)[slot]

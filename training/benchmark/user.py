@@ -48,7 +48,7 @@ import msgspec
 import numpy as np
 
 from deepcredit.events import DAY_S, Activity, ClickEvent
-from deepcredit.loans import DEFAULT_DELAY_DAYS
+from deepcredit.loans import DEFAULT_DELAY_DAYS, due_ts
 from training.benchmark.config import GeneratorConfig
 from training.benchmark.mix import CHAINED, END, START, SessionChain
 
@@ -434,7 +434,7 @@ class UserSimulator:
             min(amount, MAX_AMOUNT),
             rate,
             term_days,
-            post_ts + term_days * DAY_S,
+            due_ts(post_ts, term_days),
         )
         self._push_emit(post_ts, Activity.POST, loan.principal, loan)
         fund_probability = FUND_PROBABILITY
