@@ -1,7 +1,8 @@
 """Prometheus metrics of the live flow, under conventional names (``_total`` counters, seconds).
 
 They live in prometheus-client's default registry, which also holds Bytewax's own
-``bytewax_kafka_consumer_lag`` gauge (per clicks partition), so one endpoint serves both.
+``bytewax_kafka_consumer_lag`` gauge (per clicks partition) and the ground floor's metrics
+(``deepcredit.metrics``: control records skipped), so one endpoint serves them all.
 The drift metrics come from the one worker that holds the drift monitors (in a cluster, one
 process's endpoint has them).
 """

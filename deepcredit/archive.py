@@ -216,7 +216,14 @@ def archive_clicks(
     stop once each partition is archived up to its end as of the call; otherwise run until
     interrupted (KeyboardInterrupt), writing what is buffered before returning.
     """
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+    from confluent_kafka import OFFSET_BEGINNING
+
+    from deepcredit.kafka_io import (
+        KafkaReadError,
+        PartitionReader,
+        assigned_consumer,
+        consumer_watermarks,
+    )
 
     config = config or ArchiveConfig()
     folder = Path(folder)
@@ -224,10 +231,8 @@ def archive_clicks(
     written: list[Segment] = []
     with _locked(folder):
         start = _next_offsets(_recover(folder), topic)
-        consumer = Consumer(settings.client_config(**{
-            "group.id": f"deepcredit-archive-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False, "enable.partition.eof": True,
-            **config.extra_config}))  # fmt: skip
+        consumer = assigned_consumer(settings, f"deepcredit-archive-{uuid.uuid4().hex[:8]}",
+                                     **config.extra_config)  # fmt: skip
         buffers: dict[int, list[tuple[int, bytes]]] = {}
         opened: dict[int, float] = {}
 
@@ -237,44 +242,29 @@ def archive_clicks(
             if rows:
                 written.append(_write_segment(folder, topic, partition, rows))
 
+        def flush_aged() -> None:
+            now = time.monotonic()
+            for p in [p for p, t in opened.items() if now - t >= config.segment_seconds]:
+                flush(p)
+
         try:
-            meta = consumer.list_topics(topic, timeout=30).topics[topic]
-            if meta.error is not None:
-                raise ArchiveError(f"topic {topic!r}: {meta.error.str()}")
-            partitions = sorted(meta.partitions)
-            ends = {}
-            if until_end:
-                ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p),
-                                                          timeout=30)[1]
-                        for p in partitions}  # fmt: skip
-            pending = {p for p in partitions if not until_end or start.get(p, 0) < ends[p]}
-            consumer.assign([TopicPartition(topic, p, start.get(p, OFFSET_BEGINNING))
-                             for p in partitions])  # fmt: skip
-            while pending:
-                m = consumer.poll(config.poll_seconds)
-                now = time.monotonic()
-                for p in [p for p, t in opened.items() if now - t >= config.segment_seconds]:
-                    flush(p)
-                if m is None:
-                    continue
-                if m.error() is not None:
-                    if m.error().code() == KafkaError._PARTITION_EOF:
-                        if until_end and m.offset() >= ends[m.partition()]:
-                            pending.discard(m.partition())
-                        continue
-                    raise ArchiveError(f"reading {topic!r}: {m.error().str()}")
-                p, offset = m.partition(), m.offset()
-                if until_end and offset >= ends[p]:
-                    pending.discard(p)
-                    continue
-                value = m.value()
+            try:
+                marks = consumer_watermarks(consumer, topic, 30)
+            except ValueError as exc:
+                raise ArchiveError(str(exc)) from None
+            starts = {p: start.get(p, OFFSET_BEGINNING) for p in marks}
+            ends = {p: high for p, (_, high) in marks.items()} if until_end else None
+            reader = PartitionReader(consumer, topic, starts, ends, follow=not until_end,
+                                     poll_s=config.poll_seconds, on_poll=flush_aged)  # fmt: skip
+            for m in reader:
+                p, value = m.partition(), m.value()
                 if value:  # a tombstone or empty message is not a click: nothing to keep
-                    buffers.setdefault(p, []).append((offset, _one_line(value)))
-                    opened.setdefault(p, now)
+                    buffers.setdefault(p, []).append((m.offset(), _one_line(value)))
+                    opened.setdefault(p, time.monotonic())
                 if len(buffers.get(p, ())) >= config.segment_events:
                     flush(p)
-                if until_end and offset >= ends[p] - 1:
-                    pending.discard(p)
+        except KafkaReadError as exc:
+            raise ArchiveError(str(exc)) from None
         except KeyboardInterrupt:
             log.info("interrupted: writing the buffered messages")
         finally:

@@ -1,10 +1,18 @@
-"""Small helpers around confluent-kafka shared by our producers and readers."""
+"""Small helpers around confluent-kafka shared by our producers and readers.
+
+Every reader of a topic goes through ``PartitionReader``: partitions assigned (no consumer
+group membership), from given offsets, up to given ends or following the topic, with the
+end-of-partition, idle-timeout, stop and error handling written once.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Literal
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -17,7 +25,21 @@ from confluent_kafka import (
 
 from deepcredit.settings import KafkaSettings
 
-__all__ = ["produce", "read_range", "read_to_end", "watermarks"]
+__all__ = [
+    "KafkaReadError",
+    "PartitionReader",
+    "assigned_consumer",
+    "consumer_watermarks",
+    "produce",
+    "read_range",
+    "read_to_end",
+    "watermarks",
+]
+
+log = logging.getLogger(__name__)
+
+class KafkaReadError(RuntimeError):
+    """The broker reported an error for a partition being read (the message says which)."""
 
 
 def produce(producer: Producer, topic: str, value: bytes, key: bytes | None = None) -> None:
@@ -33,16 +55,140 @@ def produce(producer: Producer, topic: str, value: bytes, key: bytes | None = No
         return
 
 
+def assigned_consumer(
+    settings: KafkaSettings, group_id: str | None = None, **config: Any
+) -> Consumer:
+    """A consumer for ``PartitionReader``: end-of-partition events on, nothing auto-committed.
+
+    ``group_id`` matters only to a caller that commits offsets itself; by default a throwaway
+    one (the client requires one). ``config`` goes over these settings.
+    """
+    return Consumer(settings.client_config(**{
+        "group.id": group_id or f"deepcredit-reader-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False, "enable.partition.eof": True, **config}))  # fmt: skip
+
+
+def consumer_watermarks(
+    consumer: Consumer, topic: str, timeout_s: float = 30.0
+) -> dict[int, tuple[int, int]]:
+    """Each partition's (low, high) watermark, partitions in order: the first offset the
+    broker still holds and the offset the next message will get.
+
+    Raises ValueError when the topic does not exist; KafkaException when the broker does not
+    answer within ``timeout_s``.
+    """
+    meta = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
+    if meta.error is not None:
+        raise ValueError(f"topic {topic!r}: {meta.error.str()}")
+    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+            for p in sorted(meta.partitions)}  # fmt: skip
+
+
 def watermarks(
     settings: KafkaSettings, topic: str, timeout_s: float = 30.0
 ) -> dict[int, tuple[int, int]]:
-    """Each partition's (low, high) watermark: the first offset the broker still holds and the
-    offset the next message will get."""
+    """``consumer_watermarks`` on a consumer of its own."""
     consumer = _reader(settings)
     try:
-        return _watermarks(consumer, topic, timeout_s)
+        return consumer_watermarks(consumer, topic, timeout_s)
     finally:
         consumer.close()
+
+
+class PartitionReader:
+    """The messages of some partitions of one topic, each partition in offset order
+    (partitions interleaved), on ``consumer``, which this assigns them to and never closes.
+
+    ``starts``: partition -> first offset (or ``OFFSET_BEGINNING``). ``ends``: partition ->
+    end offset (exclusive), usually the high watermarks as of some moment. Without
+    ``follow``, reading stops once every partition has reached its end and messages at or
+    past an end are not yielded; a partition with end <= start is not read at all. With
+    ``follow``, reading goes on until ``stop`` is set and the ends only mark ``caught_up``.
+    A partition reaches its end when its message at ``end - 1`` has been handled (the caller
+    asked for the next one) or the client reports the partition's end (compaction may have
+    removed that message).
+
+    ``timeout_s``: iterating raises TimeoutError when nothing at all comes for that long while
+    a partition is short of its end (None: wait as long as it takes). ``on_poll`` runs before
+    each poll of the client, after the messages of the poll before were handled: for work on
+    a clock, such as flushing what waited too long. A partition error from the broker raises
+    KafkaReadError (``on_error="raise"``) or is logged as a warning and reading goes on
+    (``"log"``, for a reader that must outlive a broker hiccup); KafkaException from the
+    client itself goes through.
+    """
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        topic: str,
+        starts: Mapping[int, int],
+        ends: Mapping[int, int] | None = None,
+        *,
+        follow: bool = False,
+        timeout_s: float | None = None,
+        stop: threading.Event | None = None,
+        poll_s: float = 0.5,
+        on_poll: Callable[[], None] | None = None,
+        on_error: Literal["raise", "log"] = "raise",
+    ) -> None:
+        if ends is None and not follow:
+            raise ValueError("a reader without ends can only follow the topic")
+        self.consumer = consumer
+        self.topic = topic
+        self.starts = dict(starts)
+        self.ends = dict(ends or {})
+        self.follow = follow
+        self.timeout_s = timeout_s
+        self.stop = stop
+        self.poll_s = poll_s
+        self.on_poll = on_poll
+        self.on_error = on_error
+        self._pending = {p: end for p, end in self.ends.items()
+                         if p in self.starts and end > max(self.starts[p], 0)}  # fmt: skip
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether every partition has reached its end (always, without ends)."""
+        return not self._pending
+
+    def __iter__(self) -> Iterator[Message]:
+        read = self.starts if self.follow else self._pending
+        if not read:
+            return
+        self.consumer.assign([TopicPartition(self.topic, p, self.starts[p]) for p in read])
+        heard = time.monotonic()
+        while self.follow or self._pending:
+            if self.stop is not None and self.stop.is_set():
+                return
+            if self.on_poll is not None:
+                self.on_poll()
+            m = self.consumer.poll(self.poll_s)
+            if m is None:
+                if (self.timeout_s is not None and self._pending
+                        and time.monotonic() - heard > self.timeout_s):  # fmt: skip
+                    raise TimeoutError(f"{self.topic!r} not read to its end: no message in "
+                                       f"{self.timeout_s:g} s")  # fmt: skip
+                continue
+            heard = time.monotonic()
+            if m.error() is not None:
+                self._event(m)
+                continue
+            p, end = m.partition(), self._pending.get(m.partition())
+            if not self.follow and (end is None or m.offset() >= end):
+                continue  # past its end, or of a partition done with
+            yield m
+            if end is not None and m.offset() >= end - 1:
+                del self._pending[p]
+
+    def _event(self, m: Message) -> None:
+        error = m.error()
+        if error.code() == KafkaError._PARTITION_EOF:
+            self._pending.pop(m.partition(), None)
+            return
+        where = f"reading {self.topic!r}[{m.partition()}]: {error.str()}"
+        if self.on_error == "raise":
+            raise KafkaReadError(where)
+        log.warning("%s", where)
 
 
 def read_range(
@@ -54,10 +200,13 @@ def read_range(
     """The messages of ``topic`` with start <= offset < end, for each ``partition: (start,
     end)``; each partition in offset order, partitions interleaved (no consumer group, nothing
     committed). Raises TimeoutError when no message comes for ``timeout_s`` before the ends,
-    RuntimeError when a start is no longer held by the broker (retention)."""
+    KafkaReadError (a RuntimeError) when a start is no longer held by the broker (retention).
+    """
     consumer = _reader(settings)
     try:
-        yield from _read(consumer, topic, ranges, timeout_s)
+        starts = {p: start for p, (start, _) in ranges.items()}
+        ends = {p: end for p, (_, end) in ranges.items()}
+        yield from PartitionReader(consumer, topic, starts, ends, timeout_s=timeout_s)
     finally:
         consumer.close()
 
@@ -70,56 +219,16 @@ def read_to_end(settings: KafkaSettings, topic: str, timeout_s: float = 30.0) ->
     """
     consumer = _reader(settings)
     try:
+        marks = {p: high for p, (low, high) in consumer_watermarks(consumer, topic, timeout_s)
+                 .items() if high > low}  # fmt: skip
         # From the beginning, not the low watermark: retention may move it meanwhile.
-        ranges = {p: (OFFSET_BEGINNING, high)
-                  for p, (low, high) in _watermarks(consumer, topic, timeout_s).items()
-                  if high > low}  # fmt: skip
-        out = list(_read(consumer, topic, ranges, timeout_s))
+        starts = dict.fromkeys(marks, OFFSET_BEGINNING)
+        out = list(PartitionReader(consumer, topic, starts, marks, timeout_s=timeout_s))
     finally:
         consumer.close()
     return sorted(out, key=lambda m: (m.partition(), m.offset()))
 
 
 def _reader(settings: KafkaSettings) -> Consumer:
-    # group.id is required by the client but unused: partitions are assigned, nothing committed.
     # An offset the broker no longer holds is an error, never a silent jump to the end.
-    return Consumer(settings.client_config(**{
-        "group.id": f"deepcredit-reader-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-        "enable.partition.eof": True, "auto.offset.reset": "error"}))  # fmt: skip
-
-
-def _watermarks(consumer: Consumer, topic: str, timeout_s: float) -> dict[int, tuple[int, int]]:
-    meta = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
-    if meta.error is not None:
-        raise ValueError(f"topic {topic!r}: {meta.error.str()}")
-    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
-            for p in sorted(meta.partitions)}  # fmt: skip
-
-
-def _read(
-    consumer: Consumer, topic: str, ranges: Mapping[int, tuple[int, int]], timeout_s: float
-) -> Iterator[Message]:
-    pending = {p: end for p, (start, end) in ranges.items() if end > start}
-    if not pending:
-        return
-    consumer.assign([TopicPartition(topic, p, ranges[p][0]) for p in pending])
-    deadline = time.monotonic() + timeout_s
-    while pending:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{topic!r} not read to its end: no message in {timeout_s:g} s")
-        m = consumer.poll(0.5)
-        if m is None:
-            continue
-        deadline = time.monotonic() + timeout_s
-        if m.error() is not None:
-            if m.error().code() == KafkaError._PARTITION_EOF:
-                pending.pop(m.partition(), None)
-                continue
-            raise RuntimeError(f"reading {topic!r}: {m.error().str()}")
-        end = pending.get(m.partition())
-        if end is None:
-            continue
-        if m.offset() < end:
-            yield m
-        if m.offset() >= end - 1:
-            del pending[m.partition()]
+    return assigned_consumer(settings, **{"auto.offset.reset": "error"})

@@ -4,10 +4,17 @@ events (retraining decisions).
 Each is a msgspec Struct encoded as JSON, tagged with its record kind so that a reader of a
 mixed log (or a human with kcat) can tell them apart.
 
+The control records (thresholds, drift alerts, model events) come with ``problem()``: why
+the record cannot be used, or None. Their readers check it on every record they decode
+(``deepcredit.control``), since anyone may write to those topics.
+
 >>> t = ThresholdUpdate(version=3, delinquent_review=0.3, delinquent_decline=0.6,
-...                     default_review=0.1, default_decline=0.3, updated_by="ops", updated_at=0.0)
+...                     default_review=0.1, default_decline=0.3, updated_by="ops",
+...                     updated_at=1.7e9)
 >>> t.problem() is None
 True
+>>> msgspec.structs.replace(t, updated_at=1.7e12).problem()  # milliseconds, not seconds
+'updated_at must be Unix seconds in [946684800, 4102444800], got 1700000000000.0'
 >>> t.decide(p_delinquent=0.35, p_default=0.05)
 <Decision.REVIEW: 'review'>
 """
@@ -21,7 +28,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from deepcredit.events import ClickEvent
+from deepcredit.events import TS_MAX, TS_MIN, ClickEvent
 
 __all__ = [
     "DeadLetter",
@@ -36,6 +43,14 @@ __all__ = [
 ]
 
 Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+
+
+def _time_problem(name: str, value: float) -> str | None:
+    """Why ``value`` is not a plausible Unix time in seconds (milliseconds are the usual
+    mistake), or None. The bounds are the click events' (``TS_MIN``, ``TS_MAX``)."""
+    if math.isfinite(value) and TS_MIN <= value <= TS_MAX:
+        return None
+    return f"{name} must be Unix seconds in [{TS_MIN:.0f}, {TS_MAX:.0f}], got {value}"
 
 
 class Decision(enum.StrEnum):
@@ -131,7 +146,7 @@ class ThresholdUpdate(msgspec.Struct, frozen=True, kw_only=True, tag="thresholds
                 )
         if not self.updated_by:
             return "updated_by must name who changed the thresholds"
-        return None
+        return _time_problem("updated_at", self.updated_at)
 
     def decide(self, *, p_delinquent: float, p_default: float) -> Decision:
         if p_delinquent >= self.delinquent_decline or p_default >= self.default_decline:
@@ -163,6 +178,15 @@ class DriftAlert(msgspec.Struct, frozen=True, kw_only=True, tag="drift_alert"):
     value: float | None = None  # the statistic that tripped, when the detector exposes one
     detail: str = ""
 
+    def problem(self) -> str | None:
+        """Why this alert cannot be used, or None when it can."""
+        if not self.alert_id:
+            return "alert_id must not be empty"
+        if self.events_seen < 0:
+            return f"events_seen must not be negative, got {self.events_seen}"
+        return _time_problem("event_ts", self.event_ts) or _time_problem(
+            "detected_at", self.detected_at)
+
 
 class ModelEvent(msgspec.Struct, frozen=True, kw_only=True, tag="model_event"):
     """A retraining decision on the model-events topic (keyed by the challenger's version)."""
@@ -174,6 +198,14 @@ class ModelEvent(msgspec.Struct, frozen=True, kw_only=True, tag="model_event"):
     reason: str
     at: float
     metrics: dict[str, Any] = {}
+
+    def problem(self) -> str | None:
+        """Why this event cannot be used, or None when it can."""
+        if self.action not in ("promote", "reject"):
+            return f"action must be 'promote' or 'reject', got {self.action!r}"
+        if not self.version:
+            return "version must name the challenger"
+        return _time_problem("at", self.at)
 
 
 def score_record(

@@ -2,11 +2,11 @@
 every scoring process.
 
 One key (``b"thresholds"``), each value a tagged JSON ``ThresholdUpdate``. A record takes
-effect when it is valid (``problem()`` is None) and its version is greater than the version in
-force; anything else is skipped with a warning. ``read_latest`` (one-shot) and
-``LiveThresholds`` (a background reader) apply that same rule, so ``deepcredit thresholds show``
-prints what a running flow uses. Before anyone set thresholds, the flow uses
-``DEFAULT_THRESHOLDS`` (version 0, never written to the topic).
+effect when it is valid (``deepcredit.control``: decoded, ``problem()`` None) and its version
+is greater than the version in force; anything else is skipped with a warning and counted.
+``read_thresholds`` (one-shot) and ``LiveThresholds`` (a background reader) apply that same
+rule, so ``deepcredit thresholds show`` prints what a running flow uses. Before anyone set
+thresholds, the flow uses ``DEFAULT_THRESHOLDS`` (version 0, never written to the topic).
 
 >>> DEFAULT_THRESHOLDS.decide(p_delinquent=0.1, p_default=0.1)
 <Decision.REVIEW: 'review'>
@@ -19,23 +19,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer
 
 from deepcredit.codec import encode
-from deepcredit.kafka_io import read_to_end
+from deepcredit.control import Rejected, SkipReason, decode_control, decode_record, skip
+from deepcredit.kafka_io import (
+    PartitionReader,
+    assigned_consumer,
+    consumer_watermarks,
+    read_to_end,
+)
 from deepcredit.records import ThresholdUpdate
 from deepcredit.settings import KafkaSettings
 
@@ -44,10 +42,12 @@ __all__ = [
     "THRESHOLDS_KEY",
     "InvalidThresholds",
     "LiveThresholds",
+    "ThresholdsRead",
     "ThresholdsUnavailable",
     "decode_thresholds",
     "describe",
     "read_latest",
+    "read_thresholds",
     "set_thresholds",
 ]
 
@@ -70,8 +70,6 @@ DEFAULT_THRESHOLDS = ThresholdUpdate(
     note="built-in defaults: no thresholds have been set on the topic",
 )
 
-_decoder = msgspec.json.Decoder(ThresholdUpdate)
-
 
 class InvalidThresholds(ValueError):
     """Thresholds that cannot be used (the message says why); nothing was written."""
@@ -83,26 +81,20 @@ class ThresholdsUnavailable(RuntimeError):
 
 def decode_thresholds(value: bytes | None) -> ThresholdUpdate | str:
     """A usable ThresholdUpdate, or why this message is not one (never raises)."""
-    if value is None:
-        return "empty value (a tombstone)"
-    try:
-        update = _decoder.decode(value)
-    except msgspec.DecodeError as exc:
-        return f"not a thresholds record: {exc}"
-    problem = update.problem()
-    return update if problem is None else f"invalid thresholds: {problem}"
+    update = decode_record(value, ThresholdUpdate)
+    return update.detail if isinstance(update, Rejected) else update
 
 
 def _supersedes(current: ThresholdUpdate, message: Any) -> ThresholdUpdate | None:
-    """The update in ``message`` when it should replace ``current``, else None (logged)."""
-    where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
-    update = decode_thresholds(message.value())
-    if isinstance(update, str):
-        log.warning("thresholds record %s skipped: %s", where, update)
+    """The update in ``message`` when it should replace ``current``, else None (skipped:
+    logged and counted)."""
+    update = decode_control(message, ThresholdUpdate)
+    if update is None:
         return None
     if update.version <= current.version:
-        log.warning("thresholds record %s skipped: version %d is not above version %d in force",
-                    where, update.version, current.version)  # fmt: skip
+        skip(message, ThresholdUpdate, Rejected(SkipReason.STALE, f"version {update.version} "
+                                                f"is not above version {current.version} in "
+                                                "force"))  # fmt: skip
         return None
     return update
 
@@ -131,44 +123,19 @@ def describe(t: ThresholdUpdate) -> str:
 # -- one-shot read and write ----------------------------------------------------------------------
 
 
-def _consumer(settings: KafkaSettings) -> Consumer:
-    # group.id is required by the client but unused: partitions are assigned, nothing committed.
-    return Consumer(
-        settings.client_config(
-            **{
-                "group.id": f"deepcredit-thresholds-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-            }
-        )
-    )
+@dataclass(frozen=True)
+class ThresholdsRead:
+    """The thresholds topic read to its end: the thresholds in force (None: none was ever
+    set), how many records it holds and how many of those were skipped (invalid or stale)."""
+
+    latest: ThresholdUpdate | None
+    records: int
+    skipped: int
 
 
-def _partitions(consumer: Consumer, topic: str, timeout_s: float) -> list[int]:
-    try:
-        meta = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
-    except KafkaException as exc:
-        raise ThresholdsUnavailable(f"cannot reach the broker for {topic!r}: {exc}") from None
-    if meta.error is not None:
-        raise ThresholdsUnavailable(f"thresholds topic {topic!r}: {meta.error.str()}")
-    return sorted(meta.partitions)
-
-
-def _end_offsets(
-    consumer: Consumer, topic: str, partitions: list[int], timeout_s: float
-) -> dict[int, int]:
-    try:
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1]
-                for p in partitions}  # fmt: skip
-    except KafkaException as exc:
-        raise ThresholdsUnavailable(f"cannot read the offsets of {topic!r}: {exc}") from None
-
-
-def read_latest(
-    settings: KafkaSettings, topic: str, timeout_s: float = 10.0
-) -> ThresholdUpdate | None:
-    """The thresholds in force: the topic read from its beginning to its current end, each
-    valid record with a higher version replacing the one before. None when none was ever set.
+def read_thresholds(settings: KafkaSettings, topic: str, timeout_s: float = 10.0) -> ThresholdsRead:
+    """The topic read from its beginning to its current end, each valid record with a higher
+    version replacing the one before; the others skipped (logged and counted).
 
     Raises ThresholdsUnavailable when the end is not reached within ``timeout_s``: a partial
     read could miss the latest update.
@@ -180,14 +147,46 @@ def read_latest(
             f"thresholds topic {topic!r} not read to its end within {timeout_s:g} s"
         ) from None
     except KafkaException as exc:
-        reason = exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else exc
-        raise ThresholdsUnavailable(f"cannot reach the broker for {topic!r}: {reason}") from None
+        raise ThresholdsUnavailable(f"cannot reach the broker for {topic!r}: "
+                                    f"{_reason(exc)}") from None  # fmt: skip
     except (ValueError, RuntimeError) as exc:
         raise ThresholdsUnavailable(f"cannot read thresholds topic {topic!r}: {exc}") from None
-    current = DEFAULT_THRESHOLDS
+    current, skipped = DEFAULT_THRESHOLDS, 0
     for m in messages:
-        current = _supersedes(current, m) or current
-    return None if current is DEFAULT_THRESHOLDS else current
+        update = _supersedes(current, m)
+        if update is None:
+            skipped += 1
+        else:
+            current = update
+    return ThresholdsRead(None if current is DEFAULT_THRESHOLDS else current, len(messages),
+                          skipped)  # fmt: skip
+
+
+def read_latest(
+    settings: KafkaSettings, topic: str, timeout_s: float = 10.0
+) -> ThresholdUpdate | None:
+    """The thresholds in force (``read_thresholds(...).latest``): None when none was ever set.
+
+    Raises ThresholdsUnavailable as ``read_thresholds``.
+    """
+    return read_thresholds(settings, topic, timeout_s).latest
+
+
+def _reason(exc: KafkaException) -> object:
+    return exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else exc
+
+
+def _ends(consumer: Consumer, topic: str, timeout_s: float) -> dict[int, int]:
+    """Each partition's end offset; ThresholdsUnavailable when there is no such topic or the
+    broker does not answer within ``timeout_s``."""
+    try:
+        marks = consumer_watermarks(consumer, topic, timeout_s)
+    except KafkaException as exc:
+        raise ThresholdsUnavailable(f"cannot reach the broker for {topic!r}: "
+                                    f"{_reason(exc)}") from None  # fmt: skip
+    except ValueError as exc:
+        raise ThresholdsUnavailable(f"thresholds {exc}") from None
+    return {p: high for p, (_, high) in marks.items()}
 
 
 def set_thresholds(
@@ -287,8 +286,6 @@ class LiveThresholds:
         self._caught_up = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._consumer: Consumer | None = None
-        self._ends: dict[int, int] = {}
 
     def current(self) -> ThresholdUpdate:
         return self._current
@@ -299,26 +296,32 @@ class LiveThresholds:
         return self._caught_up.is_set()
 
     def start(self) -> None:
-        """Assign every partition from the beginning, start reading, wait for the catch-up.
+        """Read every partition from the beginning in a daemon thread, wait for the catch-up.
 
         Raises ThresholdsUnavailable when the topic does not exist or the broker cannot be
         reached within ``catch_up_s``.
         """
         if self._thread is not None:
             raise RuntimeError("LiveThresholds already started")
-        consumer = _consumer(self.settings)
+        consumer = assigned_consumer(self.settings)
         try:
-            partitions = _partitions(consumer, self.topic, self.catch_up_s)
-            self._ends = _end_offsets(consumer, self.topic, partitions, self.catch_up_s)
-            consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
+            ends = _ends(consumer, self.topic, self.catch_up_s)
         except BaseException:
             consumer.close()
             raise
-        self._consumer = consumer
-        if all(end == 0 for end in self._ends.values()):
+
+        def note_catch_up() -> None:
+            if reader.caught_up:
+                self._caught_up.set()
+
+        # A broker error is logged and reading goes on: the flow outlives a broker hiccup.
+        reader = PartitionReader(consumer, self.topic, dict.fromkeys(ends, OFFSET_BEGINNING),
+                                 ends, follow=True, stop=self._stopping, poll_s=self.poll_s,
+                                 on_poll=note_catch_up, on_error="log")  # fmt: skip
+        if reader.caught_up:
             self._caught_up.set()
-        self._thread = threading.Thread(target=self._run, name=f"thresholds-{self.topic}",
-                                        daemon=True)  # fmt: skip
+        self._thread = threading.Thread(target=self._run, args=(reader,),
+                                        name=f"thresholds-{self.topic}", daemon=True)  # fmt: skip
         self._thread.start()
         if not self._caught_up.wait(self.catch_up_s):
             log.warning("thresholds topic %r not caught up within %g s; version %d in force",
@@ -338,42 +341,20 @@ class LiveThresholds:
 
     def wait_for_version(self, version: int, timeout_s: float) -> bool:
         """Block until thresholds of at least ``version`` are in force (True) or time is up."""
-        deadline = time.monotonic() + timeout_s
         with self._changed:
-            while self._current.version < version:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._changed.wait(left)
-        return True
+            return self._changed.wait_for(lambda: self._current.version >= version, timeout_s)
 
-    def _run(self) -> None:
-        assert self._consumer is not None
-        consumer, pending = self._consumer, {p for p, end in self._ends.items() if end > 0}
+    def _run(self, reader: PartitionReader) -> None:
         try:
-            while not self._stopping.is_set():
-                m = consumer.poll(self.poll_s)
-                if m is None:
-                    continue
-                if m.error() is not None:
-                    if m.error().code() != KafkaError._PARTITION_EOF:
-                        log.warning("thresholds topic %r: %s", self.topic, m.error().str())
-                    else:
-                        pending.discard(m.partition())
-                else:
-                    live = m.offset() >= self._ends.get(m.partition(), 0)
-                    update = _supersedes(self._current, m)
-                    if update is not None:
-                        self._apply(update, live)
-                    if m.offset() >= self._ends.get(m.partition(), 0) - 1:
-                        pending.discard(m.partition())
-                if not pending and not self._caught_up.is_set():
-                    self._caught_up.set()
+            for m in reader:  # a record never raises here: an unusable one is skipped
+                update = _supersedes(self._current, m)
+                if update is not None:
+                    self._apply(update, live=m.offset() >= reader.ends.get(m.partition(), 0))
         except Exception:
             log.exception("thresholds reader stopped; version %d stays in force",
                           self._current.version)  # fmt: skip
         finally:
-            consumer.close()
+            reader.consumer.close()
 
     def _apply(self, update: ThresholdUpdate, live: bool) -> None:
         applied_at = time.time()

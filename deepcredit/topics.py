@@ -6,7 +6,6 @@ share them; thresholds is compacted (latest thresholds per key survive forever).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -14,6 +13,7 @@ from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from deepcredit.errors import DeployError
 from deepcredit.settings import KafkaSettings, Topics
+from deepcredit.waiting import wait_until
 
 __all__ = ["TopicSpec", "delete_topics", "ensure_topics", "topic_specs"]
 
@@ -85,14 +85,17 @@ def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) ->
     A created topic shows a leader in metadata a moment before that leader serves requests;
     a client arriving in between gets NOT_LEADER_FOR_PARTITION.
     """
-    deadline = time.monotonic() + timeout_s
-    while True:
+    problem: str | None = None
+
+    def ready() -> bool:
+        nonlocal problem
         problem = _first_unready(admin, names)
-        if problem is None:
-            return
-        if time.monotonic() > deadline:
-            raise DeployError(f"topics not ready after {timeout_s:.0f} s: {problem}")
-        time.sleep(0.1)
+        return problem is None
+
+    try:
+        wait_until(ready, timeout_s, 0.1)
+    except TimeoutError:
+        raise DeployError(f"topics not ready after {timeout_s:.0f} s: {problem}") from None
 
 
 def _first_unready(admin: AdminClient, names: list[str]) -> str | None:

@@ -19,7 +19,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from importlib import resources
@@ -28,6 +27,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from deepcredit.errors import DeployError
+from deepcredit.waiting import wait_until
 from deploy.jars import KAFKA_VERSION, fetch_kafka_jars
 
 __all__ = ["BrokerConfig", "BrokerStatus", "LocalBroker", "default_home"]
@@ -210,8 +210,7 @@ class LocalBroker:
             raise DeployError(f"formatting KRaft storage in {self._data} failed:\n{done.stderr}")
 
     def _wait_until_answering(self, timeout_s: float) -> BrokerStatus:
-        deadline = time.monotonic() + timeout_s
-        while True:
+        def answering() -> BrokerStatus | None:
             if self._proc is not None and self._proc.poll() is not None:
                 self._pid_file.unlink(missing_ok=True)
                 raise DeployError(
@@ -219,14 +218,15 @@ class LocalBroker:
                     f" Last lines of its logs:\n{self._log_tail()}"
                 )
             status = self.status(timeout_s=2.0)
-            if status.answering:
-                return status
-            if time.monotonic() > deadline:
-                raise DeployError(
-                    f"the Kafka broker did not answer on {self.config.bootstrap} within "
-                    f"{timeout_s:.0f} s. Last lines of its logs:\n{self._log_tail()}"
-                )
-            time.sleep(0.5)
+            return status if status.answering else None
+
+        try:
+            return wait_until(answering, timeout_s, 0.5)
+        except TimeoutError:
+            raise DeployError(
+                f"the Kafka broker did not answer on {self.config.bootstrap} within "
+                f"{timeout_s:.0f} s. Last lines of its logs:\n{self._log_tail()}"
+            ) from None
 
     def _live_pid(self) -> int | None:
         """The pid in our pid file, if that process is alive and is our broker."""
@@ -259,14 +259,17 @@ class LocalBroker:
         return None
 
     def _wait_exit(self, pid: int, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        def gone() -> bool:
             _reap(pid)
             if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
                 _reap(pid)
                 return True
-            time.sleep(0.2)
-        return False
+            return False
+
+        try:
+            return wait_until(gone, timeout_s, 0.2)
+        except TimeoutError:
+            return False
 
     def _log_tail(self, lines: int = 30) -> str:
         chunks = []

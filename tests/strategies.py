@@ -1,9 +1,12 @@
-"""Hypothesis strategies and seeded builders for click events, shared by the tests."""
+"""Hypothesis strategies and seeded builders for click events and control records, shared by
+the tests."""
 
 from __future__ import annotations
 
 import random
+import time
 
+import msgspec
 from hypothesis import strategies as st
 
 from deepcredit.events import (
@@ -63,3 +66,37 @@ def make_events(n: int, *, users: int = 100, seed: int = 0) -> list[ClickEvent]:
             )
         )
     return events
+
+
+_json_leaves = st.one_of(
+    st.floats(allow_nan=False), st.floats(-0.5, 1.5), st.integers(-(2**70), 2**70), st.none(),
+    st.text(max_size=5), st.booleans(),
+)  # fmt: skip
+_json_values = st.recursive(
+    _json_leaves,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
+                                                                 max_size=3),
+    max_leaves=8,
+)  # fmt: skip
+
+
+@st.composite
+def thresholds_like(draw: st.DrawFn) -> bytes:
+    """Mostly a thresholds record with some fields missing, mistyped or out of bounds (times
+    in milliseconds among them), sometimes with extra fields."""
+    record: dict = {"type": draw(st.sampled_from(["thresholds", "thresholds", "score"]))}
+    fields = {
+        "version": st.integers(-3, 50) | _json_values,
+        "delinquent_review": st.floats(0, 1) | _json_leaves,
+        "delinquent_decline": st.floats(0, 1) | _json_leaves,
+        "default_review": st.floats(0, 1) | _json_leaves,
+        "default_decline": st.floats(0, 1) | _json_leaves,
+        "updated_by": st.text(max_size=8) | _json_values,
+        "updated_at": st.sampled_from([time.time(), time.time() * 1000, 0.0, -1.0]) | _json_values,
+        "note": st.text(max_size=8) | _json_values,
+    }
+    for name, values in fields.items():
+        if draw(st.integers(0, 9)):  # a field is missing now and then
+            record[name] = draw(values)
+    record |= draw(st.dictionaries(st.text(max_size=4), _json_values, max_size=2))
+    return msgspec.json.encode(record)

@@ -53,15 +53,18 @@ def _show(args: argparse.Namespace) -> int:
         DEFAULT_THRESHOLDS,
         ThresholdsUnavailable,
         describe,
-        read_latest,
+        read_thresholds,
     )
 
     topic = Topics.from_env().thresholds
     try:
-        latest = read_latest(KafkaSettings(args.bootstrap), topic, args.timeout)
+        read = read_thresholds(KafkaSettings(args.bootstrap), topic, args.timeout)
     except ThresholdsUnavailable as exc:
         raise CliError(str(exc)) from None
-    print(describe(latest or DEFAULT_THRESHOLDS))
+    print(describe(read.latest or DEFAULT_THRESHOLDS))
+    if read.skipped:
+        print(f"{read.skipped} of {read.records} records on {topic} skipped as invalid or "
+              "not newer than the version before (the warnings say why)")  # fmt: skip
     return 0
 
 

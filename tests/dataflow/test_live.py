@@ -7,24 +7,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from deepcredit.events import ClickEvent
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.thresholds import DEFAULT_THRESHOLDS, set_thresholds
+from deepcredit.waiting import wait_until
 from tests.dataflow.test_flow import scrape
 from tests.ports import free_port
 from tests.streams import clicks_lines, read_scores, send
-
-
-def wait_until(check, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout_s} s: {what}")
 
 
 def test_thresholds_change_live_and_metrics_are_served(
@@ -44,21 +35,22 @@ def test_thresholds_change_live_and_metrics_are_served(
     half = len(lines) // 2
     try:
         send(kafka, topics.clicks, lines[:half])
-        first = wait_until(lambda: read_scores(kafka, topics.risk_scores), 60, "first scores")
+        first = wait_until(lambda: read_scores(kafka, topics.risk_scores), 60,
+                           what="first scores")
         assert {s.thresholds_version for s in first} == {0}
 
         changed = set_thresholds(kafka, topics.thresholds, delinquent_review=0.05,
                                  delinquent_decline=0.1, default_review=0.01,
                                  default_decline=0.02, updated_by="test")  # fmt: skip
         metrics = wait_until(lambda: (m := scrape(port))[("deepcredit_thresholds_version", ())]
-                             == changed.version and m, 30, "thresholds applied")  # fmt: skip
+                             == changed.version and m, 30, what="thresholds applied")  # fmt: skip
         latency = metrics[("deepcredit_thresholds_apply_latency_seconds", ())]
         assert 0 < latency < 5
 
         send(kafka, topics.clicks, lines[half:])
         posts = sum(1 for e in clicks if e.activity == "post")
         scores = wait_until(lambda: (s := read_scores(kafka, topics.risk_scores))
-                            and len(s) >= posts and s, 60, "all posts scored")  # fmt: skip
+                            and len(s) >= posts and s, 60, what="all posts scored")  # fmt: skip
         by_version = {0: DEFAULT_THRESHOLDS, changed.version: changed}
         assert all(
             s.decision

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from deepcredit.events import ClickEvent
 from deepcredit.settings import KafkaSettings, Topics
-from tests.dataflow.test_live import wait_until
+from deepcredit.waiting import wait_until
 from tests.ports import free_port
 from tests.serving import serve_process
 from tests.streams import clicks_lines, read_scores, send
@@ -41,7 +41,7 @@ def test_prometheus_scrapes_the_flow(
     try:
         send(kafka, topics.clicks, clicks_lines(clicks_file))
         posts = sum(1 for e in clicks if e.activity == "post")
-        wait_until(lambda: len(read_scores(kafka, topics.risk_scores)) >= posts, 90, "scores")
+        wait_until(lambda: len(read_scores(kafka, topics.risk_scores)) >= posts, 90, what="scores")
 
         def query(expr: str) -> list[dict]:
             url = f"http://127.0.0.1:{prom_port}/api/v1/query?" + urllib.parse.urlencode(
@@ -58,7 +58,7 @@ def test_prometheus_scrapes_the_flow(
             return float(result[0]["value"][1]) if result else None
 
         wait_until(lambda: scraped_value("deepcredit_scores_total") == posts, 60,
-                   f"Prometheus seeing {posts} scores")  # fmt: skip
+                   what=f"Prometheus seeing {posts} scores")  # fmt: skip
         assert scraped_value('up{job="deepcredit"}') == 1
         assert scraped_value("sum(deepcredit_decisions_total)") == posts
         assert scraped_value("sum(deepcredit_events_consumed_total)") == len(clicks)

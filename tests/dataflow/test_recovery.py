@@ -13,6 +13,7 @@ from pathlib import Path
 from deepcredit.events import ClickEvent
 from deepcredit.kafka_io import read_to_end
 from deepcredit.settings import KafkaSettings, Topics
+from deepcredit.waiting import wait_until
 from scorer.artifact import load_scorer
 from state.recovery_store import read_states
 from tests.serving import serve_process
@@ -20,13 +21,9 @@ from tests.streams import clicks_lines, expected_scores, read_scores, send
 
 
 def wait_for_scores(kafka: KafkaSettings, topic: str, at_least: int, timeout_s: float) -> int:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        n = len(read_to_end(kafka, topic))
-        if n >= at_least:
-            return n
-        time.sleep(0.3)
-    raise AssertionError(f"fewer than {at_least} scores on {topic} after {timeout_s} s")
+    """How many scores ``topic`` holds, once at least ``at_least``."""
+    return wait_until(lambda: n if (n := len(read_to_end(kafka, topic))) >= at_least else 0,
+                      timeout_s, 0.3, what=f"{at_least} scores on {topic}")
 
 
 def test_sigkill_mid_stream_loses_nothing_and_changes_no_state(

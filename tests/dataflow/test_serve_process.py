@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from deepcredit.settings import KafkaSettings, Topics
+from deepcredit.waiting import wait_until
 from tests.dataflow.test_flow import scrape
-from tests.dataflow.test_live import wait_until
 from tests.ports import free_port
 from tests.serving import serve_process
 
@@ -25,7 +25,7 @@ def test_a_background_flow_stops_cleanly_on_a_signal(
     args = ("--metrics-port", str(port), "--recovery-dir", str(tmp_path / "recovery"))
     flow = serve_process(kafka, topics, model_dir, *args, log=log, like_background_job=True)
     try:
-        wait_until(lambda: _answers(port), 60, "the metrics endpoint")
+        wait_until(lambda: _answers(port), 60, what="the metrics endpoint")
         flow.send_signal(signum)
         assert flow.wait(30) == 0, log.read_text()[-3000:]
     finally:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
 import time
 
 import msgspec
 import pytest
 from confluent_kafka import Producer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from deepcredit.codec import encode
 from deepcredit.records import Decision, ThresholdUpdate
@@ -23,9 +27,21 @@ from deepcredit.thresholds import (
     read_latest,
     set_thresholds,
 )
+from deepcredit.waiting import wait_until
 from deploy.cli import main
+from tests.strategies import thresholds_like
 
 OPS = {"updated_by": "ops"}
+
+# The case thresholds-malformed-record: what an admin tool writing Date.now() puts there, and a
+# record with an extra field of 1,200 nested arrays. Lines for ``kcat -P -K '\t'``.
+MS_RECORD = (b'{"type":"thresholds","version":2,"delinquent_review":0.25,"delinquent_decline":0.5,'
+             b'"default_review":0.08,"default_decline":0.25,"updated_by":"java-admin",'
+             b'"updated_at":1796037800000}')  # fmt: skip
+DEEP_RECORD = (b'{"type":"thresholds","version":4,"delinquent_review":0.25,'
+               b'"delinquent_decline":0.5,"default_review":0.08,"default_decline":0.2,'
+               b'"updated_by":"dave","updated_at":1796037900,"note":"x","meta":'
+               + b"[" * 1200 + b"]" * 1200 + b"}")  # fmt: skip
 
 
 def write_raw(kafka: KafkaSettings, topic: str, value: bytes | None) -> None:
@@ -40,7 +56,8 @@ def write_raw(kafka: KafkaSettings, topic: str, value: bytes | None) -> None:
 def test_defaults_are_sane_but_never_written() -> None:
     assert DEFAULT_THRESHOLDS.version == 0
     assert DEFAULT_THRESHOLDS.problem() == "version must be a positive integer, got 0"
-    assert msgspec.structs.replace(DEFAULT_THRESHOLDS, version=1).problem() is None
+    written = msgspec.structs.replace(DEFAULT_THRESHOLDS, version=1, updated_at=time.time())
+    assert written.problem() is None
     assert DEFAULT_THRESHOLDS.decide(p_delinquent=0.01, p_default=0.01) is Decision.APPROVE
     assert DEFAULT_THRESHOLDS.decide(p_delinquent=0.6, p_default=0.01) is Decision.DECLINE
     assert "built-in defaults" in describe(DEFAULT_THRESHOLDS)
@@ -54,6 +71,8 @@ def test_defaults_are_sane_but_never_written() -> None:
         (b'{"type":"score","version":2}', "not a thresholds record"),
         (encode(msgspec.structs.replace(DEFAULT_THRESHOLDS, version=2, default_review=0.9)),
          "must not exceed"),
+        (MS_RECORD, "updated_at must be Unix seconds"),
+        (DEEP_RECORD, "nested too deep"),
     ],
 )  # fmt: skip
 def test_decode_thresholds_says_why_not(value: bytes | None, complaint: str) -> None:
@@ -199,3 +218,99 @@ def test_cli_set_needs_something_to_change(capsys: pytest.CaptureFixture) -> Non
 def test_cli_show_without_a_broker_is_a_clear_error(capsys: pytest.CaptureFixture) -> None:
     assert main(["thresholds", "show", "--bootstrap", "127.0.0.1:1", "--timeout", "0.5"]) == 1
     assert capsys.readouterr().err.startswith("deepcredit: error: cannot reach the broker")
+
+
+# -- any record on the topic ----------------------------------------------------------------------
+
+
+def skipped(topic: str, reason: str) -> float:
+    """This process's count of ``topic``'s records skipped for ``reason``."""
+    return REGISTRY.get_sample_value("deepcredit_control_records_skipped_total",
+                                     {"topic": topic, "reason": reason}) or 0.0  # fmt: skip
+
+
+def kcat_write(kcat: str, kafka: KafkaSettings, topic: str, value: bytes) -> None:
+    done = subprocess.run([kcat, "-P", "-b", kafka.bootstrap_servers, "-t", topic, "-K", "\t"],
+                          input=THRESHOLDS_KEY + b"\t" + value + b"\n", capture_output=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+
+
+@pytest.mark.kafka
+def test_a_malformed_record_is_skipped_by_the_flow_show_and_set(
+    kafka: KafkaSettings,
+    topics: Topics,
+    kcat: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """The case thresholds-malformed-record, step by step: both records skipped, ``show`` and
+    ``set`` keep working, later versions still apply live."""
+    monkeypatch.setenv("DEEPCREDIT_TOPIC_PREFIX", topics.thresholds.removesuffix("thresholds"))
+    topic, broker = topics.thresholds, ["--bootstrap", kafka.bootstrap_servers]
+    applied: list[ThresholdUpdate] = []
+    with LiveThresholds(kafka, topic, on_change=applied.append) as live:  # the flow's watcher
+        assert main(["thresholds", "set", "--default-decline", "0.3", "--by", "alice",
+                     *broker]) == 0  # fmt: skip
+        assert live.wait_for_version(1, timeout_s=5)
+
+        kcat_write(kcat, kafka, topic, MS_RECORD)
+        wait_until(lambda: skipped(topic, "invalid") == 1, 10, what="the watcher skipping it")
+        capsys.readouterr()
+        assert main(["thresholds", "show", *broker]) == 0
+        out = capsys.readouterr().out
+        assert "thresholds version 1, set by alice" in out
+        assert "1 of 2 records on" in out and "skipped" in out
+
+        assert main(["thresholds", "set", "--default-decline", "0.28", "--by", "carol",
+                     *broker]) == 0  # fmt: skip
+        assert "thresholds version 2, set by carol" in capsys.readouterr().out
+        assert live.wait_for_version(2, timeout_s=5)
+
+        kcat_write(kcat, kafka, topic, DEEP_RECORD)
+        wait_until(lambda: skipped(topic, "not_json") == 1, 10, what="the watcher skipping it")
+        assert main(["thresholds", "show", *broker]) == 0
+        out = capsys.readouterr().out
+        assert "thresholds version 2, set by carol" in out and "2 of 4 records on" in out
+
+        assert main(["thresholds", "set", "--default-decline", "0.15", "--by", "erin",
+                     *broker]) == 0  # fmt: skip
+        assert live.wait_for_version(3, timeout_s=5)
+        erin = live.current()
+        assert (erin.version, erin.updated_by, erin.default_decline) == (3, "erin", 0.15)
+        assert [t.updated_by for t in applied] == ["alice", "carol", "erin"]
+        assert live.last_change_latency_s is not None and 0 <= live.last_change_latency_s < 5
+    assert live._thread is not None and not live._thread.is_alive()
+
+    # A restarted flow catches up at once, on the last valid version.
+    started = time.monotonic()
+    with LiveThresholds(kafka, topic) as restarted:
+        assert restarted.caught_up and restarted.current() == erin
+        assert time.monotonic() - started < 5
+
+
+@pytest.mark.kafka
+def test_no_bytes_on_the_topic_stop_the_watcher_or_put_invalid_thresholds_in_force(
+    kafka: KafkaSettings, topics: Topics
+) -> None:
+    """Whatever is written, the watcher goes on, agrees with a one-shot read, and applies a
+    valid record with a higher version next (here: one ``set_thresholds`` writes)."""
+    topic = topics.thresholds
+    applied: list[ThresholdUpdate] = []
+    producer = Producer(kafka.client_config())
+    with LiveThresholds(kafka, topic, on_change=applied.append) as live:
+
+        @settings(max_examples=25, deadline=None)
+        @given(st.lists(st.binary(max_size=64) | thresholds_like() | st.none(), max_size=4))
+        def anything_then_a_valid_update(values: list[bytes | None]) -> None:
+            for value in values:
+                producer.produce(topic, key=THRESHOLDS_KEY, value=value)
+            assert producer.flush(10) == 0
+            update = set_thresholds(kafka, topic, default_review=0.05, **OPS)
+            assert live.wait_for_version(update.version, timeout_s=10)
+            assert live.current() == read_latest(kafka, topic)
+
+        anything_then_a_valid_update()
+        assert live._thread is not None and live._thread.is_alive()
+    assert all(t.problem() is None for t in applied)
+    assert [t.version for t in applied] == sorted({t.version for t in applied})

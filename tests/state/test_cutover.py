@@ -27,6 +27,7 @@ from deepcredit.kafka_io import read_to_end, watermarks
 from deepcredit.records import Score
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.thresholds import DEFAULT_THRESHOLDS
+from deepcredit.waiting import wait_until
 from deploy.cli import main
 from scorer.artifact import load_scorer
 from scorer.user_state import UserState, decode_state
@@ -40,7 +41,6 @@ from state.cutover import (
 )
 from state.recovery_store import read_states
 from state.seed import Seed, read_seed
-from tests.dataflow.test_live import wait_until
 from tests.dataflow.test_recovery import wait_for_scores
 from tests.serving import serve_process
 from tests.streams import clicks_lines, expected_scores, read_scores, send
@@ -134,7 +134,7 @@ def test_blue_to_green_at_the_cutover_offset_loses_no_score_and_mixes_no_version
     feeder = threading.Thread(target=trickle)
     feeder.start()
     wait_for_scores(kafka, topics.risk_scores, 20, timeout_s=60)
-    wait_until(lambda: snapshotted(tmp_path / "blue"), 10, "a snapshot of blue's states")
+    wait_until(lambda: snapshotted(tmp_path / "blue"), 10, what="a snapshot of blue's states")
     blue.send_signal(signal.SIGTERM)
     assert blue.wait(30) == 0, log.read_text()[-3000:]
     feeder.join()
@@ -276,7 +276,7 @@ def test_prepared_while_blue_runs_and_finished_after_it_stops_equals_the_one_sho
     now = {p: high for p, (_, high) in watermarks(kafka, topics.clicks).items()}
     tail_posts = posts_below(kafka, topics, now) - posts_below(kafka, topics, prepared.offsets)
     wait_until(lambda: tail_posts & {s.event_id for s in read_scores(kafka, topics.risk_scores)},
-               30, "blue scoring a post after the prepared offsets")  # fmt: skip
+               30, what="blue scoring a post after the prepared offsets")  # fmt: skip
     blue.send_signal(signal.SIGTERM)
     assert blue.wait(30) == 0, log_file.read_text()[-3000:]
     assert {s.model_version for s in read_scores(kafka, topics.risk_scores)} == {wa.version}

@@ -56,18 +56,20 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 
 from deepcredit.archive import archive_clicks
 from deepcredit.codec import encode
+from deepcredit.control import decode_control
 from deepcredit.events import DAY_S, Activity
 from deepcredit.kafka_io import read_to_end, watermarks
 from deepcredit.records import DriftAlert, Monitor, Score
 from deepcredit.replay import replay
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.topics import delete_topics, ensure_topics, topic_specs
+from deepcredit.waiting import wait_until
 from scorer.card import TargetMetrics
 from scorer.registry import PROMOTE, ModelRegistry
 from state.cutover import CutoverConfig, CutoverSummary, finish_cutover, prepare_cutover
@@ -93,9 +95,6 @@ __all__ = [
 
 #: Who the registry logs as promoting the champion.
 BY = "drift-loop"
-
-_R = TypeVar("_R", DriftAlert, Score)
-
 
 class DriftLoopError(RuntimeError):
     """A stage of the scenario did not complete; the message says which and where to look."""
@@ -372,9 +371,9 @@ def run_drift_loop(
         flows.stop()
     with stage("record"):  # 5.
         retraining = _retraining(judged, registry, config) if judged else None
-        alerts = [_place(a, stream, config) for a in _read(kafka, topics.drift_alerts, DriftAlert)]
+        alerts = [_place(a, stream, config) for a in _alerts(kafka, topics.drift_alerts)]
         window = (judged[0][1], judged[0][2]) if judged else (math.inf, -math.inf)
-        scores = _count(_read(kafka, topics.risk_scores, Score), stream, *window)
+        scores = _count(_scores(kafka, topics.risk_scores), stream, *window)
         models = {"champion": card.version}
         if retraining is not None:
             models["challenger"] = retraining.challenger
@@ -520,18 +519,21 @@ class _Flows:
 
     def wait_for_scores(self, count: int) -> None:
         """Until the risk-scores topic holds ``count`` messages (one per post so far)."""
-        deadline = time.monotonic() + self.config.timeout_s
-        while True:
+        n = 0
+
+        def enough() -> bool:
+            nonlocal n
             n = sum(high for _, high in watermarks(self.kafka, self.topics.risk_scores).values())
-            if n >= count:
-                return
-            if self._proc is None or self._proc.poll() is not None:
+            if n < count and (self._proc is None or self._proc.poll() is not None):
                 raise DriftLoopError(f"the flow stopped after {n:,} of {count:,} scores: see "
                                      f"{self.log}")  # fmt: skip
-            if time.monotonic() > deadline:
-                raise DriftLoopError(f"{n:,} of {count:,} scores after "
-                                     f"{self.config.timeout_s:g} s: see {self.log}")  # fmt: skip
-            time.sleep(0.25)
+            return n >= count
+
+        try:
+            wait_until(enough, self.config.timeout_s, 0.25)
+        except TimeoutError:
+            raise DriftLoopError(f"{n:,} of {count:,} scores after {self.config.timeout_s:g} s: "
+                                 f"see {self.log}") from None  # fmt: skip
 
     def stop(self) -> None:
         """SIGTERM, the clean stop: the flow finishes its epoch and exits 0."""
@@ -555,8 +557,14 @@ class _Flows:
 # -- 6. the record ----------------------------------------------------------------------------
 
 
-def _read(kafka: KafkaSettings, topic: str, kind: type[_R]) -> list[_R]:
-    decoder = msgspec.json.Decoder(kind)
+def _alerts(kafka: KafkaSettings, topic: str) -> list[DriftAlert]:
+    """The usable alerts on ``topic``; any other record is skipped (``deepcredit.control``)."""
+    return [alert for m in read_to_end(kafka, topic)
+            if (alert := decode_control(m, DriftAlert)) is not None]  # fmt: skip
+
+
+def _scores(kafka: KafkaSettings, topic: str) -> list[Score]:
+    decoder = msgspec.json.Decoder(Score)
     return [decoder.decode(m.value()) for m in read_to_end(kafka, topic)]
 
 

@@ -11,12 +11,12 @@ flow's first score (its start-up is not latency).
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -33,6 +33,7 @@ from deepcredit.replay import replay
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.thresholds import DEFAULT_THRESHOLDS
 from deepcredit.topics import delete_topics, ensure_topics, topic_specs
+from deepcredit.waiting import wait_until
 from scorer.artifact import load_scorer
 from scorer.user_state import encode_state
 from state.recovery_store import read_states
@@ -59,7 +60,7 @@ class LiveBenchConfig:
     progress: bool = True
 
 
-@contextmanager
+@contextlib.contextmanager
 def _fresh_topics(cfg: LiveBenchConfig) -> Iterator[Topics]:
     """Six new topics for one run, deleted after it (each run starts from empty topics)."""
     topics = Topics.from_prefix(f"bench-{uuid.uuid4().hex[:8]}-")
@@ -112,12 +113,15 @@ def _latency_on(cfg: LiveBenchConfig, variant: str, log: Path, topics: Topics) -
         for m in read_to_end(cfg.kafka, topics.clicks):
             if b'"post"' in m.value():
                 posts[msgspec.json.decode(m.value())["event_id"]] = m.timestamp()[1]
-        deadline = time.monotonic() + 60
-        while True:
+        scores: list = []
+
+        def all_scored() -> bool:
+            nonlocal scores
             scores = read_to_end(cfg.kafka, topics.risk_scores)
-            if len(scores) >= len(posts) or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
+            return len(scores) >= len(posts)
+
+        with contextlib.suppress(TimeoutError):  # measure what was scored by then
+            wait_until(all_scored, 60, 0.5)
     finally:
         proc.terminate()
         proc.wait(30)

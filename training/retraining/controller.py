@@ -99,6 +99,7 @@ from deepcredit.atomic import write_atomic
 from deepcredit.events import DAY_S
 from deepcredit.records import DriftAlert, ModelEvent, Monitor
 from deepcredit.settings import KafkaSettings, Topics
+from deepcredit.waiting import wait_until
 from scorer.registry import PROMOTE, ModelRegistry, Promotion
 
 if TYPE_CHECKING:
@@ -636,7 +637,10 @@ def run_controller(
     ``check_seconds`` and at the end. With ``until_end``, stop at the topic's end as of the start
     (for tests and replays), after running what is due by then.
     """
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+    from deepcredit.control import decode_control
+    from deepcredit.kafka_io import PartitionReader, assigned_consumer, consumer_watermarks
 
     controller.resume(registry.history())
     results: list[RetrainResult] = []
@@ -658,46 +662,31 @@ def run_controller(
             save()
 
     topic = topics.drift_alerts
-    consumer = Consumer(kafka.client_config(**{"group.id": group_id, "enable.auto.commit": False,
-                                             "enable.partition.eof": True}))  # fmt: skip
+    consumer = assigned_consumer(kafka, group_id)
     try:
-        meta = consumer.list_topics(topic, timeout=30).topics[topic]
-        if meta.error is not None:
-            raise ValueError(f"topic {topic!r}: {meta.error.str()}")
-        tps = [TopicPartition(topic, p) for p in sorted(meta.partitions)]
-        committed = {tp.partition: tp.offset for tp in _committed(consumer, tps)}
-        start = {p: (o if o >= 0 else OFFSET_BEGINNING) for p, o in committed.items()}
-        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=30)[1] for tp in tps}
-        pending = {p for p in ends if not until_end or max(committed[p], 0) < ends[p]}
-        consumer.assign([TopicPartition(topic, p, start[p]) for p in sorted(start)])
+        marks = consumer_watermarks(consumer, topic, 30)
+        committed = _committed(consumer, [TopicPartition(topic, p) for p in marks])
+        starts = {tp.partition: (tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
+                  for tp in committed}  # fmt: skip
+        ends = {p: high for p, (_, high) in marks.items()} if until_end else None
         checked = time.monotonic()
-        while pending:
-            m = consumer.poll(0.5)
+
+        def check_clock() -> None:
+            nonlocal checked
             if time.monotonic() - checked >= check_seconds:
                 run_due()
                 checked = time.monotonic()
-            if m is None:
-                continue
-            if m.error() is not None:
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    if until_end:
-                        pending.discard(m.partition())
-                    continue
-                raise RuntimeError(f"reading {topic!r}: {m.error().str()}")
-            try:
-                alert = msgspec.json.decode(m.value(), type=DriftAlert)
-            except msgspec.DecodeError as exc:
-                log.warning("skipping offset %d of %s: not a drift alert (%s)", m.offset(),
-                            topic, exc)  # fmt: skip
-                alert = None
+
+        reader = PartitionReader(consumer, topic, starts, ends, follow=not until_end,
+                                 on_poll=check_clock)  # fmt: skip
+        for m in reader:
+            alert = decode_control(m, DriftAlert)
             if alert is not None and (decision := controller.on_alert(alert)) is not None:
                 log.info("retraining decided: %s; due at event time %.0f", decision.reason,
                          decision.due_ts)  # fmt: skip
             save()
             consumer.commit(offsets=[TopicPartition(topic, m.partition(), m.offset() + 1)],
                             asynchronous=False)  # fmt: skip
-            if until_end and m.offset() >= ends[m.partition()] - 1:
-                pending.discard(m.partition())
         run_due()
     except KeyboardInterrupt:
         log.info("interrupted")
@@ -721,13 +710,20 @@ def _committed(consumer, tps, timeout_s: float = 30.0):  # -> list[TopicPartitio
 
     not_ready = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
                  KafkaError.COORDINATOR_LOAD_IN_PROGRESS}  # fmt: skip
-    deadline = time.monotonic() + timeout_s
-    while True:
+    errors: list[KafkaException] = []
+
+    def attempt():  # -> list[TopicPartition] | None
         try:
             return consumer.committed(tps, timeout=timeout_s)
         except KafkaException as exc:
             error = exc.args[0]
-            if not (error.retriable() or error.code() in not_ready) or time.monotonic() > deadline:
+            if not (error.retriable() or error.code() in not_ready):
                 raise
             log.info("committed offsets not ready (%s): retrying", error.str())
-            time.sleep(0.5)
+            errors.append(exc)
+            return None
+
+    try:
+        return wait_until(attempt, timeout_s, 0.5, what="the committed offsets")
+    except TimeoutError:
+        raise errors[-1] from None

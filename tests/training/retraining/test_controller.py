@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from deepcredit.kafka_io import read_to_end
 from deepcredit.records import DriftAlert, ModelEvent, Monitor
@@ -278,6 +279,10 @@ def test_controller_retrains_once_on_persistent_alerts_and_publishes_the_decisio
     for line in read_lines(str(events)):
         produce(producer, topics.clicks, line, msgspec.json.decode(line)["user_id"].encode())
     start = DEFAULT_START_TS / DAY
+    # Records the controller must skip and go past: not JSON, and an alert in milliseconds.
+    in_ms = msgspec.structs.replace(alert(9, start + 20), event_ts=(start + 20) * DAY * 1000)
+    for junk in (b'{"type":"drift_alert",', encode(in_ms)):
+        produce(producer, topics.drift_alerts, junk, b"scores")
     for i in range(3):  # the second decides, due 200 event days later; the third is absorbed
         produce(producer, topics.drift_alerts, encode(alert(i, start + 20 + i)), b"scores")
     assert producer.flush(30) == 0
@@ -294,6 +299,9 @@ def test_controller_retrains_once_on_persistent_alerts_and_publishes_the_decisio
     assert "1 retraining decisions" in capsys.readouterr().out
     [decision] = ModelRegistry(models).history()
     assert decision.action == "promote" and decision.metrics["alerts"] == ["a0", "a1"]
+    for reason in ("not_json", "invalid"):
+        assert REGISTRY.get_sample_value("deepcredit_control_records_skipped_total",
+                                         {"topic": topics.drift_alerts, "reason": reason}) == 1
     judged = decision.metrics["decision"]
     waited = judged["waited_days"]  # for labels: 30 days per recheck, if the gate had too few
     assert judged["due_ts"] == pytest.approx(DEFAULT_START_TS + (221 + waited) * DAY)
