@@ -63,7 +63,7 @@ def _train(args: argparse.Namespace) -> int:
                                patience=args.patience, seed=args.seed,
                                max_minutes=args.max_minutes, threads=args.threads)  # fmt: skip
     try:
-        card = train_model(args.events, args.out_dir, model_config, train_config,
+        card = train_model(args.events, args.out_dir, model_config, train_config, strict=True,
                            progress=not args.quiet)  # fmt: skip
     except TrainingDataError as exc:
         raise CliError(f"cannot train on {args.events}: {exc}") from None

@@ -23,6 +23,7 @@ import json
 import time
 from pathlib import Path
 
+import msgspec
 import torch
 
 from scorer.artifact import SCORER_FILE
@@ -73,7 +74,7 @@ def save_model(
     own = {"model_config": model.config.to_dict(),
            "calibration": calibration_to_card(model.calibration)}  # fmt: skip
     for (name, value), attr in zip(own.items(), ("config", "calibration"), strict=True):
-        if card_fields.get(name, value) != value:
+        if _as_json(card_fields.get(name, value)) != _as_json(value):
             raise ValueError(f"card_fields {name} {card_fields[name]!r} is not the model's "
                              f"{value!r}: set model.{attr} instead")  # fmt: skip
     card_fields = {**card_fields, **own}
@@ -103,6 +104,11 @@ def save_model(
     # deepcredit.atomic's replace-a-file does not apply; a plain rename of the folder is atomic.
     partial.rename(final)
     return card
+
+
+def _as_json(value: object) -> object:
+    """``value`` as the card's JSON reads back (tuples as lists), to compare like with like."""
+    return msgspec.json.decode(msgspec.json.encode(value))
 
 
 def _claim(directory: Path, base: str) -> tuple[str, Path, Path]:

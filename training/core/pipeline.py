@@ -51,14 +51,19 @@ def train_model(
     train_config: TrainConfig,
     *,
     parent_version: str | None = None,
+    strict: bool = False,
     progress: bool = True,
 ) -> ModelCard:
+    """Stages 1-5 of the module; ``strict`` (``deepcredit train``): refuse data on which a
+    target cannot be learnt or early-stopped (``training.core.train.check_trainable``).
+    Raises TrainingDataError."""
     seq, data = load_sequences(events, progress=progress)  # 1.
     parts = split(seq, train_config)  # 2.
     if progress:
         print(f"users: {len(parts.train):,} train, {len(parts.validation):,} validation, "
               f"{len(parts.test):,} test (held out)", flush=True)  # fmt: skip
-    result = fit(seq, parts, model_config, train_config, progress=progress)  # 3.
+    result = fit(seq, parts, model_config, train_config, strict=strict,
+                 progress=progress)  # 3. fmt: skip
     metrics = {
         "validation": evaluate(result.model, seq, parts.validation),
         "test": evaluate(result.model, seq, parts.test),  # 4.

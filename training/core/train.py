@@ -142,20 +142,31 @@ class TrainResult:
 
 
 def check_trainable(
-    seq: Sequences, users: Split, min_validation: int = MIN_VALIDATION_POSITIVES
+    seq: Sequences,
+    users: Split,
+    *,
+    strict: bool = True,
+    min_validation: int = MIN_VALIDATION_POSITIVES,
 ) -> list[str]:
-    """Raises TrainingDataError unless each target has labelled posts of both classes among
-    both the training and the validation users (a post is labelled when it was funded and its
-    outcome was decided by the end of the log, ``deepcredit.loans``). Returns warnings, one per
-    target whose validation posts hold fewer than ``min_validation`` of a class."""
-    warnings = []
+    """Whether ``seq`` can train a model on ``users.train``, early-stopped on
+    ``users.validation``. A post is labelled when it was funded and its outcome was decided by
+    the end of the log (``deepcredit.loans``).
+
+    Raises TrainingDataError when the training users hold no labelled post, or no target with
+    both classes; with ``strict`` (``deepcredit train``) also when a target has one class only
+    among the training users, or no target has both among the validation users (early stopping
+    reads the mean validation AUC of the targets that have both). Returns warnings for the rest:
+    a target whose validation posts hold fewer than ``min_validation`` of a class, and without
+    ``strict`` each one-class target."""
+    warnings: list[str] = []
     for part, idx in (("training", users.train), ("validation", users.validation)):
         if len(idx) == 0:
             raise TrainingDataError(f"no {part} users: the log has {seq.users} users in all")
         y = seq.labels[user_rows(seq.loan_offsets, idx)]
+        one_class = []
         for k, target in enumerate(TARGETS):
             known = y[:, k][~np.isnan(y[:, k])]
-            if known.size == 0:
+            if known.size == 0 and part == "training":
                 raise TrainingDataError(
                     f"no labelled posts among the {len(idx):,} {part} users: no post was funded "
                     "(a borrow of its loan) with an outcome known by the end of the log"
@@ -164,14 +175,20 @@ def check_trainable(
             least = min(positives, known.size - positives)
             counted = f"{positives:,} {target} of {known.size:,} labelled posts"
             if least == 0:
-                why = "nothing to learn" if part == "training" else "no AUC to stop on"
-                raise TrainingDataError(
-                    f"one class only among the {part} users: {counted} ({why}; a longer log "
-                    "or more users)"
-                )
-            if part == "validation" and least < min_validation:
+                one_class.append(counted)
+            if part == "validation" and 0 < least < min_validation:
                 warnings.append(f"the validation AUC of {target} rests on {counted}: early "
                                 "stopping on it is noisy")  # fmt: skip
+        if not one_class:
+            continue
+        every = len(one_class) == len(TARGETS)
+        fatal = (every or strict) if part == "training" else (every and strict)
+        message = (f"one class only among the {part} users: {', '.join(one_class)} ("
+                   + ("nothing to learn" if part == "training" else "no AUC to stop on")
+                   + "; a longer log or more users)")  # fmt: skip
+        if fatal:
+            raise TrainingDataError(message)
+        warnings.append(message)
     return warnings
 
 
@@ -181,11 +198,13 @@ def fit(
     model_config: ModelConfig,
     config: TrainConfig,
     *,
+    strict: bool = False,
     progress: bool = True,
 ) -> TrainResult:
     """Train on ``users.train``, early-stop on the mean validation AUC, return the best model.
-    Raises TrainingDataError when the data cannot train one (``check_trainable``)."""
-    for warning in check_trainable(seq, users):
+    Raises TrainingDataError when the data cannot train one (``check_trainable``, ``strict``
+    as there)."""
+    for warning in check_trainable(seq, users, strict=strict):
         log.warning("%s", warning)
         if progress:
             print(f"warning: {warning}", flush=True)
