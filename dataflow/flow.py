@@ -45,6 +45,7 @@ from dataflow.steps import (
     decide,
     decode,
     drift_alert_message,
+    user_of,
 )
 from deepcredit.records import DeadLetter, ThresholdUpdate
 from deepcredit.settings import KafkaSettings, Topics
@@ -138,8 +139,7 @@ def build_flow(
     decoded = op.map("decode", messages, decode)
     valid = op.branch("valid", decoded, lambda x: isinstance(x, Accepted))
     failed = [valid.falses]  # DeadLetter streams, one per step that makes them
-    # Keyed on the decoded, canonical user id: the message key is not trusted for identity.
-    by_user = op.key_on("by_user", valid.trues, lambda a: a.event.user_id)  # (user_id, Accepted)
+    by_user = op.key_on("by_user", valid.trues, user_of)  # (user_id, Accepted)
     drift = cfg.monitors is not None
     if weights is None:
         logic = partial(PassThrough, emit_events=drift)

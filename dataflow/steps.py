@@ -59,6 +59,7 @@ __all__ = [
     "decide",
     "decode",
     "drift_alert_message",
+    "user_of",
 ]
 
 Message = KafkaSourceMessage[bytes | None, bytes | None]
@@ -83,6 +84,12 @@ def decode(msg: Message) -> Accepted | DeadLetter:
     except Exception as exc:  # the poison-pill rule (module docstring)
         return _failed("decode", exc, msg.value, key=msg.key, topic=msg.topic,
                        partition=msg.partition, offset=msg.offset)  # fmt: skip
+
+
+def user_of(a: Accepted) -> str:
+    """The key of the score step: the event's canonical user id, never the message key (any
+    producer may key a message differently, e.g. by another normal form of the id)."""
+    return a.event.user_id
 
 
 def _failed(

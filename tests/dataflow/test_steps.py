@@ -4,6 +4,7 @@ rule in each of them and in the drift step."""
 from __future__ import annotations
 
 import logging
+import unicodedata
 from pathlib import Path
 
 import msgspec
@@ -13,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from dataflow import steps
 from dataflow.records import Accepted, Scored
-from dataflow.steps import DriftStep, UserScorer, decide, decode
+from dataflow.steps import DriftStep, UserScorer, decide, decode, user_of
 from deepcredit.codec import encode
 from deepcredit.events import Activity, ClickEvent
 from deepcredit.records import DeadLetter, DeadLetterReason, Decision, Score, ThresholdUpdate
@@ -22,6 +23,7 @@ from scorer.model import StateVersionError, advance, advance_unseen
 from scorer.monitors import DriftMonitors, MonitorConfig
 from scorer.user_state import RECENT_IDS, UserState, encode_state
 
+CASES = Path(__file__).parents[1] / "cases"
 THRESHOLDS = ThresholdUpdate(version=7, delinquent_review=0.3, delinquent_decline=0.6,
                              default_review=0.1, default_decline=0.3, updated_by="t",
                              updated_at=0.0)  # fmt: skip
@@ -42,6 +44,41 @@ def test_decode_turns_bad_bytes_into_a_dead_letter_that_keeps_the_key() -> None:
     assert isinstance(out, DeadLetter)
     assert out.reason is DeadLetterReason.MISSING_FIELD
     assert (out.key, out.topic, out.partition, out.offset) == (b"u1", "clicks", 2, 9)
+
+
+def test_the_nfc_and_nfd_forms_of_a_user_id_are_one_user_with_one_history(
+    model_dir: Path,
+) -> None:
+    """Case unicode-user-id-split: the NFD form of a user id (post LB) was scored as a new user,
+    apart from the NFC form's history (post LC a minute later)."""
+    lines = (CASES / "unicode-user-id-split" / "input.jsonl").read_bytes().splitlines()
+    nfc = "zo\u00eb.test-user"
+    raw_ids = [msgspec.json.decode(line)["user_id"] for line in lines]
+    assert raw_ids[4] != nfc and unicodedata.normalize("NFC", raw_ids[4]) == nfc
+    # Each message keyed by the id as its producer wrote it: the key must not split the user.
+    decoded = [decode(KafkaSourceMessage(key=u.encode(), value=line, topic="clicks", partition=0,
+                                         offset=i, timestamp=(1, 1_700_000_000_000)))
+               for i, (u, line) in enumerate(zip(raw_ids, lines, strict=True))]  # fmt: skip
+    assert all(isinstance(a, Accepted) for a in decoded)
+    assert {user_of(a) for a in decoded} == {nfc}
+
+    w = load_scorer(model_dir)
+    _, lb, lc = UserScorer(w, None).on_batch(decoded)[0]  # the flow's logic for the one user
+    assert (lb.accepted.event.loan_id, lc.accepted.event.loan_id) == ("LB", "LC")
+    # LC posted at LB's moment instead, with LB's history: the same probabilities as LB.
+    *history, lb_post, lc_post = (a.event for a in decoded)
+    lc_then = msgspec.structs.replace(lc_post, ts=lb_post.ts)
+    _, lc_at_lb = UserScorer(w, None).on_batch([Accepted(e, 0.0, 0, 0)
+                                                for e in (*history, lc_then)])[0]  # fmt: skip
+    assert (lc_at_lb.p_delinquent, lc_at_lb.p_default) == (lb.p_delinquent, lb.p_default)
+    # ... and not those of a new user (the case's wrong answer).
+    [new_user] = UserScorer(w, None).on_batch([decoded[4]])[0]
+    assert (new_user.p_delinquent, new_user.p_default) != (lb.p_delinquent, lb.p_default)
+
+    for bad in ("   ", "u1\\u0000"):  # also accepted as ids before
+        line = lines[0].replace(raw_ids[0].encode(), bad.encode())
+        letter = decode(message(line))
+        assert isinstance(letter, DeadLetter) and letter.reason is DeadLetterReason.INVALID_ID
 
 
 def test_user_scorer_equals_advancing_the_state_event_by_event(
