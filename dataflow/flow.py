@@ -157,8 +157,8 @@ def build_flow(
     decided = op.map("decide", posts, lambda s: decide(s, thresholds, version))
     decide_failed = op.branch("decide_failed", decided, _is_dead_letter)
     failed.append(decide_failed.trues)
-    sink = KafkaSink(brokers, cfg.topics.risk_scores, config)
-    op.output("scores", decide_failed.falses, sink)  # Kafka message of a Score
+    scores = decide_failed.falses  # Kafka message of a Score
+    op.output("scores", scores, KafkaSink(brokers, cfg.topics.risk_scores, config))
     if cfg.monitors is not None:
         everything = op.key_on("drift_key", scored, lambda _: "all")  # ("all", Scored | Accepted)
         drift_out = op.stateful_batch("drift", everything,
