@@ -6,6 +6,9 @@
                                                               └─ every event ─ drift (one global
                                                                  DriftMonitors) ──> drift-alerts
 
+Score, decide and drift send a message they failed on to the dead-letter topic too, and go on
+(the poison-pill rule, ``dataflow.steps``).
+
 Run it with ``deepcredit serve`` or, the same flow, ``python -m bytewax.run
 "dataflow.serve:from_env()"`` (configured by DEEPCREDIT_* environment variables).
 
@@ -42,8 +45,9 @@ from dataflow.steps import (
     decide,
     decode,
     drift_alert_message,
+    user_of,
 )
-from deepcredit.records import ThresholdUpdate
+from deepcredit.records import DeadLetter, ThresholdUpdate
 from deepcredit.settings import KafkaSettings, Topics
 from scorer.model import ModelWeights
 from scorer.monitors import MonitorConfig
@@ -134,9 +138,8 @@ def build_flow(
     messages = op.input("clicks", flow, source)
     decoded = op.map("decode", messages, decode)
     valid = op.branch("valid", decoded, lambda x: isinstance(x, Accepted))
-    letters = op.map("dead_letter_message", valid.falses, dead_letter_message)
-    op.output("dead_letters", letters, KafkaSink(brokers, cfg.topics.dead_letter, config))
-    by_user = op.key_on("by_user", valid.trues, lambda a: a.event.user_id)  # (user_id, Accepted)
+    failed = [valid.falses]  # DeadLetter streams, one per step that makes them
+    by_user = op.key_on("by_user", valid.trues, user_of)  # (user_id, Accepted)
     drift = cfg.monitors is not None
     if weights is None:
         logic = partial(PassThrough, emit_events=drift)
@@ -146,16 +149,31 @@ def build_flow(
                         seed=seed.states if seed else None)  # fmt: skip
         version = weights.version
     user_scored = op.stateful_batch(SCORE_STEP_ID, by_user, logic)
-    scored = op.key_rm("score_unkey", user_scored)  # Scored | Accepted
+    score_out = op.key_rm("score_unkey", user_scored)  # Scored | Accepted | DeadLetter
+    score_failed = op.branch("score_failed", score_out, _is_dead_letter)
+    failed.append(score_failed.trues)
+    scored = score_failed.falses  # Scored | Accepted
     posts = op.filter("posts", scored, lambda x: isinstance(x, Scored)) if drift else scored
-    decided = op.map("decide", posts, lambda s: decide(s, thresholds, version))  # Kafka msg
-    op.output("scores", decided, KafkaSink(brokers, cfg.topics.risk_scores, config))
+    decided = op.map("decide", posts, lambda s: decide(s, thresholds, version))
+    decide_failed = op.branch("decide_failed", decided, _is_dead_letter)
+    failed.append(decide_failed.trues)
+    scores = decide_failed.falses  # Kafka message of a Score
+    op.output("scores", scores, KafkaSink(brokers, cfg.topics.risk_scores, config))
     if cfg.monitors is not None:
         everything = op.key_on("drift_key", scored, lambda _: "all")  # ("all", Scored | Accepted)
-        alerts = op.stateful_batch("drift", everything,
-                                   partial(DriftStep, version, cfg.monitors,
-                                           reorder=cfg.drift_reorder))  # fmt: skip
-        unkeyed = op.key_rm("drift_unkey", alerts)  # DriftAlert
-        sent = op.map("drift_alert_message", unkeyed, drift_alert_message)
+        drift_out = op.stateful_batch("drift", everything,
+                                      partial(DriftStep, version, cfg.monitors,
+                                              reorder=cfg.drift_reorder))  # fmt: skip
+        unkeyed = op.key_rm("drift_unkey", drift_out)  # DriftAlert | DeadLetter
+        drift_failed = op.branch("drift_failed", unkeyed, _is_dead_letter)
+        failed.append(drift_failed.trues)
+        sent = op.map("drift_alert_message", drift_failed.falses, drift_alert_message)
         op.output("drift_alerts", sent, KafkaSink(brokers, cfg.topics.drift_alerts, config))
+    letters = op.merge("dead_letters_merge", *failed)  # DeadLetter
+    messages_out = op.map("dead_letter_message", letters, dead_letter_message)
+    op.output("dead_letters", messages_out, KafkaSink(brokers, cfg.topics.dead_letter, config))
     return flow
+
+
+def _is_dead_letter(item: object) -> bool:
+    return isinstance(item, DeadLetter)

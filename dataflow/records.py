@@ -11,12 +11,15 @@ __all__ = ["Accepted", "Scored"]
 
 
 class Accepted(msgspec.Struct, frozen=True):
-    """A valid click event and its Kafka coordinates."""
+    """A valid click event and its Kafka coordinates, so that any later step can dead-letter it
+    with them (``dataflow.steps``, the poison-pill rule)."""
 
     event: ClickEvent
     arrived_at: float  # Kafka message timestamp, Unix s (when it reached the clicks topic)
     partition: int
     offset: int
+    topic: str | None = None
+    key: bytes | None = None  # the message key as it came (identity is ``event.user_id``)
 
 
 class Scored(msgspec.Struct, frozen=True):

@@ -6,6 +6,22 @@ drift monitors, the Accepted of every other event); a resent event (``scorer.mod
 is counted (``deepcredit_duplicate_events_total``) and emits nothing.   decide: Scored + live
 thresholds -> Score record.   drift: all events but resends, in each user's order, through one
 global ``DriftMonitors``.
+
+The poison-pill rule: no exception from one message stops the flow. An exception raised while
+decode, score (per event), decide or drift handles one message turns that message into a
+DeadLetter with reason ``processing_error``: its Kafka coordinates, the step and the exception
+in ``detail``, and as ``payload`` the message (decode) or the event as accepted (later steps,
+canonical JSON that decodes to the same event). It goes to the dead-letter topic, is counted
+in ``deepcredit_dead_letters_total{reason="processing_error"}``, is logged once with its
+traceback, and the flow goes on with the next message. A failed event leaves its user's state
+as it was before it (``UserScorer``); the drift monitors are platform statistics, and an update
+that failed half-way is not undone. A failure in decide or drift dead-letters an event whose
+state step happened: a replay of the dead letter is then skipped as a resend.
+
+Not caught: MemoryError (the process is broken, not the message: dead-lettering under memory
+exhaustion would empty a healthy stream into the dead-letter topic), and what is not one
+message's processing: a recovery snapshot of another model (StateVersionError at start-up),
+KeyboardInterrupt and SystemExit (not Exceptions).
 """
 
 from __future__ import annotations
@@ -21,12 +37,19 @@ from bytewax.operators import StatefulBatchLogic
 from dataflow import metrics
 from dataflow.records import Accepted, Scored
 from dataflow.reorder import DRIFT_REORDER, Reorder
-from deepcredit.codec import decode_click, encode
+from deepcredit.codec import dead_letter, decode_click, encode
 from deepcredit.events import ClickEvent
-from deepcredit.records import DeadLetter, DriftAlert, ThresholdUpdate, score_record
+from deepcredit.records import (
+    DeadLetter,
+    DeadLetterReason,
+    DriftAlert,
+    ThresholdUpdate,
+    score_record,
+)
 from scorer.model import ModelWeights, StateVersionError, advance_unseen
 from scorer.monitors import DriftMonitors, MonitorConfig
 from scorer.user_state import UserState, decode_state, encode_state, event_key
+from state.recovery_store import SCORE_STEP_ID
 
 __all__ = [
     "DriftStep",
@@ -36,6 +59,7 @@ __all__ = [
     "decide",
     "decode",
     "drift_alert_message",
+    "user_of",
 ]
 
 Message = KafkaSourceMessage[bytes | None, bytes | None]
@@ -45,15 +69,51 @@ log = logging.getLogger(__name__)
 
 def decode(msg: Message) -> Accepted | DeadLetter:
     """A message from the clicks topic as an accepted event or a dead letter (never raises)."""
-    result = decode_click(msg.value, key=msg.key, topic=msg.topic, partition=msg.partition,
-                          offset=msg.offset)  # fmt: skip
-    if isinstance(result, DeadLetter):
-        metrics.DEAD_LETTERS.labels(result.reason.value).inc()
-        return result
-    metrics.EVENTS.labels(result.activity.value).inc()
-    _, ms = msg.timestamp if msg.timestamp is not None else (0, 0)
-    arrived = ms / 1000.0 if ms and ms > 0 else time.time()
-    return Accepted(result, arrived, msg.partition or 0, msg.offset or 0)
+    try:
+        result = decode_click(msg.value, key=msg.key, topic=msg.topic, partition=msg.partition,
+                              offset=msg.offset)  # fmt: skip
+        if isinstance(result, DeadLetter):
+            metrics.DEAD_LETTERS.labels(result.reason.value).inc()
+            return result
+        metrics.EVENTS.labels(result.activity.value).inc()
+        _, ms = msg.timestamp if msg.timestamp is not None else (0, 0)
+        arrived = ms / 1000.0 if ms and ms > 0 else time.time()
+        return Accepted(result, arrived, msg.partition or 0, msg.offset or 0, msg.topic, msg.key)
+    except MemoryError:
+        raise
+    except Exception as exc:  # the poison-pill rule (module docstring)
+        return _failed("decode", exc, msg.value, key=msg.key, topic=msg.topic,
+                       partition=msg.partition, offset=msg.offset)  # fmt: skip
+
+
+def user_of(a: Accepted) -> str:
+    """The key of the score step: the event's canonical user id, never the message key (any
+    producer may key a message differently, e.g. by another normal form of the id)."""
+    return a.event.user_id
+
+
+def _failed(
+    step: str,
+    exc: Exception,
+    data: bytes | None,
+    *,
+    key: bytes | None,
+    topic: str | None,
+    partition: int | None,
+    offset: int | None,
+) -> DeadLetter:
+    """The poison-pill rule's dead letter for a message ``step`` failed on: counted, logged."""
+    log.error("step %r failed on %s partition %s offset %s; the message goes to the dead-letter "
+              "topic", step, topic, partition, offset, exc_info=exc)  # fmt: skip
+    metrics.DEAD_LETTERS.labels(DeadLetterReason.PROCESSING_ERROR.value).inc()
+    return dead_letter(DeadLetterReason.PROCESSING_ERROR, f"{step}: {type(exc).__name__}: {exc}",
+                       data, key=key, topic=topic, partition=partition,
+                       offset=offset)  # fmt: skip
+
+
+def _failed_event(step: str, exc: Exception, a: Accepted) -> DeadLetter:
+    return _failed(step, exc, encode(a.event), key=a.key, topic=a.topic,
+                   partition=a.partition, offset=a.offset)  # fmt: skip
 
 
 def dead_letter_message(letter: DeadLetter) -> Out:
@@ -61,7 +121,7 @@ def dead_letter_message(letter: DeadLetter) -> Out:
     return KafkaSinkMessage(letter.key, encode(letter))
 
 
-class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted, bytes]):
+class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted | DeadLetter, bytes]):
     """One user's TLSTM state in the flow. Snapshots are the msgpack bytes of ``UserState``
     (immutable; sizes per hidden size in ``results/step.json``), so recovery stores exactly what
     the scorer holds.
@@ -75,7 +135,12 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted, bytes]):
     A resend (an event id among the user's last ``RECENT_IDS``, ``scorer.model.is_repeat``)
     changes nothing and emits nothing, not even to the drift monitors: a post is scored once
     however often it is delivered, as training counts it once. Counted in
-    ``deepcredit_duplicate_events_total{activity}``."""
+    ``deepcredit_duplicate_events_total{activity}``.
+
+    An event whose step raises comes out as a DeadLetter (the poison-pill rule, module
+    docstring) and the state is as if it had never come: the logic keeps a copy of the state
+    from the start of each batch (one copy per batch, not per event), and after a failure
+    goes back to it and re-advances the batch's events that had succeeded."""
 
     def __init__(
         self,
@@ -101,24 +166,43 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted, bytes]):
                 )
         metrics.USERS.inc()
 
-    def on_batch(self, values: list[Accepted]) -> tuple[Iterable[Scored | Accepted], bool]:
+    def on_batch(
+        self, values: list[Accepted]
+    ) -> tuple[Iterable[Scored | Accepted | DeadLetter], bool]:
         if self.state is None:
             self.state = self._initial(values[0].event.user_id)
-        state = self.state
-        out: list[Scored | Accepted] = []
+        start = self.state.copy()  # to undo a failed event
+        done: list[tuple[ClickEvent, bytes]] = []  # events advanced since ``start``, and keys
+        out: list[Scored | Accepted | DeadLetter] = []
         for a in values:
-            key = event_key(a.event.event_id)
-            if state.has_seen(key):  # a resend (``scorer.model.is_repeat``)
-                metrics.DUPLICATES.labels(a.event.activity.value).inc()
+            try:
+                key = event_key(a.event.event_id)
+                if self.state.has_seen(key):  # a resend (``scorer.model.is_repeat``)
+                    metrics.DUPLICATES.labels(a.event.activity.value).inc()
+                    continue
+                started = time.perf_counter()
+                p = advance_unseen(self.weights, self.state, a.event, key)
+                metrics.PROCESSING.observe(time.perf_counter() - started)
+            except MemoryError:
+                raise
+            except Exception as exc:  # the poison-pill rule (module docstring)
+                out.append(_failed_event(SCORE_STEP_ID, exc, a))
+                self.state = self._redo(start, done)
                 continue
-            started = time.perf_counter()
-            p = advance_unseen(self.weights, state, a.event, key)
-            metrics.PROCESSING.observe(time.perf_counter() - started)
+            done.append((a.event, key))
             if p is not None:
                 out.append(Scored(a, p[0], p[1]))
             elif self.emit_events:
                 out.append(a)
         return out, StatefulBatchLogic.RETAIN
+
+    def _redo(self, start: UserState, done: list[tuple[ClickEvent, bytes]]) -> UserState:
+        """``start`` advanced again by the events that succeeded: the state without the failed
+        one (the step is a pure function of state and event)."""
+        state = start.copy()  # ``start`` stays as it is for a later failure in the batch
+        for event, key in done:
+            advance_unseen(self.weights, state, event, key)
+        return state
 
     def _initial(self, user_id: str) -> UserState:
         seeded = self.seed.get(user_id)
@@ -148,18 +232,28 @@ class PassThrough(StatefulBatchLogic[Accepted, Scored | Accepted, bytes]):
         return b""
 
 
-def decide(scored: Scored, thresholds: Callable[[], ThresholdUpdate], model_version: str) -> Out:
-    """The Kafka message of a post's Score under the thresholds in force now."""
-    score = score_record(scored.accepted.event, (scored.p_delinquent, scored.p_default),
-                         thresholds(), model_version)  # fmt: skip
+def decide(
+    scored: Scored, thresholds: Callable[[], ThresholdUpdate], model_version: str
+) -> Out | DeadLetter:
+    """The Kafka message of a post's Score under the thresholds in force now; a DeadLetter when
+    that raises (the poison-pill rule, module docstring)."""
+    try:
+        score = score_record(scored.accepted.event, (scored.p_delinquent, scored.p_default),
+                             thresholds(), model_version)  # fmt: skip
+        message = KafkaSinkMessage(score.key, encode(score))
+    except MemoryError:
+        raise
+    except Exception as exc:  # the poison-pill rule (module docstring)
+        return _failed_event("decide", exc, scored.accepted)
     metrics.SCORES.inc()
     metrics.DECISIONS.labels(score.decision.value).inc()
     metrics.EVENT_TO_SCORE.observe(max(0.0, score.scored_at - scored.accepted.arrived_at))
-    return KafkaSinkMessage(score.key, encode(score))
+    return message
 
 
-class DriftStep(StatefulBatchLogic[Scored | Accepted, DriftAlert, bytes]):
-    """The flow's one ``DriftMonitors``: every event in, a DriftAlert out when a monitor fires.
+class DriftStep(StatefulBatchLogic[Scored | Accepted, DriftAlert | DeadLetter, bytes]):
+    """The flow's one ``DriftMonitors``: every event in, a DriftAlert out when a monitor fires,
+    a DeadLetter for an event whose update raised (the poison-pill rule, module docstring).
 
     A scored post brings its two probabilities, any other event None. The items pass through a
     bounded reorder buffer first (``dataflow.reorder``, ``reorder`` items; 0: none), so the
@@ -190,36 +284,46 @@ class DriftStep(StatefulBatchLogic[Scored | Accepted, DriftAlert, bytes]):
             self.monitors = DriftMonitors(model_version, scores=config, inputs=config,
                                           performance=config)  # fmt: skip
 
-    def on_batch(self, values: list[Scored | Accepted]) -> tuple[Iterable[DriftAlert], bool]:
+    def on_batch(
+        self, values: list[Scored | Accepted]
+    ) -> tuple[Iterable[DriftAlert | DeadLetter], bool]:
         labels_before = self.monitors.performance.events_seen
-        alerts: list[DriftAlert] = []
+        out: list[DriftAlert | DeadLetter] = []
         for v in values:
-            self._feed(self.buffer.push(_event_of(v).ts, v), alerts)
-        return self._report(alerts, labels_before), StatefulBatchLogic.RETAIN
+            self._feed(self.buffer.push(_event_of(v).ts, v), out)
+        return self._report(out, labels_before), StatefulBatchLogic.RETAIN
 
-    def on_eof(self) -> tuple[Iterable[DriftAlert], bool]:
+    def on_eof(self) -> tuple[Iterable[DriftAlert | DeadLetter], bool]:
         labels_before = self.monitors.performance.events_seen
-        alerts: list[DriftAlert] = []
-        self._feed(self.buffer.flush(), alerts)
-        return self._report(alerts, labels_before), StatefulBatchLogic.RETAIN
+        out: list[DriftAlert | DeadLetter] = []
+        self._feed(self.buffer.flush(), out)
+        return self._report(out, labels_before), StatefulBatchLogic.RETAIN
 
-    def _feed(self, items: list[Scored | Accepted], alerts: list[DriftAlert]) -> None:
+    def _feed(self, items: list[Scored | Accepted], out: list[DriftAlert | DeadLetter]) -> None:
         m = self.monitors
         for v in items:
-            if isinstance(v, Scored):
-                alerts += m.update(v.accepted.event, (v.p_delinquent, v.p_default))
-            else:
-                alerts += m.update(v.event, None)
+            try:
+                if isinstance(v, Scored):
+                    out += m.update(v.accepted.event, (v.p_delinquent, v.p_default))
+                else:
+                    out += m.update(v.event, None)
+            except MemoryError:
+                raise
+            except Exception as exc:  # the poison-pill rule (module docstring)
+                out.append(_failed_event("drift", exc, v.accepted if isinstance(v, Scored) else v))
 
-    def _report(self, alerts: list[DriftAlert], labels_before: int) -> list[DriftAlert]:
+    def _report(
+        self, out: list[DriftAlert | DeadLetter], labels_before: int
+    ) -> list[DriftAlert | DeadLetter]:
         m = self.monitors
-        for a in alerts:
-            metrics.DRIFT_ALERTS.labels(a.monitor.value, a.signal).inc()
+        for a in out:
+            if isinstance(a, DriftAlert):
+                metrics.DRIFT_ALERTS.labels(a.monitor.value, a.signal).inc()
         if m.performance.events_seen != labels_before:  # the AUC costs a pass over its window
             for target, auc in m.performance.rolling_auc.items():
                 if auc is not None:
                     metrics.ROLLING_AUC.labels(target).set(auc)
-        return alerts
+        return out
 
     def snapshot(self) -> bytes:
         return pickle.dumps((self.monitors, self.buffer.held()), protocol=pickle.HIGHEST_PROTOCOL)

@@ -57,6 +57,7 @@ from pathlib import Path
 import msgspec
 
 from deepcredit.atomic import atomic_writer
+from deepcredit.codec import exceeds_depth
 from deepcredit.jsonlines import append_durable, drop_torn_line, read_log
 from deepcredit.settings import KafkaSettings
 
@@ -108,6 +109,9 @@ _ts_decoder = msgspec.json.Decoder(_Ts)
 
 
 def _event_ts(line: bytes) -> float | None:
+    """The ``ts`` of a click as it came (any bytes), or None when it has none to read."""
+    if exceeds_depth(line):  # the parser would recurse as deep as the nesting goes
+        return None
     try:
         return _ts_decoder.decode(line).ts
     except (msgspec.DecodeError, msgspec.ValidationError):
@@ -161,10 +165,12 @@ def _recover(folder: Path) -> list[Segment]:
 def _one_line(value: bytes) -> bytes:
     if b"\n" not in value and b"\r" not in value:
         return value
-    try:
-        return msgspec.json.format(value, indent=0).replace(b"\n", b"")
-    except msgspec.DecodeError:
-        return value.replace(b"\r", b" ").replace(b"\n", b" ")  # not JSON: invalid anyway
+    if not exceeds_depth(value):  # the formatter would recurse as deep as the nesting goes
+        try:
+            return msgspec.json.format(value, indent=0).replace(b"\n", b"")
+        except msgspec.DecodeError:
+            pass
+    return value.replace(b"\r", b" ").replace(b"\n", b" ")  # not a valid click anyway
 
 
 def _write_segment(folder: Path, topic: str, partition: int,

@@ -1,31 +1,55 @@
 """Bytes to click events and back. ``decode_click`` never raises: bad input becomes a DeadLetter.
 
+Before parsing, a message is refused when it is over ``MAX_EVENT_BYTES``, not UTF-8, or nests
+arrays and objects more than ``MAX_DEPTH`` deep (``exceeds_depth``): msgspec's parser recurses
+once per level, as deep as Python's recursion limit, and ignored fields are parsed too. After
+parsing, the ids are put in their canonical form (``events.canonical_id``) or refused.
+
 >>> decode_click(b'{"event_id":"e","user_id":"u","ts":1.6e9,"activity":"lend","amount":5}')
 ClickEvent(event_id='e', user_id='u', ts=1600000000.0, activity=<Activity.LEND: 'lend'>, \
 amount=5.0, loan_id=None, rate=None, term_days=None)
 >>> decode_click(b'{"event_id":"e"').reason
 <DeadLetterReason.INVALID_JSON: 'invalid_json'>
+>>> decode_click(b'{"meta":' + b'[' * 40 + b']' * 40 + b'}').reason
+<DeadLetterReason.TOO_DEEP: 'too_deep'>
 """
 
 from __future__ import annotations
 
+import re
 import time
 
 import msgspec
 
-from deepcredit.events import ClickEvent
+from deepcredit.events import ClickEvent, canonical_id
 from deepcredit.records import DeadLetter, DeadLetterReason
 
-__all__ = ["MAX_EVENT_BYTES", "decode_click", "encode", "encode_click"]
+__all__ = [
+    "DEAD_LETTER_PAYLOAD_LIMIT",
+    "MAX_DEPTH",
+    "MAX_EVENT_BYTES",
+    "dead_letter",
+    "decode_click",
+    "encode",
+    "encode_click",
+    "exceeds_depth",
+]
 
 #: A click event is a few hundred bytes; anything past this is not one.
 MAX_EVENT_BYTES = 4096
+#: Most arrays and objects open inside each other in a message (an event itself is depth 1):
+#: room for any sensible extra field, and far below Python's recursion limit wherever the
+#: decoder is called from.
+MAX_DEPTH = 32
 #: How much of a rejected message the dead letter keeps.
 DEAD_LETTER_PAYLOAD_LIMIT = 1024
 _DETAIL_LIMIT = 300
 
 _click_decoder = msgspec.json.Decoder(ClickEvent)
 _encoder = msgspec.json.Encoder()
+# A JSON string (skipped whole, so brackets inside it do not count), or one bracket.
+_STRING_OR_BRACKET = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+_OPENERS = frozenset(b"[{")
 
 
 def encode(record: msgspec.Struct) -> bytes:
@@ -34,6 +58,50 @@ def encode(record: msgspec.Struct) -> bytes:
 
 
 encode_click = encode
+
+
+def exceeds_depth(data: bytes, limit: int = MAX_DEPTH) -> bool:
+    """Whether JSON ``data`` opens more than ``limit`` arrays or objects inside each other.
+
+    Costs two byte counts when ``data`` holds at most ``limit`` opening brackets (every event);
+    otherwise one scan of its strings and brackets. For invalid JSON it may answer True where
+    a parser would have stopped earlier on a syntax error, never False where a parser would go
+    deeper than ``limit``.
+
+    >>> exceeds_depth(b'{"a": [[1], {"b": "[[[["}]}', limit=3), exceeds_depth(b"[[[[]]]]", 3)
+    (False, True)
+    """
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    depth = 0
+    for token in _STRING_OR_BRACKET.finditer(data):
+        first = token.group()[0]
+        if first in _OPENERS:
+            depth += 1
+            if depth > limit:
+                return True
+        elif first != 0x22:  # a closing bracket (0x22 is the quote opening a string)
+            depth -= 1
+    return False
+
+
+def dead_letter(
+    reason: DeadLetterReason,
+    detail: str,
+    data: bytes | None,
+    *,
+    key: bytes | None = None,
+    topic: str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+) -> DeadLetter:
+    """The DeadLetter of message ``data`` (its first ``DEAD_LETTER_PAYLOAD_LIMIT`` bytes kept),
+    received now, with its Kafka coordinates when known."""
+    raw = data or b""
+    return DeadLetter(reason=reason, detail=detail[:_DETAIL_LIMIT],
+                      payload=bytes(raw[:DEAD_LETTER_PAYLOAD_LIMIT]), payload_size=len(raw),
+                      key=key, topic=topic, partition=partition, offset=offset,
+                      received_at=time.time())  # fmt: skip
 
 
 def decode_click(
@@ -45,24 +113,16 @@ def decode_click(
     offset: int | None = None,
     max_bytes: int = MAX_EVENT_BYTES,
 ) -> ClickEvent | DeadLetter:
-    """Decode one Kafka message value into a valid ClickEvent, or a DeadLetter saying why not.
+    """Decode one Kafka message value into a valid ClickEvent with canonical ids, or a
+    DeadLetter saying why not. Never raises.
 
     The Kafka coordinates, when given, are copied into the dead letter so it can be traced.
+    The message key is not read: a user is who the event's ``user_id`` says.
     """
 
     def reject(reason: DeadLetterReason, detail: str) -> DeadLetter:
-        raw = data or b""
-        return DeadLetter(
-            reason=reason,
-            detail=detail[:_DETAIL_LIMIT],
-            payload=bytes(raw[:DEAD_LETTER_PAYLOAD_LIMIT]),
-            payload_size=len(raw),
-            key=key,
-            topic=topic,
-            partition=partition,
-            offset=offset,
-            received_at=time.time(),
-        )
+        return dead_letter(reason, detail, data, key=key, topic=topic, partition=partition,
+                           offset=offset)  # fmt: skip
 
     if not data:
         return reject(DeadLetterReason.INVALID_JSON, "empty message")
@@ -74,6 +134,8 @@ def decode_click(
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
         return reject(DeadLetterReason.INVALID_UTF8, f"byte {exc.start}: {exc.reason}")
+    if exceeds_depth(data):
+        return reject(DeadLetterReason.TOO_DEEP, f"nested deeper than {MAX_DEPTH} levels")
     try:
         event = _click_decoder.decode(data)
     except msgspec.ValidationError as exc:
@@ -81,10 +143,30 @@ def decode_click(
         return reject(_classify(message), message)
     except msgspec.DecodeError as exc:
         return reject(DeadLetterReason.INVALID_JSON, str(exc))
+    try:
+        event = _with_canonical_ids(event)
+    except ValueError as exc:
+        return reject(DeadLetterReason.INVALID_ID, str(exc))
     violation = event.contract_violation()
     if violation is not None:
         return reject(DeadLetterReason.MISSING_LOAN_FIELDS, violation)
     return event
+
+
+def _with_canonical_ids(event: ClickEvent) -> ClickEvent:
+    """``event`` with its ids in canonical form; ValueError naming the first refused id."""
+    name = "event_id"
+    try:
+        event_id = canonical_id(event.event_id)
+        name = "user_id"
+        user_id = canonical_id(event.user_id)
+        name = "loan_id"
+        loan_id = None if event.loan_id is None else canonical_id(event.loan_id)
+    except ValueError as exc:
+        raise ValueError(f"{name} {getattr(event, name)!r}: {exc}") from None
+    if event_id is event.event_id and user_id is event.user_id and loan_id is event.loan_id:
+        return event
+    return msgspec.structs.replace(event, event_id=event_id, user_id=user_id, loan_id=loan_id)
 
 
 def _classify(message: str) -> DeadLetterReason:

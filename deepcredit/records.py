@@ -82,17 +82,23 @@ class Score(msgspec.Struct, frozen=True, kw_only=True, tag="score"):
 
 
 class DeadLetterReason(enum.StrEnum):
-    """Why a message is not a click event. A small fixed set, so it can label a metric."""
+    """Why a message went to the dead-letter topic. A small fixed set, so it can label a metric:
+    all but the last say why the bytes are not a click event (``deepcredit.codec``)."""
 
-    OVERSIZE = "oversize"
+    OVERSIZE = "oversize"  # over ``codec.MAX_EVENT_BYTES``, not parsed
     INVALID_UTF8 = "invalid_utf8"
     INVALID_JSON = "invalid_json"
+    TOO_DEEP = "too_deep"  # arrays and objects nested past ``codec.MAX_DEPTH``, not parsed
     NOT_AN_OBJECT = "not_an_object"
     MISSING_FIELD = "missing_field"
     WRONG_TYPE = "wrong_type"
     UNKNOWN_ACTIVITY = "unknown_activity"
     OUT_OF_RANGE = "out_of_range"
+    INVALID_ID = "invalid_id"  # an id breaking ``events.canonical_id``'s rule
     MISSING_LOAN_FIELDS = "missing_loan_fields"
+    # A valid event whose processing raised (a bug, or an input the model cannot take): the
+    # live flow's poison-pill rule sends it here instead of stopping (``dataflow.steps``).
+    PROCESSING_ERROR = "processing_error"
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True, tag="dead_letter"):

@@ -1,13 +1,15 @@
-"""Replay a clickstream file into the clicks topic, as a platform would send it: for demos,
+r"""Replay a clickstream file into the clicks topic, as a platform would send it: for demos,
 load tests and the dead-letter path.
 
 Each line is produced as is (bad lines too: the flow is meant to dead-letter them), keyed by
-its ``user_id`` so that a user's events stay ordered in one partition, at a steady ``rate``
-events per second or as fast as the broker takes them.
+its canonical ``user_id`` so that a user's events stay ordered in one partition, at a steady
+``rate`` events per second or as fast as the broker takes them.
 
 >>> user_key(b'{"event_id":"e1","user_id":"u7","activity":"lend"}')
 b'u7'
 >>> user_key(b'{"event_id":"e1"') is None
+True
+>>> user_key('{"user_id":"zoe\u0308"}'.encode()) == "zo\u00eb".encode()
 True
 """
 
@@ -24,6 +26,8 @@ import msgspec
 from confluent_kafka import KafkaError, KafkaException, Producer
 from tqdm import tqdm
 
+from deepcredit.codec import exceeds_depth
+from deepcredit.events import canonical_id
 from deepcredit.jsonlines import read_lines
 from deepcredit.kafka_io import produce
 from deepcredit.settings import KafkaSettings
@@ -48,19 +52,28 @@ _key_decoder = msgspec.json.Decoder(_UserOnly)
 
 
 def user_key(line: bytes) -> bytes | None:
-    """The message key of a line: its ``user_id``, or None when it has none (or is no JSON)."""
+    """The message key of a line: its ``user_id`` in canonical form (``canonical_id``), so the
+    forms of one id land on one partition, or None when it has no valid one (or is no JSON, or
+    nests past ``codec.MAX_DEPTH``). Never raises."""
+    if exceeds_depth(line):
+        return None
     try:
         user = _key_decoder.decode(line).user_id
     except msgspec.DecodeError:  # includes ValidationError: not an object, user_id not a str
         return None
-    return user.encode() if user else None
+    if user is None:
+        return None
+    try:
+        return canonical_id(user).encode()
+    except ValueError:
+        return None
 
 
 @dataclass
 class ReplayReport:
     sent: int = 0  # produced (handed to the client)
     delivered: int = 0  # acknowledged by the broker
-    unkeyed: int = 0  # lines without a user_id, sent with no key
+    unkeyed: int = 0  # lines without a valid user_id, sent with no key
     seconds: float = 0.0
     #: partition -> (first, last) offset this replay wrote there
     offsets: dict[int, tuple[int, int]] = field(default_factory=dict)
@@ -74,7 +87,8 @@ class ReplayReport:
         spans = ", ".join(f"p{p} {a}..{b}" for p, (a, b) in sorted(self.offsets.items()))
         return "\n".join(
             [
-                f"sent        {self.sent:>10,}  ({self.unkeyed:,} without a user_id, unkeyed)",
+                f"sent        {self.sent:>10,}  ({self.unkeyed:,} without a valid user_id, "
+                "unkeyed)",
                 f"delivered   {self.delivered:>10,}",
                 f"took        {self.seconds:>10.1f} s  ({self.rate:,.0f} events/s)",
                 f"offsets     {spans or 'none'}",

@@ -81,6 +81,14 @@ class UserState(msgspec.Struct, eq=False, array_like=True):
             and self.recent == other.recent
         )
 
+    def copy(self) -> UserState:
+        """An independent copy: advancing it leaves this state as it is (the live flow keeps
+        one to undo an event whose step failed). The memory goes through its msgpack form, so
+        every field of it is copied, however the ledger grows."""
+        memory = _memory_decoder.decode(_memory_encoder.encode(self.memory))
+        return UserState(self.model_version, memory, self.hc.copy(), self.y_prev.copy(),
+                         self.recent)  # fmt: skip
+
     def has_seen(self, key: bytes) -> bool:
         """Whether ``key`` (an ``event_key``) is one of the remembered keys."""
         recent = self.recent
@@ -109,6 +117,8 @@ def _dec_hook(kind: type, obj: Any) -> Any:
 
 
 _encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
+_memory_encoder = msgspec.msgpack.Encoder()
+_memory_decoder = msgspec.msgpack.Decoder(StepMemory)
 _decoder = msgspec.msgpack.Decoder(UserState, dec_hook=_dec_hook)
 
 

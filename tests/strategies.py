@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import time
+import unicodedata
 
 import msgspec
 from hypothesis import strategies as st
@@ -18,9 +19,24 @@ from deepcredit.events import (
     TS_MIN,
     Activity,
     ClickEvent,
+    canonical_id,
 )
 
-ids = st.text(min_size=1, max_size=MAX_ID_LENGTH)
+
+def _is_canonical(text: str) -> bool:
+    try:
+        return canonical_id(text) == text
+    except ValueError:
+        return False
+
+
+#: Ids as the contract keeps them (``canonical_id``): NFC, no controls, no whitespace at the ends.
+ids = (
+    st.text(st.characters(exclude_categories=("Cc", "Cf", "Cs", "Zl", "Zp")), min_size=1,
+            max_size=MAX_ID_LENGTH)
+    .map(lambda text: unicodedata.normalize("NFC", text).strip())
+    .filter(_is_canonical)
+)  # fmt: skip
 
 
 @st.composite

@@ -1,7 +1,10 @@
-"""The flow's steps without Kafka: decode, the per-user score logic, decide."""
+"""The flow's steps without Kafka: decode, the per-user score logic, decide; the poison-pill
+rule in each of them and in the drift step."""
 
 from __future__ import annotations
 
+import logging
+import unicodedata
 from pathlib import Path
 
 import msgspec
@@ -9,15 +12,18 @@ import pytest
 from bytewax.connectors.kafka import KafkaSourceMessage
 from prometheus_client import REGISTRY
 
+from dataflow import steps
 from dataflow.records import Accepted, Scored
-from dataflow.steps import UserScorer, decide, decode
+from dataflow.steps import DriftStep, UserScorer, decide, decode, user_of
 from deepcredit.codec import encode
 from deepcredit.events import Activity, ClickEvent
 from deepcredit.records import DeadLetter, DeadLetterReason, Decision, Score, ThresholdUpdate
 from scorer.artifact import load_scorer
-from scorer.model import StateVersionError, advance
+from scorer.model import StateVersionError, advance, advance_unseen
+from scorer.monitors import DriftMonitors, MonitorConfig
 from scorer.user_state import RECENT_IDS, UserState, encode_state
 
+CASES = Path(__file__).parents[1] / "cases"
 THRESHOLDS = ThresholdUpdate(version=7, delinquent_review=0.3, delinquent_decline=0.6,
                              default_review=0.1, default_decline=0.3, updated_by="t",
                              updated_at=0.0)  # fmt: skip
@@ -30,7 +36,7 @@ def message(value: bytes, offset: int = 5) -> KafkaSourceMessage:
 
 def test_decode_accepts_an_event_with_its_kafka_coordinates(clicks: list[ClickEvent]) -> None:
     out = decode(message(encode(clicks[0])))
-    assert out == Accepted(clicks[0], 1_700_000_000.0, 2, 5)
+    assert out == Accepted(clicks[0], 1_700_000_000.0, 2, 5, "clicks", b"u1")
 
 
 def test_decode_turns_bad_bytes_into_a_dead_letter_that_keeps_the_key() -> None:
@@ -38,6 +44,41 @@ def test_decode_turns_bad_bytes_into_a_dead_letter_that_keeps_the_key() -> None:
     assert isinstance(out, DeadLetter)
     assert out.reason is DeadLetterReason.MISSING_FIELD
     assert (out.key, out.topic, out.partition, out.offset) == (b"u1", "clicks", 2, 9)
+
+
+def test_the_nfc_and_nfd_forms_of_a_user_id_are_one_user_with_one_history(
+    model_dir: Path,
+) -> None:
+    """Case unicode-user-id-split: the NFD form of a user id (post LB) was scored as a new user,
+    apart from the NFC form's history (post LC a minute later)."""
+    lines = (CASES / "unicode-user-id-split" / "input.jsonl").read_bytes().splitlines()
+    nfc = "zo\u00eb.test-user"
+    raw_ids = [msgspec.json.decode(line)["user_id"] for line in lines]
+    assert raw_ids[4] != nfc and unicodedata.normalize("NFC", raw_ids[4]) == nfc
+    # Each message keyed by the id as its producer wrote it: the key must not split the user.
+    decoded = [decode(KafkaSourceMessage(key=u.encode(), value=line, topic="clicks", partition=0,
+                                         offset=i, timestamp=(1, 1_700_000_000_000)))
+               for i, (u, line) in enumerate(zip(raw_ids, lines, strict=True))]  # fmt: skip
+    assert all(isinstance(a, Accepted) for a in decoded)
+    assert {user_of(a) for a in decoded} == {nfc}
+
+    w = load_scorer(model_dir)
+    _, lb, lc = UserScorer(w, None).on_batch(decoded)[0]  # the flow's logic for the one user
+    assert (lb.accepted.event.loan_id, lc.accepted.event.loan_id) == ("LB", "LC")
+    # LC posted at LB's moment instead, with LB's history: the same probabilities as LB.
+    *history, lb_post, lc_post = (a.event for a in decoded)
+    lc_then = msgspec.structs.replace(lc_post, ts=lb_post.ts)
+    _, lc_at_lb = UserScorer(w, None).on_batch([Accepted(e, 0.0, 0, 0)
+                                                for e in (*history, lc_then)])[0]  # fmt: skip
+    assert (lc_at_lb.p_delinquent, lc_at_lb.p_default) == (lb.p_delinquent, lb.p_default)
+    # ... and not those of a new user (the case's wrong answer).
+    [new_user] = UserScorer(w, None).on_batch([decoded[4]])[0]
+    assert (new_user.p_delinquent, new_user.p_default) != (lb.p_delinquent, lb.p_default)
+
+    for bad in ("   ", "u1\\u0000"):  # also accepted as ids before
+        line = lines[0].replace(raw_ids[0].encode(), bad.encode())
+        letter = decode(message(line))
+        assert isinstance(letter, DeadLetter) and letter.reason is DeadLetterReason.INVALID_ID
 
 
 def test_user_scorer_equals_advancing_the_state_event_by_event(
@@ -140,3 +181,120 @@ def test_decide_applies_the_thresholds_in_force_and_records_their_version(
                                                               post.loan_id)  # fmt: skip
     assert score.model_version == "m9" and score.scored_at > 0
     assert isinstance(score, Score) and msg.key == post.user_id.encode()
+
+
+# -- the poison-pill rule: an exception on one message dead-letters it, the rest goes on -------
+
+
+def processing_errors() -> float:
+    value = REGISTRY.get_sample_value("deepcredit_dead_letters_total",
+                                      {"reason": "processing_error"})  # fmt: skip
+    return value or 0.0
+
+
+def accepted(e: ClickEvent, offset: int) -> Accepted:
+    return Accepted(e, 0.0, 1, offset, "clicks", e.user_id.encode())
+
+
+def assert_processing_error(letter: object, step: str, a: Accepted, text: str) -> None:
+    assert isinstance(letter, DeadLetter)
+    assert letter.reason is DeadLetterReason.PROCESSING_ERROR
+    assert (letter.key, letter.topic, letter.partition, letter.offset) == (a.key, "clicks", 1,
+                                                                           a.offset)  # fmt: skip
+    assert letter.detail.startswith(f"{step}: RuntimeError: {text}")
+    assert msgspec.json.decode(letter.payload, type=ClickEvent) == a.event  # replayable
+
+
+def test_decode_dead_letters_a_message_it_fails_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("decoder bug")
+
+    monkeypatch.setattr(steps, "decode_click", broken)
+    before = processing_errors()
+    with caplog.at_level(logging.ERROR, logger="dataflow.steps"):
+        out = decode(message(b'{"event_id": "e"}', offset=11))
+    assert isinstance(out, DeadLetter) and out.reason is DeadLetterReason.PROCESSING_ERROR
+    assert (out.key, out.topic, out.partition, out.offset) == (b"u1", "clicks", 2, 11)
+    assert out.payload == b'{"event_id": "e"}' and "decode: RuntimeError: decoder bug" in out.detail
+    assert processing_errors() - before == 1
+    [record] = caplog.records  # logged once, with the traceback
+    assert record.exc_info is not None and "offset 11" in record.getMessage()
+
+
+@pytest.mark.parametrize("where", [0, 3, -1])
+def test_an_event_the_score_step_fails_on_is_dead_lettered_and_leaves_the_state_untouched(
+    clicks: list[ClickEvent], model_dir: Path, monkeypatch: pytest.MonkeyPatch, where: int
+) -> None:
+    w = load_scorer(model_dir)
+    user = clicks[0].user_id
+    history = [e for e in clicks if e.user_id == user][:12]
+    poison = history[where]
+    items = [accepted(e, i) for i, e in enumerate(history)]
+    clean = UserScorer(w, None, emit_events=True)
+    expected, _ = clean.on_batch([a for a in items if a.event is not poison])
+
+    def half_then_fail(w_: object, s: UserState, event: ClickEvent, key: bytes) -> object:
+        p = advance_unseen(w, s, event, key)  # the state is advanced: the failure is half-way
+        if event.event_id in (poison.event_id, "second"):
+            raise RuntimeError(f"boom on {event.event_id}")
+        return p
+
+    monkeypatch.setattr(steps, "advance_unseen", half_then_fail)
+    before = processing_errors()
+    logic = UserScorer(w, None, emit_events=True)
+    second = msgspec.structs.replace(history[-1], event_id="second")  # a second failure, later
+    out, _ = logic.on_batch([*items, accepted(second, 99)])
+    first_letter, second_letter = (x for x in out if isinstance(x, DeadLetter))
+    assert_processing_error(first_letter, "score", items[where], f"boom on {poison.event_id}")
+    assert_processing_error(second_letter, "score", accepted(second, 99), "boom on second")
+    assert [x for x in out if not isinstance(x, DeadLetter)] == expected
+    assert logic.snapshot() == clean.snapshot()  # as if the failed events had never come
+    assert processing_errors() - before == 2
+
+    monkeypatch.setattr(steps, "advance_unseen", advance_unseen)
+    again, _ = logic.on_batch([items[where]])  # redelivered once fixed: not taken for a resend
+    assert len(again) == 1 and not isinstance(again[0], DeadLetter)
+
+
+def test_what_must_stop_the_flow_is_not_dead_lettered(
+    clicks: list[ClickEvent], model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def out_of_memory(*args: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(steps, "advance_unseen", out_of_memory)
+    with pytest.raises(MemoryError):
+        UserScorer(load_scorer(model_dir), None).on_batch([accepted(clicks[0], 0)])
+
+
+def test_decide_dead_letters_a_post_it_fails_on(clicks: list[ClickEvent]) -> None:
+    post = next(e for e in clicks if e.activity is Activity.POST)
+
+    def thresholds() -> ThresholdUpdate:
+        raise RuntimeError("thresholds unavailable")
+
+    a = accepted(post, 7)
+    assert_processing_error(decide(Scored(a, 0.35, 0.05), thresholds, "m9"), "decide", a,
+                            "thresholds unavailable")  # fmt: skip
+
+
+def test_the_drift_step_dead_letters_an_event_it_fails_on_and_goes_on(
+    clicks: list[ClickEvent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = [accepted(e, i) for i, e in enumerate(clicks[:50])]
+    poison = items[20]
+    update = DriftMonitors.update
+
+    def fail_on_poison(self: DriftMonitors, event: ClickEvent, p: object) -> list:
+        if event is poison.event:
+            raise RuntimeError("monitor bug")
+        return update(self, event, p)
+
+    monkeypatch.setattr(DriftMonitors, "update", fail_on_poison)
+    step = DriftStep("m1", MonitorConfig(), None, reorder=0)
+    out, _ = step.on_batch(items)
+    [letter] = out
+    assert_processing_error(letter, "drift", poison, "monitor bug")
+    assert step.monitors.inputs.events_seen == len(items) - 1

@@ -25,6 +25,7 @@ from deploy.cli import main
 
 pytestmark = pytest.mark.kafka
 
+CASES = Path(__file__).parents[1] / "cases"
 T0 = 1.6e9
 
 
@@ -123,6 +124,26 @@ def test_archive_command_until_end(
     assert main(args) == 0
     assert "30 messages" in capsys.readouterr().out
     assert sorted(read_window(folder)) == sorted(lines)
+
+
+def test_deep_nesting_is_archived_and_read_back_without_a_crash(
+    kafka: KafkaSettings, topics: Topics, tmp_path: Path
+) -> None:
+    """Case deep-nesting-crash: the archiver parses each click for its time, and a multi-line
+    one to put it on one line; a deeply nested click must neither crash it nor be lost."""
+    lines = (CASES / "deep-nesting-crash" / "input.jsonl").read_bytes().splitlines()
+    multi_line = b'{"ts": 1600000200,\n"meta": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    producer = Producer(kafka.client_config())
+    for line in [*lines, multi_line]:
+        produce(producer, topics.clicks, line, b"u1")  # one partition: in this order
+    assert producer.flush(30) == 0
+
+    folder = tmp_path / "archive"
+    assert sum(s.lines for s in archive_clicks(kafka, topics.clicks, folder,
+                                                until_end=True)) == 4  # fmt: skip
+    assert list(read_window(folder)) == [*lines, multi_line.replace(b"\n", b" ")]
+    # Too deep to be a click: no time is read from it, so no window holds it.
+    assert list(read_window(folder, start_ts=0.0)) == [lines[0], lines[2]]
 
 
 def test_the_clock_is_the_partition_that_lags(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from deploy.cli import main
 from tests.deepcredit.test_kafka_roundtrip import consume
 from tests.strategies import make_events
 
+CASES = Path(__file__).parents[1] / "cases"
 BAD_LINES = [b'{"event_id": "bad-1", "user_id": "u1", "activity"', b'["not", "an", "object"]']
 
 
@@ -34,6 +35,14 @@ def test_user_key_is_the_user_id_or_none() -> None:
     assert user_key(b'{"user_id": ""}') is None
     assert user_key(b'["u1"]') is None
     assert user_key(b"\xff\xfe") is None
+    for bad in ("   ", "u1\\u0000", " u1", "u\\u200b1"):  # the id rule of canonical_id
+        assert user_key(b'{"user_id": "%s"}' % bad.encode()) is None
+
+
+def test_user_keys_of_the_forms_of_one_id_are_one_key() -> None:
+    """Case unicode-user-id-split: the NFC and NFD forms of a user id go to one partition."""
+    lines = (CASES / "unicode-user-id-split" / "input.jsonl").read_bytes().splitlines()
+    assert {user_key(line) for line in lines} == {"zo\u00eb.test-user".encode()}
 
 
 def test_report_rate_and_description() -> None:
@@ -72,6 +81,17 @@ def test_replay_arrives_complete_as_is_and_keyed_by_user(
     assert all(len(p) == 1 for p in partitions.values())
     for key, values in by_user.items():
         assert values == [line for line in lines if user_key(line) == key]
+
+
+@pytest.mark.kafka
+def test_replay_sends_every_line_of_the_deep_nesting_case(kafka: KafkaSettings,
+                                                          topics: Topics) -> None:  # fmt: skip
+    """Case deep-nesting-crash: ``user_key`` died on the deep line, losing the line before."""
+    path = CASES / "deep-nesting-crash" / "input.jsonl"
+    report = replay(path, kafka, topics.clicks, progress=False)
+    assert (report.sent, report.delivered, report.unkeyed) == (3, 3, 1)
+    messages = consume(kafka, topics.clicks, 3)
+    assert sorted(m.value() for m in messages) == sorted(path.read_bytes().splitlines())
 
 
 @pytest.mark.kafka
