@@ -17,7 +17,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from deepcredit.topics import delete_topics, ensure_topics, topic_specs
 from scorer.artifact import load_scorer
 from scorer.user_state import encode_state
 from state.recovery_store import read_states
+from training.experiments.config import LiveBenchConfig
 from training.experiments.processes import serve_process
 
 __all__ = ["LiveBenchConfig", "run_live_bench"]
@@ -43,20 +43,6 @@ __all__ = ["LiveBenchConfig", "run_live_bench"]
 #: The flow as served (model, recovery on); the same without the model step; the same without
 #: recovery snapshots (what they cost).
 VARIANTS = ("model", "pass_through", "model_no_recovery")
-
-
-@dataclass(frozen=True)
-class LiveBenchConfig:
-    events: Path  # a generated clickstream (JSON lines, .gz allowed)
-    model: Path  # a model folder made by 'deepcredit train'
-    kafka: KafkaSettings
-    limit: int = 100_000  # events of the file used for throughput
-    repeats: int = 3
-    partitions: int = 3
-    snapshot_s: int = 5
-    latency_rate: float = 500.0  # events/s replayed for the latency run
-    latency_events: int = 10_000
-    progress: bool = True
 
 
 @contextmanager
