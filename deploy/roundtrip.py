@@ -56,10 +56,11 @@ def round_trip(
     settings: KafkaSettings,
     topics: Topics,
     *,
-    timeout_s: float = 120.0,
+    timeout_s: float,
     progress: bool = True,
 ) -> RoundTripReport:
-    """Produce ``lines`` to the clicks topic, consume them back, decode and compare."""
+    """Produce ``lines`` to the clicks topic, consume them back, decode and compare, giving up
+    on what has not come back within ``timeout_s`` seconds."""
     report = RoundTripReport()
     started = time.monotonic()
     group = f"deepcredit-roundtrip-{uuid.uuid4().hex[:8]}"
