@@ -10,6 +10,7 @@ import msgspec
 import pytest
 from confluent_kafka import Producer
 
+from deepcredit import archive
 from deepcredit.archive import (
     ArchiveConfig,
     archive_clicks,
@@ -21,7 +22,6 @@ from deepcredit.archive import (
 from deepcredit.kafka_io import produce
 from deepcredit.settings import KafkaSettings, Topics
 from deploy.cli import main
-from deepcredit import archive
 
 pytestmark = pytest.mark.kafka
 
