@@ -45,8 +45,8 @@ class BrokerConfig:
     """Where and how to run the broker. The controller listens on ``port + 1`` by default."""
 
     home: Path
-    port: int = field(default=9092, metadata={"help": "broker port (its controller listens on "
-                                                      "the next one)"})  # fmt: skip
+    port: int = field(default=9092, metadata={"help": "broker port; its controller listens on "
+                                                      "the next one"})  # fmt: skip
     controller_port: int | None = None
     host: str = "127.0.0.1"
     version: str = KAFKA_VERSION

@@ -47,7 +47,6 @@ __all__ = ["FIELD_DEFAULT", "Option", "add_options", "field_of", "from_args", "v
 T = TypeVar("T")
 
 
-
 class _FieldDefault:
     def __repr__(self) -> str:
         return "FIELD_DEFAULT"
@@ -108,7 +107,8 @@ def add_options(p: argparse.ArgumentParser | Any, cls: type, *specs: str | Optio
         if f is None:
             raise TypeError(f"{cls.__name__} has no field {opt.field!r}")
         hint = _hint(cls, f)
-        action = p.add_argument(*_flags(f, hint, opt), **_argparse_kwargs(cls, f, hint, opt))
+        flag = _flag(f, hint, opt)
+        action = p.add_argument(flag, **_argparse_kwargs(cls, f, hint, opt, flag))
         _FIELDS[action] = (cls, opt)
 
 
@@ -160,15 +160,15 @@ def _default(f: dataclasses.Field) -> Any:
     return dataclasses.MISSING
 
 
-def _flags(f: dataclasses.Field, hint: Any, opt: Option) -> list[str]:
+def _flag(f: dataclasses.Field, hint: Any, opt: Option) -> str:
     if opt.flag is not None:
-        return [opt.flag]
+        return opt.flag
     name = f.name.replace("_", "-")
-    return [f"--no-{name}" if hint is bool and _default(f) is True else f"--{name}"]
+    return f"--no-{name}" if hint is bool and _default(f) is True else f"--{name}"
 
 
 def _argparse_kwargs(
-    cls: type, f: dataclasses.Field, hint: Any, opt: Option
+    cls: type, f: dataclasses.Field, hint: Any, opt: Option, flag: str
 ) -> dict[str, Any]:
     default = _default(f) if opt.default is FIELD_DEFAULT else opt.default
     text = opt.help or f.metadata.get("help")
@@ -190,8 +190,7 @@ def _argparse_kwargs(
         hint = typing.get_args(hint)[0]
         kwargs |= {"action": "append", "default": list(default or ())}
         kwargs["help"] += " (repeatable)"
-    parse = opt.type or _parser(cls, f, hint, opt.scale)
-    kwargs["type"] = parse
+    kwargs["type"] = opt.type or _parse_as(cls, f, hint, opt.scale)
     if opt.choices is not None:
         kwargs["choices"] = opt.choices
     elif isinstance(hint, type) and issubclass(hint, enum.Enum):
@@ -200,11 +199,11 @@ def _argparse_kwargs(
     if opt.metavar is not None:
         kwargs["metavar"] = opt.metavar
     elif "metavar" not in kwargs:  # named after the flag, as argparse does, not the field
-        kwargs["metavar"] = _flags(f, hint, opt)[0].removeprefix("--").replace("-", "_").upper()
+        kwargs["metavar"] = flag.removeprefix("--").replace("-", "_").upper()
     return kwargs
 
 
-def _parser(cls: type, f: dataclasses.Field, hint: Any, scale: float) -> Callable[[str], Any]:
+def _parse_as(cls: type, f: dataclasses.Field, hint: Any, scale: float) -> Callable[[str], Any]:
     if not (isinstance(hint, type) and issubclass(hint, int | float | str | Path | enum.Enum)):
         raise TypeError(f"{cls.__name__}.{f.name}: the command line cannot parse {f.type}; "
                         "give Option(type=...)")  # fmt: skip
@@ -223,7 +222,7 @@ def _shown(default: Any, scale: float) -> str:
     if isinstance(default, enum.Enum):
         return str(default.value)
     if isinstance(default, _COLLECTIONS):
-        return " ".join(_shown(v, 1) for v in default) or "none"
+        return " ".join(_shown(v, 1) for v in default)
     if isinstance(default, int | float) and not isinstance(default, bool):
         shown = default / scale if scale != 1 else default
         if isinstance(shown, float) and shown.is_integer() and abs(shown) < 1e15:

@@ -111,8 +111,8 @@ class DriftLoopConfig:
     horizon_days: float = DriftMeasureConfig.horizon_days
     shift_at_day: float = DriftMeasureConfig.shift_at_day  # S
     shift_term_risk: float = field(default=2.0, metadata={
-        "help": "the generator's shift_term_risk: in the crisis, longer loans go bad; 0 is the "
-                "calibrated shift alone"
+        "help": "in the crisis, the risk a loan adds per unit of log(term / shortest term), "
+                "longer loans going bad; 0 is the generator's calibrated shift alone"
     })  # fmt: skip
     step_days: float = field(default=30.0, metadata={
         "help": "after the monitors' warm-up the stream arrives in parts of this many event days"
