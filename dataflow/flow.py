@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -35,8 +34,8 @@ from bytewax.connectors.kafka import KafkaSink, KafkaSource
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import StatefulSourcePartition
 
+from dataflow.config import FlowConfig
 from dataflow.records import Accepted, Scored
-from dataflow.reorder import DRIFT_REORDER
 from dataflow.steps import (
     DriftStep,
     PassThrough,
@@ -48,30 +47,13 @@ from dataflow.steps import (
     user_of,
 )
 from deepcredit.records import DeadLetter, ThresholdUpdate
-from deepcredit.settings import KafkaSettings, Topics
 from scorer.model import ModelWeights
-from scorer.monitors import MonitorConfig
 from state.recovery_store import FLOW_ID, SCORE_STEP_ID
 from state.seed import Seed, SeedError, read_seed
 
 __all__ = ["FlowConfig", "build_flow", "load_seed"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class FlowConfig:
-    """Where the flow reads and writes, and how it consumes."""
-
-    kafka: KafkaSettings = field(default_factory=KafkaSettings)
-    topics: Topics = field(default_factory=Topics)
-    tail: bool = True  # False: stop at the end of the clicks topic (tests, benchmarks, replays)
-    batch_size: int = 1000  # most messages per poll of each clicks partition
-    # The drift monitors' warm-up, cool-down and ADWIN delta (one config for all three
-    # monitors); None: no monitors, nothing written to the drift-alerts topic.
-    monitors: MonitorConfig | None = field(default_factory=MonitorConfig)
-    # Items the drift step holds to put them back in event-time order (dataflow.reorder).
-    drift_reorder: int = DRIFT_REORDER
 
 
 class _SeededKafkaSource(KafkaSource):

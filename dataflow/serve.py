@@ -9,7 +9,6 @@ import logging
 import os
 import signal
 import threading
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,13 +18,14 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from dataflow import metrics
-from dataflow.flow import FlowConfig, build_flow, load_seed
+from dataflow.config import FlowConfig, ServeOptions
+from dataflow.flow import build_flow, load_seed
 from deepcredit.records import ThresholdUpdate
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.thresholds import LiveThresholds
 from scorer.artifact import load_scorer
 from scorer.model import ModelWeights
-from scorer.monitors import MonitorConfig
+from scorer.monitor_config import MonitorConfig
 from state.recovery_store import state_model_version
 from state.seed import Seed, SeedError
 
@@ -36,20 +36,6 @@ log = logging.getLogger(__name__)
 
 class MetricsPortInUse(RuntimeError):
     """The Prometheus port is held by another process (often a flow that is still running)."""
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    model: Path | None  # None: the pass-through flow (no model step), for the benchmark
-    flow: FlowConfig
-    workers: int = 1  # worker threads in this process
-    process_id: int | None = None  # with addresses: this process's place in a cluster
-    addresses: tuple[str, ...] = ()  # host:port of every process of the cluster, in order
-    recovery_dir: Path | None = None  # None: no recovery (state starts empty on each run)
-    recovery_partitions: int = 4  # SQLite files, made once when the folder is empty
-    snapshot_s: int = 5  # epoch length: how often state and offsets are snapshotted
-    metrics_port: int = 9464  # plus the process id in a cluster; 0: no endpoint
-    seed: Path | None = None  # a 'deepcredit cutover' folder: where partitions and users start
 
 
 def start_runtime(
@@ -164,5 +150,6 @@ def from_env() -> Dataflow:
     cfg = FlowConfig(KafkaSettings.from_env(), Topics.from_env(), monitors=monitors)
     folder = os.environ.get("DEEPCREDIT_SEED")
     seed = load_seed(Path(folder), weights, cfg.topics.clicks) if folder else None
-    live = start_runtime(cfg, weights, int(os.environ.get("DEEPCREDIT_METRICS_PORT", "9464")))
+    port = int(os.environ.get("DEEPCREDIT_METRICS_PORT", ServeOptions.metrics_port))
+    live = start_runtime(cfg, weights, port)
     return build_flow(cfg, weights, live.current, seed=seed)

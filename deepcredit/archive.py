@@ -120,8 +120,12 @@ def _event_ts(line: bytes) -> float | None:
 
 @dataclass(frozen=True)
 class ArchiveConfig:
-    segment_events: int = 100_000  # cut a partition's segment at this many messages
-    segment_seconds: float = 3600.0  # or when its first message has waited this long
+    segment_events: int = field(
+        default=100_000, metadata={"help": "cut a partition's segment at this many messages"}
+    )
+    segment_seconds: float = field(
+        default=3600.0, metadata={"help": "or when its first message has waited this long"}
+    )
     poll_seconds: float = 0.5
     extra_config: dict = field(default_factory=dict)  # merged into the consumer's settings
 

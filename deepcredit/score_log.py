@@ -48,8 +48,8 @@ class ScoreSummary:
         return "\n".join(lines)
 
 
-def summarise(settings: KafkaSettings, topic: str, latest: int = 5) -> ScoreSummary:
-    """Read ``topic`` to its end and summarise it."""
+def summarise(settings: KafkaSettings, topic: str, latest: int) -> ScoreSummary:
+    """Read ``topic`` to its end and summarise it, with its ``latest`` scores."""
     out = ScoreSummary()
     seen: dict[str, Score] = {}
     for m in read_to_end(settings, topic):

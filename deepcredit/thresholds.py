@@ -200,12 +200,14 @@ def set_thresholds(
     updated_by: str,
     note: str = "",
     version: int | None = None,
-    timeout_s: float = 10.0,
+    timeout_s: float,
 ) -> ThresholdUpdate:
     """Publish new thresholds and return them once the broker has them (acks=all).
 
     A threshold left None keeps its value in force (the defaults when none was set), so one
     number can change alone. ``version`` defaults to the version in force plus one.
+    ``timeout_s``: most seconds to read the version in force, and again to have the broker
+    acknowledge the update.
     Raises InvalidThresholds (nothing written) for values ``problem()`` refuses or a version
     not above the one in force; ThresholdsUnavailable when the topic cannot be read or written.
 

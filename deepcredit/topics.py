@@ -27,7 +27,7 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
-def topic_specs(topics: Topics, partitions: int = 4) -> list[TopicSpec]:
+def topic_specs(topics: Topics, partitions: int) -> list[TopicSpec]:
     """The six topics. ``partitions`` applies to the user-keyed ones (clicks, risk-scores)."""
     return [
         TopicSpec(topics.clicks, partitions),

@@ -4,7 +4,7 @@ Everything it writes (config, data, logs, pid file) lives under one ``home`` fol
 port, so several brokers (a demo and a test session) can run side by side.
 
     broker = LocalBroker(BrokerConfig(home=Path("/tmp/k"), port=19092))
-    broker.start()        # fetch jars once, format storage once, start, wait until it answers
+    broker.start(90)      # fetch jars once, format storage once, start, wait until it answers
     broker.status()       # BrokerStatus(running=True, kafka_version='4.3.1', cluster_id=...)
     broker.stop()         # SIGTERM to its own pid, SIGKILL after a grace period
 """
@@ -20,11 +20,9 @@ import signal
 import socket
 import subprocess
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-
-from confluent_kafka.admin import AdminClient
 
 from deepcredit.errors import DeployError
 from deepcredit.waiting import wait_until
@@ -47,7 +45,8 @@ class BrokerConfig:
     """Where and how to run the broker. The controller listens on ``port + 1`` by default."""
 
     home: Path
-    port: int = 9092
+    port: int = field(default=9092, metadata={"help": "broker port; its controller listens on "
+                                                      "the next one"})  # fmt: skip
     controller_port: int | None = None
     host: str = "127.0.0.1"
     version: str = KAFKA_VERSION
@@ -105,8 +104,9 @@ class LocalBroker:
 
     # -- public -----------------------------------------------------------------------------
 
-    def start(self, timeout_s: float = 90.0) -> BrokerStatus:
-        """Start the broker (or find it running) and wait until it answers."""
+    def start(self, timeout_s: float) -> BrokerStatus:
+        """Start the broker (or find it running) and wait until it answers, at most
+        ``timeout_s`` seconds (then raises DeployError)."""
         current = self.status()
         if current.running:
             return current if current.answering else self._wait_until_answering(timeout_s)
@@ -319,6 +319,9 @@ def _new_cluster_id() -> str:
 
 
 def _cluster_id(bootstrap: str, timeout_s: float) -> str | None:
+    # Imported here: 'deepcredit kafka --help' reads BrokerConfig, and must not load the client.
+    from confluent_kafka.admin import AdminClient
+
     # log_level 0: a broker that is still starting is expected, not worth a stderr warning.
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
     try:

@@ -55,7 +55,7 @@ def round_trip(
     settings: KafkaSettings,
     topics: Topics,
     *,
-    timeout_s: float = 120.0,
+    timeout_s: float,
     progress: bool = True,
 ) -> RoundTripReport:
     """Produce ``lines`` to the clicks topic, consume them back, decode and compare.

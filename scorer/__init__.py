@@ -3,10 +3,8 @@
 The per-event plan (``steps``), the debt ledger, features, the TLSTM cell, the numpy scorer and
 its lockstep rebuild, the per-user state (``user_state``), the drift monitors that watch the
 scorer (``monitors``), the model artifact as the scorer loads it and the model registry. No
-torch here: the live scorer runs on numpy alone. Imports only ``deepcredit``.
+torch here: the live scorer runs on numpy alone. Imports only ``deepcredit``. Importing the
+package loads nothing: the command line reads ``monitor_config`` without numpy.
 """
 
-from scorer.timegap import normalise_gap
-from scorer.tlstm import TLSTMWeights, tlstm_step
-
-__all__ = ["TLSTMWeights", "normalise_gap", "tlstm_step"]
+__all__: list[str] = []

@@ -50,16 +50,15 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import msgspec
-from river.base import DriftDetector
 from river.drift import ADWIN
 from river.metrics import RollingROCAUC
 
 from deepcredit.events import DAY_S, MAX_AMOUNT, Activity, ClickEvent
 from deepcredit.loans import Labels, Loan, step_loan
 from deepcredit.records import DriftAlert, Monitor
+from scorer.monitor_config import MonitorConfig
 
 __all__ = [
     "DriftMonitors",
@@ -80,34 +79,6 @@ _TARGETS = ("delinquent", "default")
 _SHARES = tuple((f"share_{a.value}", a) for a in Activity)
 
 
-@dataclass(frozen=True)
-class MonitorConfig:
-    """How one monitor alerts. ``detector`` builds one River detector per signal; None means
-    ``ADWIN(delta=delta)``.
-
-    ``delta`` is far below River's 0.002 because our observations are not independent: one
-    user's posts, amounts and loan outcomes are correlated, so ADWIN's bound, which assumes
-    independence, overstates the evidence. Smaller is not quieter either: a very small delta
-    makes ADWIN too slow to cut the warm-up's own drift out of its window, and it fires on it
-    just after the warm-up. The false alarms measured at each delta on the benchmark without a
-    shift (``deepcredit drift measure``) are in the README, "Drift monitors".
-    """
-
-    warmup_days: float = 30.0
-    cooldown_days: float = 7.0
-    delta: float = 1e-5
-    detector: Callable[[], DriftDetector] | None = None
-
-    def __post_init__(self) -> None:
-        if self.warmup_days < 0 or self.cooldown_days < 0:
-            raise ValueError("warmup_days and cooldown_days must be >= 0")
-        if not 0.0 < self.delta < 1.0:
-            raise ValueError(f"delta must lie in (0, 1), got {self.delta}")
-
-    def new_detector(self) -> DriftDetector:
-        return self.detector() if self.detector is not None else ADWIN(delta=self.delta)
-
-
 class _Watch:
     """The detectors of one monitor, one per signal, behind one warm-up and one cool-down."""
 
@@ -121,7 +92,8 @@ class _Watch:
     ) -> None:
         self.monitor, self.config, self.model_version = monitor, config, model_version
         self._clock = clock
-        self._detectors = {s: config.new_detector() for s in signals}
+        new = config.detector or (lambda: ADWIN(delta=config.delta))
+        self._detectors = {s: new() for s in signals}
         self._seen = 0
         self._quiet_until: float | None = None  # end of warm-up, then of each cool-down
 

@@ -425,7 +425,7 @@ def _fill_in(
     if left:
         log.warning("%d posts have no score on %s but a later post of the same user has "
                     "(scores dropped by retention?): left as they are", left, topic)  # fmt: skip
-    thresholds = read_latest(cfg.kafka, cfg.topics.thresholds) or DEFAULT_THRESHOLDS
+    thresholds = read_latest(cfg.kafka, cfg.topics.thresholds, cfg.timeout_s) or DEFAULT_THRESHOLDS
     producer = Producer(cfg.kafka.client_config())
     for e in missing:
         score = score_record(e, probabilities[e.event_id], thresholds, version)

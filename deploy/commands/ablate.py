@@ -7,6 +7,8 @@ from pathlib import Path
 
 from deepcredit.atomic import write_json
 from deploy.commands.common import CliError, Subparsers, command
+from deploy.commands.options import Option, add_options, from_args
+from training.experiments.config import AblationConfig
 
 __all__ = ["add"]
 
@@ -24,7 +26,7 @@ def add(sub: Subparsers) -> None:
     p.add_argument("--events", required=True, type=Path, help="event log (.jsonl or .jsonl.gz)")
     p.add_argument("--stats", type=Path, help="the generator's --stats JSON, to record with it")
     p.add_argument("--out", type=Path, default=Path("results/ablation.json"),
-                   help="JSON result (default results/ablation.json)")  # fmt: skip
+                   help="JSON result (default %(default)s)")  # fmt: skip
     p.add_argument(
         "--rows",
         nargs="+",
@@ -32,12 +34,8 @@ def add(sub: Subparsers) -> None:
         metavar="ROW",
         help=f"only these rows, of: {', '.join([*VARIANTS, *BASELINES])}",
     )
-    p.add_argument("--hidden", type=int, default=32, help="TLSTM hidden size (default 32)")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-users", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--max-minutes-per-model", type=float)
-    p.add_argument("--seed", type=int, default=0)
+    add_options(p, AblationConfig, Option("hidden_size", "--hidden"), "epochs", "batch_users",
+                "lr", "max_minutes_per_model", "seed")  # fmt: skip
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -46,7 +44,6 @@ def _run(args: argparse.Namespace) -> int:
 
     from training.core.eventlog import load_sequences
     from training.experiments.ablation import (
-        AblationConfig,
         benchmark_summary,
         config_dict,
         machine,
@@ -56,9 +53,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if not args.events.is_file():
         raise CliError(f"no such events file: {args.events}")
-    cfg = AblationConfig(hidden_size=args.hidden, epochs=args.epochs,
-                         batch_users=args.batch_users, lr=args.lr, seed=args.seed,
-                         max_minutes_per_model=args.max_minutes_per_model)  # fmt: skip
+    cfg = from_args(AblationConfig, args)
     seq, data = load_sequences(args.events)
     benchmark = {"data_sha256": data.sha256, **benchmark_summary(seq)}
     if args.stats:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from deepcredit.archive import ArchiveConfig
 from deploy.commands.common import CliError, Subparsers, add_bootstrap, command
+from deploy.commands.options import Option, add_options, from_args
 
 __all__ = ["add"]
 
@@ -23,27 +25,16 @@ def add(sub: Subparsers) -> None:
         action="store_true",
         help="stop at the topic's end as of the start (default: run until Ctrl-C)",
     )
-    p.add_argument(
-        "--segment-events",
-        type=int,
-        default=100_000,
-        help="cut a partition's segment at this many messages (default 100000)",
-    )
-    p.add_argument(
-        "--segment-minutes",
-        type=float,
-        default=60.0,
-        help="or when its first message has waited this long (default 60)",
-    )
+    add_options(p, ArchiveConfig, "segment_events",
+                Option("segment_seconds", "--segment-minutes", scale=60))  # fmt: skip
     add_bootstrap(p)
 
 
 def _archive(args: argparse.Namespace) -> int:
-    from deepcredit.archive import ArchiveConfig, ArchiveError, archive_clicks
+    from deepcredit.archive import ArchiveError, archive_clicks
     from deepcredit.settings import KafkaSettings, Topics
 
-    config = ArchiveConfig(segment_events=args.segment_events,
-                           segment_seconds=60 * args.segment_minutes)  # fmt: skip
+    config = from_args(ArchiveConfig, args)
     topic = Topics.from_env().clicks
     try:
         segments = archive_clicks(KafkaSettings(args.bootstrap), topic, args.folder,

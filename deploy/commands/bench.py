@@ -7,8 +7,13 @@ from pathlib import Path
 
 from deepcredit.settings import KafkaSettings
 from deploy.commands.common import CliError, Subparsers, add_bootstrap, command
+from deploy.commands.options import Option, add_options, from_args
+from training.core.config import ModelConfig
+from training.experiments.config import LiveBenchConfig
 
 __all__ = ["add"]
+
+_STEP_HIDDEN_SIZES = [16, 32, 64, 128, 256]  # the rows of the README's hidden-size table
 
 
 def add(sub: Subparsers) -> None:
@@ -25,17 +30,12 @@ def add(sub: Subparsers) -> None:
         "latency p50/p99 at a steady replay rate",
         _live,
     )  # fmt: skip
-    p.add_argument("--events", required=True, type=Path, help="a generated clickstream")
-    p.add_argument("--model", required=True, type=Path, help="a model folder")
+    add_options(p, LiveBenchConfig, "events", "model")
     add_bootstrap(p)
-    p.add_argument("--limit", type=int, default=100_000,
-                   help="events used for throughput (default 100000)")  # fmt: skip
-    p.add_argument("--repeats", type=int, default=3, help="throughput runs per flow (default 3)")
-    p.add_argument("--rate", type=float, default=500.0,
-                   help="replay rate of the latency run, events/s (default 500)")  # fmt: skip
-    p.add_argument("--latency-events", type=int, default=10_000,
-                   help="events replayed for latency (default 10000)")  # fmt: skip
-    p.add_argument("--out", type=Path, default=Path("results/live.json"))
+    add_options(p, LiveBenchConfig, "limit", "repeats", Option("latency_rate", "--rate"),
+                "latency_events")  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("results/live.json"),
+                   help="result JSON (default %(default)s)")  # fmt: skip
 
     p = command(
         bench_sub, "step",
@@ -43,11 +43,15 @@ def add(sub: Subparsers) -> None:
         "(one event at a time, median of repeats) and bytes per user state, per hidden size",
         _step,
     )  # fmt: skip
-    p.add_argument("--hidden", type=int, nargs="+", default=[16, 32, 64, 128, 256],
-                   help="hidden sizes (default 16 32 64 128 256)")  # fmt: skip
-    p.add_argument("--users", type=int, default=200, help="users in the stream (default 200)")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--out", type=Path, default=Path("results/step.json"))
+    p.add_argument("--hidden", type=int, nargs="+", default=_STEP_HIDDEN_SIZES,
+                   help=f"hidden sizes (default {' '.join(map(str, _STEP_HIDDEN_SIZES))})")
+    p.add_argument("--users", type=int, default=200,
+                   help="users in the stream (default %(default)s)")  # fmt: skip
+    p.add_argument("--repeats", type=int, default=5,
+                   help="passes over the stream per hidden size, the median is reported "
+                        "(default %(default)s)")  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("results/step.json"),
+                   help="result JSON (default %(default)s)")  # fmt: skip
 
     p = command(
         bench_sub, "rebuild",
@@ -55,22 +59,21 @@ def add(sub: Subparsers) -> None:
         "cut-over uses) against one event at a time, on the same histories in one run",
         _rebuild,
     )  # fmt: skip
-    p.add_argument("--users", type=int, default=500, help="users replayed (default 500)")
-    p.add_argument("--hidden", type=int, default=32, help="hidden size (default 32)")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--out", type=Path, default=Path("results/rebuild.json"))
+    p.add_argument("--users", type=int, default=500, help="users replayed (default %(default)s)")
+    add_options(p, ModelConfig, Option("hidden_size", "--hidden"))
+    p.add_argument("--repeats", type=int, default=3,
+                   help="runs of each way, the median is reported (default %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("results/rebuild.json"),
+                   help="result JSON (default %(default)s)")  # fmt: skip
 
 
 def _live(args: argparse.Namespace) -> int:
-    from training.experiments.live_bench import LiveBenchConfig, run_live_bench
+    from training.experiments.live_bench import run_live_bench
 
     for path in (args.events, args.model):
         if not path.exists():
             raise CliError(f"no such file or folder: {path}")
-    cfg = LiveBenchConfig(events=args.events, model=args.model,
-                          kafka=KafkaSettings(args.bootstrap), limit=args.limit,
-                          repeats=args.repeats, latency_rate=args.rate,
-                          latency_events=args.latency_events)  # fmt: skip
+    cfg = from_args(LiveBenchConfig, args, kafka=KafkaSettings(args.bootstrap))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     result = run_live_bench(cfg, args.out.with_suffix(".serve.log"))
     _write(args, result)
@@ -109,7 +112,7 @@ def _step(args: argparse.Namespace) -> int:
 def _rebuild(args: argparse.Namespace) -> int:
     from training.experiments.rebuild_cost import rebuild_cost
 
-    r = rebuild_cost(users=args.users, hidden=args.hidden, repeats=args.repeats)
+    r = rebuild_cost(users=args.users, hidden=args.hidden_size, repeats=args.repeats)
     _write(args, r)
     e = r["events_per_s"]
     print(f"{r['users']:,} users, {r['events']:,} events, D = {r['hidden_size']}: lockstep "

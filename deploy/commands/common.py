@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from deepcredit.atomic import write_json
-from deepcredit.settings import KafkaSettings
+from deepcredit.settings import DEFAULT_BOOTSTRAP, KafkaSettings
 
 __all__ = ["CliError", "Subparsers", "add_bootstrap", "command", "merge_json"]
 
@@ -24,7 +24,8 @@ Subparsers = argparse._SubParsersAction  # the type argparse gives no public nam
 def command(
     sub: Subparsers, name: str, help: str, run: Callable[[argparse.Namespace], int]
 ) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=help, description=help)
+    # argparse %-formats a help, not a description
+    p = sub.add_parser(name, help=help, description=help.replace("%%", "%"))
     p.set_defaults(run=run)
     return p
 
@@ -32,7 +33,7 @@ def command(
 def add_bootstrap(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--bootstrap", default=KafkaSettings.from_env().bootstrap_servers,
-        help="Kafka bootstrap servers (default: $DEEPCREDIT_BOOTSTRAP or 127.0.0.1:9092)",
+        help=f"Kafka bootstrap servers (default: $DEEPCREDIT_BOOTSTRAP or {DEFAULT_BOOTSTRAP})",
     )  # fmt: skip
 
 

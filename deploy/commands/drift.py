@@ -7,8 +7,12 @@ import argparse
 from pathlib import Path
 
 from deploy.commands.common import CliError, Subparsers, add_bootstrap, command, merge_json
+from deploy.commands.options import Option, add_options, from_args
+from training.experiments.config import DriftLoopConfig, DriftMeasureConfig
 
 __all__ = ["add"]
+
+_RESULTS = Path("results/drift.json")  # both actions write it: each its own part
 
 
 def add(sub: Subparsers) -> None:
@@ -28,31 +32,10 @@ def add(sub: Subparsers) -> None:
         _measure,
     )  # fmt: skip
     p.add_argument("--model", required=True, type=Path, help="a model folder made by 'train'")
-    p.add_argument(
-        "--users",
-        type=int,
-        default=2000,
-        help="users per stream (default 2000: about 1M events each, 1.5 minutes on 2 cores)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="generator seed of both streams")
-    p.add_argument(
-        "--shift-at-day",
-        type=float,
-        default=730.0,
-        help="day of the 1095-day horizon at which the shift starts (default 730)",
-    )
-    p.add_argument("--warmup-days", type=float, default=600.0,
-                   help="no alerts before this many days of each monitor's stream (default 600: "
-                        "the synthetic population matures until about day 540)")  # fmt: skip
-    p.add_argument(
-        "--cooldown-days",
-        type=float,
-        default=30.0,
-        help="no alert from a monitor for this long after its last (default 30)",
-    )
-    p.add_argument("--delta", type=float, default=1e-5, help="ADWIN's delta (default 1e-5)")
-    p.add_argument("--out", type=Path, default=Path("results/drift.json"),
-                   help="result JSON (default results/drift.json)")  # fmt: skip
+    add_options(p, DriftMeasureConfig, "users", "seed", "shift_at_day", "warmup_days",
+                "cooldown_days", "delta")  # fmt: skip
+    p.add_argument("--out", type=Path, default=_RESULTS,
+                   help="result JSON (default %(default)s)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = command(
@@ -66,29 +49,16 @@ def add(sub: Subparsers) -> None:
         "'end_to_end')",
         _loop,
     )  # fmt: skip
-    p.add_argument("--users", type=int, default=1000, help="users in the stream (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
-    p.add_argument("--term-risk", type=float, default=None,
-                   help="the generator's shift_term_risk (default: the scenario's 2; 0 is the "
-                        "calibrated shift alone)")  # fmt: skip
-    p.add_argument("--hidden", type=int, default=None, help="hidden size of both models "
-                   "(default: the scenario's 8)")  # fmt: skip
-    p.add_argument("--partitions", type=int, default=None,
-                   help="partitions of the clicks topic (default: the scenario's 3)")  # fmt: skip
-    p.add_argument("--step-days", type=float, default=None,
-                   help="after the monitors' warm-up the stream arrives in parts of this many "
-                        "event days (default: the scenario's 30)")  # fmt: skip
-    p.add_argument("--label-wait-days", type=float, default=None,
-                   help="the controller's wait for outcomes after a decision (default: the "
-                        "scenario's 150)")  # fmt: skip
-    p.add_argument("--epochs", type=int, default=None, help="most epochs of both models "
-                   "(default: the scenario's 5)")  # fmt: skip
+    add_options(p, DriftLoopConfig,
+                Option("users", default=1000),  # the README's scenario; the config's is CI's
+                "seed", Option("shift_term_risk", "--term-risk"), Option("hidden_size", "--hidden"),
+                "partitions", "step_days", "label_wait_days", "epochs")  # fmt: skip
     p.add_argument("--work-dir", type=Path, metavar="DIR",
                    help="models, archive, seed, stream and the flow's log (default "
                         "data/drift-loop/<start time>)")  # fmt: skip
     add_bootstrap(p)
-    p.add_argument("--out", type=Path, default=Path("results/drift.json"),
-                   help="result JSON to merge into (default results/drift.json)")  # fmt: skip
+    p.add_argument("--out", type=Path, default=_RESULTS,
+                   help="result JSON to merge into (default %(default)s)")  # fmt: skip
     p.add_argument("--keep-topics", action="store_true",
                    help="keep the scenario's topics on the broker afterwards (default: deleted "
                         "once read; kept anyway when the run fails)")  # fmt: skip
@@ -100,18 +70,11 @@ def _measure(args: argparse.Namespace) -> int:
 
     from scorer.artifact import ArtifactError, load_scorer
     from training.experiments.ablation import machine
-    from training.experiments.drift_measure import DriftMeasureConfig, measure_drift
+    from training.experiments.drift_measure import measure_drift
 
     try:
         weights = load_scorer(args.model)
-        config = DriftMeasureConfig(
-            users=args.users,
-            seed=args.seed,
-            shift_at_day=args.shift_at_day,
-            warmup_days=args.warmup_days,
-            cooldown_days=args.cooldown_days,
-            delta=args.delta,
-        )
+        config = from_args(DriftMeasureConfig, args)
         config.generator(True)  # validates users, seed and the shift time before any work
     except (ArtifactError, ValueError) as exc:
         raise CliError(str(exc)) from None
@@ -151,13 +114,10 @@ def _loop(args: argparse.Namespace) -> int:
 
     from deepcredit.settings import KafkaSettings, Topics
     from training.experiments.ablation import machine
-    from training.experiments.drift_loop import DriftLoopConfig, DriftLoopError, run_drift_loop
+    from training.experiments.drift_loop import DriftLoopError, run_drift_loop
 
-    chosen = {"users": args.users, "seed": args.seed, "shift_term_risk": args.term_risk,
-              "hidden_size": args.hidden, "epochs": args.epochs, "partitions": args.partitions,
-              "step_days": args.step_days, "label_wait_days": args.label_wait_days}  # fmt: skip
     try:
-        config = DriftLoopConfig(**{k: v for k, v in chosen.items() if v is not None})
+        config = from_args(DriftLoopConfig, args)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from deploy.commands.common import CliError, Subparsers, command
+from deploy.commands.options import Option, add_options, from_args
+from training.benchmark.config import GeneratorConfig
 
 __all__ = ["add"]
 
@@ -17,14 +19,10 @@ def add(sub: Subparsers) -> None:
         "about 4.9M activities, 713K posts, 13.4%% of funded loans delinquent, 4.8%% default)",
         _run,
     )  # fmt: skip
-    p.add_argument("--users", type=int, default=10_000, help="number of users (default 10000)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--horizon-days", type=float, default=3 * 365.0,
-                   help="days of history from 2015-01-01 (default 1095)")  # fmt: skip
-    p.add_argument(
-        "--shift-at", metavar="UNIX_TS", type=float,
-        help="inject a regime shift (a platform crisis) from this event time on",
-    )  # fmt: skip
+    add_options(p, GeneratorConfig,
+                Option("users", default=10_000),  # the paper's sample; the config has none
+                "seed", "horizon_days",
+                Option("shift_at_ts", "--shift-at", metavar="UNIX_TS"))  # fmt: skip
     p.add_argument("--out", required=True, help="output file: .jsonl, or .jsonl.gz to compress")
     p.add_argument("--stats", help="also write the realised statistics as JSON to this file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -32,15 +30,10 @@ def add(sub: Subparsers) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from deepcredit.codec import encode
-    from training.benchmark.generator import GeneratorConfig, write_jsonl
+    from training.benchmark.generator import write_jsonl
 
     try:
-        config = GeneratorConfig(
-            users=args.users,
-            seed=args.seed,
-            horizon_days=args.horizon_days,
-            shift_at_ts=args.shift_at,
-        )
+        config = from_args(GeneratorConfig, args)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     out = Path(args.out)

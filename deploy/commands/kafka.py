@@ -6,7 +6,9 @@ import argparse
 from pathlib import Path
 
 from deepcredit.settings import KafkaSettings, Topics
+from deploy.broker import BrokerConfig
 from deploy.commands.common import Subparsers, command
+from deploy.commands.options import add_options
 
 __all__ = ["add"]
 
@@ -29,17 +31,18 @@ def add(sub: Subparsers) -> None:
     down = command(actions, "down", "stop the broker started by 'up', by its own pid",
                    _down)  # fmt: skip
     for p in (up, status, down):
-        p.add_argument("--port", type=int, default=9092, help="broker port (default: 9092)")
+        add_options(p, BrokerConfig, "port")
         p.add_argument("--home", type=Path, help="broker data/log folder")
     up.add_argument(
         "--partitions", type=int, default=4,
-        help="partitions of the user-keyed topics clicks and risk-scores (default: 4)",
+        help="partitions of the user-keyed topics clicks and risk-scores (default %(default)s)",
     )  # fmt: skip
-    up.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for it")
+    up.add_argument("--timeout", type=float, default=90,
+                    help="seconds to wait for it to answer (default %(default)s)")  # fmt: skip
 
 
 def _broker(args: argparse.Namespace):  # -> LocalBroker; import kept lazy for a fast --help
-    from deploy.broker import BrokerConfig, LocalBroker, default_home
+    from deploy.broker import LocalBroker, default_home
 
     return LocalBroker(BrokerConfig(home=args.home or default_home(args.port), port=args.port))
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 from deploy.commands.common import CliError, Subparsers, command
 
-__all__ = ["add", "add_models_dir", "resolve_model"]
+__all__ = ["MODELS_DIR", "add", "add_models_dir", "resolve_model"]
+
+MODELS_DIR = Path("artifacts/models")  # where 'train' writes, and every command looks
 
 
 def add(sub: Subparsers) -> None:
@@ -15,7 +17,7 @@ def add(sub: Subparsers) -> None:
         "models",
         help="the model registry: list trained models, promote one, roll back, show the log",
         description=(
-            "The model folders 'deepcredit train' writes (default artifacts/models) are the "
+            f"The model folders 'deepcredit train' writes (default {MODELS_DIR}) are the "
             "registry. One of them is current: the file CURRENT in that folder names it, and "
             "'deepcredit serve --model current' loads it at start. Every promotion and rollback "
             "is appended to promotions.jsonl there, with who and why."
@@ -45,9 +47,9 @@ def add(sub: Subparsers) -> None:
 
 
 def add_models_dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models-dir", type=Path, default=Path("artifacts/models"),
+    p.add_argument("--models-dir", type=Path, default=MODELS_DIR,
                    help="the folder 'deepcredit train' writes models into "
-                        "(default artifacts/models)")  # fmt: skip
+                        "(default %(default)s)")  # fmt: skip
 
 
 def resolve_model(model: Path, models_dir: Path) -> Path:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from deploy.commands.common import CliError, Subparsers, add_bootstrap, command
 from deploy.commands.models import add_models_dir
+from deploy.commands.options import Option, add_options, from_args
+from training.retraining.config import ControllerConfig
 
 __all__ = ["add"]
 
@@ -28,7 +30,6 @@ def add(sub: Subparsers) -> None:
     )
     retrain.add_argument(
         "--bootstrap",
-        default=None,
         help="also write the decision to the model-events topic of this broker",
     )
     controller = command(
@@ -52,48 +53,9 @@ def add(sub: Subparsers) -> None:
         help="stop at the alerts topic's end, after running what is due (default: run until "
         "Ctrl-C)",
     )
-    controller.add_argument(
-        "--alerts-needed",
-        type=int,
-        default=3,
-        help="alerts within --within-days that decide a retraining (default 3)",
-    )
-    controller.add_argument(
-        "--within-days", type=float, default=30.0, help="event days (default 30)"
-    )
-    controller.add_argument(
-        "--immediate",
-        action="append",
-        default=[],
-        choices=["scores", "inputs", "performance"],
-        help="a monitor whose single alert decides (repeatable)",
-    )
-    controller.add_argument(
-        "--label-wait-days",
-        type=float,
-        default=120.0,
-        help="event days from the decision to the retraining, for outcomes to arrive (default 120)",
-    )
-    controller.add_argument(
-        "--min-eval-labels",
-        type=int,
-        default=20,
-        help="positives and negatives of each target the gate needs among the posts since "
-        "the first alert; fewer: wait --recheck-days more (default 20)",
-    )
-    controller.add_argument("--recheck-days", type=float, default=30.0, help="default 30")
-    controller.add_argument(
-        "--max-wait-days",
-        type=float,
-        default=365.0,
-        help="most extra waiting for labels, then judge what is measurable (default 365)",
-    )
-    controller.add_argument(
-        "--cooldown-days",
-        type=float,
-        default=90.0,
-        help="no new decision this many event days after one's due time (default 90)",
-    )
+    add_options(controller, ControllerConfig, "alerts_needed", "within_days",
+                Option("immediate_monitors", "--immediate"), "label_wait_days",
+                "min_eval_labels", "recheck_days", "max_wait_days", "cooldown_days")  # fmt: skip
     controller.add_argument(
         "--state",
         type=Path,
@@ -103,70 +65,19 @@ def add(sub: Subparsers) -> None:
     controller.add_argument(
         "--group",
         default="deepcredit-retrain-controller",
-        help="Kafka consumer group (where to resume)",
+        help="Kafka consumer group: where to resume (default %(default)s)",
     )
     add_bootstrap(controller)
     for p in (retrain, controller):
         add_models_dir(p)
-        p.add_argument(
-            "--window-days",
-            type=float,
-            default=365.0,
-            help="event time to train on, ending at the newest event (default 365)",
-        )
-        p.add_argument(
-            "--eval-days",
-            type=float,
-            default=90.0,
-            help="without a decision ('retrain'): the latest event days both models are judged "
-            "on (default 90); the controller judges the posts since the first alert",
-        )
-        p.add_argument(
-            "--min-auc-gain",
-            type=float,
-            default=0.005,
-            help="AUC the challenger must gain on every target; also the most AUC it may "
-            "lose when it wins on calibration (default 0.005)",
-        )
-        p.add_argument(
-            "--min-brier-gain",
-            type=float,
-            default=0.10,
-            help="or: the share of Brier score it must remove on one target (default 0.10) ...",
-        )
-        p.add_argument(
-            "--max-brier-loss",
-            type=float,
-            default=0.02,
-            help="... while no target's Brier score rises by more than this share (default 0.02)",
-        )
-        p.add_argument(
-            "--no-recalibrate",
-            action="store_true",
-            help="when the retrained challenger is rejected, do not try the champion "
-            "recalibrated to the same period's outcomes",
-        )
-        p.add_argument("--hidden", type=int, default=32, help="challenger hidden size")
-        p.add_argument("--epochs", type=int, default=20, help="most epochs (default 20)")
-        p.add_argument("--batch-users", type=int, default=32, help="default 32")
-        p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 0.001)")
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--max-minutes", type=float, help="training time budget")
-        p.add_argument("--by", default="retrain-controller", help="who decides (logged)")
+        add_options(p, ControllerConfig, "window_days", "eval_days", "min_auc_gain",
+                    "min_brier_gain", "max_brier_loss",
+                    Option("recalibrate", help="when the retrained challenger is rejected, do "
+                                               "not try the champion recalibrated to the same "
+                                               "period's outcomes"),
+                    Option("hidden_size", "--hidden"), "epochs", "batch_users", "lr", "seed",
+                    "max_minutes", "by")  # fmt: skip
         p.add_argument("--quiet", action="store_true", help="no progress output")
-
-
-def _config(args: argparse.Namespace, **more):  # -> training.retraining.controller.ControllerConfig
-    from training.retraining.controller import ControllerConfig
-
-    return ControllerConfig(window_days=args.window_days, eval_days=args.eval_days,
-                            min_auc_gain=args.min_auc_gain,
-                            min_brier_gain=args.min_brier_gain,
-                            max_brier_loss=args.max_brier_loss,
-                            recalibrate=not args.no_recalibrate, hidden_size=args.hidden,
-                            epochs=args.epochs, batch_users=args.batch_users, lr=args.lr,
-                            seed=args.seed, max_minutes=args.max_minutes, by=args.by,
-                            **more)  # fmt: skip
 
 
 def _registry(args: argparse.Namespace):  # -> ModelRegistry
@@ -201,7 +112,7 @@ def _retrain(args: argparse.Namespace) -> int:
         raise CliError(f"no such events file or archive: {args.events}")
     kafka = KafkaSettings(args.bootstrap) if args.bootstrap else None
     try:
-        result = RetrainController(_config(args)).retrain(
+        result = RetrainController(from_args(ControllerConfig, args)).retrain(
             args.events, _registry(args), kafka=kafka, topics=Topics.from_env(),
             progress=not args.quiet)  # fmt: skip
     except (RegistryError, FileNotFoundError, ValueError) as exc:
@@ -211,21 +122,15 @@ def _retrain(args: argparse.Namespace) -> int:
 
 
 def _controller(args: argparse.Namespace) -> int:
-    from deepcredit.records import Monitor
     from deepcredit.settings import KafkaSettings, Topics
     from training.retraining.controller import STATE_FILE, RetrainController, run_controller
 
     if not args.archive.is_dir():
         raise CliError(f"no such archive folder: {args.archive}")
-    config = _config(args, alerts_needed=args.alerts_needed, within_days=args.within_days,
-                     immediate_monitors=frozenset(Monitor(m) for m in args.immediate),
-                     label_wait_days=args.label_wait_days, min_eval_labels=args.min_eval_labels,
-                     recheck_days=args.recheck_days, max_wait_days=args.max_wait_days,
-                     cooldown_days=args.cooldown_days)  # fmt: skip
     registry = _registry(args)
     state = args.state or registry.root / STATE_FILE
     try:
-        controller = RetrainController.from_file(config, state)
+        controller = RetrainController.from_file(from_args(ControllerConfig, args), state)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     results = run_controller(controller, args.archive, registry, KafkaSettings(args.bootstrap),

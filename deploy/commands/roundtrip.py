@@ -24,7 +24,8 @@ def add(sub: Subparsers) -> None:
         "--with-bad-messages", action="store_true",
         help="mix in a few malformed messages to show them going to the dead-letter topic",
     )  # fmt: skip
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait (default 120)")
+    p.add_argument("--timeout", type=float, default=120,
+                   help="seconds to wait (default %(default)s)")  # fmt: skip
 
 
 def _run(args: argparse.Namespace) -> int:

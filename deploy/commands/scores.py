@@ -18,7 +18,8 @@ def add(sub: Subparsers) -> None:
         _run,
     )  # fmt: skip
     add_bootstrap(p)
-    p.add_argument("--latest", type=int, default=5, help="latest scores to show (default 5)")
+    p.add_argument("--latest", type=int, default=5,
+                   help="latest scores to show (default %(default)s)")  # fmt: skip
 
 
 def _run(args: argparse.Namespace) -> int:

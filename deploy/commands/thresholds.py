@@ -44,8 +44,8 @@ def add(sub: Subparsers) -> None:
                         "must be higher)")  # fmt: skip
     for p in (show, s):
         add_bootstrap(p)
-        p.add_argument("--timeout", type=float, default=10.0,
-                       help="seconds to wait for the broker (default 10)")  # fmt: skip
+        p.add_argument("--timeout", type=float, default=10,
+                       help="seconds to wait for the broker (default %(default)s)")  # fmt: skip
 
 
 def _show(args: argparse.Namespace) -> int:

@@ -6,6 +6,9 @@ import argparse
 from pathlib import Path
 
 from deploy.commands.common import CliError, Subparsers, command
+from deploy.commands.models import MODELS_DIR
+from deploy.commands.options import Option, add_options, from_args
+from training.core.config import ModelConfig, TrainConfig
 
 __all__ = ["add"]
 
@@ -25,43 +28,29 @@ def _add_train(sub: Subparsers) -> None:
         _train,
     )  # fmt: skip
     p.add_argument("--events", required=True, type=Path, help="event log (.jsonl or .jsonl.gz)")
-    p.add_argument("--out-dir", type=Path, default=Path("artifacts/models"),
-                   help="where model folders go (default artifacts/models)")  # fmt: skip
+    p.add_argument("--out-dir", type=Path, default=MODELS_DIR,
+                   help="where model folders go (default %(default)s)")  # fmt: skip
     p.add_argument(
         "--variant",
         choices=sorted(VARIANTS),
         default="deepcredit",
-        help="model variant (paper Table 1); default: deepcredit (H-TLSTM + CL)",
+        help="model variant, a row of the paper's Table 1 (default %(default)s: H-TLSTM + CL)",
     )
-    p.add_argument("--hidden", type=int, default=32,
-                   help="TLSTM hidden size (default 32, from the README's sweep; paper: 256)")
-    p.add_argument("--epochs", type=int, default=20, help="most epochs (default 20)")
-    p.add_argument(
-        "--patience",
-        type=int,
-        default=3,
-        help="stop after this many epochs without a better validation AUC",
-    )
-    p.add_argument("--batch-users", type=int, default=32, help="users per batch (default 32)")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 0.001)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-minutes", type=float, help="stop after the epoch that crosses this")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    add_options(p, ModelConfig, Option("hidden_size", "--hidden"))
+    add_options(p, TrainConfig, "epochs", "patience", "batch_users", "lr", "seed", "max_minutes",
+                "threads")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.core.model import ModelConfig
     from training.core.pipeline import train_model
-    from training.core.train import TrainConfig, TrainingDataError
+    from training.core.train import TrainingDataError
     from training.core.variants import VARIANTS
 
     if not args.events.is_file():
         raise CliError(f"no such events file: {args.events}")
-    model_config = ModelConfig(hidden_size=args.hidden, **VARIANTS[args.variant])
-    train_config = TrainConfig(epochs=args.epochs, batch_users=args.batch_users, lr=args.lr,
-                               patience=args.patience, seed=args.seed,
-                               max_minutes=args.max_minutes, threads=args.threads)  # fmt: skip
+    model_config = from_args(ModelConfig, args, **VARIANTS[args.variant])
+    train_config = from_args(TrainConfig, args)
     try:
         card = train_model(args.events, args.out_dir, model_config, train_config, strict=True,
                            progress=not args.quiet)  # fmt: skip

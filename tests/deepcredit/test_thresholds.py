@@ -31,7 +31,7 @@ from deepcredit.waiting import wait_until
 from deploy.cli import main
 from tests.strategies import thresholds_like
 
-OPS = {"updated_by": "ops"}
+OPS = {"updated_by": "ops", "timeout_s": 10.0}
 
 # The case thresholds-malformed-record: what an admin tool writing Date.now() puts there, and a
 # record with an extra field of 1,200 nested arrays. Lines for ``kcat -P -K '\t'``.
@@ -87,7 +87,7 @@ def test_decode_thresholds_says_why_not(value: bytes | None, complaint: str) -> 
 def test_set_then_read_latest_with_versions_counting_up(
     kafka: KafkaSettings, topics: Topics
 ) -> None:
-    assert read_latest(kafka, topics.thresholds) is None
+    assert read_latest(kafka, topics.thresholds, 10.0) is None
     first = set_thresholds(kafka, topics.thresholds, default_decline=0.3, note="q3", **OPS)
     assert first.version == 1
     # Thresholds not given keep their value in force: the defaults, then the first update's.
@@ -95,7 +95,7 @@ def test_set_then_read_latest_with_versions_counting_up(
     second = set_thresholds(kafka, topics.thresholds, delinquent_review=0.2, **OPS)
     assert second.version == 2
     assert (second.delinquent_review, second.default_decline, second.note) == (0.2, 0.3, "")
-    assert read_latest(kafka, topics.thresholds) == second
+    assert read_latest(kafka, topics.thresholds, 10.0) == second
     assert set_thresholds(kafka, topics.thresholds, default_review=0.05, version=10,
                           **OPS).version == 10  # fmt: skip
     assert set_thresholds(kafka, topics.thresholds, default_review=0.06, **OPS).version == 11
@@ -116,7 +116,7 @@ def test_invalid_thresholds_are_refused_and_nothing_is_written(
 ) -> None:
     with pytest.raises(InvalidThresholds, match=re.escape(complaint)):
         set_thresholds(kafka, topics.thresholds, **{**OPS, **change})
-    assert read_latest(kafka, topics.thresholds) is None
+    assert read_latest(kafka, topics.thresholds, 10.0) is None
 
 
 @pytest.mark.kafka
@@ -127,7 +127,7 @@ def test_a_version_not_above_the_one_in_force_is_refused(
     for version in (4, 5):
         with pytest.raises(InvalidThresholds, match=f"version {version} is not above version 5"):
             set_thresholds(kafka, topics.thresholds, default_review=0.12, version=version, **OPS)
-    assert read_latest(kafka, topics.thresholds).version == 5  # type: ignore[union-attr]
+    assert read_latest(kafka, topics.thresholds, 10.0).version == 5  # type: ignore[union-attr]
 
 
 @pytest.mark.kafka
@@ -138,7 +138,7 @@ def test_read_latest_skips_invalid_and_older_records(
     write_raw(kafka, topics.thresholds, b"{oops")
     write_raw(kafka, topics.thresholds, encode(msgspec.structs.replace(good, version=2)))
     with caplog.at_level(logging.WARNING, logger="deepcredit.thresholds"):
-        assert read_latest(kafka, topics.thresholds) == good
+        assert read_latest(kafka, topics.thresholds, 10.0) == good
     assert "not a thresholds record" in caplog.text
     assert "version 2 is not above version 3" in caplog.text
 
@@ -207,7 +207,7 @@ def test_cli_set_and_show(
     assert main(["thresholds", "set", "--default-review", "0.1", "--by", "bob", "--version",
                  "1", *broker]) == 1  # fmt: skip
     assert "version 1 is not above version 1" in capsys.readouterr().err
-    assert read_latest(kafka, topics.thresholds).version == 1  # type: ignore[union-attr]
+    assert read_latest(kafka, topics.thresholds, 10.0).version == 1  # type: ignore[union-attr]
 
 
 def test_cli_set_needs_something_to_change(capsys: pytest.CaptureFixture) -> None:

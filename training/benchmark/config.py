@@ -6,7 +6,7 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from deepcredit.events import DAY_S, TS_MAX, TS_MIN
 
@@ -36,11 +36,16 @@ class GeneratorConfig:
     model trained after the shift can know. 0 (the default) leaves the shift as calibrated.
     """
 
-    users: int
-    seed: int = 0
+    users: int = field(metadata={"help": "number of users"})
+    seed: int = field(default=0, metadata={"help": "random seed: the same seed, the same stream"})
     start_ts: float = DEFAULT_START_TS
-    horizon_days: float = DEFAULT_HORIZON_DAYS
-    shift_at_ts: float | None = None
+    horizon_days: float = field(default=DEFAULT_HORIZON_DAYS,
+                                metadata={"help": "days of history from 2015-01-01"})  # fmt: skip
+    shift_at_ts: float | None = field(
+        default=None,
+        metadata={"help": "inject a regime shift (a platform crisis) from this event time on, "
+                          "Unix seconds (default: one regime throughout)"},
+    )  # fmt: skip
     shift_term_risk: float = 0.0
 
     def __post_init__(self) -> None:

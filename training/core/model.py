@@ -18,13 +18,12 @@ sigmoid(logit), and the training loss is on the raw logits.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from scorer.features import ACTIVITY_FEATURES, LOAN_FEATURES, LoanStep
+from training.core.config import ModelConfig
 from training.core.dataset import UserBatch
 from training.core.evaluation import TARGETS
 from training.core.tlstm import TLSTMCell, final_states
@@ -39,29 +38,6 @@ __all__ = [
     "calibration_tensor",
     "probabilities",
 ]
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """What to build. Saved in every checkpoint so the scorer rebuilds the same model."""
-
-    hidden_size: int = 32  # production default, from the measured sweep (README)
-    head_sizes: tuple[int, ...] = (256, 128, 64)
-    use_time: bool = True  # False: plain LSTM cells (H-LSTM)
-    complementary: bool = True  # False: no Y(i-1) input (H-TLSTM without CL)
-    use_activity: bool = True  # False: TLSTM(repay) only
-    use_repay: bool = True  # False: TLSTM(activity) only
-
-    @property
-    def loan_input_size(self) -> int:
-        return LOAN_FEATURES + (len(TARGETS) if self.complementary else 0)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ModelConfig:
-        return cls(**{**d, "head_sizes": tuple(d["head_sizes"])})
 
 
 def batch_to_tensors(batch: UserBatch) -> dict[str, Tensor]:
@@ -98,7 +74,8 @@ class DeepCredit(nn.Module):
         self.calibration = None
         d, t = config.hidden_size, config.use_time
         self.activity = TLSTMCell(ACTIVITY_FEATURES, d, t)
-        self.repay = TLSTMCell(config.loan_input_size, d, t)
+        loan_inputs = LOAN_FEATURES + (len(TARGETS) if config.complementary else 0)  # + Y(i-1)
+        self.repay = TLSTMCell(loan_inputs, d, t)
         self.state = TLSTMCell(2 * d, d, t)
         self.head = Head(d, config.head_sizes)
 

@@ -10,7 +10,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from scorer.card import TargetMetrics
+from training.core.config import TrainConfig
 from training.core.dataset import Sequences, split_users, user_rows
 from training.core.evaluation import TARGETS, per_target
 from training.core.model import DeepCredit, ModelConfig, batch_to_tensors, probabilities
@@ -47,26 +48,6 @@ log = logging.getLogger(__name__)
 
 TEST_SALT = "test-split-v1"
 VALIDATION_SALT = "validation-split-v1"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 20
-    batch_users: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    grad_clip: float = 1.0
-    patience: int = 3  # epochs without a better validation AUC before stopping
-    seed: int = 0
-    test_fraction: float = 0.2
-    validation_fraction: float = 0.1  # of the training users
-    max_minutes: float | None = None  # stop after the epoch that crosses this budget
-    # Intra-op threads. The steps are small (B x D matmuls) and sequential, so a second thread
-    # only adds hand-offs; on this shared 2-core machine two threads made a batch ~50x slower.
-    threads: int = 1
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,9 @@ from training.core.dataset import Sequences
 from training.core.evaluation import binary_metrics
 from training.core.model import TARGETS, ModelConfig
 from training.core.pipeline import peak_rss_mib, reset_peak_rss
-from training.core.train import Split, TrainConfig, fit, predict, split
+from training.core.train import Split, fit, predict, split
 from training.core.variants import BASELINES, VARIANTS
+from training.experiments.config import AblationConfig
 
 __all__ = ["PAPER_TABLE_1", "AblationConfig", "machine", "run_ablation", "table"]
 
@@ -50,26 +51,6 @@ LABELS = {
     "hmm": "HMM",
     "lr": "Logistic regression",
 }
-
-
-@dataclass(frozen=True)
-class AblationConfig:
-    hidden_size: int = 32
-    epochs: int = 20
-    batch_users: int = 32
-    lr: float = 1e-3
-    patience: int = 3
-    seed: int = 0
-    max_minutes_per_model: float | None = None
-    window: int = 8  # T: loans looked back by the re-encode and the flat-feature baselines
-    alpha: float = 0.5  # eq. 6 weight of past loans in the re-encode's loss
-    threads: int = 1
-
-    def train_config(self) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, batch_users=self.batch_users, lr=self.lr,
-                           patience=self.patience, seed=self.seed,
-                           max_minutes=self.max_minutes_per_model,
-                           threads=self.threads)  # fmt: skip
 
 
 @dataclass(frozen=True)

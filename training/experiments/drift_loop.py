@@ -73,13 +73,12 @@ from deepcredit.waiting import wait_until
 from scorer.card import TargetMetrics
 from scorer.registry import PROMOTE, ModelRegistry
 from state.cutover import CutoverConfig, CutoverSummary, finish_cutover, prepare_cutover
-from training.benchmark.config import DEFAULT_START_TS, GeneratorConfig
 from training.benchmark.generator import generate
 from training.core.dataset import labels_within
+from training.experiments.config import DriftLoopConfig
 from training.experiments.processes import serve_process
 from training.retraining.controller import (
     STATE_FILE,
-    ControllerConfig,
     RetrainController,
     RetrainResult,
     run_controller,
@@ -98,90 +97,6 @@ BY = "drift-loop"
 
 class DriftLoopError(RuntimeError):
     """A stage of the scenario did not complete; the message says which and where to look."""
-
-
-@dataclass(frozen=True)
-class DriftLoopConfig:
-    """The scenario. Defaults: the CI size, about 160,000 events of 300 users over three years
-    (the drift measurement's timeline: shift at day 730)."""
-
-    # the stream (training.benchmark.generator)
-    users: int = 300
-    seed: int = 0
-    horizon_days: float = 1095.0
-    shift_at_day: float = 730.0  # S
-    shift_term_risk: float = 2.0  # GeneratorConfig's: in the crisis, longer loans go bad
-    step_days: float = 30.0  # after the warm-up, the stream arrives in parts this long
-    # Partitions of the clicks topic: three, as a real topic has several; the flow's drift step
-    # puts the partitions' interleaved, user-grouped batches back in event-time order
-    # (dataflow.reorder), without which the first alert came 66 days after the shift, not 8.
-    partitions: int = 3
-    # The flow's drift monitors: the population matures until about day 540 and keeps drifting
-    # slowly (README, "Drift monitors"), which ADWIN flags at this size too (day 684 with this
-    # stream), so the warm-up ends 30 days before S.
-    warmup_days: float = 700.0
-    # the controller (training.retraining.controller.ControllerConfig)
-    alerts_needed: int = 3
-    within_days: float = 30.0
-    label_wait_days: float = 150.0
-    min_eval_labels: int = 20
-    cooldown_days: float = 365.0  # one decision in the run
-    window_days: float = 365.0  # champion and challenger each train on this much event time
-    min_auc_gain: float = 0.005
-    min_brier_gain: float = 0.10
-    max_brier_loss: float = 0.02
-    recalibrate: bool = True
-    # both models (training.core.model.ModelConfig, training.core.train.TrainConfig)
-    hidden_size: int = 8
-    epochs: int = 5
-    batch_users: int = 16
-    lr: float = 3e-3
-    train_seed: int = 0
-    timeout_s: float = 300.0  # most seconds the flow may take to score one part
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.shift_at_day < self.horizon_days:
-            raise ValueError("the shift must fall within the stream (0 < shift_at_day < "
-                             f"horizon_days), got {self.shift_at_day} and "
-                             f"{self.horizon_days}")  # fmt: skip
-        if self.partitions < 1:
-            raise ValueError(f"partitions must be >= 1, got {self.partitions}")
-        if self.step_days <= 0:
-            raise ValueError(f"step_days must be > 0, got {self.step_days}")
-        if not 0.0 <= self.warmup_days < self.shift_at_day:
-            raise ValueError("warmup_days must end before the shift (a warm-up past it hides "
-                             "the shift)")  # fmt: skip
-        self.generator()  # validates users and seed
-        self.controller()  # validates the controller's knobs
-
-    def ts(self, day: float) -> float:
-        """Event time of a day of the stream."""
-        return DEFAULT_START_TS + day * DAY_S
-
-    def cuts(self) -> list[float]:
-        """The event days each part of the stream ends at (the last: the horizon)."""
-        days, day = [], self.warmup_days
-        while day < self.horizon_days:
-            days.append(day)
-            day += self.step_days
-        return [*days, self.horizon_days]
-
-    def generator(self) -> GeneratorConfig:
-        return GeneratorConfig(users=self.users, seed=self.seed, horizon_days=self.horizon_days,
-                               shift_at_ts=self.ts(self.shift_at_day),
-                               shift_term_risk=self.shift_term_risk)  # fmt: skip
-
-    def controller(self) -> ControllerConfig:
-        return ControllerConfig(alerts_needed=self.alerts_needed, within_days=self.within_days,
-                                label_wait_days=self.label_wait_days,
-                                min_eval_labels=self.min_eval_labels,
-                                cooldown_days=self.cooldown_days, window_days=self.window_days,
-                                min_auc_gain=self.min_auc_gain,
-                                min_brier_gain=self.min_brier_gain,
-                                max_brier_loss=self.max_brier_loss,
-                                recalibrate=self.recalibrate, hidden_size=self.hidden_size,
-                                epochs=self.epochs, batch_users=self.batch_users, lr=self.lr,
-                                seed=self.train_seed)  # fmt: skip
 
 
 # -- the record -------------------------------------------------------------------------------

@@ -15,68 +15,27 @@ The generator guarantees that both streams are identical before the shift (teste
 ``tests/training/benchmark/test_generator.py``), so the prefix is scored once: the run without the
 shift is copied (user states and monitors) at its first event at or after the shift, and the shifted
 stream resumes from that copy. The alarms before the shift are therefore the same on both.
-
->>> DriftMeasureConfig(users=10).shift_at_ts - DEFAULT_START_TS == 730 * DAY_S
-True
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 from tqdm import tqdm
 
 from deepcredit.events import DAY_S, ClickEvent
 from deepcredit.records import DriftAlert, Monitor
 from scorer.model import ModelWeights, advance
-from scorer.monitors import DriftMonitors, MonitorConfig
+from scorer.monitor_config import MonitorConfig
+from scorer.monitors import DriftMonitors
 from scorer.user_state import UserState
-from training.benchmark.config import DEFAULT_HORIZON_DAYS, DEFAULT_START_TS, GeneratorConfig
+from training.benchmark.config import DEFAULT_START_TS
 from training.benchmark.generator import generate
+from training.experiments.config import DriftMeasureConfig
 
 __all__ = ["DriftMeasureConfig", "measure_drift"]
-
-
-@dataclass(frozen=True)
-class DriftMeasureConfig:
-    """The streams and the monitors' settings.
-
-    The default warm-up covers the benchmark's own ramp: users join during the first 30% of
-    the horizon and build up debts and delinquency histories, so the mean score of the stream
-    without a shift climbs from about 0.05 to 0.18 until day 540 or so and stays flat after.
-    Alerts on that climb would be true drift, but not the drift we measure.
-    """
-
-    users: int = 2000
-    seed: int = 0
-    shift_at_day: float = 730.0
-    horizon_days: float = DEFAULT_HORIZON_DAYS
-    warmup_days: float = 600.0
-    cooldown_days: float = 30.0
-    delta: float = 1e-5
-    auc_window: int = 1000
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.shift_at_day < self.horizon_days:
-            raise ValueError(
-                f"shift_at_day must lie inside the horizon (0, {self.horizon_days:g}), "
-                f"got {self.shift_at_day:g}"
-            )
-
-    @property
-    def shift_at_ts(self) -> float:
-        return DEFAULT_START_TS + self.shift_at_day * DAY_S
-
-    def generator(self, shifted: bool) -> GeneratorConfig:
-        return GeneratorConfig(users=self.users, seed=self.seed, horizon_days=self.horizon_days,
-                               shift_at_ts=self.shift_at_ts if shifted else None)  # fmt: skip
-
-    def monitors(self, model_version: str) -> DriftMonitors:
-        cfg = MonitorConfig(self.warmup_days, self.cooldown_days, self.delta)
-        return DriftMonitors(model_version, scores=cfg, inputs=cfg, performance=cfg,
-                             auc_window=self.auc_window)  # fmt: skip
 
 
 class _Replay:
@@ -104,11 +63,17 @@ class _Replay:
         self.alerts.extend((self.events, a) for a in self.monitors.advance(end_ts))
 
 
+def _monitors(config: DriftMeasureConfig, model_version: str) -> DriftMonitors:
+    cfg = MonitorConfig(config.warmup_days, config.cooldown_days, config.delta)
+    return DriftMonitors(model_version, scores=cfg, inputs=cfg, performance=cfg,
+                         auc_window=config.auc_window)  # fmt: skip
+
+
 def measure_drift(weights: ModelWeights, config: DriftMeasureConfig, progress: bool = True) -> dict:
     """Run both streams and report per monitor (see the module docstring)."""
     started = time.perf_counter()
     shift_ts, end_ts = config.shift_at_ts, config.generator(False).end_ts
-    calm = _Replay(weights, config.monitors(weights.version))
+    calm = _Replay(weights, _monitors(config, weights.version))
     fork: _Replay | None = None
     for event in _days(generate(config.generator(False)), config, 0.0, "no shift", progress):
         if fork is None and event.ts >= shift_ts:

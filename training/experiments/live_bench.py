@@ -17,7 +17,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from deepcredit.waiting import wait_until
 from scorer.artifact import load_scorer
 from scorer.user_state import encode_state
 from state.recovery_store import read_states
+from training.experiments.config import LiveBenchConfig
 from training.experiments.processes import serve_process
 
 __all__ = ["LiveBenchConfig", "run_live_bench"]
@@ -46,21 +47,7 @@ __all__ = ["LiveBenchConfig", "run_live_bench"]
 VARIANTS = ("model", "pass_through", "model_no_recovery")
 
 
-@dataclass(frozen=True)
-class LiveBenchConfig:
-    events: Path  # a generated clickstream (JSON lines, .gz allowed)
-    model: Path  # a model folder made by 'deepcredit train'
-    kafka: KafkaSettings
-    limit: int = 100_000  # events of the file used for throughput
-    repeats: int = 3
-    partitions: int = 3
-    snapshot_s: int = 5
-    latency_rate: float = 500.0  # events/s replayed for the latency run
-    latency_events: int = 10_000
-    progress: bool = True
-
-
-@contextlib.contextmanager
+@contextmanager
 def _fresh_topics(cfg: LiveBenchConfig) -> Iterator[Topics]:
     """Six new topics for one run, deleted after it (each run starts from empty topics)."""
     topics = Topics.from_prefix(f"bench-{uuid.uuid4().hex[:8]}-")

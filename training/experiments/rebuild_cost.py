@@ -19,7 +19,7 @@ from training.core.model import DeepCredit, ModelConfig
 __all__ = ["rebuild_cost"]
 
 
-def rebuild_cost(users: int = 500, hidden: int = 32, repeats: int = 3, seed: int = 0) -> dict:
+def rebuild_cost(*, users: int, hidden: int, repeats: int, seed: int = 0) -> dict:
     histories: dict[str, list[ClickEvent]] = defaultdict(list)
     for e in generate(GeneratorConfig(users=users, seed=seed)):
         histories[e.user_id].append(e)

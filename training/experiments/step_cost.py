@@ -41,7 +41,7 @@ def _run(w: ModelWeights, events: list[ClickEvent]) -> tuple[float, float, list[
             [len(encode_state(s)) for s in states.values()])  # fmt: skip
 
 
-def step_cost(hidden_sizes: list[int], users: int = 200, repeats: int = 5) -> list[dict]:
+def step_cost(hidden_sizes: list[int], *, users: int, repeats: int) -> list[dict]:
     events = list(generate(GeneratorConfig(users=users, seed=0)))
     rows = []
     for d in hidden_sizes:

@@ -97,15 +97,15 @@ import msgspec
 
 from deepcredit.atomic import write_atomic
 from deepcredit.events import DAY_S
-from deepcredit.records import DriftAlert, ModelEvent, Monitor
+from deepcredit.records import DriftAlert, ModelEvent
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.waiting import wait_until
 from scorer.registry import PROMOTE, ModelRegistry, Promotion
+from training.retraining.config import ControllerConfig
 
 if TYPE_CHECKING:
     from scorer.card import TargetMetrics
     from training.core.dataset import Sequences
-    from training.core.train import TrainConfig
 
 __all__ = [
     "REJECT",
@@ -124,52 +124,6 @@ log = logging.getLogger(__name__)
 REJECT = "reject"
 WAIT = "wait"  # a due decision whose gate lacks labels: it waits recheck_days more
 STATE_FILE = "controller-state.json"  # in the registry's folder, by default
-
-
-@dataclass(frozen=True)
-class ControllerConfig:
-    # debounce, labels, cool-down (event time)
-    alerts_needed: int = 3
-    within_days: float = 30.0
-    immediate_monitors: frozenset[Monitor] = frozenset()
-    label_wait_days: float = 120.0  # from the decision to its retraining
-    min_eval_labels: int = 20  # positives, and negatives, of each target the gate needs
-    recheck_days: float = 30.0  # more waiting when it has fewer
-    max_wait_days: float = 365.0  # then it is judged on what is measurable
-    cooldown_days: float = 90.0  # after a retraining's due time, before the next decision
-    # data
-    window_days: float = 365.0  # event time the challenger is trained on
-    eval_days: float = 90.0  # without a decision: the latest event time both are judged on
-    # the gate
-    min_auc_gain: float = 0.005
-    min_brier_gain: float = 0.10  # relative: 0.10 = a Brier score 10% lower (on one target)
-    max_brier_loss: float = 0.02  # relative: no target's Brier score more than 2% higher
-    recalibrate: bool = True  # a rejected challenger: try the champion recalibrated (4b.)
-    # the challenger (training.core.model.ModelConfig / training.core.train.TrainConfig)
-    hidden_size: int = 32
-    epochs: int = 20
-    batch_users: int = 32
-    lr: float = 1e-3
-    seed: int = 0
-    max_minutes: float | None = None
-    by: str = "retrain-controller"  # who the registry logs as deciding
-
-    def __post_init__(self) -> None:
-        if self.alerts_needed < 1:
-            raise ValueError(f"alerts_needed must be >= 1, got {self.alerts_needed}")
-        for name in ("within_days", "label_wait_days", "recheck_days", "max_wait_days",
-                     "cooldown_days", "window_days", "eval_days"):  # fmt: skip
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.recheck_days <= 0:
-            raise ValueError(f"recheck_days must be > 0, got {self.recheck_days}")
-
-    def train_config(self) -> TrainConfig:
-        """How the challenger is trained (the champion should be trained alike to compare)."""
-        from training.core.train import TrainConfig
-
-        return TrainConfig(epochs=self.epochs, batch_users=self.batch_users, lr=self.lr,
-                           seed=self.seed, max_minutes=self.max_minutes)  # fmt: skip
 
 
 class RetrainDecision(msgspec.Struct, frozen=True, kw_only=True):
@@ -623,7 +577,7 @@ def run_controller(
     topics: Topics,
     *,
     until_end: bool,
-    group_id: str = "deepcredit-retrain-controller",
+    group_id: str,
     state_path: Path | None = None,
     check_seconds: float = 5.0,
     progress: bool = False,
@@ -632,10 +586,10 @@ def run_controller(
     clock (``deepcredit.archive.archived_through``; an events file: at once) reaches its due
     time. Returns the decisions judged (promote or reject), in order.
 
-    The consumer group's committed offset is where it resumes; an alert's offset is committed
-    once the core's state is saved to ``state_path`` (None: not saved). The clock is read every
-    ``check_seconds`` and at the end. With ``until_end``, stop at the topic's end as of the start
-    (for tests and replays), after running what is due by then.
+    The committed offset of the consumer group ``group_id`` is where it resumes; an alert's
+    offset is committed once the core's state is saved to ``state_path`` (None: not saved). The
+    clock is read every ``check_seconds`` and at the end. With ``until_end``, stop at the
+    topic's end as of the start (for tests and replays), after running what is due by then.
     """
     from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 

@@ -1,0 +1,62 @@
+"""What to build and how to train it, free of torch: the command line reads these defaults for
+``deepcredit train --help`` without loading it.
+
+>>> ModelConfig.from_dict(ModelConfig(hidden_size=8).to_dict()) == ModelConfig(hidden_size=8)
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+__all__ = ["ModelConfig", "TrainConfig"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What to build. Saved in every checkpoint so the scorer rebuilds the same model. The
+    switches are the ablations of the paper's Table 1 (``training.core.variants``)."""
+
+    hidden_size: int = field(default=32, metadata={
+        "help": "TLSTM hidden size, state numbers per layer: the README's sweep chose the "
+                "default, the paper used 256"
+    })  # fmt: skip
+    head_sizes: tuple[int, ...] = (256, 128, 64)
+    use_time: bool = True  # False: plain LSTM cells (H-LSTM)
+    complementary: bool = True  # False: no Y(i-1) input (H-TLSTM without CL)
+    use_activity: bool = True  # False: TLSTM(repay) only
+    use_repay: bool = True  # False: TLSTM(activity) only
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        return cls(**{**d, "head_sizes": tuple(d["head_sizes"])})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = field(default=20, metadata={"help": "most epochs (passes over the users)"})
+    batch_users: int = field(default=32, metadata={"help": "users per batch"})
+    lr: float = field(default=1e-3, metadata={"help": "learning rate (AdamW)"})
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    patience: int = field(default=3, metadata={
+        "help": "stop after this many epochs without a better validation AUC"
+    })  # fmt: skip
+    seed: int = field(default=0, metadata={
+        "help": "seed of the initial weights and the batch order: the same seed and data, the "
+                "same model"
+    })  # fmt: skip
+    test_fraction: float = 0.2
+    validation_fraction: float = 0.1  # of the training users
+    max_minutes: float | None = field(default=None, metadata={
+        "help": "stop after the epoch that crosses this many minutes (default: no limit)"
+    })  # fmt: skip
+    # Intra-op threads. The steps are small (B x D matmuls) and sequential, so a second thread
+    # only adds hand-offs (README, "Training": two threads were far slower on 2 shared cores).
+    threads: int = field(default=1, metadata={"help": "torch intra-op threads"})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
