@@ -24,26 +24,30 @@ def add(sub: Subparsers) -> None:
         "--target",
         default="all",
         choices=["all", *TARGETS],
-        help="one target, or all of them (default; the canary only when named)",
+        metavar="NAME",
+        help=f"one of {', '.join(TARGETS)}, or all (default: every one but the canary, a "
+        "check of the harness itself)",
     )
-    p.add_argument("--seconds", type=int, default=30,
+    p.add_argument("--seconds", type=int, default=30, metavar="S",
                    help="fuzzing time per target, seconds (default 30)")  # fmt: skip
     p.add_argument(
         "--runs",
         type=int,
+        metavar="N",
         default=None,
         help="stop a target after this many inputs (default: no limit)",
     )
-    p.add_argument("--corpus", type=Path, default=None,
+    p.add_argument("--corpus", type=Path, default=None, metavar="DIR",
                    help="keep each target's corpus in DIR/<target> and start from it "
                         "(default: a temporary one, from the built-in seeds)")  # fmt: skip
-    p.add_argument("--crashes", type=Path, default=Path("fuzz-crashes"),
+    p.add_argument("--crashes", type=Path, default=Path("fuzz-crashes"), metavar="DIR",
                    help="where a crashing input and its traceback are saved "
                         "(default fuzz-crashes)")  # fmt: skip
     p.add_argument(
         "--out",
         type=Path,
         default=None,
+        metavar="FILE",
         help="also write the figures, the command and the machine as JSON here",
     )
     p.add_argument("--replay", type=Path, default=None, metavar="FILE",
