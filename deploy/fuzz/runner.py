@@ -37,7 +37,9 @@ _SCRATCH_BASE = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
 _STAT = re.compile(r"^stat::(\w+):\s+(\d+)", re.MULTILINE)
 _COVERAGE = re.compile(r"\bcov: (\d+) ft: (\d+)")
 _WRITTEN = re.compile(r"Test unit written to (\S+)")
-_PY_CRASH = re.compile(r" === Uncaught Python exception: ===\n(.*?)\n==\d+== ERROR", re.DOTALL)
+# atheris prints the exception, then its traceback, then a blank line.
+_PY_CRASH = re.compile(r"=== Uncaught Python exception: ===\n(.*?)(?:\n\s*\n|\n==\d+==|\Z)",
+                       re.DOTALL)  # fmt: skip
 _ERROR = re.compile(r"==\d+== ERROR: libFuzzer: (.*)")
 
 
@@ -107,11 +109,11 @@ def run_target(
     started = time.monotonic()
     try:
         proc = subprocess.run([sys.executable, "-m", "deploy.fuzz", name, *flags, str(corpus)],
-                              capture_output=True, text=True, errors="replace", env=env,
-                              timeout=seconds + _GRACE_S)  # fmt: skip
-        output, returncode = proc.stdout + proc.stderr, proc.returncode
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              errors="replace", env=env, timeout=seconds + _GRACE_S)  # fmt: skip
+        output, returncode = proc.stdout, proc.returncode
     except subprocess.TimeoutExpired as exc:
-        output = _text(exc.stdout) + _text(exc.stderr) + "\n==0== ERROR: libFuzzer: hung\n"
+        output = _text(exc.stdout) + "\n==0== ERROR: libFuzzer: hung\n"
         returncode = -9
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
