@@ -11,10 +11,6 @@ they are rebuilt.
 803
 >>> decode_state(encode_state(s)) == s
 True
->>> decode_state(encode_state(s)[:-1])  # a torn snapshot
-Traceback (most recent call last):
-...
-scorer.user_state.StateDecodeError: not a user state: Input data was truncated
 >>> key = event_key("e1")
 >>> s.has_seen(key), s.remember(key), s.has_seen(key)
 (False, None, True)
@@ -23,7 +19,6 @@ scorer.user_state.StateDecodeError: not a user state: Input data was truncated
 from __future__ import annotations
 
 import hashlib
-import math
 from typing import Any
 
 import msgspec
@@ -106,40 +101,6 @@ class UserState(msgspec.Struct, eq=False, array_like=True):
         """Add ``key`` as the newest, forgetting the oldest beyond ``RECENT_IDS``."""
         self.recent = (self.recent + key)[-RECENT_IDS * KEY_BYTES :]
 
-    def problem(self) -> str | None:
-        """Why the scorer cannot advance this state, or None when it can: ``hc`` not (6, D)
-        or ``y_prev`` not (2,) finite float32, ``recent`` not whole keys, or a number in the
-        memory not finite (or a count negative). Every state ``advance`` makes passes."""
-        hc, y = self.hc, self.y_prev
-        if hc.dtype != np.float32 or hc.ndim != 2 or hc.shape[0] != 6 or hc.shape[1] < 1:
-            return f"hc must be (6, D) float32, got {hc.dtype} {hc.shape}"
-        if y.dtype != np.float32 or y.shape != (2,):
-            return f"y_prev must be (2,) float32, got {y.dtype} {y.shape}"
-        if not (np.isfinite(hc).all() and np.isfinite(y).all()):
-            return "hc and y_prev must be finite"
-        if len(self.recent) % KEY_BYTES or len(self.recent) > RECENT_IDS * KEY_BYTES:
-            return (f"recent must hold at most {RECENT_IDS} keys of {KEY_BYTES} bytes, got "
-                    f"{len(self.recent)} bytes")  # fmt: skip
-        bad = _bad_number(msgspec.to_builtins(self.memory))
-        return None if bad is None else f"the step memory holds {bad!r}"
-
-
-def _bad_number(obj: Any) -> float | None:
-    """A number in ``obj`` (builtins, nested) that no event makes: not finite, or a negative
-    count; None when there is none. The memory holds event times, amounts and counts only."""
-    if isinstance(obj, bool):
-        return None
-    if isinstance(obj, float):
-        return None if math.isfinite(obj) else obj
-    if isinstance(obj, int):
-        return obj if obj < 0 else None
-    items = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, list) else ()
-    for v in items:
-        bad = _bad_number(v)
-        if bad is not None:
-            return bad
-    return None
-
 
 def _enc_hook(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
@@ -171,8 +132,15 @@ def decode_state(data: bytes) -> UserState:
     """The UserState that ``encode_state`` wrote into ``data`` (a recovery snapshot, a seed's).
 
     Raises StateDecodeError for any other bytes: not msgpack, truncated, not a state's fields
-    and types, nested too deep to decode, or a state ``UserState.problem`` refuses. Nothing
-    else, whatever the bytes: they come from disk, where anything can happen to them.
+    and types, nested too deep to decode, or a state the scorer cannot advance (``hc`` not
+    (6, D) or ``y_prev`` not (2,) finite float32, ``recent`` not whole keys, a number in the
+    step memory not finite or a count negative). Nothing else, whatever the bytes: they come
+    from disk, where anything can happen to them.
+
+    >>> decode_state(encode_state(UserState.new("m1", 4))[:-1])  # a torn snapshot
+    Traceback (most recent call last):
+    ...
+    scorer.user_state.StateDecodeError: not a user state: Input data was truncated
     """
     try:
         state = _decoder.decode(data)
@@ -180,7 +148,40 @@ def decode_state(data: bytes) -> UserState:
         raise StateDecodeError(f"not a user state: {exc}") from None
     except RecursionError:  # msgspec recurses once per level of an ignored trailing field
         raise StateDecodeError("not a user state: nested too deep to decode") from None
-    problem = state.problem()
+    problem = _problem(state)
     if problem is not None:
         raise StateDecodeError(f"not a user state: {problem}")
     return state
+
+
+def _problem(s: UserState) -> str | None:
+    """Why the scorer cannot advance ``s``, or None when it can (every state it makes can)."""
+    hc, y = s.hc, s.y_prev
+    if hc.dtype != np.float32 or hc.ndim != 2 or hc.shape[0] != 6 or hc.shape[1] < 1:
+        return f"hc must be (6, D) float32, got {hc.dtype} {hc.shape}"
+    if y.dtype != np.float32 or y.shape != (2,):
+        return f"y_prev must be (2,) float32, got {y.dtype} {y.shape}"
+    if not (np.isfinite(hc).all() and np.isfinite(y).all()):
+        return "hc and y_prev must be finite"
+    if len(s.recent) % KEY_BYTES or len(s.recent) > RECENT_IDS * KEY_BYTES:
+        return (f"recent must hold at most {RECENT_IDS} keys of {KEY_BYTES} bytes, got "
+                f"{len(s.recent)} bytes")  # fmt: skip
+    bad = _bad_number(msgspec.to_builtins(s.memory))
+    return None if bad is None else f"the step memory holds {bad!r}"
+
+
+def _bad_number(obj: Any) -> float | None:
+    """A number in ``obj`` (builtins, nested) that no event makes: not finite, or a negative
+    count; None when there is none. The memory holds event times, amounts and counts only."""
+    if isinstance(obj, bool):
+        return None
+    if isinstance(obj, float):
+        return None if np.isfinite(obj) else obj
+    if isinstance(obj, int):
+        return obj if obj < 0 else None
+    items = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, list) else ()
+    for v in items:
+        bad = _bad_number(v)
+        if bad is not None:
+            return bad
+    return None

@@ -270,7 +270,7 @@ def _example_states(version: str, hidden: int, users: int) -> list[Any]:
                            activity=Activity(activity), amount=100.0, loan_id=loan,
                            **extra)  # fmt: skip
             plan_step(s.memory, e)
-            s.remember(event_key(e.event_id))
+            s.recent += event_key(e.event_id)  # as ``remember`` keeps them
         s.hc = rng.normal(size=s.hc.shape).astype(np.float32)
         s.y_prev = np.array([0.2, 0.05], np.float32)
         states.append(s)

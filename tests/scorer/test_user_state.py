@@ -14,7 +14,6 @@ from scorer.model import ModelWeights, StateVersionError, advance
 from scorer.user_state import (
     KEY_BYTES,
     RECENT_IDS,
-    StateDecodeError,
     UserState,
     decode_state,
     encode_state,
@@ -142,65 +141,3 @@ def test_remembering_ids_costs_2_bytes_empty_and_259_once_full() -> None:
         advance(w, s, e)
     without = msgspec.msgpack.encode(msgspec.msgpack.decode(encode_state(s))[:4])
     assert len(encode_state(s)) - len(without) == 3 + RECENT_IDS * KEY_BYTES == 259
-
-
-def broken(change: str) -> bytes:
-    """The snapshot of a new state (D = 2) with one thing in it broken, as ``change`` says."""
-    nan = np.full(12, np.nan, np.float32).tobytes()
-    fields = msgspec.msgpack.decode(encode_state(UserState.new("m1", 2)))
-    tail = b""
-    if change == "hc (6, 2, 1)":
-        fields[2] = [[6, 2, 1], fields[2][1]]
-    elif change == "hc (12,)":
-        fields[2] = [[12], fields[2][1]]
-    elif change == "hc (-1,)":
-        fields[2] = [[-1], fields[2][1]]
-    elif change == "hc NaN":
-        fields[2] = [[6, 2], nan]
-    elif change == "y_prev (3,)":
-        fields[3] = [[3], bytes(12)]
-    elif change == "recent 7 bytes":
-        fields[4] = bytes(7)
-    elif change == "activity_ts NaN":
-        fields[1][1] = float("nan")
-    elif change == "on_time -1":
-        fields[1][0][1] = -1
-    elif change == "deep extra field":
-        fields.append(None)  # the decoder skips trailing fields: there, nest past the limit
-        tail = b"\x91" * 5000 + b"\xc0"
-    data = msgspec.msgpack.encode(fields)
-    return data[:-1] + tail if tail else data
-
-
-@pytest.mark.parametrize(
-    ("change", "says"),
-    [
-        ("truncated", "truncated"),
-        ("not msgpack", "not a user state"),
-        ("a map", "Expected `array`, got `object`"),
-        ("hc (6, 2, 1)", r"hc must be \(6, D\) float32, got float32 \(6, 2, 1\)"),
-        ("hc (12,)", r"hc must be \(6, D\)"),
-        ("hc (-1,)", "not a user state"),
-        ("hc NaN", "hc and y_prev must be finite"),
-        ("y_prev (3,)", r"y_prev must be \(2,\) float32"),
-        ("recent 7 bytes", "recent must hold at most 32 keys of 8 bytes, got 7"),
-        ("activity_ts NaN", "the step memory holds nan"),
-        ("on_time -1", "the step memory holds -1"),
-        ("deep extra field", "nested too deep to decode"),
-    ],
-)
-def test_bytes_that_are_no_state_raise_state_decode_error_only(change: str, says: str) -> None:
-    # Recovery and seeds read these bytes from disk: whatever they hold, one error type.
-    data = {"truncated": encode_state(UserState.new("m1", 2))[:-1], "not msgpack": b"\xc1",
-            "a map": msgspec.msgpack.encode({"model_version": "m1"})}.get(change)  # fmt: skip
-    with pytest.raises(StateDecodeError, match=says):
-        decode_state(broken(change) if data is None else data)
-
-
-def test_every_state_the_scorer_makes_passes_its_own_check() -> None:
-    w = weights()
-    s = UserState.new(w.version, w.hidden_size)
-    for e in make_events(300, users=1, seed=2):
-        advance(w, s, e)
-        assert s.problem() is None
-    assert s.memory.ledger.loans and decode_state(encode_state(s)) == s
