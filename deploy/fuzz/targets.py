@@ -19,7 +19,9 @@ load it before any decoder.
 
 from __future__ import annotations
 
+import atexit
 import math
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -341,7 +343,11 @@ def _state_seeds() -> list[bytes]:
 
 
 def _scratch() -> Path:
-    return Path(tempfile.mkdtemp(prefix="deepcredit-fuzz-"))
+    """A folder for the targets that read files; removed when the process exits (the fuzzing
+    process's whole temporary folder is removed by the runner, crash or not)."""
+    folder = Path(tempfile.mkdtemp(prefix="deepcredit-fuzz-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def _seed() -> Check:
