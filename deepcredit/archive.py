@@ -100,6 +100,23 @@ class Segment(msgspec.Struct, frozen=True, kw_only=True):
     max_ts: float | None
     written_at: float  # wall clock
 
+    def problem(self) -> str | None:
+        """Why this line cannot be a segment the archiver wrote, or None: a file outside
+        ``segments/``, offsets or a line count that do not add up, one event-time bound."""
+        folder, _, name = self.file.partition("/")
+        if folder != SEGMENTS_DIR or name in ("", ".", "..") or "/" in name or "\x00" in name:
+            return f"file must be a file in {SEGMENTS_DIR}/, got {self.file!r}"
+        if self.partition < 0 or not 0 <= self.first_offset < self.next_offset:
+            return (f"partition {self.partition}, offsets {self.first_offset} to "
+                    f"{self.next_offset}: want partition >= 0, 0 <= first < next")  # fmt: skip
+        if not 1 <= self.lines <= self.next_offset - self.first_offset:
+            return f"{self.lines} lines for offsets {self.first_offset} to {self.next_offset}"
+        if (self.min_ts is None) != (self.max_ts is None):
+            return "one event-time bound without the other"
+        if self.min_ts is not None and not self.min_ts <= self.max_ts:  # type: ignore[operator]
+            return f"event times {self.min_ts} to {self.max_ts}"
+        return None
+
 
 class _Ts(msgspec.Struct):
     ts: float
@@ -135,14 +152,22 @@ class ArchiveConfig:
 
 def read_segments(folder: Path) -> list[Segment]:
     """The manifest's segments, in the order written (a torn last line is ignored).
-    ArchiveError when a complete line is not a segment."""
+    ArchiveError when a complete line is not a segment: not one's JSON, nested too deep to
+    decode, or refused by ``Segment.problem``."""
     path = Path(folder) / MANIFEST_FILE
     out = []
     for number, line in read_log(path):
         try:
-            out.append(msgspec.json.decode(line, type=Segment))
+            segment = msgspec.json.decode(line, type=Segment)
         except msgspec.DecodeError as exc:
             raise ArchiveError(f"{path} line {number} is not a segment: {exc}") from None
+        except RecursionError:  # msgspec recurses once per level of an ignored field
+            raise ArchiveError(f"{path} line {number} is not a segment: nested too deep to "
+                               "decode") from None  # fmt: skip
+        problem = segment.problem()
+        if problem is not None:
+            raise ArchiveError(f"{path} line {number} is not a segment: {problem}")
+        out.append(segment)
     return out
 
 

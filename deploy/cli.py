@@ -16,6 +16,7 @@ from deploy.commands import (
     bench,
     cutover,
     drift,
+    fuzz,
     generate,
     kafka,
     models,
@@ -65,6 +66,7 @@ examples:
   deepcredit thresholds show          the decision thresholds in force
   deepcredit thresholds set --default-decline 0.25 --by alice --note "tighter after Q3"
                                       change one threshold live, without a restart
+  deepcredit fuzz --seconds 60        fuzz every decoder of outside bytes against its contract
 
 Environment: DEEPCREDIT_BOOTSTRAP (default 127.0.0.1:9092) and DEEPCREDIT_TOPIC_PREFIX
 set the broker and a prefix for every topic name.
@@ -100,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for group in (kafka, generate, train, ablate, roundtrip, replay, thresholds, serve, scores,
-                  bench, drift, models, archive, retrain, cutover):  # fmt: skip
+                  bench, drift, models, archive, retrain, cutover, fuzz):  # fmt: skip
         group.add(sub)  # the order here is the order of 'deepcredit --help'
     return parser
 

@@ -26,7 +26,15 @@ import numpy as np
 
 from scorer.steps import StepMemory
 
-__all__ = ["KEY_BYTES", "RECENT_IDS", "UserState", "decode_state", "encode_state", "event_key"]
+__all__ = [
+    "KEY_BYTES",
+    "RECENT_IDS",
+    "StateDecodeError",
+    "UserState",
+    "decode_state",
+    "encode_state",
+    "event_key",
+]
 
 
 #: How many of a user's most recent event ids a state remembers. Resends land near the
@@ -126,5 +134,64 @@ def encode_state(state: UserState) -> bytes:
     return _encoder.encode(state)
 
 
+class StateDecodeError(ValueError):
+    """Bytes that are not a user state the scorer can advance (the message says why)."""
+
+
 def decode_state(data: bytes) -> UserState:
-    return _decoder.decode(data)
+    """The UserState that ``encode_state`` wrote into ``data`` (a recovery snapshot, a seed's).
+
+    Raises StateDecodeError for any other bytes: not msgpack, truncated, not a state's fields
+    and types, nested too deep to decode, or a state the scorer cannot advance (``hc`` not
+    (6, D) or ``y_prev`` not (2,) finite float32, ``recent`` not whole keys, a number in the
+    step memory not finite or a count negative). Nothing else, whatever the bytes: they come
+    from disk, where anything can happen to them.
+
+    >>> decode_state(encode_state(UserState.new("m1", 4))[:-1])  # a torn snapshot
+    Traceback (most recent call last):
+    ...
+    scorer.user_state.StateDecodeError: not a user state: Input data was truncated
+    """
+    try:
+        state = _decoder.decode(data)
+    except msgspec.DecodeError as exc:  # a ValidationError too, and what _dec_hook raises
+        raise StateDecodeError(f"not a user state: {exc}") from None
+    except RecursionError:  # msgspec recurses once per level of an ignored trailing field
+        raise StateDecodeError("not a user state: nested too deep to decode") from None
+    problem = _problem(state)
+    if problem is not None:
+        raise StateDecodeError(f"not a user state: {problem}")
+    return state
+
+
+def _problem(s: UserState) -> str | None:
+    """Why the scorer cannot advance ``s``, or None when it can (every state it makes can)."""
+    hc, y = s.hc, s.y_prev
+    if hc.dtype != np.float32 or hc.ndim != 2 or hc.shape[0] != 6 or hc.shape[1] < 1:
+        return f"hc must be (6, D) float32, got {hc.dtype} {hc.shape}"
+    if y.dtype != np.float32 or y.shape != (2,):
+        return f"y_prev must be (2,) float32, got {y.dtype} {y.shape}"
+    if not (np.isfinite(hc).all() and np.isfinite(y).all()):
+        return "hc and y_prev must be finite"
+    if len(s.recent) % KEY_BYTES or len(s.recent) > RECENT_IDS * KEY_BYTES:
+        return (f"recent must hold at most {RECENT_IDS} keys of {KEY_BYTES} bytes, got "
+                f"{len(s.recent)} bytes")  # fmt: skip
+    bad = _bad_number(msgspec.to_builtins(s.memory))
+    return None if bad is None else f"the step memory holds {bad!r}"
+
+
+def _bad_number(obj: Any) -> float | None:
+    """A number in ``obj`` (builtins, nested) that no event makes: not finite, or a negative
+    count; None when there is none. The memory holds event times, amounts and counts only."""
+    if isinstance(obj, bool):
+        return None
+    if isinstance(obj, float):
+        return None if np.isfinite(obj) else obj
+    if isinstance(obj, int):
+        return obj if obj < 0 else None
+    items = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, list) else ()
+    for v in items:
+        bad = _bad_number(v)
+        if bad is not None:
+            return bad
+    return None

@@ -19,6 +19,7 @@ from pathlib import Path
 import msgspec
 
 from deepcredit.atomic import write_atomic
+from scorer.user_state import StateDecodeError, decode_state
 
 __all__ = ["SEED_FILE", "Seed", "SeedError", "read_seed", "write_seed"]
 
@@ -58,12 +59,45 @@ def write_seed(folder: Path, seed: Seed) -> Path:
 
 
 def read_seed(folder: Path) -> Seed:
-    """The seed in ``folder``; SeedError when there is none or it cannot be read."""
+    """The seed in ``folder``, every state in it checked: a flow starts from it whole or not
+    at all, rather than stop at the first event of a user whose state is broken.
+
+    Raises SeedError when there is no seed, or it is not one: bytes that do not decode (nested
+    too deep included), a negative partition or offset, or a state that is not a user state
+    (``decode_state``), of another model version than the seed's, or of another hidden size
+    than the others. Decoding every state costs a few microseconds per user.
+    """
     path = Path(folder) / SEED_FILE
     try:
-        return _decoder.decode(path.read_bytes())
+        seed = _decoder.decode(path.read_bytes())
     except FileNotFoundError:
         raise SeedError(f"no cut-over seed in {folder} (no {SEED_FILE}): run "
                         "'deepcredit cutover --out DIR' first") from None  # fmt: skip
     except msgspec.DecodeError as exc:
         raise SeedError(f"{path} is not a cut-over seed: {exc}") from None
+    except RecursionError:  # msgspec recurses once per level of an ignored field
+        raise SeedError(f"{path} is not a cut-over seed: nested too deep to decode") from None
+    problem = _problem(seed)
+    if problem is not None:
+        raise SeedError(f"{path} is not a usable cut-over seed: {problem}")
+    return seed
+
+
+def _problem(seed: Seed) -> str | None:
+    """Why ``seed`` cannot seed a flow, whatever its model and topic; None when it can."""
+    for partition, offset in seed.offsets.items():
+        if partition < 0 or offset < 0:  # a negative offset means "the end" to Kafka
+            return f"partition {partition} at offset {offset}: both must be >= 0"
+    hidden: int | None = None
+    for user, blob in seed.states.items():
+        try:
+            state = decode_state(blob)
+        except StateDecodeError as exc:
+            return f"the state of user {user!r}: {exc}"
+        if state.model_version != seed.model_version:
+            return (f"the state of user {user!r} is of model {state.model_version}, the seed "
+                    f"of {seed.model_version}")  # fmt: skip
+        if hidden is not None and state.hc.shape[1] != hidden:
+            return f"the state of user {user!r} has hidden size {state.hc.shape[1]}, not {hidden}"
+        hidden = state.hc.shape[1]
+    return None

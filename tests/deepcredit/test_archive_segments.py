@@ -10,6 +10,7 @@ import pytest
 
 from deepcredit import archive
 from deepcredit.archive import ArchiveError, read_offsets, read_segments, read_window
+from deepcredit.jsonlines import append_durable
 
 
 def value(offset: int) -> bytes:
@@ -64,3 +65,34 @@ def test_recovery_drops_the_torn_line_and_the_unnamed_files(tmp_path: Path) -> N
     ]
     assert (tmp_path / archive.MANIFEST_FILE).read_bytes().endswith(b"}\n")
     assert list(read_window(tmp_path, start_ts=1002.0, end_ts=1004.0)) == [value(2), value(3)]
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"file": "../../etc/passwd"}, "file must be a file in segments/"),
+        ({"file": "segments/.."}, "file must be a file in segments/"),
+        ({"file": "segments/a/b.jsonl.gz"}, "file must be a file in segments/"),
+        ({"partition": -1}, "partition -1"),
+        ({"first_offset": 10, "next_offset": 10}, "want partition >= 0, 0 <= first < next"),
+        ({"lines": 11}, "11 lines for offsets 0 to 10"),
+        ({"lines": 0}, "0 lines"),
+        ({"max_ts": None}, "one event-time bound without the other"),
+        ({"min_ts": 2000.0}, "event times 2000.0 to 1009.0"),
+    ],
+)
+def test_a_manifest_line_that_is_no_segment_is_an_archive_error(
+    tmp_path: Path, change: dict, says: str
+) -> None:
+    segment = msgspec.structs.replace(write(tmp_path, 0, range(10)), **change)
+    archive._append_manifest(tmp_path, segment)
+    with pytest.raises(ArchiveError, match=f"manifest.jsonl line 2 is not a segment: .*{says}"):
+        read_segments(tmp_path)
+
+
+def test_a_manifest_line_nested_too_deep_is_an_archive_error(tmp_path: Path) -> None:
+    line = msgspec.json.encode(write(tmp_path, 0, range(10)))
+    deep = line[:-1] + b',"x":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    append_durable(tmp_path / archive.MANIFEST_FILE, deep)
+    with pytest.raises(ArchiveError, match="line 2 is not a segment: nested too deep"):
+        read_segments(tmp_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from dataflow.flow import load_seed
@@ -59,3 +60,33 @@ def test_serve_with_a_seed_of_another_model_exits_with_the_reason(
     err = capsys.readouterr().err
     assert "made for model dc-other" in err and "run 'deepcredit cutover --model" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"offsets": {0: -1}}, "partition 0 at offset -1: both must be >= 0"),
+        ({"offsets": {-1: 5}}, "partition -1 at offset 5"),
+        ({"states": {"u1": b"\x95garbage"}}, "the state of user 'u1': not a user state"),
+        ({"states": {"u1": encode_state(UserState.new("dc-a", 8))}},
+         "the state of user 'u1' is of model dc-a, the seed of dc-b"),
+        ({"states": {"u1": encode_state(UserState.new("dc-b", 8)),
+                     "u2": encode_state(UserState.new("dc-b", 4))}},
+         "the state of user 'u2' has hidden size 4, not 8"),
+    ],
+)  # fmt: skip
+def test_a_seed_with_a_state_or_offset_no_flow_can_use_is_refused_whole(
+    tmp_path: Path, change: dict, says: str
+) -> None:
+    # Refused at the start, not at the first event of the user whose state is broken.
+    write_seed(tmp_path, msgspec.structs.replace(a_seed("dc-b"), **change))
+    with pytest.raises(SeedError, match=f"is not a usable cut-over seed: {says}"):
+        read_seed(tmp_path)
+
+
+def test_a_seed_nested_too_deep_is_a_seed_error(tmp_path: Path) -> None:
+    data = msgspec.msgpack.encode(a_seed("dc-b"))
+    # One more field than a Seed has (0x86: a map of six), nested past the recursion limit.
+    (tmp_path / SEED_FILE).write_bytes(b"\x86" + data[1:] + b"\xa1x" + b"\x91" * 5000 + b"\xc0")
+    with pytest.raises(SeedError, match="nested too deep to decode"):
+        read_seed(tmp_path)
