@@ -6,6 +6,9 @@
                                                               └─ every event ─ drift (one global
                                                                  DriftMonitors) ──> drift-alerts
 
+The score step sends a conflicting duplicate (an event id reused for other content) to the
+dead-letter topic too (``dataflow.user_events``).
+
 Run it with ``deepcredit serve`` or, the same flow, ``python -m bytewax.run
 "dataflow.serve:from_env()"`` (configured by DEEPCREDIT_* environment variables).
 
@@ -43,7 +46,7 @@ from dataflow.steps import (
     decode,
     drift_alert_message,
 )
-from deepcredit.records import ThresholdUpdate
+from deepcredit.records import DeadLetter, ThresholdUpdate
 from deepcredit.settings import KafkaSettings, Topics
 from scorer.model import ModelWeights
 from scorer.monitors import MonitorConfig
@@ -134,8 +137,7 @@ def build_flow(
     messages = op.input("clicks", flow, source)
     decoded = op.map("decode", messages, decode)
     valid = op.branch("valid", decoded, lambda x: isinstance(x, Accepted))
-    letters = op.map("dead_letter_message", valid.falses, dead_letter_message)
-    op.output("dead_letters", letters, KafkaSink(brokers, cfg.topics.dead_letter, config))
+    failed = [valid.falses]  # DeadLetter streams, one per step that makes them
     by_user = op.key_on("by_user", valid.trues, lambda a: a.event.user_id)  # (user_id, Accepted)
     drift = cfg.monitors is not None
     if weights is None:
@@ -146,7 +148,10 @@ def build_flow(
                         seed=seed.states if seed else None)  # fmt: skip
         version = weights.version
     user_scored = op.stateful_batch(SCORE_STEP_ID, by_user, logic)
-    scored = op.key_rm("score_unkey", user_scored)  # Scored | Accepted
+    score_out = op.key_rm("score_unkey", user_scored)  # Scored | Accepted | DeadLetter
+    score_failed = op.branch("score_failed", score_out, _is_dead_letter)
+    failed.append(score_failed.trues)  # conflicting duplicates (dataflow.user_events)
+    scored = score_failed.falses  # Scored | Accepted
     posts = op.filter("posts", scored, lambda x: isinstance(x, Scored)) if drift else scored
     decided = op.map("decide", posts, lambda s: decide(s, thresholds, version))  # Kafka msg
     op.output("scores", decided, KafkaSink(brokers, cfg.topics.risk_scores, config))
@@ -158,4 +163,11 @@ def build_flow(
         unkeyed = op.key_rm("drift_unkey", alerts)  # DriftAlert
         sent = op.map("drift_alert_message", unkeyed, drift_alert_message)
         op.output("drift_alerts", sent, KafkaSink(brokers, cfg.topics.drift_alerts, config))
+    letters = op.merge("dead_letters_merge", *failed)  # DeadLetter
+    messages_out = op.map("dead_letter_message", letters, dead_letter_message)
+    op.output("dead_letters", messages_out, KafkaSink(brokers, cfg.topics.dead_letter, config))
     return flow
+
+
+def _is_dead_letter(item: object) -> bool:
+    return isinstance(item, DeadLetter)

@@ -6,6 +6,10 @@ drift monitors, the Accepted of every other event); a resent event (``scorer.mod
 is counted (``deepcredit_duplicate_events_total``) and emits nothing.   decide: Scored + live
 thresholds -> Score record.   drift: all events but resends, in each user's order, through one
 global ``DriftMonitors``.
+
+A conflicting duplicate (an event id reused for other content) is not applied either: the
+score step emits it as a DeadLetter (``dataflow.user_events``, which also counts the events read
+out of order).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
 from bytewax.operators import StatefulBatchLogic
 
-from dataflow import metrics
+from dataflow import metrics, user_events
 from dataflow.records import Accepted, Scored
 from dataflow.reorder import DRIFT_REORDER, Reorder
 from deepcredit.codec import decode_click, encode
@@ -26,7 +30,15 @@ from deepcredit.events import ClickEvent
 from deepcredit.records import DeadLetter, DriftAlert, ThresholdUpdate, score_record
 from scorer.model import ModelWeights, StateVersionError, advance_unseen
 from scorer.monitors import DriftMonitors, MonitorConfig
-from scorer.user_state import UserState, decode_state, encode_state, event_key
+from scorer.steps import out_of_order_s
+from scorer.user_state import (
+    Seen,
+    UserState,
+    decode_state,
+    encode_state,
+    event_fingerprint,
+    event_key,
+)
 
 __all__ = [
     "DriftStep",
@@ -61,7 +73,7 @@ def dead_letter_message(letter: DeadLetter) -> Out:
     return KafkaSinkMessage(letter.key, encode(letter))
 
 
-class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted, bytes]):
+class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted | DeadLetter, bytes]):
     """One user's TLSTM state in the flow. Snapshots are the msgpack bytes of ``UserState``
     (immutable; sizes per hidden size in ``results/step.json``), so recovery stores exactly what
     the scorer holds.
@@ -72,10 +84,12 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted, bytes]):
     With ``emit_events`` every event that is not a scored post comes out too, as its Accepted,
     so the drift monitors downstream see each user's events in order, posts included.
 
-    A resend (an event id among the user's last ``RECENT_IDS``, ``scorer.model.is_repeat``)
-    changes nothing and emits nothing, not even to the drift monitors: a post is scored once
-    however often it is delivered, as training counts it once. Counted in
-    ``deepcredit_duplicate_events_total{activity}``."""
+    A repeat (an event id among the user's last ``RECENT_IDS``, ``scorer.model.is_repeat``)
+    changes nothing and is not scored or passed to the drift monitors: a post is scored once
+    however often it is delivered, as training counts it once. A resend (same content) emits
+    nothing and is counted; a conflicting duplicate (other content) comes out as a DeadLetter
+    (``dataflow.user_events``). Events read out of order and held loan events given up are
+    counted and logged there too."""
 
     def __init__(
         self,
@@ -101,19 +115,29 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted, bytes]):
                 )
         metrics.USERS.inc()
 
-    def on_batch(self, values: list[Accepted]) -> tuple[Iterable[Scored | Accepted], bool]:
+    def on_batch(
+        self, values: list[Accepted]
+    ) -> tuple[Iterable[Scored | Accepted | DeadLetter], bool]:
         if self.state is None:
             self.state = self._initial(values[0].event.user_id)
         state = self.state
-        out: list[Scored | Accepted] = []
+        out: list[Scored | Accepted | DeadLetter] = []
         for a in values:
-            key = event_key(a.event.event_id)
-            if state.has_seen(key):  # a resend (``scorer.model.is_repeat``)
-                metrics.DUPLICATES.labels(a.event.activity.value).inc()
+            key, fingerprint = event_key(a.event.event_id), event_fingerprint(a.event)
+            seen = state.seen(key, fingerprint)
+            if seen is not Seen.NEW:  # a repeat (``scorer.model.is_repeat``)
+                letter = user_events.repeat(a, state, seen, key, fingerprint)
+                if letter is not None:
+                    out.append(letter)
                 continue
+            if (late_s := out_of_order_s(state.memory, a.event)) > 0:
+                user_events.out_of_order(a, late_s)
+            given_up = state.memory.ledger.given_up
             started = time.perf_counter()
-            p = advance_unseen(self.weights, state, a.event, key)
+            p = advance_unseen(self.weights, state, a.event, key, fingerprint)
             metrics.PROCESSING.observe(time.perf_counter() - started)
+            if (dropped := state.memory.ledger.given_up - given_up) > 0:
+                user_events.given_up(a, dropped)
             if p is not None:
                 out.append(Scored(a, p[0], p[1]))
             elif self.emit_events:

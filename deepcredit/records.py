@@ -67,7 +67,8 @@ class Score(msgspec.Struct, frozen=True, kw_only=True, tag="score"):
 
 
 class DeadLetterReason(enum.StrEnum):
-    """Why a message is not a click event. A small fixed set, so it can label a metric."""
+    """Why a message went to the dead-letter topic. A small fixed set, so it can label a metric:
+    all but the last say why the bytes are not a click event (``deepcredit.codec``)."""
 
     OVERSIZE = "oversize"
     INVALID_UTF8 = "invalid_utf8"
@@ -78,6 +79,10 @@ class DeadLetterReason(enum.StrEnum):
     UNKNOWN_ACTIVITY = "unknown_activity"
     OUT_OF_RANGE = "out_of_range"
     MISSING_LOAN_FIELDS = "missing_loan_fields"
+    # A valid event whose id the user's state remembers with other content: the id was reused
+    # (a producer's counter reset, a "corrected" resend). Not applied, so not scored: training
+    # keeps an id's first copy (``scorer.user_state.Seen``, the live flow's score step).
+    CONFLICTING_EVENT_ID = "conflicting_event_id"
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True, tag="dead_letter"):
