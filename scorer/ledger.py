@@ -41,7 +41,8 @@ Debt(unpaid=100.0, overdue=100.0, undue_loans=0)
 >>> book.record(as_of=1e9 + 45 * 86_400)
 Record(on_time=0, late=1, days_since_late=10.0)
 
-A repay read before its loan's post and borrow is held, and applied at the next event:
+A repay read before its loan's post and borrow is held, and applied before the first event read
+at or after its time:
 
 >>> book = Ledger()
 >>> book.apply(ev(1e9 + 20 * 86_400, Activity.REPAY, loan_id="b"))

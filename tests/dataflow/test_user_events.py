@@ -84,7 +84,6 @@ def test_the_case_disordered_arrival_scores_xl2_near_the_in_order_score(
     book, in_book = disordered.state.memory.ledger, baseline.state.memory.ledger
     assert book.debt(xl2.ts) == in_book.debt(xl2.ts) == (0.0, 0.0, 0)  # XL1 not overdue
     assert book.record(xl2.ts) == in_book.record(xl2.ts)
-    print("XL2", (expected.p_delinquent, expected.p_default), (got.p_delinquent, got.p_default))
     assert abs(got.p_default - expected.p_default) < 0.02
     assert abs(got.p_delinquent - expected.p_delinquent) < 0.05
     after = {a: counted("deepcredit_out_of_order_events_total", activity=a) for a in before}
