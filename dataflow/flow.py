@@ -7,7 +7,8 @@
                                                                  DriftMonitors) ──> drift-alerts
 
 Score, decide and drift send a message they failed on to the dead-letter topic too, and go on
-(the poison-pill rule, ``dataflow.steps``).
+(the poison-pill rule, ``dataflow.steps``); so does the score step with a conflicting duplicate
+(an event id reused for other content, ``dataflow.user_events``).
 
 Run it with ``deepcredit serve`` or, the same flow, ``python -m bytewax.run
 "dataflow.serve:from_env()"`` (configured by DEEPCREDIT_* environment variables).
@@ -133,7 +134,7 @@ def build_flow(
     user_scored = op.stateful_batch(SCORE_STEP_ID, by_user, logic)
     score_out = op.key_rm("score_unkey", user_scored)  # Scored | Accepted | DeadLetter
     score_failed = op.branch("score_failed", score_out, _is_dead_letter)
-    failed.append(score_failed.trues)
+    failed.append(score_failed.trues)  # failures and conflicting duplicates
     scored = score_failed.falses  # Scored | Accepted
     posts = op.filter("posts", scored, lambda x: isinstance(x, Scored)) if drift else scored
     decided = op.map("decide", posts, lambda s: decide(s, thresholds, version))

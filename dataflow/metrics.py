@@ -18,7 +18,9 @@ __all__ = [
     "DUPLICATES",
     "EVENTS",
     "EVENT_TO_SCORE",
+    "HELD_GIVEN_UP",
     "MODEL",
+    "OUT_OF_ORDER",
     "PROCESSING",
     "ROLLING_AUC",
     "SCORES",
@@ -40,6 +42,13 @@ DUPLICATES = Counter("deepcredit_duplicate_events",
                      "Click events skipped as resends (event id among the user's last ones; "
                      "at-least-once delivery): no state change, no score, by activity",
                      ["activity"])  # fmt: skip
+OUT_OF_ORDER = Counter("deepcredit_out_of_order_events",
+                       "Click events earlier than an event of the same user already read (a "
+                       "user's events on two partitions): time gaps taken as 0, loan events "
+                       "held for their loan, by activity", ["activity"])  # fmt: skip
+HELD_GIVEN_UP = Counter("deepcredit_held_loan_events_given_up",
+                        "Borrows, repays and missed payments held for a loan that did not "
+                        "arrive within the bound (scorer.ledger.HOLD_BOUND), then dropped")
 DECISIONS = Counter("deepcredit_decisions", "Decisions on scored posts", ["decision"])
 PROCESSING = Histogram("deepcredit_processing_seconds",
                        "Time to advance a user's state by one event (model step included)",

@@ -22,6 +22,10 @@ Not caught: MemoryError (the process is broken, not the message: dead-lettering 
 exhaustion would empty a healthy stream into the dead-letter topic), and what is not one
 message's processing: a recovery snapshot of another model (StateVersionError at start-up),
 KeyboardInterrupt and SystemExit (not Exceptions).
+
+A conflicting duplicate (an event id reused for other content) is not applied either: the
+score step emits it as a DeadLetter (``dataflow.user_events``, which also counts the events read
+out of order).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from collections.abc import Callable, Iterable, Mapping
 from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
 from bytewax.operators import StatefulBatchLogic
 
-from dataflow import metrics
+from dataflow import metrics, user_events
 from dataflow.records import Accepted, Scored
 from dataflow.reorder import DRIFT_REORDER, Reorder
 from deepcredit.codec import dead_letter, decode_click, encode
@@ -48,7 +52,15 @@ from deepcredit.records import (
 )
 from scorer.model import ModelWeights, StateVersionError, advance_unseen
 from scorer.monitors import DriftMonitors, MonitorConfig
-from scorer.user_state import UserState, decode_state, encode_state, event_key
+from scorer.steps import out_of_order_s
+from scorer.user_state import (
+    Seen,
+    UserState,
+    decode_state,
+    encode_state,
+    event_fingerprint,
+    event_key,
+)
 from state.recovery_store import SCORE_STEP_ID
 
 __all__ = [
@@ -132,10 +144,12 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted | DeadLetter, by
     With ``emit_events`` every event that is not a scored post comes out too, as its Accepted,
     so the drift monitors downstream see each user's events in order, posts included.
 
-    A resend (an event id among the user's last ``RECENT_IDS``, ``scorer.model.is_repeat``)
-    changes nothing and emits nothing, not even to the drift monitors: a post is scored once
-    however often it is delivered, as training counts it once. Counted in
-    ``deepcredit_duplicate_events_total{activity}``.
+    A repeat (an event id among the user's last ``RECENT_IDS``, ``scorer.model.is_repeat``)
+    changes nothing and is not scored or passed to the drift monitors: a post is scored once
+    however often it is delivered, as training counts it once. A resend (same content) emits
+    nothing and is counted; a conflicting duplicate (other content) comes out as a DeadLetter
+    (``dataflow.user_events``). Events read out of order and held loan events given up are
+    counted and logged there too.
 
     An event whose step raises comes out as a DeadLetter (the poison-pill rule, module
     docstring) and the state is as if it had never come: the logic keeps a copy of the state
@@ -172,36 +186,47 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted | DeadLetter, by
         if self.state is None:
             self.state = self._initial(values[0].event.user_id)
         start = self.state.copy()  # to undo a failed event
-        done: list[tuple[ClickEvent, bytes]] = []  # events advanced since ``start``, and keys
+        done: list[tuple[ClickEvent, bytes, bytes]] = []  # advanced since ``start``, with keys
         out: list[Scored | Accepted | DeadLetter] = []
         for a in values:
+            state = self.state
             try:
-                key = event_key(a.event.event_id)
-                if self.state.has_seen(key):  # a resend (``scorer.model.is_repeat``)
-                    metrics.DUPLICATES.labels(a.event.activity.value).inc()
+                key, fingerprint = event_key(a.event.event_id), event_fingerprint(a.event)
+                seen = state.seen(key, fingerprint)
+                if seen is not Seen.NEW:  # a repeat (``scorer.model.is_repeat``)
+                    letter = user_events.repeat(a, state, seen, key, fingerprint)
+                    if letter is not None:
+                        out.append(letter)
                     continue
+                if (late_s := out_of_order_s(state.memory, a.event)) > 0:
+                    user_events.out_of_order(a, late_s)
+                given_up = state.memory.ledger.given_up
                 started = time.perf_counter()
-                p = advance_unseen(self.weights, self.state, a.event, key)
+                p = advance_unseen(self.weights, state, a.event, key, fingerprint)
                 metrics.PROCESSING.observe(time.perf_counter() - started)
+                if (dropped := state.memory.ledger.given_up - given_up) > 0:
+                    user_events.given_up(a, dropped)
             except MemoryError:
                 raise
             except Exception as exc:  # the poison-pill rule (module docstring)
                 out.append(_failed_event(SCORE_STEP_ID, exc, a))
                 self.state = self._redo(start, done)
                 continue
-            done.append((a.event, key))
+            done.append((a.event, key, fingerprint))
             if p is not None:
                 out.append(Scored(a, p[0], p[1]))
             elif self.emit_events:
                 out.append(a)
         return out, StatefulBatchLogic.RETAIN
 
-    def _redo(self, start: UserState, done: list[tuple[ClickEvent, bytes]]) -> UserState:
+    def _redo(
+        self, start: UserState, done: list[tuple[ClickEvent, bytes, bytes]]
+    ) -> UserState:
         """``start`` advanced again by the events that succeeded: the state without the failed
         one (the step is a pure function of state and event)."""
         state = start.copy()  # ``start`` stays as it is for a later failure in the batch
-        for event, key in done:
-            advance_unseen(self.weights, state, event, key)
+        for event, key, fingerprint in done:
+            advance_unseen(self.weights, state, event, key, fingerprint)
         return state
 
     def _initial(self, user_id: str) -> UserState:

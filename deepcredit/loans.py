@@ -7,8 +7,17 @@
    the clock, so a lost or late miss_payment cannot skew it.
 4. A **repay** of a funded loan settles it, with delay d = (repay ts − due ts) / 86400 days.
 
-Anything else (a borrow of an unknown loan, a repay of an unfunded or settled one) changes
-nothing. ``step_loan`` applies these rules to a reader's table of open ``Loan`` records.
+Anything else changes nothing: a second post of an id still open (the first post stands: a
+loan id, like an event id, names one loan, and a re-post must not reset a funded loan to
+unfunded or forget its debt), a borrow of an unknown loan, a repay of an unfunded or settled
+one. ``step_loan`` applies these rules to a reader's table of open ``Loan`` records
+(``step_follow_up`` the rules 2.-4. alone).
+
+A borrow, repay or miss_payment that names a loan not open yet (or, repay and miss_payment,
+not funded yet: ``waits_for_loan``) is out of its place in event time, or in arrival order
+only: a user's events read out of order (two partitions) bring a repay before its loan's post.
+A reader that tolerates that disorder holds such an event until what it waits for arrives
+(``scorer.ledger``); the others ignore it.
 
 delinquent ⇔ d > 0 or never repaid; default ⇔ d > 120 days or never repaid. Both are judged on
 timestamps (repaid after ``due_ts``, after ``default_ts`` = due + 120 days), so a repayment and
@@ -31,9 +40,8 @@ The readers, each with its own record per loan (a ``Loan`` subclass) and the sam
 ``scorer.ledger.Ledger`` (debt features) and ``scorer.monitors.LoanLabeller`` (live performance
 labels). They differ only in how long an unfunded post is kept: forever here; in the ledger
 ``scorer.ledger.PENDING_POST_TTL_S`` (``step_loan``'s ``funding_ttl_s``), to keep the state
-small; in the labeller until its due date, the first of its deadlines. And in the ledger a
-second post of an open id replaces the loan (``step_loan``'s ``replace``), where the others
-keep the first.
+small; in the labeller until its due date, the first of its deadlines. And the ledger holds
+loan events that came before their loan (``scorer.ledger.HOLD_BOUND``).
 
 >>> from deepcredit.events import Activity, ClickEvent
 >>> def ev(i, ts, act, **kw):
@@ -50,7 +58,7 @@ keep the first.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Generic, NamedTuple, TypeVar
 
 import msgspec
@@ -66,7 +74,9 @@ __all__ = [
     "Transition",
     "due_ts",
     "loan_outcomes",
+    "step_follow_up",
     "step_loan",
+    "waits_for_loan",
 ]
 
 #: P2PFA definition of default: more than 120 days late, or never repaid.
@@ -146,36 +156,43 @@ def step_loan(
     open_loan: Callable[[ClickEvent, float], L | None],
     *,
     funding_ttl_s: float | None = None,
-    replace: bool = False,
 ) -> Transition[L] | None:
     """Apply ``event`` to the open loans (by id, changed in place); None if it changes nothing.
 
     A post calls ``open_loan(event, due_ts)`` for the reader's record of the new loan (None:
-    the reader does not follow it). A settled loan leaves ``loans``. ``funding_ttl_s``: each
-    post first drops the posts still unfunded more than this long (s) after they were posted
-    (None: kept until settled). ``replace``: a post of an id already open replaces that loan
-    (else the first post stands).
+    the reader does not follow it); a post of an id already open changes nothing (the first
+    post stands). A settled loan leaves ``loans``. ``funding_ttl_s``: each post first drops the
+    posts still unfunded more than this long (s) after they were posted (None: kept until
+    settled).
     """
     loan_id = event.loan_id
     if loan_id is None:
         return None
     activity = event.activity
-    if activity is Activity.POST:
-        if event.term_days is None:
-            return None
-        now = event.ts
-        if funding_ttl_s is not None:
-            stale = [k for k, v in loans.items()
-                     if not v.funded and now - v.post_ts > funding_ttl_s]  # fmt: skip
-            for k in stale:
-                del loans[k]
-        if not replace and loan_id in loans:
-            return None
-        new = open_loan(event, due_ts(now, event.term_days))
-        if new is None:
-            return None
-        loans[loan_id] = new
-        return Transition(activity, loan_id, new)
+    if activity is not Activity.POST:
+        return step_follow_up(loans, activity, loan_id, event.ts)
+    if event.term_days is None:
+        return None
+    now = event.ts
+    if funding_ttl_s is not None:
+        stale = [k for k, v in loans.items()
+                 if not v.funded and now - v.post_ts > funding_ttl_s]  # fmt: skip
+        for k in stale:
+            del loans[k]
+    if loan_id in loans:
+        return None
+    new = open_loan(event, due_ts(now, event.term_days))
+    if new is None:
+        return None
+    loans[loan_id] = new
+    return Transition(activity, loan_id, new)
+
+
+def step_follow_up(
+    loans: dict[str, L], activity: Activity, loan_id: str, ts: float
+) -> Transition[L] | None:
+    """Apply a borrow, repay or miss_payment of loan ``loan_id`` at ``ts`` (epoch s) to the
+    open loans (rules 2.-4.); None if it changes nothing (any other activity included)."""
     loan = loans.get(loan_id)
     if loan is None:
         return None
@@ -188,8 +205,19 @@ def step_loan(
         return Transition(activity, loan_id, loan)
     if activity is Activity.REPAY:
         del loans[loan_id]
-        return Transition(activity, loan_id, loan, loan.delay_days(event.ts))
+        return Transition(activity, loan_id, loan, loan.delay_days(ts))
     return None
+
+
+def waits_for_loan(loans: Mapping[str, Loan], activity: Activity, loan_id: str) -> bool:
+    """Whether a loan event would apply once the post (a borrow) or the post and the borrow (a
+    repay, a miss_payment) of ``loan_id`` are in ``loans``, and they are not yet."""
+    if activity is Activity.BORROW:
+        return loan_id not in loans
+    if activity is Activity.REPAY or activity is Activity.MISS_PAYMENT:
+        loan = loans.get(loan_id)
+        return loan is None or not loan.funded
+    return False
 
 
 class LoanOutcome(msgspec.Struct, frozen=True, kw_only=True):

@@ -99,6 +99,10 @@ class DeadLetterReason(enum.StrEnum):
     # A valid event whose processing raised (a bug, or an input the model cannot take): the
     # live flow's poison-pill rule sends it here instead of stopping (``dataflow.steps``).
     PROCESSING_ERROR = "processing_error"
+    # A valid event whose id the user's state remembers with other content: the id was reused
+    # (a producer's counter reset, a "corrected" resend). Not applied, so not scored: training
+    # keeps an id's first copy (``scorer.user_state.Seen``, the live flow's score step).
+    CONFLICTING_EVENT_ID = "conflicting_event_id"
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True, tag="dead_letter"):

@@ -11,9 +11,11 @@ probabilities are then sigmoid(a * logit + b) per target (``calibrate``), while 
 states, and the model's dynamics, are those of the same weights without calibration.
 
 An event whose id the state remembers (``is_repeat``: one of the user's last ``RECENT_IDS``
-event ids) is a resend of at-least-once delivery: ``advance`` skips it, the state unchanged
-and no score, as training keeps only an id's first copy (``training.core.dataset.first_copies``;
-the state's memory is bounded, see ``scorer.user_state.UserState``).
+event ids) is skipped by ``advance``, the state unchanged and no score, as training keeps only
+an id's first copy (``training.core.dataset.first_copies``; the state's memory is bounded, see
+``scorer.user_state.UserState``): with the same content a resend of at-least-once delivery,
+with other content a conflicting duplicate (``scorer.user_state.Seen``), which the live flow
+also dead-letters.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from scorer.features import LoanStep
 from scorer.steps import plan_step
 from scorer.timegap import normalise_gap
 from scorer.tlstm import TLSTMWeights, tlstm_step
-from scorer.user_state import UserState, event_key
+from scorer.user_state import Seen, UserState, event_fingerprint, event_key
 
 __all__ = [
     "ModelWeights",
@@ -137,37 +139,35 @@ class StateVersionError(ValueError):
 
 
 def is_repeat(s: UserState, event: ClickEvent) -> bool:
-    """Whether ``event`` is a resend that ``advance`` skips: its id is among the last
-    ``RECENT_IDS`` ids ``s`` advanced by. Depends on the state and the event alone."""
-    return s.has_seen(event_key(event.event_id))
+    """Whether ``advance`` skips ``event``: its id is among the last ``RECENT_IDS`` ids ``s``
+    advanced by (a resend, or a conflicting duplicate: ``UserState.seen``). Depends on the
+    state and the event alone."""
+    return s.seen(event_key(event.event_id), event_fingerprint(event)) is not Seen.NEW
 
 
-def advance(
-    w: ModelWeights, s: UserState, event: ClickEvent, key: bytes | None = None
-) -> tuple[float, float] | None:
+def advance(w: ModelWeights, s: UserState, event: ClickEvent) -> tuple[float, float] | None:
     """Advance ``s`` in place by one event; for a post, return its two probabilities. A repeat
     (``is_repeat``) changes nothing and returns None. The probabilities are calibrated when
-    ``w`` carries a calibration; the state's ``y_prev`` is always the raw one. ``key``: the
-    event's ``event_key`` when the caller has it already (one hash per event)."""
+    ``w`` carries a calibration; the state's ``y_prev`` is always the raw one."""
     if s.model_version != w.version:
         raise StateVersionError(
             f"state of user {event.user_id} was built by model {s.model_version}, "
             f"not by {w.version}: rebuild it first"
         )
-    if key is None:
-        key = event_key(event.event_id)
-    if s.has_seen(key):
+    key, fingerprint = event_key(event.event_id), event_fingerprint(event)
+    if s.seen(key, fingerprint) is not Seen.NEW:
         return None
-    return advance_unseen(w, s, event, key)
+    return advance_unseen(w, s, event, key, fingerprint)
 
 
 def advance_unseen(
-    w: ModelWeights, s: UserState, event: ClickEvent, key: bytes
+    w: ModelWeights, s: UserState, event: ClickEvent, key: bytes, fingerprint: bytes
 ) -> tuple[float, float] | None:
-    """``advance`` for a caller that has checked the state's model version and that ``key``
-    (the event's ``event_key``) is not a repeat: the live flow checks once per event, to count
-    resends."""
-    s.remember(key)
+    """``advance`` for a caller that has checked the state's model version and that the event
+    (id key ``key``, content ``fingerprint``: ``event_key``, ``event_fingerprint``) is new to
+    the state (``UserState.seen``): the live flow checks once per event, to count resends and
+    dead-letter conflicting duplicates."""
+    s.remember(key, fingerprint)
     plan = plan_step(s.memory, event)
     hc = s.hc
     if plan.activity_x is not None and w.use_activity:

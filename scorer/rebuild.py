@@ -10,10 +10,13 @@ the states, and each post's probabilities (a cut-over scores the posts the old f
 unscored with them), calibrated when the weights carry a calibration (the states never are).
 
 Repeats follow ``advance``'s rule: an event whose id is among the user's last ``RECENT_IDS``
-advanced ids is skipped (no step, no probabilities), and each rebuilt state remembers its
-user's last ``RECENT_IDS`` ids, so the flow seeded with it goes on skipping resends of events
-before the cut-over. Like the live flow (and unlike training, which drops every later copy of
-an id), a copy further back than that is replayed again.
+advanced ids is skipped (no step, no probabilities), a resend or a conflicting duplicate
+(other content under the id, ``scorer.user_state.Seen``; listed apart), and each rebuilt
+state remembers its user's last ``RECENT_IDS`` ids and their content fingerprints, so the flow
+seeded with it goes on telling resends and conflicting duplicates of events before the
+cut-over. Like the live flow (and unlike training, which drops every later copy of an id), a
+copy further back than that is replayed again. The ledger's handling of a user's disorder
+(``scorer.ledger``) is per user and per event, so it is the live flow's too.
 
 >>> # states = rebuild_states(weights, {"u1": events_of_u1, "u2": events_of_u2})
 >>> # rebuilt = rebuild(weights, histories); rebuilt.posts["e17"] -> (0.08, 0.02)
@@ -22,7 +25,7 @@ an id), a copy further back than that is replayed again.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,7 +34,7 @@ from scorer.features import LoanStep
 from scorer.model import ModelWeights, calibrate, gap_input, head_logits, sigmoid
 from scorer.steps import StepPlan, plan_step
 from scorer.tlstm import tlstm_step
-from scorer.user_state import UserState, event_key
+from scorer.user_state import Seen, UserState, event_fingerprint, event_key
 
 __all__ = ["Rebuilt", "rebuild", "rebuild_states"]
 
@@ -39,13 +42,14 @@ __all__ = ["Rebuilt", "rebuild", "rebuild_states"]
 @dataclass(frozen=True)
 class Rebuilt:
     """What a replay under new weights gives: each user's state after their history, and the
-    probabilities the weights give at each post on the way (by event id; a resend within the
+    probabilities the weights give at each post on the way (by event id; a repeat within the
     state's memory of ids is skipped, so its post keeps the first copy's, while a copy beyond
     it is scored again and keeps its last, as the live flow would have scored it twice)."""
 
     states: dict[str, UserState]
     posts: dict[str, tuple[float, float]]  # event id -> (P(delinquent), P(default))
-    repeats: int = 0  # events skipped as resends (``scorer.model.is_repeat``)
+    repeats: int = 0  # events skipped (``scorer.model.is_repeat``), conflicting ones included
+    conflicts: list[ClickEvent] = field(default_factory=list)  # of which with other content
 
 
 def rebuild_states(
@@ -61,8 +65,9 @@ def rebuild(
     on_step: Callable[[int], None] | None = None,
 ) -> Rebuilt:
     """Replay every user's history (in the order given) under ``w``, all users in lockstep,
-    skipping repeats as ``advance`` does. ``on_step(n)`` after each lockstep step, with the n
-    events it went through, repeats included (progress bars)."""
+    skipping repeats as ``advance`` does (the conflicting ones in ``Rebuilt.conflicts``).
+    ``on_step(n)`` after each lockstep step, with the n events it went through, repeats
+    included (progress bars)."""
     users = sorted(histories, key=lambda u: len(histories[u]), reverse=True)  # longest first
     n, d = len(users), w.hidden_size
     states = [UserState.new(w.version, d) for _ in users]
@@ -71,15 +76,19 @@ def rebuild(
     lengths = np.array([len(histories[u]) for u in users])
     posts_p: dict[str, tuple[float, float]] = {}
     repeats = 0
+    conflicts: list[ClickEvent] = []
     for k in range(int(lengths.max(initial=0))):
         running = int((lengths > k).sum())  # users are sorted: the first `running` have event k
         plans: dict[int, StepPlan] = {}  # user index -> plan, for non-repeats only
         for i in range(running):
             event, s = histories[users[i]][k], states[i]
-            key = event_key(event.event_id)
-            if not s.has_seen(key):
-                s.remember(key)
+            key, fingerprint = event_key(event.event_id), event_fingerprint(event)
+            seen = s.seen(key, fingerprint)
+            if seen is Seen.NEW:
+                s.remember(key, fingerprint)
                 plans[i] = plan_step(s.memory, event)
+            elif seen is Seen.CONFLICT:
+                conflicts.append(event)
         act = [i for i, p in plans.items() if p.activity_x is not None]
         if act and w.use_activity:
             x = np.array([plans[i].activity_x for i in act], np.float32)
@@ -111,4 +120,4 @@ def rebuild(
     for i, s in enumerate(states):
         s.hc = hc[i].copy()
         s.y_prev = y_prev[i].copy()
-    return Rebuilt({u: states[i] for i, u in enumerate(users)}, posts_p, repeats)
+    return Rebuilt({u: states[i] for i, u in enumerate(users)}, posts_p, repeats, conflicts)

@@ -30,7 +30,7 @@ from deepcredit.events import Activity, ClickEvent
 from scorer.features import LoanStep, activity_features, loan_features, loan_step_of
 from scorer.ledger import Ledger
 
-__all__ = ["StepMemory", "StepPlan", "plan_step"]
+__all__ = ["StepMemory", "StepPlan", "out_of_order_s", "plan_step"]
 
 
 class StepMemory(msgspec.Struct, array_like=True):
@@ -54,7 +54,20 @@ class StepPlan(NamedTuple):
 
 
 def _gap(last: float | None, now: float) -> float:
+    # Negative only for an event read out of order (``out_of_order_s``): the TLSTM takes it
+    # as simultaneous with the step before.
     return 0.0 if last is None else max(0.0, now - last)
+
+
+def out_of_order_s(memory: StepMemory, event: ClickEvent) -> float:
+    """How much earlier (s) ``event`` is than the latest event of the user already stepped by:
+    the last one (``memory.activity_ts``, which every event sets), or the last loan-level or
+    post step; 0 when it is not. Above 0 the event was read out of event-time order: a TLSTM
+    time gap reaching back past it is clamped to 0 (no other event's gap ever is), and the
+    ledger puts its loan events in their place (``scorer.ledger``, "Disorder")."""
+    latest = max((t for t in (memory.activity_ts, memory.loan_ts, memory.post_ts)
+                  if t is not None), default=event.ts)  # fmt: skip
+    return max(0.0, latest - event.ts)
 
 
 def plan_step(memory: StepMemory, event: ClickEvent) -> StepPlan:

@@ -1,38 +1,45 @@
 """One user's scoring state, and its compact msgpack form for recovery snapshots.
 
-What a user costs: the step memory (open loans and three timestamps), the (h, c) pairs of the
-three TLSTMs as one (6, D) float32 array, Y(i-1), the model version that produced them, and
-the keys of the user's last ``RECENT_IDS`` event ids (to skip a resent event, see
-``UserState.recent``). States of different model versions must never mix: after retraining
-they are rebuilt.
+What a user costs: the step memory (open loans, held loan events and three timestamps), the
+(h, c) pairs of the three TLSTMs as one (6, D) float32 array, Y(i-1), the model version that
+produced them, and the keys and content fingerprints of the user's last ``RECENT_IDS`` event
+ids (to skip a resent event and to refuse a conflicting one, see ``UserState.recent``). States
+of different model versions must never mix: after retraining they are rebuilt.
 
 >>> s = UserState.new("m1", hidden_size=32)
 >>> len(encode_state(s))  # bytes for a user with no history, D = 32
-803
+807
 >>> decode_state(encode_state(s)) == s
 True
->>> key = event_key("e1")
->>> s.has_seen(key), s.remember(key), s.has_seen(key)
-(False, None, True)
+>>> key, fingerprint = event_key("e1"), b"abcd"
+>>> s.seen(key, fingerprint), s.remember(key, fingerprint), s.seen(key, fingerprint)
+(<Seen.NEW: 0>, None, <Seen.RESEND: 1>)
+>>> s.seen(key, b"wxyz")  # the same id with other content
+<Seen.CONFLICT: 2>
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 from typing import Any
 
 import msgspec
 import numpy as np
 
+from deepcredit.events import ClickEvent
 from scorer.steps import StepMemory
 
 __all__ = [
+    "FINGERPRINT_BYTES",
     "KEY_BYTES",
     "RECENT_IDS",
+    "Seen",
     "StateDecodeError",
     "UserState",
     "decode_state",
     "encode_state",
+    "event_fingerprint",
     "event_key",
 ]
 
@@ -41,13 +48,20 @@ __all__ = [
 #: original: a producer retries within its delivery timeout (seconds to two minutes), and a
 #: user clicks a handful of times in that while (generated stream, 1,000 users: at most 7
 #: events of one user in any 120 s, 17 in any 10 minutes). 32 covers that with room to spare
-#: and costs 259 bytes per user (bin16 of 32 x 8 bytes).
+#: and costs 259 bytes per user for the keys (bin16 of 32 x 8 bytes) and 130 for their
+#: fingerprints (bin8 of 32 x 4 bytes).
 RECENT_IDS = 32
 #: Bytes of an event id's key: a 64-bit BLAKE2b digest, stable across processes and versions
 #: (unlike Python's salted ``hash``). A new id collides with one of 32 keys with probability
 #: 32 / 2**64, about 2e-18 per event: at a billion events a day, one event wrongly taken for a
 #: resend in about a million years.
 KEY_BYTES = 8
+#: Bytes of an event's content fingerprint (``event_fingerprint``). It only has to tell a
+#: resend from other content under the same id, which is rare itself: a conflicting event is
+#: taken for a resend with probability 2**-32.
+FINGERPRINT_BYTES = 4
+
+_content_encoder = msgspec.msgpack.Encoder()
 
 
 def event_key(event_id: str) -> bytes:
@@ -56,23 +70,52 @@ def event_key(event_id: str) -> bytes:
                            digest_size=KEY_BYTES).digest()  # fmt: skip
 
 
+def event_fingerprint(event: ClickEvent) -> bytes:
+    """The 4-byte BLAKE2b fingerprint of an event's content: ts, activity, amount, loan_id,
+    rate and term_days, as decoded (so a resend re-serialised differently, ``100`` for
+    ``100.0`` or other key order, fingerprints alike). The ids are not content: the event id is
+    what the fingerprint is compared under, and a state belongs to one user."""
+    rate = None if event.rate is None else float(event.rate)
+    content = (float(event.ts), event.activity.value, float(event.amount), event.loan_id, rate,
+               event.term_days)  # fmt: skip
+    return hashlib.blake2b(_content_encoder.encode(content),
+                           digest_size=FINGERPRINT_BYTES).digest()  # fmt: skip
+
+
+class Seen(enum.IntEnum):
+    """What a state makes of an event id (``UserState.seen``)."""
+
+    NEW = 0  # not among the remembered ids: the event advances the state
+    RESEND = 1  # remembered, with the same content (or with none remembered): skipped
+    CONFLICT = 2  # remembered, with other content: the id was reused; skipped and reported
+
+
 class UserState(msgspec.Struct, eq=False, array_like=True):
     """``recent``: the keys (``event_key``) of the last ``RECENT_IDS`` distinct event ids the
-    state advanced by, oldest first, concatenated (at most 256 bytes). An event whose id is
-    among them is a resend and changes nothing (``scorer.model.is_repeat``): a pure function
-    of the state and the event, so the live flow, a recovery replay and a rebuild
-    (``scorer.rebuild``) decide alike. Training (``training.core.dataset.first_copies``) drops every
-    later copy of an id ever seen; the state only drops a copy while the original is among the
-    user's last ``RECENT_IDS`` advanced events, so a copy sent later than that is advanced
-    again (see ``RECENT_IDS`` for why that does not happen in practice). The field is last and
-    defaults to empty, so snapshots written before it existed still decode (with no memory of
-    recent ids)."""
+    state advanced by, oldest first, concatenated (at most 256 bytes); ``prints``: the content
+    fingerprints (``event_fingerprint``) of those events, in the same order, aligned at the
+    newest end (at most 128 bytes).
+
+    An event whose id is among them is not advanced by (``scorer.model.is_repeat``): with the
+    same fingerprint it is a resend (``Seen.RESEND``), with another a conflicting duplicate
+    (``Seen.CONFLICT``: an id reused for other content; the live flow dead-letters it). This is
+    a pure function of the state and the event, so the live flow, a recovery replay and a
+    rebuild (``scorer.rebuild``) decide alike. Training (``training.core.dataset.first_copies``)
+    keeps the first copy of every id and counts the later ones alike; the state only knows an
+    id while the original is among the user's last ``RECENT_IDS`` advanced events, so a copy
+    sent later than that is advanced again (see ``RECENT_IDS`` for why that does not happen in
+    practice).
+
+    Both fields are last and default to empty, so snapshots written before them still decode:
+    with no ids remembered, or with ids but no fingerprints. An id remembered without a
+    fingerprint counts as a resend whatever the content (the rule before fingerprints)."""
 
     model_version: str
     memory: StepMemory
     hc: np.ndarray  # (6, D) float32 rows: activity h, c; repay h, c; state h, c
     y_prev: np.ndarray  # (2,) float32: raw (uncalibrated) P(delinquent), P(default), last post
     recent: bytes = b""  # keys of the last RECENT_IDS advanced event ids, oldest first
+    prints: bytes = b""  # their content fingerprints, aligned with the newest keys
 
     @classmethod
     def new(cls, model_version: str, hidden_size: int) -> UserState:
@@ -87,6 +130,7 @@ class UserState(msgspec.Struct, eq=False, array_like=True):
             and np.array_equal(self.hc, other.hc)
             and np.array_equal(self.y_prev, other.y_prev)
             and self.recent == other.recent
+            and self.prints == other.prints
         )
 
     def copy(self) -> UserState:
@@ -95,19 +139,43 @@ class UserState(msgspec.Struct, eq=False, array_like=True):
         every field of it is copied, however the ledger grows."""
         memory = _memory_decoder.decode(_memory_encoder.encode(self.memory))
         return UserState(self.model_version, memory, self.hc.copy(), self.y_prev.copy(),
-                         self.recent)  # fmt: skip
+                         self.recent, self.prints)  # fmt: skip
 
-    def has_seen(self, key: bytes) -> bool:
-        """Whether ``key`` (an ``event_key``) is one of the remembered keys."""
+    def seen(self, key: bytes, fingerprint: bytes) -> Seen:
+        """What an event with id key ``key`` (``event_key``) and content ``fingerprint``
+        (``event_fingerprint``) is to this state."""
+        index = self._index(key)
+        if index < 0:
+            return Seen.NEW
+        known = self._print_at(index)
+        return Seen.RESEND if known is None or known == fingerprint else Seen.CONFLICT
+
+    def fingerprint_of(self, key: bytes) -> bytes | None:
+        """The fingerprint remembered with ``key``; None when the key is not remembered or was
+        remembered without one."""
+        index = self._index(key)
+        return None if index < 0 else self._print_at(index)
+
+    def remember(self, key: bytes, fingerprint: bytes) -> None:
+        """Add ``key`` and its ``fingerprint`` as the newest, forgetting the oldest beyond
+        ``RECENT_IDS``."""
+        self.recent = (self.recent + key)[-RECENT_IDS * KEY_BYTES :]
+        self.prints = (self.prints + fingerprint)[-RECENT_IDS * FINGERPRINT_BYTES :]
+
+    def _index(self, key: bytes) -> int:
+        """The position of ``key`` among the remembered keys (0: oldest), or -1."""
         recent = self.recent
         i = recent.find(key)
         while i > 0 and i % KEY_BYTES:  # a match across two keys' bytes: look further
             i = recent.find(key, i + 1)
-        return i >= 0
+        return i // KEY_BYTES if i >= 0 else -1
 
-    def remember(self, key: bytes) -> None:
-        """Add ``key`` as the newest, forgetting the oldest beyond ``RECENT_IDS``."""
-        self.recent = (self.recent + key)[-RECENT_IDS * KEY_BYTES :]
+    def _print_at(self, index: int) -> bytes | None:
+        # ``prints`` covers the newest keys: older ones were remembered before fingerprints.
+        at = index - (len(self.recent) // KEY_BYTES - len(self.prints) // FINGERPRINT_BYTES)
+        if at < 0:
+            return None
+        return self.prints[at * FINGERPRINT_BYTES : (at + 1) * FINGERPRINT_BYTES]
 
 
 def _enc_hook(obj: Any) -> Any:
@@ -176,6 +244,10 @@ def _problem(s: UserState) -> str | None:
     if len(s.recent) % KEY_BYTES or len(s.recent) > RECENT_IDS * KEY_BYTES:
         return (f"recent must hold at most {RECENT_IDS} keys of {KEY_BYTES} bytes, got "
                 f"{len(s.recent)} bytes")  # fmt: skip
+    keys = len(s.recent) // KEY_BYTES
+    if len(s.prints) % FINGERPRINT_BYTES or len(s.prints) > keys * FINGERPRINT_BYTES:
+        return (f"prints must hold at most one {FINGERPRINT_BYTES}-byte fingerprint per "
+                f"remembered key ({keys}), got {len(s.prints)} bytes")  # fmt: skip
     bad = _bad_number(msgspec.to_builtins(s.memory))
     return None if bad is None else f"the step memory holds {bad!r}"
 

@@ -16,7 +16,10 @@ running; nothing is written to Kafka:
    one partition). Repeated event ids stay in the history: the rebuild skips them by the
    flow's own rule (an id among the user's last 32 advanced ids, ``scorer.model.is_repeat``;
    an older copy is replayed, as the flow would have advanced it), and each rebuilt state
-   remembers its user's last 32 ids, so the new flow also skips resends of earlier clicks.
+   remembers its user's last 32 ids and their content fingerprints, so the new flow also
+   skips resends of earlier clicks and refuses conflicting duplicates of them. A conflicting
+   duplicate (an id reused for other content) is counted (``conflicting_duplicates`` in the
+   summary) and logged; the old flow dead-lettered the ones it read.
 3. The rebuild: every user's state after their history under the new model, all users in
    lockstep (``scorer.rebuild``), and the new model's probabilities at each post on the way.
 4. The prepared cut-over (``Prepared``: H_p, the states, the posts and their probabilities),
@@ -39,8 +42,8 @@ running; nothing is written to Kafka:
    some since), decoded as in prepare 2.
 3. The tail's users advanced click by click (``scorer.model.advance``, as the flow's
    ``UserScorer`` does) from their prepared states, users first seen in the tail from
-   ``UserState.new``; each tail post's probabilities on the way. Resends are skipped here
-   too (``advance``). A user's clicks are in one
+   ``UserState.new``; each tail post's probabilities on the way. Repeats are skipped here
+   too (``advance``), conflicting duplicates counted and logged. A user's clicks are in one
    partition, in offset order, so this is their whole history replayed (the lockstep rebuild
    equals ``advance`` within float32 rounding, 1e-5; tested).
 4. No score lost: a post before O_p with no record at all on the risk-scores topic is scored
@@ -100,7 +103,14 @@ from deepcredit.thresholds import DEFAULT_THRESHOLDS, read_latest
 from scorer.artifact import load_scorer
 from scorer.model import ModelWeights, advance
 from scorer.rebuild import rebuild
-from scorer.user_state import UserState, decode_state, encode_state
+from scorer.user_state import (
+    Seen,
+    UserState,
+    decode_state,
+    encode_state,
+    event_fingerprint,
+    event_key,
+)
 from state.seed import Seed, write_seed
 
 __all__ = [
@@ -156,6 +166,7 @@ class Prepared(msgspec.Struct, frozen=True, kw_only=True):
     rebuild_s: float  # the lockstep rebuild alone
     prepare_s: float  # the whole prepare: read, rebuild, encode
     created_at: float  # wall clock, Unix s
+    conflicts: int = 0  # clicks skipped as conflicting duplicates (an id reused)
 
     def problem(
         self, model_version: str, topic: str, ends: Mapping[int, int] | None = None
@@ -207,6 +218,7 @@ class CutoverSummary(msgspec.Struct, kw_only=True):
     tail_users: int = 0  # users with a click in the tail
     prepare_s: float = 0.0  # the prepare phase (the old flow may run meanwhile)
     finish_s: float = 0.0  # the finish phase: the downtime, with the old flow stopped
+    conflicting_duplicates: int = 0  # clicks skipped: an event id reused for other content
 
 
 @dataclass
@@ -291,12 +303,21 @@ def _prepare(cfg: CutoverConfig, weights: ModelWeights) -> Prepared:
         rebuilt = rebuild(weights, history.by_user, on_step=bar.update)
     rebuild_s = time.perf_counter() - rebuild_started
     states = {u: encode_state(s) for u, s in rebuilt.states.items()}
+    _warn_conflicts(rebuilt.conflicts, "history")
     return Prepared(model_version=weights.version, topic=cfg.topics.clicks,
                     offsets={p: high for p, (_, high) in ends.items()}, states=states,
                     posts=history.posts, probabilities=rebuilt.posts, events=history.events,
                     from_archive=history.from_archive, dead_letters=history.dead_letters,
                     rebuild_s=rebuild_s, prepare_s=time.perf_counter() - started,
-                    created_at=time.time())  # fmt: skip
+                    created_at=time.time(), conflicts=len(rebuilt.conflicts))  # fmt: skip
+
+
+def _warn_conflicts(conflicts: list[ClickEvent], where: str) -> None:
+    if conflicts:
+        log.warning("%d clicks of the %s reuse an event id of an earlier click of their user "
+                    "with other content (conflicting duplicates): skipped, as the flow skips "
+                    "them (first: %s of user %s)", len(conflicts), where,
+                    conflicts[0].event_id, conflicts[0].user_id)  # fmt: skip
 
 
 # -- reading the clicks (prepare 2., finish 2.) -----------------------------------------------
@@ -366,7 +387,7 @@ def _finish(
     if scores_end is None:
         scores_end = watermarks(cfg.kafka, cfg.topics.risk_scores, cfg.timeout_s)
     tail = _read_clicks(cfg, prepared.offsets, ends, "tail")  # 2.
-    advanced, tail_p = _advance_tail(weights, prepared, tail)  # 3.
+    advanced, tail_p, conflicts = _advance_tail(weights, prepared, tail)  # 3.
     posts = prepared.posts + tail.posts
     probabilities = ChainMap(tail_p, prepared.probabilities)  # a repeated id: its last
     filled = _fill_in(cfg, weights.version, posts, probabilities, scores_end)  # 4.
@@ -374,27 +395,33 @@ def _finish(
                 offsets={p: high for p, (_, high) in ends.items()},
                 states=prepared.states | advanced, created_at=time.time())  # fmt: skip
     write_seed(cfg.out, seed)  # 5.
-    summary = _summary(seed, prepared, tail, posts, filled, time.perf_counter() - started)
+    summary = _summary(seed, prepared, tail, posts, filled, time.perf_counter() - started,
+                       prepared.conflicts + conflicts)  # fmt: skip
     _write_summary(cfg.out, summary)
     return summary
 
 
 def _advance_tail(
     w: ModelWeights, prepared: Prepared, tail: _History
-) -> tuple[dict[str, bytes], dict[str, Probabilities]]:
+) -> tuple[dict[str, bytes], dict[str, Probabilities], int]:
     """The tail's users' states after their tail clicks, one by one from the prepared states
-    (copies: ``prepared`` stays as it is), and the probabilities at each tail post."""
+    (copies: ``prepared`` stays as it is), the probabilities at each tail post, and how many
+    tail clicks were conflicting duplicates."""
     states: dict[str, bytes] = {}
     probabilities: dict[str, Probabilities] = {}
+    conflicts: list[ClickEvent] = []
     for user, events in tail.by_user.items():
         seeded = prepared.states.get(user)
         s = UserState.new(w.version, w.hidden_size) if seeded is None else decode_state(seeded)
         for e in events:
+            if s.seen(event_key(e.event_id), event_fingerprint(e)) is Seen.CONFLICT:
+                conflicts.append(e)
             p = advance(w, s, e)
             if p is not None:
                 probabilities[e.event_id] = p
         states[user] = encode_state(s)
-    return states, probabilities
+    _warn_conflicts(conflicts, "tail")
+    return states, probabilities, len(conflicts)
 
 
 # -- finish 4. no score lost ------------------------------------------------------------------
@@ -477,6 +504,7 @@ def _summary(
     posts_before: list[ClickEvent],
     filled: _FillIn,
     finish_s: float,
+    conflicts: int,
 ) -> CutoverSummary:
     posts = len({e.event_id for e in posts_before})
     rebuild_s = prepared.rebuild_s
@@ -491,7 +519,8 @@ def _summary(
                           events_per_s=prepared.events / rebuild_s if rebuild_s else 0.0,
                           created_at=seed.created_at, prepared_offsets=prepared.offsets,
                           tail_events=tail.events, tail_users=len(tail.by_user),
-                          prepare_s=prepared.prepare_s, finish_s=finish_s)  # fmt: skip
+                          prepare_s=prepared.prepare_s, finish_s=finish_s,
+                          conflicting_duplicates=conflicts)  # fmt: skip
 
 
 def _write_summary(folder: Path, summary: CutoverSummary) -> None:

@@ -1,5 +1,6 @@
 """Helpers for the flow's integration tests: put a clickstream on Kafka, read scores back, and
-the scores a flow must give (the numpy scorer fed each user's events in order)."""
+the scores a flow must give (the numpy scorer fed each user's events in order); the inputs of
+the failing cases (``tests/cases/<case>/``, copied from ``shared/cases``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import msgspec
 from confluent_kafka import Producer
 
+from deepcredit.codec import decode_click
 from deepcredit.events import ClickEvent
 from deepcredit.jsonlines import read_lines
 from deepcredit.kafka_io import produce, read_to_end
@@ -17,6 +19,7 @@ from deepcredit.settings import KafkaSettings
 from scorer.model import ModelWeights, advance
 from scorer.user_state import UserState
 
+CASES = Path(__file__).parent / "cases"
 BAD_MESSAGES = (b"not json", b'{"event_id": "x", "user_id": "u"}', b"\xff\xfe")
 
 
@@ -52,3 +55,28 @@ def expected_scores(
         if p is not None:
             scores[e.event_id] = p
     return scores, states
+
+
+def case_lines(case: str, name: str) -> list[tuple[bytes | None, bytes]]:
+    """The (key, value) messages of one input file of a case: a ``.tsv`` holds
+    ``key<TAB>json`` lines, a ``.jsonl`` json lines (keyed by their user id)."""
+    lines = [line for line in (CASES / case / name).read_bytes().splitlines() if line.strip()]
+    if name.endswith(".tsv"):
+        return [tuple(line.split(b"\t", 1)) for line in lines]  # type: ignore[misc]
+    return [(user_key(line), line) for line in lines]
+
+
+def case_events(case: str, name: str) -> list[ClickEvent]:
+    events = [decode_click(value) for _, value in case_lines(case, name)]
+    assert all(isinstance(e, ClickEvent) for e in events)
+    return events  # type: ignore[return-value]
+
+
+def case_arrival() -> tuple[list[ClickEvent], list[ClickEvent]]:
+    """``user-on-two-partitions``: ux1's events in event-time order, and as the flow read them
+    (the repay, alone on the other partition, first)."""
+    case = "user-on-two-partitions"
+    post_borrow = case_events(case, "platform-post-borrow.tsv")
+    repay = case_events(case, "java-service-repay.tsv")
+    post2 = case_events(case, "platform-post2.tsv")
+    return post_borrow + repay + post2, repay + post_borrow + post2

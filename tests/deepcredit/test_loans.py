@@ -17,7 +17,9 @@ from deepcredit.loans import (
     Transition,
     due_ts,
     loan_outcomes,
+    step_follow_up,
     step_loan,
+    waits_for_loan,
 )
 from scorer.ledger import PENDING_POST_TTL_S, Ledger, OpenLoan
 from scorer.monitors import LoanLabeller
@@ -110,15 +112,35 @@ def test_events_that_name_no_open_loan_change_nothing() -> None:
     assert loans == {}
 
 
-def test_a_second_post_keeps_the_first_unless_replacing() -> None:
+def test_a_second_post_of_an_open_id_keeps_the_first_in_every_reader() -> None:
+    """A re-post (a resend under a new event id, or a reused loan id) must not reset a funded
+    loan to unfunded: the ledger would forget its debt."""
     kept: dict[str, Loan] = {}
     step_loan(kept, post(0, T0, term_days=30), plain)
-    assert step_loan(kept, post(1, T0 + 1, term_days=90), plain) is None
-    assert kept["a"].due_ts == T0 + 30 * DAY_S
-    replaced: dict[str, Loan] = {}
-    step_loan(replaced, post(0, T0, term_days=30), plain, replace=True)
-    assert step_loan(replaced, post(1, T0 + 1, term_days=90), plain, replace=True) is not None
-    assert replaced["a"].due_ts == T0 + 1 + 90 * DAY_S
+    step_loan(kept, ev(1, T0 + 60, Activity.BORROW), plain)
+    assert step_loan(kept, post(2, T0 + 120, term_days=90), plain) is None
+    assert kept["a"] == Loan(100.0, T0 + 30 * DAY_S, T0, funded=True)
+    ledger = Ledger()
+    for e in (post(0, T0, term_days=30), ev(1, T0 + 60, Activity.BORROW),
+              post(2, T0 + 120, term_days=90)):  # fmt: skip
+        ledger.apply(e)
+    assert ledger.debt(T0 + 31 * DAY_S).overdue == 100.0
+
+
+def test_a_loan_event_waits_for_the_post_or_borrow_it_needs() -> None:
+    loans: dict[str, Loan] = {}
+    assert waits_for_loan(loans, Activity.BORROW, "a")
+    assert waits_for_loan(loans, Activity.REPAY, "a")
+    assert waits_for_loan(loans, Activity.MISS_PAYMENT, "a")
+    assert not waits_for_loan(loans, Activity.POST, "a")
+    assert not waits_for_loan(loans, Activity.LEND, "a")
+    step_loan(loans, post(0, T0), plain)
+    assert not waits_for_loan(loans, Activity.BORROW, "a")
+    assert waits_for_loan(loans, Activity.REPAY, "a")  # not funded yet
+    assert step_follow_up(loans, Activity.BORROW, "a", T0 + 1).activity is Activity.BORROW
+    assert not waits_for_loan(loans, Activity.REPAY, "a")
+    settled = step_follow_up(loans, Activity.REPAY, "a", T0 + 31 * DAY_S)
+    assert (settled.activity, settled.delay_days, loans) == (Activity.REPAY, 1.0, {})
 
 
 def test_a_post_drops_posts_unfunded_past_the_funding_window() -> None:
@@ -137,11 +159,13 @@ def test_a_post_drops_posts_unfunded_past_the_funding_window() -> None:
 
 
 def test_the_ledger_snapshot_layout_starts_with_the_loan() -> None:
-    """Snapshots store a ledger loan as [amount, due_ts, post_ts, funded, late]."""
+    """Snapshots store a ledger loan as [amount, due_ts, post_ts, funded, late]; a ledger
+    written before it held loan events (four fields) decodes with nothing held."""
     old = msgspec.msgpack.encode([{"a": [100.0, T0 + 30 * DAY_S, T0, True, False]}, 0, 1, None])
     ledger = msgspec.msgpack.decode(old, type=Ledger)
     assert ledger.loans == {"a": OpenLoan(100.0, T0 + 30 * DAY_S, T0, True, False)}
-    assert msgspec.msgpack.encode(ledger) == old
+    assert (ledger.held, ledger.given_up) == ([], 0)
+    assert msgspec.msgpack.encode(ledger) == b"\x96" + old[1:] + b"\x90\x00"
 
 
 # --- the readers agree --------------------------------------------------------------------------

@@ -1,12 +1,15 @@
 """A resent event (an id among the user's last RECENT_IDS) changes nothing: the state after a
 history with such copies is the state after the history without them, event by event and in
-the rebuild; a copy further back is advanced again."""
+the rebuild; a copy further back is advanced again. A copy with other content (a conflicting
+duplicate: the id reused) changes nothing either, and the rebuild lists it, as training keeps
+the first copy and counts it."""
 
 from __future__ import annotations
 
 import copy
 from collections import defaultdict
 
+import msgspec
 import numpy as np
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -15,8 +18,16 @@ from hypothesis import strategies as st
 from deepcredit.events import Activity, ClickEvent
 from scorer.model import ModelWeights, advance, is_repeat
 from scorer.rebuild import rebuild
-from scorer.user_state import RECENT_IDS, UserState, encode_state
+from scorer.user_state import (
+    RECENT_IDS,
+    Seen,
+    UserState,
+    encode_state,
+    event_fingerprint,
+    event_key,
+)
 from tests.strategies import make_events
+from training.core.dataset import first_copies
 from training.core.export import export_scorer
 from training.core.model import DeepCredit, ModelConfig
 
@@ -115,3 +126,49 @@ def test_copies_within_reach_give_the_state_of_the_history_without_them(
     assert rebuilt.posts.keys() == expected_posts.keys()
     for k, p in expected_posts.items():
         np.testing.assert_allclose(rebuilt.posts[k], p, atol=1e-5, rtol=0)
+
+
+def reused(event: ClickEvent, k: int) -> ClickEvent:
+    """Another event under ``event``'s id: other content, each ``k`` another."""
+    return msgspec.structs.replace(event, ts=event.ts + 1.0 + k, amount=event.amount + k)
+
+
+def test_an_id_reused_for_other_content_is_a_conflict_and_changes_nothing() -> None:
+    events = make_events(60, users=1, seed=12)
+    i = next(i for i, e in enumerate(events) if e.activity is Activity.POST)
+    s = UserState.new(W.version, W.hidden_size)
+    for e in events[: i + 5]:
+        advance(W, s, e)
+    before = copy.deepcopy(s)
+    other = reused(events[i], 1)
+    key = event_key(other.event_id)
+    assert s.seen(key, event_fingerprint(other)) is Seen.CONFLICT
+    assert s.fingerprint_of(key) == event_fingerprint(events[i]) != event_fingerprint(other)
+    assert is_repeat(s, other) and advance(W, s, other) is None
+    assert s == before and encode_state(s) == encode_state(before)
+    assert s.seen(key, event_fingerprint(events[i])) is Seen.RESEND  # the first copy stands
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10_000), st.integers(1, 120), st.data())
+def test_conflicting_copies_within_reach_change_nothing_and_are_listed_as_training_counts(
+    seed: int, n: int, data: st.DataObject
+) -> None:
+    events = make_events(n, users=1, seed=seed)
+    copies = data.draw(copies_within_reach(n))
+    conflicting = data.draw(st.lists(st.booleans(), min_size=len(copies), max_size=len(copies)))
+    after: dict[int, list[ClickEvent]] = defaultdict(list)
+    for k, ((i, j), other) in enumerate(zip(copies, conflicting, strict=True)):
+        after[j].append(reused(events[i], k) if other else events[i])
+    stream = [x for j, e in enumerate(events) for x in (e, *after[j])]
+    state, scores = run(stream)
+    dedup_state, dedup_scores = run(events)
+    assert state == dedup_state
+    assert [p for p in scores if p is not None] == [p for p in dedup_scores if p is not None]
+    rebuilt = rebuild(W, {"u": stream})
+    expected = [x for j in range(n) for x in after[j] if x not in events]
+    assert rebuilt.conflicts == expected and rebuilt.repeats == len(copies)
+    assert rebuilt.states["u"].prints == dedup_state.prints
+    kept = first_copies(stream)
+    assert (kept.events, kept.resends, kept.conflicts) == (events, len(copies) - len(expected),
+                                                           len(expected))  # fmt: skip

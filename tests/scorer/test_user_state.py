@@ -1,5 +1,6 @@
 """The per-user state survives a snapshot exactly: scoring after a round trip is unchanged; and
-snapshots written before the state remembered recent event ids still decode."""
+snapshots written before the state remembered recent event ids, or their content fingerprints,
+or held loan events, still decode."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from hypothesis import strategies as st
 
 from scorer.model import ModelWeights, StateVersionError, advance
 from scorer.user_state import (
+    FINGERPRINT_BYTES,
     KEY_BYTES,
     RECENT_IDS,
+    Seen,
     UserState,
     decode_state,
     encode_state,
+    event_fingerprint,
     event_key,
 )
 from tests.strategies import make_events
@@ -65,7 +69,8 @@ def test_a_state_of_another_model_version_is_refused() -> None:
 
 
 # The snapshot of UserState.new("m1", hidden_size=1) as written before ``recent`` existed
-# (four fields: version, memory, hc, y_prev), by the code of that time.
+# (four fields: version, memory, hc, y_prev; the ledger of four fields), by the code of that
+# time.
 OLD_EMPTY_D1 = bytes.fromhex(
     "94a26d319494800000c0c0c0c092920601c41800000000000000000000000000000000000000000000000092"
     "9102c4080000000000000000"
@@ -74,9 +79,13 @@ OLD_EMPTY_D1 = bytes.fromhex(
 
 def test_a_snapshot_of_the_old_layout_decodes_with_no_recent_ids() -> None:
     old = decode_state(OLD_EMPTY_D1)
-    assert old == UserState.new("m1", hidden_size=1) and old.recent == b""
-    # Written back: an array of five fields (0x95), the fifth an empty bin (0xc4 0x00).
-    assert encode_state(old) == b"\x95" + OLD_EMPTY_D1[1:] + b"\xc4\x00"
+    assert old == UserState.new("m1", hidden_size=1) and old.recent == old.prints == b""
+    assert old.memory.ledger.held == [] and old.memory.ledger.given_up == 0
+    # Written back: six fields (0x96), the last two empty bins (0xc4 0x00); the ledger has six
+    # too, the last two an empty list (0x90) and 0.
+    new = encode_state(old)
+    assert new[:1] == b"\x96" and new.endswith(b"\xc4\x00\xc4\x00")
+    assert bytes.fromhex("96800000c09000") in new
 
 
 def test_an_old_snapshot_of_a_user_with_history_decodes_and_scores_on() -> None:
@@ -86,16 +95,44 @@ def test_an_old_snapshot_of_a_user_with_history_decodes_and_scores_on() -> None:
     for e in events[:80]:
         advance(w, s, e)
     fields = msgspec.msgpack.decode(encode_state(s))  # the array of fields, generically
-    assert len(fields) == 5 and fields[-1] == s.recent
+    assert len(fields) == 6 and fields[-2:] == [s.recent, s.prints]
     old_layout = msgspec.msgpack.encode(fields[:4])  # what the code before ``recent`` wrote
     restored = decode_state(old_layout)
-    assert restored.recent == b""
+    assert restored.recent == restored.prints == b""
     assert restored.memory == s.memory and np.array_equal(restored.hc, s.hc)
     assert np.array_equal(restored.y_prev, s.y_prev)
     for e in events[80:]:  # no ids to skip: it scores on exactly as before
         assert advance(w, restored, e) == advance(w, s, e)
     np.testing.assert_array_equal(restored.hc, s.hc)
     assert restored.memory == s.memory
+
+
+def test_ids_remembered_without_fingerprints_take_any_content_as_a_resend() -> None:
+    """A snapshot written before fingerprints: its ids still skip resends, and a copy with
+    other content is skipped as a resend too (the rule of that time); ids remembered since
+    have fingerprints, and the two line up however many of each there are."""
+    w = weights()
+    events = make_events(60, users=1, seed=5)
+    s = UserState.new(w.version, w.hidden_size)
+    for e in events[:40]:
+        advance(w, s, e)
+    before = msgspec.msgpack.encode(msgspec.msgpack.decode(encode_state(s))[:5])
+    old = decode_state(before)
+    assert old.recent == s.recent and old.prints == b""
+    other = msgspec.structs.replace(events[39], amount=events[39].amount + 1.0)
+    key = event_key(other.event_id)
+    assert s.seen(key, event_fingerprint(other)) is Seen.CONFLICT
+    assert old.seen(key, event_fingerprint(other)) is Seen.RESEND
+    for n, e in enumerate(events[40:], 1):
+        advance(w, old, e)
+        assert len(old.prints) == min(n, RECENT_IDS) * FINGERPRINT_BYTES
+        newest = events[40 : 40 + n][-RECENT_IDS:]
+        for x in newest:  # the newest ids have their own fingerprints
+            assert old.fingerprint_of(event_key(x.event_id)) == event_fingerprint(x)
+        remembered = events[: 40 + n][-RECENT_IDS:]
+        for x in remembered[: len(remembered) - len(newest)]:
+            assert old.fingerprint_of(event_key(x.event_id)) is None
+            assert old.seen(event_key(x.event_id), b"none") is Seen.RESEND
 
 
 def test_the_state_remembers_the_last_recent_ids_oldest_first() -> None:
@@ -108,23 +145,28 @@ def test_the_state_remembers_the_last_recent_ids_oldest_first() -> None:
             event_key(x.event_id) for x in events[max(0, n - RECENT_IDS) : n]
         )
     assert len(s.recent) == RECENT_IDS * KEY_BYTES == 256
-    assert all(s.has_seen(event_key(e.event_id)) for e in events[-RECENT_IDS:])
-    assert not any(s.has_seen(event_key(e.event_id)) for e in events[:-RECENT_IDS])
+    assert s.prints == b"".join(event_fingerprint(x) for x in events[-RECENT_IDS:])
+    assert all(s.seen(event_key(e.event_id), event_fingerprint(e)) is Seen.RESEND
+               for e in events[-RECENT_IDS:])  # fmt: skip
+    assert all(s.seen(event_key(e.event_id), event_fingerprint(e)) is Seen.NEW
+               for e in events[:-RECENT_IDS])  # fmt: skip
 
 
 def test_a_key_found_across_two_remembered_keys_is_not_seen() -> None:
     s = UserState.new("m1", 1)
     a, b = event_key("a"), event_key("b")
-    s.remember(a)
-    s.remember(b)
+    fa, fb, fc = b"\x01" * 4, b"\x02" * 4, b"\x03" * 4
+    s.remember(a, fa)
+    s.remember(b, fb)
     straddling = a[3:] + b[:3]  # the bytes are there, but not as one key
     assert s.recent.find(straddling) == 3
-    assert not s.has_seen(straddling)
-    assert s.has_seen(a) and s.has_seen(b) and not s.has_seen(event_key("c"))
+    assert s.seen(straddling, fa) is Seen.NEW
+    assert s.seen(a, fa) is s.seen(b, fb) is Seen.RESEND and s.seen(event_key("c"), fa) is Seen.NEW
+    assert s.seen(a, fb) is Seen.CONFLICT and s.fingerprint_of(a) == fa
     also_kept = a[4:] + b[:4]  # remembered: found across a and b first, then as itself
-    s.remember(also_kept)
+    s.remember(also_kept, fc)
     assert s.recent.find(also_kept) == 4
-    assert s.has_seen(also_kept)
+    assert s.seen(also_kept, fc) is Seen.RESEND and s.fingerprint_of(also_kept) == fc
 
 
 def test_event_keys_are_stable_across_processes() -> None:
@@ -133,11 +175,27 @@ def test_event_keys_are_stable_across_processes() -> None:
     assert len(event_key("é" * 100)) == KEY_BYTES
 
 
-def test_remembering_ids_costs_2_bytes_empty_and_259_once_full() -> None:
+def test_fingerprints_are_of_the_content_as_decoded_not_of_the_ids() -> None:
+    e = make_events(1, users=1, seed=0)[0]
+    same = msgspec.structs.replace(e, event_id="other-id", user_id="other-user")
+    assert event_fingerprint(same) == event_fingerprint(e)
+    as_ints = msgspec.structs.replace(e, ts=int(e.ts), amount=int(e.amount))
+    assert event_fingerprint(as_ints) == event_fingerprint(msgspec.structs.replace(
+        e, ts=float(int(e.ts)), amount=float(int(e.amount))))  # fmt: skip
+    for change in ({"ts": e.ts + 1}, {"amount": e.amount + 0.01}, {"loan_id": "x"}):
+        assert event_fingerprint(msgspec.structs.replace(e, **change)) != event_fingerprint(e)
+    # BLAKE2b-32 of the content: the same in every process.
+    assert len(event_fingerprint(e)) == FINGERPRINT_BYTES == 4
+
+
+def test_remembering_ids_costs_4_bytes_empty_and_389_once_full() -> None:
     w = weights(hidden=32)
     s = UserState.new(w.version, w.hidden_size)
-    assert len(encode_state(s)) == 803  # 801 before the state remembered ids
+    # 801 before the state remembered ids, 803 before their fingerprints, 805 before the
+    # ledger held loan events (an empty list and a count of those given up: 2 bytes).
+    assert len(encode_state(s)) == 807
     for e in make_events(200, users=1, seed=1):
         advance(w, s, e)
     without = msgspec.msgpack.encode(msgspec.msgpack.decode(encode_state(s))[:4])
-    assert len(encode_state(s)) - len(without) == 3 + RECENT_IDS * KEY_BYTES == 259
+    keys, prints = 3 + RECENT_IDS * KEY_BYTES, 2 + RECENT_IDS * FINGERPRINT_BYTES
+    assert len(encode_state(s)) - len(without) == keys + prints == 259 + 130

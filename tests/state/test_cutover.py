@@ -43,7 +43,7 @@ from state.recovery_store import read_states
 from state.seed import Seed, read_seed
 from tests.dataflow.test_recovery import wait_for_scores
 from tests.serving import serve_process
-from tests.streams import clicks_lines, expected_scores, read_scores, send
+from tests.streams import case_lines, clicks_lines, expected_scores, read_scores, send
 
 pytestmark = pytest.mark.kafka
 log = logging.getLogger(__name__)
@@ -229,6 +229,35 @@ def test_clicks_dropped_by_retention_are_replayed_from_the_archive(
     summary = json.loads((tmp_path / "seed" / SUMMARY_FILE).read_text())
     assert summary["from_archive"] == 3 * 200  # two segments of 100 per partition, then the topic
     assert summary["filled_in"] == 0  # the first cut-over scored every post
+
+
+def test_the_cutover_skips_and_counts_conflicting_duplicates_as_the_flow_does(
+    kafka: KafkaSettings, topics: Topics, model_b: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """The ``dup-id-different-content`` case: L2 reuses L1's event id. Skipped in the prepared
+    history and in the finish's tail (and counted), a true resend of L1 skipped silently; L1
+    alone is scored, and the seed's state is the state after L1 and its borrow."""
+    monkeypatch.setenv("DEEPCREDIT_TOPIC_PREFIX", topics.clicks.removesuffix("clicks"))
+    lines = [value for _, value in case_lines("dup-id-different-content", "input.jsonl")]
+    send(kafka, topics.clicks, lines)
+    out = tmp_path / "seed"
+    assert run_cutover(kafka, model_b, out, "--prepare") == 0, capsys.readouterr().err
+    assert read_prepared(out).conflicts == 1
+    send(kafka, topics.clicks, [lines[2], lines[0]])  # L2 again, and L1 resent
+    assert run_cutover(kafka, model_b, out, "--finish") == 0, capsys.readouterr().err
+    summary = json.loads((out / SUMMARY_FILE).read_text())
+    assert summary["conflicting_duplicates"] == 2 and summary["filled_in"] == 1
+    w = load_scorer(model_b)
+    l1, borrow = (decode_click(line) for line in lines[:2])
+    expected, states = expected_scores(w, [l1, borrow])
+    [score] = read_scores(kafka, topics.risk_scores)
+    assert (score.event_id, score.loan_id) == ("e1", "L1")
+    np.testing.assert_allclose((score.p_delinquent, score.p_default), expected["e1"],
+                               atol=TOLERANCE)  # fmt: skip
+    seeded = decode_state(read_seed(out).states["u1"])
+    assert_same_state(seeded, states["u1"])
+    assert (seeded.recent, seeded.prints) == (states["u1"].recent, states["u1"].prints)
 
 
 def test_prepared_while_blue_runs_and_finished_after_it_stops_equals_the_one_shot(

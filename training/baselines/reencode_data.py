@@ -175,7 +175,7 @@ def build_windows(
     builder = _Builder(max_activities)
     for user_id in tqdm(sorted(by_user), desc="building windows", unit="user",
                         disable=not progress):  # fmt: skip
-        history = first_copies(by_user.pop(user_id))
+        history = first_copies(by_user.pop(user_id)).events
         history.sort(key=lambda e: e.ts)  # stable: arrival order breaks ties
         builder.add_user(user_id, history, loan_outcomes(history, as_of=as_of))
     return builder.finish(window)

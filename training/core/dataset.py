@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from tqdm import tqdm
@@ -28,8 +30,10 @@ from deepcredit.loans import LoanOutcome, loan_outcomes
 from scorer.features import ACTIVITY_FEATURES, LOAN_FEATURES, LoanStep
 from scorer.steps import StepMemory, plan_step
 from scorer.timegap import normalise_gap
+from scorer.user_state import event_fingerprint
 
 __all__ = [
+    "FirstCopies",
     "Sequences",
     "UserBatch",
     "build_sequences",
@@ -40,6 +44,8 @@ __all__ = [
     "split_users",
     "user_rows",
 ]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, eq=False)
@@ -174,7 +180,8 @@ def build_sequences(
     """Turn an event log (any order across users, time order within a user) into Sequences.
 
     ``as_of`` is the moment labels are judged (default: the last event's time). Repeated
-    event ids (at-least-once delivery into the archive) count once.
+    event ids (at-least-once delivery into the archive) count once, the first copy kept; the
+    later copies with other content (conflicting duplicates) are counted in a warning.
     """
     by_user: dict[str, list[ClickEvent]] = {}
     last_ts = -math.inf
@@ -183,11 +190,21 @@ def build_sequences(
         last_ts = max(last_ts, event.ts)
     as_of = last_ts if as_of is None else as_of
     builder = _Builder()
+    resends = conflicts = 0
     for user_id in tqdm(sorted(by_user), desc="building sequences", unit="user",
                         disable=not progress):  # fmt: skip
-        history = first_copies(by_user.pop(user_id))
+        copies = first_copies(by_user.pop(user_id))
+        resends += copies.resends
+        conflicts += copies.conflicts
+        history = copies.events
         history.sort(key=lambda e: e.ts)  # stable: arrival order breaks ties
         builder.add_user(user_id, history, loan_outcomes(history, as_of=as_of))
+    if conflicts:
+        log.warning("%d events reuse the id of an earlier event of their user with other "
+                    "content (conflicting duplicates): dropped, the first copy kept, as the "
+                    "live flow does (it dead-letters them)", conflicts)  # fmt: skip
+    if resends:
+        log.info("%d resent events (an earlier event's id and content) counted once", resends)
     return builder.finish()
 
 
@@ -292,15 +309,31 @@ def outcome_label(outcome: LoanOutcome | None) -> tuple[float, float]:
     return (value(outcome.delinquent), value(outcome.default))
 
 
-def first_copies(history: list[ClickEvent]) -> list[ClickEvent]:
-    """The history with repeated event ids dropped (first copy kept): producers may resend."""
-    seen: set[str] = set()
+class FirstCopies(NamedTuple):
+    """A user's history with each event id's first copy only, and what was dropped."""
+
+    events: list[ClickEvent]
+    resends: int  # later copies with the first one's content
+    conflicts: int  # later copies with other content: the id was reused
+
+
+def first_copies(history: list[ClickEvent]) -> FirstCopies:
+    """The history with repeated event ids dropped, first copy kept: producers may resend. A
+    later copy with other content (``scorer.user_state.event_fingerprint``, compared as the
+    live state compares them) is a conflicting duplicate: dropped too (the live flow
+    dead-letters it), and counted apart."""
+    first: dict[str, bytes] = {}
     unique = []
+    conflicts = 0
     for event in history:
-        if event.event_id not in seen:
-            seen.add(event.event_id)
+        fingerprint = event_fingerprint(event)
+        known = first.get(event.event_id)
+        if known is None:
+            first[event.event_id] = fingerprint
             unique.append(event)
-    return unique
+        elif known != fingerprint:
+            conflicts += 1
+    return FirstCopies(unique, len(history) - len(unique) - conflicts, conflicts)
 
 
 def offsets_from_lengths(lengths: np.ndarray) -> np.ndarray:
