@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from deepcredit.codec import decode_click, encode
 from deepcredit.events import ClickEvent
-from deepcredit.kafka_io import produce
+from deepcredit.kafka_io import delivering, produce
 from deepcredit.settings import KafkaSettings, Topics
 
 __all__ = ["SAMPLE_BAD_MESSAGES", "RoundTripReport", "round_trip"]
@@ -64,36 +64,54 @@ def round_trip(
     started = time.monotonic()
     group = f"deepcredit-roundtrip-{uuid.uuid4().hex[:8]}"
     consumer = Consumer(settings.client_config(**{"group.id": group, "enable.auto.commit": False}))
-    producer = Producer(settings.client_config(**{"linger.ms": 20, "enable.idempotence": True}))
+    config = {"linger.ms": 20, "enable.idempotence": True}
     try:
-        start = _end_offsets(consumer, topics.clicks)
-        sent = _produce(producer, lines, topics.clicks, report, timeout_s, progress)
-        end = _end_offsets(consumer, topics.clicks)
-        consumer.assign([TopicPartition(topics.clicks, p, o) for p, o in start.items()])
-        expected = sum(end[p] - start[p] for p in start)
-        deadline = time.monotonic() + timeout_s
-        with tqdm(total=expected, desc="consume", unit="ev", disable=not progress) as bar:
-            while report.consumed < expected and time.monotonic() < deadline:
-                for m in consumer.consume(num_messages=1000, timeout=1.0):
-                    if m.error() is not None:
-                        raise RuntimeError(f"consume failed: {m.error()}")
-                    if m.offset() >= end[m.partition()]:
-                        continue  # written by someone else after we started
-                    report.consumed += 1
-                    bar.update()
-                    result = decode_click(m.value(), key=m.key(), topic=m.topic(),
-                                          partition=m.partition(), offset=m.offset())  # fmt: skip
-                    if isinstance(result, ClickEvent):
-                        report.valid += 1
-                        report.identical += sent.get(result.event_id) == result
-                    else:
-                        report.dead_letters[result.reason.value] += 1
-                        produce(producer, topics.dead_letter, encode(result), m.key())
-        producer.flush(timeout_s)
+        # Every message produced (clicks, dead letters) arrives or is reported.
+        with delivering(settings, timeout_s, config) as producer:
+            start = _end_offsets(consumer, topics.clicks)
+            sent = _produce(producer, lines, topics.clicks, report, timeout_s, progress)
+            end = _end_offsets(consumer, topics.clicks)
+            _check_back(consumer, producer, topics, (start, end), sent, report, timeout_s,
+                        progress)  # fmt: skip
     finally:
         consumer.close()
     report.seconds = time.monotonic() - started
     return report
+
+
+def _check_back(
+    consumer: Consumer,
+    producer: Producer,
+    topics: Topics,
+    span: tuple[dict[int, int], dict[int, int]],
+    sent: dict[str, ClickEvent],
+    report: RoundTripReport,
+    timeout_s: float,
+    progress: bool,
+) -> None:
+    """Consume the clicks between the ``span``'s start and end offsets, decode and compare
+    them with what was ``sent``; dead-letter the bad ones as the flow would."""
+    start, end = span
+    consumer.assign([TopicPartition(topics.clicks, p, o) for p, o in start.items()])
+    expected = sum(end[p] - start[p] for p in start)
+    deadline = time.monotonic() + timeout_s
+    with tqdm(total=expected, desc="consume", unit="ev", disable=not progress) as bar:
+        while report.consumed < expected and time.monotonic() < deadline:
+            for m in consumer.consume(num_messages=1000, timeout=1.0):
+                if m.error() is not None:
+                    raise RuntimeError(f"consume failed: {m.error()}")
+                if m.offset() >= end[m.partition()]:
+                    continue  # written by someone else after we started
+                report.consumed += 1
+                bar.update()
+                result = decode_click(m.value(), key=m.key(), topic=m.topic(),
+                                      partition=m.partition(), offset=m.offset())  # fmt: skip
+                if isinstance(result, ClickEvent):
+                    report.valid += 1
+                    report.identical += sent.get(result.event_id) == result
+                else:
+                    report.dead_letters[result.reason.value] += 1
+                    produce(producer, topics.dead_letter, encode(result), m.key())
 
 
 def _end_offsets(consumer: Consumer, topic: str) -> dict[int, int]:
