@@ -30,6 +30,7 @@ from scorer.user_state import UserState, decode_state, encode_state, event_key
 
 __all__ = [
     "DriftStep",
+    "Message",
     "PassThrough",
     "UserScorer",
     "dead_letter_message",

@@ -20,7 +20,7 @@ def add(sub: Subparsers) -> None:
         "state, write a score with a decision for every loan post to the risk-scores topic, "
         "malformed messages to the dead-letter topic and drift alerts (River monitors on the "
         "scores, the input mix and realised performance) to the drift-alerts topic; Prometheus "
-        "metrics on /metrics",
+        "metrics on /metrics, liveness on /healthz, readiness on /readyz",
         _run,
     )  # fmt: skip
     which = p.add_mutually_exclusive_group(required=True)
@@ -50,6 +50,10 @@ def add(sub: Subparsers) -> None:
         action="store_true",
         help="stop at the end of the clicks topic instead of waiting for more",
     )
+    p.add_argument("--progress-seconds", type=float, metavar="S",
+                   help="log events read, scored and dead-lettered and the clicks lag every S "
+                        "seconds, and a summary at the end (default: 5 with --until-end, "
+                        "else 0 = never)")  # fmt: skip
     p.add_argument("--workers", type=int, default=1, help="worker threads (default 1)")
     p.add_argument("--process-id", type=int,
                    help="this process's index in a cluster (with --addresses)")  # fmt: skip
@@ -57,8 +61,8 @@ def add(sub: Subparsers) -> None:
         "--addresses", help='host:port of every process of the cluster, ";"-separated, in order'
     )
     p.add_argument("--metrics-port", type=int, default=9464,
-                   help="Prometheus endpoint port, plus the process id in a cluster "
-                        "(default 9464; 0 = none)")  # fmt: skip
+                   help="HTTP endpoint port (/metrics, /healthz, /readyz), plus the process "
+                        "id in a cluster (default 9464; 0 = none)")  # fmt: skip
     p.add_argument(
         "--no-drift-monitors",
         action="store_true",
@@ -78,6 +82,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from dataflow.flow import FlowConfig
     from dataflow.serve import MetricsPortInUse, ServeOptions, serve
+    from deepcredit.kafka_io import OffsetsOutOfRange
     from deepcredit.thresholds import ThresholdsUnavailable
     from scorer.artifact import ArtifactError
     from scorer.model import StateVersionError
@@ -99,6 +104,11 @@ def _run(args: argparse.Namespace) -> int:
             raise CliError("--drift-warmup-days must be >= 0")
     if args.drift_reorder < 0:
         raise CliError("--drift-reorder must be >= 0")
+    progress_s = args.progress_seconds
+    if progress_s is None:
+        progress_s = 5.0 if args.until_end else 0.0
+    elif progress_s < 0:
+        raise CliError("--progress-seconds must be >= 0")
     flow = FlowConfig(KafkaSettings(args.bootstrap), Topics.from_env(), tail=not args.until_end,
                       monitors=monitors, drift_reorder=args.drift_reorder)  # fmt: skip
     model = None if args.pass_through else resolve_model(args.model, args.models_dir)
@@ -106,10 +116,11 @@ def _run(args: argparse.Namespace) -> int:
                         workers=args.workers, process_id=args.process_id,
                         addresses=tuple(args.addresses.split(";")) if args.addresses else (),
                         recovery_dir=args.recovery_dir, snapshot_s=args.snapshot_seconds,
-                        metrics_port=args.metrics_port, seed=args.seed)  # fmt: skip
+                        metrics_port=args.metrics_port, seed=args.seed,
+                        progress_s=progress_s)  # fmt: skip
     try:
         serve(opts)
-    except (ArtifactError, MetricsPortInUse, SeedError, StateVersionError,
+    except (ArtifactError, MetricsPortInUse, OffsetsOutOfRange, SeedError, StateVersionError,
             ThresholdsUnavailable) as exc:  # fmt: skip
         raise CliError(str(exc)) from None
     return 0

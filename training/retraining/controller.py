@@ -597,18 +597,18 @@ AUC 0.01 lower on default')
 
 
 def _publish(kafka: KafkaSettings, topic: str, decision: Promotion) -> None:
-    from confluent_kafka import Producer
-
     from deepcredit.codec import encode
-    from deepcredit.kafka_io import produce
+    from deepcredit.kafka_io import UndeliveredError, delivering, produce
 
     event = ModelEvent(action=decision.action, version=decision.version,
                        previous=decision.previous, by=decision.by, reason=decision.reason,
                        at=decision.at, metrics=decision.metrics or {})  # fmt: skip
-    producer = Producer(kafka.client_config())
-    produce(producer, topic, encode(event), decision.version.encode())
-    if producer.flush(30) != 0:
-        log.warning("the model event of %s was not confirmed by Kafka", decision.version)
+    try:
+        with delivering(kafka, 30.0) as producer:
+            produce(producer, topic, encode(event), decision.version.encode())
+    except UndeliveredError as exc:
+        # The registry already holds the decision; the topic only announces it.
+        log.warning("the model event of %s did not reach %s: %s", decision.version, topic, exc)
 
 
 # -- the loop ---------------------------------------------------------------------------------
@@ -634,9 +634,12 @@ def run_controller(
     The consumer group's committed offset is where it resumes; an alert's offset is committed
     once the core's state is saved to ``state_path`` (None: not saved). The clock is read every
     ``check_seconds`` and at the end. With ``until_end``, stop at the topic's end as of the start
-    (for tests and replays), after running what is due by then.
+    (for tests and replays), after running what is due by then. Raises OffsetsOutOfRange when
+    the topic does not hold the committed offsets (recreated, or retention).
     """
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+    from deepcredit.kafka_io import check_resume
 
     controller.resume(registry.history())
     results: list[RetrainResult] = []
@@ -658,14 +661,20 @@ def run_controller(
             save()
 
     topic = topics.drift_alerts
+    # A committed offset the topic stops holding is an error, never a silent jump to its end.
     consumer = Consumer(kafka.client_config(**{"group.id": group_id, "enable.auto.commit": False,
-                                             "enable.partition.eof": True}))  # fmt: skip
+                                             "enable.partition.eof": True,
+                                             "auto.offset.reset": "error"}))  # fmt: skip
     try:
         meta = consumer.list_topics(topic, timeout=30).topics[topic]
         if meta.error is not None:
             raise ValueError(f"topic {topic!r}: {meta.error.str()}")
         tps = [TopicPartition(topic, p) for p in sorted(meta.partitions)]
         committed = {tp.partition: tp.offset for tp in _committed(consumer, tps)}
+        check_resume(kafka, topic, committed, whose=f"the consumer group {group_id!r}",
+                     remedy="Start the controller with a new --group (its state file keeps "
+                            "what it decided), or point --bootstrap and "
+                            "DEEPCREDIT_TOPIC_PREFIX at the topic it came from.")  # fmt: skip
         start = {p: (o if o >= 0 else OFFSET_BEGINNING) for p, o in committed.items()}
         ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=30)[1] for tp in tps}
         pending = {p for p in ends if not until_end or max(committed[p], 0) < ends[p]}
