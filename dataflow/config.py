@@ -57,10 +57,14 @@ class ServeOptions:
                 "much input"
     })  # fmt: skip
     metrics_port: int = field(default=9464, metadata={
-        "help": "Prometheus endpoint port, plus the process id in a cluster; 0 = none"
+        "help": "HTTP endpoint port (/metrics, /healthz, /readyz), plus the process id in a "
+                "cluster; 0 = none"
     })  # fmt: skip
     seed: Path | None = field(default=None, metadata={
         "help": "a folder made by 'deepcredit cutover' for this model: each clicks partition "
                 "starts at the cut-over offset, each user at the rebuilt state (with a "
                 "recovery folder, its snapshots win once there are some)"
+    })  # fmt: skip
+    progress_s: float = field(default=0.0, metadata={
+        "help": "log progress this often (seconds), and a summary at the end; 0: neither"
     })  # fmt: skip

@@ -26,19 +26,24 @@ step after what it keeps (``score``, ``drift``), a key step after its stateful s
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSink, KafkaSource
+from bytewax.connectors.kafka import KafkaSource
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import StatefulSourcePartition
+from confluent_kafka.admin import AdminClient
 
+from dataflow import metrics
 from dataflow.config import FlowConfig
 from dataflow.records import Accepted, Scored
+from dataflow.sink import CheckedKafkaSink
 from dataflow.steps import (
     DriftStep,
+    Message,
     PassThrough,
     UserScorer,
     dead_letter_message,
@@ -49,23 +54,44 @@ from dataflow.steps import (
 )
 from deepcredit.records import DeadLetter, ThresholdUpdate
 from scorer.model import ModelWeights
-from state.recovery_store import FLOW_ID, SCORE_STEP_ID
+from state.recovery_store import CLICKS_STEP_ID, FLOW_ID, SCORE_STEP_ID
 from state.seed import Seed, SeedError, read_seed
 
 __all__ = ["FlowConfig", "build_flow", "load_seed"]
 
 log = logging.getLogger(__name__)
 
+#: How long listing the clicks partitions waits for the broker at start.
+_LIST_TIMEOUT_S = 30.0
+
 
 class _SeededKafkaSource(KafkaSource):
     """The clicks source, each partition the seed covers starting at the seed's offset unless
-    recovery has its own (a snapshot is always at or past the seed)."""
+    recovery has its own (a snapshot is always at or past the seed).
+
+    An offset the topic does not hold (recreated, or past retention) stops the flow with an
+    error (``auto.offset.reset``) instead of librdkafka's silent jump to the end; the start-up
+    check (``dataflow.serve``) catches the stored ones before that.
+    """
 
     def __init__(self, cfg: FlowConfig, start: Mapping[int, int]) -> None:
+        consumer = {**{k: str(v) for k, v in cfg.kafka.extra_config.items()},
+                    "auto.offset.reset": "error"}  # fmt: skip
         super().__init__([cfg.kafka.bootstrap_servers], [cfg.topics.clicks], tail=cfg.tail,
-                         add_config={k: str(v) for k, v in cfg.kafka.extra_config.items()},
-                         batch_size=cfg.batch_size)  # fmt: skip
+                         add_config=consumer, batch_size=cfg.batch_size)  # fmt: skip
+        self._kafka = cfg.kafka
+        self._topic = cfg.topics.clicks
         self._start = start
+        metrics.CLICKS_NEXT_OFFSET.clear()  # an earlier flow of this process read other clicks
+
+    def list_parts(self) -> list[str]:
+        """Bytewax's "<partition>-<topic>" names; its own listing would hand the consumer
+        settings to an admin client (a librdkafka warning) and wait for a broker forever."""
+        admin = AdminClient(self._kafka.client_config())
+        meta = admin.list_topics(self._topic, timeout=_LIST_TIMEOUT_S).topics[self._topic]
+        if meta.error is not None:
+            raise RuntimeError(f"listing the partitions of {self._topic!r}: {meta.error.str()}")
+        return [f"{p}-{self._topic}" for p in sorted(meta.partitions)]
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: int | None
@@ -75,7 +101,39 @@ class _SeededKafkaSource(KafkaSource):
             resume_state = self._start[partition]
             log.info("clicks partition %d starts at the seed's offset %d", partition,
                      resume_state)  # fmt: skip
-        return super().build_part(step_id, for_part, resume_state)
+        return _TrackedPartition(super().build_part(step_id, for_part, resume_state), partition)
+
+
+class _TrackedPartition(StatefulSourcePartition[Message, int | None]):
+    """A clicks partition that keeps the metrics of its position: counted in
+    ``deepcredit_clicks_partitions`` while open, its next offset after each batch (one gauge
+    write per batch, not per message)."""
+
+    def __init__(self, inner: StatefulSourcePartition[Message, int | None], partition: int):
+        self._inner = inner
+        self._next_offset = metrics.CLICKS_NEXT_OFFSET.labels(str(partition))
+        self._track()
+        metrics.CLICKS_PARTITIONS.inc()
+
+    def next_batch(self) -> Iterable[Message]:
+        batch = self._inner.next_batch()
+        self._track()
+        return batch
+
+    def next_awake(self) -> datetime | None:
+        return self._inner.next_awake()
+
+    def snapshot(self) -> int | None:
+        return self._inner.snapshot()
+
+    def close(self) -> None:
+        metrics.CLICKS_PARTITIONS.dec()
+        self._inner.close()
+
+    def _track(self) -> None:
+        offset = self._inner.snapshot()
+        if offset is not None and offset >= 0:  # not a logical offset (the beginning)
+            self._next_offset.set(offset)
 
 
 def load_seed(folder: Path, weights: ModelWeights | None, topic: str) -> Seed:
@@ -114,11 +172,9 @@ def build_flow(
     user's later event that came first. The pass-through flow runs the same monitors (on its
     zero scores), so the benchmark's difference stays the model step alone.
     """
-    brokers = [cfg.kafka.bootstrap_servers]
-    config = {k: str(v) for k, v in cfg.kafka.extra_config.items()}
     flow = Dataflow(name)
     source = _SeededKafkaSource(cfg, seed.offsets if seed else {})
-    messages = op.input("clicks", flow, source)
+    messages = op.input(CLICKS_STEP_ID, flow, source)
     decoded = op.map("decode", messages, decode)
     valid = op.branch("valid", decoded, lambda x: isinstance(x, Accepted))
     failed = [valid.falses]  # DeadLetter streams, one per step that makes them
@@ -141,7 +197,7 @@ def build_flow(
     decide_failed = op.branch("decide_failed", decided, _is_dead_letter)
     failed.append(decide_failed.trues)
     scores = decide_failed.falses  # Kafka message of a Score
-    op.output("scores", scores, KafkaSink(brokers, cfg.topics.risk_scores, config))
+    op.output("scores", scores, CheckedKafkaSink(cfg.kafka, cfg.topics.risk_scores))
     if cfg.monitors is not None:
         everything = op.key_on("drift_key", scored, lambda _: "all")  # ("all", Scored | Accepted)
         drift_out = op.stateful_batch("drift", everything,
@@ -151,10 +207,10 @@ def build_flow(
         drift_failed = op.branch("drift_failed", unkeyed, _is_dead_letter)
         failed.append(drift_failed.trues)
         sent = op.map("drift_alert_message", drift_failed.falses, drift_alert_message)
-        op.output("drift_alerts", sent, KafkaSink(brokers, cfg.topics.drift_alerts, config))
+        op.output("drift_alerts", sent, CheckedKafkaSink(cfg.kafka, cfg.topics.drift_alerts))
     letters = op.merge("dead_letters_merge", *failed)  # DeadLetter
     messages_out = op.map("dead_letter_message", letters, dead_letter_message)
-    op.output("dead_letters", messages_out, KafkaSink(brokers, cfg.topics.dead_letter, config))
+    op.output("dead_letters", messages_out, CheckedKafkaSink(cfg.kafka, cfg.topics.dead_letter))
     return flow
 
 

@@ -2,16 +2,19 @@
 
 They live in prometheus-client's default registry, which also holds Bytewax's own
 ``bytewax_kafka_consumer_lag`` gauge (per clicks partition) and the ground floor's metrics
-(``deepcredit.metrics``: control records skipped), so one endpoint serves them all.
+(``deepcredit.metrics``: control records skipped), so one endpoint serves them all
+(``dataflow.endpoint``, on /metrics).
 The drift metrics come from the one worker that holds the drift monitors (in a cluster, one
 process's endpoint has them).
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, Info
 
 __all__ = [
+    "CLICKS_NEXT_OFFSET",
+    "CLICKS_PARTITIONS",
     "DEAD_LETTERS",
     "DECISIONS",
     "DRIFT_ALERTS",
@@ -27,7 +30,6 @@ __all__ = [
     "THRESHOLDS_APPLY_LATENCY",
     "THRESHOLDS_VERSION",
     "USERS",
-    "serve_metrics",
 ]
 
 # Latency buckets from 100 µs to 30 s: a step is sub-millisecond, a score waits for an epoch.
@@ -57,6 +59,11 @@ EVENT_TO_SCORE = Histogram("deepcredit_event_to_score_seconds",
                            "From a post's arrival on the clicks topic (Kafka timestamp) to its "
                            "score being handed to the producer", buckets=_BUCKETS)  # fmt: skip
 USERS = Gauge("deepcredit_users_in_state", "Users with a scoring state in this process")
+CLICKS_PARTITIONS = Gauge("deepcredit_clicks_partitions",
+                          "Clicks partitions this process reads now")  # fmt: skip
+CLICKS_NEXT_OFFSET = Gauge("deepcredit_clicks_next_offset",
+                           "The next offset this process reads from each clicks partition (as of "
+                           "its last batch)", ["partition"])  # fmt: skip
 MODEL = Info("deepcredit_model", "The model this process scores with")
 THRESHOLDS_VERSION = Gauge("deepcredit_thresholds_version", "Version of the thresholds in use")
 THRESHOLDS_APPLY_LATENCY = Gauge("deepcredit_thresholds_apply_latency_seconds",
@@ -69,8 +76,3 @@ ROLLING_AUC = Gauge("deepcredit_drift_rolling_auc",
                     "AUC of the scores against realised labels over the last labelled loans "
                     "(the performance monitor's window), by target", ["target"])  # fmt: skip
 
-
-def serve_metrics(port: int, addr: str = "127.0.0.1") -> None:
-    """Serve ``/metrics`` on ``addr:port`` from a daemon thread (port 0: do not serve)."""
-    if port:
-        start_http_server(port, addr=addr)

@@ -1,7 +1,22 @@
-"""``deepcredit serve``: load the model (and a cut-over seed), start the live thresholds and the
-metrics endpoint, set up Bytewax recovery, and run the flow until stopped (or, with
-``tail=False``, until the clicks topic is consumed). ``from_env`` is the same flow for
-``python -m bytewax.run "dataflow.serve:from_env()"``."""
+"""``deepcredit serve``: start the live flow and run it until stopped (or, with ``tail=False``,
+until the clicks topic is consumed). ``from_env`` is the same flow for ``python -m bytewax.run
+"dataflow.serve:from_env()"``.
+
+Start-up, in order; a failure stops it with a message, before anything is read:
+
+1. SIGTERM and SIGINT are set to stop the flow cleanly (from here on, a signal at any step);
+2. the HTTP endpoint (``dataflow.endpoint``): a taken port fails at once (MetricsPortInUse),
+   and /readyz says what the start is still waiting for;
+3. the model, and the cut-over seed;
+4. the recovery directory, and the check that the clicks topic holds the offsets the flow
+   resumes from, the recovery store's or else the seed's (OffsetsOutOfRange);
+5. the live thresholds;
+6. the flow. Bytewax's workers run on threads of their own, the main thread only waits and
+   takes the signals: a signal raised inside a Python step would panic a worker running on
+   the main thread (a Rust backtrace on every clean stop).
+
+A stop leaves the last completed epoch's snapshot on disk; a restart resumes from it.
+"""
 
 from __future__ import annotations
 
@@ -13,35 +28,77 @@ from datetime import timedelta
 from pathlib import Path
 
 from bytewax.dataflow import Dataflow
-from bytewax.errors import BytewaxRuntimeError
 from bytewax.recovery import RecoveryConfig, init_db_dir
-from bytewax.run import cli_main
+from bytewax.testing import cluster_main
+from prometheus_client import REGISTRY
 
 from dataflow import metrics
 from dataflow.config import FlowConfig, ServeOptions
+from dataflow.endpoint import Endpoint
 from dataflow.flow import build_flow, load_seed
+from dataflow.progress import Progress
+from deepcredit.kafka_io import check_resume
 from deepcredit.records import ThresholdUpdate
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.thresholds import LiveThresholds
 from scorer.artifact import load_scorer
 from scorer.model import ModelWeights
 from scorer.monitor_config import MonitorConfig
-from state.recovery_store import state_model_version
+from state.recovery_store import read_input_offsets, state_model_version
 from state.seed import Seed, SeedError
 
-__all__ = ["MetricsPortInUse", "ServeOptions", "from_env", "serve", "start_runtime"]
+__all__ = ["MetricsPortInUse", "ServeOptions", "from_env", "serve"]
 
 log = logging.getLogger(__name__)
+
+_RECOVERY_REMEDY = (
+    "To start anyway, start with an empty --recovery-dir: every user's state then starts empty "
+    "('deepcredit cutover' with --archive can rebuild them first, for 'serve --seed'). Or point "
+    "--bootstrap and DEEPCREDIT_TOPIC_PREFIX at the topic these offsets came from."
+)
+_SEED_REMEDY = (
+    "Run the cut-over again ('deepcredit cutover', with --archive for what retention dropped) "
+    "and start from its new seed with an empty --recovery-dir."
+)
 
 
 class MetricsPortInUse(RuntimeError):
     """The Prometheus port is held by another process (often a flow that is still running)."""
 
 
-def start_runtime(
-    cfg: FlowConfig, weights: ModelWeights | None, metrics_port: int
-) -> LiveThresholds:
-    """What the flow needs beside Bytewax: the live thresholds watcher and the metrics endpoint."""
+class _Readiness:
+    """What /readyz waits for, filled in as ``serve`` starts the flow."""
+
+    def __init__(self, model: bool = False) -> None:
+        self.model = model
+        self.thresholds: LiveThresholds | None = None
+
+    def missing(self) -> list[str]:
+        missing = [] if self.model else ["model"]
+        if not REGISTRY.get_sample_value("deepcredit_clicks_partitions"):
+            missing.append("kafka_partitions")
+        if self.thresholds is None or not self.thresholds.caught_up:
+            missing.append("thresholds")
+        return missing
+
+
+def _start_endpoint(port: int, ready: _Readiness) -> Endpoint | None:
+    """The HTTP endpoint on 127.0.0.1:``port`` (``dataflow.endpoint``); None for port 0.
+    Raises MetricsPortInUse when the port is taken."""
+    if not port:
+        return None
+    try:
+        return Endpoint(port, ready.missing)
+    except OSError as exc:
+        raise MetricsPortInUse(
+            f"cannot serve metrics on 127.0.0.1:{port} ({exc.strerror}); is another "
+            "'deepcredit serve' still running? Stop it, or pass another --metrics-port"
+        ) from None
+
+
+def _start_thresholds(cfg: FlowConfig, weights: ModelWeights | None) -> LiveThresholds:
+    """The live thresholds watcher, caught up with the topic (or warned); with the model and
+    thresholds metrics set. Raises ThresholdsUnavailable when the topic cannot be read."""
 
     def changed(t: ThresholdUpdate) -> None:
         metrics.THRESHOLDS_VERSION.set(t.version)
@@ -52,19 +109,12 @@ def start_runtime(
     metrics.MODEL.info({"version": weights.version if weights else "pass-through",
                         "hidden_size": str(weights.hidden_size if weights else 0)})  # fmt: skip
     metrics.THRESHOLDS_VERSION.set(live.current().version)
-    try:
-        metrics.serve_metrics(metrics_port)
-    except OSError as exc:
-        live.stop()
-        raise MetricsPortInUse(
-            f"cannot serve metrics on 127.0.0.1:{metrics_port} ({exc.strerror}); is another "
-            "'deepcredit serve' still running? Stop it, or pass another --metrics-port"
-        ) from None
     return live
 
 
 def _stop_on_signals() -> None:
-    """Make SIGTERM and SIGINT stop the flow cleanly (Bytewax checks for KeyboardInterrupt).
+    """Make SIGTERM and SIGINT stop the flow cleanly: Python raises KeyboardInterrupt in the
+    main thread, which Bytewax's wait there turns into a shutdown of its workers.
 
     A job started with ``&`` by a non-interactive shell inherits SIGINT as ignored, and Python
     leaves it so; without this, ``kill -INT`` would do nothing and ``kill`` (TERM) would skip
@@ -89,48 +139,67 @@ def _check_recovery_matches(recovery_dir: Path, seed: Seed) -> None:
                         "--recovery-dir")  # fmt: skip
 
 
+def _check_offsets(opts: ServeOptions, seed: Seed | None) -> None:
+    """Refuse to start where the clicks topic does not hold the offsets the flow would resume
+    from: each partition's in the recovery store, else the seed's. Raises OffsetsOutOfRange."""
+    kafka, topic = opts.flow.kafka, opts.flow.topics.clicks
+    recovered = read_input_offsets(opts.recovery_dir, topic) if opts.recovery_dir else {}
+    check_resume(kafka, topic, recovered, whose=f"the recovery directory {opts.recovery_dir}",
+                 remedy=_RECOVERY_REMEDY)  # fmt: skip
+    if seed is not None:
+        unrecovered = {p: o for p, o in seed.offsets.items() if p not in recovered}
+        check_resume(kafka, topic, unrecovered, whose=f"the cut-over seed {opts.seed}",
+                     remedy=_SEED_REMEDY)  # fmt: skip
+
+
+def _recovery(opts: ServeOptions, seed: Seed | None) -> RecoveryConfig | None:
+    if opts.recovery_dir is None:
+        return None
+    opts.recovery_dir.mkdir(parents=True, exist_ok=True)
+    if not any(opts.recovery_dir.iterdir()):
+        init_db_dir(opts.recovery_dir, opts.recovery_partitions)
+    elif seed is not None:
+        _check_recovery_matches(opts.recovery_dir, seed)
+    return RecoveryConfig(opts.recovery_dir)
+
+
 def serve(opts: ServeOptions) -> None:
-    """Run the flow in this process (blocks)."""
-    weights = load_scorer(opts.model) if opts.model is not None else None
-    seed = None
-    if opts.seed is not None:
-        seed = load_seed(opts.seed, weights, opts.flow.topics.clicks)
-    recovery = None
-    if opts.recovery_dir is not None:
-        opts.recovery_dir.mkdir(parents=True, exist_ok=True)
-        if not any(opts.recovery_dir.iterdir()):
-            init_db_dir(opts.recovery_dir, opts.recovery_partitions)
-        elif seed is not None:
-            _check_recovery_matches(opts.recovery_dir, seed)
-        recovery = RecoveryConfig(opts.recovery_dir)
+    """Run the flow in this process (blocks) until the end of the clicks topic (``tail=False``)
+    or a stop signal. Raises MetricsPortInUse, ArtifactError, SeedError, StateVersionError,
+    OffsetsOutOfRange or ThresholdsUnavailable when it cannot start."""
+    _stop_on_signals()  # 1.
+    ready = _Readiness()
     port = opts.metrics_port + (opts.process_id or 0) if opts.metrics_port else 0
-    live = start_runtime(opts.flow, weights, port)
-    _stop_on_signals()
+    endpoint: Endpoint | None = None
+    live: LiveThresholds | None = None
+    progress: Progress | None = None
     try:
-        flow = build_flow(opts.flow, weights, live.current, seed=seed)
-        cli_main(flow, workers_per_process=opts.workers, process_id=opts.process_id,
-                 addresses=list(opts.addresses) or None,
-                 epoch_interval=timedelta(seconds=opts.snapshot_s),
-                 recovery_config=recovery)  # fmt: skip
-    except BytewaxRuntimeError as exc:
-        interrupt = _interrupt_in(exc)
-        if interrupt is None:
-            raise
-        # Stopped by a signal: the last snapshot is on disk and a restart resumes from it.
-        log.info("stopped by %s", interrupt)
+        endpoint = _start_endpoint(port, ready)  # 2.
+        weights = load_scorer(opts.model) if opts.model is not None else None  # 3.
+        ready.model = True
+        seed = None
+        if opts.seed is not None:
+            seed = load_seed(opts.seed, weights, opts.flow.topics.clicks)
+        recovery = _recovery(opts, seed)  # 4.
+        _check_offsets(opts, seed)
+        live = ready.thresholds = _start_thresholds(opts.flow, weights)  # 5.
+        flow = build_flow(opts.flow, weights, live.current, seed=seed)  # 6.
+        if opts.progress_s > 0:
+            progress = Progress(opts.flow.kafka, opts.flow.topics.clicks, opts.progress_s)
+            progress.start()
+        cluster_main(flow, list(opts.addresses), opts.process_id or 0,
+                     worker_count_per_proc=opts.workers,
+                     epoch_interval=timedelta(seconds=opts.snapshot_s),
+                     recovery_config=recovery)  # fmt: skip
+    except KeyboardInterrupt as stop:
+        log.info("stopped by %s", stop)
     finally:
-        live.stop()
-
-
-def _interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
-    """The KeyboardInterrupt behind a Bytewax error, however deep Bytewax wrapped it (a signal
-    during start-up comes wrapped twice: in the source's list_parts, then in the run)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, KeyboardInterrupt):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
+        if progress is not None:
+            progress.stop()
+        if live is not None:
+            live.stop()
+        if endpoint is not None:
+            endpoint.close()
 
 
 def from_env() -> Dataflow:
@@ -150,6 +219,8 @@ def from_env() -> Dataflow:
     cfg = FlowConfig(KafkaSettings.from_env(), Topics.from_env(), monitors=monitors)
     folder = os.environ.get("DEEPCREDIT_SEED")
     seed = load_seed(Path(folder), weights, cfg.topics.clicks) if folder else None
+    ready = _Readiness(model=True)
     port = int(os.environ.get("DEEPCREDIT_METRICS_PORT", ServeOptions.metrics_port))
-    live = start_runtime(cfg, weights, port)
+    _start_endpoint(port, ready)
+    live = ready.thresholds = _start_thresholds(cfg, weights)
     return build_flow(cfg, weights, live.current, seed=seed)

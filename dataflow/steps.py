@@ -65,6 +65,7 @@ from state.recovery_store import SCORE_STEP_ID
 
 __all__ = [
     "DriftStep",
+    "Message",
     "PassThrough",
     "UserScorer",
     "dead_letter_message",

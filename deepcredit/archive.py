@@ -59,6 +59,7 @@ import msgspec
 from deepcredit.atomic import atomic_writer
 from deepcredit.codec import exceeds_depth
 from deepcredit.jsonlines import append_durable, drop_torn_line, read_log
+from deepcredit.kafka_io import OffsetsOutOfRange, check_resume
 from deepcredit.settings import KafkaSettings
 
 __all__ = [
@@ -266,8 +267,16 @@ def archive_clicks(
     written: list[Segment] = []
     with _locked(folder):
         start = _next_offsets(_recover(folder), topic)
+        try:
+            check_resume(settings, topic, start, whose=f"the archive {folder}",
+                         remedy="Archive this topic into a new --folder (the old one keeps "
+                                "what it holds), or point --bootstrap and "
+                                "DEEPCREDIT_TOPIC_PREFIX at the topic it came from.")  # fmt: skip
+        except (OffsetsOutOfRange, ValueError) as exc:
+            raise ArchiveError(str(exc)) from None
+        # An offset the topic stops holding while we read is an error, never a silent jump.
         consumer = assigned_consumer(settings, f"deepcredit-archive-{uuid.uuid4().hex[:8]}",
-                                     **config.extra_config)  # fmt: skip
+                                     **{"auto.offset.reset": "error", **config.extra_config})
         buffers: dict[int, list[tuple[int, bytes]]] = {}
         opened: dict[int, float] = {}
 

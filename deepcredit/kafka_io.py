@@ -3,6 +3,15 @@
 Every reader of a topic goes through ``PartitionReader``: partitions assigned (no consumer
 group membership), from given offsets, up to given ends or following the topic, with the
 end-of-partition, idle-timeout, stop and error handling written once.
+
+Producing: ``delivering`` is a producer that never drops what it was handed silently (it
+flushes on every way out of its block and raises or logs what did not arrive); ``produce``
+waits for room instead of failing when the local queue is full.
+
+Resuming: ``resume_problem`` / ``check_resume`` compare stored offsets (a recovery store, a
+seed, an archive's manifest, a consumer group's commits) with the topic's watermarks, so that a
+recreated topic or a retention gap stops the reader with a message instead of librdkafka's
+silent jump (readers also set ``auto.offset.reset`` to ``error``).
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Literal
 
 from confluent_kafka import (
@@ -26,33 +36,177 @@ from confluent_kafka import (
 from deepcredit.settings import KafkaSettings
 
 __all__ = [
+    "DeliveryReports",
     "KafkaReadError",
+    "OffsetsOutOfRange",
     "PartitionReader",
+    "UndeliveredError",
     "assigned_consumer",
+    "check_resume",
     "consumer_watermarks",
+    "delivering",
     "produce",
     "read_range",
     "read_to_end",
+    "resume_problem",
     "watermarks",
 ]
 
 log = logging.getLogger(__name__)
 
+
 class KafkaReadError(RuntimeError):
     """The broker reported an error for a partition being read (the message says which)."""
 
 
-def produce(producer: Producer, topic: str, value: bytes, key: bytes | None = None) -> None:
+DeliveryCallback = Callable[[KafkaError | None, Message], None]
+
+
+class UndeliveredError(RuntimeError):
+    """Messages handed to a producer that the broker refused or did not acknowledge in time."""
+
+
+class OffsetsOutOfRange(RuntimeError):
+    """Stored offsets to resume from that the topic does not hold (see ``resume_problem``)."""
+
+
+def produce(
+    producer: Producer,
+    topic: str,
+    value: bytes,
+    key: bytes | None = None,
+    *,
+    on_delivery: DeliveryCallback | None = None,
+    stop: threading.Event | None = None,
+) -> bool:
     """Produce one message, waiting for room when the local queue is full (backpressure)
-    instead of failing: a fast file reader would otherwise outrun the broker."""
+    instead of failing: a fast file reader would otherwise outrun the broker.
+
+    ``on_delivery``: this message's delivery report callback (else the producer's). Returns
+    False, without producing, when ``stop`` is set while it waits for room (a stop signal must
+    not wait for a broker that does not answer). Raises KafkaException when the client refuses
+    the message (e.g. larger than ``message.max.bytes``).
+    """
+    extra = {} if on_delivery is None else {"on_delivery": on_delivery}
     while True:
         try:
-            producer.produce(topic, key=key, value=value)
+            producer.produce(topic, key=key, value=value, **extra)
         except BufferError:
+            if stop is not None and stop.is_set():
+                return False
             producer.poll(0.1)  # serve delivery reports, which frees queue space
             continue
         producer.poll(0)
+        return True
+
+
+class DeliveryReports:
+    """A producer's delivery reports, counted: pass it as the producer's ``on_delivery``."""
+
+    def __init__(self) -> None:
+        self.delivered = 0
+        self.failed = 0
+        self.first_error: str | None = None
+
+    def __call__(self, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            self.delivered += 1
+            return
+        self.failed += 1
+        if self.first_error is None:
+            self.first_error = err.str()
+
+    def undelivered(self, producer: Producer, timeout_s: float | None = None) -> str | None:
+        """Wait up to ``timeout_s`` (None: until each message is acknowledged or fails, at most
+        ``message.timeout.ms``) for ``producer``'s messages; then say which did not arrive, or
+        None when all did."""
+        left = producer.flush() if timeout_s is None else producer.flush(timeout_s)
+        if not left and not self.failed:
+            return None
+        parts = []
+        if self.failed:
+            parts.append(f"{self.failed} refused by the broker (first: {self.first_error})")
+        if left:
+            parts.append(f"{left} not acknowledged within {timeout_s:g} s")
+        return f"{' and '.join(parts)}, of {self.delivered + self.failed + left} messages"
+
+
+@contextmanager
+def delivering(
+    settings: KafkaSettings, timeout_s: float, config: Mapping[str, Any] | None = None
+) -> Iterator[Producer]:
+    """A producer (``settings`` plus ``config``) whose messages all arrive or are reported.
+
+    On leaving the block, normally or by an exception, it waits up to ``timeout_s`` for the
+    broker to acknowledge what was handed to it. Left normally, it raises UndeliveredError
+    when a message was refused or is still unacknowledged; left by an exception, it logs them
+    and lets that exception go on.
+    """
+    reports = DeliveryReports()
+    producer = Producer(settings.client_config(**{**(config or {}), "on_delivery": reports}))
+    try:
+        yield producer
+    except BaseException:
+        problem = reports.undelivered(producer, timeout_s)
+        if problem is not None:
+            log.error("stopped by an error: %s", problem)
+        raise
+    problem = reports.undelivered(producer, timeout_s)
+    if problem is not None:
+        raise UndeliveredError(problem)
+
+
+def resume_problem(stored: Mapping[int, int], marks: Mapping[int, tuple[int, int]]) -> str | None:
+    """Why resuming a topic at the ``stored`` offsets (partition -> next offset to read) would
+    skip messages, given its watermarks ``marks`` (partition -> (low, high)); None when each
+    stored offset is one the topic holds or will hold next (low <= offset <= high). Negative
+    stored offsets are logical (the beginning, the end) and always fine.
+
+    >>> resume_problem({0: 489, 1: 5, 2: 3}, {0: (0, 8), 1: (7, 12), 2: (0, 3)})
+    'past the end: partition 0 at 489 (the topic ends at 8) (the topic was recreated?); before \
+the start: partition 1 at 5 (the topic starts at 7) (retention deleted messages before they \
+were read)'
+    """
+    past, before = [], []
+    for p, offset in sorted(stored.items()):
+        if offset < 0:
+            continue
+        if p not in marks:
+            past.append(f"partition {p} at {offset} (the topic has no partition {p})")
+            continue
+        low, high = marks[p]
+        if offset > high:
+            past.append(f"partition {p} at {offset} (the topic ends at {high})")
+        elif offset < low:
+            before.append(f"partition {p} at {offset} (the topic starts at {low})")
+    problems = []
+    if past:
+        problems.append(f"past the end: {', '.join(past)} (the topic was recreated?)")
+    if before:
+        problems.append(f"before the start: {', '.join(before)} (retention deleted messages "
+                        "before they were read)")  # fmt: skip
+    return "; ".join(problems) or None
+
+
+def check_resume(
+    settings: KafkaSettings,
+    topic: str,
+    stored: Mapping[int, int],
+    *,
+    whose: str,
+    remedy: str,
+    timeout_s: float = 30.0,
+) -> None:
+    """Raise OffsetsOutOfRange when ``topic`` does not hold the ``stored`` offsets
+    (``resume_problem``), with a message that names ``whose`` offsets they are, the partitions,
+    the offsets, the topic's ends and the ``remedy``. Raises ValueError when the topic does not
+    exist."""
+    if not stored:
         return
+    problem = resume_problem(stored, watermarks(settings, topic, timeout_s))
+    if problem is not None:
+        raise OffsetsOutOfRange(f"{whose} holds offsets of {topic} {problem}; resuming from "
+                                f"them would skip messages without a trace. {remedy}")  # fmt: skip
 
 
 def assigned_consumer(

@@ -24,14 +24,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+)
 
 from deepcredit.codec import encode
 from deepcredit.control import Rejected, SkipReason, decode_control, decode_record, skip
 from deepcredit.kafka_io import (
     PartitionReader,
+    UndeliveredError,
     assigned_consumer,
     consumer_watermarks,
+    delivering,
     read_to_end,
 )
 from deepcredit.records import ThresholdUpdate
@@ -234,18 +241,11 @@ def set_thresholds(
     if problem is not None:
         raise InvalidThresholds(problem)
 
-    errors: list[str] = []
-
-    def delivered(err: KafkaError | None, _msg: Any) -> None:
-        if err is not None:
-            errors.append(err.str())
-
-    producer = Producer(settings.client_config(**{"acks": "all", "enable.idempotence": True}))
-    producer.produce(topic, key=THRESHOLDS_KEY, value=encode(update), on_delivery=delivered)
-    if producer.flush(timeout_s) != 0:
-        raise ThresholdsUnavailable(f"thresholds not delivered to {topic!r} within {timeout_s:g} s")
-    if errors:
-        raise ThresholdsUnavailable(f"thresholds not delivered to {topic!r}: {errors[0]}")
+    try:
+        with delivering(settings, timeout_s, {"acks": "all", "enable.idempotence": True}) as p:
+            p.produce(topic, key=THRESHOLDS_KEY, value=encode(update))
+    except UndeliveredError as exc:
+        raise ThresholdsUnavailable(f"thresholds not delivered to {topic!r}: {exc}") from None
     log.info("thresholds version %d set by %s", update.version, update.updated_by)
     return update
 

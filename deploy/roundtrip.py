@@ -18,7 +18,13 @@ from tqdm import tqdm
 
 from deepcredit.codec import decode_click, encode
 from deepcredit.events import ClickEvent
-from deepcredit.kafka_io import PartitionReader, assigned_consumer, consumer_watermarks, produce
+from deepcredit.kafka_io import (
+    PartitionReader,
+    assigned_consumer,
+    consumer_watermarks,
+    delivering,
+    produce,
+)
 from deepcredit.settings import KafkaSettings, Topics
 
 __all__ = ["SAMPLE_BAD_MESSAGES", "RoundTripReport", "round_trip"]
@@ -66,33 +72,51 @@ def round_trip(
     report = RoundTripReport()
     started = time.monotonic()
     consumer = assigned_consumer(settings)
-    producer = Producer(settings.client_config(**{"linger.ms": 20, "enable.idempotence": True}))
+    config = {"linger.ms": 20, "enable.idempotence": True}
     try:
-        start = _end_offsets(consumer, topics.clicks)
-        sent = _produce(producer, lines, topics.clicks, report, timeout_s, progress)
-        end = _end_offsets(consumer, topics.clicks)
-        expected = sum(end[p] - start[p] for p in start)
-        reader = PartitionReader(consumer, topics.clicks, start, end, timeout_s=timeout_s)
-        with tqdm(total=expected, desc="consume", unit="ev", disable=not progress) as bar:
-            try:
-                for m in reader:
-                    report.consumed += 1
-                    bar.update()
-                    result = decode_click(m.value(), key=m.key(), topic=m.topic(),
-                                          partition=m.partition(), offset=m.offset())  # fmt: skip
-                    if isinstance(result, ClickEvent):
-                        report.valid += 1
-                        report.identical += sent.get(result.event_id) == result
-                    else:
-                        report.dead_letters[result.reason.value] += 1
-                        produce(producer, topics.dead_letter, encode(result), m.key())
-            except TimeoutError:
-                pass  # the report shows what did not come back
-        producer.flush(timeout_s)
+        # Every message produced (clicks, dead letters) arrives or is reported.
+        with delivering(settings, timeout_s, config) as producer:
+            start = _end_offsets(consumer, topics.clicks)
+            sent = _produce(producer, lines, topics.clicks, report, timeout_s, progress)
+            end = _end_offsets(consumer, topics.clicks)
+            _check_back(consumer, producer, topics, (start, end), sent, report, timeout_s,
+                        progress)  # fmt: skip
     finally:
         consumer.close()
     report.seconds = time.monotonic() - started
     return report
+
+
+def _check_back(
+    consumer: Consumer,
+    producer: Producer,
+    topics: Topics,
+    span: tuple[dict[int, int], dict[int, int]],
+    sent: dict[str, ClickEvent],
+    report: RoundTripReport,
+    timeout_s: float,
+    progress: bool,
+) -> None:
+    """Consume the clicks between the ``span``'s start and end offsets, decode and compare
+    them with what was ``sent``; dead-letter the bad ones as the flow would."""
+    start, end = span
+    expected = sum(end[p] - start[p] for p in start)
+    reader = PartitionReader(consumer, topics.clicks, start, end, timeout_s=timeout_s)
+    with tqdm(total=expected, desc="consume", unit="ev", disable=not progress) as bar:
+        try:
+            for m in reader:
+                report.consumed += 1
+                bar.update()
+                result = decode_click(m.value(), key=m.key(), topic=m.topic(),
+                                      partition=m.partition(), offset=m.offset())  # fmt: skip
+                if isinstance(result, ClickEvent):
+                    report.valid += 1
+                    report.identical += sent.get(result.event_id) == result
+                else:
+                    report.dead_letters[result.reason.value] += 1
+                    produce(producer, topics.dead_letter, encode(result), m.key())
+        except TimeoutError:
+            pass  # the report shows what did not come back
 
 
 def _end_offsets(consumer: Consumer, topic: str) -> dict[int, int]:

@@ -89,14 +89,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
-from confluent_kafka import Producer
 from tqdm import tqdm
 
 from deepcredit.archive import read_offsets
 from deepcredit.atomic import write_atomic, write_json
 from deepcredit.codec import decode_click, encode
 from deepcredit.events import Activity, ClickEvent
-from deepcredit.kafka_io import produce, read_range, watermarks
+from deepcredit.kafka_io import UndeliveredError, delivering, produce, read_range, watermarks
 from deepcredit.records import score_record
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.thresholds import DEFAULT_THRESHOLDS, read_latest
@@ -453,12 +452,14 @@ def _fill_in(
         log.warning("%d posts have no score on %s but a later post of the same user has "
                     "(scores dropped by retention?): left as they are", left, topic)  # fmt: skip
     thresholds = read_latest(cfg.kafka, cfg.topics.thresholds, cfg.timeout_s) or DEFAULT_THRESHOLDS
-    producer = Producer(cfg.kafka.client_config())
-    for e in missing:
-        score = score_record(e, probabilities[e.event_id], thresholds, version)
-        produce(producer, topic, encode(score), score.key)
-    if producer.flush(cfg.timeout_s) != 0:
-        raise CutoverError(f"not every new score reached {topic}: run the cut-over again")
+    try:
+        with delivering(cfg.kafka, cfg.timeout_s) as producer:
+            for e in missing:
+                score = score_record(e, probabilities[e.event_id], thresholds, version)
+                produce(producer, topic, encode(score), score.key)
+    except UndeliveredError as exc:
+        raise CutoverError(f"not every new score reached {topic} ({exc}): run the cut-over "
+                           "again") from None  # fmt: skip
     return _FillIn(len(missing), left, thresholds.version)
 
 

@@ -1,21 +1,25 @@
 """Helpers for the flow's integration tests: put a clickstream on Kafka, read scores back, and
 the scores a flow must give (the numpy scorer fed each user's events in order); the inputs of
-the failing cases (``tests/cases/<case>/``, copied from ``shared/cases``)."""
+the failing cases (``tests/cases/<case>/``, copied from ``shared/cases``); recreate a topic as
+an operator might."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import msgspec
 from confluent_kafka import Producer
 
 from deepcredit.codec import decode_click
+from deepcredit.errors import DeployError
 from deepcredit.events import ClickEvent
 from deepcredit.jsonlines import read_lines
 from deepcredit.kafka_io import produce, read_to_end
 from deepcredit.records import DeadLetter, Score
 from deepcredit.replay import user_key
 from deepcredit.settings import KafkaSettings
+from deepcredit.topics import TopicSpec, delete_topics, ensure_topics
 from scorer.model import ModelWeights, advance
 from scorer.user_state import UserState
 
@@ -29,6 +33,20 @@ def send(kafka: KafkaSettings, topic: str, lines: list[bytes]) -> None:
     for line in lines:
         produce(producer, topic, line, user_key(line))
     assert producer.flush(30) == 0
+
+
+def recreate(kafka: KafkaSettings, topic: str, partitions: int) -> None:
+    """Delete ``topic`` and create it again, empty (deletion finishes in the background)."""
+    delete_topics(kafka, [topic])
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if ensure_topics(kafka, [TopicSpec(topic, partitions)])[topic] == "created":
+                return
+        except DeployError:  # still marked for deletion
+            pass
+        assert time.monotonic() < deadline, f"{topic} not created again"
+        time.sleep(0.5)
 
 
 def clicks_lines(path: Path) -> list[bytes]:

@@ -122,6 +122,7 @@ def _retrain(args: argparse.Namespace) -> int:
 
 
 def _controller(args: argparse.Namespace) -> int:
+    from deepcredit.kafka_io import OffsetsOutOfRange
     from deepcredit.settings import KafkaSettings, Topics
     from training.retraining.controller import STATE_FILE, RetrainController, run_controller
 
@@ -133,9 +134,13 @@ def _controller(args: argparse.Namespace) -> int:
         controller = RetrainController.from_file(from_args(ControllerConfig, args), state)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    results = run_controller(controller, args.archive, registry, KafkaSettings(args.bootstrap),
-                             Topics.from_env(), until_end=args.until_end, group_id=args.group,
-                             state_path=state, progress=not args.quiet)  # fmt: skip
+    try:
+        results = run_controller(controller, args.archive, registry,
+                                 KafkaSettings(args.bootstrap), Topics.from_env(),
+                                 until_end=args.until_end, group_id=args.group,
+                                 state_path=state, progress=not args.quiet)  # fmt: skip
+    except OffsetsOutOfRange as exc:
+        raise CliError(str(exc)) from None
     if controller.state.pending is not None:
         p = controller.state.pending
         print(f"pending: retraining decided on {len(p.alert_ids)} alerts ({p.reason}), due at "

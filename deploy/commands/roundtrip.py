@@ -32,6 +32,7 @@ def _run(args: argparse.Namespace) -> int:
     import itertools
 
     from deepcredit.jsonlines import read_lines
+    from deepcredit.kafka_io import UndeliveredError
     from deploy.roundtrip import SAMPLE_BAD_MESSAGES, round_trip
 
     if not Path(args.file).is_file():
@@ -39,8 +40,11 @@ def _run(args: argparse.Namespace) -> int:
     lines = read_lines(args.file)
     if args.with_bad_messages:
         lines = itertools.chain(lines, SAMPLE_BAD_MESSAGES)
-    report = round_trip(lines, KafkaSettings(args.bootstrap), Topics.from_env(),
-                        timeout_s=args.timeout)  # fmt: skip
+    try:
+        report = round_trip(lines, KafkaSettings(args.bootstrap), Topics.from_env(),
+                            timeout_s=args.timeout)  # fmt: skip
+    except UndeliveredError as exc:
+        raise CliError(f"the round trip's messages did not all arrive: {exc}") from None
     print(report.describe())
     if not report.ok:
         raise CliError("the round trip lost or changed events (see the counts above)")

@@ -22,7 +22,7 @@ def add(sub: Subparsers) -> None:
         "state, write a score with a decision for every loan post to the risk-scores topic, "
         "malformed messages to the dead-letter topic and drift alerts (River monitors on the "
         "scores, the input mix and realised performance) to the drift-alerts topic; Prometheus "
-        "metrics on /metrics",
+        "metrics on /metrics, liveness on /healthz, readiness on /readyz",
         _run,
     )  # fmt: skip
     which = p.add_mutually_exclusive_group(required=True)
@@ -40,6 +40,10 @@ def add(sub: Subparsers) -> None:
                                            "waiting for more"))  # fmt: skip
     add_options(p, ServeOptions, "workers", "process_id",
                 Option("addresses", type=_addresses), "metrics_port")  # fmt: skip
+    p.add_argument("--progress-seconds", type=float, metavar="S",
+                   help="log events read, scored and dead-lettered and the clicks lag every S "
+                        "seconds, and a summary at the end (default: 5 with --until-end, "
+                        "else 0 = never)")  # fmt: skip
     p.add_argument(
         "--no-drift-monitors",
         action="store_true",
@@ -57,6 +61,7 @@ def _run(args: argparse.Namespace) -> int:
     import logging
 
     from dataflow.serve import MetricsPortInUse, serve
+    from deepcredit.kafka_io import OffsetsOutOfRange
     from deepcredit.thresholds import ThresholdsUnavailable
     from scorer.artifact import ArtifactError
     from scorer.model import StateVersionError
@@ -76,10 +81,15 @@ def _run(args: argparse.Namespace) -> int:
     flow = from_args(FlowConfig, args, kafka=KafkaSettings(args.bootstrap),
                      topics=Topics.from_env(), monitors=monitors)  # fmt: skip
     model = None if args.pass_through else resolve_model(args.model, args.models_dir)
-    opts = from_args(ServeOptions, args, model=model, flow=flow)
+    progress_s = args.progress_seconds
+    if progress_s is None:
+        progress_s = 5.0 if args.until_end else 0.0
+    elif progress_s < 0:
+        raise CliError("--progress-seconds must be >= 0")
+    opts = from_args(ServeOptions, args, model=model, flow=flow, progress_s=progress_s)
     try:
         serve(opts)
-    except (ArtifactError, MetricsPortInUse, SeedError, StateVersionError,
+    except (ArtifactError, MetricsPortInUse, OffsetsOutOfRange, SeedError, StateVersionError,
             ThresholdsUnavailable) as exc:  # fmt: skip
         raise CliError(str(exc)) from None
     return 0

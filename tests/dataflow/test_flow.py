@@ -10,8 +10,8 @@ from pathlib import Path
 from bytewax.testing import run_main
 from prometheus_client.parser import text_string_to_metric_families
 
+from dataflow.endpoint import Endpoint
 from dataflow.flow import FlowConfig, build_flow
-from dataflow.metrics import serve_metrics
 from deepcredit.events import Activity, ClickEvent
 from deepcredit.records import DeadLetterReason
 from deepcredit.settings import KafkaSettings, Topics
@@ -39,7 +39,7 @@ def test_every_post_is_scored_once_as_the_scorer_would_and_bad_input_is_dead_let
     model_dir: Path,
 ) -> None:  # fmt: skip
     port = free_port()
-    serve_metrics(port)
+    endpoint = Endpoint(port, lambda: [])
     before = scrape(port)
     lines = clicks_lines(clicks_file)
     send(kafka, topics.clicks, lines[:1000] + list(BAD_MESSAGES) + lines[1000:])
@@ -58,6 +58,7 @@ def test_every_post_is_scored_once_as_the_scorer_would_and_bad_input_is_dead_let
                                                         DeadLetterReason.INVALID_UTF8])  # fmt: skip
 
     after = scrape(port)
+    endpoint.close()
 
     def delta(name: str, **labels: str) -> float:
         key = (name, tuple(sorted(labels.items())))

@@ -1,4 +1,5 @@
-"""The click archive against the real broker: archive to the end, crash, resume, read back."""
+"""The click archive against the real broker: archive to the end, crash, resume, read back;
+refuse to resume past the end of a recreated topic."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from confluent_kafka import Producer
 from deepcredit import archive
 from deepcredit.archive import (
     ArchiveConfig,
+    ArchiveError,
     archive_clicks,
     event_time_range,
     read_segments,
@@ -22,6 +24,7 @@ from deepcredit.archive import (
 from deepcredit.kafka_io import produce
 from deepcredit.settings import KafkaSettings, Topics
 from deploy.cli import main
+from tests.streams import recreate
 
 pytestmark = pytest.mark.kafka
 
@@ -144,6 +147,20 @@ def test_deep_nesting_is_archived_and_read_back_without_a_crash(
     assert list(read_window(folder)) == [*lines, multi_line.replace(b"\n", b" ")]
     # Too deep to be a click: no time is read from it, so no window holds it.
     assert list(read_window(folder, start_ts=0.0)) == [lines[0], lines[2]]
+
+
+@pytest.mark.kafka
+def test_an_archive_does_not_resume_past_the_end_of_a_recreated_topic(
+    kafka: KafkaSettings, topics: Topics, tmp_path: Path
+) -> None:
+    send(kafka, topics.clicks, [click(i, i % 3) for i in range(30)])
+    archive_clicks(kafka, topics.clicks, tmp_path / "a", until_end=True)
+    recreate(kafka, topics.clicks, partitions=3)
+    send(kafka, topics.clicks, [click(i, i % 3) for i in range(3)])
+    with pytest.raises(ArchiveError, match=f"archive {tmp_path / 'a'} holds offsets of "
+                       f"{topics.clicks} past the end: partition "):  # fmt: skip
+        archive_clicks(kafka, topics.clicks, tmp_path / "a", until_end=True)
+    assert len(list(read_window(tmp_path / "a"))) == 30  # the archive keeps what it holds
 
 
 def test_the_clock_is_the_partition_that_lags(tmp_path: Path) -> None:

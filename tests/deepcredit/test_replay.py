@@ -1,17 +1,26 @@
-"""``replay`` and ``deepcredit replay`` against the real broker: complete, keyed, paced."""
+"""``replay`` and ``deepcredit replay`` against the real broker: complete, keyed, paced; and
+however it stops (SIGTERM, a refused message, an error), what it handed over arrives and it
+says where to go on."""
 
 from __future__ import annotations
 
 import gzip
+import re
+import signal
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from deepcredit.codec import encode
-from deepcredit.replay import ReplayReport, replay, user_key
+from deepcredit.kafka_io import read_to_end, watermarks
+from deepcredit.replay import ReplayError, ReplayReport, _Through, replay, user_key
 from deepcredit.settings import KafkaSettings, Topics
+from deepcredit.waiting import wait_until
 from deploy.cli import main
+from tests.deepcredit.test_kafka_io import ensure_small_topic
 from tests.deepcredit.test_kafka_roundtrip import consume
 from tests.strategies import make_events
 
@@ -126,3 +135,97 @@ def test_replay_command(
 
     assert main(["replay", str(tmp_path / "events.jsonl"), "--rate", "0", *broker]) == 1
     assert "rate must be a positive number" in capsys.readouterr().err
+
+
+def test_through_is_the_delivered_prefix_whatever_the_order() -> None:
+    through = _Through(10)
+    for line in (12, 14, 11):
+        through.add(line)
+    assert through.line == 12  # 13 is missing
+    through.add(13)
+    assert through.line == 14
+
+
+def test_a_stopped_replay_says_where_to_go_on() -> None:
+    report = ReplayReport(sent=50, delivered=50, skipped=100, through=150, seconds=1.0,
+                          stopped_by="SIGTERM")  # fmt: skip
+    assert "resume      lines 1..150 are on the topic: go on with --skip 150" in report.describe()
+    assert "resume" not in ReplayReport(sent=5, delivered=5, through=5).describe()
+
+
+def _many_lines(path: Path, n: int) -> list[bytes]:
+    lines = [b'{"event_id": "e%d", "user_id": "u%d", "activity": "lend", "pad": "%s"}'
+             % (i, i % 97, b"x" * 40) for i in range(n)]  # fmt: skip
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    return lines
+
+
+@pytest.mark.kafka
+def test_sigterm_mid_stream_delivers_what_was_handed_over_and_says_where_to_resume(
+    kafka: KafkaSettings, topics: Topics, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Case replay-sigterm-loss: ``deepcredit replay`` stopped as docker stop, systemd or k8s
+    stop it. Every line it reports delivered is on the topic, the count on the topic is its
+    delivered count, and going on with --skip completes the file."""
+    lines = _many_lines(tmp_path / "events.jsonl", 40_000)
+    monkeypatch.setenv("DEEPCREDIT_BOOTSTRAP", kafka.bootstrap_servers)
+    monkeypatch.setenv("DEEPCREDIT_TOPIC_PREFIX", topics.clicks.removesuffix("clicks"))
+    cmd = [sys.executable, "-m", "deploy.cli", "replay", str(tmp_path / "events.jsonl"),
+           "--quiet", "--rate", "5000"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: sum(h for _, h in watermarks(kafka, topics.clicks).values()) > 500,
+                   60, what="the replay under way")  # fmt: skip
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert b"stopped by SIGTERM" in err and b"Traceback" not in err
+    report = out.decode()
+    delivered = int(re.search(r"delivered\s+([\d,]+)", report)[1].replace(",", ""))
+    through = int(re.search(r"go on with --skip (\d+)", report)[1])
+    on_topic = [m.value() for m in read_to_end(kafka, topics.clicks)]
+    assert len(on_topic) == delivered == through < len(lines)  # stopped mid-stream, nothing lost
+    assert set(lines[:through]) == set(on_topic)
+
+    assert main(["replay", str(tmp_path / "events.jsonl"), "--quiet", "--skip", str(through),
+                 "--bootstrap", kafka.bootstrap_servers]) == 0  # fmt: skip
+    assert sorted(m.value() for m in read_to_end(kafka, topics.clicks)) == sorted(lines)
+
+
+@pytest.mark.kafka
+def test_a_refused_message_is_reported_with_the_lines_that_arrived(
+    kafka: KafkaSettings, topics: Topics, tmp_path: Path
+) -> None:
+    small = topics.clicks + "-small"
+    ensure_small_topic(kafka, small, max_message_bytes=4096)
+    lines = _many_lines(tmp_path / "events.jsonl", 30)
+    lines[20] = b'{"event_id": "big", "user_id": "u1", "pad": "%s"}' % (b"x" * 8000)
+    (tmp_path / "events.jsonl").write_bytes(b"".join(line + b"\n" for line in lines))
+    # The broker's limit is on a whole batch: small batches keep the big message alone in one.
+    small_batches = KafkaSettings(kafka.bootstrap_servers, {"batch.size": 1000})
+    with pytest.raises(ReplayError, match="refused by the broker, first: line 21: ") as caught:
+        replay(tmp_path / "events.jsonl", small_batches, small, progress=False)
+    report = caught.value.report
+    assert (report.failed, report.through, report.complete) == (1, 20, False)
+    on_topic = [m.value() for m in read_to_end(kafka, small)]
+    assert len(on_topic) == report.delivered == report.sent - 1
+    assert on_topic[:20] == lines[:20]
+    assert "go on with --skip 20" in report.describe()
+
+
+@pytest.mark.kafka
+def test_an_error_mid_file_still_delivers_what_was_sent(
+    kafka: KafkaSettings, topics: Topics, tmp_path: Path
+) -> None:
+    lines = _many_lines(tmp_path / "events.jsonl", 20_000)
+    packed = gzip.compress((tmp_path / "events.jsonl").read_bytes())
+    (tmp_path / "cut.jsonl.gz").write_bytes(packed[: len(packed) // 2])  # a truncated upload
+    with pytest.raises(EOFError) as caught:
+        replay(tmp_path / "cut.jsonl.gz", kafka, topics.clicks, progress=False)
+    [note] = caught.value.__notes__
+    sent = int(re.search(r"sent\s+([\d,]+)", note)[1].replace(",", ""))
+    assert f"go on with --skip {sent}" in note
+    on_topic = [m.value() for m in read_to_end(kafka, topics.clicks)]
+    assert 0 < len(on_topic) == sent and set(on_topic) == set(lines[:sent])

@@ -552,18 +552,18 @@ AUC 0.01 lower on default')
 
 
 def _publish(kafka: KafkaSettings, topic: str, decision: Promotion) -> None:
-    from confluent_kafka import Producer
-
     from deepcredit.codec import encode
-    from deepcredit.kafka_io import produce
+    from deepcredit.kafka_io import UndeliveredError, delivering, produce
 
     event = ModelEvent(action=decision.action, version=decision.version,
                        previous=decision.previous, by=decision.by, reason=decision.reason,
                        at=decision.at, metrics=decision.metrics or {})  # fmt: skip
-    producer = Producer(kafka.client_config())
-    produce(producer, topic, encode(event), decision.version.encode())
-    if producer.flush(30) != 0:
-        log.warning("the model event of %s was not confirmed by Kafka", decision.version)
+    try:
+        with delivering(kafka, 30.0) as producer:
+            produce(producer, topic, encode(event), decision.version.encode())
+    except UndeliveredError as exc:
+        # The registry already holds the decision; the topic only announces it.
+        log.warning("the model event of %s did not reach %s: %s", decision.version, topic, exc)
 
 
 # -- the loop ---------------------------------------------------------------------------------
@@ -586,15 +586,21 @@ def run_controller(
     clock (``deepcredit.archive.archived_through``; an events file: at once) reaches its due
     time. Returns the decisions judged (promote or reject), in order.
 
-    The committed offset of the consumer group ``group_id`` is where it resumes; an alert's
-    offset is committed once the core's state is saved to ``state_path`` (None: not saved). The
-    clock is read every ``check_seconds`` and at the end. With ``until_end``, stop at the
-    topic's end as of the start (for tests and replays), after running what is due by then.
+    The consumer group's committed offset is where it resumes; an alert's offset is committed
+    once the core's state is saved to ``state_path`` (None: not saved). The clock is read every
+    ``check_seconds`` and at the end. With ``until_end``, stop at the topic's end as of the start
+    (for tests and replays), after running what is due by then. Raises OffsetsOutOfRange when
+    the topic does not hold the committed offsets (recreated, or retention).
     """
     from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
     from deepcredit.control import decode_control
-    from deepcredit.kafka_io import PartitionReader, assigned_consumer, consumer_watermarks
+    from deepcredit.kafka_io import (
+        PartitionReader,
+        assigned_consumer,
+        check_resume,
+        consumer_watermarks,
+    )
 
     controller.resume(registry.history())
     results: list[RetrainResult] = []
@@ -616,12 +622,17 @@ def run_controller(
             save()
 
     topic = topics.drift_alerts
-    consumer = assigned_consumer(kafka, group_id)
+    # A committed offset the topic stops holding is an error, never a silent jump to its end.
+    consumer = assigned_consumer(kafka, group_id, **{"auto.offset.reset": "error"})
     try:
         marks = consumer_watermarks(consumer, topic, 30)
-        committed = _committed(consumer, [TopicPartition(topic, p) for p in marks])
-        starts = {tp.partition: (tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
-                  for tp in committed}  # fmt: skip
+        committed = {tp.partition: tp.offset
+                     for tp in _committed(consumer, [TopicPartition(topic, p) for p in marks])}
+        check_resume(kafka, topic, committed, whose=f"the consumer group {group_id!r}",
+                     remedy="Start the controller with a new --group (its state file keeps "
+                            "what it decided), or point --bootstrap and "
+                            "DEEPCREDIT_TOPIC_PREFIX at the topic it came from.")  # fmt: skip
+        starts = {p: (o if o >= 0 else OFFSET_BEGINNING) for p, o in committed.items()}
         ends = {p: high for p, (_, high) in marks.items()} if until_end else None
         checked = time.monotonic()
 
