@@ -59,7 +59,6 @@ import msgspec
 from deepcredit.atomic import atomic_writer
 from deepcredit.codec import exceeds_depth
 from deepcredit.jsonlines import append_durable, drop_torn_line, read_log
-from deepcredit.kafka_io import OffsetsOutOfRange, check_resume
 from deepcredit.settings import KafkaSettings
 
 __all__ = [
@@ -256,8 +255,10 @@ def archive_clicks(
 
     from deepcredit.kafka_io import (
         KafkaReadError,
+        OffsetsOutOfRange,
         PartitionReader,
         assigned_consumer,
+        check_resume,
         consumer_watermarks,
     )
 

@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
     model = None if args.pass_through else resolve_model(args.model, args.models_dir)
     progress_s = args.progress_seconds
     if progress_s is None:
-        progress_s = 5.0 if args.until_end else 0.0
+        progress_s = 5.0 if not args.tail else 0.0  # --until-end
     elif progress_s < 0:
         raise CliError("--progress-seconds must be >= 0")
     opts = from_args(ServeOptions, args, model=model, flow=flow, progress_s=progress_s)

@@ -235,8 +235,10 @@ def test_an_event_the_score_step_fails_on_is_dead_lettered_and_leaves_the_state_
     clean = UserScorer(w, None, emit_events=True)
     expected, _ = clean.on_batch([a for a in items if a.event is not poison])
 
-    def half_then_fail(w_: object, s: UserState, event: ClickEvent, key: bytes) -> object:
-        p = advance_unseen(w, s, event, key)  # the state is advanced: the failure is half-way
+    def half_then_fail(
+        w_: object, s: UserState, event: ClickEvent, key: bytes, fingerprint: bytes
+    ) -> object:
+        p = advance_unseen(w, s, event, key, fingerprint)  # advanced: the failure is half-way
         if event.event_id in (poison.event_id, "second"):
             raise RuntimeError(f"boom on {event.event_id}")
         return p

@@ -55,7 +55,8 @@ class TrainConfig:
         "help": "stop after the epoch that crosses this many minutes (default: no limit)"
     })  # fmt: skip
     # Intra-op threads. The steps are small (B x D matmuls) and sequential, so a second thread
-    # only adds hand-offs (README, "Training": two threads were far slower on 2 shared cores).
+    # only adds hand-offs (README, "The model in the streaming form": two threads were far
+    # slower on 2 shared cores).
     threads: int = field(default=1, metadata={"help": "torch intra-op threads"})
 
     def to_dict(self) -> dict:
