@@ -2,7 +2,8 @@
 
 The per-event plan (``steps``), the debt ledger, features, the TLSTM cell, the numpy scorer and
 its lockstep rebuild, the per-user state (``user_state``), the drift monitors that watch the
-scorer (``monitors``), the model artifact as the scorer loads it and the model registry. No
+scorer (``monitors``), the model card (``card``), the model artifact as the scorer loads it
+and the model registry. No
 torch here: the live scorer runs on numpy alone. Imports only ``deepcredit``. Importing the
 package loads nothing: the command line reads ``monitor_config`` without numpy.
 """
