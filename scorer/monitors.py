@@ -145,10 +145,20 @@ class _Watch:
 
 
 class _Monitor:
-    """What every monitor tells about itself."""
+    """What every monitor tells about itself; one detector per signal of ``SIGNALS``, alerts
+    naming ``MONITOR``."""
 
+    MONITOR: Monitor
     SIGNALS: tuple[str, ...] = ()
-    _watch: _Watch
+
+    def __init__(
+        self,
+        model_version: str,
+        config: MonitorConfig | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config or MonitorConfig()
+        self._watch = _Watch(self.MONITOR, self.SIGNALS, self.config, model_version, clock)
 
     @property
     def events_seen(self) -> int:
@@ -163,16 +173,8 @@ class _Monitor:
 class ScoreMonitor(_Monitor):
     """Drift of the emitted probabilities: one observation per scored post."""
 
+    MONITOR = Monitor.SCORES
     SIGNALS = ("p_delinquent", "p_default")
-
-    def __init__(
-        self,
-        model_version: str,
-        config: MonitorConfig | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.config = config or MonitorConfig()
-        self._watch = _Watch(Monitor.SCORES, self.SIGNALS, self.config, model_version, clock)
 
     def update(self, p_delinquent: float, p_default: float, ts: float) -> DriftAlert | None:
         return self._watch.observe(ts, {"p_delinquent": p_delinquent, "p_default": p_default})
@@ -184,6 +186,7 @@ class InputMonitor(_Monitor):
     Keeps each user's last event time (one float per user) to measure the gaps.
     """
 
+    MONITOR = Monitor.INPUTS
     SIGNALS = (*(signal for signal, _ in _SHARES), "log_amount", "log_gap_hours")
 
     def __init__(
@@ -192,8 +195,7 @@ class InputMonitor(_Monitor):
         config: MonitorConfig | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.config = config or MonitorConfig()
-        self._watch = _Watch(Monitor.INPUTS, self.SIGNALS, self.config, model_version, clock)
+        super().__init__(model_version, config, clock)
         self._last_ts: dict[str, float] = {}
 
     def update(self, event: ClickEvent) -> DriftAlert | None:
@@ -336,6 +338,7 @@ class PerformanceMonitor(_Monitor):
     detector of its target, and to that target's rolling AUC (``rolling_auc``).
     """
 
+    MONITOR = Monitor.PERFORMANCE
     SIGNALS = ("brier_delinquent", "brier_default")
 
     def __init__(
@@ -345,9 +348,8 @@ class PerformanceMonitor(_Monitor):
         clock: Callable[[], float] = time.time,
         auc_window: int = 1000,
     ) -> None:
-        self.config = config or MonitorConfig()
+        super().__init__(model_version, config, clock)
         self.auc_window = auc_window
-        self._watch = _Watch(Monitor.PERFORMANCE, self.SIGNALS, self.config, model_version, clock)
         self._labeller = LoanLabeller()
         self._auc = {t: _RollingAUC(auc_window) for t in _TARGETS}
 
