@@ -120,7 +120,9 @@ def test_blue_to_green_at_the_cutover_offset_loses_no_score_and_mixes_no_version
     differ = [k for k in expected_a if abs(expected_a[k][1] - expected_b[k][1]) > 1e-3]
     assert wa.version != wb.version and len(differ) > len(expected_a) / 2
     lines = clicks_lines(clicks_file)
-    first, rest = lines[:2400], lines[2400:]
+    # Blue sees ``first``; ``gap`` arrives after blue stopped (so the cut-over has posts to fill
+    # in however fast blue was); green gets ``rest`` after the cut-over.
+    first, gap, rest = lines[:2400], lines[2400:2800], lines[2800:]
     log, seed_dir = tmp_path / "serve.log", tmp_path / "seed"
 
     # Blue scores the first part as it arrives and is stopped while it still arrives.
@@ -138,12 +140,13 @@ def test_blue_to_green_at_the_cutover_offset_loses_no_score_and_mixes_no_version
     blue.send_signal(signal.SIGTERM)
     assert blue.wait(30) == 0, log.read_text()[-3000:]
     feeder.join()
+    send(kafka, topics.clicks, gap)
 
     assert run_cutover(kafka, model_b, seed_dir) == 0, capsys.readouterr().err
     summary = json.loads((seed_dir / SUMMARY_FILE).read_text())
     seed = read_seed(seed_dir)
     assert seed.offsets == {p: high for p, (_, high) in watermarks(kafka, topics.clicks).items()}
-    assert sum(seed.offsets.values()) == len(first)
+    assert sum(seed.offsets.values()) == len(first) + len(gap)
 
     # A seed for another model, or a recovery folder of the old flow, is refused.
     assert main(["serve", "--model", str(model_dir), "--seed", str(seed_dir)]) == 1
