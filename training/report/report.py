@@ -105,7 +105,8 @@ def _ks_curve(y: np.ndarray, p: np.ndarray) -> list[list[float]]:
     bads = np.cumsum(ys)[last] / max(ys.sum(), 1)
     goods = np.cumsum(~ys)[last] / max((~ys).sum(), 1)
     s = ps[last]
-    keep = np.unique(np.linspace(0, len(s) - 1, min(len(s), CURVE_POINTS)).round().astype(int))
+    even = np.linspace(0, len(s) - 1, min(len(s), CURVE_POINTS)).round().astype(int)
+    keep = np.unique(np.r_[even, np.argmax(bads - goods)])  # the KS point itself kept
     return [[round(float(s[i]), 6), round(float(bads[i]), 6), round(float(goods[i]), 6)]
             for i in keep]  # fmt: skip
 
