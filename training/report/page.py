@@ -22,7 +22,7 @@ table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
-.text td { text-align: left; }
+.text td, .text th { text-align: left; }
 .note { color: #555; font-size: 0.9em; max-width: 60em; }
 """
 
@@ -145,6 +145,7 @@ def _bands_table(name: str, m: dict) -> str:
 def _plots(target: str, body: dict, out: Path) -> list[str]:
     """Draw the target's plots into ``out``; their file names."""
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -175,13 +176,19 @@ def _plots(target: str, body: dict, out: Path) -> list[str]:
     rows = -(-len(models) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
     for ax, (n, m) in zip(axes.flat, models.items(), strict=False):
-        s, bads, goods = zip(*m["ks_curve"], strict=True)
-        ax.plot(s, bads, label="bads")
-        ax.plot(s, goods, label="goods")
-        ax.axvline(m["ks_cutoff"], ls=":", color="grey")
-        ax.invert_xaxis()
-        ax.set(xlabel="probability cut-off", ylabel="share at or above",
-               title=f"{n}: KS {m['ks']:.3f}")  # fmt: skip
+        _, bads, goods = (np.array(c) for c in zip(*m["ks_curve"], strict=True))
+        # x: the share of rows at or above each cut-off, so the riskiest come first whatever
+        # the scale of the probabilities
+        share = m["bad_rate"] * bads + (1 - m["bad_rate"]) * goods
+        ax.plot(share, bads, label="bads")
+        ax.plot(share, goods, label="goods")
+        at = int(np.argmax(bads - goods))
+        ax.vlines(share[at], goods[at], bads[at], color="grey", ls=":")
+        ax.set(
+            xlabel="share of rows at or above the cut-off",
+            ylabel="cumulative share",
+            title=f"{n}: KS {m['ks']:.3f} at p ≥ {m['ks_cutoff']:.3f}",
+        )
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(models) :]:
         ax.axis("off")
