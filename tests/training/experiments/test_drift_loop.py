@@ -19,7 +19,7 @@ from training.experiments.drift_loop import DriftLoopConfig, run_drift_loop
 
 pytestmark = pytest.mark.kafka
 
-#: The CI size: 200 users (about 105,000 events), the stream in 45-day parts (the scenario's
+#: The CI size: 200 users (about 100,000 events), the stream in 45-day parts (the scenario's
 #: defaults: 300 users, 30-day parts).
 CONFIG = replace(DriftLoopConfig(), users=200, step_days=45.0)
 
