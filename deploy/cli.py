@@ -25,6 +25,7 @@ from deploy.commands import (
     roundtrip,
     scores,
     serve,
+    statements,
     thresholds,
     train,
 )
@@ -39,6 +40,8 @@ examples:
   deepcredit kafka down               stop it
   deepcredit generate --users 200 --out events.jsonl
                                       a synthetic clickstream calibrated to the paper
+  deepcredit statements --table UCI_Credit_Card.csv --out uci.jsonl
+                                      real data: a monthly statement table as clicks
   deepcredit train --events events.jsonl
                                       train DeepCredit, save a versioned model artifact
   deepcredit evaluate --model artifacts/models/dc-... --events events.jsonl
@@ -101,8 +104,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for group in (kafka, generate, train, ablate, roundtrip, replay, thresholds, serve, scores,
-                  bench, drift, models, archive, retrain, cutover, fuzz):  # fmt: skip
+    for group in (kafka, generate, statements, train, ablate, roundtrip, replay, thresholds,
+                  serve, scores, bench, drift, models, archive, retrain, cutover,
+                  fuzz):  # fmt: skip
         group.add(sub)  # the order here is the order of 'deepcredit --help'
     return parser
 
