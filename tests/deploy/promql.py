@@ -19,7 +19,15 @@ from dataclasses import dataclass
 
 from prometheus_client.metrics import MetricWrapperBase
 
-__all__ = ["Registered", "labels", "names", "registered"]
+__all__ = [
+    "LABEL_VALUES",
+    "TARGET_LABELS",
+    "Registered",
+    "labels",
+    "names",
+    "problems",
+    "registered",
+]
 
 _KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
              "unless", "offset", "bool", "inf", "nan", "atan2"}  # fmt: skip
@@ -66,17 +74,20 @@ def labels(expr: str) -> set[tuple[str | None, str, str | None]]:
     return found
 
 
+#: The keys of each Info, which it is given when set (``dataflow.serve``: the model's).
+INFO_KEYS = {"deepcredit_model": frozenset({"version", "hidden_size"})}
+
+
 @dataclass(frozen=True)
 class Registered:
-    """The series names the process exposes, and each one's label names (None: any, for an
-    Info, whose keys are set at run time)."""
+    """The series names the process exposes, and each one's label names."""
 
-    series: dict[str, frozenset[str] | None]
+    series: dict[str, frozenset[str]]
 
     def label_names(self) -> set[str]:
         out = set(TARGET_LABELS)
         for names_ in self.series.values():
-            out |= names_ or set()
+            out |= names_
         return out
 
 
@@ -93,15 +104,55 @@ def registered() -> Registered:
     from dataflow import metrics as flow_metrics
     from deepcredit import metrics as ground_metrics
 
-    series: dict[str, frozenset[str] | None] = {"up": frozenset()}
+    series: dict[str, frozenset[str]] = {"up": frozenset()}
     objects = [v for module in (flow_metrics, ground_metrics) for v in vars(module).values()
                if isinstance(v, MetricWrapperBase)]  # fmt: skip
     objects.append(bytewax_kafka.BYTEWAX_CONSUMER_LAG_GAUGE)
     for metric in objects:
         # prometheus-client keeps a metric's name, type and label names in these attributes.
         kind, base, label_names = metric._type, metric._name, frozenset(metric._labelnames)
+        if kind == "info":
+            label_names |= INFO_KEYS[base]
         for suffix in _SUFFIXES[kind]:
-            series[base + suffix] = None if kind == "info" else label_names
+            series[base + suffix] = label_names
         if kind == "histogram":
             series[base + "_bucket"] = label_names | {"le"}
     return Registered(series)
+
+
+def label_values() -> dict[str, set[str]]:
+    """The values our code gives each label a query may match on."""
+    from deepcredit.events import Activity
+    from deepcredit.records import DeadLetterReason, Decision, Monitor
+    from scorer.monitors import InputMonitor, PerformanceMonitor, ScoreMonitor
+
+    return {
+        "decision": {d.value for d in Decision},
+        "reason": {r.value for r in DeadLetterReason},
+        "activity": {a.value for a in Activity},
+        "monitor": {m.value for m in Monitor},
+        "signal": {s for m in (ScoreMonitor, InputMonitor, PerformanceMonitor) for s in m.SIGNALS},
+        "target": {"delinquent", "default"},
+    }
+
+
+LABEL_VALUES = label_values()
+
+
+def problems(expr: str, known: Registered) -> list[str]:
+    """What in ``expr`` the code does not register: metric names, label names, label values
+    (an equality matcher on a label of ``LABEL_VALUES``); empty when all is known."""
+    out = []
+    used = names(expr)
+    if not used:
+        out.append("names no metric")
+    out += [f"unknown metric {n}" for n in sorted(used - set(known.series))]
+    for metric, label, value in sorted(labels(expr), key=str):
+        if metric is not None and metric not in known.series:
+            continue
+        allowed = known.label_names() if metric is None else known.series[metric] | TARGET_LABELS
+        if label not in allowed:
+            out.append(f"{metric or 'a grouping'} has no label {label!r}")
+        elif value is not None and label in LABEL_VALUES and value not in LABEL_VALUES[label]:
+            out.append(f"{label}={value!r} is not a value the code gives")
+    return out
