@@ -76,8 +76,8 @@ def test_an_abrupt_change_of_the_activity_mix_lands_on_the_drift_alerts_topic(
     moved = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
     assert moved == written
     # Every signal's series is exported from the start (at 0), so a first alert is an increase.
-    assert set(after) == {(m.MONITOR.value, s) for m in (ScoreMonitor, InputMonitor,
-                                                          PerformanceMonitor) for s in m.SIGNALS}
+    monitors_ = (ScoreMonitor, InputMonitor, PerformanceMonitor)
+    assert set(after) == {(m.MONITOR.value, s) for m in monitors_ for s in m.SIGNALS}
     posts = sum(e.activity is Activity.POST for e in stream)
     assert len(read_scores(kafka, topics.risk_scores)) == posts  # the scores are still all there
 
