@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 
+from deepcredit.records import DeadLetterReason, Decision
+
 __all__ = [
     "CLICKS_NEXT_OFFSET",
     "CLICKS_PARTITIONS",
@@ -25,6 +27,7 @@ __all__ = [
     "MODEL",
     "OUT_OF_ORDER",
     "PROCESSING",
+    "READY",
     "ROLLING_AUC",
     "SCORES",
     "THRESHOLDS_APPLY_LATENCY",
@@ -64,6 +67,9 @@ CLICKS_PARTITIONS = Gauge("deepcredit_clicks_partitions",
 CLICKS_NEXT_OFFSET = Gauge("deepcredit_clicks_next_offset",
                            "The next offset this process reads from each clicks partition (as of "
                            "its last batch)", ["partition"])  # fmt: skip
+READY = Gauge("deepcredit_ready",
+              "1 while /readyz answers ready (model loaded, a clicks partition read, thresholds "
+              "caught up), else 0")  # fmt: skip
 MODEL = Info("deepcredit_model", "The model this process scores with")
 THRESHOLDS_VERSION = Gauge("deepcredit_thresholds_version", "Version of the thresholds in use")
 THRESHOLDS_APPLY_LATENCY = Gauge("deepcredit_thresholds_apply_latency_seconds",
@@ -76,3 +82,10 @@ ROLLING_AUC = Gauge("deepcredit_drift_rolling_auc",
                     "AUC of the scores against realised labels over the last labelled loans "
                     "(the performance monitor's window), by target", ["target"])  # fmt: skip
 
+# Every decision and dead-letter reason is exported from the start, at 0: a series that only
+# appears at its first increment is invisible to rate() and to a share against yesterday's, so
+# the first declines or dead letters of a kind would pass the alerting rules unseen.
+for _decision in Decision:
+    DECISIONS.labels(_decision.value)
+for _reason in DeadLetterReason:
+    DEAD_LETTERS.labels(_reason.value)

@@ -309,6 +309,11 @@ class DriftStep(StatefulBatchLogic[Scored | Accepted, DriftAlert | DeadLetter, b
         if self.monitors is None:
             self.monitors = DriftMonitors(model_version, scores=config, inputs=config,
                                           performance=config)  # fmt: skip
+        # Each (monitor, signal) series exists from the start at 0, so the first alert of
+        # a signal is an increase that the "drift alert raised" rule sees.
+        for monitor in (self.monitors.scores, self.monitors.inputs, self.monitors.performance):
+            for signal in monitor.SIGNALS:
+                metrics.DRIFT_ALERTS.labels(monitor.MONITOR.value, signal)
 
     def on_batch(
         self, values: list[Scored | Accepted]

@@ -175,7 +175,15 @@ class Monitor(enum.StrEnum):
 
 
 class DriftAlert(msgspec.Struct, frozen=True, kw_only=True, tag="drift_alert"):
-    """A drift detector fired. Consumed by the retraining controller (debounced there)."""
+    """A drift detector fired. Consumed by the retraining controller (debounced there), read by
+    people: what moved, from what to what, which way, how much, over which observations.
+
+    The reference is the signal's mean over the monitor's reference period (its warm-up, and
+    at least the signal's first observations: ``scorer.monitors``); the current value its mean
+    over its latest ``window_n`` observations, from ``window_from_ts`` to ``event_ts``.
+    Observations are posts (monitor scores), events (inputs) or labels (performance). The
+    fields after ``detail`` are absent (their defaults) in alerts written before they existed.
+    """
 
     alert_id: str
     monitor: Monitor
@@ -185,17 +193,50 @@ class DriftAlert(msgspec.Struct, frozen=True, kw_only=True, tag="drift_alert"):
     event_ts: float  # event time at detection
     events_seen: int  # position in the monitored stream at detection
     detected_at: float  # wall clock
-    value: float | None = None  # the statistic that tripped, when the detector exposes one
-    detail: str = ""
+    value: float | None = None  # the statistic that tripped (ADWIN: its window's mean)
+    detail: str = ""  # the same in words
+    reference_value: float | None = None
+    reference_n: int = 0
+    reference_from_ts: float | None = None  # event time, Unix seconds
+    reference_to_ts: float | None = None
+    current_value: float | None = None
+    window_n: int = 0
+    window_from_ts: float | None = None  # the window ends at event_ts
+    direction: str | None = None  # "up" or "down": current against reference
+    severity: str | None = None  # "low", "medium" or "high" (scorer.monitors.severity)
 
     def problem(self) -> str | None:
         """Why this alert cannot be used, or None when it can."""
         if not self.alert_id:
             return "alert_id must not be empty"
-        if self.events_seen < 0:
-            return f"events_seen must not be negative, got {self.events_seen}"
-        return _time_problem("event_ts", self.event_ts) or _time_problem(
-            "detected_at", self.detected_at)
+        for name in ("events_seen", "reference_n", "window_n"):
+            if getattr(self, name) < 0:
+                return f"{name} must not be negative, got {getattr(self, name)}"
+        for name in ("value", "reference_value", "current_value"):
+            x = getattr(self, name)
+            if x is not None and not math.isfinite(x):
+                return f"{name} must be finite, got {x}"
+        times = [("event_ts", self.event_ts), ("detected_at", self.detected_at)] + [
+            (name, getattr(self, name)) for name in ("reference_from_ts", "reference_to_ts",
+                                                     "window_from_ts")
+            if getattr(self, name) is not None]  # fmt: skip
+        for name, ts in times:
+            if (why := _time_problem(name, ts)) is not None:
+                return why
+        if None not in (self.reference_from_ts, self.reference_to_ts) and (
+                self.reference_from_ts > self.reference_to_ts):  # fmt: skip
+            return "reference_from_ts must not be after reference_to_ts"
+        if self.window_from_ts is not None and self.window_from_ts > self.event_ts:
+            return "window_from_ts must not be after event_ts"
+        if self.direction not in (None, "up", "down"):
+            return f"direction must be 'up' or 'down', got {self.direction!r}"
+        if self.severity not in (None, "low", "medium", "high"):
+            return f"severity must be 'low', 'medium' or 'high', got {self.severity!r}"
+        ref, cur = self.reference_value, self.current_value
+        if self.direction is not None and ref is not None and cur is not None and (
+                (cur > ref) != (self.direction == "up") or cur == ref):  # fmt: skip
+            return f"direction {self.direction!r} contradicts {ref} -> {cur}"
+        return None
 
 
 class ModelEvent(msgspec.Struct, frozen=True, kw_only=True, tag="model_event"):

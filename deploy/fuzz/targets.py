@@ -230,8 +230,14 @@ def _drift_seeds() -> list[bytes]:
     alert = DriftAlert(alert_id="a1", monitor=Monitor.SCORES, detector="ADWIN",
                        signal="p_default", model_version="dc-1", event_ts=_TS,
                        events_seen=1000, detected_at=_TS + 5, value=0.25)  # fmt: skip
+    readable = msgspec.structs.replace(alert, reference_value=0.2, reference_n=400,
+                                       reference_from_ts=_TS - 90 * 86_400.0,
+                                       reference_to_ts=_TS - 60 * 86_400.0, current_value=0.3,
+                                       window_n=250, window_from_ts=_TS - 86_400.0,
+                                       direction="up", severity="high")  # fmt: skip
     return [encode(alert), encode(msgspec.structs.replace(alert, value=None, detail="x" * 40,
-                                                           monitor=Monitor.INPUTS))]  # fmt: skip
+                                                           monitor=Monitor.INPUTS)),
+            encode(readable)]  # fmt: skip
 
 
 def _model_event_seeds() -> list[bytes]:
