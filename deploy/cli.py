@@ -17,6 +17,7 @@ from deploy.commands import (
     cutover,
     drift,
     fuzz,
+    gateway,
     generate,
     kafka,
     models,
@@ -62,6 +63,7 @@ examples:
   deepcredit cutover --model current --out cutover/dc-...
                                       (old flow stopped) rebuild every user's state for the new
                                       model, then 'serve --model current --seed cutover/dc-...'
+  deepcredit gateway --port 8080      score a loan post on request (HTTP), through the live flow
   deepcredit scores                   what the risk-scores topic holds: decisions, latest scores
   deepcredit thresholds show          the decision thresholds in force
   deepcredit thresholds set --default-decline 0.25 --by alice --note "tighter after Q3"
@@ -101,8 +103,8 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for group in (kafka, generate, train, ablate, roundtrip, replay, thresholds, serve, scores,
-                  bench, drift, models, archive, retrain, cutover, fuzz):  # fmt: skip
+    for group in (kafka, generate, train, ablate, roundtrip, replay, thresholds, serve, gateway,
+                  scores, bench, drift, models, archive, retrain, cutover, fuzz):  # fmt: skip
         group.add(sub)  # the order here is the order of 'deepcredit --help'
     return parser
 
