@@ -34,6 +34,7 @@ def _run(args: argparse.Namespace) -> int:
     from gateway.serve import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per readiness poll else
     cfg = from_args(GatewayConfig, args, kafka=KafkaSettings(args.bootstrap),
                     topics=Topics.from_env())  # fmt: skip
     if cfg.processes < 1 or cfg.remember < 1 or cfg.timeout_s <= 0 or cfg.health_poll_s <= 0:
