@@ -104,8 +104,11 @@ def run_gateway_bench(cfg: GatewayBenchConfig, log: Path, progress: bool = True)
                            what="the gateway ready")  # fmt: skip
                 if progress:
                     print(f"{n} gateway process(es)", flush=True)
-                run = f"b{n}-{uuid.uuid4().hex[:6]}"
-                rows.append({"processes": n, **_measure(cfg, port, run, progress)})
+                run, before = f"b{n}-{uuid.uuid4().hex[:6]}", os.getloadavg()[0]
+                row = {"processes": n, **_measure(cfg, port, run, progress)}
+                # How busy the machine was (it is shared): 1-minute load before and after.
+                row["load_average"] = [round(before, 1), round(os.getloadavg()[0], 1)]
+                rows.append(row)
             finally:
                 _stop(gw)
     finally:
