@@ -4,7 +4,8 @@ with the same answer and no second score (also from a gateway started afterwards
 the risk topic's tail), invalid clicks refused with the dead-letter reason, the OpenAPI
 document, a post no flow scores (504), and the flow down (503 within a second).
 
-One flow serves the module (its start is most of the cost); the last test stops it."""
+One flow and one gateway serve the module (their starts are most of the cost); the last test
+stops the flow."""
 
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ def flow(
 ) -> Iterator[Flow]:
     kafka = KafkaSettings(kafka_broker.bootstrap)
     topics = Topics.from_prefix(f"g{uuid.uuid4().hex[:10]}-")
-    ensure_topics(kafka, topic_specs(topics, partitions=3))
+    unread = TopicSpec(topics.clicks + "-unread", 3)  # a clicks topic no flow reads
+    ensure_topics(kafka, [*topic_specs(topics, partitions=3), unread])
     port, log = free_port(), tmp_path_factory.mktemp("gateway") / "serve.log"
     proc = serve_process(kafka, topics, model_dir, "--metrics-port", str(port),
                          "--no-drift-monitors", log=log)  # fmt: skip
@@ -67,6 +69,13 @@ def flow(
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def url(flow: Flow) -> Iterator[str]:
+    """The module's gateway."""
+    with gateway(flow) as base:
+        yield base
 
 
 @contextmanager
@@ -109,9 +118,9 @@ def clicks_written(flow: Flow) -> int:
     return sum(high for _, high in watermarks(flow.kafka, flow.topics.clicks).values())
 
 
-def test_a_post_gets_its_streamed_score_and_a_resend_the_same_answer(flow: Flow) -> None:
+def test_a_post_gets_its_streamed_score_and_a_resend_the_same_answer(flow: Flow, url: str) -> None:
     first, later = post(), post()
-    with gateway(flow) as url, httpx.Client(base_url=url, timeout=15) as http:
+    with httpx.Client(base_url=url, timeout=15) as http:
         r = http.post("/v1/score", content=encode_click(first))
         assert r.status_code == 200, r.text
         again = http.post("/v1/score", content=encode_click(first))
@@ -129,18 +138,18 @@ def test_a_post_gets_its_streamed_score_and_a_resend_the_same_answer(flow: Flow)
     # A gateway started afterwards knows the answer from the risk topic's tail: it answers
     # the resend alike and sends nothing to the flow.
     sent = clicks_written(flow)
-    with gateway(flow) as url:
-        r2 = httpx.post(url + "/v1/score", content=encode_click(first), timeout=15)
+    with gateway(flow) as fresh:
+        r2 = httpx.post(fresh + "/v1/score", content=encode_click(first), timeout=15)
     assert (r2.status_code, r2.content) == (200, r.content)
     assert clicks_written(flow) == sent
 
 
-def test_invalid_clicks_are_refused_with_the_dead_letter_reason(flow: Flow) -> None:
+def test_invalid_clicks_are_refused_with_the_dead_letter_reason(flow: Flow, url: str) -> None:
     bodies = [b"not json", b'{"event_id": "x", "user_id": "u"}', b"\xff\xfe",
               b'{"event_id":"x","user_id":"u","ts":1.7e9,"activity":"post","amount":5}',
               encode_click(post(user=" padded"))]  # fmt: skip
     sent = clicks_written(flow)
-    with gateway(flow) as url, httpx.Client(base_url=url) as http:
+    with httpx.Client(base_url=url) as http:
         for body in bodies:
             dead = decode_click(body)
             assert isinstance(dead, DeadLetter)
@@ -162,10 +171,9 @@ def test_invalid_clicks_are_refused_with_the_dead_letter_reason(flow: Flow) -> N
     assert clicks_written(flow) == sent + 1  # only the valid post went to the flow
 
 
-def test_the_openapi_document_is_served(flow: Flow) -> None:
-    with gateway(flow) as url:
-        spec = httpx.get(url + "/openapi.json").json()
-        assert httpx.get(url + "/readyz").json() == {"ready": True, "missing": []}
+def test_the_openapi_document_is_served(url: str) -> None:
+    spec = httpx.get(url + "/openapi.json").json()
+    assert httpx.get(url + "/readyz").json() == {"ready": True, "missing": []}
     assert spec["openapi"].startswith("3.")
     responses = spec["paths"]["/v1/score"]["post"]["responses"]
     assert {"200", "409", "422", "503", "504"} <= set(responses)
@@ -176,7 +184,6 @@ def test_the_openapi_document_is_served(flow: Flow) -> None:
 def test_a_post_not_scored_in_time_gets_504_with_where_it_was_accepted(flow: Flow) -> None:
     # The gateway sends to a clicks topic no flow reads: accepted, never scored.
     unread = dataclasses.replace(flow.topics, clicks=flow.topics.clicks + "-unread")
-    ensure_topics(flow.kafka, [TopicSpec(unread.clicks, 3)])
     late = post()
     with gateway(dataclasses.replace(flow, topics=unread), timeout_s=0.5) as url:
         start = time.monotonic()
@@ -189,9 +196,9 @@ def test_a_post_not_scored_in_time_gets_504_with_where_it_was_accepted(flow: Flo
     assert 0.5 <= took < 2.0
 
 
-def test_the_flow_down_answers_503_within_a_second(flow: Flow) -> None:
+def test_the_flow_down_answers_503_within_a_second(flow: Flow, url: str) -> None:
     """Stops the module's flow: the last test of the module."""
-    with gateway(flow) as url, httpx.Client(base_url=url, timeout=5) as http:
+    with httpx.Client(base_url=url, timeout=5) as http:
         assert http.post("/v1/score", content=encode_click(post())).status_code == 200
         flow.process.kill()  # type: ignore[attr-defined]
         flow.process.wait(10)  # type: ignore[attr-defined]
