@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -171,10 +171,13 @@ class _Gateway:
         def delivered(err: KafkaError | None, msg: Message) -> None:  # the poll thread
             self.loop.call_soon_threadsafe(self._delivered, waiter, err, msg)
 
-        self.book.waiting[event.event_id] = waiter
         # The key the flow's producers use: the canonical user id (``replay.user_key``).
-        produce(self.producer, self.cfg.topics.clicks, body, event.user_id.encode(),
-                on_delivery=delivered)  # fmt: skip
+        try:
+            produce(self.producer, self.cfg.topics.clicks, body, event.user_id.encode(),
+                    on_delivery=delivered)  # fmt: skip
+        except KafkaException as exc:  # the client refused it: no broker will see it
+            waiter.score.set_exception(FlowDown(f"the Kafka client refused the post: {exc}"))
+        self.book.waiting[event.event_id] = waiter
         return waiter
 
     @staticmethod

@@ -21,9 +21,9 @@ __all__ = ["FlowHealth"]
 log = logging.getLogger(__name__)
 
 #: How long a flow endpoint may go without answering before it counts as down.
-SLOW_GRACE_S = 0.8
+SLOW_GRACE_S = 2.0
 #: The longest wait for one answer to a poll.
-_POLL_TIMEOUT_S = 0.5
+_POLL_TIMEOUT_S = 1.0
 
 
 class FlowHealth:

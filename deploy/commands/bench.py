@@ -47,7 +47,7 @@ def add(sub: Subparsers) -> None:
     add_options(p, GatewayBenchConfig, "model")
     add_bootstrap(p)
     add_options(p, GatewayBenchConfig, "processes", "seconds", "connections", "fractions",
-                "users")  # fmt: skip
+                "users", "repeats")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("results/gateway.json"),
                    help="result JSON (default %(default)s)")  # fmt: skip
 

@@ -236,4 +236,7 @@ class GatewayBenchConfig:
         "help": "fixed rates to measure latency at, as fractions of the measured maximum"
     })  # fmt: skip
     users: int = field(default=2000, metadata={"help": "users the posts are spread over"})
+    repeats: int = field(default=3, metadata={
+        "help": "measurements of each process count, interleaved; medians are reported"
+    })  # fmt: skip
     partitions: int = 3

@@ -11,8 +11,10 @@ figures are this machine's, not the gateway's alone.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import uuid
@@ -84,38 +86,52 @@ def _measure(cfg: GatewayBenchConfig, port: int, run: str, progress: bool) -> di
     return out
 
 
+def _medians(runs: list[dict]) -> dict:
+    """Each load's figures, the median over the runs."""
+    out = {}
+    for load, first in runs[0].items():
+        if isinstance(first, dict):
+            out[load] = {k: statistics.median(r[load][k] for r in runs)
+                         for k, v in first.items() if isinstance(v, int | float)}  # fmt: skip
+    return out
+
+
 def run_gateway_bench(cfg: GatewayBenchConfig, log: Path, progress: bool = True) -> dict:
     """Every measurement on topics of its own (deleted at the end): one flow process, then a
-    gateway of each process count in turn. Returns the figures per process count."""
+    gateway of each process count in turn, ``repeats`` times. Returns the figures per process
+    count: each run's and their medians."""
     topics = Topics.from_prefix(f"bench-gw-{uuid.uuid4().hex[:8]}-")
     ensure_topics(cfg.kafka, topic_specs(topics, cfg.partitions))
     metrics_port = _free_port()
     flow_url = f"http://{_HOST}:{metrics_port}"
     flow = serve_process(cfg.kafka, topics, ["--model", str(cfg.model), "--metrics-port",
                                              str(metrics_port)], log)  # fmt: skip
-    rows = []
+    runs: dict[int, list[dict]] = {n: [] for n in cfg.processes}
     try:
         wait_until(lambda: _ready(flow_url), 120, 0.2, what="the flow ready")
-        for n in cfg.processes:
+        # Process counts interleaved repeat by repeat, so a busy spell of the shared machine
+        # hits each of them.
+        for r, n in itertools.product(range(cfg.repeats), cfg.processes):
             port = _free_port()
             gw = _gateway(cfg, topics, flow_url, n, port, log)
             try:
                 wait_until(lambda port=port: _ready(f"http://{_HOST}:{port}"), 60, 0.2,
                            what="the gateway ready")  # fmt: skip
                 if progress:
-                    print(f"{n} gateway process(es)", flush=True)
+                    print(f"{n} gateway process(es), repeat {r + 1}", flush=True)
                 run, before = f"b{n}-{uuid.uuid4().hex[:6]}", os.getloadavg()[0]
-                row = {"processes": n, **_measure(cfg, port, run, progress)}
+                row = _measure(cfg, port, run, progress)
                 # How busy the machine was (it is shared): 1-minute load before and after.
                 row["load_average"] = [round(before, 1), round(os.getloadavg()[0], 1)]
-                rows.append(row)
+                runs[n].append(row)
             finally:
                 _stop(gw)
     finally:
         _stop(flow)
         delete_topics(cfg.kafka, topics.names())
+    rows = [{"processes": n, "median": _medians(runs[n]), "runs": runs[n]} for n in runs]
     settings = {"seconds": cfg.seconds, "connections": cfg.connections, "users": cfg.users,
                 "fractions": list(cfg.fractions), "partitions": cfg.partitions,
-                "model": str(cfg.model), "flow_processes": 1,
+                "model": str(cfg.model), "flow_processes": 1, "repeats": cfg.repeats,
                 "load_generator": "gateway.loadgen (asyncio, HTTP/1.1 keep-alive)"}  # fmt: skip
     return {"rows": rows, "settings": settings}
