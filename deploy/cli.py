@@ -17,6 +17,7 @@ from deploy.commands import (
     cutover,
     drift,
     fuzz,
+    gateway,
     generate,
     kafka,
     models,
@@ -65,6 +66,7 @@ examples:
   deepcredit cutover --model current --out cutover/dc-...
                                       (old flow stopped) rebuild every user's state for the new
                                       model, then 'serve --model current --seed cutover/dc-...'
+  deepcredit gateway --port 8080      score a loan post on request (HTTP), through the live flow
   deepcredit scores                   what the risk-scores topic holds: decisions, latest scores
   deepcredit thresholds show          the decision thresholds in force
   deepcredit thresholds set --default-decline 0.25 --by alice --note "tighter after Q3"
@@ -105,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for group in (kafka, generate, statements, train, ablate, roundtrip, replay, thresholds,
-                  serve, scores, bench, drift, models, archive, retrain, cutover,
+                  serve, gateway, scores, bench, drift, models, archive, retrain, cutover,
                   fuzz):  # fmt: skip
         group.add(sub)  # the order here is the order of 'deepcredit --help'
     return parser
