@@ -23,6 +23,7 @@ from deploy.commands import (
     replay,
     retrain,
     roundtrip,
+    schemas,
     scores,
     serve,
     thresholds,
@@ -102,7 +103,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for group in (kafka, generate, train, ablate, roundtrip, replay, thresholds, serve, scores,
-                  bench, drift, models, archive, retrain, cutover, fuzz):  # fmt: skip
+                  schemas, bench, drift, models, archive, retrain, cutover,
+                  fuzz):  # fmt: skip
         group.add(sub)  # the order here is the order of 'deepcredit --help'
     return parser
 
