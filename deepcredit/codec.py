@@ -183,9 +183,10 @@ _any_fields_decoder = msgspec.json.Decoder(_AnyFields)
 
 def post_ids(data: bytes | None) -> PostIds | None:
     """The ids of message ``data`` when it is a loan post, however broken otherwise: a JSON
-    object (at most ``MAX_EVENT_BYTES``, ``MAX_DEPTH`` deep) whose ``activity`` is ``"post"``;
-    each id in canonical form, None where missing, not a string or breaking the id rule; ``ts``
-    when a finite number. None when the message is not such an object. Never raises.
+    object (UTF-8, at most ``MAX_EVENT_BYTES``, ``MAX_DEPTH`` deep) whose ``activity`` is
+    ``"post"``; each id in canonical form, None where missing, not a string or breaking the id
+    rule; ``ts`` when a finite number. None when the message is not such an object. Never
+    raises.
 
     >>> post_ids(b'{"activity": "post", "event_id": "e1", "user_id": "u1", "ts": "x"}')
     PostIds(event_id='e1', user_id='u1', loan_id=None, ts=None)
@@ -195,8 +196,9 @@ def post_ids(data: bytes | None) -> PostIds | None:
     if not data or len(data) > MAX_EVENT_BYTES or exceeds_depth(data):
         return None
     try:
+        data.decode("utf-8")  # all of it: msgspec checks only the strings it decodes
         fields = _any_fields_decoder.decode(data)
-    except (msgspec.DecodeError, RecursionError):  # ValidationError too (not an object)
+    except (UnicodeDecodeError, msgspec.DecodeError):  # ValidationError too: not an object
         return None
     if fields.activity != Activity.POST.value:
         return None
