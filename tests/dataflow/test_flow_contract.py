@@ -20,6 +20,7 @@ from deepcredit.kafka_io import read_to_end
 from deepcredit.records import RECORD_HEADER, SCHEMA_VERSION, SCHEMA_VERSION_HEADER
 from deepcredit.records import DeadLetterReason as Reason
 from deepcredit.schemas import SCHEMAS_DIR
+from deepcredit.score_log import summarise
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.thresholds import DEFAULT_THRESHOLDS
 from scorer.artifact import load_scorer
@@ -86,3 +87,8 @@ def test_every_post_gets_a_score_or_a_not_scored_record_with_headers_and_valid_s
         validators[kind].validate(record)
         if kind in ("score", "not_scored"):
             assert m.key() == record["user_id"].encode()  # keyed by user, like the clicks
+
+    summary = summarise(kafka, topics.risk_scores, latest=2)  # what 'deepcredit scores' prints
+    assert (summary.posts, summary.first_time) == (2, 1)
+    assert summary.not_scored == {"missing_loan_fields": 1, "conflicting_event_id": 1}
+    assert "not scored     conflicting_event_id: 1, missing_loan_fields: 1" in summary.describe()
