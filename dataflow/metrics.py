@@ -25,6 +25,7 @@ __all__ = [
     "EVENT_TO_SCORE",
     "HELD_GIVEN_UP",
     "MODEL",
+    "NOT_SCORED",
     "OUT_OF_ORDER",
     "PROCESSING",
     "READY",
@@ -43,6 +44,9 @@ EVENTS = Counter("deepcredit_events_consumed", "Click events accepted, by activi
 DEAD_LETTERS = Counter("deepcredit_dead_letters", "Messages sent to the dead-letter topic",
                        ["reason"])  # fmt: skip
 SCORES = Counter("deepcredit_scores", "Loan posts scored")
+NOT_SCORED = Counter("deepcredit_not_scored",
+                     "Loan posts that got a not_scored record on the risk topic instead of a "
+                     "score (dead-lettered or refused), by dead-letter reason", ["reason"])
 DUPLICATES = Counter("deepcredit_duplicate_events",
                      "Click events skipped as resends (event id among the user's last ones; "
                      "at-least-once delivery): no state change, no score, by activity",

@@ -7,8 +7,8 @@ code  body            when
 ====  ==============  ==================================================================
 200   ``ScoreAnswer`` the post's score, the very record the flow wrote to the risk topic
 409   ``Refused``     the event id names another post (reused id, other content)
-422   ``Refused``     not a click of the contract (the dead-letter reason and detail), or
-                      not a ``post``
+422   ``Refused``     not a click of the contract (the dead-letter reason and detail), not
+                      a ``post``, or a post the flow could not score (its not_scored reason)
 503   ``NotAnswered`` the flow (or the broker) is down; ``partition``/``offset`` when the
                       post was accepted before it went down
 504   ``NotAnswered`` accepted at ``partition``/``offset``, not scored within the timeout
@@ -44,7 +44,9 @@ class Reason(msgspec.Struct, frozen=True, kw_only=True):
 class ScoreAnswer(msgspec.Struct, frozen=True, kw_only=True):
     """A scored post: the fields of the flow's ``Score`` record (``deepcredit.records``).
     Probabilities in [0, 1]; times in Unix seconds; ``decision`` approve, review or decline
-    under thresholds ``thresholds_version``; ``reasons`` most important first (up to four)."""
+    under thresholds ``thresholds_version``; ``prior_events`` and ``history_days`` the
+    cold-start signal (the user's events before this post, days since the first; 0 and 0.0: no
+    history); ``reasons`` most important first (up to four)."""
 
     event_id: str
     user_id: str
@@ -56,6 +58,8 @@ class ScoreAnswer(msgspec.Struct, frozen=True, kw_only=True):
     model_version: str
     event_ts: float
     scored_at: float
+    prior_events: int = 0
+    history_days: float = 0.0
     reasons: list[Reason] = []
 
 

@@ -1,8 +1,12 @@
-"""Records we emit to Kafka: scores, dead letters, threshold updates, drift alerts, model
-events (retraining decisions).
+"""Records we emit to Kafka: scores and not-scored posts, dead letters, threshold updates,
+drift alerts, model events (retraining decisions).
 
-Each is a msgspec Struct encoded as JSON, tagged with its record kind so that a reader of a
-mixed log (or a human with kcat) can tell them apart.
+Each is a msgspec Struct encoded as JSON, tagged with its record kind (the ``type`` field) so
+that a reader of a mixed log (or a human with kcat) can tell them apart, and carrying the
+contract's ``schema_version`` (``Record``). Every message we produce carries the same two
+facts in its Kafka headers (``kafka_headers``), so a consumer can route or refuse a message
+without parsing it. Their JSON Schemas are generated from these Structs into ``schemas/``
+(``deepcredit schemas``, ``deepcredit.schemas``).
 
 The control records (thresholds, drift alerts, model events) come with ``problem()``: why
 the record cannot be used, or None. Their readers check it on every record they decode
@@ -31,18 +35,41 @@ import msgspec
 from deepcredit.events import TS_MAX, TS_MIN, ClickEvent
 
 __all__ = [
+    "RECORD_HEADER",
+    "RISK_RECORDS",
+    "SCHEMA_VERSION",
+    "SCHEMA_VERSION_HEADER",
     "DeadLetter",
     "DeadLetterReason",
     "Decision",
     "DriftAlert",
     "ModelEvent",
     "Monitor",
+    "NotScored",
+    "Record",
+    "RiskRecord",
     "Score",
     "ThresholdUpdate",
+    "kafka_headers",
     "score_record",
 ]
 
 Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+
+#: The version of the records' contract, one for all of them (``schemas/index.json``): in each
+#: record's ``schema_version`` field and in the ``SCHEMA_VERSION_HEADER`` header of every
+#: message we produce. Raised by one when a change can break a reader of the previous version:
+#: a field removed, renamed, made required, given another type, unit or meaning, or a value
+#: of an enum removed. Adding an optional field (with a default), a record kind, or a value to
+#: an enum keeps the version: readers must ignore unknown fields and record kinds and be
+#: ready for a new reason code. Any change shows up as a diff of ``schemas/`` (CI compares
+#: the committed files with what the code generates); the README's consumer guide says the
+#: same.
+SCHEMA_VERSION = 1
+#: Kafka header of every message we produce: the contract's version, ASCII digits.
+SCHEMA_VERSION_HEADER = "deepcredit-schema-version"
+#: Kafka header of every message we produce: the record kind (the ``type`` field's value).
+RECORD_HEADER = "deepcredit-record"
 
 
 def _time_problem(name: str, value: float) -> str | None:
@@ -59,9 +86,31 @@ class Decision(enum.StrEnum):
     DECLINE = "decline"
 
 
-class Score(msgspec.Struct, frozen=True, kw_only=True, tag="score"):
+class Record(msgspec.Struct, frozen=True, kw_only=True):
+    """The base of every record we emit: the contract's version (``SCHEMA_VERSION``; a record
+    written before the field existed decodes as version 1, the same shape)."""
+
+    schema_version: int = SCHEMA_VERSION
+
+
+def kafka_headers(record: Record) -> list[tuple[str, bytes]]:
+    """The Kafka headers of a message carrying ``record``: its kind and the contract's version,
+    e.g. ``[("deepcredit-record", b"score"), ("deepcredit-schema-version", b"1")]``."""
+    kind = type(record).__struct_config__.tag
+    return [(RECORD_HEADER, str(kind).encode()),
+            (SCHEMA_VERSION_HEADER, str(record.schema_version).encode())]  # fmt: skip
+
+
+class Score(Record, kw_only=True, tag="score"):
     """The risk of one loan post. Keyed by user on the risk topic; ``event_id`` de-duplicates
-    (delivery is at-least-once)."""
+    (delivery is at-least-once).
+
+    ``prior_events`` and ``history_days`` say how much the score rests on: the user's events
+    before this post that the scorer's state took in (resends are not counted), and the days
+    from the user's first such event to this post (0.0 for a first event). A first-time user
+    has 0 and 0.0: the model has only the post itself, and its probabilities are the
+    platform's prior, not the user's. A state restored from before these counts existed
+    counts from its first event after that."""
 
     event_id: str
     user_id: str
@@ -73,6 +122,8 @@ class Score(msgspec.Struct, frozen=True, kw_only=True, tag="score"):
     model_version: str
     event_ts: float  # when the post happened (event time, Unix s)
     scored_at: float  # when we scored it (wall clock, Unix s)
+    prior_events: Annotated[int, msgspec.Meta(ge=0)]
+    history_days: Annotated[float, msgspec.Meta(ge=0.0)]
 
     @property
     def key(self) -> bytes:
@@ -105,7 +156,37 @@ class DeadLetterReason(enum.StrEnum):
     CONFLICTING_EVENT_ID = "conflicting_event_id"
 
 
-class DeadLetter(msgspec.Struct, frozen=True, kw_only=True, tag="dead_letter"):
+class NotScored(Record, kw_only=True, tag="not_scored"):
+    """A loan post that got no score, on the risk topic beside the scores: dead-lettered
+    (malformed, or a step failed on it) or refused (an event id reused for other content).
+    The dead-letter topic holds the message itself (same ``reason``, ``partition``,
+    ``offset``). Keyed like a score, by the user (by the clicks message's key when the user id
+    could not be read).
+
+    The ids are what the message said, in their canonical form (``events.canonical_id``);
+    None where the message had none that could be read (an id breaking the id rule, a field
+    missing or not a string). Only a message that can be read as a JSON object whose
+    ``activity`` is ``"post"`` is known to be a post; any other goes to the dead-letter topic
+    only (an oversize message, one that is not JSON, a click of another activity)."""
+
+    event_id: str | None
+    user_id: str | None
+    loan_id: str | None = None
+    reason: DeadLetterReason
+    detail: str
+    model_version: str  # of the flow that refused it
+    event_ts: float | None = None  # the post's ``ts`` when it was a number
+    partition: int | None = None  # the clicks message's, as on its dead letter
+    offset: int | None = None
+    at: float  # when the flow gave up on it (wall clock, Unix s)
+
+
+#: What the risk-scores topic carries: decode with ``msgspec.json.Decoder(RiskRecord)``.
+RiskRecord = Score | NotScored
+RISK_RECORDS: tuple[type[Record], ...] = (Score, NotScored)
+
+
+class DeadLetter(Record, kw_only=True, tag="dead_letter"):
     """A message we could not accept, with the reason and enough to find and replay it.
 
     ``payload`` is the original bytes (base64 in JSON), cut to ``payload_limit`` bytes so a
@@ -123,7 +204,7 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True, tag="dead_letter"):
     received_at: float | None = None
 
 
-class ThresholdUpdate(msgspec.Struct, frozen=True, kw_only=True, tag="thresholds"):
+class ThresholdUpdate(Record, kw_only=True, tag="thresholds"):
     """Live decision thresholds, set by risk operations (compacted topic, latest wins).
 
     A post is declined when either probability reaches its decline threshold, sent to review
@@ -174,7 +255,7 @@ class Monitor(enum.StrEnum):
     PERFORMANCE = "performance"  # realised errors once outcomes arrive
 
 
-class DriftAlert(msgspec.Struct, frozen=True, kw_only=True, tag="drift_alert"):
+class DriftAlert(Record, kw_only=True, tag="drift_alert"):
     """A drift detector fired. Consumed by the retraining controller (debounced there), read by
     people: what moved, from what to what, which way, how much, over which observations.
 
@@ -239,7 +320,7 @@ class DriftAlert(msgspec.Struct, frozen=True, kw_only=True, tag="drift_alert"):
         return None
 
 
-class ModelEvent(msgspec.Struct, frozen=True, kw_only=True, tag="model_event"):
+class ModelEvent(Record, kw_only=True, tag="model_event"):
     """A retraining decision on the model-events topic (keyed by the challenger's version)."""
 
     action: str  # "promote" or "reject"
@@ -260,12 +341,18 @@ class ModelEvent(msgspec.Struct, frozen=True, kw_only=True, tag="model_event"):
 
 
 def score_record(
-    post: ClickEvent, p: tuple[float, float], t: ThresholdUpdate, model_version: str
+    post: ClickEvent,
+    p: tuple[float, float],
+    t: ThresholdUpdate,
+    model_version: str,
+    history: tuple[int, float],
 ) -> Score:
     """A post's Score with its decision under ``t``, scored now (the live flow's and a
-    cut-over's). ``p``: (p_delinquent, p_default)."""
+    cut-over's). ``p``: (p_delinquent, p_default); ``history``: (prior_events, history_days)
+    at the post (``scorer.steps.history_at``)."""
     decision = t.decide(p_delinquent=p[0], p_default=p[1])
     return Score(event_id=post.event_id, user_id=post.user_id, loan_id=post.loan_id or "",
                  p_delinquent=p[0], p_default=p[1], decision=decision,
                  thresholds_version=t.version, model_version=model_version, event_ts=post.ts,
-                 scored_at=time.time())  # fmt: skip
+                 scored_at=time.time(), prior_events=history[0],
+                 history_days=history[1])  # fmt: skip

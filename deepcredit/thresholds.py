@@ -41,7 +41,7 @@ from deepcredit.kafka_io import (
     delivering,
     read_to_end,
 )
-from deepcredit.records import ThresholdUpdate
+from deepcredit.records import ThresholdUpdate, kafka_headers
 from deepcredit.settings import KafkaSettings
 
 __all__ = [
@@ -243,7 +243,8 @@ def set_thresholds(
 
     try:
         with delivering(settings, timeout_s, {"acks": "all", "enable.idempotence": True}) as p:
-            p.produce(topic, key=THRESHOLDS_KEY, value=encode(update))
+            p.produce(topic, key=THRESHOLDS_KEY, value=encode(update),
+                      headers=kafka_headers(update))  # fmt: skip
     except UndeliveredError as exc:
         raise ThresholdsUnavailable(f"thresholds not delivered to {topic!r}: {exc}") from None
     log.info("thresholds version %d set by %s", update.version, update.updated_by)

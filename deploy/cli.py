@@ -24,6 +24,7 @@ from deploy.commands import (
     replay,
     retrain,
     roundtrip,
+    schemas,
     scores,
     serve,
     statements,
@@ -107,8 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for group in (kafka, generate, statements, train, ablate, roundtrip, replay, thresholds,
-                  serve, gateway, scores, bench, drift, models, archive, retrain, cutover,
-                  fuzz):  # fmt: skip
+                  serve, gateway, scores, schemas, bench, drift, models, archive, retrain,
+                  cutover, fuzz):  # fmt: skip
         group.add(sub)  # the order here is the order of 'deepcredit --help'
     return parser
 

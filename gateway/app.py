@@ -38,7 +38,7 @@ from deepcredit.codec import decode_click
 from deepcredit.events import Activity, ClickEvent
 from deepcredit.gateway_api import NotAnswered, Refused, ScoreAnswer
 from deepcredit.kafka_io import produce
-from deepcredit.records import DeadLetter
+from deepcredit.records import DeadLetter, DeadLetterReason, NotScored
 from deepcredit.settings import KafkaSettings, Topics
 from gateway.config import GatewayConfig
 from gateway.health import FlowHealth
@@ -207,6 +207,10 @@ def _answer(record: Any, event: ClickEvent) -> Response:
         )
         return _json(409, Refused(reason="conflicting_event_id", event_id=event.event_id,
                                   detail=detail))  # fmt: skip
+    if isinstance(record, NotScored):  # the flow dead-lettered it: it will never be scored
+        code = 409 if record.reason is DeadLetterReason.CONFLICTING_EVENT_ID else 422
+        return _json(code, Refused(reason=str(record.reason), event_id=event.event_id,
+                                   detail=f"not scored by the flow: {record.detail}"))  # fmt: skip
     answer: ScoreAnswer = answer_of(record)
     return _json(200, answer)
 
@@ -235,8 +239,9 @@ def openapi() -> dict[str, Any]:
                     "200": reply("the post's score, as written to the risk topic", answer),
                     "409": reply("the event id names another post", refused),
                     "413": reply("the body is far over the event size limit", refused),
-                    "422": reply("not a click of the contract (dead-letter reason), or not a "
-                                 "post", refused),
+                    "422": reply("not a click of the contract (dead-letter reason), not a "
+                                 "post, or a post the flow could not score (its not_scored "
+                                 "record's reason)", refused),
                     "503": reply("the flow or the broker is down", not_answered),
                     "504": reply("accepted, not scored within the timeout", not_answered),
                 },

@@ -15,6 +15,10 @@ every score, its own or not, which is a few microseconds per score.
 True
 >>> decode_risk(b'{"type": "drift_alert"}') is None
 True
+>>> n = NotScored(event_id="e2", user_id="u1", loan_id="l2", reason="processing_error",
+...               detail="...", model_version="m", event_ts=1.7e9, at=1.7e9)
+>>> decode_risk(msgspec.json.encode(n)) == n
+True
 >>> answer_of(s).decision
 'approve'
 """
@@ -34,41 +38,44 @@ from confluent_kafka import Consumer
 from deepcredit.events import ClickEvent
 from deepcredit.gateway_api import ScoreAnswer
 from deepcredit.kafka_io import PartitionReader, assigned_consumer, consumer_watermarks
-from deepcredit.records import Score
+from deepcredit.records import NotScored, RiskRecord, Score
 from deepcredit.settings import KafkaSettings
 
 __all__ = ["AnswerBook", "RiskReader", "Waiter", "answer_of", "decode_risk", "same_post"]
 
 log = logging.getLogger(__name__)
 
-#: What the risk topic carries that the gateway answers with.
-RiskRecord = Score
-
 _risk_decoder = msgspec.json.Decoder(RiskRecord)
 
 
 def decode_risk(value: bytes | None) -> RiskRecord | None:
-    """The record in one risk-topic message value, or None for anything that does not decode
-    as one (another record kind, a foreign writer's bytes). Never raises."""
+    """The record in one risk-topic message value (a ``Score`` or a ``NotScored`` with its
+    event id), or None for anything else (another record kind, a not_scored record whose event
+    id could not be read, a foreign writer's bytes). Never raises."""
     if not value:
         return None
     try:
-        return _risk_decoder.decode(value)
+        record = _risk_decoder.decode(value)
     except msgspec.DecodeError:  # includes ValidationError
         return None
+    if isinstance(record, NotScored) and record.event_id is None:
+        return None  # no request can be waiting for it
+    return record
 
 
-def answer_of(record: RiskRecord) -> ScoreAnswer:
-    """The HTTP answer for a risk record: the same fields, the same values."""
+def answer_of(record: Score) -> ScoreAnswer:
+    """The HTTP answer for a score: the same fields, the same values (the record's schema
+    version is the risk topic's contract; the HTTP answer's is its path, ``/v1``)."""
     fields = msgspec.structs.asdict(record)
     fields["decision"] = str(record.decision)
+    del fields["schema_version"]
     return ScoreAnswer(**fields)
 
 
 def same_post(record: RiskRecord, event: ClickEvent) -> bool:
-    """Whether ``record`` may be the score of ``event`` (same user, loan and time), i.e. a
+    """Whether ``record`` may be the answer to ``event`` (same user, loan and time), i.e. a
     resend of it; otherwise the event id was reused for another post."""
-    return (record.user_id == event.user_id and record.loan_id == (event.loan_id or "")
+    return (record.user_id == event.user_id and (record.loan_id or "") == (event.loan_id or "")
             and record.event_ts == event.ts)  # fmt: skip
 
 

@@ -142,6 +142,30 @@ def _click() -> Check:
     return check
 
 
+def _post_ids() -> Check:
+    import json
+
+    from deepcredit.codec import MAX_DEPTH, MAX_EVENT_BYTES, post_ids
+    from deepcredit.events import canonical_id
+
+    def check(data: bytes) -> None:
+        ids = post_ids(data)
+        if ids is None:
+            return
+        _require(len(data) <= MAX_EVENT_BYTES, "ids read from an oversize message")
+        if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:  # stdlib json: no deep recursion
+            message = json.loads(data)
+            _require(isinstance(message, dict) and message.get("activity") == "post",
+                     f"ids of a message that is no post: {message!r}"[:200])  # fmt: skip
+        for name in ("event_id", "user_id", "loan_id"):
+            value = getattr(ids, name)
+            _require(value is None or canonical_id(value) == value,
+                     f"{name} {value!r} is not canonical")  # fmt: skip
+        _require(ids.ts is None or math.isfinite(ids.ts), f"ts {ids.ts!r}")
+
+    return check
+
+
 def _replay_key() -> Check:
     from deepcredit.replay import user_key
 
@@ -488,6 +512,10 @@ TARGETS: dict[str, Target] = dict(
            "a ClickEvent within the contract's bounds that re-encodes to itself, or a DeadLetter "
            "keeping the message; never raises",
            _click, _click_lines, max_len=5000),
+        _t("post-ids", "deepcredit.codec.post_ids (a dead letter's payload -> not_scored)",
+           "None, or the ids of a JSON object whose activity is \"post\": each canonical or "
+           "None, ts finite or None; never raises",
+           _post_ids, _click_lines),
         _t("replay-key", "deepcredit.replay.user_key",
            "the line's user_id as non-empty bytes, or None; never raises",
            _replay_key, _click_lines),

@@ -67,6 +67,8 @@ def test_records_round_trip_with_their_tag() -> None:
         model_version="m1",
         event_ts=1.6e9,
         scored_at=1.7e9,
+        prior_events=3,
+        history_days=2.5,
     )
     alert = DriftAlert(
         alert_id="a",

@@ -102,7 +102,7 @@ import msgspec
 
 from deepcredit.atomic import write_atomic
 from deepcredit.events import DAY_S
-from deepcredit.records import DriftAlert, ModelEvent
+from deepcredit.records import DriftAlert, ModelEvent, kafka_headers
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.waiting import wait_until
 from scorer.registry import PROMOTE, ModelRegistry, Promotion
@@ -595,7 +595,8 @@ def _publish(kafka: KafkaSettings, topic: str, decision: Promotion) -> None:
                        at=decision.at, metrics=decision.metrics or {})  # fmt: skip
     try:
         with delivering(kafka, 30.0) as producer:
-            produce(producer, topic, encode(event), decision.version.encode())
+            produce(producer, topic, encode(event), decision.version.encode(),
+                    headers=kafka_headers(event))
     except UndeliveredError as exc:
         # The registry already holds the decision; the topic only announces it.
         log.warning("the model event of %s did not reach %s: %s", decision.version, topic, exc)
