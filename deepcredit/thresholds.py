@@ -43,6 +43,7 @@ from deepcredit.kafka_io import (
 )
 from deepcredit.records import Decision, ThresholdUpdate
 from deepcredit.settings import KafkaSettings
+from deepcredit.waiting import wait_until
 from deepcredit.whatif import WhatIf
 
 __all__ = [
@@ -262,6 +263,7 @@ def publish(
     records only, librdkafka's default ``isolation.level``).
 
     ``timeout_s``: most seconds for each step (find the audit topic, start, commit).
+    Returns once a reader of ``topic`` sees ``change.new`` (or a later version).
     Raises InvalidThresholds for a change whose ``problem()`` is not None (nothing written);
     ThresholdsUnavailable when either topic does not exist (nothing written) or the
     transaction does not commit in time (aborted when it can be; the message says).
@@ -300,7 +302,18 @@ def publish(
         raise ThresholdsUnavailable(f"thresholds not delivered to {topic!r} and "
                                     f"{audit_topic!r} ({outcome}): {_reason(exc)}"
                                     ) from None  # fmt: skip
-    log.info("thresholds version %d set by %s: %s", change.new.version, change.by, change.reason)
+    # A commit returns before its markers are on the partitions; until they are, a reader
+    # (read_committed) stops short of the new record. Return once a reader sees it, so a
+    # 'show' or 'set' right after this one reads it.
+    version = change.new.version
+    try:
+        wait_until(lambda: (read_latest(settings, topic, timeout_s) or DEFAULT_THRESHOLDS)
+                   .version >= version, timeout_s, 0.05, what=f"thresholds version {version} "
+                   "readable")  # fmt: skip
+    except TimeoutError as exc:
+        raise ThresholdsUnavailable(f"thresholds version {version} committed to {topic!r} but "
+                                    f"not readable yet: {exc}") from None  # fmt: skip
+    log.info("thresholds version %d set by %s: %s", version, change.by, change.reason)
 
 
 def _missing_topics(producer: Producer, names: tuple[str, ...], timeout_s: float) -> list[str]:
