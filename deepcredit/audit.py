@@ -23,6 +23,7 @@ holds exactly the changes that were made: both records or neither.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import msgspec
 
@@ -32,8 +33,10 @@ from deepcredit.whatif import WhatIf
 
 __all__ = ["ACTIONS", "THRESHOLD_FIELDS", "ThresholdsChange"]
 
-#: The four numbers of a ThresholdUpdate that decide.
-THRESHOLD_FIELDS = ("delinquent_review", "delinquent_decline", "default_review", "default_decline")
+#: What of a ThresholdUpdate decides: the four cut-offs, the segments and what makes a user
+#: thin-file.
+THRESHOLD_FIELDS = ("delinquent_review", "delinquent_decline", "default_review", "default_decline",
+                    "thin_file_events", "segments")  # fmt: skip
 
 #: "set": new values given by hand; "rollback": the values of an earlier version again.
 ACTIONS = ("set", "rollback")
@@ -54,7 +57,7 @@ class ThresholdsChange(msgspec.Struct, frozen=True, kw_only=True, tag="threshold
     effect: WhatIf | None = None
     rollback_to: int | None = None
 
-    def changed(self) -> dict[str, tuple[float, float]]:
+    def changed(self) -> dict[str, tuple[Any, Any]]:
         """The thresholds that differ: name -> (old, new)."""
         return {name: (getattr(self.old, name), getattr(self.new, name))
                 for name in THRESHOLD_FIELDS

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
@@ -41,7 +42,7 @@ from deepcredit.kafka_io import (
     consumer_watermarks,
     read_to_end,
 )
-from deepcredit.records import Decision, ThresholdUpdate
+from deepcredit.records import Decision, ThresholdSegment, ThresholdUpdate
 from deepcredit.settings import KafkaSettings
 from deepcredit.waiting import wait_until
 from deepcredit.whatif import WhatIf
@@ -53,8 +54,10 @@ __all__ = [
     "InvalidThresholds",
     "LiveThresholds",
     "NoChange",
+    "Segments",
     "ThresholdsRead",
     "ThresholdsUnavailable",
+    "decode_segments",
     "decode_thresholds",
     "describe",
     "describe_change",
@@ -123,16 +126,34 @@ def describe(t: ThresholdUpdate) -> str:
         head = f"thresholds version {t.version}, set by {t.updated_by} at {when}"
         if t.note:
             head += f"\n  note: {t.note}"
-    return "\n".join(
-        [
-            head,
-            "                 review   decline",
-            f"  p_delinquent   {t.delinquent_review:>6.3f}    {t.delinquent_decline:>6.3f}",
-            f"  p_default      {t.default_review:>6.3f}    {t.default_decline:>6.3f}",
-            "  a post is declined when either probability reaches its decline threshold,",
-            "  reviewed when either reaches its review threshold, approved otherwise",
+    lines = [
+        head,
+        "                 review   decline",
+        f"  p_delinquent   {t.delinquent_review:>6.3f}    {t.delinquent_decline:>6.3f}",
+        f"  p_default      {t.default_review:>6.3f}    {t.default_decline:>6.3f}",
+        "  a post is declined when either probability reaches its decline threshold,",
+        "  reviewed when either reaches its review threshold, approved otherwise",
+    ]
+    if t.segments:
+        lines[1:4] = [
+            f"  by segment (thin-file: fewer than {t.thin_file_events} events seen; amount and "
+            "term in [min, max))",
+            "  segment          file         amount          term, days  "
+            "p_delinquent review/decline  p_default review/decline",
         ]
-    )
+        lines[3:3] = [f"  {_segment_line(s)}".rstrip() for s in t.segments]
+        lines.append(f"  a post without amount or term: {t.delinquent_review:.3f} / "
+                     f"{t.delinquent_decline:.3f} and {t.default_review:.3f} / "
+                     f"{t.default_decline:.3f}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _segment_line(s: ThresholdSegment) -> str:
+    amount = f"{s.amount_min:g}..{'' if s.amount_max is None else f'{s.amount_max:g}'}"
+    term = f"{s.term_min_days}..{'' if s.term_max_days is None else s.term_max_days}"
+    return (f"{s.name:<16} {s.file:<12} {amount:<15} {term:<11} "
+            f"{s.delinquent_review:>6.3f} / {s.delinquent_decline:<6.3f}          "
+            f"{s.default_review:>6.3f} / {s.default_decline:<6.3f}")  # fmt: skip
 
 
 # -- one-shot read and write ----------------------------------------------------------------------
@@ -208,6 +229,31 @@ class NoChange(InvalidThresholds):
     """Thresholds equal to those in force: a no-op change is refused (nothing written)."""
 
 
+@dataclass(frozen=True)
+class Segments:
+    """Segments to put in force with a change (``plan_thresholds``): ``segments`` empty means
+    none (the four top-level thresholds for every post)."""
+
+    segments: tuple[ThresholdSegment, ...] = ()
+    thin_file_events: int | None = None
+
+
+class _SegmentsFile(msgspec.Struct, forbid_unknown_fields=True):
+    segments: list[ThresholdSegment]
+    thin_file_events: int | None = None
+
+
+def decode_segments(data: bytes) -> Segments:
+    """Segments from their JSON form ``{"thin_file_events": N, "segments": [{...}, ...]}``
+    (each segment a ``ThresholdSegment``'s fields). Raises InvalidThresholds when ``data``
+    is not that; whether they hold every post once is ``ThresholdUpdate.problem()``'s."""
+    try:
+        spec = msgspec.json.decode(data, type=_SegmentsFile)
+    except msgspec.DecodeError as exc:
+        raise InvalidThresholds(f"not a segments file: {exc}") from None
+    return Segments(tuple(spec.segments), spec.thin_file_events)
+
+
 def plan_thresholds(
     current: ThresholdUpdate,
     *,
@@ -215,6 +261,7 @@ def plan_thresholds(
     delinquent_decline: float | None = None,
     default_review: float | None = None,
     default_decline: float | None = None,
+    segments: Segments | None = None,
     updated_by: str,
     note: str = "",
     version: int | None = None,
@@ -222,10 +269,11 @@ def plan_thresholds(
 ) -> ThresholdUpdate:
     """The thresholds that would replace ``current`` (pure: nothing is read or written).
 
-    A threshold left None keeps its value in ``current``, so one number can change alone.
-    ``version`` defaults to ``current.version + 1``; ``at``: ``updated_at`` (Unix s, default
-    now). Raises InvalidThresholds for values ``problem()`` refuses or a version not above the
-    one in force, and NoChange when the four thresholds equal ``current``'s.
+    A threshold left None keeps its value in ``current``, so one number can change alone;
+    ``segments`` None keeps ``current``'s segments. ``version`` defaults to ``current.version
+    + 1``; ``at``: ``updated_at`` (Unix s, default now). Raises InvalidThresholds for values
+    ``problem()`` refuses or a version not above the one in force, and NoChange when nothing
+    that decides (``THRESHOLD_FIELDS``) differs from ``current``.
     """
     given = {
         "delinquent_review": delinquent_review,
@@ -233,12 +281,16 @@ def plan_thresholds(
         "default_review": default_review,
         "default_decline": default_decline,
     }
+    if segments is None:
+        segments = Segments(current.segments, current.thin_file_events)
     update = ThresholdUpdate(
         version=current.version + 1 if version is None else version,
         **{name: getattr(current, name) if v is None else float(v) for name, v in given.items()},
         updated_by=updated_by,
         updated_at=time.time() if at is None else at,
         note=note,
+        segments=tuple(segments.segments),
+        thin_file_events=segments.thin_file_events if segments.segments else None,
     )
     problem = update.problem()
     if problem is None and update.version <= current.version:
@@ -419,13 +471,21 @@ def read_history(settings: KafkaSettings, audit_topic: str, timeout_s: float = 1
     return History(changes, len(messages), len(messages) - len(changes))
 
 
+def _value(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    if isinstance(v, tuple):
+        return f"[{', '.join(s.name for s in v)}]" if v else "none"
+    return str(v)
+
+
 def describe_change(change: ThresholdsChange) -> str:
     """One change as a few lines: version, when, who, why, old -> new."""
     when = datetime.fromtimestamp(change.at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     what = change.action if change.rollback_to is None else f"rollback to v{change.rollback_to}"
     lines = [f"v{change.new.version}  {when}  {what} by {change.by} (from v{change.old.version})",
              f"    why: {change.reason}"]  # fmt: skip
-    lines += [f"    {name:<19} {old:.3f} -> {new:.3f}"
+    lines += [f"    {name:<19} {_value(old)} -> {_value(new)}"
               for name, (old, new) in change.changed().items()]  # fmt: skip
     e = change.effect
     if e is not None and e.current.posts:

@@ -31,23 +31,27 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import msgspec
 import numpy as np
 
+from deepcredit.events import Activity, ClickEvent
 from deepcredit.loans import LoanOutcome
 from deepcredit.records import Decision, ThresholdUpdate
 
 __all__ = [
     "DecisionMix",
     "OperatingCurve",
+    "PostFacts",
     "ScoredPost",
     "Target",
     "WhatIf",
+    "by_segment",
     "decision_mix",
     "operating_curve",
+    "post_facts",
     "what_if",
 ]
 
@@ -60,12 +64,23 @@ class Target(enum.StrEnum):
 
 
 class ScoredPost(NamedTuple):
-    """One scored post: its two probabilities (as on its ``Score``) and its loan's outcome as
-    known now (None: the loan is not in the clicks read, e.g. posted before the archive)."""
+    """One scored post: its two probabilities (as on its ``Score``), its loan's outcome as
+    known now (None: the loan is not in the clicks read, e.g. posted before the archive), and
+    what places it in a segment (``ThresholdUpdate.segment``): loan amount, term (days), the
+    user's events seen before it (None: unknown)."""
 
     p_delinquent: float
     p_default: float
     outcome: LoanOutcome | None
+    amount: float | None = None
+    term_days: int | None = None
+    events_seen: int | None = None
+
+    def decide(self, thresholds: ThresholdUpdate) -> Decision:
+        """This post's decision under ``thresholds`` (the flow's rule)."""
+        return thresholds.decide(p_delinquent=self.p_delinquent, p_default=self.p_default,
+                                 amount=self.amount, term_days=self.term_days,
+                                 events_seen=self.events_seen)  # fmt: skip
 
 
 class DecisionMix(msgspec.Struct, frozen=True, kw_only=True):
@@ -132,6 +147,9 @@ class WhatIf(msgspec.Struct, frozen=True, kw_only=True):
     candidate: DecisionMix
     as_of: float | None = None
     model_version: str = ""
+    #: By segment of the candidate (of the thresholds in force when the candidate has none):
+    #: name -> (mix in force, mix of the candidate) on that segment's posts.
+    segments: dict[str, tuple[DecisionMix, DecisionMix]] = {}
 
     def shift_points(self, decision: Decision) -> float:
         """How far the share of ``decision`` moves, in percentage points (candidate minus
@@ -146,7 +164,7 @@ def decision_mix(posts: Sequence[ScoredPost], thresholds: ThresholdUpdate) -> De
     p_del = p_def = 0.0
     lab_del = bad_del = lab_def = bad_def = open_ = unfunded = unknown = 0
     for post in posts:
-        decision = thresholds.decide(p_delinquent=post.p_delinquent, p_default=post.p_default)
+        decision = post.decide(thresholds)
         counts[decision] += 1
         if decision is not Decision.APPROVE:
             continue
@@ -175,6 +193,42 @@ def decision_mix(posts: Sequence[ScoredPost], thresholds: ThresholdUpdate) -> De
     )  # fmt: skip
 
 
+class PostFacts(NamedTuple):
+    """What places a post in a segment: loan amount, term (days), and how many of the user's
+    events came before it in the clicks read."""
+
+    amount: float
+    term_days: int | None
+    events_seen: int
+
+
+def post_facts(events: Iterable[ClickEvent]) -> dict[str, PostFacts]:
+    """Each post's facts by event id, from clicks in each user's order (as a partition holds
+    them). ``events_seen`` counts the user's events before the post among ``events`` only: a
+    history before them (a trimmed topic, an archive window) is not counted."""
+    seen: dict[str, int] = {}
+    facts: dict[str, PostFacts] = {}
+    for e in events:
+        n = seen.get(e.user_id, 0)
+        if e.activity is Activity.POST:
+            facts.setdefault(e.event_id, PostFacts(e.amount, e.term_days, n))
+        seen[e.user_id] = n + 1
+    return facts
+
+
+def by_segment(
+    posts: Sequence[ScoredPost], thresholds: ThresholdUpdate
+) -> dict[str, list[ScoredPost]]:
+    """``posts`` grouped by the segment of ``thresholds`` each falls in, in the segments'
+    order; empty without segments."""
+    groups: dict[str, list[ScoredPost]] = {s.name: [] for s in thresholds.segments}
+    for post in posts:
+        segment = thresholds.segment(post.amount, post.term_days, post.events_seen)
+        if segment is not None:
+            groups[segment.name].append(post)
+    return groups
+
+
 def what_if(
     posts: Sequence[ScoredPost],
     current: ThresholdUpdate,
@@ -183,10 +237,13 @@ def what_if(
     as_of: float | None = None,
     model_version: str = "",
 ) -> WhatIf:
-    """``current`` and ``candidate`` replayed on the same ``posts``."""
+    """``current`` and ``candidate`` replayed on the same ``posts``, and on each segment's."""
+    groups = by_segment(posts, candidate if candidate.segments else current)
     return WhatIf(current_version=current.version, candidate_version=candidate.version,
                   current=decision_mix(posts, current), candidate=decision_mix(posts, candidate),
-                  as_of=as_of, model_version=model_version)  # fmt: skip
+                  as_of=as_of, model_version=model_version,
+                  segments={name: (decision_mix(group, current), decision_mix(group, candidate))
+                            for name, group in groups.items()})  # fmt: skip
 
 
 class OperatingCurve(NamedTuple):
@@ -208,16 +265,19 @@ def operating_curve(
 
     A post is approved exactly when both probabilities are below their review thresholds
     (review <= decline), i.e. when r = max(p_delinquent / delinquent_review, p_default /
-    default_review) < 1; scaling both review thresholds by k approves the posts with r < k.
+    default_review) < 1, with its segment's review thresholds; scaling every review threshold
+    by k approves the posts with r < k.
     Sorting the posts by r gives every point of that family; the point at k = 1 is
     ``decision_mix(posts, thresholds)``'s. A review threshold of 0 approves nobody (r = inf).
     """
     n = len(posts)
     p_del = np.fromiter((p.p_delinquent for p in posts), float, n)
     p_def = np.fromiter((p.p_default for p in posts), float, n)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.maximum(_ratio(p_del, thresholds.delinquent_review),
-                       _ratio(p_def, thresholds.default_review))  # fmt: skip
+    cutoffs = [thresholds.segment(p.amount, p.term_days, p.events_seen) or thresholds
+               for p in posts]  # fmt: skip
+    del_review = np.fromiter((c.delinquent_review for c in cutoffs), float, n)
+    def_review = np.fromiter((c.default_review for c in cutoffs), float, n)
+    r = np.maximum(_ratio(p_del, del_review), _ratio(p_def, def_review))
     order = np.argsort(r, kind="stable")
     p = (p_del if target is Target.DELINQUENT else p_def)[order]
     label = np.fromiter((_label(posts[i].outcome, target) for i in order), float, n)
@@ -234,10 +294,11 @@ def operating_curve(
                           realised[reachable])  # fmt: skip
 
 
-def _ratio(p: np.ndarray, threshold: float) -> np.ndarray:
-    if threshold <= 0.0:
-        return np.full_like(p, math.inf)
-    return p / threshold
+def _ratio(p: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+    """p / threshold, inf where the threshold is 0 (a review threshold of 0 approves none)."""
+    out = np.full_like(p, math.inf)
+    np.divide(p, threshold, out=out, where=threshold > 0)
+    return out
 
 
 def _label(outcome: LoanOutcome | None, target: Target) -> float:

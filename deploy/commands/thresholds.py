@@ -11,14 +11,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from deepcredit.settings import KafkaSettings, Topics
 from deploy.commands.common import CliError, Subparsers, add_bootstrap, command
 
 if TYPE_CHECKING:
     from deepcredit.records import ThresholdUpdate
-    from deepcredit.thresholds import History, ThresholdsRead
+    from deepcredit.thresholds import History, Segments, ThresholdsRead
     from deepcredit.whatif import ScoredPost, WhatIf
 
 __all__ = ["add"]
@@ -73,6 +73,17 @@ def add(sub: Subparsers) -> None:
             for level in ("review", "decline"):
                 p.add_argument(f"--{name}-{level}", type=float, metavar="P",
                                help=f"{level} when {target}, reaches P (0..1)")  # fmt: skip
+        p.add_argument("--segments", type=Path, metavar="FILE",
+                       help="put these segments in force: a JSON file {\"thin_file_events\": N, "
+                            "\"segments\": [{\"name\", \"file\" (thin|established|any), "
+                            "\"amount_min\", \"amount_max\", \"term_min_days\", "
+                            "\"term_max_days\", and the four thresholds}, ...]}; every post "
+                            "must fall in exactly one (default: keep those in force)")  # fmt: skip
+        p.add_argument(
+            "--no-segments",
+            action="store_true",
+            help="remove the segments: the four thresholds for every post",
+        )
     rollback.add_argument("--to", type=int, required=True, metavar="VERSION",
                           help="the version whose values to restore (0: the built-in "
                                "defaults); 'history' lists them")  # fmt: skip
@@ -139,6 +150,28 @@ def add(sub: Subparsers) -> None:
                        help="seconds to wait for the broker (default %(default)s)")  # fmt: skip
 
 
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    """The thresholds and segments given on the command line (None: keep those in force)."""
+    values: dict[str, Any] = {name: getattr(args, name) for name in NAMES}
+    values["segments"] = None
+    if args.no_segments and args.segments is not None:
+        raise CliError("give --segments or --no-segments, not both")
+    if args.no_segments or args.segments is not None:
+        from deepcredit.thresholds import Segments
+
+        values["segments"] = Segments() if args.no_segments else _read_segments(args.segments)
+    return values
+
+
+def _read_segments(path: Path) -> Segments:
+    from deepcredit.thresholds import InvalidThresholds, decode_segments
+
+    try:
+        return decode_segments(path.read_bytes())
+    except (OSError, InvalidThresholds) as exc:
+        raise CliError(f"cannot read the segments in {path}: {exc}") from None
+
+
 # -- show -----------------------------------------------------------------------------------------
 
 
@@ -161,7 +194,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from deepcredit.thresholds import DEFAULT_THRESHOLDS, InvalidThresholds, plan_thresholds
 
     current = _read(args).latest or DEFAULT_THRESHOLDS
-    values = {name: getattr(args, name) for name in NAMES}
+    values = _given(args)
     if all(v is None for v in values.values()):
         candidate = current
     else:
@@ -195,10 +228,11 @@ def _simulate(args: argparse.Namespace) -> int:
 def _set(args: argparse.Namespace) -> int:
     from deepcredit.thresholds import DEFAULT_THRESHOLDS
 
-    values = {name: getattr(args, name) for name in NAMES}
+    values = _given(args)
     if all(v is None for v in values.values()):
         raise CliError("nothing to change: give at least one of --delinquent-review, "
-                       "--delinquent-decline, --default-review, --default-decline")  # fmt: skip
+                       "--delinquent-decline, --default-review, --default-decline, "
+                       "--segments, --no-segments")  # fmt: skip
     current = _read(args).latest or DEFAULT_THRESHOLDS
     return _change(args, current, values, action="set", version=args.version)
 
@@ -213,14 +247,17 @@ def _rollback(args: argparse.Namespace) -> int:
     if target is None:
         raise CliError(f"version {args.to} is not in the audit trail: 'deepcredit thresholds "
                        "history' lists the versions that can be restored")  # fmt: skip
+    from deepcredit.thresholds import Segments
+
     values = {name: getattr(target, name) for name in NAMES}
+    values["segments"] = Segments(target.segments, target.thin_file_events)
     return _change(args, current, values, action="rollback", rollback_to=args.to)
 
 
 def _change(
     args: argparse.Namespace,
     current: ThresholdUpdate,
-    values: dict[str, float | None],
+    values: dict[str, Any],
     *,
     action: str,
     version: int | None = None,
@@ -350,7 +387,7 @@ def _sample(args: argparse.Namespace) -> Sample | None:
     from deepcredit.kafka_io import read_to_end
     from deepcredit.loans import loan_outcomes
     from deepcredit.records import Score
-    from deepcredit.whatif import ScoredPost
+    from deepcredit.whatif import ScoredPost, post_facts
 
     topics, settings = Topics.from_env(), KafkaSettings(args.bootstrap)
     decoder = msgspec.json.Decoder(Score)
@@ -373,7 +410,12 @@ def _sample(args: argparse.Namespace) -> Sample | None:
         raise CliError(f"no scores of model {model!r} on {topics.risk_scores}")
     events, as_of, source = _clicks(args, settings, topics)
     outcomes = loan_outcomes(events, as_of=as_of) if as_of is not None else {}
-    posts = [ScoredPost(s.p_delinquent, s.p_default, outcomes.get(s.loan_id)) for s in mine]
+    facts = post_facts(events)
+    posts = []
+    for s in mine:
+        f = facts.get(s.event_id)
+        posts.append(ScoredPost(s.p_delinquent, s.p_default, outcomes.get(s.loan_id),
+                                *(() if f is None else f)))  # fmt: skip
     other = sum(1 for s in scores.values() if s.model_version != model)
     return Sample(posts, model, other, as_of, source)
 
@@ -470,6 +512,9 @@ def _rows(effect: WhatIf) -> Iterator[tuple[str, str, str, str]]:
 
 
 def _describe_effect(effect: WhatIf, current: ThresholdUpdate, candidate: ThresholdUpdate) -> str:
+    from deepcredit.records import Decision
+    from deepcredit.whatif import Target
+
     head = (
         f"in force (v{current.version})",
         "candidate" if candidate is current else f"candidate (v{candidate.version})",
@@ -479,10 +524,23 @@ def _describe_effect(effect: WhatIf, current: ThresholdUpdate, candidate: Thresh
     rows += [(name, f"{getattr(current, name):.3f}", f"{getattr(candidate, name):.3f}",
               "" if getattr(current, name) == getattr(candidate, name) else "changed")
              for name in NAMES]  # fmt: skip
+    if current.segments or candidate.segments:
+        names = [", ".join(s.name for s in t.segments) or "none" for t in (current, candidate)]
+        rows.append(("segments", *names, "" if current.segments == candidate.segments
+                     else "changed"))  # fmt: skip
     rows += list(_rows(effect))
     w = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join(f"  {r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:>{w[2]}}  {r[3]:>{w[3]}}".rstrip()
-                     for r in rows)  # fmt: skip
+    table = [f"  {r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:>{w[2]}}  {r[3]:>{w[3]}}".rstrip()
+             for r in rows]  # fmt: skip
+    if effect.segments:
+        table.append("  by segment: posts; approve / review / decline, in force -> candidate; "
+                     "expected delinquent among approved")  # fmt: skip
+        for name, (cur, cand) in effect.segments.items():
+            mixes = [" / ".join(_pct(m.rate(d)) for d in Decision) for m in (cur, cand)]
+            bad = [_pct(m.expected_bad(Target.DELINQUENT)) for m in (cur, cand)]
+            table.append(f"    {name:<16} {cur.posts:>7,}  {mixes[0]} -> {mixes[1]};  "
+                         f"{bad[0]} -> {bad[1]}")  # fmt: skip
+    return "\n".join(table)
 
 
 def _plot(

@@ -117,6 +117,27 @@ def test_simulate_then_set_with_confirmation_history_and_rollback(
     assert plot.read_bytes().startswith(b"\x89PNG")
     assert read_latest(kafka, topics.thresholds) is None  # simulate writes nothing
 
+    # Segments: thin-file users apart, established users by amount band.
+    cuts = {"delinquent_review": 0.2, "delinquent_decline": 0.4, "default_review": 0.08,
+            "default_decline": 0.2}  # fmt: skip
+    segments = tmp_path / "segments.json"
+    segments.write_text(json.dumps({"thin_file_events": 10, "segments": [
+        {"name": "thin", "file": "thin", **cuts, "delinquent_decline": 0.25},
+        {"name": "small", "file": "established", "amount_max": 1000, **cuts},
+        {"name": "large", "file": "established", "amount_min": 1000, **cuts}]}))  # fmt: skip
+    assert main(["thresholds", "simulate", "--segments", str(segments), "--out", str(out),
+                 "--bootstrap", kafka.bootstrap_servers]) == 0  # fmt: skip
+    assert "by segment" in capsys.readouterr().out
+    by_segment = msgspec.json.decode(out.read_bytes(), type=WhatIf).segments
+    assert list(by_segment) == ["thin", "small", "large"]
+    assert sum(cur.posts for cur, _ in by_segment.values()) == len(stream)
+    assert all(cur.posts for cur, _ in by_segment.values())
+    assert by_segment["thin"][1].decline >= by_segment["thin"][0].decline
+    segments.write_text('{"segments": [{"name": "all", "file": "thin"}]}')
+    assert main(["thresholds", "simulate", "--segments", str(segments),
+                 "--bootstrap", kafka.bootstrap_servers]) == 1  # fmt: skip
+    assert "cannot read the segments" in capsys.readouterr().err
+
     broker = ["--bootstrap", kafka.bootstrap_servers]
     decline_all = ["thresholds", "set", "--delinquent-decline", "0", "--delinquent-review", "0",
                    "--by", "alice", "--reason", "stop lending", *broker]  # fmt: skip

@@ -11,15 +11,26 @@ import numpy as np
 import pytest
 
 from deepcredit.audit import ThresholdsChange
+from deepcredit.codec import encode
+from deepcredit.events import Activity, ClickEvent
 from deepcredit.loans import LoanOutcome
-from deepcredit.records import Decision, ThresholdUpdate
-from deepcredit.thresholds import DEFAULT_THRESHOLDS, InvalidThresholds, NoChange, plan_thresholds
+from deepcredit.records import Decision, ThresholdSegment, ThresholdUpdate, score_record
+from deepcredit.thresholds import (
+    DEFAULT_THRESHOLDS,
+    InvalidThresholds,
+    NoChange,
+    Segments,
+    decode_thresholds,
+    plan_thresholds,
+)
 from deepcredit.whatif import (
+    PostFacts,
     ScoredPost,
     Target,
     WhatIf,
     decision_mix,
     operating_curve,
+    post_facts,
     what_if,
 )
 
@@ -146,3 +157,144 @@ def test_an_audit_record_says_what_is_wrong(change: dict, complaint: str) -> Non
     assert complaint in (msgspec.structs.replace(good, **change).problem() or "")
     # From the defaults (version 0, never valid on the topic) is a valid change.
     assert msgspec.structs.replace(good, old=DEFAULT_THRESHOLDS).problem() is None
+
+
+# -- segments -------------------------------------------------------------------------------------
+
+CUTS = {"delinquent_review": 0.2, "delinquent_decline": 0.5, "default_review": 0.08,
+        "default_decline": 0.2}  # fmt: skip
+
+
+def seg(name: str, **kw: object) -> ThresholdSegment:
+    return ThresholdSegment(name=name, **{**CUTS, **kw})  # type: ignore[arg-type]
+
+
+#: Thin-file users apart; established users by amount band, the small amounts by term band.
+GRID = (
+    seg("thin", file="thin", delinquent_review=0.1, delinquent_decline=0.25),
+    seg("small-short", file="established", amount_max=1000.0, term_max_days=90),
+    seg("small-long", file="established", amount_max=1000.0, term_min_days=90,
+        default_review=0.05),
+    seg("large", file="established", amount_min=1000.0, delinquent_decline=0.4),
+)  # fmt: skip
+SEGMENTED = msgspec.structs.replace(T, thin_file_events=20, segments=GRID)
+
+
+def test_segments_that_hold_every_post_once_are_valid_and_decide() -> None:
+    assert SEGMENTED.problem() is None
+    p = {"p_delinquent": 0.25, "p_default": 0.01}
+    assert SEGMENTED.decide(**p, amount=500, term_days=30, events_seen=3) is Decision.DECLINE
+    assert SEGMENTED.decide(**p, amount=500, term_days=30, events_seen=20) is Decision.REVIEW
+    # An unknown count of events makes no thin-file verdict: established.
+    assert SEGMENTED.segment(500, 30).name == "small-short"  # type: ignore[union-attr]
+    assert SEGMENTED.segment(500, 90, 25).name == "small-long"  # type: ignore[union-attr]
+    assert SEGMENTED.segment(1000, 5, 25).name == "large"  # type: ignore[union-attr]
+    assert SEGMENTED.decide(p_delinquent=0.45, p_default=0.0, amount=2e6, term_days=30,
+                            events_seen=99) is Decision.DECLINE  # fmt: skip
+    # Without amount and term (a caller that does not know them): the top-level four.
+    assert SEGMENTED.segment(None, None) is None
+    assert SEGMENTED.decide(p_delinquent=0.45, p_default=0.0) is Decision.REVIEW
+
+
+@pytest.mark.parametrize(
+    ("segments", "complaint"),
+    [
+        (GRID[:3], "amount >= 1000, term >= 1 days, falls in no segment"),
+        ((*GRID, seg("overlap", amount_min=5000.0)), "falls in 'thin' and 'overlap'"),
+        (
+            (
+                GRID[0],
+                GRID[1],
+                seg("small-long", file="established", amount_max=1000.0, term_min_days=120),
+                GRID[3],
+            ),
+            "established user, amount >= 0, term >= 90 days, falls in no segment",
+        ),
+        ((*GRID, seg("thin")), "segment names must differ"),
+        ((seg("all", delinquent_review=0.6),), "segment 'all': delinquent_review (0.6)"),
+        ((seg("all", amount_min=10.0, amount_max=5.0),), "amount_max (5.0) must exceed"),
+        ((seg("all", file="new"),), "file must be one of thin, established, any"),
+    ],
+)
+def test_segments_that_miss_or_overlap_posts_are_refused(
+    segments: tuple[ThresholdSegment, ...], complaint: str
+) -> None:
+    bad = msgspec.structs.replace(SEGMENTED, segments=segments)
+    assert complaint in (bad.problem() or "")
+
+
+def test_a_thin_file_segment_needs_the_count_that_defines_it() -> None:
+    bad = msgspec.structs.replace(SEGMENTED, thin_file_events=None)
+    assert "thin_file_events must say how many events" in (bad.problem() or "")
+    assert "at least 1" in (msgspec.structs.replace(SEGMENTED, thin_file_events=0).problem())
+
+
+def test_records_from_before_segments_decode_and_decide_as_before() -> None:
+    old = (b'{"type":"thresholds","version":3,"delinquent_review":0.2,"delinquent_decline":0.5,'
+           b'"default_review":0.08,"default_decline":0.2,"updated_by":"ops",'
+           b'"updated_at":1700000000.0,"note":""}')  # fmt: skip
+    decoded = decode_thresholds(old)
+    assert isinstance(decoded, ThresholdUpdate) and decoded.segments == ()
+    assert decoded == msgspec.structs.replace(T, version=3)
+    assert decode_thresholds(encode(SEGMENTED)) == SEGMENTED
+    assert "falls in no segment" in str(decode_thresholds(encode(
+        msgspec.structs.replace(SEGMENTED, segments=GRID[:3]))))  # fmt: skip
+
+
+def test_the_live_score_applies_the_post_segment() -> None:
+    post = ClickEvent(event_id="e", user_id="u", ts=1.7e9, activity=Activity.POST,
+                      amount=5000.0, loan_id="l", rate=0.1, term_days=30)  # fmt: skip
+    assert score_record(post, (0.45, 0.0), SEGMENTED, "m").decision is Decision.DECLINE
+    assert score_record(post, (0.45, 0.0), T, "m").decision is Decision.REVIEW
+
+
+def test_post_facts_count_the_user_events_before_each_post() -> None:
+    def ev(i: int, user: str, act: Activity, **kw: object) -> ClickEvent:
+        return ClickEvent(event_id=str(i), user_id=user, ts=1.7e9 + i, activity=act,
+                          amount=10.0 * i, **kw)  # type: ignore[arg-type]  # fmt: skip
+
+    loan = {"loan_id": "l", "rate": 0.1, "term_days": 30}
+    events = [ev(1, "a", Activity.RECHARGE), ev(2, "b", Activity.POST, **loan),
+              ev(3, "a", Activity.LEND), ev(4, "a", Activity.POST, **loan)]  # fmt: skip
+    assert post_facts(events) == {"2": PostFacts(20.0, 30, 0), "4": PostFacts(40.0, 30, 2)}
+
+
+def segmented_posts(n: int, seed: int) -> list[ScoredPost]:
+    rng = random.Random(seed)
+    return [p._replace(amount=rng.choice([50.0, 999.0, 1000.0, 20000.0]),
+                       term_days=rng.choice([7, 89, 90, 365]),
+                       events_seen=rng.choice([None, 0, 19, 20, 500]))
+            for p in random_posts(n, seed)]  # fmt: skip
+
+
+def test_the_what_if_by_segment_adds_up_and_uses_each_segment_cutoffs() -> None:
+    posts = segmented_posts(600, 2)
+    effect = what_if(posts, T, SEGMENTED)
+    assert list(effect.segments) == [s.name for s in GRID]
+    assert sum(cur.posts for cur, _ in effect.segments.values()) == len(posts)
+    for field in ("approve", "review", "decline", "approved_open"):
+        for i, whole in ((0, effect.current), (1, effect.candidate)):
+            parts = sum(getattr(mixes[i], field) for mixes in effect.segments.values())
+            assert parts == getattr(whole, field)
+    thin = [p for p in posts if p.events_seen is not None and p.events_seen < 20]
+    assert effect.segments["thin"][1] == decision_mix(thin, SEGMENTED)
+    assert effect.segments["thin"][0] == decision_mix(thin, T)
+    assert msgspec.json.decode(msgspec.json.encode(effect), type=WhatIf) == effect
+    # The operating curve goes through the segmented thresholds' point too.
+    curve = operating_curve(posts, SEGMENTED, Target.DELINQUENT)
+    mix = effect.candidate
+    [at] = np.flatnonzero(np.isclose(curve.approval, mix.rate(Decision.APPROVE)))
+    assert curve.expected[at] == pytest.approx(mix.expected_bad(Target.DELINQUENT))
+
+
+def test_a_change_of_segments_alone_is_a_change() -> None:
+    plan = plan_thresholds(T, segments=Segments(GRID, 20), updated_by="bo", at=1.8e9)
+    assert (plan.segments, plan.thin_file_events) == (GRID, 20)
+    change = ThresholdsChange(action="set", by="bo", at=1.8e9, reason="segments", old=T,
+                              new=plan)  # fmt: skip
+    assert change.problem() is None and set(change.changed()) == {"thin_file_events", "segments"}
+    with pytest.raises(NoChange):
+        plan_thresholds(plan, segments=Segments(GRID, 20), updated_by="bo")
+    cleared = plan_thresholds(plan, segments=Segments(), updated_by="bo")
+    assert (cleared.segments, cleared.thin_file_events) == ((), None)
+    assert plan_thresholds(plan, default_review=0.07, updated_by="bo").segments == GRID
