@@ -8,6 +8,10 @@ is greater than the version in force; anything else is skipped with a warning an
 rule, so ``deepcredit thresholds show`` prints what a running flow uses. Before anyone set
 thresholds, the flow uses ``DEFAULT_THRESHOLDS`` (version 0, never written to the topic).
 
+A change is planned against the thresholds in force (``plan_thresholds``: validated, a no-op
+refused) and published with its audit record (``deepcredit.audit.ThresholdsChange``) in one
+Kafka transaction (``publish``); ``read_history`` reads the audit topic back.
+
 >>> DEFAULT_THRESHOLDS.decide(p_delinquent=0.1, p_default=0.1)
 <Decision.REVIEW: 'review'>
 >>> decode_thresholds(b'{"type":"thresholds","version":0}')
@@ -72,6 +76,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 THRESHOLDS_KEY = b"thresholds"
+
+#: Most seconds to wait for the broker's transaction coordinator before a change (``publish``).
+INIT_TRANSACTIONS_S = 60.0
 
 #: In force until the first valid record arrives. Version 0 so that any real update (version
 #: >= 1) replaces it; ``problem()`` refuses version 0 on purpose: defaults are never written.
@@ -340,7 +347,15 @@ def publish(
         raise ThresholdsUnavailable(f"no topic {', '.join(map(repr, missing))} on the broker: "
                                     "'deepcredit kafka up' creates them")  # fmt: skip
     try:
-        _init_transactions(producer, timeout_s)
+        # The first transaction on a broker creates its transaction coordinator's state,
+        # which can take longer than a usual broker answer: wait for it on its own budget.
+        _init_transactions(producer, max(timeout_s, INIT_TRANSACTIONS_S))
+    except KafkaException as exc:
+        raise ThresholdsUnavailable(
+            f"thresholds not changed: the broker's transaction "
+            f"coordinator did not answer: {_reason(exc)}"
+        ) from None
+    try:
         producer.begin_transaction()
         producer.produce(topic, key=THRESHOLDS_KEY, value=encode(change.new))
         producer.produce(audit_topic, key=THRESHOLDS_KEY, value=encode(change))
@@ -360,7 +375,7 @@ def publish(
     version = change.new.version
     try:
         wait_until(lambda: (read_latest(settings, topic, timeout_s) or DEFAULT_THRESHOLDS)
-                   .version >= version, timeout_s, 0.05, what=f"thresholds version {version} "
+                   .version >= version, timeout_s, 0.2, what=f"thresholds version {version} "
                    "readable")  # fmt: skip
     except TimeoutError as exc:
         raise ThresholdsUnavailable(f"thresholds version {version} committed to {topic!r} but "

@@ -191,7 +191,12 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from deepcredit.thresholds import DEFAULT_THRESHOLDS, InvalidThresholds, plan_thresholds
+    from deepcredit.thresholds import (
+        DEFAULT_THRESHOLDS,
+        InvalidThresholds,
+        NoChange,
+        plan_thresholds,
+    )
 
     current = _read(args).latest or DEFAULT_THRESHOLDS
     values = _given(args)
@@ -200,6 +205,8 @@ def _simulate(args: argparse.Namespace) -> int:
     else:
         try:
             candidate = plan_thresholds(current, **values, updated_by="simulate")
+        except NoChange:
+            candidate = current  # the thresholds in force, beside themselves
         except InvalidThresholds as exc:
             raise CliError(f"cannot simulate: {exc}") from None
     sample = _sample(args)
