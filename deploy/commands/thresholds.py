@@ -569,8 +569,9 @@ def _plot(
 
     t = Target(target)
     fig, ax = plt.subplots(figsize=(7, 5))
-    for label, thresholds, colour in (("in force", current, "tab:blue"),
-                                      ("candidate", candidate, "tab:orange")):  # fmt: skip
+    for label, thresholds, colour, offset in (("in force", current, "tab:blue", (6, -12)),
+                                              ("candidate", candidate, "tab:orange",
+                                               (-10, 10))):  # fmt: skip
         curve = operating_curve(posts, thresholds, t)
         name = f"{label} (v{thresholds.version})"
         ax.plot(100 * curve.approval, 100 * curve.expected, color=colour,
@@ -583,7 +584,7 @@ def _plot(
             ax.plot([100 * rate], [100 * bad], "o", color=colour, markersize=9,
                     markeredgecolor="black")  # fmt: skip
             ax.annotate(f"{label}: {100 * rate:.1f}% approved", (100 * rate, 100 * bad),
-                        textcoords="offset points", xytext=(6, -12), fontsize=8)  # fmt: skip
+                        textcoords="offset points", xytext=offset, fontsize=8)  # fmt: skip
     ax.set_xlabel("approval rate, %")
     ax.set_ylabel(f"{t.value} rate among approved, %")
     ax.set_title(f"Operating curve over {len(posts):,} scored posts (review thresholds scaled)")
