@@ -49,6 +49,7 @@ __all__ = [
     "Record",
     "RiskRecord",
     "Score",
+    "ThresholdSegment",
     "ThresholdUpdate",
     "kafka_headers",
     "score_record",
@@ -204,11 +205,107 @@ class DeadLetter(Record, kw_only=True, tag="dead_letter"):
     received_at: float | None = None
 
 
+#: At most this many segments: the coverage check visits every cell between their bounds
+#: (up to (2n + 1)² · 2 cells, each against n segments), and anyone can write the topic.
+MAX_SEGMENTS = 32
+
+#: A segment's file kinds: thin-file users (fewer events seen than the record's
+#: ``thin_file_events``), established users, or either.
+FILE_KINDS = ("thin", "established", "any")
+
+
+class ThresholdSegment(msgspec.Struct, frozen=True, kw_only=True):
+    """The thresholds of one segment of posts: by the user's file (``file``), the loan amount
+    in [``amount_min``, ``amount_max``) and the term in [``term_min_days``,
+    ``term_max_days``) days (a max of None: no upper bound)."""
+
+    name: str
+    delinquent_review: float
+    delinquent_decline: float
+    default_review: float
+    default_decline: float
+    file: str = "any"
+    amount_min: float = 0.0
+    amount_max: float | None = None
+    term_min_days: int = 0
+    term_max_days: int | None = None
+
+    def holds(self, thin: bool, amount: float, term_days: int) -> bool:
+        """Whether a post of this file kind, amount and term falls in this segment."""
+        if self.file != "any" and (self.file == "thin") != thin:
+            return False
+        return (self.amount_min <= amount and (self.amount_max is None or amount < self.amount_max)
+                and self.term_min_days <= term_days
+                and (self.term_max_days is None or term_days < self.term_max_days))  # fmt: skip
+
+    def problem(self) -> str | None:
+        """Why this segment cannot be used on its own, or None."""
+        if not self.name:
+            return "a segment needs a name"
+        where = f"segment {self.name!r}: "
+        if (problem := _cutoffs_problem(self)) is not None:
+            return where + problem
+        if self.file not in FILE_KINDS:
+            return where + f"file must be one of {', '.join(FILE_KINDS)}, got {self.file!r}"
+        if not (math.isfinite(self.amount_min) and self.amount_min >= 0):
+            return where + f"amount_min must be >= 0, got {self.amount_min}"
+        if self.amount_max is not None and not self.amount_max > self.amount_min:
+            return where + f"amount_max ({self.amount_max}) must exceed amount_min"
+        if self.term_min_days < 0:
+            return where + f"term_min_days must be >= 0, got {self.term_min_days}"
+        if self.term_max_days is not None and self.term_max_days <= self.term_min_days:
+            return where + f"term_max_days ({self.term_max_days}) must exceed term_min_days"
+        return None
+
+
+def _cutoffs_problem(t: ThresholdUpdate | ThresholdSegment) -> str | None:
+    """Why the four cut-offs of ``t`` cannot be used (probabilities, review <= decline)."""
+    for target in ("delinquent", "default"):
+        review = getattr(t, f"{target}_review")
+        decline = getattr(t, f"{target}_decline")
+        for name, value in ((f"{target}_review", review), (f"{target}_decline", decline)):
+            if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+                return f"{name} must be a probability in [0, 1], got {value}"
+        if review > decline:
+            return (
+                f"{target}_review ({review}) must not exceed {target}_decline ({decline}):"
+                " review sits between approve and decline"
+            )
+    return None
+
+
+def _coverage_problem(segments: tuple[ThresholdSegment, ...]) -> str | None:
+    """Why ``segments`` do not put every post in exactly one segment, or None.
+
+    Exact, not sampled: between consecutive bounds (amount from 0, term from 1 day, each
+    file kind) every post falls in the same segments, so one post per such cell decides.
+    """
+    amounts = sorted({0.0, *(s.amount_min for s in segments),
+                      *(s.amount_max for s in segments if s.amount_max is not None)})  # fmt: skip
+    terms = sorted({1, *(s.term_min_days for s in segments),
+                    *(s.term_max_days for s in segments
+                      if s.term_max_days is not None)})  # fmt: skip
+    for thin in (True, False):
+        for amount in amounts:
+            for term in (t for t in terms if t >= 1):
+                found = [s.name for s in segments if s.holds(thin, amount, term)]
+                if len(found) != 1:
+                    post = (f"a post of a {'thin-file' if thin else 'established'} user, "
+                            f"amount >= {amount:g}, term >= {term} days,")  # fmt: skip
+                    where = " and ".join(map(repr, found)) if found else "no segment"
+                    return f"segments must hold every post exactly once: {post} falls in {where}"
+    return None
+
+
 class ThresholdUpdate(Record, kw_only=True, tag="thresholds"):
     """Live decision thresholds, set by risk operations (compacted topic, latest wins).
 
     A post is declined when either probability reaches its decline threshold, sent to review
-    when either reaches its review threshold, approved otherwise.
+    when either reaches its review threshold, approved otherwise. With ``segments``, the
+    segment a post falls in (exactly one: ``problem()`` checks) gives the four thresholds; a
+    user is thin-file when fewer than ``thin_file_events`` of their events were seen before the
+    post. The top-level four apply when there are no segments, or the post's amount or term is
+    not given. Records written before segments existed decode with none.
     """
 
     version: int
@@ -219,30 +316,63 @@ class ThresholdUpdate(Record, kw_only=True, tag="thresholds"):
     updated_by: str
     updated_at: float
     note: str = ""
+    thin_file_events: int | None = None
+    segments: tuple[ThresholdSegment, ...] = ()
 
     def problem(self) -> str | None:
         """Why these thresholds cannot be used, or None when they can."""
         if self.version < 1:
             return f"version must be a positive integer, got {self.version}"
-        for target in ("delinquent", "default"):
-            review = getattr(self, f"{target}_review")
-            decline = getattr(self, f"{target}_decline")
-            for name, value in ((f"{target}_review", review), (f"{target}_decline", decline)):
-                if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-                    return f"{name} must be a probability in [0, 1], got {value}"
-            if review > decline:
-                return (
-                    f"{target}_review ({review}) must not exceed {target}_decline ({decline}):"
-                    " review sits between approve and decline"
-                )
+        if (problem := _cutoffs_problem(self)) is not None:
+            return problem
         if not self.updated_by:
             return "updated_by must name who changed the thresholds"
+        if self.thin_file_events is not None and self.thin_file_events < 1:
+            return f"thin_file_events must be at least 1, got {self.thin_file_events}"
+        if len(self.segments) > MAX_SEGMENTS:
+            return f"at most {MAX_SEGMENTS} segments, got {len(self.segments)}"
+        names = [s.name for s in self.segments]
+        if len(set(names)) != len(names):
+            return f"segment names must differ, got {names}"
+        for segment in self.segments:
+            if (problem := segment.problem()) is not None:
+                return problem
+            if segment.file != "any" and self.thin_file_events is None:
+                return (f"segment {segment.name!r} is for {segment.file} users: "
+                        "thin_file_events must say how many events make a user established")
+        if self.segments and (problem := _coverage_problem(self.segments)) is not None:
+            return problem
         return _time_problem("updated_at", self.updated_at)
 
-    def decide(self, *, p_delinquent: float, p_default: float) -> Decision:
-        if p_delinquent >= self.delinquent_decline or p_default >= self.default_decline:
+    def segment(
+        self, amount: float | None, term_days: int | None, events_seen: int | None = None
+    ) -> ThresholdSegment | None:
+        """The segment a post falls in; None without segments or when its amount or term is
+        not given. ``events_seen`` None (unknown) counts as established: no count, no
+        thin-file verdict."""
+        if not self.segments or amount is None or term_days is None:
+            return None
+        thin = (events_seen is not None and self.thin_file_events is not None
+                and events_seen < self.thin_file_events)  # fmt: skip
+        return next((s for s in self.segments if s.holds(thin, amount, term_days)), None)
+
+    def decide(
+        self,
+        *,
+        p_delinquent: float,
+        p_default: float,
+        amount: float | None = None,
+        term_days: int | None = None,
+        events_seen: int | None = None,
+    ) -> Decision:
+        """The decision on a post with these probabilities; with segments, by the cut-offs of
+        the post's segment (``segment``), given its loan amount, term (days) and the number
+        of the user's events seen before it (None: unknown)."""
+        t: ThresholdUpdate | ThresholdSegment = (
+            self.segment(amount, term_days, events_seen) or self)
+        if p_delinquent >= t.delinquent_decline or p_default >= t.default_decline:
             return Decision.DECLINE
-        if p_delinquent >= self.delinquent_review or p_default >= self.default_review:
+        if p_delinquent >= t.delinquent_review or p_default >= t.default_review:
             return Decision.REVIEW
         return Decision.APPROVE
 
@@ -349,8 +479,10 @@ def score_record(
 ) -> Score:
     """A post's Score with its decision under ``t``, scored now (the live flow's and a
     cut-over's). ``p``: (p_delinquent, p_default); ``history``: (prior_events, history_days)
-    at the post (``scorer.steps.history_at``)."""
-    decision = t.decide(p_delinquent=p[0], p_default=p[1])
+    at the post (``scorer.steps.history_at``). The post's segment of ``t`` (if it has
+    segments) comes from its amount, its term and ``prior_events`` (thin file or not)."""
+    decision = t.decide(p_delinquent=p[0], p_default=p[1], amount=post.amount,
+                        term_days=post.term_days, events_seen=history[0])
     return Score(event_id=post.event_id, user_id=post.user_id, loan_id=post.loan_id or "",
                  p_delinquent=p[0], p_default=p[1], decision=decision,
                  thresholds_version=t.version, model_version=model_version, event_ts=post.ts,

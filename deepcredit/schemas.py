@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 
 from deepcredit.atomic import write_atomic
+from deepcredit.audit import ThresholdsChange
 from deepcredit.events import ClickEvent
 from deepcredit.records import (
     RECORD_HEADER,
@@ -73,6 +74,8 @@ RECORDS: tuple[RecordSpec, ...] = (
                "user_id; the clicks message's key when the user id could not be read"),
     RecordSpec(DeadLetter, "dead-letter", "the rejected message's key"),
     RecordSpec(ThresholdUpdate, "thresholds", "\"thresholds\" (compacted: the latest wins)"),
+    RecordSpec(ThresholdsChange, "thresholds-audit",
+               "\"thresholds\" (never compacted: the audit trail)"),
     RecordSpec(DriftAlert, "drift-alerts", "the monitor (scores, inputs or performance)"),
     RecordSpec(ModelEvent, "model-events", "the challenger's model version"),
 )  # fmt: skip

@@ -70,8 +70,11 @@ examples:
   deepcredit gateway --port 8080      score a loan post on request (HTTP), through the live flow
   deepcredit scores                   what the risk-scores topic holds: decisions, latest scores
   deepcredit thresholds show          the decision thresholds in force
-  deepcredit thresholds set --default-decline 0.25 --by alice --note "tighter after Q3"
-                                      change one threshold live, without a restart
+  deepcredit thresholds simulate --default-decline 0.25 --plot curve.png
+                                      what that change would do to approvals and bad rates
+  deepcredit thresholds set --default-decline 0.25 --reason "tighter after Q3"
+                                      change one threshold live, without a restart (kept in
+                                      'thresholds history'; 'thresholds rollback --to N' undoes)
   deepcredit fuzz --seconds 60        fuzz every decoder of outside bytes against its contract
 
 Environment: DEEPCREDIT_BOOTSTRAP (default 127.0.0.1:9092) and DEEPCREDIT_TOPIC_PREFIX

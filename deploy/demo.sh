@@ -48,7 +48,7 @@ $DC replay data/demo-stream.jsonl --rate 4000 --quiet &
 REPLAY=$!
 sleep 8
 echo "== risk operations tighten the default thresholds, live, while events flow"
-$DC thresholds set --default-review 0.05 --default-decline 0.12 --by demo --note "demo: tighter"
+$DC thresholds set --default-review 0.05 --default-decline 0.12 --by demo --note "demo: tighter" --yes
 wait $REPLAY
 
 POSTS=$(grep -c '"activity":"post"' data/demo-events.jsonl)

@@ -230,13 +230,21 @@ def _threshold_seeds() -> list[bytes]:
     import msgspec
 
     from deepcredit.codec import encode
+    from deepcredit.records import ThresholdSegment
     from deepcredit.thresholds import DEFAULT_THRESHOLDS
 
     valid = msgspec.structs.replace(DEFAULT_THRESHOLDS, version=3, updated_at=_TS,
                                     updated_by="alice", note="tighter")  # fmt: skip
     good = encode(valid)
+    cuts = {"delinquent_review": 0.2, "delinquent_decline": 0.5, "default_review": 0.08,
+            "default_decline": 0.2}  # fmt: skip
+    segmented = msgspec.structs.replace(valid, thin_file_events=20, segments=(
+        ThresholdSegment(name="thin", file="thin", **cuts),
+        ThresholdSegment(name="small", file="established", amount_max=1000.0, **cuts),
+        ThresholdSegment(name="large", file="established", amount_min=1000.0, **cuts)))  # fmt: skip
     return [
         good,
+        encode(segmented),
         # thresholds-malformed-record: updated_at in milliseconds, and a deeply nested field
         encode(msgspec.structs.replace(valid, updated_at=_TS * 1000)),
         good[:-1] + b',"meta":' + b"[" * _DEEP + b"]" * _DEEP + b"}",

@@ -25,8 +25,9 @@ ON_PURPOSE = {
 }
 
 TALK_TO_KAFKA = ("archive", "bench gateway", "bench live", "controller", "cutover", "drift loop",
-                 "gateway", "replay", "roundtrip", "scores", "serve", "thresholds set",
-                 "thresholds show")  # fmt: skip
+                 "gateway", "replay", "roundtrip", "scores", "serve", "thresholds history",
+                 "thresholds rollback", "thresholds set", "thresholds show",
+                 "thresholds simulate")  # fmt: skip
 USE_THE_REGISTRY = ("controller", "cutover", "models current", "models history", "models list",
                     "models promote", "models rollback", "retrain", "serve")  # fmt: skip
 
@@ -54,9 +55,17 @@ COMMAND_ONLY = {
     ("kafka up", "--timeout"),
     ("roundtrip", "--timeout"),
     ("scores", "--latest"),
-    ("thresholds set", "--note"),
+    ("thresholds history", "--timeout"),
+    ("thresholds rollback", "--last"),
+    ("thresholds rollback", "--max-shift"),
+    ("thresholds rollback", "--timeout"),
+    ("thresholds set", "--last"),
+    ("thresholds set", "--max-shift"),
     ("thresholds set", "--timeout"),
     ("thresholds show", "--timeout"),
+    ("thresholds simulate", "--last"),
+    ("thresholds simulate", "--target"),
+    ("thresholds simulate", "--timeout"),
     ("train", "--out-dir"),
     ("train", "--variant"),
 }

@@ -132,9 +132,10 @@ def test_a_post_gets_its_streamed_score_and_a_resend_the_same_answer(flow: Flow,
               if s.event_id == first.event_id]  # fmt: skip
     assert len(scores) == 1
     answer = msgspec.json.decode(r.content, type=ScoreAnswer)
-    assert msgspec.structs.asdict(answer) == {**msgspec.structs.asdict(scores[0]),
-                                              "decision": str(scores[0].decision),
-                                              "reasons": []}  # fmt: skip
+    expected = msgspec.structs.asdict(scores[0]) | {"decision": str(scores[0].decision),
+                                                    "reasons": []}  # fmt: skip
+    del expected["schema_version"]  # the risk topic's contract; the answer's is its path
+    assert msgspec.structs.asdict(answer) == expected
     # A gateway started afterwards knows the answer from the risk topic's tail: it answers
     # the resend alike and sends nothing to the flow.
     sent = clicks_written(flow)
