@@ -8,7 +8,9 @@
 
 Score, decide and drift send a message they failed on to the dead-letter topic too, and go on
 (the poison-pill rule, ``dataflow.steps``); so does the score step with a conflicting duplicate
-(an event id reused for other content, ``dataflow.user_events``).
+(an event id reused for other content, ``dataflow.user_events``). A loan post dead-lettered by
+decode, score or decide also gets a ``not_scored`` record on the risk-scores topic, keyed by
+its user like a score (``dataflow.steps.not_scored_message``): every post gets an answer there.
 
 Run it with ``deepcredit serve`` or, the same flow, ``python -m bytewax.run
 "dataflow.serve:from_env()"`` (configured by DEEPCREDIT_* environment variables).
@@ -50,6 +52,7 @@ from dataflow.steps import (
     decide,
     decode,
     drift_alert_message,
+    not_scored_message,
     user_of,
 )
 from deepcredit.records import DeadLetter, ThresholdUpdate
@@ -197,7 +200,13 @@ def build_flow(
     decide_failed = op.branch("decide_failed", decided, _is_dead_letter)
     failed.append(decide_failed.trues)
     scores = decide_failed.falses  # Kafka message of a Score
-    op.output("scores", scores, CheckedKafkaSink(cfg.kafka, cfg.topics.risk_scores))
+    # Every post gets an answer on the risk topic: a score, or a not_scored record when a step
+    # up to decide dead-lettered it (the drift step's failures come after its score).
+    unscored = op.merge("unscored_merge", *failed)  # DeadLetter
+    not_scored = op.filter_map("not_scored", unscored,
+                               lambda d: not_scored_message(d, version))  # fmt: skip
+    risk = op.merge("risk_merge", scores, not_scored)
+    op.output("scores", risk, CheckedKafkaSink(cfg.kafka, cfg.topics.risk_scores))
     if cfg.monitors is not None:
         everything = op.key_on("drift_key", scored, lambda _: "all")  # ("all", Scored | Accepted)
         drift_out = op.stateful_batch("drift", everything,

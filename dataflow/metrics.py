@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 
+from deepcredit.records import DeadLetterReason, Decision
+
 __all__ = [
     "CLICKS_NEXT_OFFSET",
     "CLICKS_PARTITIONS",
@@ -23,8 +25,10 @@ __all__ = [
     "EVENT_TO_SCORE",
     "HELD_GIVEN_UP",
     "MODEL",
+    "NOT_SCORED",
     "OUT_OF_ORDER",
     "PROCESSING",
+    "READY",
     "ROLLING_AUC",
     "SCORES",
     "THRESHOLDS_APPLY_LATENCY",
@@ -40,6 +44,9 @@ EVENTS = Counter("deepcredit_events_consumed", "Click events accepted, by activi
 DEAD_LETTERS = Counter("deepcredit_dead_letters", "Messages sent to the dead-letter topic",
                        ["reason"])  # fmt: skip
 SCORES = Counter("deepcredit_scores", "Loan posts scored")
+NOT_SCORED = Counter("deepcredit_not_scored",
+                     "Loan posts that got a not_scored record on the risk topic instead of a "
+                     "score (dead-lettered or refused), by dead-letter reason", ["reason"])
 DUPLICATES = Counter("deepcredit_duplicate_events",
                      "Click events skipped as resends (event id among the user's last ones; "
                      "at-least-once delivery): no state change, no score, by activity",
@@ -64,6 +71,9 @@ CLICKS_PARTITIONS = Gauge("deepcredit_clicks_partitions",
 CLICKS_NEXT_OFFSET = Gauge("deepcredit_clicks_next_offset",
                            "The next offset this process reads from each clicks partition (as of "
                            "its last batch)", ["partition"])  # fmt: skip
+READY = Gauge("deepcredit_ready",
+              "1 while /readyz answers ready (model loaded, a clicks partition read, thresholds "
+              "caught up), else 0")  # fmt: skip
 MODEL = Info("deepcredit_model", "The model this process scores with")
 THRESHOLDS_VERSION = Gauge("deepcredit_thresholds_version", "Version of the thresholds in use")
 THRESHOLDS_APPLY_LATENCY = Gauge("deepcredit_thresholds_apply_latency_seconds",
@@ -76,3 +86,10 @@ ROLLING_AUC = Gauge("deepcredit_drift_rolling_auc",
                     "AUC of the scores against realised labels over the last labelled loans "
                     "(the performance monitor's window), by target", ["target"])  # fmt: skip
 
+# Every decision and dead-letter reason is exported from the start, at 0: a series that only
+# appears at its first increment is invisible to rate() and to a share against yesterday's, so
+# the first declines or dead letters of a kind would pass the alerting rules unseen.
+for _decision in Decision:
+    DECISIONS.labels(_decision.value)
+for _reason in DeadLetterReason:
+    DEAD_LETTERS.labels(_reason.value)

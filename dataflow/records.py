@@ -23,8 +23,10 @@ class Accepted(msgspec.Struct, frozen=True):
 
 
 class Scored(msgspec.Struct, frozen=True):
-    """The two probabilities of a post, before the live thresholds decide."""
+    """The two probabilities of a post, before the live thresholds decide, and how much history
+    they rest on (``scorer.steps.history_at``)."""
 
     accepted: Accepted
     p_delinquent: float
     p_default: float
+    history: tuple[int, float] = (0, 0.0)  # (events before the post, days since the first)

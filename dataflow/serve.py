@@ -30,7 +30,6 @@ from pathlib import Path
 from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import cluster_main
-from prometheus_client import REGISTRY
 
 from dataflow import metrics
 from dataflow.config import FlowConfig, ServeOptions
@@ -75,7 +74,8 @@ class _Readiness:
 
     def missing(self) -> list[str]:
         missing = [] if self.model else ["model"]
-        if not REGISTRY.get_sample_value("deepcredit_clicks_partitions"):
+        # Read off the gauge itself, not the registry: deepcredit_ready calls this on a scrape.
+        if not metrics.CLICKS_PARTITIONS.collect()[0].samples[0].value:
             missing.append("kafka_partitions")
         if self.thresholds is None or not self.thresholds.caught_up:
             missing.append("thresholds")
@@ -87,6 +87,7 @@ def _start_endpoint(port: int, ready: _Readiness) -> Endpoint | None:
     Raises MetricsPortInUse when the port is taken."""
     if not port:
         return None
+    metrics.READY.set_function(lambda: 0.0 if ready.missing() else 1.0)
     try:
         return Endpoint(port, ready.missing)
     except OSError as exc:

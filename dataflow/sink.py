@@ -4,7 +4,8 @@ Bytewax's sink flushes after each batch but drops the delivery reports, so a sco
 refused or never acknowledged (``message.timeout.ms``) would be lost while its epoch commits.
 Here the partition raises after the flush instead: the flow stops before the epoch's snapshot,
 and a restart writes the epoch again (at least once). It also waits for room when the
-producer's queue is full rather than failing.
+producer's queue is full rather than failing, and keeps each message's headers (ours carry
+the record kind and the schema version, ``records.kafka_headers``).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class _CheckedPartition(StatelessSinkPartition[Out]):
         """Raises UndeliveredError when a message of this batch (or an earlier one) did not
         arrive."""
         for msg in items:
-            produce(self._producer, self._topic, msg.value, msg.key)
+            produce(self._producer, self._topic, msg.value, msg.key, headers=msg.headers)
         self._check()
 
     def close(self) -> None:

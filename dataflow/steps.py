@@ -41,18 +41,20 @@ from bytewax.operators import StatefulBatchLogic
 from dataflow import metrics, user_events
 from dataflow.records import Accepted, Scored
 from dataflow.reorder import DRIFT_REORDER, Reorder
-from deepcredit.codec import dead_letter, decode_click, encode
+from deepcredit.codec import dead_letter, decode_click, encode, post_ids
 from deepcredit.events import ClickEvent
 from deepcredit.records import (
     DeadLetter,
     DeadLetterReason,
     DriftAlert,
+    NotScored,
     ThresholdUpdate,
+    kafka_headers,
     score_record,
 )
 from scorer.model import ModelWeights, StateVersionError, advance_unseen
 from scorer.monitors import DriftMonitors, MonitorConfig
-from scorer.steps import out_of_order_s
+from scorer.steps import history_at, out_of_order_s
 from scorer.user_state import (
     Seen,
     UserState,
@@ -72,6 +74,7 @@ __all__ = [
     "decide",
     "decode",
     "drift_alert_message",
+    "not_scored_message",
     "user_of",
 ]
 
@@ -131,7 +134,27 @@ def _failed_event(step: str, exc: Exception, a: Accepted) -> DeadLetter:
 
 def dead_letter_message(letter: DeadLetter) -> Out:
     """Keyed like the message it replaces, so a replay lands on the same partition."""
-    return KafkaSinkMessage(letter.key, encode(letter))
+    return KafkaSinkMessage(letter.key, encode(letter), headers=kafka_headers(letter))
+
+
+def not_scored_message(letter: DeadLetter, model_version: str) -> Out | None:
+    """The risk topic's NotScored message for a dead letter of a loan post that got no score
+    (``records.NotScored``), or None when the dead letter is not of a post: its payload (the
+    message, or the event as accepted) is read back with ``codec.post_ids``. Keyed by the
+    user like a score, by the clicks message's key when the user id cannot be read.
+
+    Only for the dead letters of the steps up to decide: the drift step's come after the score
+    was written."""
+    ids = post_ids(letter.payload) if letter.payload_size == len(letter.payload) else None
+    if ids is None:
+        return None
+    record = NotScored(event_id=ids.event_id, user_id=ids.user_id, loan_id=ids.loan_id,
+                       reason=letter.reason, detail=letter.detail, model_version=model_version,
+                       event_ts=ids.ts, partition=letter.partition, offset=letter.offset,
+                       at=time.time())  # fmt: skip
+    key = ids.user_id.encode() if ids.user_id is not None else letter.key
+    metrics.NOT_SCORED.labels(letter.reason.value).inc()
+    return KafkaSinkMessage(key, encode(record), headers=kafka_headers(record))
 
 
 class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted | DeadLetter, bytes]):
@@ -205,6 +228,7 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted | DeadLetter, by
                 started = time.perf_counter()
                 p = advance_unseen(self.weights, state, a.event, key, fingerprint)
                 metrics.PROCESSING.observe(time.perf_counter() - started)
+                history = history_at(state.memory, a.event.ts)
                 if (dropped := state.memory.ledger.given_up - given_up) > 0:
                     user_events.given_up(a, dropped)
             except MemoryError:
@@ -215,7 +239,7 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted | DeadLetter, by
                 continue
             done.append((a.event, key, fingerprint))
             if p is not None:
-                out.append(Scored(a, p[0], p[1]))
+                out.append(Scored(a, p[0], p[1], history))
             elif self.emit_events:
                 out.append(a)
         return out, StatefulBatchLogic.RETAIN
@@ -265,8 +289,8 @@ def decide(
     that raises (the poison-pill rule, module docstring)."""
     try:
         score = score_record(scored.accepted.event, (scored.p_delinquent, scored.p_default),
-                             thresholds(), model_version)  # fmt: skip
-        message = KafkaSinkMessage(score.key, encode(score))
+                             thresholds(), model_version, scored.history)  # fmt: skip
+        message = KafkaSinkMessage(score.key, encode(score), headers=kafka_headers(score))
     except MemoryError:
         raise
     except Exception as exc:  # the poison-pill rule (module docstring)
@@ -309,6 +333,11 @@ class DriftStep(StatefulBatchLogic[Scored | Accepted, DriftAlert | DeadLetter, b
         if self.monitors is None:
             self.monitors = DriftMonitors(model_version, scores=config, inputs=config,
                                           performance=config)  # fmt: skip
+        # Each (monitor, signal) series exists from the start at 0, so the first alert of
+        # a signal is an increase that the "drift alert raised" rule sees.
+        for monitor in (self.monitors.scores, self.monitors.inputs, self.monitors.performance):
+            for signal in monitor.SIGNALS:
+                metrics.DRIFT_ALERTS.labels(monitor.MONITOR.value, signal)
 
     def on_batch(
         self, values: list[Scored | Accepted]
@@ -361,4 +390,5 @@ def _event_of(item: Scored | Accepted) -> ClickEvent:
 
 def drift_alert_message(alert: DriftAlert) -> Out:
     """Keyed by monitor, so each monitor's alerts stay in order on one partition."""
-    return KafkaSinkMessage(alert.monitor.value.encode(), encode(alert))
+    return KafkaSinkMessage(alert.monitor.value.encode(), encode(alert),
+                            headers=kafka_headers(alert))

@@ -16,23 +16,27 @@ amount=5.0, loan_id=None, rate=None, term_days=None)
 
 from __future__ import annotations
 
+import math
 import re
 import time
+from typing import Any, NamedTuple
 
 import msgspec
 
-from deepcredit.events import ClickEvent, canonical_id
+from deepcredit.events import Activity, ClickEvent, canonical_id
 from deepcredit.records import DeadLetter, DeadLetterReason
 
 __all__ = [
     "DEAD_LETTER_PAYLOAD_LIMIT",
     "MAX_DEPTH",
     "MAX_EVENT_BYTES",
+    "PostIds",
     "dead_letter",
     "decode_click",
     "encode",
     "encode_click",
     "exceeds_depth",
+    "post_ids",
 ]
 
 #: A click event is a few hundred bytes; anything past this is not one.
@@ -41,8 +45,10 @@ MAX_EVENT_BYTES = 4096
 #: room for any sensible extra field, and far below Python's recursion limit wherever the
 #: decoder is called from.
 MAX_DEPTH = 32
-#: How much of a rejected message the dead letter keeps.
-DEAD_LETTER_PAYLOAD_LIMIT = 1024
+#: How much of a rejected message the dead letter keeps: any message that may be an event
+#: whole, so a fixed one can be replayed from its dead letter and a refused post's ids read
+#: back from it (``post_ids``); oversize junk is cut there.
+DEAD_LETTER_PAYLOAD_LIMIT = MAX_EVENT_BYTES
 _DETAIL_LIMIT = 300
 
 _click_decoder = msgspec.json.Decoder(ClickEvent)
@@ -151,6 +157,64 @@ def decode_click(
     if violation is not None:
         return reject(DeadLetterReason.MISSING_LOAN_FIELDS, violation)
     return event
+
+
+class PostIds(NamedTuple):
+    """What identifies a loan post that cannot be scored (``records.NotScored``)."""
+
+    event_id: str | None
+    user_id: str | None
+    loan_id: str | None
+    ts: float | None
+
+
+class _AnyFields(msgspec.Struct):
+    """The fields of any JSON object that identify an event, whatever their types."""
+
+    activity: Any = None
+    event_id: Any = None
+    user_id: Any = None
+    loan_id: Any = None
+    ts: Any = None
+
+
+_any_fields_decoder = msgspec.json.Decoder(_AnyFields)
+
+
+def post_ids(data: bytes | None) -> PostIds | None:
+    """The ids of message ``data`` when it is a loan post, however broken otherwise: a JSON
+    object (UTF-8, at most ``MAX_EVENT_BYTES``, ``MAX_DEPTH`` deep) whose ``activity`` is
+    ``"post"``; each id in canonical form, None where missing, not a string or breaking the id
+    rule; ``ts`` when a finite number. None when the message is not such an object. Never
+    raises.
+
+    >>> post_ids(b'{"activity": "post", "event_id": "e1", "user_id": "u1", "ts": "x"}')
+    PostIds(event_id='e1', user_id='u1', loan_id=None, ts=None)
+    >>> post_ids(b'{"activity": "repay", "event_id": "e1"}') is None
+    True
+    """
+    if not data or len(data) > MAX_EVENT_BYTES or exceeds_depth(data):
+        return None
+    try:
+        data.decode("utf-8")  # all of it: msgspec checks only the strings it decodes
+        fields = _any_fields_decoder.decode(data)
+    except (UnicodeDecodeError, msgspec.DecodeError):  # ValidationError too: not an object
+        return None
+    if fields.activity != Activity.POST.value:
+        return None
+    ts = fields.ts
+    number = isinstance(ts, int | float) and not isinstance(ts, bool) and math.isfinite(ts)
+    return PostIds(_id_or_none(fields.event_id), _id_or_none(fields.user_id),
+                   _id_or_none(fields.loan_id), float(ts) if number else None)  # fmt: skip
+
+
+def _id_or_none(raw: object) -> str | None:
+    if not isinstance(raw, str):
+        return None
+    try:
+        return canonical_id(raw)
+    except ValueError:
+        return None
 
 
 def _with_canonical_ids(event: ClickEvent) -> ClickEvent:

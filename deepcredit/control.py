@@ -24,6 +24,7 @@ from typing import TypeVar
 import msgspec
 from confluent_kafka import Message
 
+from deepcredit.audit import ThresholdsChange
 from deepcredit.metrics import CONTROL_RECORDS_SKIPPED
 from deepcredit.records import DriftAlert, ModelEvent, ThresholdUpdate
 
@@ -39,7 +40,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: The records of the control topics; each has ``problem()``.
-ControlRecord = TypeVar("ControlRecord", ThresholdUpdate, DriftAlert, ModelEvent)
+ControlRecord = TypeVar("ControlRecord", ThresholdUpdate, DriftAlert, ModelEvent, ThresholdsChange)
 
 
 class SkipReason(enum.StrEnum):

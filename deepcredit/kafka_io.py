@@ -78,16 +78,20 @@ def produce(
     *,
     on_delivery: DeliveryCallback | None = None,
     stop: threading.Event | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
 ) -> bool:
     """Produce one message, waiting for room when the local queue is full (backpressure)
     instead of failing: a fast file reader would otherwise outrun the broker.
 
-    ``on_delivery``: this message's delivery report callback (else the producer's). Returns
+    ``on_delivery``: this message's delivery report callback (else the producer's);
+    ``headers``: the message's Kafka headers (ours: ``records.kafka_headers``). Returns
     False, without producing, when ``stop`` is set while it waits for room (a stop signal must
     not wait for a broker that does not answer). Raises KafkaException when the client refuses
     the message (e.g. larger than ``message.max.bytes``).
     """
-    extra = {} if on_delivery is None else {"on_delivery": on_delivery}
+    extra: dict[str, object] = {} if on_delivery is None else {"on_delivery": on_delivery}
+    if headers:
+        extra["headers"] = headers
     while True:
         try:
             producer.produce(topic, key=key, value=value, **extra)

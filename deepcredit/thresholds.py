@@ -8,6 +8,10 @@ is greater than the version in force; anything else is skipped with a warning an
 rule, so ``deepcredit thresholds show`` prints what a running flow uses. Before anyone set
 thresholds, the flow uses ``DEFAULT_THRESHOLDS`` (version 0, never written to the topic).
 
+A change is planned against the thresholds in force (``plan_thresholds``: validated, a no-op
+refused) and published with its audit record (``deepcredit.audit.ThresholdsChange``) in one
+Kafka transaction (``publish``); ``read_history`` reads the audit topic back.
+
 >>> DEFAULT_THRESHOLDS.decide(p_delinquent=0.1, p_default=0.1)
 <Decision.REVIEW: 'review'>
 >>> decode_thresholds(b'{"type":"thresholds","version":0}')
@@ -24,35 +28,46 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
     KafkaError,
     KafkaException,
+    Producer,
 )
 
+from deepcredit.audit import THRESHOLD_FIELDS, ThresholdsChange
 from deepcredit.codec import encode
 from deepcredit.control import Rejected, SkipReason, decode_control, decode_record, skip
 from deepcredit.kafka_io import (
     PartitionReader,
-    UndeliveredError,
     assigned_consumer,
     consumer_watermarks,
-    delivering,
     read_to_end,
 )
-from deepcredit.records import ThresholdUpdate
+from deepcredit.records import Decision, ThresholdSegment, ThresholdUpdate, kafka_headers
 from deepcredit.settings import KafkaSettings
+from deepcredit.waiting import wait_until
+from deepcredit.whatif import WhatIf
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "THRESHOLDS_KEY",
+    "History",
     "InvalidThresholds",
     "LiveThresholds",
+    "NoChange",
+    "Segments",
     "ThresholdsRead",
     "ThresholdsUnavailable",
+    "decode_segments",
     "decode_thresholds",
     "describe",
+    "describe_change",
+    "plan_thresholds",
+    "publish",
+    "read_history",
     "read_latest",
     "read_thresholds",
     "set_thresholds",
@@ -61,6 +76,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 THRESHOLDS_KEY = b"thresholds"
+
+#: Most seconds to wait for the broker's transaction coordinator before a change (``publish``).
+INIT_TRANSACTIONS_S = 60.0
 
 #: In force until the first valid record arrives. Version 0 so that any real update (version
 #: >= 1) replaces it; ``problem()`` refuses version 0 on purpose: defaults are never written.
@@ -115,16 +133,34 @@ def describe(t: ThresholdUpdate) -> str:
         head = f"thresholds version {t.version}, set by {t.updated_by} at {when}"
         if t.note:
             head += f"\n  note: {t.note}"
-    return "\n".join(
-        [
-            head,
-            "                 review   decline",
-            f"  p_delinquent   {t.delinquent_review:>6.3f}    {t.delinquent_decline:>6.3f}",
-            f"  p_default      {t.default_review:>6.3f}    {t.default_decline:>6.3f}",
-            "  a post is declined when either probability reaches its decline threshold,",
-            "  reviewed when either reaches its review threshold, approved otherwise",
+    lines = [
+        head,
+        "                 review   decline",
+        f"  p_delinquent   {t.delinquent_review:>6.3f}    {t.delinquent_decline:>6.3f}",
+        f"  p_default      {t.default_review:>6.3f}    {t.default_decline:>6.3f}",
+        "  a post is declined when either probability reaches its decline threshold,",
+        "  reviewed when either reaches its review threshold, approved otherwise",
+    ]
+    if t.segments:
+        lines[1:4] = [
+            f"  by segment (thin-file: fewer than {t.thin_file_events} events seen; amount and "
+            "term in [min, max))",
+            "  segment          file         amount          term, days  "
+            "p_delinquent review/decline  p_default review/decline",
         ]
-    )
+        lines[3:3] = [f"  {_segment_line(s)}".rstrip() for s in t.segments]
+        lines.append(f"  a post without amount or term: {t.delinquent_review:.3f} / "
+                     f"{t.delinquent_decline:.3f} and {t.default_review:.3f} / "
+                     f"{t.default_decline:.3f}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _segment_line(s: ThresholdSegment) -> str:
+    amount = f"{s.amount_min:g}..{'' if s.amount_max is None else f'{s.amount_max:g}'}"
+    term = f"{s.term_min_days}..{'' if s.term_max_days is None else s.term_max_days}"
+    return (f"{s.name:<16} {s.file:<12} {amount:<15} {term:<11} "
+            f"{s.delinquent_review:>6.3f} / {s.delinquent_decline:<6.3f}          "
+            f"{s.default_review:>6.3f} / {s.default_decline:<6.3f}")  # fmt: skip
 
 
 # -- one-shot read and write ----------------------------------------------------------------------
@@ -196,6 +232,185 @@ def _ends(consumer: Consumer, topic: str, timeout_s: float) -> dict[int, int]:
     return {p: high for p, (_, high) in marks.items()}
 
 
+class NoChange(InvalidThresholds):
+    """Thresholds equal to those in force: a no-op change is refused (nothing written)."""
+
+
+@dataclass(frozen=True)
+class Segments:
+    """Segments to put in force with a change (``plan_thresholds``): ``segments`` empty means
+    none (the four top-level thresholds for every post)."""
+
+    segments: tuple[ThresholdSegment, ...] = ()
+    thin_file_events: int | None = None
+
+
+class _SegmentsFile(msgspec.Struct, forbid_unknown_fields=True):
+    segments: list[ThresholdSegment]
+    thin_file_events: int | None = None
+
+
+def decode_segments(data: bytes) -> Segments:
+    """Segments from their JSON form ``{"thin_file_events": N, "segments": [{...}, ...]}``
+    (each segment a ``ThresholdSegment``'s fields). Raises InvalidThresholds when ``data``
+    is not that; whether they hold every post once is ``ThresholdUpdate.problem()``'s."""
+    try:
+        spec = msgspec.json.decode(data, type=_SegmentsFile)
+    except msgspec.DecodeError as exc:
+        raise InvalidThresholds(f"not a segments file: {exc}") from None
+    return Segments(tuple(spec.segments), spec.thin_file_events)
+
+
+def plan_thresholds(
+    current: ThresholdUpdate,
+    *,
+    delinquent_review: float | None = None,
+    delinquent_decline: float | None = None,
+    default_review: float | None = None,
+    default_decline: float | None = None,
+    segments: Segments | None = None,
+    updated_by: str,
+    note: str = "",
+    version: int | None = None,
+    at: float | None = None,
+) -> ThresholdUpdate:
+    """The thresholds that would replace ``current`` (pure: nothing is read or written).
+
+    A threshold left None keeps its value in ``current``, so one number can change alone;
+    ``segments`` None keeps ``current``'s segments. ``version`` defaults to ``current.version
+    + 1``; ``at``: ``updated_at`` (Unix s, default now). Raises InvalidThresholds for values
+    ``problem()`` refuses or a version not above the one in force, and NoChange when nothing
+    that decides (``THRESHOLD_FIELDS``) differs from ``current``.
+    """
+    given = {
+        "delinquent_review": delinquent_review,
+        "delinquent_decline": delinquent_decline,
+        "default_review": default_review,
+        "default_decline": default_decline,
+    }
+    if segments is None:
+        segments = Segments(current.segments, current.thin_file_events)
+    update = ThresholdUpdate(
+        version=current.version + 1 if version is None else version,
+        **{name: getattr(current, name) if v is None else float(v) for name, v in given.items()},
+        updated_by=updated_by,
+        updated_at=time.time() if at is None else at,
+        note=note,
+        segments=tuple(segments.segments),
+        thin_file_events=segments.thin_file_events if segments.segments else None,
+    )
+    problem = update.problem()
+    if problem is None and update.version <= current.version:
+        problem = f"version {update.version} is not above version {current.version} in force"
+    if problem is not None:
+        raise InvalidThresholds(problem)
+    if all(getattr(update, f) == getattr(current, f) for f in THRESHOLD_FIELDS):
+        raise NoChange(f"no change: these are the thresholds in force (version "
+                       f"{current.version})")  # fmt: skip
+    return update
+
+
+def publish(
+    settings: KafkaSettings,
+    topic: str,
+    audit_topic: str,
+    change: ThresholdsChange,
+    timeout_s: float,
+) -> None:
+    """Write ``change.new`` to the thresholds ``topic`` and ``change`` to ``audit_topic`` in
+    one Kafka transaction: both are in force and kept, or neither (readers see committed
+    records only, librdkafka's default ``isolation.level``).
+
+    ``timeout_s``: most seconds for each step (find the audit topic, start, commit).
+    Returns once a reader of ``topic`` sees ``change.new`` (or a later version).
+    Raises InvalidThresholds for a change whose ``problem()`` is not None (nothing written);
+    ThresholdsUnavailable when either topic does not exist (nothing written) or the
+    transaction does not commit in time (aborted when it can be; the message says).
+    """
+    problem = change.problem()
+    if problem is not None:
+        raise InvalidThresholds(problem)
+    ms = max(1000, int(timeout_s * 1000))
+    # One transactional id per thresholds topic: a second writer fences the first, so two
+    # setters cannot interleave half-written changes.
+    producer = Producer(
+        settings.client_config(
+            **{
+                "transactional.id": f"deepcredit-thresholds-{topic}",
+                "message.timeout.ms": ms,
+                "transaction.timeout.ms": max(ms, 60_000),
+            }
+        )
+    )
+    missing = _missing_topics(producer, (topic, audit_topic), timeout_s)
+    if missing:  # producing to a topic that does not exist would stall the commit
+        raise ThresholdsUnavailable(f"no topic {', '.join(map(repr, missing))} on the broker: "
+                                    "'deepcredit kafka up' creates them")  # fmt: skip
+    try:
+        # The first transaction on a broker creates its transaction coordinator's state,
+        # which can take longer than a usual broker answer: wait for it on its own budget.
+        _init_transactions(producer, max(timeout_s, INIT_TRANSACTIONS_S))
+    except KafkaException as exc:
+        raise ThresholdsUnavailable(
+            f"thresholds not changed: the broker's transaction "
+            f"coordinator did not answer: {_reason(exc)}"
+        ) from None
+    try:
+        producer.begin_transaction()
+        producer.produce(topic, key=THRESHOLDS_KEY, value=encode(change.new),
+                         headers=kafka_headers(change.new))  # fmt: skip
+        producer.produce(audit_topic, key=THRESHOLDS_KEY, value=encode(change),
+                         headers=kafka_headers(change))  # fmt: skip
+        producer.commit_transaction(timeout_s)
+    except KafkaException as exc:
+        try:
+            producer.abort_transaction(timeout_s)
+            outcome = "aborted, nothing changed"
+        except KafkaException:
+            outcome = "outcome unknown: 'deepcredit thresholds history' shows if it was made"
+        raise ThresholdsUnavailable(f"thresholds not delivered to {topic!r} and "
+                                    f"{audit_topic!r} ({outcome}): {_reason(exc)}"
+                                    ) from None  # fmt: skip
+    # A commit returns before its markers are on the partitions; until they are, a reader
+    # (read_committed) stops short of the new record. Return once a reader sees it, so a
+    # 'show' or 'set' right after this one reads it.
+    version = change.new.version
+    try:
+        wait_until(lambda: (read_latest(settings, topic, timeout_s) or DEFAULT_THRESHOLDS)
+                   .version >= version, timeout_s, 0.2, what=f"thresholds version {version} "
+                   "readable")  # fmt: skip
+    except TimeoutError as exc:
+        raise ThresholdsUnavailable(f"thresholds version {version} committed to {topic!r} but "
+                                    f"not readable yet: {exc}") from None  # fmt: skip
+    log.info("thresholds version %d set by %s: %s", version, change.by, change.reason)
+
+
+def _missing_topics(producer: Producer, names: tuple[str, ...], timeout_s: float) -> list[str]:
+    """The topics of ``names`` the broker does not have; ThresholdsUnavailable when it does
+    not answer within ``timeout_s``."""
+    try:
+        meta = producer.list_topics(timeout=timeout_s).topics
+    except KafkaException as exc:
+        raise ThresholdsUnavailable(f"cannot reach the broker: {_reason(exc)}") from None
+    return [n for n in names if n not in meta or meta[n].error is not None]
+
+
+def _init_transactions(producer: Producer, timeout_s: float) -> None:
+    """``init_transactions``, tried again on a retriable error (the broker's transaction
+    coordinator is being created or moved) until ``timeout_s`` have passed."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            producer.init_transactions(max(0.1, deadline - time.monotonic()))
+            return
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            retriable = isinstance(error, KafkaError) and error.retriable()
+            if not retriable or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
+
+
 def set_thresholds(
     settings: KafkaSettings,
     topic: str,
@@ -205,49 +420,99 @@ def set_thresholds(
     default_review: float | None = None,
     default_decline: float | None = None,
     updated_by: str,
-    note: str = "",
+    note: str,
     version: int | None = None,
     timeout_s: float,
+    audit_topic: str | None = None,
+    effect: WhatIf | None = None,
 ) -> ThresholdUpdate:
-    """Publish new thresholds and return them once the broker has them (acks=all).
+    """Read the thresholds in force, plan the change (``plan_thresholds``), publish it with
+    its audit record (``publish``; action "set", reason ``note``) and return the new
+    thresholds once the broker has them.
 
-    A threshold left None keeps its value in force (the defaults when none was set), so one
-    number can change alone. ``version`` defaults to the version in force plus one.
-    ``timeout_s``: most seconds to read the version in force, and again to have the broker
-    acknowledge the update.
-    Raises InvalidThresholds (nothing written) for values ``problem()`` refuses or a version
-    not above the one in force; ThresholdsUnavailable when the topic cannot be read or written.
+    ``audit_topic``: default the thresholds topic's name plus ``-audit`` (as
+    ``settings.Topics`` names them). ``timeout_s``: most seconds to read the version in
+    force, and for each step of the write. Raises InvalidThresholds (nothing written) as
+    ``plan_thresholds`` and for an empty ``note``; ThresholdsUnavailable as ``publish``.
 
     Two people setting thresholds at the same moment can both read version n and write n+1;
     the second is then skipped by every reader (with a warning), as any non-increasing version.
     """
     current = read_latest(settings, topic, timeout_s) or DEFAULT_THRESHOLDS
-    given = {
-        "delinquent_review": delinquent_review,
-        "delinquent_decline": delinquent_decline,
-        "default_review": default_review,
-        "default_decline": default_decline,
-    }
-    update = ThresholdUpdate(
-        version=current.version + 1 if version is None else version,
-        **{name: getattr(current, name) if v is None else float(v) for name, v in given.items()},
-        updated_by=updated_by,
-        updated_at=time.time(),
-        note=note,
-    )
-    problem = update.problem()
-    if problem is None and update.version <= current.version:
-        problem = f"version {update.version} is not above version {current.version} in force"
-    if problem is not None:
-        raise InvalidThresholds(problem)
-
-    try:
-        with delivering(settings, timeout_s, {"acks": "all", "enable.idempotence": True}) as p:
-            p.produce(topic, key=THRESHOLDS_KEY, value=encode(update))
-    except UndeliveredError as exc:
-        raise ThresholdsUnavailable(f"thresholds not delivered to {topic!r}: {exc}") from None
-    log.info("thresholds version %d set by %s", update.version, update.updated_by)
+    update = plan_thresholds(current, delinquent_review=delinquent_review,
+                             delinquent_decline=delinquent_decline,
+                             default_review=default_review, default_decline=default_decline,
+                             updated_by=updated_by, note=note, version=version)  # fmt: skip
+    change = ThresholdsChange(action="set", by=updated_by, at=update.updated_at, reason=note,
+                              old=current, new=update, effect=effect)  # fmt: skip
+    publish(settings, topic, audit_topic or f"{topic}-audit", change, timeout_s)
     return update
+
+
+# -- the audit trail ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class History:
+    """The audit topic read to its end: every usable change in order, and how many of its
+    records were skipped (unusable: the warnings say why)."""
+
+    changes: list[ThresholdsChange]
+    records: int
+    skipped: int
+
+    def values_of(self, version: int) -> ThresholdUpdate | None:
+        """The thresholds of ``version`` as some change made them (0: the defaults), or None
+        when no change in the trail did."""
+        if version == 0:
+            return DEFAULT_THRESHOLDS
+        found = [c.new for c in self.changes if c.new.version == version]
+        return found[-1] if found else None
+
+
+def read_history(settings: KafkaSettings, audit_topic: str, timeout_s: float = 10.0) -> History:
+    """Every change on ``audit_topic``, oldest first. Raises ThresholdsUnavailable as
+    ``read_thresholds``."""
+    try:
+        messages = read_to_end(settings, audit_topic, timeout_s)
+    except TimeoutError:
+        raise ThresholdsUnavailable(
+            f"thresholds audit topic {audit_topic!r} not read to its end within {timeout_s:g} s"
+        ) from None
+    except KafkaException as exc:
+        raise ThresholdsUnavailable(f"cannot reach the broker for {audit_topic!r}: "
+                                    f"{_reason(exc)}") from None  # fmt: skip
+    except (ValueError, RuntimeError) as exc:
+        raise ThresholdsUnavailable(f"cannot read {audit_topic!r}: {exc}") from None
+    changes = [c for m in messages if (c := decode_control(m, ThresholdsChange)) is not None]
+    return History(changes, len(messages), len(messages) - len(changes))
+
+
+def _value(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    if isinstance(v, tuple):
+        return f"[{', '.join(s.name for s in v)}]" if v else "none"
+    return str(v)
+
+
+def describe_change(change: ThresholdsChange) -> str:
+    """One change as a few lines: version, when, who, why, old -> new."""
+    when = datetime.fromtimestamp(change.at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    what = change.action if change.rollback_to is None else f"rollback to v{change.rollback_to}"
+    lines = [f"v{change.new.version}  {when}  {what} by {change.by} (from v{change.old.version})",
+             f"    why: {change.reason}"]  # fmt: skip
+    lines += [f"    {name:<19} {_value(old)} -> {_value(new)}"
+              for name, (old, new) in change.changed().items()]  # fmt: skip
+    e = change.effect
+    if e is not None and e.current.posts:
+        moves = ", ".join(
+            f"{d.value} {100 * (e.current.rate(d) or 0):.1f}% -> "
+            f"{100 * (e.candidate.rate(d) or 0):.1f}%"
+            for d in Decision
+        )
+        lines.append(f"    simulated on {e.current.posts:,} posts: {moves}")
+    return "\n".join(lines)
 
 
 # -- the live reader ------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ class TopicSpec:
 
 
 def topic_specs(topics: Topics, partitions: int) -> list[TopicSpec]:
-    """The six topics. ``partitions`` applies to the user-keyed ones (clicks, risk-scores)."""
+    """The seven topics. ``partitions`` applies to the user-keyed ones (clicks, risk-scores)."""
     return [
         TopicSpec(topics.clicks, partitions),
         TopicSpec(topics.risk_scores, partitions),
@@ -37,6 +37,13 @@ def topic_specs(topics: Topics, partitions: int) -> list[TopicSpec]:
         TopicSpec(topics.thresholds, 1, {"cleanup.policy": "compact"}),
         TopicSpec(topics.drift_alerts, 1),
         TopicSpec(topics.model_events, 1, {"retention.ms": str(365 * _DAY_MS)}),
+        # Every thresholds change, kept for good: one partition (one order of changes), neither
+        # compacted nor expired (the thresholds topic itself keeps only the latest).
+        TopicSpec(
+            topics.thresholds_audit,
+            1,
+            {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"},
+        ),
     ]
 
 

@@ -187,6 +187,10 @@ class LocalBroker:
                     "share.coordinator.state.topic.replication.factor=1",
                     "transaction.state.log.replication.factor=1",
                     "transaction.state.log.min.isr=1",
+                    # Thresholds changes are transactions (with their audit record): one
+                    # partition of transaction state is plenty, and the default 50 take
+                    # seconds to create at the first change.
+                    "transaction.state.log.num.partitions=1",
                     "num.partitions=1",
                     # Consumers join at once instead of waiting 3 s for others that never come.
                     "group.initial.rebalance.delay.ms=0",

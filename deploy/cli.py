@@ -17,6 +17,7 @@ from deploy.commands import (
     cutover,
     drift,
     fuzz,
+    gateway,
     generate,
     kafka,
     models,
@@ -24,8 +25,10 @@ from deploy.commands import (
     report,
     retrain,
     roundtrip,
+    schemas,
     scores,
     serve,
+    statements,
     thresholds,
     train,
 )
@@ -40,6 +43,8 @@ examples:
   deepcredit kafka down               stop it
   deepcredit generate --users 200 --out events.jsonl
                                       a synthetic clickstream calibrated to the paper
+  deepcredit statements --table UCI_Credit_Card.csv --out uci.jsonl
+                                      real data: a monthly statement table as clicks
   deepcredit train --events events.jsonl
                                       train DeepCredit, save a versioned model artifact
   deepcredit evaluate --model artifacts/models/dc-... --events events.jsonl
@@ -67,10 +72,14 @@ examples:
   deepcredit cutover --model current --out cutover/dc-...
                                       (old flow stopped) rebuild every user's state for the new
                                       model, then 'serve --model current --seed cutover/dc-...'
+  deepcredit gateway --port 8080      score a loan post on request (HTTP), through the live flow
   deepcredit scores                   what the risk-scores topic holds: decisions, latest scores
   deepcredit thresholds show          the decision thresholds in force
-  deepcredit thresholds set --default-decline 0.25 --by alice --note "tighter after Q3"
-                                      change one threshold live, without a restart
+  deepcredit thresholds simulate --default-decline 0.25 --plot curve.png
+                                      what that change would do to approvals and bad rates
+  deepcredit thresholds set --default-decline 0.25 --reason "tighter after Q3"
+                                      change one threshold live, without a restart (kept in
+                                      'thresholds history'; 'thresholds rollback --to N' undoes)
   deepcredit fuzz --seconds 60        fuzz every decoder of outside bytes against its contract
 
 Environment: DEEPCREDIT_BOOTSTRAP (default 127.0.0.1:9092) and DEEPCREDIT_TOPIC_PREFIX
@@ -106,8 +115,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for group in (kafka, generate, train, ablate, roundtrip, replay, thresholds, serve, scores,
-                  bench, drift, models, archive, retrain, cutover, report, fuzz):  # fmt: skip
+    for group in (kafka, generate, statements, train, ablate, roundtrip, replay, thresholds,
+                  serve, gateway, scores, schemas, bench, drift, models, archive, retrain,
+                  cutover, report, fuzz):  # fmt: skip
         group.add(sub)  # the order here is the order of 'deepcredit --help'
     return parser
 

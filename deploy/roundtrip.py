@@ -25,6 +25,7 @@ from deepcredit.kafka_io import (
     delivering,
     produce,
 )
+from deepcredit.records import kafka_headers
 from deepcredit.settings import KafkaSettings, Topics
 
 __all__ = ["SAMPLE_BAD_MESSAGES", "RoundTripReport", "round_trip"]
@@ -114,7 +115,8 @@ def _check_back(
                     report.identical += sent.get(result.event_id) == result
                 else:
                     report.dead_letters[result.reason.value] += 1
-                    produce(producer, topics.dead_letter, encode(result), m.key())
+                    produce(producer, topics.dead_letter, encode(result), m.key(),
+                            headers=kafka_headers(result))
         except TimeoutError:
             pass  # the report shows what did not come back
 

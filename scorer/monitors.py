@@ -34,6 +34,15 @@ restart their window after a detection, so a persisting drift would otherwise fi
 again). ``events_seen`` in an alert counts the monitor's own observations: posts for scores,
 events for inputs, labels for performance.
 
+What an alert tells a person (``DriftAlert``): the signal's **reference** value, its mean over
+the reference period (the warm-up, extended until the signal has ``CURRENT_WINDOW``
+observations: default labels arrive months after the first delinquency labels), and its
+**current** value, its mean over the monitor's latest ``CURRENT_WINDOW`` observations, with
+the event times each spans; the **direction** (up, down) and a **severity** from the relative change
+(``severity``). Why not ADWIN's own split: it cuts its window at the first point where the
+older part's mean is significantly different, so the newer part it keeps still mixes in
+observations from before the change, and its mean understates how far the signal moved.
+
 >>> import random
 >>> rng = random.Random(1)
 >>> m = ScoreMonitor("m1", MonitorConfig(warmup_days=1.0, cooldown_days=30.0), clock=lambda: 0.0)
@@ -41,6 +50,9 @@ events for inputs, labels for performance.
 >>> fired = [m.update(x, x / 3, ts=1.5e9 + i * 600.0) for i, x in enumerate(p)]  # 10 min apart
 >>> [(a.alert_id, a.detector, round(a.value, 3)) for a in fired if a is not None]
 [('scores-p_delinquent-2496', 'ADWIN', 0.156)]
+>>> a = next(a for a in fired if a is not None)
+>>> round(a.reference_value, 3), round(a.current_value, 3), a.direction, a.severity, a.window_n
+(0.152, 0.197, 'up', 'medium', 250)
 """
 
 from __future__ import annotations
@@ -50,6 +62,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 from river.drift import ADWIN
@@ -68,7 +81,35 @@ __all__ = [
     "MonitorConfig",
     "PerformanceMonitor",
     "ScoreMonitor",
+    "severity",
 ]
+
+#: A signal's current value is its mean over the monitor's latest this many observations, and
+#: its reference holds at least this many of its own (beyond the warm-up if need be).
+CURRENT_WINDOW = 250
+#: Relative change of a signal's mean, |current - reference| / reference, from which an alert
+#: is of medium severity, and of high.
+SEVERITY_BANDS = (0.2, 0.5)
+#: What one observation of each monitor is, for the alert's words.
+_UNITS = {Monitor.SCORES: "posts", Monitor.INPUTS: "events", Monitor.PERFORMANCE: "labels"}
+
+
+def severity(reference: float, current: float) -> str:
+    """The severity of a move of a signal's mean, "low", "medium" or "high", by its relative
+    change (``SEVERITY_BANDS``); from a reference of 0, any change is high.
+
+    >>> severity(0.10, 0.11), severity(0.10, 0.075), severity(0.10, 0.16), severity(0.0, 0.01)
+    ('low', 'medium', 'high', 'high')
+    """
+    change = abs(current - reference)
+    relative = change / abs(reference) if reference else (math.inf if change else 0.0)
+    medium, high = SEVERITY_BANDS
+    return "high" if relative >= high else "medium" if relative >= medium else "low"
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts))
+
 
 #: log1p of the largest amount the contract allows: log amounts divided by it lie in [0, 1].
 _LOG_AMOUNT_SCALE = math.log1p(MAX_AMOUNT)
@@ -96,6 +137,22 @@ class _Watch:
         self._detectors = {s: new() for s in signals}
         self._seen = 0
         self._quiet_until: float | None = None  # end of warm-up, then of each cool-down
+        self._warm_until: float | None = None  # end of warm-up
+        # Per signal [count, sum, first ts, last ts] of the reference, while it forms; the
+        # latest observations (ts, values), whose per-signal means are the current values.
+        self._reference: dict[str, list[Any]] = {s: [0, 0.0, None, None] for s in signals}
+        self._reference_open = True
+        self._recent: deque[tuple[float, dict[str, float]]] = deque(maxlen=CURRENT_WINDOW)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A snapshot from before references were kept: the reference starts now (its first
+        ``CURRENT_WINDOW`` observations), the current window fills up again."""
+        self.__dict__.update(state)
+        if "_reference" not in state:
+            self._warm_until = -math.inf
+            self._reference = {s: [0, 0.0, None, None] for s in self._detectors}
+            self._reference_open = True
+            self._recent = deque(maxlen=CURRENT_WINDOW)
 
     @property
     def events_seen(self) -> int:
@@ -109,23 +166,42 @@ class _Watch:
         """Feed one observation (a value for some or all signals) taken at event time ``ts``."""
         self._seen += 1
         if self._quiet_until is None:
-            self._quiet_until = ts + self.config.warmup_days * DAY_S
+            self._quiet_until = self._warm_until = ts + self.config.warmup_days * DAY_S
         fired = []
         for signal, x in values.items():
             detector = self._detectors[signal]
             detector.update(x)
             if detector.drift_detected:
                 fired.append(signal)
+        self._recent.append((ts, values))
+        if self._reference_open:
+            self._add_to_reference(ts, values)
         if not fired or ts < self._quiet_until:
             return None
         self._quiet_until = ts + self.config.cooldown_days * DAY_S
         signal = fired[0]
         detector = self._detectors[signal]
         value = getattr(detector, "estimation", None)
-        notes = [f"{type(detector).__name__} fired on {signal}"]
+        n_ref, total, ref_from, ref_to = self._reference[signal]
+        recent = [(t, v[signal]) for t, v in self._recent if signal in v]
+        reference = total / n_ref if n_ref else None
+        current = sum(x for _, x in recent) / len(recent)
+        direction = None
+        if reference is not None and current != reference:
+            direction = "up" if current > reference else "down"
+        level = severity(reference, current) if direction is not None else None
+        unit = _UNITS[self.monitor]
+        notes = [f"{signal} {direction or 'moved'}: mean {current:.4g} over the last "
+                 f"{len(recent):,} {unit} (from {_when(recent[0][0])})"]  # fmt: skip
+        if reference is not None:
+            change = f", {(current - reference) / reference:+.0%}" if reference else ""
+            period = f"{n_ref:,} {unit}, {_when(ref_from)} to {_when(ref_to)}"
+            notes[0] += f" against {reference:.4g} over the reference period ({period})"
+            notes[0] += f"{change}: {level} severity"
         width = getattr(detector, "width", None)
         if value is not None and width is not None:
-            notes.append(f"mean {value:.4g} over the last {int(width):,} observations")
+            notes.append(f"{type(detector).__name__} fired (mean {value:.4g} over its window of "
+                         f"{int(width):,})")  # fmt: skip
         if len(fired) > 1:
             notes.append("also " + ", ".join(fired[1:]))
         if detail:
@@ -141,7 +217,31 @@ class _Watch:
             detected_at=self._clock(),
             value=None if value is None else float(value),
             detail="; ".join(notes),
+            reference_value=reference,
+            reference_n=n_ref,
+            reference_from_ts=ref_from,
+            reference_to_ts=ref_to,
+            current_value=current,
+            window_n=len(recent),
+            window_from_ts=recent[0][0],
+            direction=direction,
+            severity=level,
         )
+
+    def _add_to_reference(self, ts: float, values: dict[str, float]) -> None:
+        """Count an observation into its signals' references while they form: the warm-up,
+        and until each signal has ``CURRENT_WINDOW`` observations."""
+        warm = ts < self._warm_until
+        for signal, x in values.items():
+            ref = self._reference[signal]
+            if warm or ref[0] < CURRENT_WINDOW:
+                ref[0] += 1
+                ref[1] += x
+                ref[3] = ts
+                if ref[2] is None:
+                    ref[2] = ts
+        if not warm:
+            self._reference_open = any(r[0] < CURRENT_WINDOW for r in self._reference.values())
 
 
 class _Monitor:

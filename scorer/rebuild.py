@@ -32,7 +32,7 @@ import numpy as np
 from deepcredit.events import ClickEvent
 from scorer.features import LoanStep
 from scorer.model import ModelWeights, calibrate, gap_input, head_logits, sigmoid
-from scorer.steps import StepPlan, plan_step
+from scorer.steps import StepPlan, history_at, plan_step
 from scorer.tlstm import tlstm_step
 from scorer.user_state import Seen, UserState, event_fingerprint, event_key
 
@@ -50,6 +50,8 @@ class Rebuilt:
     posts: dict[str, tuple[float, float]]  # event id -> (P(delinquent), P(default))
     repeats: int = 0  # events skipped (``scorer.model.is_repeat``), conflicting ones included
     conflicts: list[ClickEvent] = field(default_factory=list)  # of which with other content
+    # event id -> (events before the post, days since the first: ``scorer.steps.history_at``)
+    history: dict[str, tuple[int, float]] = field(default_factory=dict)
 
 
 def rebuild_states(
@@ -75,6 +77,7 @@ def rebuild(
     y_prev = np.zeros((n, 2), np.float32)
     lengths = np.array([len(histories[u]) for u in users])
     posts_p: dict[str, tuple[float, float]] = {}
+    history: dict[str, tuple[int, float]] = {}
     repeats = 0
     conflicts: list[ClickEvent] = []
     for k in range(int(lengths.max(initial=0))):
@@ -113,11 +116,14 @@ def rebuild(
             y_prev[posts] = sigmoid(z).astype(np.float32)  # raw, as advance keeps it
             probs = calibrate(w, z)  # calibrated when w is, as advance returns them
             for i, (p_delinquent, p_default) in zip(posts, probs.tolist(), strict=True):
-                posts_p[histories[users[i]][k].event_id] = (p_delinquent, p_default)
+                post = histories[users[i]][k]
+                posts_p[post.event_id] = (p_delinquent, p_default)
+                history[post.event_id] = history_at(states[i].memory, post.ts)
         repeats += running - len(plans)
         if on_step is not None:
             on_step(running)
     for i, s in enumerate(states):
         s.hc = hc[i].copy()
         s.y_prev = y_prev[i].copy()
-    return Rebuilt({u: states[i] for i, u in enumerate(users)}, posts_p, repeats, conflicts)
+    return Rebuilt({u: states[i] for i, u in enumerate(users)}, posts_p, repeats, conflicts,
+                   history)  # fmt: skip

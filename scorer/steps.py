@@ -11,13 +11,15 @@ Per event (DESIGN.md, "the one place we differ from the paper"):
 ``plan_step`` decides this and computes the inputs and time gaps; the model (torch or numpy)
 only executes the plan, so both execute the same one.
 
->>> from deepcredit.events import Activity, ClickEvent
+>>> from deepcredit.events import DAY_S, Activity, ClickEvent
 >>> memory = StepMemory()
 >>> e = ClickEvent(event_id="e", user_id="u", ts=1e9, activity=Activity.POST, amount=10.0,
 ...                loan_id="a", rate=0.1, term_days=30)
 >>> plan = plan_step(memory, e)
 >>> plan.activity_x is None, plan.loan_step, plan.post_gap_s
 (True, <LoanStep.POST: 0>, 0.0)
+>>> history_at(memory, e.ts)  # a first-time user: nothing before this post
+(0, 0.0)
 """
 
 from __future__ import annotations
@@ -26,20 +28,26 @@ from typing import NamedTuple
 
 import msgspec
 
-from deepcredit.events import Activity, ClickEvent
+from deepcredit.events import DAY_S, Activity, ClickEvent
 from scorer.features import LoanStep, activity_features, loan_features, loan_step_of
 from scorer.ledger import Ledger
 
-__all__ = ["StepMemory", "StepPlan", "out_of_order_s", "plan_step"]
+__all__ = ["StepMemory", "StepPlan", "history_at", "out_of_order_s", "plan_step"]
 
 
 class StepMemory(msgspec.Struct, array_like=True):
-    """The bookkeeping part of a user's state: open loans and when each TLSTM last stepped."""
+    """The bookkeeping part of a user's state: open loans, when each TLSTM last stepped, and
+    how much history the state holds (``history_at``: the scores' cold-start signal).
+
+    ``events`` and ``first_ts`` are last and have defaults, so a memory encoded before them
+    decodes (as a state with no history counted: it counts from its next event on)."""
 
     ledger: Ledger = msgspec.field(default_factory=Ledger)
     activity_ts: float | None = None  # last activity step, or the post that reset it
     loan_ts: float | None = None  # last loan-level step
     post_ts: float | None = None  # last post (state-level step)
+    events: int = 0  # events stepped by (resends and conflicting duplicates never are)
+    first_ts: float | None = None  # the earliest of their event times, Unix s
 
 
 class StepPlan(NamedTuple):
@@ -70,9 +78,21 @@ def out_of_order_s(memory: StepMemory, event: ClickEvent) -> float:
     return max(0.0, latest - event.ts)
 
 
+def history_at(memory: StepMemory, ts: float) -> tuple[int, float]:
+    """The cold-start signal of the event at ``ts`` that ``memory`` was just stepped by
+    (``plan_step``): (the user's events before it, days from the user's first event to it;
+    0 and 0.0 for a first event). A pure function of the memory, so the live flow, a rebuild
+    and a cut-over give a post the same figures."""
+    days = 0.0 if memory.first_ts is None else max(0.0, ts - memory.first_ts) / DAY_S
+    return max(0, memory.events - 1), days
+
+
 def plan_step(memory: StepMemory, event: ClickEvent) -> StepPlan:
     """Update ``memory`` with ``event`` and say which TLSTMs step, with which inputs."""
     ts = event.ts
+    memory.events += 1
+    if memory.first_ts is None or ts < memory.first_ts:  # out of order, an earlier one comes late
+        memory.first_ts = ts
     delay = memory.ledger.apply(event)
     activity_x = None
     activity_gap = 0.0

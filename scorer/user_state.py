@@ -1,14 +1,15 @@
 """One user's scoring state, and its compact msgpack form for recovery snapshots.
 
-What a user costs: the step memory (open loans, held loan events and three timestamps), the
-(h, c) pairs of the three TLSTMs as one (6, D) float32 array, Y(i-1), the model version that
-produced them, and the keys and content fingerprints of the user's last ``RECENT_IDS`` event
-ids (to skip a resent event and to refuse a conflicting one, see ``UserState.recent``). States
-of different model versions must never mix: after retraining they are rebuilt.
+What a user costs: the step memory (open loans, held loan events, three timestamps, and the
+count and first time of its events), the (h, c) pairs of the three TLSTMs as one (6, D)
+float32 array, Y(i-1), the model version that produced them, and the keys and content
+fingerprints of the user's last ``RECENT_IDS`` event ids (to skip a resent event and to refuse
+a conflicting one, see ``UserState.recent``). States of different model versions must never
+mix: after retraining they are rebuilt.
 
 >>> s = UserState.new("m1", hidden_size=32)
 >>> len(encode_state(s))  # bytes for a user with no history, D = 32
-807
+809
 >>> decode_state(encode_state(s)) == s
 True
 >>> key, fingerprint = event_key("e1"), b"abcd"

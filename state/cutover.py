@@ -96,12 +96,13 @@ from deepcredit.atomic import write_atomic, write_json
 from deepcredit.codec import decode_click, encode
 from deepcredit.events import Activity, ClickEvent
 from deepcredit.kafka_io import UndeliveredError, delivering, produce, read_range, watermarks
-from deepcredit.records import score_record
+from deepcredit.records import kafka_headers, score_record
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.thresholds import DEFAULT_THRESHOLDS, read_latest
 from scorer.artifact import load_scorer
 from scorer.model import ModelWeights, advance
 from scorer.rebuild import rebuild
+from scorer.steps import history_at
 from scorer.user_state import (
     Seen,
     UserState,
@@ -132,6 +133,7 @@ SUMMARY_FILE = "summary.json"
 PREPARED_FILE = "prepared.msgpack"
 
 Probabilities = tuple[float, float]  # (P(delinquent), P(default))
+History = tuple[int, float]  # (events before a post, days of history: a score's cold start)
 
 
 class CutoverError(RuntimeError):
@@ -166,6 +168,9 @@ class Prepared(msgspec.Struct, frozen=True, kw_only=True):
     prepare_s: float  # the whole prepare: read, rebuild, encode
     created_at: float  # wall clock, Unix s
     conflicts: int = 0  # clicks skipped as conflicting duplicates (an id reused)
+    # post event id -> (events before it, days since the first: ``scorer.steps.history_at``);
+    # empty in a cut-over prepared before scores carried it (the finish asks to prepare again)
+    history: dict[str, History] = {}
 
     def problem(
         self, model_version: str, topic: str, ends: Mapping[int, int] | None = None
@@ -308,7 +313,8 @@ def _prepare(cfg: CutoverConfig, weights: ModelWeights) -> Prepared:
                     posts=history.posts, probabilities=rebuilt.posts, events=history.events,
                     from_archive=history.from_archive, dead_letters=history.dead_letters,
                     rebuild_s=rebuild_s, prepare_s=time.perf_counter() - started,
-                    created_at=time.time(), conflicts=len(rebuilt.conflicts))  # fmt: skip
+                    created_at=time.time(), conflicts=len(rebuilt.conflicts),
+                    history=rebuilt.history)  # fmt: skip
 
 
 def _warn_conflicts(conflicts: list[ClickEvent], where: str) -> None:
@@ -388,7 +394,8 @@ def _finish(
     tail = _read_clicks(cfg, prepared.offsets, ends, "tail")  # 2.
     advanced, tail_p, conflicts = _advance_tail(weights, prepared, tail)  # 3.
     posts = prepared.posts + tail.posts
-    probabilities = ChainMap(tail_p, prepared.probabilities)  # a repeated id: its last
+    before = {e: (p, prepared.history.get(e)) for e, p in prepared.probabilities.items()}
+    probabilities = ChainMap(tail_p, before)  # a repeated id: its last
     filled = _fill_in(cfg, weights.version, posts, probabilities, scores_end)  # 4.
     seed = Seed(model_version=weights.version, topic=topic,
                 offsets={p: high for p, (_, high) in ends.items()},
@@ -402,12 +409,12 @@ def _finish(
 
 def _advance_tail(
     w: ModelWeights, prepared: Prepared, tail: _History
-) -> tuple[dict[str, bytes], dict[str, Probabilities], int]:
+) -> tuple[dict[str, bytes], dict[str, tuple[Probabilities, History]], int]:
     """The tail's users' states after their tail clicks, one by one from the prepared states
-    (copies: ``prepared`` stays as it is), the probabilities at each tail post, and how many
-    tail clicks were conflicting duplicates."""
+    (copies: ``prepared`` stays as it is), the probabilities and history at each tail post, and
+    how many tail clicks were conflicting duplicates."""
     states: dict[str, bytes] = {}
-    probabilities: dict[str, Probabilities] = {}
+    probabilities: dict[str, tuple[Probabilities, History]] = {}
     conflicts: list[ClickEvent] = []
     for user, events in tail.by_user.items():
         seeded = prepared.states.get(user)
@@ -417,7 +424,7 @@ def _advance_tail(
                 conflicts.append(e)
             p = advance(w, s, e)
             if p is not None:
-                probabilities[e.event_id] = p
+                probabilities[e.event_id] = (p, history_at(s.memory, e.ts))
         states[user] = encode_state(s)
     _warn_conflicts(conflicts, "tail")
     return states, probabilities, len(conflicts)
@@ -426,8 +433,11 @@ def _advance_tail(
 # -- finish 4. no score lost ------------------------------------------------------------------
 
 
-class _ScoreId(msgspec.Struct):
-    event_id: str
+class _Answer(msgspec.Struct):
+    """An event id on the risk-scores topic: a score's, or a not_scored's (None when the
+    refused message had no readable id)."""
+
+    event_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -441,10 +451,10 @@ def _fill_in(
     cfg: CutoverConfig,
     version: str,
     posts: list[ClickEvent],
-    probabilities: Mapping[str, Probabilities],
+    probabilities: Mapping[str, tuple[Probabilities, History | None]],
     scores_end: dict[int, tuple[int, int]],
 ) -> _FillIn:
-    """Score by ``version`` the posts that have no score yet."""
+    """Score by ``version`` the posts that have no answer yet (a score or a not_scored)."""
     topic = cfg.topics.risk_scores
     scored = _scored(cfg, scores_end)
     missing, left = _unscored(posts, scored)
@@ -455,8 +465,14 @@ def _fill_in(
     try:
         with delivering(cfg.kafka, cfg.timeout_s) as producer:
             for e in missing:
-                score = score_record(e, probabilities[e.event_id], thresholds, version)
-                produce(producer, topic, encode(score), score.key)
+                p, history = probabilities[e.event_id]
+                if history is None:
+                    raise CutoverError("the cut-over was prepared by an older version, whose "
+                                       "states do not say each post's history: prepare "
+                                       "again")  # fmt: skip
+                score = score_record(e, p, thresholds, version, history)
+                produce(producer, topic, encode(score), score.key,
+                        headers=kafka_headers(score))  # fmt: skip
     except UndeliveredError as exc:
         raise CutoverError(f"not every new score reached {topic} ({exc}): run the cut-over "
                            "again") from None  # fmt: skip
@@ -464,11 +480,13 @@ def _fill_in(
 
 
 def _scored(cfg: CutoverConfig, scores_end: dict[int, tuple[int, int]]) -> set[str]:
-    """The event ids on the risk-scores topic up to its ends at 1., refused if it grew since."""
+    """The event ids on the risk-scores topic up to its ends at 1. (scored, or refused with a
+    not_scored record: answered either way), refused if it grew since."""
     topic = cfg.topics.risk_scores
-    decoder = msgspec.json.Decoder(_ScoreId)
-    scored = {decoder.decode(m.value()).event_id
-              for m in read_range(cfg.kafka, topic, scores_end, cfg.timeout_s)}  # fmt: skip
+    decoder = msgspec.json.Decoder(_Answer)
+    answered = (decoder.decode(m.value()).event_id
+                for m in read_range(cfg.kafka, topic, scores_end, cfg.timeout_s))  # fmt: skip
+    scored = {e for e in answered if e is not None}
     before = {p: high for p, (_, high) in scores_end.items()}
     now = {p: high for p, (_, high) in watermarks(cfg.kafka, topic, cfg.timeout_s).items()}
     if now != before:

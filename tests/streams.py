@@ -16,7 +16,7 @@ from deepcredit.errors import DeployError
 from deepcredit.events import ClickEvent
 from deepcredit.jsonlines import read_lines
 from deepcredit.kafka_io import produce, read_to_end
-from deepcredit.records import DeadLetter, Score
+from deepcredit.records import DeadLetter, NotScored, RiskRecord, Score
 from deepcredit.replay import user_key
 from deepcredit.settings import KafkaSettings
 from deepcredit.topics import TopicSpec, delete_topics, ensure_topics
@@ -24,6 +24,7 @@ from scorer.model import ModelWeights, advance
 from scorer.user_state import UserState
 
 CASES = Path(__file__).parent / "cases"
+_risk_decoder = msgspec.json.Decoder(RiskRecord)
 BAD_MESSAGES = (b"not json", b'{"event_id": "x", "user_id": "u"}', b"\xff\xfe")
 
 
@@ -53,8 +54,18 @@ def clicks_lines(path: Path) -> list[bytes]:
     return list(read_lines(str(path)))
 
 
+def read_risk(kafka: KafkaSettings, topic: str) -> list[Score | NotScored]:
+    """Every record on the risk-scores topic: scores and not_scored records."""
+    return [_risk_decoder.decode(m.value()) for m in read_to_end(kafka, topic)]
+
+
 def read_scores(kafka: KafkaSettings, topic: str) -> list[Score]:
-    return [msgspec.json.decode(m.value(), type=Score) for m in read_to_end(kafka, topic)]
+    """The scores on the risk-scores topic (its not_scored records left out)."""
+    return [r for r in read_risk(kafka, topic) if isinstance(r, Score)]
+
+
+def read_not_scored(kafka: KafkaSettings, topic: str) -> list[NotScored]:
+    return [r for r in read_risk(kafka, topic) if isinstance(r, NotScored)]
 
 
 def read_dead_letters(kafka: KafkaSettings, topic: str) -> list[DeadLetter]:

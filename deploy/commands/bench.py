@@ -9,7 +9,7 @@ from deepcredit.settings import KafkaSettings
 from deploy.commands.common import CliError, Subparsers, add_bootstrap, command
 from deploy.commands.options import Option, add_options, from_args
 from training.core.config import ModelConfig
-from training.experiments.config import LiveBenchConfig
+from training.experiments.config import GatewayBenchConfig, LiveBenchConfig
 
 __all__ = ["add"]
 
@@ -35,6 +35,20 @@ def add(sub: Subparsers) -> None:
     add_options(p, LiveBenchConfig, "limit", "repeats", Option("latency_rate", "--rate"),
                 "latency_events")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("results/live.json"),
+                   help="result JSON (default %(default)s)")  # fmt: skip
+
+    p = command(
+        bench_sub, "gateway",
+        "the request/reply gateway on loopback against the real broker and a flow process: "
+        "maximum answers/s, then throughput and p50/p99 latency at fixed rates of 50%% and 90%% "
+        "of it, for 1 and 2 gateway processes",
+        _gateway,
+    )  # fmt: skip
+    add_options(p, GatewayBenchConfig, "model")
+    add_bootstrap(p)
+    add_options(p, GatewayBenchConfig, "processes", "seconds", "connections", "fractions",
+                "users", "repeats")  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("results/gateway.json"),
                    help="result JSON (default %(default)s)")  # fmt: skip
 
     p = command(
@@ -90,6 +104,18 @@ def _live(args: argparse.Namespace) -> int:
             f"p99 {x['p99_ms']:.1f} ms ({x['measured']:,} posts)"
         )
     print(f"written to {args.out}")
+    return 0
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    from training.experiments.gateway_bench import run_gateway_bench
+
+    if not args.model.exists():
+        raise CliError(f"no such folder: {args.model}")
+    cfg = from_args(GatewayBenchConfig, args, kafka=KafkaSettings(args.bootstrap))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    _write(args, run_gateway_bench(cfg, args.out.with_suffix(".log")))
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -92,6 +92,18 @@ _FIELDS: weakref.WeakKeyDictionary[argparse.Action, tuple[type, Option]] = (
 )
 
 
+class _Repeat(argparse.Action):
+    """argparse's ``append``, except that given values replace the default instead of adding
+    to it (``append`` would keep a non-empty default's items in front of the given ones)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:  # fmt: skip
+        given = getattr(namespace, self.dest, None)
+        if given is None or given is self.default:
+            given = []
+        setattr(namespace, self.dest, [*given, values])
+
+
 def add_options(p: argparse.ArgumentParser | Any, cls: type, *specs: str | Option) -> None:
     """Add one option to ``p`` (a parser or an argument group) per field of the dataclass
     ``cls`` named in ``specs``, in that order.
@@ -186,9 +198,9 @@ def _argparse_kwargs(
             kwargs["help"] += f" (default {_shown(default, opt.scale)})"
     origin = typing.get_origin(hint)
     if origin in _COLLECTIONS and opt.type is None:
-        # Repeatable: argparse appends to a copy of the default, so it must be a list.
+        # Repeatable: the first use replaces the default, later ones add to it.
         hint = typing.get_args(hint)[0]
-        kwargs |= {"action": "append", "default": list(default or ())}
+        kwargs |= {"action": _Repeat, "default": list(default or ())}
         kwargs["help"] += " (repeatable)"
     kwargs["type"] = opt.type or _parse_as(cls, f, hint, opt.scale)
     if opt.choices is not None:

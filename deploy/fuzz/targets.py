@@ -142,6 +142,30 @@ def _click() -> Check:
     return check
 
 
+def _post_ids() -> Check:
+    import json
+
+    from deepcredit.codec import MAX_DEPTH, MAX_EVENT_BYTES, post_ids
+    from deepcredit.events import canonical_id
+
+    def check(data: bytes) -> None:
+        ids = post_ids(data)
+        if ids is None:
+            return
+        _require(len(data) <= MAX_EVENT_BYTES, "ids read from an oversize message")
+        if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:  # stdlib json: no deep recursion
+            message = json.loads(data)
+            _require(isinstance(message, dict) and message.get("activity") == "post",
+                     f"ids of a message that is no post: {message!r}"[:200])  # fmt: skip
+        for name in ("event_id", "user_id", "loan_id"):
+            value = getattr(ids, name)
+            _require(value is None or canonical_id(value) == value,
+                     f"{name} {value!r} is not canonical")  # fmt: skip
+        _require(ids.ts is None or math.isfinite(ids.ts), f"ts {ids.ts!r}")
+
+    return check
+
+
 def _replay_key() -> Check:
     from deepcredit.replay import user_key
 
@@ -206,13 +230,21 @@ def _threshold_seeds() -> list[bytes]:
     import msgspec
 
     from deepcredit.codec import encode
+    from deepcredit.records import ThresholdSegment
     from deepcredit.thresholds import DEFAULT_THRESHOLDS
 
     valid = msgspec.structs.replace(DEFAULT_THRESHOLDS, version=3, updated_at=_TS,
                                     updated_by="alice", note="tighter")  # fmt: skip
     good = encode(valid)
+    cuts = {"delinquent_review": 0.2, "delinquent_decline": 0.5, "default_review": 0.08,
+            "default_decline": 0.2}  # fmt: skip
+    segmented = msgspec.structs.replace(valid, thin_file_events=20, segments=(
+        ThresholdSegment(name="thin", file="thin", **cuts),
+        ThresholdSegment(name="small", file="established", amount_max=1000.0, **cuts),
+        ThresholdSegment(name="large", file="established", amount_min=1000.0, **cuts)))  # fmt: skip
     return [
         good,
+        encode(segmented),
         # thresholds-malformed-record: updated_at in milliseconds, and a deeply nested field
         encode(msgspec.structs.replace(valid, updated_at=_TS * 1000)),
         good[:-1] + b',"meta":' + b"[" * _DEEP + b"]" * _DEEP + b"}",
@@ -230,8 +262,14 @@ def _drift_seeds() -> list[bytes]:
     alert = DriftAlert(alert_id="a1", monitor=Monitor.SCORES, detector="ADWIN",
                        signal="p_default", model_version="dc-1", event_ts=_TS,
                        events_seen=1000, detected_at=_TS + 5, value=0.25)  # fmt: skip
+    readable = msgspec.structs.replace(alert, reference_value=0.2, reference_n=400,
+                                       reference_from_ts=_TS - 90 * 86_400.0,
+                                       reference_to_ts=_TS - 60 * 86_400.0, current_value=0.3,
+                                       window_n=250, window_from_ts=_TS - 86_400.0,
+                                       direction="up", severity="high")  # fmt: skip
     return [encode(alert), encode(msgspec.structs.replace(alert, value=None, detail="x" * 40,
-                                                           monitor=Monitor.INPUTS))]  # fmt: skip
+                                                           monitor=Monitor.INPUTS)),
+            encode(readable)]  # fmt: skip
 
 
 def _model_event_seeds() -> list[bytes]:
@@ -482,6 +520,10 @@ TARGETS: dict[str, Target] = dict(
            "a ClickEvent within the contract's bounds that re-encodes to itself, or a DeadLetter "
            "keeping the message; never raises",
            _click, _click_lines, max_len=5000),
+        _t("post-ids", "deepcredit.codec.post_ids (a dead letter's payload -> not_scored)",
+           "None, or the ids of a JSON object whose activity is \"post\": each canonical or "
+           "None, ts finite or None; never raises",
+           _post_ids, _click_lines),
         _t("replay-key", "deepcredit.replay.user_key",
            "the line's user_id as non-empty bytes, or None; never raises",
            _replay_key, _click_lines),

@@ -21,7 +21,7 @@ from deepcredit.records import DriftAlert, Monitor
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.thresholds import DEFAULT_THRESHOLDS
 from scorer.artifact import load_scorer
-from scorer.monitors import MonitorConfig
+from scorer.monitors import InputMonitor, MonitorConfig, PerformanceMonitor, ScoreMonitor
 from tests.streams import read_scores, send
 
 CRISIS_DAYS = 60.0
@@ -73,7 +73,11 @@ def test_an_abrupt_change_of_the_activity_mix_lands_on_the_drift_alerts_topic(
     assert len({a.alert_id for a in alerts}) == len(alerts)  # each alert written once
     after = alerts_counted()
     written = Counter((a.monitor.value, a.signal) for a in alerts)
-    assert {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k)} == written
+    moved = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
+    assert moved == written
+    # Every signal's series is exported from the start (at 0), so a first alert is an increase.
+    monitors_ = (ScoreMonitor, InputMonitor, PerformanceMonitor)
+    assert set(after) == {(m.MONITOR.value, s) for m in monitors_ for s in m.SIGNALS}
     posts = sum(e.activity is Activity.POST for e in stream)
     assert len(read_scores(kafka, topics.risk_scores)) == posts  # the scores are still all there
 

@@ -41,7 +41,7 @@ def test_thresholds_change_live_and_metrics_are_served(
 
         changed = set_thresholds(kafka, topics.thresholds, delinquent_review=0.05,
                                  delinquent_decline=0.1, default_review=0.01,
-                                 default_decline=0.02, updated_by="test",
+                                 default_decline=0.02, updated_by="test", note="test",
                                  timeout_s=10)  # fmt: skip
         metrics = wait_until(lambda: (m := scrape(port))[("deepcredit_thresholds_version", ())]
                              == changed.version and m, 30, what="thresholds applied")  # fmt: skip

@@ -1,6 +1,7 @@
 """A real Prometheus server (Debian's package) scrapes ``deepcredit serve``'s endpoint while the
 flow scores a stream from the real broker; its query API then reports our counters with the
-values the flow wrote to Kafka."""
+values the flow wrote to Kafka, and it loads and evaluates the shipped alerting rules
+(deploy/prometheus/alerts.yml) against the live series."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from tests.ports import free_port
 from tests.serving import serve_process
 from tests.streams import clicks_lines, read_scores, send
 
+ALERTS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
+
 
 def test_prometheus_scrapes_the_flow(
     kafka: KafkaSettings, topics: Topics, clicks_file: Path, clicks: list[ClickEvent],
@@ -26,6 +29,7 @@ def test_prometheus_scrapes_the_flow(
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"rule_files: ['{ALERTS}']\n"
         "scrape_configs:\n"
         "  - job_name: deepcredit\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{metrics_port}']}}]\n"
@@ -43,12 +47,14 @@ def test_prometheus_scrapes_the_flow(
         posts = sum(1 for e in clicks if e.activity == "post")
         wait_until(lambda: len(read_scores(kafka, topics.risk_scores)) >= posts, 90, what="scores")
 
-        def query(expr: str) -> list[dict]:
-            url = f"http://127.0.0.1:{prom_port}/api/v1/query?" + urllib.parse.urlencode(
-                {"query": expr})
-            body = json.loads(urllib.request.urlopen(url, timeout=5).read())
+        def api(path: str) -> dict:
+            body = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{prom_port}/api/v1/"
+                                                     + path, timeout=5).read())  # fmt: skip
             assert body["status"] == "success", body
-            return body["data"]["result"]
+            return body["data"]
+
+        def query(expr: str) -> list[dict]:
+            return api("query?" + urllib.parse.urlencode({"query": expr}))["result"]
 
         def scraped_value(expr: str) -> float | None:
             try:
@@ -65,6 +71,20 @@ def test_prometheus_scrapes_the_flow(
         version = query("deepcredit_model_info")[0]["metric"]["version"]
         assert version == model_dir.name
         assert query("bytewax_kafka_consumer_lag")  # Bytewax's own gauge comes through too
+        assert scraped_value('deepcredit_ready{job="deepcredit"}') == 1
+
+        # The shipped rules load, and each evaluates without error on the live series.
+        def rules() -> list[dict]:
+            return [r for g in api("rules?type=alert")["groups"] for r in g["rules"]]
+
+        never = "0001-01-01T00:00:00Z"  # Prometheus's lastEvaluation before the first one
+        wait_until(lambda: rules() and all(r["lastEvaluation"] != never and r["health"] == "ok"
+                                           for r in rules()),
+                   30, what="every alerting rule evaluated")  # fmt: skip
+        assert {r["name"] for r in rules()} >= {"DeepCreditFlowDown", "DeepCreditNoScores",
+                                                  "DeepCreditDriftAlert"}  # fmt: skip
+        firing = {a["labels"]["alertname"] for a in api("alerts")["alerts"]}
+        assert not firing & {"DeepCreditFlowDown", "DeepCreditFlowNotReady"}, firing
     finally:
         flow.terminate()
         server.terminate()

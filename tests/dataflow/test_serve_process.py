@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY
 
 from dataflow import metrics
 from dataflow.endpoint import Endpoint
-from dataflow.serve import _Readiness
+from dataflow.serve import _Readiness, _start_endpoint
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.waiting import wait_until
 from tests.dataflow.test_flow import scrape
@@ -81,6 +81,25 @@ def test_readiness_says_what_is_missing() -> None:
     assert status == 503
     assert json.loads(body) == {"ready": False,
                                 "missing": ["model", "kafka_partitions", "thresholds"]}  # fmt: skip
+
+
+def test_the_ready_gauge_follows_readiness() -> None:
+    """deepcredit_ready, what an alerting rule sees of /readyz, is computed on each scrape
+    (a running flow reports 1: tests/dataflow/test_prometheus.py)."""
+    ready, port = _Readiness(), free_port()
+    partitions = REGISTRY.get_sample_value("deepcredit_clicks_partitions")
+    endpoint = _start_endpoint(port, ready)
+    try:
+        metrics.CLICKS_PARTITIONS.set(0)
+        assert b"\ndeepcredit_ready 0.0\n" in urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/metrics", timeout=5).read()  # fmt: skip
+        ready.model = True
+        metrics.CLICKS_PARTITIONS.set(3)
+        assert ready.missing() == ["thresholds"]
+        assert REGISTRY.get_sample_value("deepcredit_ready") == 0.0
+    finally:
+        endpoint.close()
+        metrics.CLICKS_PARTITIONS.set(partitions)
 
 
 def test_a_run_to_the_end_logs_its_progress_and_a_summary(

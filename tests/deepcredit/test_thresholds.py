@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import subprocess
@@ -31,7 +32,7 @@ from deepcredit.waiting import wait_until
 from deploy.cli import main
 from tests.strategies import thresholds_like
 
-OPS = {"updated_by": "ops", "timeout_s": 10.0}
+OPS = {"updated_by": "ops", "note": "test", "timeout_s": 10.0}
 
 # The case thresholds-malformed-record: what an admin tool writing Date.now() puts there, and a
 # record with an extra field of 1,200 nested arrays. Lines for ``kcat -P -K '\t'``.
@@ -88,13 +89,13 @@ def test_set_then_read_latest_with_versions_counting_up(
     kafka: KafkaSettings, topics: Topics
 ) -> None:
     assert read_latest(kafka, topics.thresholds, 10.0) is None
-    first = set_thresholds(kafka, topics.thresholds, default_decline=0.3, note="q3", **OPS)
+    first = set_thresholds(kafka, topics.thresholds, default_decline=0.3, **{**OPS, "note": "q3"})
     assert first.version == 1
     # Thresholds not given keep their value in force: the defaults, then the first update's.
     assert (first.default_decline, first.default_review) == (0.3, DEFAULT_THRESHOLDS.default_review)
     second = set_thresholds(kafka, topics.thresholds, delinquent_review=0.2, **OPS)
     assert second.version == 2
-    assert (second.delinquent_review, second.default_decline, second.note) == (0.2, 0.3, "")
+    assert (second.delinquent_review, second.default_decline, second.note) == (0.2, 0.3, "test")
     assert read_latest(kafka, topics.thresholds, 10.0) == second
     assert set_thresholds(kafka, topics.thresholds, default_review=0.05, version=10,
                           **OPS).version == 10  # fmt: skip
@@ -199,19 +200,21 @@ def test_cli_set_and_show(
     out = capsys.readouterr().out
     assert "version 1, set by alice" in out and "note: tighter" in out and "0.300" in out
 
-    assert main(["thresholds", "set", "--default-review", "0.9", "--by", "bob", *broker]) == 1
+    assert main(["thresholds", "set", "--default-review", "0.9", "--by", "bob", "--reason", "x",
+                 *broker]) == 1  # fmt: skip
     err = capsys.readouterr().err
     assert err.startswith("deepcredit: error: thresholds not changed: default_review (0.9)")
     assert err.count("\n") == 1
 
     assert main(["thresholds", "set", "--default-review", "0.1", "--by", "bob", "--version",
-                 "1", *broker]) == 1  # fmt: skip
+                 "1", "--reason", "x", *broker]) == 1  # fmt: skip
     assert "version 1 is not above version 1" in capsys.readouterr().err
     assert read_latest(kafka, topics.thresholds, 10.0).version == 1  # type: ignore[union-attr]
 
 
 def test_cli_set_needs_something_to_change(capsys: pytest.CaptureFixture) -> None:
-    assert main(["thresholds", "set", "--by", "alice", "--bootstrap", "127.0.0.1:1"]) == 1
+    assert main(["thresholds", "set", "--by", "alice", "--reason", "x", "--bootstrap",
+                 "127.0.0.1:1"]) == 1  # fmt: skip
     assert "nothing to change" in capsys.readouterr().err
 
 
@@ -251,7 +254,7 @@ def test_a_malformed_record_is_skipped_by_the_flow_show_and_set(
     applied: list[ThresholdUpdate] = []
     with LiveThresholds(kafka, topic, on_change=applied.append) as live:  # the flow's watcher
         assert main(["thresholds", "set", "--default-decline", "0.3", "--by", "alice",
-                     *broker]) == 0  # fmt: skip
+                     "--reason", "test", *broker]) == 0  # fmt: skip
         assert live.wait_for_version(1, timeout_s=5)
 
         kcat_write(kcat, kafka, topic, MS_RECORD)
@@ -263,7 +266,7 @@ def test_a_malformed_record_is_skipped_by_the_flow_show_and_set(
         assert "1 of 2 records on" in out and "skipped" in out
 
         assert main(["thresholds", "set", "--default-decline", "0.28", "--by", "carol",
-                     *broker]) == 0  # fmt: skip
+                     "--reason", "test", *broker]) == 0  # fmt: skip
         assert "thresholds version 2, set by carol" in capsys.readouterr().out
         assert live.wait_for_version(2, timeout_s=5)
 
@@ -274,7 +277,7 @@ def test_a_malformed_record_is_skipped_by_the_flow_show_and_set(
         assert "thresholds version 2, set by carol" in out and "2 of 4 records on" in out
 
         assert main(["thresholds", "set", "--default-decline", "0.15", "--by", "erin",
-                     *broker]) == 0  # fmt: skip
+                     "--reason", "test", *broker]) == 0  # fmt: skip
         assert live.wait_for_version(3, timeout_s=5)
         erin = live.current()
         assert (erin.version, erin.updated_by, erin.default_decline) == (3, "erin", 0.15)
@@ -298,6 +301,7 @@ def test_no_bytes_on_the_topic_stop_the_watcher_or_put_invalid_thresholds_in_for
     topic = topics.thresholds
     applied: list[ThresholdUpdate] = []
     producer = Producer(kafka.client_config())
+    reviews = itertools.cycle([0.05, 0.06])
     with LiveThresholds(kafka, topic, on_change=applied.append) as live:
 
         @settings(max_examples=25, deadline=None)
@@ -306,7 +310,8 @@ def test_no_bytes_on_the_topic_stop_the_watcher_or_put_invalid_thresholds_in_for
             for value in values:
                 producer.produce(topic, key=THRESHOLDS_KEY, value=value)
             assert producer.flush(10) == 0
-            update = set_thresholds(kafka, topic, default_review=0.05, **OPS)
+            # Each update a change: the same values again would be refused as a no-op.
+            update = set_thresholds(kafka, topic, default_review=next(reviews), **OPS)
             assert live.wait_for_version(update.version, timeout_s=10)
             assert live.current() == read_latest(kafka, topic)
 

@@ -24,8 +24,10 @@ ON_PURPOSE = {
     ("drift loop", "--users"),  # DriftLoopConfig's is the CI size; the command runs the README's
 }
 
-TALK_TO_KAFKA = ("archive", "bench live", "controller", "cutover", "drift loop", "replay",
-                 "roundtrip", "scores", "serve", "thresholds set", "thresholds show")  # fmt: skip
+TALK_TO_KAFKA = ("archive", "bench gateway", "bench live", "controller", "cutover", "drift loop",
+                 "gateway", "replay", "roundtrip", "scores", "serve", "thresholds history",
+                 "thresholds rollback", "thresholds set", "thresholds show",
+                 "thresholds simulate")  # fmt: skip
 USE_THE_REGISTRY = ("controller", "cutover", "models current", "models history", "models list",
                     "models promote", "models rollback", "retrain", "serve")  # fmt: skip
 
@@ -34,6 +36,7 @@ COMMAND_ONLY = {
     *((c, "--bootstrap") for c in TALK_TO_KAFKA),
     *((c, "--models-dir") for c in USE_THE_REGISTRY),
     ("ablate", "--out"),
+    ("bench gateway", "--out"),
     ("bench live", "--out"),
     ("bench rebuild", "--out"),
     ("bench rebuild", "--repeats"),
@@ -54,9 +57,17 @@ COMMAND_ONLY = {
     ("kafka up", "--timeout"),
     ("roundtrip", "--timeout"),
     ("scores", "--latest"),
-    ("thresholds set", "--note"),
+    ("thresholds history", "--timeout"),
+    ("thresholds rollback", "--last"),
+    ("thresholds rollback", "--max-shift"),
+    ("thresholds rollback", "--timeout"),
+    ("thresholds set", "--last"),
+    ("thresholds set", "--max-shift"),
     ("thresholds set", "--timeout"),
     ("thresholds show", "--timeout"),
+    ("thresholds simulate", "--last"),
+    ("thresholds simulate", "--target"),
+    ("thresholds simulate", "--timeout"),
     ("train", "--out-dir"),
     ("train", "--variant"),
 }
@@ -117,6 +128,14 @@ def test_no_other_default_is_written_in_a_command() -> None:
     written = {(name, a.option_strings[0]) for name, a in options()
                if field_of(a) is None and a.default not in (None, False)}  # fmt: skip
     assert written == COMMAND_ONLY
+
+
+def test_a_repeatable_option_given_replaces_its_default() -> None:
+    parser = _parser()
+    assert parser.parse_args(["gateway"]).flow_urls == ["http://127.0.0.1:9464"]
+    given = ["gateway", "--flow-url", "http://a:1", "--flow-url", "http://b:2"]
+    assert parser.parse_args(given).flow_urls == ["http://a:1", "http://b:2"]
+    assert parser.parse_args(["gateway"]).flow_urls == ["http://127.0.0.1:9464"]  # untouched
 
 
 @pytest.mark.parametrize("name", sorted(dict(commands(_parser()))))

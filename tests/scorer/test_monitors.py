@@ -7,6 +7,7 @@ import itertools
 import pickle
 import random
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -331,3 +332,61 @@ def test_a_labeller_from_an_older_snapshot_goes_on_labelling() -> None:
     assert [(x.target, x.label, x.p) for x in labels] == [("delinquent", True, 0.3),
                                                           ("default", False, 0.1)]  # fmt: skip
     assert labeller.open_loans == 0
+
+
+# --- what an alert tells a person --------------------------------------------------------------
+
+
+def test_an_alert_carries_reference_current_direction_severity_and_window() -> None:
+    rng = random.Random(0)
+    m = ScoreMonitor("m1", CONFIG, clock=fixed_clock)
+    ps = [rng.betavariate(2, 12 if i < N // 2 else 8) for i in range(N)]  # mean 1/7, then 1/5
+    first = fired([m.update(p, p / 3, ts=T0 + i * 600.0) for i, p in enumerate(ps)])[0]
+    i = first.events_seen  # the alert came with the i-th post
+    signal = 0 if first.signal == "p_delinquent" else 1
+    values = [(p, p / 3)[signal] for p in ps[:i]]
+    warm = sum(T0 + k * 600.0 < T0 + CONFIG.warmup_days * DAY_S for k in range(i))
+    n_ref = max(warm, monitors.CURRENT_WINDOW)
+    assert first.reference_n == n_ref
+    assert first.reference_value == pytest.approx(sum(values[:n_ref]) / n_ref)
+    assert (first.reference_from_ts, first.reference_to_ts) == (T0, T0 + (n_ref - 1) * 600.0)
+    assert first.window_n == monitors.CURRENT_WINDOW
+    latest = values[i - first.window_n :]
+    assert first.current_value == pytest.approx(sum(latest) / first.window_n)
+    assert first.window_from_ts == T0 + (i - first.window_n) * 600.0
+    assert first.direction == "up" and first.current_value > first.reference_value
+    assert first.severity == monitors.severity(first.reference_value, first.current_value)
+    assert msgspec.structs.replace(first, detected_at=T0).problem() is None  # the clock: 123
+    assert f"{first.signal} up: mean {first.current_value:.4g}" in first.detail
+    assert f"{first.severity} severity" in first.detail
+
+    # ADWIN's own window mean (value) understates the move: it still mixes in the old level.
+    assert first.reference_value < first.value < first.current_value
+
+
+def test_a_fall_is_down_and_its_severity_follows_the_relative_change() -> None:
+    rng = random.Random(1)
+    m = ScoreMonitor("m1", CONFIG, clock=fixed_clock)
+    alerts = fired([m.update(p, p / 3, ts=T0 + i * 600.0) for i, p in enumerate(
+        rng.betavariate(2, 8 if i < N // 2 else 30) for i in range(N))])  # fmt: skip
+    assert alerts and alerts[0].direction == "down"
+    assert alerts[0].severity == monitors.severity(alerts[0].reference_value,
+                                                   alerts[0].current_value)  # fmt: skip
+    assert monitors.severity(0.2, 0.19) == "low" and monitors.severity(0.2, 0.25) == "medium"
+
+
+def test_monitors_from_a_snapshot_before_references_go_on_and_alert_readably() -> None:
+    m = ScoreMonitor("m1", CONFIG, clock=fixed_clock)
+    for i in range(300):
+        m.update(0.1, 0.03, ts=T0 + i * 600.0)
+    older = m._watch.__dict__.copy()
+    for name in ("_reference", "_reference_open", "_recent", "_warm_until"):
+        del older[name]
+    m._watch.__dict__ = older  # as pickled before these fields existed
+    restored = pickle.loads(pickle.dumps(m))
+    rng = random.Random(2)
+    alerts = fired([restored.update(p, p / 3, ts=T0 + (300 + i) * 600.0) for i, p in enumerate(
+        rng.betavariate(2, 12 if i < N // 2 else 4) for i in range(N))])  # fmt: skip
+    assert alerts and alerts[0].reference_n >= monitors.CURRENT_WINDOW
+    assert alerts[0].reference_from_ts == T0 + 300 * 600.0  # the reference starts at the restore
+    assert alerts[0].direction == "up" and alerts[0].current_value > alerts[0].reference_value

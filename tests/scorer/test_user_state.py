@@ -192,8 +192,9 @@ def test_remembering_ids_costs_4_bytes_empty_and_389_once_full() -> None:
     w = weights(hidden=32)
     s = UserState.new(w.version, w.hidden_size)
     # 801 before the state remembered ids, 803 before their fingerprints, 805 before the
-    # ledger held loan events (an empty list and a count of those given up: 2 bytes).
-    assert len(encode_state(s)) == 807
+    # ledger held loan events (an empty list and a count of those given up: 2 bytes), 807
+    # before the memory counted its history (a 0 and a nil: 2 bytes).
+    assert len(encode_state(s)) == 809
     for e in make_events(200, users=1, seed=1):
         advance(w, s, e)
     without = msgspec.msgpack.encode(msgspec.msgpack.decode(encode_state(s))[:4])

@@ -19,7 +19,13 @@ from training.benchmark.config import DEFAULT_HORIZON_DAYS, DEFAULT_START_TS, Ge
 from training.core.config import ModelConfig, TrainConfig
 from training.retraining.config import ControllerConfig
 
-__all__ = ["AblationConfig", "DriftLoopConfig", "DriftMeasureConfig", "LiveBenchConfig"]
+__all__ = [
+    "AblationConfig",
+    "DriftLoopConfig",
+    "DriftMeasureConfig",
+    "GatewayBenchConfig",
+    "LiveBenchConfig",
+]
 
 
 @dataclass(frozen=True)
@@ -211,3 +217,26 @@ class LiveBenchConfig:
     })  # fmt: skip
     latency_events: int = field(default=10_000, metadata={"help": "events replayed for latency"})
     progress: bool = True
+
+
+@dataclass(frozen=True)
+class GatewayBenchConfig:
+    """The gateway benchmark (``training.experiments.gateway_bench``)."""
+
+    model: Path = field(metadata={"help": "a model folder made by 'deepcredit train'"})
+    kafka: KafkaSettings
+    processes: tuple[int, ...] = field(default=(1, 2), metadata={
+        "help": "gateway process counts to measure, one after the other"
+    })  # fmt: skip
+    seconds: float = field(default=10.0, metadata={"help": "length of each load, seconds"})
+    connections: int = field(default=32, metadata={
+        "help": "HTTP connections of the load generator"
+    })  # fmt: skip
+    fractions: tuple[float, ...] = field(default=(0.5, 0.9), metadata={
+        "help": "fixed rates to measure latency at, as fractions of the measured maximum"
+    })  # fmt: skip
+    users: int = field(default=2000, metadata={"help": "users the posts are spread over"})
+    repeats: int = field(default=3, metadata={
+        "help": "measurements of each process count, interleaved; medians are reported"
+    })  # fmt: skip
+    partitions: int = 3

@@ -65,7 +65,7 @@ from deepcredit.codec import encode
 from deepcredit.control import decode_control
 from deepcredit.events import DAY_S, Activity
 from deepcredit.kafka_io import read_to_end, watermarks
-from deepcredit.records import DriftAlert, Monitor, Score
+from deepcredit.records import DriftAlert, Monitor, RiskRecord, Score
 from deepcredit.replay import replay
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.topics import delete_topics, ensure_topics, topic_specs
@@ -433,7 +433,8 @@ class _Flows:
         self._proc = serve_process(self.kafka, self.topics, args, self.log)
 
     def wait_for_scores(self, count: int) -> None:
-        """Until the risk-scores topic holds ``count`` messages (one per post so far)."""
+        """Until the risk-scores topic holds ``count`` messages (one per post so far: a score or
+        a not_scored record)."""
         n = 0
 
         def enough() -> bool:
@@ -479,8 +480,10 @@ def _alerts(kafka: KafkaSettings, topic: str) -> list[DriftAlert]:
 
 
 def _scores(kafka: KafkaSettings, topic: str) -> list[Score]:
-    decoder = msgspec.json.Decoder(Score)
-    return [decoder.decode(m.value()) for m in read_to_end(kafka, topic)]
+    """The scores on the risk-scores topic (its not_scored records left out)."""
+    decoder = msgspec.json.Decoder(RiskRecord)
+    return [r for m in read_to_end(kafka, topic)
+            if isinstance(r := decoder.decode(m.value()), Score)]  # fmt: skip
 
 
 def _place(alert: DriftAlert, stream: _Stream, config: DriftLoopConfig) -> AlertSeen:

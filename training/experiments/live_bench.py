@@ -28,7 +28,7 @@ from bytewax.testing import run_main
 
 from dataflow.flow import FlowConfig, build_flow
 from deepcredit.kafka_io import read_to_end
-from deepcredit.records import Score
+from deepcredit.records import RiskRecord, Score
 from deepcredit.replay import replay
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.thresholds import DEFAULT_THRESHOLDS
@@ -116,8 +116,8 @@ def _latency_on(cfg: LiveBenchConfig, variant: str, log: Path, topics: Topics) -
     first_score_ms = min(m.timestamp()[1] for m in scores)
     lat = []
     for m in scores:
-        s = msgspec.json.decode(m.value(), type=Score)
-        if posts.get(s.event_id, -1) > first_score_ms:
+        s = msgspec.json.decode(m.value(), type=RiskRecord)
+        if isinstance(s, Score) and posts.get(s.event_id, -1) > first_score_ms:
             lat.append((m.timestamp()[1] - posts[s.event_id]) / 1000.0)
     return {"rate": cfg.latency_rate, "achieved_rate": round(report.rate, 1),
             "events": report.sent, "posts": len(posts),

@@ -21,6 +21,11 @@ The decision core is pure (``RetrainController.on_alert``, ``due``, ``postpone``
   is measurable.
 - One at a time. Alerts while a decision is pending count for nothing (the retraining will see
   their data); after one, ``cooldown_days`` from its due time pass before the next decision.
+- The current model only. An alert counts toward a decision about the model it was raised
+  against (``DriftAlert.model_version``), so only the champion's alerts count: once another
+  model is current (promoted by this controller or by hand), the alerts counted so far are
+  dropped, late alerts of the replaced model count for nothing, and a pending decision about
+  it is withdrawn (``serving``). Without a champion (an empty registry) every alert counts.
 
 >>> from deepcredit.records import DriftAlert, Monitor
 >>> def alert(i, day):
@@ -97,7 +102,7 @@ import msgspec
 
 from deepcredit.atomic import write_atomic
 from deepcredit.events import DAY_S
-from deepcredit.records import DriftAlert, ModelEvent
+from deepcredit.records import DriftAlert, ModelEvent, kafka_headers
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.waiting import wait_until
 from scorer.registry import PROMOTE, ModelRegistry, Promotion
@@ -135,6 +140,7 @@ class RetrainDecision(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
     alert_ids: tuple[str, ...]
     waited_days: float = 0.0  # beyond label_wait_days, for want of labels
+    model_version: str | None = None  # the champion its alerts were raised against, if known
 
 
 class ControllerState(msgspec.Struct, kw_only=True):
@@ -145,6 +151,9 @@ class ControllerState(msgspec.Struct, kw_only=True):
     seen: dict[str, float] = msgspec.field(default_factory=dict)  # id -> event_ts, in window
     cooldown_until: float | None = None
     pending: RetrainDecision | None = None
+    # The champion the counted alerts were raised against (None: not known, a state file of
+    # an earlier version or an empty registry).
+    model_version: str | None = None
 
 
 @dataclass
@@ -171,11 +180,17 @@ class RetrainController:
 
     # -- the pure core ---------------------------------------------------------------------------
 
-    def on_alert(self, alert: DriftAlert) -> RetrainDecision | None:
-        """Count one alert; the decision it completes, if any (it is then pending)."""
+    def on_alert(self, alert: DriftAlert, champion: str | None = None) -> RetrainDecision | None:
+        """Count one alert; the decision it completes, if any (it is then pending).
+        ``champion``: the version current now (None: unknown, every alert counts)."""
         c, s = self.config, self.state
         t = alert.event_ts
         s.clock_ts = t if s.clock_ts is None else max(s.clock_ts, t)
+        self.serving(champion)
+        if champion is not None and alert.model_version != champion:
+            log.info("alert %s of model %s ignored: %s is the current model", alert.alert_id,
+                     alert.model_version, champion)  # fmt: skip
+            return None
         horizon = s.clock_ts - c.within_days * DAY_S
         s.counted = [(ts, a) for ts, a in s.counted if ts >= horizon]
         s.seen = {a: ts for a, ts in s.seen.items() if ts >= horizon}
@@ -193,9 +208,29 @@ class RetrainController:
             return None
         s.pending = RetrainDecision(since_ts=min(ts for ts, _ in s.counted), decided_ts=t,
                              due_ts=t + c.label_wait_days * DAY_S, reason=reason,
-                             alert_ids=tuple(a for _, a in s.counted))  # fmt: skip
+                             alert_ids=tuple(a for _, a in s.counted),
+                             model_version=champion)  # fmt: skip
         s.counted = []
         return s.pending
+
+    def serving(self, champion: str | None) -> RetrainDecision | None:
+        """``champion`` is the current model now (None: unknown, nothing changes). When it is
+        not the model the counted alerts were raised against, they are dropped, and a pending
+        decision about another model is withdrawn: returned, with no cool-down after it."""
+        s = self.state
+        if champion is None or champion == s.model_version:
+            return None
+        if s.model_version is not None:  # else they predate versions here: keep them
+            s.counted = []
+        s.model_version = champion
+        p = s.pending
+        if p is None or p.model_version in (None, champion):
+            return None
+        s.pending = None
+        log.warning("the pending retraining decision on alerts %s of model %s is withdrawn: %s "
+                    "is the current model now", ", ".join(p.alert_ids), p.model_version,
+                    champion)  # fmt: skip
+        return p
 
     def due(self, clock_ts: float) -> RetrainDecision | None:
         """The pending decision, when the data has reached its due time ``clock_ts``."""
@@ -560,7 +595,8 @@ def _publish(kafka: KafkaSettings, topic: str, decision: Promotion) -> None:
                        at=decision.at, metrics=decision.metrics or {})  # fmt: skip
     try:
         with delivering(kafka, 30.0) as producer:
-            produce(producer, topic, encode(event), decision.version.encode())
+            produce(producer, topic, encode(event), decision.version.encode(),
+                    headers=kafka_headers(event))
     except UndeliveredError as exc:
         # The registry already holds the decision; the topic only announces it.
         log.warning("the model event of %s did not reach %s: %s", decision.version, topic, exc)
@@ -609,7 +645,13 @@ def run_controller(
         if state_path is not None:
             controller.save(state_path)
 
+    def champion() -> str | None:
+        current = registry.current()
+        return current.version if current is not None else None
+
     def run_due() -> None:
+        if controller.serving(champion()) is not None:
+            save()
         clock_ts = _clock(Path(source))
         while clock_ts is not None and (decision := controller.due(clock_ts)) is not None:
             result = controller.retrain(source, registry, decision=decision, kafka=kafka,
@@ -646,7 +688,8 @@ def run_controller(
                                  on_poll=check_clock)  # fmt: skip
         for m in reader:
             alert = decode_control(m, DriftAlert)
-            if alert is not None and (decision := controller.on_alert(alert)) is not None:
+            decision = None if alert is None else controller.on_alert(alert, champion())
+            if decision is not None:
                 log.info("retraining decided: %s; due at event time %.0f", decision.reason,
                          decision.due_ts)  # fmt: skip
             save()

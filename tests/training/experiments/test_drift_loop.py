@@ -7,6 +7,7 @@ better than the champion."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,9 @@ from training.experiments.drift_loop import DriftLoopConfig, run_drift_loop
 
 pytestmark = pytest.mark.kafka
 
-#: The CI size (the defaults): 300 users, about 160,000 events.
-CONFIG = DriftLoopConfig()
+#: The CI size: 200 users (about 100,000 events), the stream in 45-day parts (the scenario's
+#: defaults: 300 users, 30-day parts).
+CONFIG = replace(DriftLoopConfig(), users=200, step_days=45.0)
 
 
 def test_a_shift_is_detected_retrained_on_promoted_and_cut_over_unattended(

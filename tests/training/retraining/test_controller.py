@@ -27,10 +27,11 @@ from training.retraining.controller import ControllerConfig, RetrainController
 DAY = 86_400.0
 
 
-def alert(i: int, day: float, monitor: Monitor = Monitor.SCORES) -> DriftAlert:
-    """Alert ``i`` of the flow, raised at event day ``day`` (the wall clock plays no part)."""
+def alert(i: int, day: float, monitor: Monitor = Monitor.SCORES, model: str = "m") -> DriftAlert:
+    """Alert ``i`` of the flow serving ``model``, raised at event day ``day`` (the wall clock
+    plays no part)."""
     return DriftAlert(alert_id=f"a{i}", monitor=monitor, detector="ADWIN", signal="p_default",
-                      model_version="m", event_ts=day * DAY, events_seen=i,
+                      model_version=model, event_ts=day * DAY, events_seen=i,
                       detected_at=time.time())  # fmt: skip
 
 
@@ -129,6 +130,45 @@ def test_event_time_debounce_label_wait_cool_down_and_restart(tmp_path: Path) ->
 
     immediate = ControllerConfig(immediate_monitors=frozenset({Monitor.INPUTS}))
     assert RetrainController(immediate).on_alert(alert(1, 0, Monitor.INPUTS)) is not None
+
+
+def test_alerts_of_a_replaced_model_count_for_nothing(tmp_path: Path) -> None:
+    """The controller counted three alerts of the model a promotion had replaced, and decided
+    a retraining of the new one on them: only the current model's alerts count."""
+    c = RetrainController(ControllerConfig(alerts_needed=3, within_days=30, label_wait_days=50))
+    assert c.on_alert(alert(1, 0, model="A"), champion="A") is None
+    assert c.on_alert(alert(2, 1, model="A"), champion="A") is None
+    # B is promoted (by hand, or by the controller): A's two alerts are dropped, and A's late
+    # alerts, still on the topic from the flow that served A, count for nothing.
+    for i in (3, 4, 5):
+        assert c.on_alert(alert(i, 2, model="A"), champion="B") is None
+    assert c.state.counted == [] and c.state.model_version == "B"
+    assert c.on_alert(alert(6, 3, model="B"), champion="B") is None
+    assert c.on_alert(alert(7, 4, model="B"), champion="B") is None
+    d = c.on_alert(alert(8, 5, model="B"), champion="B")
+    assert d is not None and d.alert_ids == ("a6", "a7", "a8") and d.model_version == "B"
+
+    # A decision pending about B when C becomes current is withdrawn, with no cool-down; the
+    # state file keeps whose alerts were counted across a restart.
+    c.save(tmp_path / "state.json")
+    again = RetrainController.from_file(c.config, tmp_path / "state.json")
+    assert again.state == c.state and again.serving("B") is None
+    assert again.serving("C") == d and again.state.pending is None
+    assert again.state.cooldown_until is None
+    for i, day in ((9, 6), (10, 7)):
+        assert again.on_alert(alert(i, day, model="C"), champion="C") is None
+    assert again.on_alert(alert(11, 8, model="C"), champion="C").alert_ids == ("a9", "a10", "a11")
+
+    # Without a champion (an empty registry) every alert counts, as before; a state file from
+    # before versions were kept decodes, its counted alerts kept.
+    loose = RetrainController(ControllerConfig(alerts_needed=2))
+    assert loose.on_alert(alert(1, 0, model="A")) is None
+    assert loose.on_alert(alert(2, 1, model="B")) is not None
+    old = msgspec.json.encode({"clock_ts": 0.0, "counted": [[0.0, "a1"]], "seen": {"a1": 0.0}})
+    (tmp_path / "old.json").write_bytes(old)
+    legacy = RetrainController.from_file(ControllerConfig(alerts_needed=2), tmp_path / "old.json")
+    assert legacy.state.model_version is None
+    assert legacy.on_alert(alert(2, 1, model="A"), champion="A").alert_ids == ("a1", "a2")
 
 
 # -- one retraining decision end to end --------------------------------------------------------
@@ -315,3 +355,22 @@ def test_controller_retrains_once_on_persistent_alerts_and_publishes_the_decisio
     assert main(args) == 0
     assert "0 retraining decisions" in capsys.readouterr().out
     assert len(ModelRegistry(models).history()) == 1
+
+    # The challenger serves now: alerts still raised against the replaced model "m" (after the
+    # cool-down) count for nothing; the champion's own do.
+    state = models / "controller-state.json"
+    after = msgspec.json.decode(state.read_bytes())["cooldown_until"] / DAY + 1
+    for i in range(10, 13):
+        produce(producer, topics.drift_alerts, encode(alert(i, after + i)), b"scores")
+    assert producer.flush(30) == 0
+    assert main(args) == 0
+    kept = msgspec.json.decode(state.read_bytes())
+    assert (kept["counted"], kept["pending"]) == ([], None)
+    assert kept["model_version"] == decision.version
+    for i in range(20, 22):
+        produce(producer, topics.drift_alerts,
+                encode(alert(i, after + i, model=decision.version)), b"scores")  # fmt: skip
+    assert producer.flush(30) == 0
+    assert main(args) == 0
+    pending = msgspec.json.decode(state.read_bytes())["pending"]
+    assert pending["alert_ids"] == ["a20", "a21"] and pending["model_version"] == decision.version
