@@ -22,6 +22,7 @@ from deploy.commands import (
     kafka,
     models,
     replay,
+    report,
     retrain,
     roundtrip,
     schemas,
@@ -50,6 +51,10 @@ examples:
                                       AUC, KS and Brier on the held-out users
   deepcredit ablate --events events.jsonl
                                       the paper's Table 1 on our data: every variant and baseline
+  deepcredit report predict --model artifacts/models/dc-... --events events.jsonl --out dc.jsonl.gz
+  deepcredit report build dc.jsonl.gz gbdt.jsonl.gz --out results/report
+                                      the risk team's evaluation of any models from prediction
+                                      files: intervals, calibration, bands, tests, PSI, plots
   deepcredit roundtrip events.jsonl   send a file of events through Kafka and check them
   deepcredit replay events.jsonl --rate 500
                                       feed a clickstream to the live flow, 500 events/s
@@ -112,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for group in (kafka, generate, statements, train, ablate, roundtrip, replay, thresholds,
                   serve, gateway, scores, schemas, bench, drift, models, archive, retrain,
-                  cutover, fuzz):  # fmt: skip
+                  cutover, report, fuzz):  # fmt: skip
         group.add(sub)  # the order here is the order of 'deepcredit --help'
     return parser
 

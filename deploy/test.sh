@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Set up and run the whole test suite: lint, unit, property and integration tests. The
 # integration tests start a real Apache Kafka broker on loopback (jars fetched once with mvn)
-# and use kcat, an independent Kafka client, and a Prometheus server, both installed from
-# Debian's packages when missing.
+# and use kcat, an independent Kafka client, and a Prometheus server; the report's page is
+# rendered in headless Chromium; all three installed from Debian's packages when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/setup.sh
 SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
-for tool in kcat prometheus; do
+for tool in kcat prometheus chromium; do
     if ! command -v "$tool" >/dev/null; then
         echo "== installing $tool from Debian's packages"
         $SUDO apt-get install -y -q "$tool" >/dev/null || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q "$tool" >/dev/null; }

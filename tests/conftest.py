@@ -58,6 +58,12 @@ def prometheus() -> str:
     return debian_tool("prometheus", "prometheus")
 
 
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Path to a real headless browser (Debian's chromium); installed if missing."""
+    return debian_tool("chromium", "chromium")
+
+
 def debian_tool(program: str, package: str) -> str:
     """``program``'s path, installing ``package`` with apt-get first if it is missing (the
     test script does the same up front; this covers a bare ``pytest`` run)."""

@@ -52,6 +52,8 @@ COMMAND_ONLY = {
     ("fuzz", "--seconds"),
     ("fuzz", "--target"),
     ("kafka up", "--partitions"),
+    ("report build", "--out"),
+    ("report predict", "--splits"),
     ("kafka up", "--timeout"),
     ("roundtrip", "--timeout"),
     ("scores", "--latest"),
