@@ -8,6 +8,7 @@ process already reads, whichever machine the analyst ran ``deepcredit thresholds
 writes a change's thresholds and its audit record in one Kafka transaction, so the trail
 holds exactly the changes that were made: both records or neither.
 
+>>> import msgspec
 >>> old = ThresholdUpdate(version=1, delinquent_review=0.3, delinquent_decline=0.6,
 ...                       default_review=0.1, default_decline=0.3, updated_by="ops",
 ...                       updated_at=1.7e9)

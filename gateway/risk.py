@@ -10,7 +10,7 @@ every score, its own or not, which is a few microseconds per score.
 >>> from deepcredit.records import Decision, Score
 >>> s = Score(event_id="e1", user_id="u1", loan_id="l1", p_delinquent=0.2, p_default=0.05,
 ...           decision=Decision.APPROVE, thresholds_version=0, model_version="m",
-...           event_ts=1.7e9, scored_at=1.7e9)
+...           event_ts=1.7e9, scored_at=1.7e9, prior_events=12, history_days=30.5)
 >>> decode_risk(msgspec.json.encode(s)) == s
 True
 >>> decode_risk(b'{"type": "drift_alert"}') is None

@@ -110,5 +110,6 @@ def test_generated_schemas_cover_every_record_kind_and_the_click() -> None:
     files = generate()
     assert set(files) == {s.file for s in RECORDS} | {"click.json", INDEX}
     assert {s.kind for s in RECORDS} == {"score", "not_scored", "dead_letter", "thresholds",
-                                         "drift_alert", "model_event"}  # fmt: skip
+                                         "thresholds_change", "drift_alert",
+                                         "model_event"}  # fmt: skip
     assert DeadLetterReason.CONFLICTING_EVENT_ID.value in json.dumps(files["not_scored.json"])

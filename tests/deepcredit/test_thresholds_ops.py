@@ -47,13 +47,16 @@ def publish_stream(kafka: KafkaSettings, topics: Topics, clicks_file: Path) -> l
     producer = Producer(kafka.client_config())
     rng = random.Random(5)
     scores: list[Score] = []
+    seen: dict[str, int] = {}
     for line in itertools.islice(read_lines(str(clicks_file)), LINES):
         event = decode_click(line)
         assert isinstance(event, ClickEvent)
         producer.produce(topics.clicks, key=event.user_id.encode(), value=line)
         if event.activity == "post":
             p = (rng.random() ** 2 * 0.8, rng.random() ** 3 * 0.4)
-            scores.append(score_record(event, p, DEFAULT_THRESHOLDS, "m1"))
+            history = (seen.get(event.user_id, 0), 0.0)
+            scores.append(score_record(event, p, DEFAULT_THRESHOLDS, "m1", history))
+        seen[event.user_id] = seen.get(event.user_id, 0) + 1
     for s in [*scores, scores[0]]:  # the first one delivered twice
         producer.produce(topics.risk_scores, key=s.key, value=encode(s))
     for s in scores[:3]:  # an older model's scores of the same posts, under other event ids

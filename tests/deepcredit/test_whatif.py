@@ -244,8 +244,15 @@ def test_records_from_before_segments_decode_and_decide_as_before() -> None:
 def test_the_live_score_applies_the_post_segment() -> None:
     post = ClickEvent(event_id="e", user_id="u", ts=1.7e9, activity=Activity.POST,
                       amount=5000.0, loan_id="l", rate=0.1, term_days=30)  # fmt: skip
-    assert score_record(post, (0.45, 0.0), SEGMENTED, "m").decision is Decision.DECLINE
-    assert score_record(post, (0.45, 0.0), T, "m").decision is Decision.REVIEW
+    established = (25, 90.0)  # the score's cold-start signal: prior events, days of history
+    assert score_record(post, (0.45, 0.0), SEGMENTED, "m", established).decision is (
+        Decision.DECLINE)
+    assert score_record(post, (0.45, 0.0), T, "m", established).decision is Decision.REVIEW
+    # The thin-file segment comes from the score's prior_events (thin below 20 here).
+    small = msgspec.structs.replace(post, amount=500.0)
+    p = (0.25, 0.01)
+    assert score_record(small, p, SEGMENTED, "m", (3, 2.0)).decision is Decision.DECLINE
+    assert score_record(small, p, SEGMENTED, "m", (20, 40.0)).decision is Decision.REVIEW
 
 
 def test_post_facts_count_the_user_events_before_each_post() -> None:
