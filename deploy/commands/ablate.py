@@ -25,6 +25,10 @@ def add(sub: Subparsers) -> None:
     )  # fmt: skip
     p.add_argument("--events", required=True, type=Path, help="event log (.jsonl or .jsonl.gz)")
     p.add_argument("--stats", type=Path, help="the generator's --stats JSON, to record with it")
+    p.add_argument("--oracle", type=Path,
+                   help="the generator's --oracle side file: adds the 'oracle' row, the true "
+                        "probabilities on the same test posts (the benchmark's ceiling)",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("results/ablation.json"),
                    help="JSON result (default %(default)s)")  # fmt: skip
     p.add_argument(
@@ -51,8 +55,9 @@ def _run(args: argparse.Namespace) -> int:
         table,
     )
 
-    if not args.events.is_file():
-        raise CliError(f"no such events file: {args.events}")
+    for path in (args.events, args.oracle):
+        if path is not None and not path.is_file():
+            raise CliError(f"no such file: {path}")
     cfg = from_args(AblationConfig, args)
     seq, data = load_sequences(args.events)
     benchmark = {"data_sha256": data.sha256, **benchmark_summary(seq)}
@@ -65,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
                   "machine": machine()}  # fmt: skip
         write_json(args.out, result)
 
-    rows = run_ablation(seq, args.events, cfg, rows=args.rows, on_row=save)
+    rows = run_ablation(seq, args.events, cfg, rows=args.rows, oracle=args.oracle, on_row=save)
     save(rows, complete=True)
     print(table(rows))
     print(f"written to {args.out}")

@@ -1,4 +1,4 @@
-"""``deepcredit bench live|step``: benchmarks that write their results to a file."""
+"""``deepcredit bench live|step|rebuild|train``: benchmarks that write their results to a file."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from deepcredit.settings import KafkaSettings
 from deploy.commands.common import CliError, Subparsers, add_bootstrap, command
 from deploy.commands.options import Option, add_options, from_args
 from training.core.config import ModelConfig
-from training.experiments.config import GatewayBenchConfig, LiveBenchConfig
+from training.experiments.config import GatewayBenchConfig, LiveBenchConfig, TrainBenchConfig
 
 __all__ = ["add"]
 
@@ -79,6 +79,38 @@ def add(sub: Subparsers) -> None:
                    help="runs of each way, the median is reported (default %(default)s)")
     p.add_argument("--out", type=Path, default=Path("results/rebuild.json"),
                    help="result JSON (default %(default)s)")  # fmt: skip
+    _add_train(bench_sub)
+
+
+def _add_train(bench_sub: Subparsers) -> None:
+    p = command(
+        bench_sub, "train",
+        "training epochs per hour before and after the speed-up (the forward of commit "
+        "ac23ed3 against today's, and today's with larger batches), with validation AUC after "
+        "each epoch, side by side in one run",
+        _train,
+    )  # fmt: skip
+    add_options(p, TrainBenchConfig, "events", "users", "epochs", Option("hidden_size", "--hidden"),
+                "batch_users", "lr", "large_batch_users", "seed", "threads")  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("results/train_speed.json"),
+                   help="result JSON (default %(default)s)")  # fmt: skip
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.experiments.train_speed import run_train_bench
+
+    if not args.events.exists():
+        raise CliError(f"no such file: {args.events}")
+    result = run_train_bench(from_args(TrainBenchConfig, args))
+    _write(args, result)
+    for name, arm in result["arms"].items():
+        last = arm["val_auc"][-1] if arm["val_auc"] else {}
+        print(f"{name}: batch {arm['batch_users']}, lr {arm['lr']:.2g}: "
+              f"{arm['median_epoch_seconds']:.1f} s per epoch ({arm['epochs_per_hour']:.1f} "
+              f"epochs/h, x{result['speedup'].get(name, 1.0):.2f}); validation AUC after "
+              f"{len(arm['val_auc'])} epochs {last}")  # fmt: skip
+    print(f"written to {args.out}")
+    return 0
 
 
 def _live(args: argparse.Namespace) -> int:

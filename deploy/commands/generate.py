@@ -25,6 +25,12 @@ def add(sub: Subparsers) -> None:
                 Option("shift_at_ts", "--shift-at", metavar="UNIX_TS"))  # fmt: skip
     p.add_argument("--out", required=True, help="output file: .jsonl, or .jsonl.gz to compress")
     p.add_argument("--stats", help="also write the realised statistics as JSON to this file")
+    p.add_argument("--oracle",
+                   help="also write each funded loan's true probability of delinquency and "
+                        "default under the hidden process to this JSON-lines file (.gz to "
+                        "compress): the benchmark's ceiling for 'deepcredit ablate --oracle', "
+                        "never a model input; the events are the same with or without it",
+    )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -38,7 +44,7 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    stats = write_jsonl(config, out, progress=not args.quiet)
+    stats = write_jsonl(config, out, progress=not args.quiet, oracle_path=args.oracle)
     print(stats.table())
     if args.stats:
         Path(args.stats).write_bytes(encode(stats) + b"\n")

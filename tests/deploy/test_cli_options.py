@@ -45,6 +45,7 @@ COMMAND_ONLY = {
     ("bench step", "--out"),
     ("bench step", "--repeats"),
     ("bench step", "--users"),
+    ("bench train", "--out"),
     ("controller", "--group"),
     ("drift loop", "--out"),
     ("drift measure", "--out"),

@@ -6,7 +6,8 @@ line and returns what was realised, beside the paper's figures. Each user is sim
 (``training.benchmark.user``), so memory grows with the number of users, never with the number
 of events. Command line::
 
-    deepcredit generate --users 10000 --out clicks.jsonl.gz --stats stats.json
+    deepcredit generate --users 10000 --out clicks.jsonl.gz --stats stats.json \
+        --oracle oracle.jsonl.gz
 
 >>> events = list(generate(GeneratorConfig(users=3, seed=7, horizon_days=60)))
 >>> all(a.ts <= b.ts for a, b in zip(events, events[1:]))
@@ -26,6 +27,7 @@ from deepcredit.atomic import atomic_writer
 from deepcredit.codec import encode
 from deepcredit.events import DAY_S, ClickEvent
 from training.benchmark.config import GeneratorConfig
+from training.benchmark.oracle import LoanOracle, write_oracle
 from training.benchmark.stats import BenchmarkStats, StatsCollector
 from training.benchmark.user import UserSimulator
 
@@ -37,20 +39,43 @@ _WRITE_BATCH = 4096
 _GZIP_LEVEL = 6
 
 
-def generate(config: GeneratorConfig) -> Iterator[ClickEvent]:
+def generate(
+    config: GeneratorConfig, oracle: list[LoanOracle] | None = None
+) -> Iterator[ClickEvent]:
     """All users' events with ts non-decreasing across the whole stream (ties: lower user
-    index first). Deterministic for a config."""
-    streams = [UserSimulator(config, index).events() for index in range(config.users)]
+    index first). Deterministic for a config. ``oracle``: a list each settled loan's true
+    outcome probabilities are appended to as the stream is drawn (``training.benchmark.oracle``;
+    never a model input); the events are the same with or without it."""
+    streams = [UserSimulator(config, index, oracle).events() for index in range(config.users)]
     return heapq.merge(*streams, key=_event_ts)
 
 
-def write_jsonl(config: GeneratorConfig, path: str | Path, progress: bool = True) -> BenchmarkStats:
+def write_jsonl(
+    config: GeneratorConfig,
+    path: str | Path,
+    progress: bool = True,
+    oracle_path: str | Path | None = None,
+) -> BenchmarkStats:
     """Write the benchmark to ``path`` (gzip when it ends in ``.gz``), one encoded event per line.
 
     Same config, same bytes (the gzip header carries no name or time). Written to a side file
-    and renamed at the end, so a reader never sees half a benchmark.
+    and renamed at the end, so a reader never sees half a benchmark. ``oracle_path``: also
+    write each settled loan's true probabilities of delinquency and default there
+    (``training.benchmark.oracle``: the benchmark's ceiling, never an input to any model);
+    the events file is the same bytes with or without it.
     """
     path = Path(path)
+    if oracle_path is None:
+        return _write_jsonl(config, path, progress, None)
+    oracle: list[LoanOracle] = []
+    stats = _write_jsonl(config, path, progress, oracle)
+    write_oracle(oracle_path, oracle)
+    return stats
+
+
+def _write_jsonl(
+    config: GeneratorConfig, path: Path, progress: bool, oracle: list[LoanOracle] | None
+) -> BenchmarkStats:
     collector = StatsCollector(config)
     gzipped = path.name.endswith(".gz")
     with (
@@ -62,17 +87,21 @@ def write_jsonl(config: GeneratorConfig, path: str | Path, progress: bool = True
             desc=f"generating {config.users:,} users",
         ) as bar,
     ):
-        _write_events(config, out, collector, bar)
+        _write_events(config, out, collector, bar, oracle)
     return collector.finish()
 
 
 def _write_events(
-    config: GeneratorConfig, out: io.BufferedIOBase, collector: StatsCollector, bar: tqdm
+    config: GeneratorConfig,
+    out: io.BufferedIOBase,
+    collector: StatsCollector,
+    bar: tqdm,
+    oracle: list[LoanOracle] | None,
 ) -> None:
     """Encode the stream in batches of lines, counting every event, advancing the bar in days."""
     done_days = 0
     lines: list[bytes] = []
-    for event in generate(config):
+    for event in generate(config, oracle):
         collector.add(event)
         lines.append(encode(event))
         if len(lines) == _WRITE_BATCH:

@@ -51,6 +51,7 @@ from deepcredit.events import DAY_S, Activity, ClickEvent
 from deepcredit.loans import DEFAULT_DELAY_DAYS, due_ts
 from training.benchmark.config import GeneratorConfig
 from training.benchmark.mix import CHAINED, END, START, SessionChain
+from training.benchmark.oracle import LoanOracle, outcome_probabilities
 
 __all__ = ["UserSimulator", "user_id"]
 
@@ -217,7 +218,8 @@ class _Draws:
 class _Loan:
     """A loan the user posted; ``late`` / ``defaulted`` once its repayment is settled so."""
 
-    __slots__ = ("defaulted", "due_ts", "late", "loan_id", "principal", "rate", "term_days")
+    __slots__ = ("defaulted", "due_ts", "late", "loan_id", "post_event_id", "principal", "rate",
+                 "term_days")  # fmt: skip
 
     def __init__(
         self, loan_id: str, principal: float, rate: float, term_days: int, due_ts: float
@@ -229,6 +231,7 @@ class _Loan:
         self.due_ts = due_ts
         self.late = False
         self.defaulted = False
+        self.post_event_id = ""  # set when the post is emitted
 
 
 _Payload = tuple[Activity, float, _Loan | None] | _Loan | None
@@ -241,9 +244,15 @@ class UserSimulator:
     later items, so the emitted events are ordered without sorting.
     """
 
-    def __init__(self, config: GeneratorConfig, index: int) -> None:
+    def __init__(
+        self, config: GeneratorConfig, index: int, oracle: list[LoanOracle] | None = None
+    ) -> None:
+        """``oracle``: a list that each settled loan's true outcome probabilities are appended
+        to (``training.benchmark.oracle``; never a model input). Takes no random draw, so the
+        events are the same with or without it."""
         self.config = config
         self.index = index
+        self._oracle = oracle
         self.user_id = user_id(index)
         main, shocks = np.random.SeedSequence([config.seed, index]).spawn(2)
         draw = _Draws(np.random.default_rng(main))
@@ -333,16 +342,24 @@ class UserSimulator:
         assert isinstance(loan, _Loan)
         draw = self._draw
         self._advance(ts)
-        z = (
+        risk = (
             self._x
             + SCAR_FAST_WEIGHT * math.log1p(self._scar_fast)
             + SCAR_SLOW_WEIGHT * math.log1p(self._scar_slow)
             + DEBT_WEIGHT * math.log1p(self._unpaid / self._scale)
             + OVERDUE_WEIGHT * math.log1p(self._overdue / self._scale)
-            + LOAN_NOISE_SD * draw.normal()
         )
+        # Summed in the same order as one expression would, so z is the same float.
+        z = risk + LOAN_NOISE_SD * draw.normal()
         if self._shifted and self.config.shift_term_risk:
-            z += self.config.shift_term_risk * math.log(loan.term_days / TERM_DAYS[0])
+            term_risk = self.config.shift_term_risk * math.log(loan.term_days / TERM_DAYS[0])
+            z += term_risk
+            risk += term_risk
+        if self._oracle is not None:
+            p_late, p_default = outcome_probabilities(risk, LOAN_NOISE_SD, DELINQUENT_BIAS,
+                                                      DEFAULT_BIAS, DEFAULT_SLOPE)  # fmt: skip
+            self._oracle.append(LoanOracle(loan.post_event_id, loan.loan_id, self.user_id, ts,
+                                           p_late, p_default))  # fmt: skip
         due_amount = loan.principal * (1.0 + loan.rate * loan.term_days / 365.0)
         if draw.uniform() >= _logistic(DELINQUENT_BIAS + z):
             repay_ts = ts + draw.uniform() * (loan.due_ts - ON_TIME_MARGIN_S - ts)
@@ -393,6 +410,7 @@ class UserSimulator:
             if loan.late:
                 self._overdue = max(0.0, self._overdue - loan.principal)
         if activity is Activity.POST:
+            loan.post_event_id = event.event_id
             return msgspec.structs.replace(event, loan_id=loan.loan_id, rate=loan.rate,
                                            term_days=loan.term_days)  # fmt: skip
         return msgspec.structs.replace(event, loan_id=loan.loan_id)

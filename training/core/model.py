@@ -165,6 +165,9 @@ def hierarchy_pass(
     h_r, c_r = m.repay.initial_state(bsz, dtype=x.dtype)  # (B, D) each
     h_s, c_s = m.state.initial_state(bsz, dtype=x.dtype)
     y_prev = torch.zeros(bsz, len(TARGETS), dtype=x.dtype)  # (B, 2)
+    # Split the time axis once: indexing h_act[:, t] in the loop would make its backward fill
+    # a zero (B, T, D) gradient at every step, quadratic in T.
+    h_act_t = h_act.unbind(1)  # T × (B, D)
     out = []
     for t in range(steps):
         repay_now, state_now = repay_mask[:, t, None], state_mask[:, t, None]  # (B, 1)
@@ -172,7 +175,7 @@ def hierarchy_pass(
             inp = torch.cat((x[:, t], y_prev), dim=1) if cfg.complementary else x[:, t]
             h2, c2 = m.repay(inp, repay_gap[:, t], (h_r, c_r))
             h_r, c_r = torch.where(repay_now, h2, h_r), torch.where(repay_now, c2, c_r)
-        h2, c2 = m.state(torch.cat((h_r, h_act[:, t]), dim=1), state_gap[:, t], (h_s, c_s))
+        h2, c2 = m.state(torch.cat((h_r, h_act_t[t]), dim=1), state_gap[:, t], (h_s, c_s))
         h_s, c_s = torch.where(state_now, h2, h_s), torch.where(state_now, c2, c_s)
         logit = m.head(h_s)  # (B, 2)
         out.append(logit)

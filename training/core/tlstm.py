@@ -132,19 +132,36 @@ class TLSTMLayer(nn.Module):
 def final_states(cell: TLSTMCell, x: Tensor, dt: Tensor, length: Tensor) -> State:
     """The last (h, c) of each of S sequences x (S, L, I), dt (S, L) with real lengths (S,);
     zero states for an empty one. Runs longest first, so step t costs only the sequences still
-    running (subsequences are mostly short: a masked pass over all S rows wastes most steps)."""
+    running (subsequences are mostly short: a masked pass over all S rows wastes most steps).
+
+    The running rows shrink in place of being re-assembled: when sequences end, their states
+    are set aside and the step goes on with the rest, so an epoch's work is the sum of the
+    lengths, not S × L (a full-size concatenation per step, and its gradient, cost that)."""
     order = torch.argsort(length, descending=True, stable=True)  # (S,)
-    x, dt, length = x[order], dt[order], length[order]
+    xs = x[order].transpose(0, 1).contiguous()  # (L, S, I): a step's rows are contiguous
+    dts = dt[order].transpose(0, 1).contiguous()  # (L, S)
+    running = (length[order][None, :] > torch.arange(x.shape[1])[:, None]).sum(1).tolist()
     h, c = cell.initial_state(x.shape[0], dtype=x.dtype, device=x.device)  # (S, D) each
-    running = (length[None, :] > torch.arange(x.shape[1])[:, None]).sum(1).tolist()
+    done_h: list[Tensor] = []  # final states of ended sequences, last-ended first
+    done_c: list[Tensor] = []
+    n_prev = x.shape[0]
     for t, n in enumerate(running):
+        if n < n_prev:  # rows n..n_prev ended before step t
+            h, h_end = h.split((n, n_prev - n))
+            c, c_end = c.split((n, n_prev - n))
+            done_h.append(h_end)
+            done_c.append(c_end)
+            n_prev = n
         if n == 0:
             break
-        h2, c2 = cell(x[:n, t], dt[:n, t], (h[:n], c[:n]))  # (n, D) each
-        h, c = torch.cat((h2, h[n:])), torch.cat((c2, c[n:]))
+        h, c = cell(xs[t, :n], dts[t, :n], (h, c))  # (n, D) each
+    done_h.append(h)
+    done_c.append(c)
+    h_all = torch.cat(done_h[::-1])  # (S, D) in the sorted order
+    c_all = torch.cat(done_c[::-1])
     back = torch.empty_like(order)
     back[order] = torch.arange(order.numel())
-    return h[back], c[back]
+    return h_all[back], c_all[back]
 
 
 def export_numpy(cell: TLSTMCell) -> TLSTMWeights:

@@ -4,6 +4,10 @@ Rows: the five switches of the streaming model (DeepCredit = H-TLSTM + CL, H-TLS
 CL, TLSTM(activity), TLSTM(repay)), the paper-literal windowed re-encode, and the baselines
 (gradient-boosted trees, HMM, logistic regression). Each is fitted on the training users,
 early-stopped on the validation users, and measured once on the held-out test users.
+
+With the generator's oracle side file (``training.benchmark.oracle``), one more row: the true
+probabilities of delinquency and default on the same test posts, nothing fitted. It is the
+ceiling every gap is read against, and it is read only here, never by a model.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from scorer.card import TargetMetrics
-from training.core.dataset import Sequences
+from training.core.dataset import Sequences, user_rows
 from training.core.evaluation import binary_metrics
 from training.core.model import TARGETS, ModelConfig
 from training.core.pipeline import peak_rss_mib, reset_peak_rss
@@ -50,6 +54,7 @@ LABELS = {
     "gbdt": "Gradient-boosted trees (XGB row)",
     "hmm": "HMM",
     "lr": "Logistic regression",
+    "oracle": "Oracle (the generator's true probabilities)",
 }
 
 
@@ -115,6 +120,33 @@ def _baseline(name: str) -> Fitter:
     return run
 
 
+def _oracle(path: Path) -> Fitter:
+    def run(c: Context) -> Fitted:
+        return Fitted(*oracle_predictions(c.seq, c.parts.test, path))
+
+    return run
+
+
+def oracle_predictions(
+    seq: Sequences, users: np.ndarray, path: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and the oracle's probabilities (N, 2) at the labelled posts of ``users``, in the
+    rows ``training.core.train.predict`` gives. Raises ValueError when a labelled post has no
+    oracle record (a side file of another event log)."""
+    from training.benchmark.oracle import read_oracle
+
+    p_of = {r.post_event_id: (r.p_delinquent, r.p_default) for r in read_oracle(path)}
+    rows = user_rows(seq.loan_offsets, np.asarray(users, dtype=np.int64))
+    rows = rows[np.isfinite(seq.labels[rows]).any(axis=-1)]
+    missing = [e for e in seq.event_ids[rows] if e not in p_of]
+    if missing:
+        raise ValueError(f"{len(missing):,} of {len(rows):,} labelled posts have no oracle "
+                         f"record in {path} (first: {missing[0]}): the side file of another "
+                         "event log?")  # fmt: skip
+    p = np.array([p_of[e] for e in seq.event_ids[rows]], dtype=np.float64).reshape(-1, 2)
+    return seq.labels[rows], p
+
+
 ROWS: dict[str, Fitter] = {
     **{v: _streaming(v) for v in VARIANTS},
     "reencode": _reencode,
@@ -128,21 +160,28 @@ def run_ablation(
     cfg: AblationConfig,
     *,
     rows: list[str] | None = None,
+    oracle: Path | None = None,
     progress: bool = True,
     on_row: Callable[[list[dict]], None] | None = None,
 ) -> list[dict]:
     """Fit each row on the training users and measure it once on the test users.
 
     ``on_row`` sees the rows so far after each one, so a long run can save as it goes.
+    ``oracle``: the generator's side file; adds the "oracle" row after the others.
     """
     context = Context(seq, split(seq, cfg.train_config()), cfg, events, progress)
+    fitters = dict(ROWS)
+    names = list(rows or ROWS)
+    if oracle is not None:
+        fitters["oracle"] = _oracle(oracle)
+        names.append("oracle")
     out = []
-    for name in rows or list(ROWS):
+    for name in names:
         if progress:
             print(f"== {LABELS[name]}", flush=True)
         started = time.monotonic()
         measured = reset_peak_rss()
-        y, p, epochs, chosen = ROWS[name](context)
+        y, p, epochs, chosen = fitters[name](context)
         seconds = time.monotonic() - started
         row: dict = {"model": name, "label": LABELS[name], "seconds": round(seconds, 1)}
         if epochs is not None:

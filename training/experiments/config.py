@@ -25,6 +25,7 @@ __all__ = [
     "DriftMeasureConfig",
     "GatewayBenchConfig",
     "LiveBenchConfig",
+    "TrainBenchConfig",
 ]
 
 
@@ -240,3 +241,31 @@ class GatewayBenchConfig:
         "help": "measurements of each process count, interleaved; medians are reported"
     })  # fmt: skip
     partitions: int = 3
+
+class TrainBenchConfig:
+    """The training-speed benchmark (``training.experiments.train_speed``)."""
+
+    events: Path = field(metadata={
+        "help": "a generated clickstream (JSON lines, .gz allowed)"
+    })  # fmt: skip
+    epochs: int = field(default=3, metadata={"help": "epochs of every arm"})
+    users: int = field(default=0, metadata={
+        "help": "only the first this many users of the log (0: all)"
+    })  # fmt: skip
+    hidden_size: int = field(default=ModelConfig.hidden_size, metadata={
+        "help": "TLSTM hidden size"
+    })  # fmt: skip
+    batch_users: int = field(default=TrainConfig.batch_users, metadata={
+        "help": "users per batch of the baseline and the fast arm"
+    })  # fmt: skip
+    lr: float = field(default=TrainConfig.lr, metadata={
+        "help": "learning rate (AdamW) of the baseline and the fast arm"
+    })  # fmt: skip
+    large_batch_users: int = field(default=128, metadata={
+        "help": "users per batch of the large-batch arm, its lr scaled by the square root of "
+                "the batch ratio (0: no such arm)"
+    })  # fmt: skip
+    seed: int = field(default=TrainConfig.seed, metadata={
+        "help": "seed of the initial weights (the same in every arm) and the batch order"
+    })  # fmt: skip
+    threads: int = field(default=TrainConfig.threads, metadata={"help": "torch intra-op threads"})
