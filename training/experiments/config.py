@@ -242,6 +242,8 @@ class GatewayBenchConfig:
     })  # fmt: skip
     partitions: int = 3
 
+
+@dataclass(frozen=True)
 class TrainBenchConfig:
     """The training-speed benchmark (``training.experiments.train_speed``)."""
 
