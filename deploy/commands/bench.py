@@ -129,10 +129,16 @@ def _rebuild(args: argparse.Namespace) -> int:
 
 def _write(args: argparse.Namespace, result: dict) -> None:
     """``result`` with the command and the machine, as JSON at ``args.out``."""
+    import os
     import shlex
 
     from deepcredit.atomic import write_json
     from training.experiments.ablation import machine
 
     result = {**result, "command": "deepcredit " + shlex.join(args.argv), "machine": machine()}
+    # BLAS threads change what batched numpy costs on a shared machine: say when they are set.
+    threads = {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                          "MKL_NUM_THREADS") if k in os.environ}  # fmt: skip
+    if threads:
+        result["environment"] = threads
     write_json(args.out, result)
