@@ -123,11 +123,12 @@ def test_blue_to_green_at_the_cutover_offset_loses_no_score_and_mixes_no_version
     first, rest = lines[:2400], lines[2400:]
     log, seed_dir = tmp_path / "serve.log", tmp_path / "seed"
 
-    # Blue scores the first part as it arrives and is stopped while it still arrives.
+    # Blue scores the first part as it arrives and is stopped while it still arrives: over
+    # ~10 s, so a start-up that takes seconds (imports, the compiled step) still meets it.
     def trickle() -> None:
         for start in range(0, len(first), 100):
             send(kafka, topics.clicks, first[start : start + 100])
-            time.sleep(0.15)
+            time.sleep(0.4)
 
     blue = serve_process(kafka, topics, model_dir, "--metrics-port", "0", "--recovery-dir",
                          str(tmp_path / "blue"), "--snapshot-seconds", "1", log=log)  # fmt: skip
