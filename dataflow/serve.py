@@ -7,7 +7,8 @@ Start-up, in order; a failure stops it with a message, before anything is read:
 1. SIGTERM and SIGINT are set to stop the flow cleanly (from here on, a signal at any step);
 2. the HTTP endpoint (``dataflow.endpoint``): a taken port fails at once (MetricsPortInUse),
    and /readyz says what the start is still waiting for;
-3. the model, and the cut-over seed;
+3. the model (its compiled step warmed up: compiled, or loaded from numba's cache), and the
+   cut-over seed;
 4. the recovery directory, and the check that the clicks topic holds the offsets the flow
    resumes from, the recovery store's or else the seed's (OffsetsOutOfRange);
 5. the live thresholds;
@@ -41,7 +42,7 @@ from deepcredit.records import ThresholdUpdate
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.thresholds import LiveThresholds
 from scorer.artifact import load_scorer
-from scorer.model import ModelWeights
+from scorer.model import ModelWeights, warm_up
 from scorer.monitor_config import MonitorConfig
 from state.recovery_store import read_input_offsets, state_model_version
 from state.seed import Seed, SeedError
@@ -177,6 +178,8 @@ def serve(opts: ServeOptions) -> None:
     try:
         endpoint = _start_endpoint(port, ready)  # 2.
         weights = load_scorer(opts.model) if opts.model is not None else None  # 3.
+        if weights is not None:
+            warm_up(weights)  # the compiled step, before the first event (and /readyz)
         ready.model = True
         seed = None
         if opts.seed is not None:
@@ -213,6 +216,7 @@ def from_env() -> Dataflow:
     if not model:
         raise SystemExit("set DEEPCREDIT_MODEL to a model folder made by 'deepcredit train'")
     weights = load_scorer(Path(model))
+    warm_up(weights)
     monitors = None
     if os.environ.get("DEEPCREDIT_DRIFT_MONITORS", "1") != "0":
         warmup = os.environ.get("DEEPCREDIT_DRIFT_WARMUP_DAYS")

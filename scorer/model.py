@@ -21,11 +21,13 @@ also dead-letters.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from functools import cached_property
 
 import numpy as np
 
 from deepcredit.events import ClickEvent
+from scorer import fast
 from scorer.features import LoanStep
 from scorer.steps import plan_step
 from scorer.timegap import normalise_gap
@@ -36,12 +38,14 @@ __all__ = [
     "ModelWeights",
     "StateVersionError",
     "advance",
+    "advance_reference",
     "advance_unseen",
     "calibrate",
     "gap_input",
     "head_logits",
     "is_repeat",
     "sigmoid",
+    "warm_up",
 ]
 
 
@@ -74,6 +78,18 @@ class ModelWeights:
     @property
     def hidden_size(self) -> int:
         return self.state.hidden_size
+
+    @cached_property
+    def packed(self) -> fast.Packed:
+        """The weights laid out for the compiled step (``scorer.fast``), built on first use.
+        (A frozen dataclass still has a ``__dict__``, where ``cached_property`` keeps it.)"""
+        return fast.pack(
+            tuple(tuple(getattr(c, f.name) for f in fields(c))
+                  for c in (self.activity, self.repay, self.state)),
+            self.head, hidden_size=self.hidden_size, complementary=self.complementary,
+            use_activity=self.use_activity, use_repay=self.use_repay,
+            calibration=self.calibration,
+        )  # fmt: skip
 
     def to_bytes(self) -> bytes:
         """One uncompressed .npz (no pickle): cells as nested archives, head layers by index."""
@@ -160,13 +176,45 @@ def advance(w: ModelWeights, s: UserState, event: ClickEvent) -> tuple[float, fl
     return advance_unseen(w, s, event, key, fingerprint)
 
 
+_NO_INPUT = np.zeros(0, np.float32)
+
+
+def warm_up(w: ModelWeights) -> None:
+    """Pack ``w`` and compile the step (or load it from numba's cache) now, not at the first
+    event: a serving process calls it once at start-up."""
+    fast.warm_up(w.packed, w.hidden_size)
+
+
 def advance_unseen(
     w: ModelWeights, s: UserState, event: ClickEvent, key: bytes, fingerprint: bytes
 ) -> tuple[float, float] | None:
     """``advance`` for a caller that has checked the state's model version and that the event
     (id key ``key``, content ``fingerprint``: ``event_key``, ``event_fingerprint``) is new to
     the state (``UserState.seen``): the live flow checks once per event, to count resends and
-    dead-letter conflicting duplicates."""
+    dead-letter conflicting duplicates. The TLSTM steps and the heads run compiled
+    (``scorer.fast.step``); ``advance_reference`` is the same step in numpy."""
+    s.remember(key, fingerprint)
+    plan = plan_step(s.memory, event)
+    kind = 0
+    xa = xl = _NO_INPUT
+    if plan.activity_x is not None:
+        kind = 1
+        xa = np.array(plan.activity_x, np.float32)
+    if plan.loan_step is not None:
+        kind |= 6 if plan.loan_step is LoanStep.POST else 2
+        xl = np.array(plan.loan_x, np.float32)
+    posted, p_delinquent, p_default = fast.step(
+        w.packed, s.hc, s.y_prev, xa, plan.activity_gap_s, xl, plan.loan_gap_s,
+        plan.post_gap_s, kind,
+    )  # fmt: skip
+    return (p_delinquent, p_default) if posted else None
+
+
+def advance_reference(
+    w: ModelWeights, s: UserState, event: ClickEvent, key: bytes, fingerprint: bytes
+) -> tuple[float, float] | None:
+    """``advance_unseen`` in numpy (``scorer.tlstm.tlstm_step`` per cell): the reference the
+    compiled step is tested against (tests/scorer/test_fast.py), not used by the flow."""
     s.remember(key, fingerprint)
     plan = plan_step(s.memory, event)
     hc = s.hc

@@ -53,8 +53,9 @@ def add(sub: Subparsers) -> None:
 
     p = command(
         bench_sub, "step",
-        "what the hidden size costs the live scorer: microseconds per event of the numpy step "
-        "(one event at a time, median of repeats) and bytes per user state, per hidden size",
+        "what one event costs the live scorer: microseconds per event of the compiled step, "
+        "of the numpy reference step and of the bookkeeping alone, side by side (one event "
+        "at a time, medians of paired repeats), and bytes per user state, per hidden size",
         _step,
     )  # fmt: skip
     p.add_argument("--hidden", type=int, nargs="+", default=_STEP_HIDDEN_SIZES,
@@ -156,12 +157,16 @@ def _step(args: argparse.Namespace) -> int:
 
     rows = step_cost(args.hidden, users=args.users, repeats=args.repeats)
     _write(args, {"rows": rows})
-    print("| hidden size | µs per post | µs per other event | state bytes (median user) |")
-    print("| ---: | ---: | ---: | ---: |")
+    print("| D | µs per post: compiled / numpy / bookkeeping | µs per other event: the same | "
+          "numpy / compiled | state bytes (median user) |")  # fmt: skip
+    print("| ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
+        c, n, b = r["compiled"], r["numpy"], r["bookkeeping"]
         print(
-            f"| {r['hidden_size']} | {r['us_per_post']:.1f} | {r['us_per_other_event']:.1f} "
-            f"| {r['state_bytes_median']:,} |"
+            f"| {r['hidden_size']} | {c['us_per_post']:.1f} / {n['us_per_post']:.1f} / "
+            f"{b['us_per_post']:.1f} | {c['us_per_other_event']:.1f} / "
+            f"{n['us_per_other_event']:.1f} / {b['us_per_other_event']:.1f} | "
+            f"×{r['numpy_over_compiled']:.2f} | {r['state_bytes_median']:,} |"
         )
     print(f"written to {args.out}")
     return 0
@@ -182,10 +187,16 @@ def _rebuild(args: argparse.Namespace) -> int:
 
 def _write(args: argparse.Namespace, result: dict) -> None:
     """``result`` with the command and the machine, as JSON at ``args.out``."""
+    import os
     import shlex
 
     from deepcredit.atomic import write_json
     from training.experiments.ablation import machine
 
     result = {**result, "command": "deepcredit " + shlex.join(args.argv), "machine": machine()}
+    # BLAS threads change what batched numpy costs on a shared machine: say when they are set.
+    threads = {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                          "MKL_NUM_THREADS") if k in os.environ}  # fmt: skip
+    if threads:
+        result["environment"] = threads
     write_json(args.out, result)

@@ -172,11 +172,12 @@ def test_states_of_a_calibrated_model_are_the_uncalibrated_ones(
             assert (p_raw is None) == (p_cal is None)
             if p_cal is not None:
                 posts += 1
+                # The compiled step's heads against numpy's: equal to float32 rounding.
                 z = head_logits(raw_w, raw_s.hc[4])
-                assert p_raw == tuple(sigmoid(z).tolist())  # raw: exactly as before
-                np.testing.assert_array_equal(cal_s.y_prev, sigmoid(z).astype(np.float32))
+                np.testing.assert_allclose(p_raw, sigmoid(z), rtol=0, atol=1e-6)  # raw
+                np.testing.assert_allclose(cal_s.y_prev, sigmoid(z), rtol=0, atol=1e-6)
                 a, b = np.array(CALIBRATION, np.float32)
-                assert p_cal == tuple(sigmoid(z * a + b).tolist())
+                np.testing.assert_allclose(p_cal, sigmoid(z * a + b), rtol=0, atol=1e-6)
     assert posts > 50
 
 
@@ -331,8 +332,10 @@ def test_an_artifact_written_before_calibrations_loads_and_scores_as_before(
         s = UserState.new(served.version, served.hidden_size)
         for e in events:
             got = advance(served, s, e)
-            if got is not None:  # the formula of the scorer before calibrations
-                assert got == tuple(sigmoid(head_logits(served, s.hc[4])).tolist())
+            if got is not None:  # the formula of the scorer before calibrations, computed
+                # by the compiled step: numpy's to float32 rounding
+                expected = sigmoid(head_logits(served, s.hc[4]))
+                np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
                 np.testing.assert_array_equal(s.y_prev, np.array(got, np.float32))
 
 

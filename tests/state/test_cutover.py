@@ -125,7 +125,8 @@ def test_blue_to_green_at_the_cutover_offset_loses_no_score_and_mixes_no_version
     first, gap, rest = lines[:2400], lines[2400:2800], lines[2800:]
     log, seed_dir = tmp_path / "serve.log", tmp_path / "seed"
 
-    # Blue scores the first part as it arrives and is stopped while it still arrives.
+    # Blue scores the first part as it arrives (over ~4 s) and is stopped, often while it
+    # still arrives.
     def trickle() -> None:
         for start in range(0, len(first), 100):
             send(kafka, topics.clicks, first[start : start + 100])

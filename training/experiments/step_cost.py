@@ -1,59 +1,117 @@
-"""``deepcredit bench step``: what the hidden size costs the live scorer, per event and per
-user: the numpy step's time (median over repeats, one event at a time as the flow runs it) and
-the snapshot bytes of a user's state, for each hidden size. Weights are a fresh model's (the
-cost does not depend on their values); events are a generated stream.
+"""``deepcredit bench step``: what one event costs the live scorer, and what the hidden size
+costs per event and per user. Per hidden size, in one run and in alternating order per repeat
+(paired repeats, medians reported): the compiled step the flow runs (``scorer.model.advance``),
+the numpy reference step it replaced (``scorer.model.advance_reference``, with the same repeat
+check), and the bookkeeping alone (event key, fingerprint and ``scorer.steps.plan_step``: the
+ledger and the features, no model), each timed one event at a time as the flow runs them, posts
+apart from the other events; and the snapshot bytes of a user's state. Weights are a fresh
+model's (the cost does not depend on their values); events are a generated stream.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 from deepcredit.events import Activity, ClickEvent
-from scorer.model import ModelWeights, advance
-from scorer.user_state import UserState, encode_state
+from scorer.model import ModelWeights, advance, advance_reference, warm_up
+from scorer.steps import plan_step
+from scorer.user_state import Seen, UserState, encode_state, event_fingerprint, event_key
 from training.benchmark.generator import GeneratorConfig, generate
 from training.core.export import export_scorer
 from training.core.model import DeepCredit, ModelConfig
 
-__all__ = ["step_cost"]
+__all__ = ["STEPS", "step_cost"]
 
 
 def _weights(hidden: int) -> ModelWeights:
     return export_scorer(DeepCredit(ModelConfig(hidden_size=hidden)), f"bench-d{hidden}")
 
 
-def _run(w: ModelWeights, events: list[ClickEvent]) -> tuple[float, float, list[int]]:
+def _numpy(w: ModelWeights, s: UserState, e: ClickEvent) -> object:
+    key, fingerprint = event_key(e.event_id), event_fingerprint(e)
+    if s.seen(key, fingerprint) is not Seen.NEW:
+        return None
+    return advance_reference(w, s, e, key, fingerprint)
+
+
+def _bookkeeping(w: ModelWeights, s: UserState, e: ClickEvent) -> object:
+    key, fingerprint = event_key(e.event_id), event_fingerprint(e)
+    if s.seen(key, fingerprint) is not Seen.NEW:
+        return None
+    s.remember(key, fingerprint)
+    return plan_step(s.memory, e)
+
+
+#: The ways timed, by name: the flow's step, the numpy reference, the bookkeeping alone.
+STEPS: dict[str, Callable[[ModelWeights, UserState, ClickEvent], object]] = {
+    "compiled": advance,
+    "numpy": _numpy,
+    "bookkeeping": _bookkeeping,
+}
+
+
+def _run(
+    step: Callable[[ModelWeights, UserState, ClickEvent], object],
+    w: ModelWeights,
+    events: list[ClickEvent],
+) -> tuple[float, float, list[int]]:
     """Seconds per post and per other event over one pass, and the final states' bytes."""
     states: dict[str, UserState] = {}
     spent = {True: 0.0, False: 0.0}
+    clock = time.perf_counter
     for e in events:
         s = states.get(e.user_id)
         if s is None:
             s = states[e.user_id] = UserState.new(w.version, w.hidden_size)
-        t0 = time.perf_counter()
-        advance(w, s, e)
-        spent[e.activity is Activity.POST] += time.perf_counter() - t0
+        t0 = clock()
+        step(w, s, e)
+        spent[e.activity is Activity.POST] += clock() - t0
     posts = sum(e.activity is Activity.POST for e in events)
     return (spent[True] / posts, spent[False] / (len(events) - posts),
             [len(encode_state(s)) for s in states.values()])  # fmt: skip
 
 
 def step_cost(hidden_sizes: list[int], *, users: int, repeats: int) -> list[dict]:
+    """One row per hidden size: µs per post and per other event of each way (``STEPS``), the
+    ratio numpy / compiled per event (median over the paired repeats), the state bytes."""
     events = list(generate(GeneratorConfig(users=users, seed=0)))
+    posts = sum(e.activity is Activity.POST for e in events)
     rows = []
     for d in hidden_sizes:
         w = _weights(d)
-        runs = [_run(w, events) for _ in range(repeats)]
-        sizes = runs[-1][2]
-        rows.append({
-            "hidden_size": d,
-            "us_per_post": round(1e6 * statistics.median(r[0] for r in runs), 2),
-            "us_per_other_event": round(1e6 * statistics.median(r[1] for r in runs), 2),
+        started = time.perf_counter()
+        warm_up(w)  # compiled, or loaded from numba's cache: not timed below
+        warm_s = time.perf_counter() - started
+        runs: dict[str, list[tuple[float, float, list[int]]]] = {name: [] for name in STEPS}
+        for r in range(repeats):
+            order = list(STEPS) if r % 2 == 0 else list(reversed(STEPS))
+            for name in order:
+                runs[name].append(_run(STEPS[name], w, events))
+
+        def per_event(run: tuple[float, float, list[int]]) -> float:
+            return (run[0] * posts + run[1] * (len(events) - posts)) / len(events)
+
+        ratio = [per_event(a) / per_event(b)
+                 for a, b in zip(runs["numpy"], runs["compiled"], strict=True)]  # fmt: skip
+        row: dict = {"hidden_size": d}
+        for name, rs in runs.items():
+            row[name] = {
+                "us_per_post": round(1e6 * statistics.median(x[0] for x in rs), 2),
+                "us_per_other_event": round(1e6 * statistics.median(x[1] for x in rs), 2),
+                "us_per_event": round(1e6 * statistics.median(per_event(x) for x in rs), 2),
+            }
+        sizes = runs["compiled"][-1][2]
+        row |= {
+            "numpy_over_compiled": round(statistics.median(ratio), 2),
+            "numpy_over_compiled_runs": [round(x, 2) for x in ratio],
+            "warm_up_s": round(warm_s, 2),
             "state_bytes_median": int(np.median(sizes)),
             "state_bytes_empty": len(encode_state(UserState.new(w.version, d))),
-            "events": len(events), "repeats": repeats,
-        })  # fmt: skip
+            "events": len(events), "posts": posts, "repeats": repeats,
+        }  # fmt: skip
+        rows.append(row)
     return rows

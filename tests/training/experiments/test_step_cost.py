@@ -1,4 +1,5 @@
-"""``deepcredit bench step`` measures something real: bigger states for bigger hidden sizes."""
+"""``deepcredit bench step`` measures something real: bigger states for bigger hidden sizes,
+every way of stepping timed."""
 
 from __future__ import annotations
 
@@ -17,5 +18,8 @@ def test_bench_step_writes_a_row_per_hidden_size(tmp_path: Path) -> None:
     small, big = rows
     # Six (h, c) rows of float32: 4 more units cost 6 * 4 * 4 = 96 bytes per user.
     assert big["state_bytes_empty"] - small["state_bytes_empty"] == 96
-    assert all(r["us_per_post"] > 0 and r["us_per_other_event"] > 0 for r in rows)
+    for r in rows:
+        for way in ("compiled", "numpy", "bookkeeping"):
+            assert r[way]["us_per_post"] > 0 and r[way]["us_per_other_event"] > 0
+        assert r["numpy_over_compiled"] > 0 and len(r["numpy_over_compiled_runs"]) == 1
     assert all(r["state_bytes_median"] >= r["state_bytes_empty"] for r in rows)

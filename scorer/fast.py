@@ -1,0 +1,310 @@
+"""The model's per-event arithmetic compiled with numba: three TLSTM cells and the heads in one
+call, what ``scorer.model.advance`` runs in the live flow.
+
+``scorer.model`` decides what an event does (``scorer.steps.plan_step``: the ledger, the
+features, the time gaps, shared with training); ``step`` executes that plan on a user's
+(6, D) state in one compiled call, with no numpy call per gate. The arithmetic is
+``scorer.tlstm.tlstm_step`` and ``scorer.model.head_logits`` / ``calibrate`` written out as
+loops over D (float32 weights and state, float32 accumulation), so it agrees with them and with
+the torch forward to float32 rounding (tests/scorer/test_fast.py: a property test against the
+numpy reference step, and the parity tests against torch through ``advance``).
+
+Why numba rather than a compiled extension: the serving install needs no compiler and no build
+step, the kernel stays Python next to the numpy reference it must equal, and ``cache=True``
+keeps the machine code in ``scorer/__pycache__``, so only the first process after a checkout
+or an edit compiles (README, "The model in the streaming form", gives the costs).
+
+Weights are packed once per model into one float32 array and one int64 table of offsets
+(``Packed``), so a step passes a handful of arguments whatever the number of head layers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+__all__ = ["Packed", "pack", "step", "tanh32", "tanh_array", "warm_up"]
+
+# The table: per cell (activity, repay, state) 9 entries, then the head's layer count and per
+# layer 4, then 7 entries at the end (``_TAIL``).
+_CELL = 9  # input size I, w_gates, b_gates, use_time, w_split, w_time, b_time, w_new, b_merge
+_HEAD = 3 * _CELL  # layers L, then per layer: rows, cols, w offset, b offset
+# The tail: complementary, use_activity, use_repay, calibration offset (-1: none), the size of
+# a cell's input buffer and of the head's widest layer.
+_TAIL = 6
+
+
+@dataclass(frozen=True, eq=False)
+class Packed:
+    """A model's weights laid out for ``step``: ``flat`` float32 (every array, C order, one after
+    another) and ``table`` int64 (where each is, the sizes and the model's switches)."""
+
+    flat: np.ndarray
+    table: np.ndarray
+
+
+def pack(
+    cells: tuple[tuple[np.ndarray | None, ...], ...],
+    head: tuple[tuple[np.ndarray, np.ndarray], ...],
+    *,
+    hidden_size: int,
+    complementary: bool,
+    use_activity: bool,
+    use_repay: bool,
+    calibration: np.ndarray | None,
+) -> Packed:
+    """Pack three cells' arrays (each ``(w_gates, b_gates, w_split, w_time, b_time, w_new,
+    b_merge)`` as ``scorer.tlstm.TLSTMWeights`` holds them, time arrays None for a plain LSTM),
+    the head layers (W (in, out), b (out,)) and the calibration ((2, 2) or None)."""
+    parts: list[np.ndarray] = []
+    table: list[int] = []
+    size = 0
+
+    def put(a: np.ndarray) -> int:
+        nonlocal size
+        at = size
+        flat = np.ascontiguousarray(a, np.float32).ravel()
+        parts.append(flat)
+        size += flat.size
+        return at
+
+    d = hidden_size
+    for cell in cells:
+        w_gates, b_gates, w_split, w_time, b_time, w_new, b_merge = cell
+        assert w_gates is not None and b_gates is not None
+        table += [w_gates.shape[0] - d, put(w_gates), put(b_gates), int(w_split is not None)]
+        if w_split is None:
+            table += [-1] * 5
+        else:
+            table += [put(a) for a in (w_split, w_time, b_time, w_new, b_merge)]  # type: ignore[arg-type]
+    table.append(len(head))
+    for w, b in head:
+        table += [w.shape[0], w.shape[1], put(w), put(b)]
+    if not head or head[-1][0].shape[1] != 2:
+        raise ValueError("the head must end in 2 outputs (P(delinquent), P(default))")
+    cal = -1 if calibration is None else put(calibration)
+    # Buffers: the repay or state cell's input, or a head layer's output; the head's input.
+    widest = max([d] + [w.shape[1] for w, _ in head])
+    x_size = max(cells[1][0].shape[0] - d, 2 * d, widest)  # type: ignore[union-attr]
+    table += [int(complementary), int(use_activity), int(use_repay), cal, x_size, widest]
+    flat = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    flat.flags.writeable = False
+    t = np.array(table, np.int64)
+    t.flags.writeable = False
+    return Packed(flat, t)
+
+
+# tanh as a rational function (the minimax approximation Eigen uses for float), evaluated in
+# float64 and rounded once: within a few float32 ulps of tanh (tests/scorer/test_fast.py
+# checks a dense grid), and a plain expression, so the loops below vectorise where libm's tanh
+# is one call per element.
+_CLAMP = 7.90531110763549805
+_A1, _A3, _A5, _A7 = (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05,
+                      5.12229709037114e-08)  # fmt: skip
+_A9, _A11, _A13 = -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16
+_B0, _B2, _B4, _B6 = (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04,
+                      1.19825839466702e-06)  # fmt: skip
+_HALF = np.float32(0.5)
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def tanh32(x):
+    """tanh of a float32 as a float32, within 2.4e-7 (a few float32 ulps; see above)."""
+    x = min(max(np.float64(x), -_CLAMP), _CLAMP)
+    x2 = x * x
+    p = x2 * _A13 + _A11
+    p = x2 * p + _A9
+    p = x2 * p + _A7
+    p = x2 * p + _A5
+    p = x2 * p + _A3
+    p = x2 * p + _A1
+    q = x2 * _B6 + _B4
+    q = x2 * q + _B2
+    q = x2 * q + _B0
+    return np.float32(x * p / q)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _cell(flat, table, k, h, c, x, nx, dt, z, v):
+    """One TLSTM step of cell ``k``: ``h`` and ``c`` (D,) in place, input ``x[:nx]``,
+    normalised gap ``dt`` (float32); ``z`` (4D) and ``v`` (3D) float32 scratch."""
+    d = h.shape[0]
+    base = k * _CELL
+    ni = table[base]
+    og, ob, use_time = table[base + 1], table[base + 2], table[base + 3]
+    g4 = 4 * d
+    # Views with non-negative indices only, so the loops below compile to vector code.
+    w_gates = flat[og : og + (ni + d) * g4].reshape((ni + d, g4))
+    b_gates = flat[ob : ob + g4]
+    for j in range(g4):
+        z[j] = b_gates[j]
+    # [x; h] @ w_gates, one row of the weights at a time: contiguous reads.
+    for r in range(min(nx, ni)):
+        xr = x[r]
+        if xr != 0.0:
+            for j in range(g4):
+                z[j] += xr * w_gates[r, j]
+    for r in range(d):
+        hr = h[r]
+        if hr != 0.0:
+            for j in range(g4):
+                z[j] += hr * w_gates[ni + r, j]
+    # c_adj into v[:D]: split c(t-1) into short and long parts, shrink the short part by dt.
+    if use_time:
+        w_split = flat[table[base + 4] : table[base + 4] + 2 * d * d].reshape((d, 2 * d))
+        w_time = flat[table[base + 5] : table[base + 5] + 3 * d]
+        b_time = flat[table[base + 6] : table[base + 6] + 3 * d]
+        w_new = flat[table[base + 7] : table[base + 7] + 2 * d]
+        b_merge = flat[table[base + 8] : table[base + 8] + d]
+        for j in range(3 * d):
+            v[j] = dt * w_time[j] + b_time[j]
+        for r in range(d):
+            cr = c[r]
+            if cr != 0.0:
+                for j in range(2 * d):
+                    v[j] += cr * w_split[r, j]
+        for j in range(3 * d):
+            v[j] = tanh32(v[j])
+        for j in range(d):
+            short = v[j] * w_new[j] * v[2 * d + j]
+            v[j] = tanh32(short + v[d + j] * w_new[d + j] + b_merge[j])
+    else:
+        for j in range(d):
+            v[j] = c[j]
+    # Gates i, f, o as sigmoid(z) = (1 + tanh(z / 2)) / 2, g as tanh(z).
+    for j in range(2 * d):
+        z[j] = _HALF + _HALF * tanh32(_HALF * z[j])
+    for j in range(2 * d, 3 * d):
+        z[j] = tanh32(z[j])
+    for j in range(3 * d, g4):
+        z[j] = _HALF + _HALF * tanh32(_HALF * z[j])
+    for j in range(d):
+        c_new = z[d + j] * v[j] + z[j] * z[2 * d + j]
+        c[j] = c_new
+        h[j] = z[3 * d + j] * tanh32(c_new)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _gap(seconds):
+    # ``scorer.timegap.normalise_gap`` in float64, rounded once (``scorer.model.gap_input``).
+    return np.float32(math.log1p(max(seconds, 0.0) / 3600.0))
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _step(flat, table, hc, y_prev, xa, gap_a, xl, gap_l, gap_p, kind):
+    d = hc.shape[1]
+    t = table.shape[0] - _TAIL
+    complementary, use_activity, use_repay = table[t], table[t + 1], table[t + 2]
+    cal, x_size, widest = table[t + 3], table[t + 4], table[t + 5]
+    # Scratch per call, not per model: steps of one model may run on several threads.
+    z = np.empty(4 * d, np.float32)
+    v = np.empty(3 * d, np.float32)
+    # kind: bit 0 an activity step, bit 1 a loan-level step, bit 2 a post.
+    if kind & 1 and use_activity:
+        _cell(flat, table, 0, hc[0], hc[1], xa, xa.shape[0], _gap(gap_a), z, v)
+    if not kind & 2:
+        return False, 0.0, 0.0
+    x = np.empty(x_size, np.float32)
+    if use_repay:
+        nl = xl.shape[0]
+        for j in range(nl):
+            x[j] = xl[j]
+        if complementary:
+            x[nl] = y_prev[0]
+            x[nl + 1] = y_prev[1]
+            nl += 2
+        _cell(flat, table, 1, hc[2], hc[3], x, nl, _gap(gap_l), z, v)
+    if not kind & 4:
+        return False, 0.0, 0.0
+    for j in range(d):
+        x[j] = hc[2, j]
+        x[d + j] = hc[0, j] if use_activity else np.float32(0.0)
+    _cell(flat, table, 2, hc[4], hc[5], x, 2 * d, _gap(gap_p), z, v)
+    for j in range(d):
+        hc[0, j] = 0.0
+        hc[1, j] = 0.0
+    # The heads: ReLU between layers, none after the last.
+    layers = table[_HEAD]
+    a = np.empty(widest, np.float32)
+    b = x
+    for j in range(d):
+        a[j] = hc[4, j]
+    for layer in range(layers):
+        at = _HEAD + 1 + 4 * layer
+        rows, cols, ow, ob = table[at], table[at + 1], table[at + 2], table[at + 3]
+        w = flat[ow : ow + rows * cols].reshape((rows, cols))
+        bias = flat[ob : ob + cols]
+        for j in range(cols):
+            b[j] = bias[j]
+        for r in range(rows):
+            ar = a[r]
+            if ar != 0.0:
+                for j in range(cols):
+                    b[j] += ar * w[r, j]
+        last = layer == layers - 1
+        for j in range(cols):
+            v = b[j]
+            a[j] = v if last or v > 0.0 else np.float32(0.0)
+    p = np.empty(2, np.float32)
+    for k in range(2):
+        z = a[k]
+        y_prev[k] = _HALF + _HALF * tanh32(_HALF * z)
+        if cal >= 0:
+            z = z * flat[cal + k] + flat[cal + 2 + k]
+        p[k] = _HALF + _HALF * tanh32(_HALF * z)
+    return True, float(p[0]), float(p[1])
+
+
+def step(
+    packed: Packed,
+    hc: np.ndarray,
+    y_prev: np.ndarray,
+    activity_x: np.ndarray,
+    activity_gap_s: float,
+    loan_x: np.ndarray,
+    loan_gap_s: float,
+    post_gap_s: float,
+    kind: int,
+) -> tuple[bool, float, float]:
+    """Advance ``hc`` ((6, D) float32, rows activity h, c; repay h, c; state h, c) and
+    ``y_prev`` ((2,) float32, raw) in place by one planned event (``scorer.steps.StepPlan``).
+    Returns (True, P(delinquent), P(default)) for a post, calibrated when the model is, else
+    (False, 0.0, 0.0).
+
+    ``kind``: bit 0 set when the activity TLSTM steps (input ``activity_x`` float32, gap
+    ``activity_gap_s``), bit 1 when the loan-level one does (``loan_x``, ``loan_gap_s``), bit 2
+    for a post (the state-level step after ``post_gap_s``, then the heads). Gaps in seconds,
+    normalised here as ``scorer.model.gap_input`` does. An input the kind does not use may be
+    any float32 array."""
+    return _step(packed.flat, packed.table, hc, y_prev, activity_x, activity_gap_s, loan_x,
+                 loan_gap_s, post_gap_s, kind)  # fmt: skip
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _tanh_all(x, out):
+    for i in range(x.shape[0]):
+        out[i] = tanh32(x[i])
+
+
+def tanh_array(x: np.ndarray) -> np.ndarray:
+    """``tanh32`` of each element of a 1-d float32 array (to test it against ``np.tanh``)."""
+    x = np.ascontiguousarray(x, np.float32)
+    out = np.empty_like(x)
+    _tanh_all(x, out)
+    return out
+
+
+def warm_up(packed: Packed, hidden_size: int) -> None:
+    """Run one post and one other event on a throwaway state, so the machine code is compiled
+    (or loaded from the cache) now rather than at the first event: a flow calls it at start-up.
+    """
+    hc = np.zeros((6, hidden_size), np.float32)
+    y_prev = np.zeros(2, np.float32)
+    n_activity = int(packed.table[0])
+    n_loan = int(packed.table[_CELL]) - (2 if packed.table[-_TAIL] else 0)
+    xa, xl = np.zeros(n_activity, np.float32), np.zeros(max(n_loan, 0), np.float32)
+    step(packed, hc, y_prev, xa, 1.0, xl, 1.0, 1.0, 1)
+    step(packed, hc, y_prev, xa, 1.0, xl, 1.0, 1.0, 6)
