@@ -17,5 +17,5 @@ echo "== ruff"
 .venv/bin/ruff check .
 echo "== import layers (lint-imports: the floors of pyproject.toml)"
 .venv/bin/lint-imports --no-cache
-echo "== pytest"
-exec .venv/bin/python -m pytest "$@"
+echo "== pytest (${DEEPCREDIT_TEST_WORKERS:=2} workers, each with its own broker; whole files per worker)"
+exec .venv/bin/python -m pytest -n "$DEEPCREDIT_TEST_WORKERS" --dist loadfile "$@"
