@@ -183,17 +183,7 @@ def read_thresholds(settings: KafkaSettings, topic: str, timeout_s: float = 10.0
     Raises ThresholdsUnavailable when the end is not reached within ``timeout_s``: a partial
     read could miss the latest update.
     """
-    try:
-        messages = read_to_end(settings, topic, timeout_s)
-    except TimeoutError:
-        raise ThresholdsUnavailable(
-            f"thresholds topic {topic!r} not read to its end within {timeout_s:g} s"
-        ) from None
-    except KafkaException as exc:
-        raise ThresholdsUnavailable(f"cannot reach the broker for {topic!r}: "
-                                    f"{_reason(exc)}") from None  # fmt: skip
-    except (ValueError, RuntimeError) as exc:
-        raise ThresholdsUnavailable(f"cannot read thresholds topic {topic!r}: {exc}") from None
+    messages = _read_whole(settings, topic, timeout_s, "thresholds topic")
     current, skipped = DEFAULT_THRESHOLDS, 0
     for m in messages:
         update = _supersedes(current, m)
@@ -470,20 +460,27 @@ class History:
         return found[-1] if found else None
 
 
+def _read_whole(settings: KafkaSettings, topic: str, timeout_s: float, what: str) -> list[Any]:
+    """Every message of ``topic`` (``what`` names it in errors), read to its current end.
+    Raises ThresholdsUnavailable when the end is not reached within ``timeout_s`` or the
+    broker cannot be read."""
+    try:
+        return read_to_end(settings, topic, timeout_s)
+    except TimeoutError:
+        raise ThresholdsUnavailable(
+            f"{what} {topic!r} not read to its end within {timeout_s:g} s"
+        ) from None
+    except KafkaException as exc:
+        raise ThresholdsUnavailable(f"cannot reach the broker for {topic!r}: "
+                                    f"{_reason(exc)}") from None  # fmt: skip
+    except (ValueError, RuntimeError) as exc:
+        raise ThresholdsUnavailable(f"cannot read {what} {topic!r}: {exc}") from None
+
+
 def read_history(settings: KafkaSettings, audit_topic: str, timeout_s: float = 10.0) -> History:
     """Every change on ``audit_topic``, oldest first. Raises ThresholdsUnavailable as
     ``read_thresholds``."""
-    try:
-        messages = read_to_end(settings, audit_topic, timeout_s)
-    except TimeoutError:
-        raise ThresholdsUnavailable(
-            f"thresholds audit topic {audit_topic!r} not read to its end within {timeout_s:g} s"
-        ) from None
-    except KafkaException as exc:
-        raise ThresholdsUnavailable(f"cannot reach the broker for {audit_topic!r}: "
-                                    f"{_reason(exc)}") from None  # fmt: skip
-    except (ValueError, RuntimeError) as exc:
-        raise ThresholdsUnavailable(f"cannot read {audit_topic!r}: {exc}") from None
+    messages = _read_whole(settings, audit_topic, timeout_s, "thresholds audit topic")
     changes = [c for m in messages if (c := decode_control(m, ThresholdsChange)) is not None]
     return History(changes, len(messages), len(messages) - len(changes))
 
