@@ -37,9 +37,22 @@ def _add_train(sub: Subparsers) -> None:
         help="model variant, a row of the paper's Table 1 (default %(default)s: H-TLSTM + CL)",
     )
     add_options(p, ModelConfig, Option("hidden_size", "--hidden"))
-    add_options(p, TrainConfig, "epochs", "patience", "batch_users", "lr", "seed", "max_minutes",
-                "threads")  # fmt: skip
+    add_options(p, TrainConfig, "epochs", "patience", "stop_on", "batch_users", "lr", "seed",
+                "max_minutes", "threads")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def reliability_text(card) -> str:  # card: scorer.card.ModelCard
+    """The card's reliability tables as text: one line per band, mean predicted against the
+    observed rate."""
+    lines = []
+    for part, targets in (card.reliability or {}).items():
+        for target, bands in targets.items():
+            lines.append(f"reliability, {part} users, {target}: band  p range  n  "
+                         "mean predicted  observed")  # fmt: skip
+            lines += [f"  {b['band']:>2}  {b['p_low']:.3f}-{b['p_high']:.3f}  {b['n']:>7,}  "
+                      f"{b['mean_predicted']:.4f}  {b['bad_rate']:.4f}" for b in bands]  # fmt: skip
+    return "\n".join(lines)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -57,6 +70,7 @@ def _train(args: argparse.Namespace) -> int:
     except TrainingDataError as exc:
         raise CliError(f"cannot train on {args.events}: {exc}") from None
     print(card.describe())
+    print(reliability_text(card))
     print(f"saved {args.out_dir / card.version}")
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -40,6 +41,17 @@ def test_train_saves_an_artifact_that_evaluate_reproduces(
     assert set(card.metrics) == {"validation", "test"}
     assert card.training["epochs_run"] >= 1 and card.training["peak_rss_mib"] > 0
     assert sum(card.split.values()) == 80
+    # Early stopping read the Brier skill of every epoch; the reliability table of each test
+    # target holds every labelled test post, and its bad rates add up to the positives.
+    assert all("val_brier_skill" in row for row in card.training["history"])
+    assert card.reliability is not None
+    assert set(card.reliability["test"]) == set(card.metrics["test"])
+    for target, bands in card.reliability["test"].items():
+        m = card.metrics["test"][target]
+        assert sum(b["n"] for b in bands) == m.n
+        assert sum(b["n"] * b["bad_rate"] for b in bands) == pytest.approx(m.positives)
+        assert [b["band"] for b in bands] == list(range(1, len(bands) + 1))
+        assert all(a["p_low"] >= b["p_high"] for a, b in itertools.pairwise(bands))
 
     # The torch-free scorer file holds the same weights under the same version.
     served = load_scorer(model_dir)
