@@ -1,4 +1,5 @@
-"""``deepcredit train`` and ``deepcredit evaluate``: fit a model, measure a saved one."""
+"""``deepcredit train``, ``deepcredit evaluate`` and ``deepcredit tune``: fit a model, measure a
+saved one, choose its hyperparameters on validation users."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ __all__ = ["add"]
 def add(sub: Subparsers) -> None:
     _add_train(sub)
     _add_evaluate(sub)
+    _add_tune(sub)
 
 
 def _add_train(sub: Subparsers) -> None:
@@ -99,4 +101,51 @@ def _evaluate(args: argparse.Namespace) -> int:
     for target, m in metrics.items():
         print(f"  {target:<10} AUC {m.auc:.4f}  KS {m.ks:.4f}  Brier {m.brier:.4f}  "
               f"(n={m.n:,}, positives={m.positives:,})")  # fmt: skip
+    return 0
+
+
+def _add_tune(sub: Subparsers) -> None:
+    p = command(
+        sub, "tune",
+        "choose the hidden size, head sizes, learning rate and batch size by an Optuna search "
+        "on the validation users only (the test users are not scored), and write every trial "
+        "and the best values as JSON; train the chosen model with 'deepcredit train'",
+        _tune,
+    )  # fmt: skip
+    p.add_argument("--events", required=True, type=Path, help="event log (.jsonl or .jsonl.gz)")
+    p.add_argument("--trials", type=int, default=20, help="most trials (default %(default)s)")
+    p.add_argument("--search-minutes", type=float,
+                   help="start no trial after this many minutes (default: no limit)")  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("results/tune.json"),
+                   help="JSON result (default %(default)s)")  # fmt: skip
+    add_options(p, TrainConfig, "epochs", "patience", "stop_on", "seed", "max_minutes",
+                "threads")  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _tune(args: argparse.Namespace) -> int:
+    import shlex
+
+    from deepcredit.atomic import write_json
+    from training.core.train import TrainingDataError
+    from training.core.tune import tune
+    from training.experiments.ablation import machine
+
+    if not args.events.is_file():
+        raise CliError(f"no such events file: {args.events}")
+    if args.trials < 1:
+        raise CliError("--trials must be at least 1")
+    train_config = from_args(TrainConfig, args)
+    try:
+        result = tune(args.events, ModelConfig(), train_config, trials=args.trials,
+                      max_minutes=args.search_minutes, seed=args.seed,
+                      progress=not args.quiet)  # fmt: skip
+    except (TrainingDataError, ValueError) as exc:
+        raise CliError(f"cannot tune on {args.events}: {exc}") from None
+    result |= {"command": "deepcredit " + shlex.join(args.argv), "machine": machine()}
+    write_json(args.out, result)
+    best = result["best"]
+    print(f"best of {len(result['trials'])} trials: {best['value']:.4f} "
+          f"({result['criterion']}), {best['params']}")  # fmt: skip
+    print(f"written to {args.out}")
     return 0

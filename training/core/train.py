@@ -202,9 +202,11 @@ def fit(
     *,
     strict: bool = False,
     progress: bool = True,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
     """Train on ``users.train``, early-stop on the validation users (``config.stop_on``), return
-    the best model.
+    the best model. ``on_epoch(epoch, score)`` runs after each epoch's validation (a search's
+    pruner; whatever it raises ends the training).
     Raises TrainingDataError when the data cannot train one (``check_trainable``, ``strict``
     as there)."""
     for warning in check_trainable(seq, users, strict=strict):
@@ -220,6 +222,7 @@ def fit(
         loss_of=lambda group: model(batch_to_tensors(seq.batch(group)))[1],
         validate=lambda: evaluate(model, seq, users.validation),
         progress=progress,
+        on_epoch=on_epoch,
     )
 
 
@@ -231,6 +234,7 @@ def train_loop(
     loss_of: Callable[[Any], torch.Tensor | None],
     validate: Callable[[], dict[str, TargetMetrics]],
     progress: bool,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
     """Epochs of AdamW with gradient clipping; after each, the validation figure
     (``stopping_score`` of ``config.stop_on``) decides the best weights and early stopping; a
@@ -270,6 +274,8 @@ def train_loop(
         history.append(row)
         if progress:
             print("  ".join(f"{k} {v}" for k, v in row.items()), flush=True)
+        if on_epoch is not None:
+            on_epoch(epoch, score)
         if score > best_score or not val:
             best_score, best_epoch = max(best_score, score), epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -157,3 +157,28 @@ def test_a_card_with_an_undefined_metric_is_strict_json_and_reads_back(tmp_path:
     assert json.loads(text, parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))
     back = read_card(tmp_path).metrics["test"]["default"]
     assert math.isnan(back.auc) and back.brier == 0.01 and back.positives == 0
+
+
+def test_tune_searches_on_validation_users_and_writes_every_trial(
+    events: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from training.core.tune import HEAD_SIZES, SPACE
+
+    out = tmp_path / "tune.json"
+    args = ["tune", "--events", str(events), "--trials", "2", "--epochs", "1", "--seed", "3",
+            "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    assert f"written to {out}" in capsys.readouterr().out
+    assert len(result["trials"]) == 2 and result["command"].startswith("deepcredit tune")
+    done = [t for t in result["trials"] if t["state"] == "complete"]
+    assert done and result["best"]["value"] == max(t["value"] for t in done)
+    for t in result["trials"]:
+        assert set(t["params"]) == set(SPACE)
+        assert t["params"]["hidden_size"] in SPACE["hidden_size"][1]
+        assert 3e-4 <= t["params"]["lr"] <= 3e-3
+    best = result["best"]
+    assert best["model_config"]["hidden_size"] == best["params"]["hidden_size"]
+    assert tuple(best["model_config"]["head_sizes"]) == HEAD_SIZES[best["params"]["head_sizes"]]
+    assert best["train_config"]["stop_on"] == "brier_skill"
+    assert sum(result["split"].values()) == 80
