@@ -31,6 +31,7 @@ from deploy.commands import (
     statements,
     thresholds,
     train,
+    uci,
 )
 from deploy.commands.common import CliError
 
@@ -115,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for group in (kafka, generate, statements, train, ablate, roundtrip, replay, thresholds,
+    for group in (kafka, generate, statements, train, ablate, uci, roundtrip, replay, thresholds,
                   serve, gateway, scores, schemas, bench, drift, models, archive, retrain,
                   cutover, report, fuzz):  # fmt: skip
         group.add(sub)  # the order here is the order of 'deepcredit --help'
