@@ -71,6 +71,11 @@ COMMAND_ONLY = {
     ("thresholds simulate", "--timeout"),
     ("train", "--out-dir"),
     ("train", "--variant"),
+    ("tune", "--out"),
+    ("tune", "--trials"),
+    ("uci", "--draws"),
+    ("uci", "--out"),
+    ("uci", "--work"),
 }
 
 
