@@ -153,13 +153,26 @@ class Watch:
         self.version = 0  # goes up with every record taken in: what the page is drawn from
 
     def start(self) -> None:
+        """Start the readers; returns once the thresholds in force are read, or after a first
+        failed try (then retried every second in the background, and named on the page)."""
         for f in self._followers:
             f.start()
+        if not self._start_thresholds():
+            threading.Thread(target=self._retry_thresholds, daemon=True,
+                             name="watch-thresholds").start()  # fmt: skip
+
+    def _start_thresholds(self) -> bool:
         try:
             self._thresholds.start()
         except ThresholdsUnavailable as exc:  # the page says so; the rest still shows
             self._thresholds_problem = str(exc)
-            log.warning("%s", exc)
+            return False
+        self._thresholds_problem = None
+        return True
+
+    def _retry_thresholds(self) -> None:
+        while not self._stop.wait(_RETRY_S) and not self._start_thresholds():
+            pass
 
     def close(self) -> None:
         self._stop.set()
