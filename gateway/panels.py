@@ -174,8 +174,9 @@ def score_distribution(
 ) -> Distribution:
     """The histograms of ``model_version``'s P(default) and P(delinquent): posts within
     ``reference_days`` of its first post's event time (the reference), against those within
-    ``window_days`` of its last one and after the reference (current). The bins span 0 to the
-    99.5th percentile of both samples together, the last bin taking everything above."""
+    ``window_days`` of its last one and after the reference (current). The bins span the 0.5th
+    to the 99.5th percentile of both samples together, the end bins taking everything beyond
+    (a model's probabilities may sit anywhere in [0, 1], and close together)."""
     mine = [s for s in scores if s.model_version == model_version]
     empty = Distribution(model_version=model_version, reference_from=None, reference_to=None,
                          reference_n=0, current_from=None, current_to=None, current_n=0,
@@ -193,8 +194,10 @@ def score_distribution(
         a = np.array([getattr(s, name) for s in ref], dtype=float)
         b = np.array([getattr(s, name) for s in cur], dtype=float)
         both = np.concatenate([a, b])
-        top = float(np.quantile(both, 0.995)) if both.size else 1.0
-        edges = np.linspace(0.0, top if top > 0 else 1.0, bins + 1)
+        lo, hi = np.quantile(both, [0.005, 0.995]) if both.size else (0.0, 1.0)
+        if hi - lo < 1e-9:  # one value: a narrow range around it
+            lo, hi = max(0.0, lo - 1e-3), min(1.0, hi + 1e-3)
+        edges = np.linspace(lo, hi, bins + 1)
 
         def counts(x: np.ndarray, edges: np.ndarray = edges) -> list[int]:
             return np.histogram(np.clip(x, edges[0], edges[-1]), edges)[0].tolist()

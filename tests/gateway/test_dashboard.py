@@ -25,13 +25,14 @@ import uvicorn
 from deepcredit.codec import decode_click, encode
 from deepcredit.events import Activity, ClickEvent
 from deepcredit.kafka_io import delivering, produce
-from deepcredit.records import DriftAlert, Monitor, Score, kafka_headers
+from deepcredit.records import Decision, DriftAlert, Monitor, Score, kafka_headers
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.thresholds import DEFAULT_THRESHOLDS
 from deepcredit.waiting import wait_until
 from deploy.cli import main
 from gateway.config import DashboardConfig
 from gateway.dashboard import board, create_app, page
+from gateway.panels import score_distribution
 from gateway.watch import View
 from scorer.artifact import load_scorer
 from tests.ports import free_port
@@ -49,6 +50,23 @@ def test_the_page_of_nothing_says_so() -> None:
                  "not read: risk-scores: no such topic", "built-in defaults are in force",
                  "<meta http-equiv='refresh' content='5'>"):  # fmt: skip
         assert said in text
+
+
+def test_the_score_distribution_splits_reference_and_current_by_event_time() -> None:
+    day = 86_400.0
+    scores = [Score(event_id=str(i), user_id="u", loan_id=f"l{i}", p_delinquent=0.1 + i / 1e4,
+                    p_default=0.5, decision=Decision.APPROVE, thresholds_version=0,
+                    model_version="m2" if i % 10 == 0 else "m1", event_ts=1.5e9 + i * day,
+                    scored_at=1.8e9 + i, prior_events=1, history_days=1.0)
+              for i in range(100)]  # fmt: skip
+    d = score_distribution(scores, "m1", reference_days=30, window_days=7)
+    # m1: days 1 to 99 but every tenth; reference: days 1 to 30; current: days 92 to 99.
+    assert (d.reference_n, d.current_n) == (27, 8)
+    assert (d.reference_from, d.current_to) == (1.5e9 + day, 1.5e9 + 99 * day)
+    for sig in d.signals:  # every post in a bin, a constant signal too
+        assert (sum(sig.reference), sum(sig.current)) == (27, 8), sig.name
+        assert sig.edges[0] < sig.edges[-1]
+    assert d.signals[0].reference_mean == 0.5
 
 
 @contextmanager
