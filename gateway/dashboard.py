@@ -290,12 +290,13 @@ def _models(b: Board) -> list[str]:
 
 
 class _Pages:
-    """The board and its page, drawn again only when a record came in since (or the page is
-    older than its refresh period, for its clock and for the thresholds in force), whoever
-    asks: several browsers reloading do not multiply the drawing."""
+    """The board and its page, drawn again only when a record came in since, at most once a
+    second (and at least once per refresh period, for its clock and the thresholds in force),
+    whoever asks: several browsers reloading do not multiply the drawing."""
 
     def __init__(self, watch: Watch, cfg: DashboardConfig) -> None:
         self.watch, self.cfg = watch, cfg
+        self.min_age_s = min(1.0, cfg.refresh_s / 2)
         self._lock = threading.Lock()
         self._board: tuple[int, float, Board] | None = None
         self._page: tuple[Board, str] | None = None
@@ -313,9 +314,12 @@ class _Pages:
 
     def _current(self) -> Board:
         version, now = self.watch.version, time.monotonic()
-        if (self._board is None or self._board[0] != version
-                or now - self._board[1] > self.cfg.refresh_s):  # fmt: skip
-            self._board = (version, now, board(self.watch.view(), self.cfg))
+        if self._board is not None:
+            drawn_version, drawn_at, _ = self._board
+            age = now - drawn_at
+            if age <= self.cfg.refresh_s and (drawn_version == version or age < self.min_age_s):
+                return self._board[2]
+        self._board = (version, now, board(self.watch.view(), self.cfg))
         return self._board[2]
 
 
