@@ -6,6 +6,7 @@ current value, direction and severity; and a screenshot of the page."""
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import struct
 import subprocess
@@ -35,6 +36,7 @@ from gateway.dashboard import board, create_app, page
 from gateway.panels import score_distribution
 from gateway.watch import View
 from scorer.artifact import load_scorer
+from scorer.registry import ModelRegistry
 from tests.ports import free_port
 from tests.serving import serve_process
 from tests.streams import clicks_lines, expected_scores, read_risk, read_scores, send
@@ -114,11 +116,15 @@ def test_the_page_shows_what_the_flow_scored(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("DEEPCREDIT_TOPIC_PREFIX", topics.thresholds.removesuffix("thresholds"))
+    registry = ModelRegistry(tmp_path / "models")  # the model, promoted by hand
+    shutil.copytree(model_dir, registry.root / model_dir.name)
+    registry.promote(model_dir.name, by="risk-ops", reason="first model in service")
     port = free_port()
     flow = serve_process(kafka, topics, model_dir, "--metrics-port", str(port),
                          "--no-drift-monitors", log=tmp_path / "serve.log")  # fmt: skip
+    cfg = DashboardConfig(kafka=kafka, topics=topics, refresh_s=5.0, registry=registry.root)
     try:
-        with dashboard(DashboardConfig(kafka=kafka, topics=topics, refresh_s=5.0)) as url:
+        with dashboard(cfg) as url:
             dom, shot, scores, model = _walk_through(kafka, topics, flow, port, url, model_dir,
                                                      clicks_file, chromium, tmp_path)  # fmt: skip
     finally:
@@ -135,7 +141,7 @@ def test_the_page_shows_what_the_flow_scored(
     assert alert_row is not None, "the alert's row"
     for said in ("p_default", "up", "0.0123 (250 obs.", "0.0456 (250 obs.", model):
         assert said in alert_row.group(1), said
-    assert model in dom
+    assert f"Registry: current model {model}" in dom and "first model in service" in dom
 
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
