@@ -24,9 +24,9 @@ ON_PURPOSE = {
     ("drift loop", "--users"),  # DriftLoopConfig's is the CI size; the command runs the README's
 }
 
-TALK_TO_KAFKA = ("archive", "bench gateway", "bench live", "controller", "cutover", "drift loop",
-                 "gateway", "replay", "roundtrip", "scores", "serve", "thresholds history",
-                 "thresholds rollback", "thresholds set", "thresholds show",
+TALK_TO_KAFKA = ("archive", "bench gateway", "bench live", "controller", "cutover", "dashboard",
+                 "drift loop", "gateway", "replay", "roundtrip", "scores", "serve",
+                 "thresholds history", "thresholds rollback", "thresholds set", "thresholds show",
                  "thresholds simulate")  # fmt: skip
 USE_THE_REGISTRY = ("controller", "cutover", "models current", "models history", "models list",
                     "models promote", "models rollback", "retrain", "serve")  # fmt: skip
