@@ -10,18 +10,15 @@ import shutil
 import signal
 import struct
 import subprocess
-import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 
 from deepcredit.codec import decode_click, encode
 from deepcredit.events import Activity, ClickEvent
@@ -38,7 +35,7 @@ from gateway.watch import View
 from scorer.artifact import load_scorer
 from scorer.registry import ModelRegistry
 from tests.ports import free_port
-from tests.serving import serve_process
+from tests.serving import asgi_server, http_status, serve_process
 from tests.streams import clicks_lines, expected_scores, read_risk, read_scores, send
 
 
@@ -71,27 +68,9 @@ def test_the_score_distribution_splits_reference_and_current_by_event_time() -> 
     assert d.signals[0].reference_mean == 0.5
 
 
-@contextmanager
-def dashboard(cfg: DashboardConfig) -> Iterator[str]:
+def dashboard(cfg: DashboardConfig) -> AbstractContextManager[str]:
     """The dashboard on a real uvicorn in a thread; yields its base URL."""
-    server = uvicorn.Server(uvicorn.Config(create_app(cfg), host="127.0.0.1", port=free_port(),
-                                           log_level="warning", lifespan="on"))  # fmt: skip
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started or not thread.is_alive(), 30, 0.02)
-        assert server.started, "the dashboard did not start"
-        yield f"http://127.0.0.1:{server.config.port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
-def _status(url: str) -> int | None:
-    try:
-        return httpx.get(url, timeout=0.5).status_code
-    except httpx.HTTPError:
-        return None
+    return asgi_server(create_app(cfg), "dashboard")
 
 
 def _alert(model_version: str) -> DriftAlert:
@@ -180,7 +159,7 @@ def _walk_through(
                  "--delinquent-review", "0.99", "--delinquent-decline", "0.995", "--by",
                  "risk-ops", "--reason", "dashboard walk-through", "--yes",
                  "--bootstrap", kafka.bootstrap_servers]) == 0  # fmt: skip
-    wait_until(lambda: flow.poll() is not None or _status(f"http://127.0.0.1:{port}/readyz")
+    wait_until(lambda: flow.poll() is not None or http_status(f"http://127.0.0.1:{port}/readyz")
                == 200, 60, 0.1, what="the flow ready")  # fmt: skip
     assert flow.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
     send(kafka, topics.clicks, lines)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import signal
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +21,6 @@ from pathlib import Path
 import httpx
 import msgspec
 import pytest
-import uvicorn
 
 from deepcredit.client import GatewayClient, PostRefused
 from deepcredit.codec import decode_click, encode_click
@@ -37,7 +35,7 @@ from deploy.broker import BrokerStatus
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 from tests.ports import free_port
-from tests.serving import serve_process
+from tests.serving import asgi_server, http_status, serve_process
 from tests.streams import read_risk, read_scores, send
 
 pytestmark = pytest.mark.kafka
@@ -65,7 +63,7 @@ def flow(
                          "--no-drift-monitors", log=log)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _status(url + "/readyz") == 200, 60, 0.1, what="the flow ready")
+        wait_until(lambda: http_status(url + "/readyz") == 200, 60, 0.1, what="the flow ready")
         yield Flow(kafka, topics, url, proc, log)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -84,24 +82,8 @@ def gateway(flow: Flow, **options: object) -> Iterator[str]:
     """A gateway for ``flow`` on a real uvicorn in a thread; yields its base URL."""
     cfg = GatewayConfig(kafka=flow.kafka, topics=flow.topics, flow_urls=(flow.url,),
                         **{"timeout_s": 10.0, "health_poll_s": 0.1, **options})  # fmt: skip
-    server = uvicorn.Server(uvicorn.Config(create_app(cfg), host="127.0.0.1", port=free_port(),
-                                           log_level="warning", lifespan="on"))  # fmt: skip
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started or not thread.is_alive(), 30, 0.02)
-        assert server.started, "the gateway did not start"
-        yield f"http://127.0.0.1:{server.config.port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
-def _status(url: str) -> int | None:
-    try:
-        return httpx.get(url, timeout=0.5).status_code
-    except httpx.HTTPError:
-        return None
+    with asgi_server(create_app(cfg), "gateway") as url:
+        yield url
 
 
 _SEQ = iter(range(10**6))
