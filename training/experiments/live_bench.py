@@ -21,6 +21,7 @@ flow's first score (its start-up is not latency).
 from __future__ import annotations
 
 import contextlib
+import gc
 import statistics
 import tempfile
 import time
@@ -37,6 +38,7 @@ from bytewax.testing import run_main
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, Producer, TopicPartition
 
 from dataflow.flow import FlowConfig, build_flow
+from dataflow.serve import tune_gc
 from deepcredit.codec import decode_click, encode
 from deepcredit.events import Activity
 from deepcredit.kafka_io import (
@@ -59,13 +61,15 @@ from scorer.steps import history_at
 from scorer.user_state import UserState, encode_state
 from state.recovery_store import read_states
 from training.experiments.config import LiveBenchConfig
-from training.experiments.processes import serve_process
+from training.experiments.processes import HOST, free_port, is_ready, serve_process
 
 __all__ = ["LiveBenchConfig", "run_live_bench"]
 
-#: The flow as served (model, recovery on); the same without the model step; the same without
-#: recovery snapshots (what they cost); the plain loop with our step and without it.
-VARIANTS = ("model", "pass_through", "model_no_recovery", "plain_loop", "plain_loop_no_model")
+#: The flow as served (model, recovery on, the collector tuned as ``serve`` tunes it); the same
+#: without the model step; the same without recovery snapshots, and with CPython's default
+#: collector (what each costs); the plain loop with our step and without it.
+VARIANTS = ("model", "pass_through", "model_no_recovery", "model_default_gc", "plain_loop",
+            "plain_loop_no_model")  # fmt: skip
 #: How long the plain loop waits for a message before it gives up on reaching the end.
 _READ_TIMEOUT_S = 30.0
 
@@ -81,8 +85,22 @@ def _fresh_topics(cfg: LiveBenchConfig) -> Iterator[Topics]:
         delete_topics(cfg.kafka, topics.names())
 
 
+@contextmanager
+def _collector(tuned: bool) -> Iterator[None]:
+    """CPython's cyclic collector as ``serve`` tunes it (``dataflow.serve.tune_gc``) or as it
+    was, for one run; as it was afterwards."""
+    thresholds = gc.get_threshold()
+    if tuned:
+        tune_gc()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
 def _throughput_once(cfg: LiveBenchConfig, variant: str, weights: ModelWeights) -> dict:
-    with _fresh_topics(cfg) as topics:
+    with _fresh_topics(cfg) as topics, _collector(variant != "model_default_gc"):
         if variant.startswith("plain_loop"):
             sent = replay(cfg.events, cfg.kafka, topics.clicks, limit=cfg.limit,
                           progress=False).sent  # fmt: skip
@@ -200,10 +218,13 @@ def _latency(cfg: LiveBenchConfig, variant: str, log: Path) -> dict:
 
 def _latency_on(cfg: LiveBenchConfig, variant: str, log: Path, topics: Topics) -> dict:
     model = ["--model", str(cfg.model)] if variant == "model" else ["--pass-through"]
-    proc = serve_process(cfg.kafka, topics, [*model, "--metrics-port", "0", "--snapshot-seconds",
-                                             str(cfg.snapshot_s)], log)  # fmt: skip
+    port = free_port()
+    proc = serve_process(cfg.kafka, topics, [*model, "--metrics-port", str(port),
+                                             "--snapshot-seconds", str(cfg.snapshot_s)],
+                         log)  # fmt: skip
     try:
-        time.sleep(3.0)  # let it start and assign its partitions (it reads from the beginning)
+        # Started, partitions assigned: what it scores from here on is latency, not start-up.
+        wait_until(lambda: is_ready(f"http://{HOST}:{port}"), 120, 0.2, what="the flow ready")
         report = replay(cfg.events, cfg.kafka, topics.clicks, rate=cfg.latency_rate,
                         limit=cfg.latency_events, progress=cfg.progress)  # fmt: skip
         posts = {}
@@ -271,6 +292,7 @@ def run_live_bench(cfg: LiveBenchConfig, log: Path) -> dict:
             "pass_through_over_plain_loop_no_model": _paired(runs, "pass_through",
                                                              "plain_loop_no_model"),
             "recovery_over_no_recovery": _paired(runs, "model", "model_no_recovery"),
+            "gc_tuned_over_default": _paired(runs, "model", "model_default_gc"),
             "latency": latency, "state_bytes_per_user": runs["model"][-1]["state_bytes"],
             "config": {k: str(v) if isinstance(v, Path | KafkaSettings) else v
                        for k, v in vars(cfg).items()}}  # fmt: skip

@@ -20,8 +20,8 @@ def test_bench_live_measures_the_flows_and_the_plain_loop(
             "--rate", "400", "--latency-events", "1200", "--out", str(out)]  # fmt: skip
     assert main(args) == 0
     result = json.loads(out.read_text())
-    for variant in ("model", "pass_through", "model_no_recovery", "plain_loop",
-                    "plain_loop_no_model"):  # fmt: skip
+    for variant in ("model", "pass_through", "model_no_recovery", "model_default_gc",
+                    "plain_loop", "plain_loop_no_model"):  # fmt: skip
         [run] = result["throughput"][variant]["runs"]
         assert run["events"] == 1500 and run["events_per_s"] > 0
     posts = result["throughput"]["model"]["runs"][0]["scores"]
