@@ -57,6 +57,7 @@ from scorer.model import ModelWeights, StateVersionError, advance_unseen
 from scorer.monitors import DriftMonitors, MonitorConfig
 from scorer.steps import history_at, out_of_order_s
 from scorer.user_state import (
+    FrozenState,
     Seen,
     UserState,
     decode_state,
@@ -229,7 +230,7 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted | DeadLetter, by
     ) -> tuple[Iterable[Scored | Accepted | DeadLetter], bool]:
         if self.state is None:
             self.state = self._initial(values[0].event.user_id)
-        start = self.state.copy()  # to undo a failed event
+        start = self.state.frozen()  # to undo a failed event
         done: list[tuple[ClickEvent, bytes, bytes]] = []  # advanced since ``start``, with keys
         out: list[Scored | Accepted | DeadLetter] = []
         started = time.perf_counter()
@@ -267,11 +268,11 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted | DeadLetter, by
         return out, StatefulBatchLogic.RETAIN
 
     def _redo(
-        self, start: UserState, done: list[tuple[ClickEvent, bytes, bytes]]
+        self, start: FrozenState, done: list[tuple[ClickEvent, bytes, bytes]]
     ) -> UserState:
         """``start`` advanced again by the events that succeeded: the state without the failed
         one (the step is a pure function of state and event)."""
-        state = start.copy()  # ``start`` stays as it is for a later failure in the batch
+        state = start.thaw()  # ``start`` stays as it is for a later failure in the batch
         for event, key, fingerprint in done:
             advance_unseen(self.weights, state, event, key, fingerprint)
         return state
