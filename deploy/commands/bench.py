@@ -25,9 +25,10 @@ def add(sub: Subparsers) -> None:
     bench_sub = bench.add_subparsers(title="benchmarks", metavar="BENCH")
     p = command(
         bench_sub, "live",
-        "the live flow Kafka to Kafka on the real broker, with the model and with a "
-        "pass-through in its place, in one run: events/s (median of repeats) and post-to-score "
-        "latency p50/p99 at a steady replay rate",
+        "the live flow Kafka to Kafka on the real broker, with the model, with a pass-through "
+        "in its place, and the plain loop (one consumer and producer, our codec and step, no "
+        "engine: the ceiling), in one run: events/s (medians of paired repeats), their ratios, "
+        "and post-to-score latency p50/p99 at a steady replay rate",
         _live,
     )  # fmt: skip
     add_options(p, LiveBenchConfig, "events", "model")
@@ -127,9 +128,15 @@ def _live(args: argparse.Namespace) -> int:
     t, lat = result["throughput"], result["latency"]
     print(
         f"events/s (median): model {t['model']['median_events_per_s']:,.0f}, pass-through "
-        f"{t['pass_through']['median_events_per_s']:,.0f} "
-        f"(ratio {result['model_over_pass_through']:.2f}); without recovery snapshots "
+        f"{t['pass_through']['median_events_per_s']:,.0f}, plain loop "
+        f"{t['plain_loop']['median_events_per_s']:,.0f} (without the model "
+        f"{t['plain_loop_no_model']['median_events_per_s']:,.0f}); without recovery snapshots "
         f"{t['model_no_recovery']['median_events_per_s']:,.0f}"
+    )
+    print(
+        f"flow / plain loop {result['model_over_plain_loop']:.2f}, flow / pass-through "
+        f"{result['model_over_pass_through']:.2f}, tuned collector / default "
+        f"{result['gc_tuned_over_default']:.2f} (medians of paired repeats)"
     )
     for v, x in lat.items():
         print(

@@ -300,3 +300,43 @@ def test_the_drift_step_dead_letters_an_event_it_fails_on_and_goes_on(
     [letter] = out
     assert_processing_error(letter, "drift", poison, "monitor bug")
     assert step.monitors.inputs.events_seen == len(items) - 1
+
+
+def test_a_batch_is_decoded_in_order_and_counted_once_per_activity_and_reason(
+    clicks: list[ClickEvent],
+) -> None:
+    def count(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    msgs = [message(encode(e), offset=i) for i, e in enumerate(clicks[:50])]
+    msgs.insert(7, message(b"not json", offset=99))
+    before = {a: count("deepcredit_events_consumed_total", activity=a.value) for a in Activity}
+    refused = count("deepcredit_dead_letters_total", reason=DeadLetterReason.INVALID_JSON.value)
+
+    def timeless(x: Accepted | DeadLetter) -> Accepted | DeadLetter:
+        return msgspec.structs.replace(x, received_at=0.0) if isinstance(x, DeadLetter) else x
+
+    out = steps.decode_batch(msgs)
+    assert [timeless(x) for x in out] == [timeless(decode(m)) for m in msgs]  # a batch of one
+    for a in Activity:
+        seen = sum(e.activity is a for e in clicks[:50])
+        assert count("deepcredit_events_consumed_total", activity=a.value) == before[a] + 2 * seen
+    assert count("deepcredit_dead_letters_total",
+                 reason=DeadLetterReason.INVALID_JSON.value) == refused + 2  # fmt: skip
+
+
+@pytest.mark.parametrize("seconds", [0.0, 1e-4, 3e-4, 0.7, 31.0])
+def test_observe_many_is_n_observations(seconds: float) -> None:
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from dataflow.metrics import observe_many
+
+    one, many = CollectorRegistry(), CollectorRegistry()
+    buckets = (1e-4, 2.5e-4, 0.5, 1.0)
+    h1, h2 = (Histogram("h", "h", buckets=buckets, registry=r) for r in (one, many))
+    for _ in range(3):
+        h1.observe(seconds)
+    observe_many(h2, seconds, 3)
+    strip = [line for line in generate_latest(one).splitlines() if b"_created" not in line]
+    assert strip == [line for line in generate_latest(many).splitlines()
+                     if b"_created" not in line]  # fmt: skip

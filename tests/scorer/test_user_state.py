@@ -33,6 +33,24 @@ def weights(hidden: int = 8, version: str = "m1") -> ModelWeights:
     return export_scorer(DeepCredit(ModelConfig(hidden_size=hidden, head_sizes=(8,))), version)
 
 
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 150), st.integers(1, 50))
+def test_a_frozen_state_thaws_as_it_was_however_often(seed: int, before: int, after: int) -> None:
+    w = weights()
+    events = make_events(before + after, users=1, seed=seed)
+    state = UserState.new(w.version, w.hidden_size)
+    for e in events[:before]:
+        advance(w, state, e)
+    frozen, copied = state.frozen(), state.copy()
+    for e in events[before:]:
+        advance(w, state, e)
+    first = frozen.thaw()
+    assert first == copied and state != copied
+    for e in events[before:]:  # advancing a thawed state leaves the frozen one as it was
+        advance(w, first, e)
+    assert first == state and frozen.thaw() == copied
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 10_000), st.integers(1, 200), st.integers(0, 200))
 def test_snapshot_in_the_middle_changes_nothing(seed: int, before: int, after: int) -> None:
