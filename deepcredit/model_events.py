@@ -17,6 +17,7 @@ from deepcredit.control import decode_control
 from deepcredit.kafka_io import TransactionFailed, produce_in_transaction, read_to_end
 from deepcredit.records import ModelEvent, kafka_headers
 from deepcredit.settings import KafkaSettings, Topics
+from deepcredit.waiting import wait_until
 
 __all__ = ["ModelAudit", "ModelEventsUnavailable", "publish_model_event", "read_model_audit"]
 
@@ -45,6 +46,18 @@ def publish_model_event(
         raise ModelEventsUnavailable(f"model event of {event.version} not written to "
                                      f"{topics.model_events!r} and {topics.models_audit!r}: "
                                      f"{exc}") from None  # fmt: skip
+
+    # A commit returns before its markers are on the partitions; until they are, a reader
+    # (read_committed) stops short of the event. Return once both topics show it.
+    def readable() -> bool:
+        return all(any(m.value() == value for m in read_to_end(settings, topic, timeout_s))
+                   for topic in (topics.model_events, topics.models_audit))  # fmt: skip
+
+    try:
+        wait_until(readable, timeout_s, 0.2, what=f"the model event of {event.version} readable")
+    except TimeoutError as exc:
+        raise ModelEventsUnavailable(f"model event of {event.version} committed but not "
+                                     f"readable yet: {exc}") from None  # fmt: skip
 
 
 @dataclass(frozen=True)
