@@ -15,6 +15,7 @@ from deploy.commands import (
     archive,
     bench,
     cutover,
+    dashboard,
     drift,
     fuzz,
     gateway,
@@ -31,6 +32,7 @@ from deploy.commands import (
     statements,
     thresholds,
     train,
+    uci,
 )
 from deploy.commands.common import CliError
 
@@ -76,6 +78,8 @@ examples:
                                       (old flow stopped) rebuild every user's state for the new
                                       model, then 'serve --model current --seed cutover/dc-...'
   deepcredit gateway --port 8080      score a loan post on request (HTTP), through the live flow
+  deepcredit dashboard --port 8090    the risk-operations page: decisions, scores, bad rates,
+                                      drift alerts, thresholds and models, live
   deepcredit scores                   what the risk-scores topic holds: decisions, latest scores
   deepcredit thresholds show          the decision thresholds in force
   deepcredit thresholds simulate --default-decline 0.25 --plot curve.png
@@ -118,9 +122,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for group in (kafka, generate, statements, train, ablate, roundtrip, replay, thresholds,
-                  serve, gateway, scores, schemas, bench, drift, models, archive, retrain,
-                  cutover, report, fuzz):  # fmt: skip
+    for group in (kafka, generate, statements, train, ablate, uci, roundtrip, replay, thresholds,
+                  serve, gateway, dashboard, scores, schemas, bench, drift, models, archive,
+                  retrain, cutover, report, fuzz):  # fmt: skip
         group.add(sub)  # the order here is the order of 'deepcredit --help'
     return parser
 

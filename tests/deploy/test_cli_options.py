@@ -24,10 +24,10 @@ ON_PURPOSE = {
     ("drift loop", "--users"),  # DriftLoopConfig's is the CI size; the command runs the README's
 }
 
-TALK_TO_KAFKA = ("archive", "bench gateway", "bench live", "controller", "cutover", "drift loop",
-                 "gateway", "models history", "models promote", "models rollback", "replay",
-                 "roundtrip", "scores", "serve", "thresholds history",
-                 "thresholds rollback", "thresholds set", "thresholds show",
+TALK_TO_KAFKA = ("archive", "bench gateway", "bench live", "controller", "cutover", "dashboard",
+                 "drift loop", "gateway", "models history", "models promote", "models rollback",
+                 "replay", "roundtrip", "scores", "serve",
+                 "thresholds history", "thresholds rollback", "thresholds set", "thresholds show",
                  "thresholds simulate")  # fmt: skip
 USE_THE_REGISTRY = ("controller", "cutover", "models current", "models history", "models list",
                     "models promote", "models rollback", "retrain", "serve")  # fmt: skip
@@ -79,6 +79,11 @@ COMMAND_ONLY = {
     ("thresholds simulate", "--timeout"),
     ("train", "--out-dir"),
     ("train", "--variant"),
+    ("tune", "--out"),
+    ("tune", "--trials"),
+    ("uci", "--draws"),
+    ("uci", "--out"),
+    ("uci", "--work"),
 }
 
 

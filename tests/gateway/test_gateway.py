@@ -1,8 +1,9 @@
 """The gateway against the real broker and a real flow process (``deepcredit serve``), through
 a real uvicorn on a loopback port and httpx: a post answered with its streamed score, a resend
 with the same answer and no second score (also from a gateway started afterwards, warmed from
-the risk topic's tail), invalid clicks refused with the dead-letter reason, the OpenAPI
-document, a post no flow scores (504), and the flow down (503 within a second).
+the risk topic's tail), invalid clicks refused with the dead-letter reason, a post the flow
+dead-letters answered from its not_scored record, the OpenAPI document, a post no flow scores
+(504), and the flow down (503 within a second).
 
 One flow and one gateway serve the module (their starts are most of the cost); the last test
 stops the flow."""
@@ -28,7 +29,7 @@ from deepcredit.codec import decode_click, encode_click
 from deepcredit.events import Activity, ClickEvent
 from deepcredit.gateway_api import ScoreAnswer
 from deepcredit.kafka_io import watermarks
-from deepcredit.records import DeadLetter
+from deepcredit.records import DeadLetter, DeadLetterReason, NotScored
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.topics import TopicSpec, ensure_topics, topic_specs
 from deepcredit.waiting import wait_until
@@ -37,7 +38,7 @@ from gateway.app import create_app
 from gateway.config import GatewayConfig
 from tests.ports import free_port
 from tests.serving import serve_process
-from tests.streams import read_scores
+from tests.streams import read_risk, read_scores, send
 
 pytestmark = pytest.mark.kafka
 
@@ -195,6 +196,29 @@ def test_a_post_not_scored_in_time_gets_504_with_where_it_was_accepted(flow: Flo
     assert body["status"] == "pending" and body["event_id"] == late.event_id
     assert body["partition"] in (0, 1, 2) and body["offset"] == 0
     assert 0.5 <= took < 2.0
+
+
+def test_a_post_the_flow_dead_letters_is_answered_from_its_not_scored_record(
+    flow: Flow, url: str
+) -> None:
+    # A withdrawal sent straight to the clicks topic (not through the gateway, so its book does
+    # not know the id) takes an event id; a post under that id then passes the gateway's checks,
+    # and the flow dead-letters it as a reused id: its not_scored record is the answer.
+    user = f"nsc-{uuid.uuid4().hex[:6]}"
+    withdrawal = msgspec.structs.replace(post(user=user), activity=Activity.WITHDRAW,
+                                         loan_id=None, rate=None, term_days=None)  # fmt: skip
+    send(flow.kafka, flow.topics.clicks, [encode_click(withdrawal)])
+    reused = post(user=user, event_id=withdrawal.event_id, ts=withdrawal.ts + 60)
+    with httpx.Client(base_url=url, timeout=15) as http:
+        r = http.post("/v1/score", content=encode_click(reused))
+    assert r.status_code == 409, r.text
+    assert r.json()["reason"] == "conflicting_event_id"
+    assert r.json()["detail"].startswith("not scored by the flow: ")
+    records = [x for x in read_risk(flow.kafka, flow.topics.risk_scores)
+               if x.event_id == reused.event_id]  # fmt: skip
+    assert len(records) == 1 and isinstance(records[0], NotScored)
+    assert (records[0].user_id, records[0].loan_id) == (user, reused.loan_id)
+    assert records[0].reason is DeadLetterReason.CONFLICTING_EVENT_ID
 
 
 def test_the_flow_down_answers_503_within_a_second(flow: Flow, url: str) -> None:
