@@ -148,13 +148,14 @@ def test_promote_shows_the_impact_needs_an_override_and_rollback_cuts_back_over(
     assert f"rollback: {a} is now current (was {b})" in out and "cutover --finish" in out
     assert registry.current().version == a
     rolled = events_on(kafka, topics.model_events)[-1]
-    assert (rolled.action, rolled.version, rolled.previous, rolled.reason) == (
-        "rollback", a, b, "too strict")
-    assert read_model_audit(kafka, topics.models_audit).events == events_on(
-        kafka, topics.model_events)
+    assert (rolled.action, rolled.version, rolled.previous) == ("rollback", a, b)
+    assert rolled.reason == "too strict" and rolled.by == "risk-ops"
+    audit = read_model_audit(kafka, topics.models_audit).events
+    assert audit == events_on(kafka, topics.model_events)
     assert rolled.impact is not None and rolled.impact["candidate_model"] == a
-    assert main(["cutover", "--finish", "--model", "current", "--out", str(out_dir), "--quiet",
-                 "--models-dir", str(root), "--bootstrap", kafka.bootstrap_servers]) == 0
+    finish = ["cutover", "--finish", "--model", "current", "--out", str(out_dir), "--quiet",
+              "--models-dir", str(root), "--bootstrap", kafka.bootstrap_servers]  # fmt: skip
+    assert main(finish) == 0
     assert f"cut-over to {a}" in capsys.readouterr().out
     from dataflow.flow import load_seed
 
