@@ -451,22 +451,38 @@ class DriftAlert(Record, kw_only=True, tag="drift_alert"):
 
 
 class ModelEvent(Record, kw_only=True, tag="model_event"):
-    """A retraining decision on the model-events topic (keyed by the challenger's version)."""
+    """A model decision on the model-events topic (keyed by ``version``), and the same record
+    on the models-audit topic (never compacted: the durable trail), written in one Kafka
+    transaction: the retraining controller's verdicts (``promote``, ``reject``) and every
+    promotion and rollback by hand.
 
-    action: str  # "promote" or "reject"
-    version: str  # the challenger
-    previous: str | None  # the champion at the time
+    ``version``: the model the decision is about (the challenger; for a rollback, the model
+    that serves again); ``previous``: the model current before it. ``override``: a promotion
+    of a model the retraining gate had rejected, made by hand with a reason. ``impact``: both
+    models' decision mix and expected bad rate among approved on the same recent posts at the
+    live thresholds (``deepcredit.whatif.ModelImpact`` as JSON; ``msgspec.convert`` reads it
+    back), None when it could not be computed (no model current before, no posts)."""
+
+    action: str  # "promote", "reject" or "rollback"
+    version: str
+    previous: str | None
     by: str
     reason: str
     at: float
     metrics: dict[str, Any] = {}
+    override: bool = False
+    impact: dict[str, Any] | None = None
 
     def problem(self) -> str | None:
         """Why this event cannot be used, or None when it can."""
-        if self.action not in ("promote", "reject"):
-            return f"action must be 'promote' or 'reject', got {self.action!r}"
+        if self.action not in ("promote", "reject", "rollback"):
+            return f"action must be 'promote', 'reject' or 'rollback', got {self.action!r}"
         if not self.version:
-            return "version must name the challenger"
+            return "version must name the model decided about"
+        if self.override and self.action != "promote":
+            return "only a promotion can override the gate"
+        if self.override and not self.reason.strip():
+            return "an override must say why"
         return _time_problem("at", self.at)
 
 

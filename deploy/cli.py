@@ -64,7 +64,10 @@ examples:
                                       the live scoring flow: clicks in, risk scores out
   deepcredit models list              the trained models, their lineage, test AUC, the current one
   deepcredit models promote dc-... --by alice --reason "beats dc-... on test AUC"
-                                      make a model current: 'serve --model current' loads it
+                                      make a model current ('serve --model current' loads it),
+                                      after showing what it does to decisions on recent posts
+  deepcredit models rollback --reason "approvals fell" --out cutover/back
+                                      serve the model before again: a cut-over back (see --help)
   deepcredit archive --folder archive/clicks
                                       keep every click on disk (gzip segments + offset manifest)
   deepcredit retrain --events archive/clicks --window-days 365

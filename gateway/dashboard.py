@@ -267,13 +267,15 @@ def _models(b: Board) -> list[str]:
     spans = [(m.model_version, f"{m.posts:,}", _when(m.first_event_ts), _when(m.last_event_ts),
               _when(m.first_scored_at, True), _when(m.last_scored_at, True))
              for m in b.models]  # fmt: skip
-    events = [(_when(e.at, True), e.action, e.version, e.previous or "-", e.by, e.reason)
+    events = [(_when(e.at, True), f"{e.action} (override)" if e.override else e.action,
+               e.version, e.previous or "-", e.by, e.reason)
               for e in reversed(b.model_events[-_LATEST:])]  # fmt: skip
     out = [
         "<h2>Models</h2>",
         _table(("model", "posts scored", "first post", "last post", "first scored (UTC)",
                 "last scored (UTC)"), spans, "models", "no post scored yet"),
-        "<h3>Model events (promotions and rejections on the model-events topic)</h3>",
+        "<h3>Model events (promotions, rollbacks and gate verdicts on the model-events "
+        "topic)</h3>",
         _table(("when (UTC)", "action", "model", "previous", "by", "why"), events,
                "model-events", "no model event on the topic"),
     ]  # fmt: skip

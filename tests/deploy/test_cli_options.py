@@ -25,7 +25,8 @@ ON_PURPOSE = {
 }
 
 TALK_TO_KAFKA = ("archive", "bench gateway", "bench live", "controller", "cutover", "dashboard",
-                 "drift loop", "gateway", "replay", "roundtrip", "scores", "serve",
+                 "drift loop", "gateway", "models history", "models promote", "models rollback",
+                 "replay", "roundtrip", "scores", "serve",
                  "thresholds history", "thresholds rollback", "thresholds set", "thresholds show",
                  "thresholds simulate")  # fmt: skip
 USE_THE_REGISTRY = ("controller", "cutover", "models current", "models history", "models list",
@@ -53,6 +54,13 @@ COMMAND_ONLY = {
     ("fuzz", "--seconds"),
     ("fuzz", "--target"),
     ("kafka up", "--partitions"),
+    ("models history", "--timeout"),
+    ("models promote", "--last"),
+    ("models promote", "--max-shift"),
+    ("models promote", "--timeout"),
+    ("models rollback", "--last"),
+    ("models rollback", "--max-shift"),
+    ("models rollback", "--timeout"),
     ("report build", "--out"),
     ("report predict", "--splits"),
     ("kafka up", "--timeout"),

@@ -79,6 +79,10 @@ class ControllerConfig:
     max_minutes: float | None = field(default=TrainConfig.max_minutes, metadata={
         "help": "training time budget, minutes (default: none)"
     })  # fmt: skip
+    impact_posts: int = field(default=50_000, metadata={
+        "help": "on a promotion: compare both models' decisions at the live thresholds on "
+                "this many of the window's most recent posts, kept with the promotion (0: not)"
+    })  # fmt: skip
     by: str = field(default="retrain-controller",
                     metadata={"help": "who the registry logs as deciding"})  # fmt: skip
 
