@@ -1,0 +1,481 @@
+"""A drift report per alert: for each input the input monitor watches, its distribution over the
+alert's reference period against its current window, with the population stability index (PSI),
+as a page a person opens (``<alert-id>.html``) and the figures as JSON (``<alert-id>.json``).
+
+Where the distributions come from. The monitors keep only a count and a sum per signal (their
+state in the flow's recovery snapshots), not the observations, so a distribution cannot come
+from them. An alert carries its reference period (``reference_from_ts`` to ``reference_to_ts``:
+the monitor's warm-up, the first days the model served) and its current window
+(``window_from_ts`` to ``event_ts``) in event time, and the click archive
+(``deepcredit.archive``) holds the clicks of both: the report reads them again from there.
+The inputs, as ``scorer.monitors.InputMonitor`` sees them from the valid clicks:
+
+- ``activity``: which of the ten activities an event is (the monitor's ten ``share_*``
+  signals), one categorical input, PSI over the categories;
+- ``amount``: every event's amount (the monitor's ``log_amount``);
+- ``gap_hours``: hours since the same user's previous event (``log_gap_hours``; a user's first
+  event has none). Each user's previous event may lie before a period, so the archive is read
+  from its start up to the current window's end, in one pass.
+
+PSI of a continuous input is over the reference's deciles (``training.core.stability``):
+monotone transforms (the monitor's logs and scaling) leave it unchanged. Inputs are sorted by
+PSI, largest first, and read as usual: below 0.1 stable, 0.1 to 0.25 moderate, above 0.25 major.
+
+Why our own statistics and not Evidently (README, "Why these dependencies"): PSI and the page
+are a few dozen lines over what the project has (``stability``, matplotlib), while Evidently
+would add 51 packages to the training install (pandas, pyarrow, statsmodels, plotly, a web
+framework, nltk), send usage telemetry unless ``DO_NOT_TRACK`` is set, and bin PSI its own way,
+so the same drift would read differently here and in ``deepcredit report``.
+
+The retraining controller calls ``report_alert`` for every alert it reads: it never raises,
+and a report that cannot be made is logged. An archive that has not yet reached the alert's
+window (the archiver cuts a segment hourly by default) gives a report of what it holds,
+marked incomplete (``complete``), which ``deepcredit drift report --alert ID`` makes again.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+import math
+import re
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import msgspec
+import numpy as np
+
+from deepcredit.atomic import write_atomic
+from deepcredit.codec import decode_click
+from deepcredit.events import Activity, ClickEvent
+from deepcredit.records import DriftAlert
+from training.core.stability import psi_bins, psi_reading, psi_shares
+
+__all__ = [
+    "REPORTS_DIR",
+    "DriftReport",
+    "DriftReportError",
+    "InputDrift",
+    "Period",
+    "build_report",
+    "compare_categorical",
+    "compare_continuous",
+    "input_samples",
+    "make_report",
+    "report_alert",
+    "write_report",
+]
+
+log = logging.getLogger(__name__)
+
+#: The controller's reports go to this folder of the registry's (``--models-dir``).
+REPORTS_DIR = "drift-reports"
+#: Bins of the overlaid histograms (equal widths in log(1 + x)); PSI has its own (deciles).
+_PLOT_BINS = 30
+_ACTIVITIES = tuple(a.value for a in Activity)
+_UNITS = {"activity": "", "amount": "amount", "gap_hours": "hours"}
+
+
+class DriftReportError(ValueError):
+    """No report can be made for this alert; the message says why."""
+
+
+class Period(msgspec.Struct, frozen=True, kw_only=True):
+    """An event-time span read from the archive (Unix seconds, both ends included) and the
+    valid clicks in it."""
+
+    from_ts: float
+    to_ts: float
+    events: int
+
+
+class InputDrift(msgspec.Struct, frozen=True, kw_only=True):
+    """One input's reference against its current window.
+
+    ``bins``: the PSI bins, each ``{"bin", "reference", "current", "psi"}`` (shares, and the
+    bin's term of the index): the categories of ``activity``; for a continuous input the
+    reference's deciles, ``bin`` reading ``"[lo, hi)"``. ``reference_mean``/``current_mean``
+    and the medians: None for the categorical input.
+    """
+
+    input: str
+    kind: str  # "categorical" or "continuous"
+    psi: float
+    reading: str  # stable, moderate shift, major shift
+    reference_n: int
+    current_n: int
+    reference_mean: float | None = None
+    current_mean: float | None = None
+    reference_median: float | None = None
+    current_median: float | None = None
+    bins: list[dict] = msgspec.field(default_factory=list)
+
+
+class DriftReport(msgspec.Struct, frozen=True, kw_only=True):
+    """The figures of one alert's report (its JSON file), inputs sorted by PSI, largest first.
+
+    ``complete``: the source held every event up to the window's end (``archived_through``,
+    the archive's event-time clock, None for an events file).
+    """
+
+    alert: DriftAlert
+    source: str
+    reference: Period
+    current: Period
+    archived_through: float | None
+    complete: bool
+    inputs: list[InputDrift]
+    made_at: float  # wall clock
+
+
+# -- the figures (pure) -------------------------------------------------------------------------
+
+
+def input_samples(
+    events: Iterable[ClickEvent], spans: dict[str, tuple[float, float]]
+) -> dict[str, dict[str, list]]:
+    """Per span name (``from_ts``, ``to_ts``: both included) the values of each input in it:
+    ``{"activity": [str], "amount": [float], "gap_hours": [float]}``. ``events``: every event
+    from before the earliest span on, each user's in time order (a user's gap needs their
+    previous event, wherever it lies), as the input monitor takes them.
+
+    >>> def e(u, ts, a="post", x=10.0):
+    ...     return ClickEvent(event_id=f"{u}{ts}", user_id=u, ts=ts, activity=Activity(a), amount=x)
+    >>> s = input_samples([e("u", 0.0), e("v", 3600.0, "repay", 5.0), e("u", 7200.0)],
+    ...                   {"now": (3600.0, 7200.0)})
+    >>> s["now"]["activity"], s["now"]["amount"], s["now"]["gap_hours"]
+    (['repay', 'post'], [5.0, 10.0], [2.0])
+    """
+    out: dict[str, dict[str, list]] = {
+        name: {"activity": [], "amount": [], "gap_hours": []} for name in spans
+    }
+    last: dict[str, float] = {}
+    for event in events:
+        ts = event.ts
+        previous = last.get(event.user_id)
+        if previous is None or ts > previous:
+            last[event.user_id] = ts
+        for name, (lo, hi) in spans.items():
+            if lo <= ts <= hi:
+                sample = out[name]
+                sample["activity"].append(event.activity.value)
+                sample["amount"].append(event.amount)
+                if previous is not None:
+                    sample["gap_hours"].append(max(ts - previous, 0.0) / 3600.0)
+    return out
+
+
+def compare_categorical(name: str, reference: list[str], current: list[str],
+                        categories: tuple[str, ...] = _ACTIVITIES) -> InputDrift:  # fmt: skip
+    """PSI of a categorical input over ``categories``. Raises DriftReportError when a sample is
+    empty."""
+    if not reference or not current:
+        raise DriftReportError(f"no {name} in the {'current window' if reference else 'reference'}")
+    e = np.array([reference.count(c) for c in categories], float) / len(reference)
+    a = np.array([current.count(c) for c in categories], float) / len(current)
+    value = psi_shares(e, a)
+    terms = [psi_shares(e[k : k + 1], a[k : k + 1]) for k in range(len(categories))]
+    bins = [{"bin": c, "reference": float(e[k]), "current": float(a[k]), "psi": terms[k]}
+            for k, c in enumerate(categories)]  # fmt: skip
+    return InputDrift(input=name, kind="categorical", psi=value, reading=psi_reading(value),
+                      reference_n=len(reference), current_n=len(current), bins=bins)  # fmt: skip
+
+
+def compare_continuous(name: str, reference: list[float], current: list[float]) -> InputDrift:
+    """PSI of a continuous input over the reference's deciles. Raises DriftReportError when a
+    sample is empty."""
+    if not reference or not current:
+        raise DriftReportError(f"no {name} in the {'current window' if reference else 'reference'}")
+    ref, cur = np.asarray(reference, float), np.asarray(current, float)
+    b = psi_bins(ref, cur)
+    edges = [-math.inf, *b.cuts.tolist(), math.inf]
+    bins = [{"bin": f"[{_num(lo)}, {_num(hi)})", "reference": float(e), "current": float(a),
+             "psi": float(t)}
+            for lo, hi, e, a, t in zip(edges[:-1], edges[1:], b.expected, b.actual,
+                                       b.contributions, strict=True)]  # fmt: skip
+    return InputDrift(input=name, kind="continuous", psi=b.psi, reading=psi_reading(b.psi),
+                      reference_n=len(ref), current_n=len(cur),
+                      reference_mean=float(ref.mean()), current_mean=float(cur.mean()),
+                      reference_median=float(np.median(ref)),
+                      current_median=float(np.median(cur)), bins=bins)  # fmt: skip
+
+
+def _num(x: float) -> str:
+    return "−∞" if x == -math.inf else "∞" if x == math.inf else f"{x:.4g}"
+
+
+# -- reading the archive --------------------------------------------------------------------------
+
+
+def _events(source: Path, end_ts: float) -> Iterator[ClickEvent]:
+    """The valid clicks of ``source`` (a click archive folder or an events file) with event
+    time <= ``end_ts``; each user's in order (one user's clicks are in one partition)."""
+    from deepcredit.archive import MANIFEST_FILE, read_window
+    from deepcredit.jsonlines import read_lines
+
+    if source.is_dir():
+        if not (source / MANIFEST_FILE).is_file():
+            raise DriftReportError(f"{source} is not a click archive (no {MANIFEST_FILE})")
+        lines: Iterable[bytes] = read_window(source, end_ts=math.nextafter(end_ts, math.inf))
+    elif source.is_file():
+        lines = read_lines(str(source))
+    else:
+        raise DriftReportError(f"no such click archive or events file: {source}")
+    for line in lines:
+        event = decode_click(line)
+        if isinstance(event, ClickEvent) and event.ts <= end_ts:
+            yield event
+
+
+def build_report(alert: DriftAlert, source: Path) -> DriftReport:
+    """The report of ``alert`` from the clicks of ``source`` (a click archive folder or an
+    events file). Raises DriftReportError when the alert has no reference period (written
+    before alerts carried one) or a period holds no clicks there (the archive started later,
+    or has not reached the window yet), ArchiveError on a broken archive."""
+    return _build(alert, source)[0]
+
+
+def _build(alert: DriftAlert, source: Path) -> tuple[DriftReport, dict[str, dict[str, list]]]:
+    """``build_report`` and the samples behind it (``input_samples``: for the plots)."""
+    from deepcredit.archive import archived_through
+
+    source = Path(source)
+    if alert.reference_from_ts is None or alert.reference_to_ts is None:
+        raise DriftReportError(f"alert {alert.alert_id} carries no reference period (an alert "
+                               "written before alerts had one): no report")  # fmt: skip
+    window_from = alert.window_from_ts if alert.window_from_ts is not None else alert.event_ts
+    spans = {"reference": (alert.reference_from_ts, alert.reference_to_ts),
+             "current": (window_from, alert.event_ts)}  # fmt: skip
+    end = max(alert.event_ts, alert.reference_to_ts)
+    samples = input_samples(_events(source, end), spans)
+    through = archived_through(source) if source.is_dir() else None
+    periods = {}
+    for name, (lo, hi) in spans.items():
+        n = len(samples[name]["activity"])
+        if n == 0:
+            raise DriftReportError(
+                f"{source} holds no clicks of alert {alert.alert_id}'s {name} period "
+                f"({_when(lo)} to {_when(hi)}; archived through "
+                f"{'-' if through is None else _when(through)})")  # fmt: skip
+        periods[name] = Period(from_ts=lo, to_ts=hi, events=n)
+    ref, cur = samples["reference"], samples["current"]
+    inputs = [compare_categorical("activity", ref["activity"], cur["activity"]),
+              compare_continuous("amount", ref["amount"], cur["amount"])]  # fmt: skip
+    if ref["gap_hours"] and cur["gap_hours"]:
+        inputs.append(compare_continuous("gap_hours", ref["gap_hours"], cur["gap_hours"]))
+    inputs.sort(key=lambda d: -d.psi)
+    report = DriftReport(alert=alert, source=str(source), reference=periods["reference"],
+                         current=periods["current"], archived_through=through,
+                         complete=through is None or through >= alert.event_ts, inputs=inputs,
+                         made_at=time.time())  # fmt: skip
+    return report, samples
+
+
+# -- the files ------------------------------------------------------------------------------------
+
+
+def _stem(alert_id: str) -> str:
+    """The alert id as a file name (ids come from a topic anyone may write to)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", alert_id).lstrip(".") or "alert"
+
+
+Samples = dict[str, dict[str, list]]  # input_samples' result: span -> input -> values
+
+
+def write_report(
+    report: DriftReport, folder: Path, samples: Samples | None = None
+) -> tuple[Path, Path]:
+    """``<folder>/<alert-id>.html`` (plots embedded: one file to open or send) and
+    ``<folder>/<alert-id>.json`` (``report``'s figures), each written aside and renamed.
+    ``samples`` (``input_samples``' reference and current) draws the histograms; without them
+    the plots show the PSI bins' shares. Returns both paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = _stem(report.alert.alert_id)
+    data = msgspec.json.format(msgspec.json.encode(report)) + b"\n"
+    json_path = write_atomic(folder / f"{stem}.json", data)
+    page = _page(report, samples)
+    html_path = write_atomic(folder / f"{stem}.html", page.encode())
+    return html_path, json_path
+
+
+def make_report(alert: DriftAlert, source: Path, folder: Path) -> tuple[DriftReport, Path, Path]:
+    """``build_report`` of ``alert`` from ``source``, written by ``write_report`` into
+    ``folder``: the report, the page's path and the JSON's. Raises as ``build_report``, and
+    OSError when the files cannot be written."""
+    report, samples = _build(alert, Path(source))
+    html_path, json_path = write_report(report, Path(folder), samples)
+    return report, html_path, json_path
+
+
+def report_alert(alert: DriftAlert, source: Path, folder: Path) -> Path | None:
+    """``make_report``, for the retraining controller, which calls it on every alert it reads:
+    never raises; the page's path, or None (logged) when no report can be made."""
+    try:
+        report, page, _ = make_report(alert, source, folder)
+    except Exception as exc:  # a report must never stop the controller
+        log.warning("no drift report for alert %s: %s", alert.alert_id, exc)
+        return None
+    if not report.complete:
+        log.warning("the drift report of alert %s is incomplete: the archive holds events through "
+                    "%s, the window ends %s; 'deepcredit drift report --alert %s' makes it again",
+                    alert.alert_id, _when(report.archived_through), _when(alert.event_ts),
+                    alert.alert_id)  # fmt: skip
+    log.info("drift report of alert %s: %s", alert.alert_id, page)
+    return page
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts))
+
+
+# -- the page -------------------------------------------------------------------------------------
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1100px; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+.fields td, .fields th { text-align: left; }
+img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
+.note { color: #555; font-size: 0.9em; max-width: 60em; }
+.warn { background: #fff3cd; padding: 0.5em 1em; border: 1px solid #e0c36c; }
+.stable { color: #1a7f37; } .moderate { color: #9a6700; } .major { color: #cf222e; }
+"""
+
+# Counts the plots the browser loaded (``data-images-loaded`` on the body, and a line at the
+# end), which the tests read from headless Chromium.
+_SCRIPT = """
+<script>
+window.addEventListener("load", () => {
+  const images = Array.from(document.images);
+  const loaded = images.filter((i) => i.complete && i.naturalWidth > 0).length;
+  document.body.dataset.imagesLoaded = loaded;
+  document.body.dataset.images = images.length;
+  document.getElementById("loaded").textContent = `${loaded} of ${images.length} plots loaded`;
+});
+</script>
+"""
+
+_INPUT_WORDS = {
+    "activity": "activity mix: the share of each activity among the events (the input "
+                "monitor's share_* signals)",
+    "amount": "amount of every event (the input monitor's log_amount)",
+    "gap_hours": "hours since the same user's previous event (the input monitor's "
+                 "log_gap_hours; a user's first event has none)",
+}  # fmt: skip
+
+
+def _page(report: DriftReport, samples: dict[str, dict[str, list]] | None) -> str:
+    a = report.alert
+    e = html.escape
+    fields = [
+        ("alert", a.alert_id), ("monitor", a.monitor.value), ("signal", a.signal),
+        ("detector", a.detector), ("model version", a.model_version),
+        ("severity", a.severity or "-"), ("direction", a.direction or "-"),
+        ("reference value", _value(a.reference_value, f"{a.reference_n:,} observations, "
+                                   f"{_when(a.reference_from_ts)} to {_when(a.reference_to_ts)}")),
+        ("current value", _value(a.current_value, f"{a.window_n:,} observations, "
+                                 f"{_when(a.window_from_ts)} to {_when(a.event_ts)}")),
+        ("change", _change(a.reference_value, a.current_value)),
+        ("detected", f"event time {_when(a.event_ts)} (after {a.events_seen:,} observations); "
+                     f"wall clock {_when(a.detected_at)}"),
+        ("detector's statistic", "-" if a.value is None else f"{a.value:.4g}"),
+        ("in words", a.detail or "-"),
+    ]  # fmt: skip
+    rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in fields)
+    warn = "" if report.complete else (
+        f"<p class='warn' id='incomplete'>Incomplete: the archive holds events through "
+        f"{_when(report.archived_through)}, the alert's window ends {_when(a.event_ts)}. "
+        f"Make the report again once the archiver has caught up: <code>deepcredit drift report "
+        f"--alert {e(a.alert_id)}</code>.</p>")  # fmt: skip
+    summary = "".join(
+        f"<tr><td><a href='#{d.input}'>{d.input}</a></td><td class='psi'>{d.psi:.4f}</td>"
+        f"<td class='{d.reading.split()[0]}'>{d.reading}</td><td>{d.reference_n:,}</td>"
+        f"<td>{d.current_n:,}</td><td>{_opt(d.reference_mean)} / {_opt(d.current_mean)}</td>"
+        f"<td>{_opt(d.reference_median)} / {_opt(d.current_median)}</td></tr>"
+        for d in report.inputs)  # fmt: skip
+    sections = "".join(_input_section(d, samples) for d in report.inputs)
+    r, c = report.reference, report.current
+    return (
+        "<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>Drift report: {e(a.alert_id)}</title><style>{_STYLE}</style></head><body>\n"
+        f"<h1>Drift report: {e(a.alert_id)}</h1>{warn}"
+        f"<h2>The alert</h2><table class='fields'>{rows}</table>"
+        "<h2>Inputs, by population stability index</h2>"
+        f"<p class='note'>Reference: {r.events:,} clicks from {_when(r.from_ts)} to "
+        f"{_when(r.to_ts)} (the alert's reference period); current: {c.events:,} clicks from "
+        f"{_when(c.from_ts)} to {_when(c.to_ts)} (its current window); read from "
+        f"<code>{e(report.source)}</code>. PSI = Σ (current − reference) ln(current / "
+        "reference) over the reference's deciles (a continuous input) or the categories; "
+        "shares floored at 0.0001. Reading: below 0.1 stable, 0.1 to 0.25 a moderate shift, "
+        "above 0.25 a major shift.</p>"
+        "<table id='summary'><tr><th>input</th><th>PSI</th><th>reading</th>"
+        "<th>reference clicks</th><th>current clicks</th><th>mean ref / current</th>"
+        f"<th>median ref / current</th></tr>{summary}</table>{sections}"
+        f"<p class='note'>Made {_when(report.made_at)} UTC. Times are event times, UTC.</p>"
+        f"<p class='note' id='loaded'></p>{_SCRIPT}</body></html>\n"
+    )
+
+
+def _value(x: float | None, about: str) -> str:
+    return "-" if x is None else f"{x:.4g} ({about})"
+
+
+def _change(reference: float | None, current: float | None) -> str:
+    if reference is None or current is None:
+        return "-"
+    change = f"{current - reference:+.4g}"
+    return change + (f" ({(current - reference) / reference:+.0%})" if reference else "")
+
+
+def _opt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4g}"
+
+
+def _input_section(d: InputDrift, samples: dict[str, dict[str, list]] | None) -> str:
+    rows = "".join(f"<tr><td>{html.escape(b['bin'])}</td><td>{b['reference']:.2%}</td>"
+                   f"<td>{b['current']:.2%}</td><td>{b['psi']:+.4f}</td></tr>"
+                   for b in d.bins)  # fmt: skip
+    png = base64.b64encode(_plot(d, samples)).decode()
+    return (
+        f"<h3 id='{d.input}'>{d.input}: PSI {d.psi:.4f}, {d.reading}</h3>"
+        f"<p class='note'>{html.escape(_INPUT_WORDS.get(d.input, d.input))}</p>"
+        f"<img src='data:image/png;base64,{png}' alt='{d.input}: reference against current'>"
+        "<details><summary>PSI by bin</summary><table><tr><th>bin</th><th>reference</th>"
+        f"<th>current</th><th>term of the PSI</th></tr>{rows}</table></details>"
+    )
+
+
+def _plot(d: InputDrift, samples: dict[str, dict[str, list]] | None) -> bytes:
+    """The input's reference and current distributions overlaid, as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    title = f"{d.input}: PSI {d.psi:.3f} ({d.reading})"
+    if d.kind == "categorical" or samples is None:
+        names = [b["bin"] for b in d.bins]
+        x = np.arange(len(names))
+        for shift, side, n in ((-0.2, "reference", d.reference_n), (0.2, "current", d.current_n)):
+            ax.bar(x + shift, [b[side] for b in d.bins], 0.4, label=f"{side} (n={n:,})")
+        ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+        ax.set(ylabel="share", title=title)
+    else:
+        ref = np.log1p(np.asarray(samples["reference"][d.input], float))
+        cur = np.log1p(np.asarray(samples["current"][d.input], float))
+        lo, hi = min(ref.min(), cur.min()), max(ref.max(), cur.max())
+        edges = np.linspace(lo, hi if hi > lo else lo + 1.0, _PLOT_BINS + 1)
+        for values, side, n in ((ref, "reference", d.reference_n), (cur, "current", d.current_n)):
+            ax.hist(values, bins=edges, density=True, alpha=0.5, label=f"{side} (n={n:,})")
+        ax.set(xlabel=f"log(1 + {_UNITS.get(d.input, d.input)})", ylabel="density", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return buf.getvalue()
