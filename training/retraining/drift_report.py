@@ -53,6 +53,7 @@ from deepcredit.codec import decode_click
 from deepcredit.events import Activity, ClickEvent
 from deepcredit.records import DriftAlert
 from training.core.stability import psi_bins, psi_reading, psi_shares
+from training.retraining.config import REPORTS_DIR
 
 __all__ = [
     "REPORTS_DIR",
@@ -65,14 +66,13 @@ __all__ = [
     "compare_continuous",
     "input_samples",
     "make_report",
+    "remake_pending",
     "report_alert",
     "write_report",
 ]
 
 log = logging.getLogger(__name__)
 
-#: The controller's reports go to this folder of the registry's (``--models-dir``).
-REPORTS_DIR = "drift-reports"
 #: Bins of the overlaid histograms (equal widths in log(1 + x)); PSI has its own (deciles).
 _PLOT_BINS = 30
 _ACTIVITIES = tuple(a.value for a in Activity)
@@ -81,6 +81,13 @@ _UNITS = {"activity": "", "amount": "amount", "gap_hours": "hours"}
 
 class DriftReportError(ValueError):
     """No report can be made for this alert; the message says why."""
+
+
+class _ArchiveBehind(DriftReportError):
+    """The archive has not reached a period of the alert yet: later, it may."""
+
+
+_PENDING = "pending"  # the alerts whose windows the archive has not reached yet
 
 
 class Period(msgspec.Struct, frozen=True, kw_only=True):
@@ -256,7 +263,8 @@ def _build(alert: DriftAlert, source: Path) -> tuple[DriftReport, dict[str, dict
     for name, (lo, hi) in spans.items():
         n = len(samples[name]["activity"])
         if n == 0:
-            raise DriftReportError(
+            behind = through is not None and through < hi
+            raise (_ArchiveBehind if behind else DriftReportError)(
                 f"{source} holds no clicks of alert {alert.alert_id}'s {name} period "
                 f"({_when(lo)} to {_when(hi)}; archived through "
                 f"{'-' if through is None else _when(through)})")  # fmt: skip
@@ -311,20 +319,72 @@ def make_report(alert: DriftAlert, source: Path, folder: Path) -> tuple[DriftRep
 
 
 def report_alert(alert: DriftAlert, source: Path, folder: Path) -> Path | None:
-    """``make_report``, for the retraining controller, which calls it on every alert it reads:
-    never raises; the page's path, or None (logged) when no report can be made."""
+    """``make_report`` into ``folder``, for the retraining controller, which calls it on every
+    alert it reads; the page's path, or None (logged) when no report can be made. Never raises.
+
+    When ``source``, a click archive, has not reached the end of the alert's window yet (the
+    archiver cuts a segment hourly by default), the report made holds what is archived and says
+    it is incomplete, and the alert is kept in ``folder/pending/``: each later call first makes
+    the reports of the kept alerts the archive has caught up with (as does ``deepcredit drift
+    report --pending``)."""
+    try:
+        remake_pending(source, folder)
+    except Exception as exc:  # a report must never stop the controller
+        log.warning("pending drift reports not remade: %s", exc)
+    return _report_one(alert, Path(source), Path(folder))
+
+
+def remake_pending(source: Path, folder: Path) -> list[Path]:
+    """Make the reports of the alerts kept in ``folder/pending/`` whose windows the archive
+    ``source`` now holds whole; their pages' paths. A kept file that is no alert is dropped."""
+    from deepcredit.archive import archived_through
+
+    pending = Path(folder) / _PENDING
+    files = sorted(pending.glob("*.json")) if pending.is_dir() else []
+    if not files:
+        return []
+    through = archived_through(Path(source)) if Path(source).is_dir() else math.inf
+    made = []
+    for f in files:
+        try:
+            alert = msgspec.json.decode(f.read_bytes(), type=DriftAlert)
+        except msgspec.DecodeError as exc:
+            log.warning("dropping %s: not a drift alert (%s)", f, exc)
+            f.unlink()
+            continue
+        if through is not None and through >= alert.event_ts:
+            page = _report_one(alert, Path(source), Path(folder))
+            if page is not None:
+                made.append(page)
+    return made
+
+
+def _report_one(alert: DriftAlert, source: Path, folder: Path) -> Path | None:
+    """``make_report``, logged, never raising; keeps the alert in ``pending/`` while the
+    archive lags its window, and drops it from there once its report is complete."""
+    kept = folder / _PENDING / f"{_stem(alert.alert_id)}.json"
     try:
         report, page, _ = make_report(alert, source, folder)
     except Exception as exc:  # a report must never stop the controller
+        if isinstance(exc, _ArchiveBehind):
+            _keep(alert, kept)
         log.warning("no drift report for alert %s: %s", alert.alert_id, exc)
         return None
-    if not report.complete:
-        log.warning("the drift report of alert %s is incomplete: the archive holds events through "
-                    "%s, the window ends %s; 'deepcredit drift report --alert %s' makes it again",
-                    alert.alert_id, _when(report.archived_through), _when(alert.event_ts),
-                    alert.alert_id)  # fmt: skip
+    if report.complete:
+        kept.unlink(missing_ok=True)
+    else:
+        _keep(alert, kept)
+        log.warning("the drift report of alert %s is incomplete: the archive holds events "
+                    "through %s, the window ends %s; it is made again once the archive holds "
+                    "them", alert.alert_id, _when(report.archived_through),
+                    _when(alert.event_ts))  # fmt: skip
     log.info("drift report of alert %s: %s", alert.alert_id, page)
     return page
+
+
+def _keep(alert: DriftAlert, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, msgspec.json.encode(alert))
 
 
 def _when(ts: float | None) -> str:
