@@ -15,7 +15,8 @@ The inputs, as ``scorer.monitors.InputMonitor`` sees them from the valid clicks:
 - ``amount``: every event's amount (the monitor's ``log_amount``);
 - ``gap_hours``: hours since the same user's previous event (``log_gap_hours``; a user's first
   event has none). Each user's previous event may lie before a period, so the archive is read
-  from its start up to the current window's end, in one pass.
+  from its start up to the current window's end, in one pass; clicks outside both periods are
+  read for their user and time only.
 
 PSI of a continuous input is over the reference's deciles (``training.core.stability``):
 monotone transforms (the monitor's logs and scaling) leave it unchanged. Inputs are sorted by
@@ -29,8 +30,10 @@ so the same drift would read differently here and in ``deepcredit report``.
 
 The retraining controller calls ``report_alert`` for every alert it reads: it never raises,
 and a report that cannot be made is logged. An archive that has not yet reached the alert's
-window (the archiver cuts a segment hourly by default) gives a report of what it holds,
-marked incomplete (``complete``), which ``deepcredit drift report --alert ID`` makes again.
+window (the archiver cuts a segment hourly by default) gives a report of what it holds, marked
+incomplete (``complete``), or none when it holds nothing of the window; the alert is then kept
+in ``pending/`` and its report made again once the archive has caught up, at the controller's
+next alert or by ``deepcredit drift report --pending`` (``remake_pending``).
 """
 
 from __future__ import annotations
@@ -157,7 +160,8 @@ def input_samples(
     """Per span name (``from_ts``, ``to_ts``: both included) the values of each input in it:
     ``{"activity": [str], "amount": [float], "gap_hours": [float]}``. ``events``: every event
     from before the earliest span on, each user's in time order (a user's gap needs their
-    previous event, wherever it lies), as the input monitor takes them.
+    previous event, wherever it lies), as the input monitor takes them; outside every span
+    anything with a ``user_id`` and a ``ts`` will do.
 
     >>> def e(u, ts, a="post", x=10.0):
     ...     return ClickEvent(event_id=f"{u}{ts}", user_id=u, ts=ts, activity=Activity(a), amount=x)
