@@ -400,6 +400,8 @@ def _report_one(alert: DriftAlert, source: Path, folder: Path) -> Path | None:
     except Exception as exc:  # a report must never stop the controller
         if isinstance(exc, _ArchiveBehind):
             _keep(alert, kept)
+        else:  # no later archive will help
+            kept.unlink(missing_ok=True)
         log.warning("no drift report for alert %s: %s", alert.alert_id, exc)
         return None
     if report.complete:
