@@ -23,10 +23,10 @@ monotone transforms (the monitor's logs and scaling) leave it unchanged. Inputs 
 PSI, largest first, and read as usual: below 0.1 stable, 0.1 to 0.25 moderate, above 0.25 major.
 
 Why our own statistics and not Evidently (README, "Why these dependencies"): PSI and the page
-are a few dozen lines over what the project has (``stability``, matplotlib), while Evidently
-would add 51 packages to the training install (pandas, pyarrow, statsmodels, plotly, a web
-framework, nltk), send usage telemetry unless ``DO_NOT_TRACK`` is set, and bin PSI its own way,
-so the same drift would read differently here and in ``deepcredit report``.
+are a few dozen lines over what the project has (``stability``; the plots are SVG drawn here),
+while Evidently would add 51 packages to the training install (pandas, pyarrow, statsmodels,
+plotly, a web framework, nltk), send usage telemetry unless ``DO_NOT_TRACK`` is set, and bin
+PSI its own way, so the same drift would read differently here and in ``deepcredit report``.
 
 The retraining controller calls ``report_alert`` for every alert it reads: it never raises,
 and a report that cannot be made is logged. An archive that has not yet reached the alert's
@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import logging
 import math
 import re
@@ -529,47 +528,89 @@ def _opt(x: float | None) -> str:
     return "-" if x is None else f"{x:.4g}"
 
 
-def _input_section(d: InputDrift, samples: dict[str, dict[str, list]] | None) -> str:
+def _input_section(d: InputDrift, samples: Samples | None) -> str:
     rows = "".join(f"<tr><td>{html.escape(b['bin'])}</td><td>{b['reference']:.2%}</td>"
                    f"<td>{b['current']:.2%}</td><td>{b['psi']:+.4f}</td></tr>"
                    for b in d.bins)  # fmt: skip
-    png = base64.b64encode(_plot(d, samples)).decode()
+    svg = base64.b64encode(_plot(d, samples)).decode()
     return (
         f"<h3 id='{d.input}'>{d.input}: PSI {d.psi:.4f}, {d.reading}</h3>"
         f"<p class='note'>{html.escape(_INPUT_WORDS.get(d.input, d.input))}</p>"
-        f"<img src='data:image/png;base64,{png}' alt='{d.input}: reference against current'>"
+        f"<img src='data:image/svg+xml;base64,{svg}' alt='{d.input}: reference against current'>"
         "<details><summary>PSI by bin</summary><table><tr><th>bin</th><th>reference</th>"
         f"<th>current</th><th>term of the PSI</th></tr>{rows}</table></details>"
     )
 
 
-def _plot(d: InputDrift, samples: dict[str, dict[str, list]] | None) -> bytes:
-    """The input's reference and current distributions overlaid, as PNG bytes."""
-    import matplotlib
+_W, _H = 640, 270  # the plot's size in pixels
+_LEFT, _RIGHT, _TOP, _BOTTOM = 56, 12, 28, 62  # margins: axis labels, title, tick labels
+_COLOURS = {"reference": "#1f77b4", "current": "#ff7f0e"}
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 3.6))
-    title = f"{d.input}: PSI {d.psi:.3f} ({d.reading})"
+def _plot(d: InputDrift, samples: Samples | None) -> bytes:
+    """The input's reference and current distributions overlaid, as an SVG document: the
+    shares per activity side by side (or per PSI bin without ``samples``), or for a continuous
+    input both histograms (density over equal widths in log(1 + x)) one over the other.
+    Drawn here, not with matplotlib: the controller makes a page per alert, and three
+    matplotlib figures cost more than reading the archive."""
     if d.kind == "categorical" or samples is None:
         names = [b["bin"] for b in d.bins]
-        x = np.arange(len(names))
-        for shift, side, n in ((-0.2, "reference", d.reference_n), (0.2, "current", d.current_n)):
-            ax.bar(x + shift, [b[side] for b in d.bins], 0.4, label=f"{side} (n={n:,})")
-        ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
-        ax.set(ylabel="share", title=title)
+        heights = {side: [b[side] for b in d.bins] for side in _COLOURS}
+        ylabel, xlabel, ticks = "share", "", [(k + 0.5, n) for k, n in enumerate(names)]
+        grouped = True
     else:
-        ref = np.log1p(np.asarray(samples["reference"][d.input], float))
-        cur = np.log1p(np.asarray(samples["current"][d.input], float))
-        lo, hi = min(ref.min(), cur.min()), max(ref.max(), cur.max())
+        values = {side: np.log1p(np.asarray(samples[side][d.input], float)) for side in _COLOURS}
+        lo = min(v.min() for v in values.values())
+        hi = max(v.max() for v in values.values())
         edges = np.linspace(lo, hi if hi > lo else lo + 1.0, _PLOT_BINS + 1)
-        for values, side, n in ((ref, "reference", d.reference_n), (cur, "current", d.current_n)):
-            ax.hist(values, bins=edges, density=True, alpha=0.5, label=f"{side} (n={n:,})")
-        ax.set(xlabel=f"log(1 + {_UNITS.get(d.input, d.input)})", ylabel="density", title=title)
-    ax.legend(fontsize=8)
-    fig.subplots_adjust(left=0.09, right=0.98, top=0.9, bottom=0.25)  # tight_layout costs more
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    return buf.getvalue()
+        heights = {side: np.histogram(v, bins=edges, density=True)[0].tolist()
+                   for side, v in values.items()}  # fmt: skip
+        names = [""] * _PLOT_BINS
+        span = edges[-1] - edges[0]
+        ticks = [((x - edges[0]) / span * _PLOT_BINS, f"{x:.3g}")
+                 for x in np.linspace(edges[0], edges[-1], 6)]  # fmt: skip
+        ylabel, xlabel = "density", f"log(1 + {_UNITS.get(d.input, d.input)})"
+        grouped = False
+    top = max(max(h) for h in heights.values()) or 1.0
+    w, h = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
+    slot = w / len(names)
+
+    def y(v: float) -> float:
+        return _TOP + h * (1 - v / top)
+
+    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{_W}' height='{_H}' "
+             f"font-family='sans-serif' font-size='11'>",
+             "<rect width='100%' height='100%' fill='white'/>",
+             f"<text x='{_W / 2}' y='16' text-anchor='middle' font-size='13'>"
+             f"{html.escape(d.input)}: PSI {d.psi:.3f} ({d.reading})</text>"]  # fmt: skip
+    for k in range(5):  # y grid and ticks
+        v = top * k / 4
+        parts.append(f"<line x1='{_LEFT}' x2='{_W - _RIGHT}' y1='{y(v):.1f}' y2='{y(v):.1f}' "
+                     f"stroke='#eee'/><text x='{_LEFT - 4}' y='{y(v) + 4:.1f}' "
+                     f"text-anchor='end'>{v:.3g}</text>")  # fmt: skip
+    for i, (side, colour) in enumerate(_COLOURS.items()):
+        width = slot * (0.4 if grouped else 1.0)
+        for k, v in enumerate(heights[side]):
+            x = _LEFT + k * slot + (slot * (0.1 + 0.4 * i) if grouped else 0.0)
+            parts.append(f"<rect x='{x:.1f}' y='{y(v):.1f}' width='{width:.1f}' "
+                         f"height='{_TOP + h - y(v):.1f}' fill='{colour}' "
+                         f"fill-opacity='{0.9 if grouped else 0.5}'/>")  # fmt: skip
+        n = d.reference_n if side == "reference" else d.current_n
+        ly = _TOP + 6 + 15 * i
+        parts.append(f"<rect x='{_W - _RIGHT - 150}' y='{ly}' width='10' height='10' "
+                     f"fill='{colour}'/><text x='{_W - _RIGHT - 135}' y='{ly + 9}'>{side} "
+                     f"(n={n:,})</text>")  # fmt: skip
+    base = _TOP + h
+    axes = f"x1='{_LEFT}' x2='{_W - _RIGHT}' y1='{base}' y2='{base}'"
+    parts.append(f"<line {axes} stroke='#333'/><line x1='{_LEFT}' x2='{_LEFT}' y1='{_TOP}' "
+                 f"y2='{base}' stroke='#333'/>")  # fmt: skip
+    for at, label in ticks:
+        x = _LEFT + at * slot
+        anchor = (f"text-anchor='end' transform='rotate(-30 {x:.1f} {base + 14})'" if grouped
+                  else "text-anchor='middle'")  # fmt: skip
+        parts.append(f"<text x='{x:.1f}' y='{base + 14}' {anchor}>{html.escape(label)}</text>")
+    parts.append(f"<text x='{_LEFT + w / 2}' y='{_H - 6}' text-anchor='middle'>"
+                 f"{html.escape(xlabel)}</text><text x='14' y='{_TOP + h / 2}' "
+                 f"text-anchor='middle' transform='rotate(-90 14 {_TOP + h / 2})'>{ylabel}"
+                 "</text></svg>")  # fmt: skip
+    return "".join(parts).encode()
