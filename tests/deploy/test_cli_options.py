@@ -25,8 +25,8 @@ ON_PURPOSE = {
 }
 
 TALK_TO_KAFKA = ("archive", "bench gateway", "bench live", "controller", "cutover", "drift loop",
-                 "gateway", "replay", "roundtrip", "scores", "serve", "thresholds history",
-                 "thresholds rollback", "thresholds set", "thresholds show",
+                 "drift report", "gateway", "replay", "roundtrip", "scores", "serve",
+                 "thresholds history", "thresholds rollback", "thresholds set", "thresholds show",
                  "thresholds simulate")  # fmt: skip
 USE_THE_REGISTRY = ("controller", "cutover", "models current", "models history", "models list",
                     "models promote", "models rollback", "retrain", "serve")  # fmt: skip
@@ -49,6 +49,7 @@ COMMAND_ONLY = {
     ("controller", "--group"),
     ("drift loop", "--out"),
     ("drift measure", "--out"),
+    ("drift report", "--out"),
     ("fuzz", "--crashes"),
     ("fuzz", "--seconds"),
     ("fuzz", "--target"),
