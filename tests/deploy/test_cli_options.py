@@ -25,8 +25,8 @@ ON_PURPOSE = {
 }
 
 TALK_TO_KAFKA = ("archive", "bench gateway", "bench live", "controller", "cutover", "dashboard",
-                 "drift loop", "gateway", "models history", "models promote", "models rollback",
-                 "replay", "roundtrip", "scores", "serve",
+                 "drift loop", "drift report", "gateway", "models history", "models promote",
+                 "models rollback", "replay", "roundtrip", "scores", "serve",
                  "thresholds history", "thresholds rollback", "thresholds set", "thresholds show",
                  "thresholds simulate")  # fmt: skip
 USE_THE_REGISTRY = ("controller", "cutover", "models current", "models history", "models list",
@@ -50,6 +50,7 @@ COMMAND_ONLY = {
     ("controller", "--group"),
     ("drift loop", "--out"),
     ("drift measure", "--out"),
+    ("drift report", "--out"),
     ("fuzz", "--crashes"),
     ("fuzz", "--seconds"),
     ("fuzz", "--target"),

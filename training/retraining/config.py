@@ -10,7 +10,11 @@ from dataclasses import dataclass, field
 from deepcredit.records import Monitor
 from training.core.config import ModelConfig, TrainConfig
 
-__all__ = ["ControllerConfig"]
+__all__ = ["REPORTS_DIR", "ControllerConfig"]
+
+#: The drift reports (``training.retraining.drift_report``) go to this folder of the registry's
+#: (``--models-dir``), the controller's and ``deepcredit drift report``'s alike.
+REPORTS_DIR = "drift-reports"
 
 
 @dataclass(frozen=True)

@@ -666,7 +666,8 @@ def run_controller(
     once the core's state is saved to ``state_path`` (None: not saved). The clock is read every
     ``check_seconds`` and at the end. With ``until_end``, stop at the topic's end as of the start
     (for tests and replays), after running what is due by then. Raises OffsetsOutOfRange when
-    the topic does not hold the committed offsets (recreated, or retention).
+    the topic does not hold the committed offsets (recreated, or retention). Each alert read
+    gets its drift report in the registry's ``drift-reports/`` (``drift_report.report_alert``).
     """
     from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
@@ -677,6 +678,7 @@ def run_controller(
         check_resume,
         consumer_watermarks,
     )
+    from training.retraining.drift_report import REPORTS_DIR, report_alert
 
     controller.resume(registry.history())
     results: list[RetrainResult] = []
@@ -728,6 +730,8 @@ def run_controller(
                                  on_poll=check_clock)  # fmt: skip
         for m in reader:
             alert = decode_control(m, DriftAlert)
+            if alert is not None:  # its drift report, for people (never raises)
+                report_alert(alert, Path(source), registry.root / REPORTS_DIR)
             decision = None if alert is None else controller.on_alert(alert, champion())
             if decision is not None:
                 log.info("retraining decided: %s; due at event time %.0f", decision.reason,
