@@ -31,7 +31,7 @@ import numpy as np
 
 from deepcredit.events import ClickEvent
 from scorer.features import LoanStep
-from scorer.model import ModelWeights, calibrate, gap_input, head_logits, sigmoid
+from scorer.model import ModelWeights, calibrate, gap_input, head_input, head_logits, sigmoid
 from scorer.steps import StepPlan, history_at, plan_step
 from scorer.tlstm import tlstm_step
 from scorer.user_state import Seen, UserState, event_fingerprint, event_key
@@ -112,7 +112,9 @@ def rebuild(
             hc[posts, 4], hc[posts, 5] = tlstm_step(w.state, hc[posts, 4], hc[posts, 5], x, gap)
             hc[posts, 0] = 0.0
             hc[posts, 1] = 0.0
-            z = head_logits(w, hc[posts, 4])  # (posts, 2)
+            agg = np.array([plans[i].aggregates for i in posts], np.float32) if w.aggregates \
+                else None  # fmt: skip
+            z = head_logits(w, head_input(w, hc[posts, 4], agg))  # (posts, 2)
             y_prev[posts] = sigmoid(z).astype(np.float32)  # raw, as advance keeps it
             probs = calibrate(w, z)  # calibrated when w is, as advance returns them
             for i, (p_delinquent, p_default) in zip(posts, probs.tolist(), strict=True):
