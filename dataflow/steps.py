@@ -54,6 +54,7 @@ from deepcredit.records import (
 )
 from scorer.model import ModelWeights, StateVersionError, advance_unseen
 from scorer.monitors import DriftMonitors, MonitorConfig
+from scorer.reasons import post_reasons
 from scorer.steps import history_at, out_of_order_s
 from scorer.user_state import (
     Seen,
@@ -229,6 +230,7 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted | DeadLetter, by
                 p = advance_unseen(self.weights, state, a.event, key, fingerprint)
                 metrics.PROCESSING.observe(time.perf_counter() - started)
                 history = history_at(state.memory, a.event.ts)
+                why = () if p is None else tuple(post_reasons(self.weights, state, a.event))
                 if (dropped := state.memory.ledger.given_up - given_up) > 0:
                     user_events.given_up(a, dropped)
             except MemoryError:
@@ -239,7 +241,7 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted | DeadLetter, by
                 continue
             done.append((a.event, key, fingerprint))
             if p is not None:
-                out.append(Scored(a, p[0], p[1], history))
+                out.append(Scored(a, p[0], p[1], history, why))
             elif self.emit_events:
                 out.append(a)
         return out, StatefulBatchLogic.RETAIN
@@ -289,7 +291,8 @@ def decide(
     that raises (the poison-pill rule, module docstring)."""
     try:
         score = score_record(scored.accepted.event, (scored.p_delinquent, scored.p_default),
-                             thresholds(), model_version, scored.history)  # fmt: skip
+                             thresholds(), model_version, scored.history,
+                             list(scored.reasons))  # fmt: skip
         message = KafkaSinkMessage(score.key, encode(score), headers=kafka_headers(score))
     except MemoryError:
         raise
