@@ -55,6 +55,7 @@ from deepcredit.records import (
 )
 from scorer.model import ModelWeights, StateVersionError, advance_unseen
 from scorer.monitors import DriftMonitors, MonitorConfig
+from scorer.reasons import post_reasons
 from scorer.steps import history_at, out_of_order_s
 from scorer.user_state import (
     FrozenState,
@@ -249,6 +250,7 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted | DeadLetter, by
                 given_up = state.memory.ledger.given_up
                 p = advance_unseen(self.weights, state, a.event, key, fingerprint)
                 history = history_at(state.memory, a.event.ts)
+                why = () if p is None else tuple(post_reasons(self.weights, state, a.event))
                 if (dropped := state.memory.ledger.given_up - given_up) > 0:
                     user_events.given_up(a, dropped)
             except MemoryError:
@@ -259,7 +261,7 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted | DeadLetter, by
                 continue
             done.append((a.event, key, fingerprint))
             if p is not None:
-                out.append(Scored(a, p[0], p[1], history))
+                out.append(Scored(a, p[0], p[1], history, why))
             elif self.emit_events:
                 out.append(a)
         if done:  # once per batch: each event advanced counted at the batch's mean time
@@ -312,7 +314,8 @@ def decide(
     that raises (the poison-pill rule, module docstring)."""
     try:
         score = score_record(scored.accepted.event, (scored.p_delinquent, scored.p_default),
-                             thresholds(), model_version, scored.history)  # fmt: skip
+                             thresholds(), model_version, scored.history,
+                             list(scored.reasons))  # fmt: skip
         message = KafkaSinkMessage(score.key, encode(score), headers=kafka_headers(score))
     except MemoryError:
         raise

@@ -125,6 +125,9 @@ class Score(Record, kw_only=True, tag="score"):
     scored_at: float  # when we scored it (wall clock, Unix s)
     prior_events: Annotated[int, msgspec.Meta(ge=0)]
     history_days: Annotated[float, msgspec.Meta(ge=0.0)]
+    # Reason codes (``scorer.reasons.CATALOGUE``), most important first, at most four; empty
+    # for a model without aggregates or when nothing raises the risk above the reference.
+    reasons: Annotated[list[str], msgspec.Meta(max_length=4)] = []
 
     @property
     def key(self) -> bytes:
@@ -492,15 +495,17 @@ def score_record(
     t: ThresholdUpdate,
     model_version: str,
     history: tuple[int, float],
+    reasons: list[str] | None = None,
 ) -> Score:
     """A post's Score with its decision under ``t``, scored now (the live flow's and a
     cut-over's). ``p``: (p_delinquent, p_default); ``history``: (prior_events, history_days)
-    at the post (``scorer.steps.history_at``). The post's segment of ``t`` (if it has
-    segments) comes from its amount, its term and ``prior_events`` (thin file or not)."""
+    at the post (``scorer.steps.history_at``); ``reasons``: its reason codes
+    (``scorer.reasons``). The post's segment of ``t`` (if it has segments) comes from its
+    amount, its term and ``prior_events`` (thin file or not)."""
     decision = t.decide(p_delinquent=p[0], p_default=p[1], amount=post.amount,
                         term_days=post.term_days, events_seen=history[0])
     return Score(event_id=post.event_id, user_id=post.user_id, loan_id=post.loan_id or "",
                  p_delinquent=p[0], p_default=p[1], decision=decision,
                  thresholds_version=t.version, model_version=model_version, event_ts=post.ts,
                  scored_at=time.time(), prior_events=history[0],
-                 history_days=history[1])  # fmt: skip
+                 history_days=history[1], reasons=list(reasons or ()))  # fmt: skip

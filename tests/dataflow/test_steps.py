@@ -21,6 +21,7 @@ from deepcredit.records import DeadLetter, DeadLetterReason, Decision, Score, Th
 from scorer.artifact import load_scorer
 from scorer.model import StateVersionError, advance, advance_unseen
 from scorer.monitors import DriftMonitors, MonitorConfig
+from scorer.reasons import post_reasons
 from scorer.user_state import RECENT_IDS, UserState, encode_state
 
 CASES = Path(__file__).parents[1] / "cases"
@@ -88,7 +89,11 @@ def test_user_scorer_equals_advancing_the_state_event_by_event(
     user = clicks[0].user_id
     history = [e for e in clicks if e.user_id == user]
     expected_state = UserState.new(w.version, w.hidden_size)
-    expected = [p for e in history if (p := advance(w, expected_state, e)) is not None]
+    expected, codes = [], []
+    for e in history:
+        if (p := advance(w, expected_state, e)) is not None:
+            expected.append(p)
+            codes.append(post_reasons(w, expected_state, e))  # offline, from the state
     logic = UserScorer(w, None)
     scored = []
     for start in range(0, len(history), 7):  # batches of any size give the same result
@@ -96,6 +101,7 @@ def test_user_scorer_equals_advancing_the_state_event_by_event(
         scored += out
         assert discard is False
     assert [(s.p_delinquent, s.p_default) for s in scored] == expected
+    assert [list(s.reasons) for s in scored] == codes and any(codes)  # the streaming reasons
     assert [s.accepted.event.activity for s in scored] == [Activity.POST] * len(expected)
     assert logic.snapshot() == encode_state(expected_state)
 
@@ -174,9 +180,11 @@ def test_decide_applies_the_thresholds_in_force_and_records_their_version(
     clicks: list[ClickEvent],
 ) -> None:
     post = next(e for e in clicks if e.activity is Activity.POST)
-    msg = decide(Scored(Accepted(post, 0.0, 0, 0), 0.35, 0.05), lambda: THRESHOLDS, "m9")
+    scored = Scored(Accepted(post, 0.0, 0, 0), 0.35, 0.05, reasons=("R02", "R01"))
+    msg = decide(scored, lambda: THRESHOLDS, "m9")
     score = msgspec.json.decode(msg.value, type=Score)
     assert score.decision is Decision.REVIEW and score.thresholds_version == 7
+    assert score.reasons == ["R02", "R01"]
     assert (score.event_id, score.user_id, score.loan_id) == (post.event_id, post.user_id,
                                                               post.loan_id)  # fmt: skip
     assert score.model_version == "m9" and score.scored_at > 0

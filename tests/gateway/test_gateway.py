@@ -25,7 +25,7 @@ import pytest
 from deepcredit.client import GatewayClient, PostRefused
 from deepcredit.codec import decode_click, encode_click
 from deepcredit.events import Activity, ClickEvent
-from deepcredit.gateway_api import ScoreAnswer
+from deepcredit.gateway_api import Reason, ScoreAnswer
 from deepcredit.kafka_io import watermarks
 from deepcredit.records import DeadLetter, DeadLetterReason, NotScored
 from deepcredit.settings import KafkaSettings, Topics
@@ -34,6 +34,7 @@ from deepcredit.waiting import wait_until
 from deploy.broker import BrokerStatus
 from gateway.app import create_app
 from gateway.config import GatewayConfig
+from scorer.reasons import STATEMENTS
 from tests.ports import free_port
 from tests.serving import asgi_server, http_status, serve_process
 from tests.streams import read_risk, read_scores, send
@@ -115,8 +116,9 @@ def test_a_post_gets_its_streamed_score_and_a_resend_the_same_answer(flow: Flow,
               if s.event_id == first.event_id]  # fmt: skip
     assert len(scores) == 1
     answer = msgspec.json.decode(r.content, type=ScoreAnswer)
+    reasons = [Reason(code=c, statement=STATEMENTS[c]) for c in scores[0].reasons]
     expected = msgspec.structs.asdict(scores[0]) | {"decision": str(scores[0].decision),
-                                                    "reasons": []}  # fmt: skip
+                                                    "reasons": reasons}  # fmt: skip
     del expected["schema_version"]  # the risk topic's contract; the answer's is its path
     assert msgspec.structs.asdict(answer) == expected
     # A gateway started afterwards knows the answer from the risk topic's tail: it answers

@@ -38,13 +38,20 @@ class ModelConfig:
     complementary: bool = True  # False: no Y(i-1) input (H-TLSTM without CL)
     use_activity: bool = True  # False: TLSTM(repay) only
     use_repay: bool = True  # False: TLSTM(activity) only
+    # False: the heads read the state-level hidden state alone (no wide input); a card written
+    # before this switch existed reads as False (``from_dict``).
+    use_aggregates: bool = field(default=True, metadata={
+        "help": "feed the running aggregates (scorer.aggregates) to the heads beside the "
+                "state-level hidden state (wide and deep)"
+    })  # fmt: skip
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        return cls(**{**d, "head_sizes": tuple(d["head_sizes"])})
+        return cls(**{**d, "head_sizes": tuple(d["head_sizes"]),
+                      "use_aggregates": d.get("use_aggregates", False)})  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,13 @@ from scorer.card import TargetMetrics
 from training.core.config import StopOn, TrainConfig
 from training.core.dataset import Sequences, split_users, user_rows
 from training.core.evaluation import TARGETS, per_target
-from training.core.model import DeepCredit, ModelConfig, batch_to_tensors, probabilities
+from training.core.model import (
+    DeepCredit,
+    ModelConfig,
+    batch_to_tensors,
+    probabilities,
+    set_reference,
+)
 
 __all__ = [
     "MIN_VALIDATION_POSITIVES",
@@ -215,6 +221,7 @@ def fit(
             print(f"warning: {warning}", flush=True)
     torch.manual_seed(config.seed)
     model = DeepCredit(model_config)
+    set_reference(model, seq, users.train)
     return train_loop(
         model,
         config,
