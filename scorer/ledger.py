@@ -147,11 +147,24 @@ class Ledger(msgspec.Struct, array_like=True):
     given_up: int = 0  # held events dropped beyond ``HOLD_BOUND``, ever
     # Running outcome aggregates (``scorer.aggregates``), last with defaults so snapshots
     # written before them decode (as a ledger that counts from its next event on).
-    borrowed: float = 0.0  # principal of every loan funded so far
+    # The sums are integers (cents, seconds) so that they do not depend on the order events
+    # are applied in: a float sum does, in its last bits, and a ledger that applied a held
+    # event late must equal the in-order one exactly.
+    borrowed_cents: int = 0  # principal of every loan funded so far, cents
     funded: int = 0  # loans funded so far
     repays: int = 0  # funded loans repaid (on time or late)
-    delay_sum: float = 0.0  # sum of their repayment delays, days, each clipped to [-30, 365]
-    delay_max: float | None = None  # the largest of them (clipped), None before a repayment
+    delay_sum_s: int = 0  # sum of their repayment delays, seconds, each clipped to [-30, 365] days
+    delay_max: float | None = None  # the largest of them (clipped), days; None before a repayment
+
+    @property
+    def borrowed(self) -> float:
+        """Principal of every loan funded so far (money units)."""
+        return self.borrowed_cents / 100.0
+
+    @property
+    def delay_sum(self) -> float:
+        """Sum of the repayment delays of ``repays`` loans, days (each clipped)."""
+        return self.delay_sum_s / DAY_S
 
     def apply(self, event: ClickEvent) -> float | None:
         """Record one event. Returns the repayment delay in days when it settles a funded loan
@@ -175,7 +188,7 @@ class Ledger(msgspec.Struct, array_like=True):
         if change.activity is Activity.POST or change.activity is Activity.BORROW:
             self._drop_preceding(change, ts)
             if change.activity is Activity.BORROW:
-                self.borrowed += loan.amount
+                self.borrowed_cents += round(loan.amount * 100)
                 self.funded += 1
         elif change.activity is Activity.MISS_PAYMENT:
             self._mark_late(loan, ts)
@@ -183,7 +196,7 @@ class Ledger(msgspec.Struct, array_like=True):
             if change.delay_days is not None:
                 delay = min(max(change.delay_days, DELAY_CLIP_DAYS[0]), DELAY_CLIP_DAYS[1])
                 self.repays += 1
-                self.delay_sum += delay
+                self.delay_sum_s += round(delay * DAY_S)
                 self.delay_max = delay if self.delay_max is None else max(self.delay_max, delay)
             if loan.labels(ts, repaid=True).delinquent:
                 self._mark_late(loan, ts)
