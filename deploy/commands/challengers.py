@@ -46,6 +46,15 @@ def add(sub: Subparsers) -> None:
                 Option("epochs", "--bilstm-epochs"), Option("batch", "--bilstm-batch"),
                 Option("lr", "--bilstm-lr"), Option("patience", "--bilstm-patience"),
                 Option("threads", "--torch-threads"))  # fmt: skip
+    p.add_argument("--cache", type=Path,
+                   help="folder of out-of-fold predictions: a model found there (same data, "
+                        "folds, seed and settings) is read, not trained; one trained is "
+                        "written there")  # fmt: skip
+    p.add_argument("--only-folds", type=int, nargs="+", metavar="K",
+                   help="with --fit-only: only these folds (1-based)")  # fmt: skip
+    p.add_argument("--fit-only", action="store_true",
+                   help="train the models into --cache and stop (to fit models in separate "
+                        "processes, then table them together)")  # fmt: skip
     _out(p)
 
     p = command(
@@ -97,7 +106,15 @@ def _uci(args: argparse.Namespace) -> int:
     cfg = from_args(Paper004Config, args, bilstm=bilstm)
     started = time.perf_counter()
     say = lambda line: print(line, flush=True)  # noqa: E731
-    cv = cross_validate(table, cfg, args.models, progress=say)
+    if args.fit_only and args.cache is None:
+        raise CliError("--fit-only needs --cache")
+    if args.only_folds and not args.fit_only:
+        raise CliError("--only-folds goes with --fit-only (the tables need every fold)")
+    only = None if not args.only_folds else {k - 1 for k in args.only_folds}
+    cv = cross_validate(table, cfg, args.models, progress=say, cache=args.cache, only_folds=only)
+    if args.fit_only:
+        print(f"out-of-fold predictions in {args.cache}")
+        return 0
     rows = paper004_rows(table, cv, cfg, _command(args), progress=say)
     run = Run(command=_command(args), part=f"{args.paper}/uci/tables",
               written_at=datetime.now(UTC).isoformat(timespec="seconds"),

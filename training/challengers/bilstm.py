@@ -71,10 +71,10 @@ class BiLstmConfig:
     """How the BiLSTM is trained (module docstring: the choices the paper leaves open)."""
 
     hidden: int = field(default=32, metadata={"help": "LSTM units per direction, both layers"})
-    epochs: int = field(default=40, metadata={"help": "most passes over the training clients"})
-    batch: int = field(default=256, metadata={"help": "clients per gradient step"})
-    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
-    patience: int = field(default=4, metadata={
+    epochs: int = field(default=30, metadata={"help": "most passes over the training clients"})
+    batch: int = field(default=512, metadata={"help": "clients per gradient step"})
+    lr: float = field(default=2e-3, metadata={"help": "Adam learning rate"})
+    patience: int = field(default=3, metadata={
         "help": "epochs without a lower validation loss before stopping"})  # fmt: skip
     validation_share: float = field(default=0.1, metadata={
         "help": "share of the training clients held out for early stopping"})  # fmt: skip
