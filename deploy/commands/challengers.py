@@ -12,8 +12,7 @@ from pathlib import Path
 
 from deploy.commands.common import CliError, Subparsers, command
 from deploy.commands.options import Option, add_options, from_args
-from training.challengers.bilstm import BiLstmConfig
-from training.challengers.paper004 import MODELS, Paper004Config
+from training.challengers.config import MODELS, BiLstmConfig, Paper004Config
 
 __all__ = ["add"]
 
@@ -123,7 +122,12 @@ def _uci(args: argparse.Namespace) -> int:
               data={"table": str(args.table), "clients": len(table),
                     "defaults": int(table.y.sum()),
                     "default_rate": round(float(np.mean(table.y)), 4),
-                    "sha256": hashlib.sha256(args.table.read_bytes()).hexdigest()})  # fmt: skip
+                    "sha256": hashlib.sha256(args.table.read_bytes()).hexdigest()},
+              notes=[] if args.cache is None else [
+                  f"fits read from or written to {args.cache} (per model and fold, by "
+                  "'deepcredit challengers uci --paper 004 --models M --cache DIR --fit-only "
+                  "[--only-folds K]'); each fold's fit time and epochs are in the table3 "
+                  "rows' detail.fit"])  # fmt: skip
     merge_into(args.out, rows, run)
     print(_table3(rows))
     print(f"written to {args.out}")

@@ -34,11 +34,12 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
+
+from training.challengers.config import BiLstmConfig
 
 __all__ = ["BiLstmConfig", "BiLstmScore", "fit_bilstm", "predict_bilstm"]
 
@@ -64,22 +65,6 @@ class BiLstmScore(nn.Module):
 
     def forward(self, temporal: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
         return self.out(self.encode(temporal, static)).squeeze(1)
-
-
-@dataclass(frozen=True)
-class BiLstmConfig:
-    """How the BiLSTM is trained (module docstring: the choices the paper leaves open)."""
-
-    hidden: int = field(default=32, metadata={"help": "LSTM units per direction, both layers"})
-    epochs: int = field(default=30, metadata={"help": "most passes over the training clients"})
-    batch: int = field(default=512, metadata={"help": "clients per gradient step"})
-    lr: float = field(default=2e-3, metadata={"help": "Adam learning rate"})
-    patience: int = field(default=3, metadata={
-        "help": "epochs without a lower validation loss before stopping"})  # fmt: skip
-    validation_share: float = field(default=0.1, metadata={
-        "help": "share of the training clients held out for early stopping"})  # fmt: skip
-    threads: int = field(default=1, metadata={"help": "torch threads (the machine is shared)"})
-    seed: int = field(default=0, metadata={"help": "seed of the weights and the batches"})
 
 
 def fit_bilstm(

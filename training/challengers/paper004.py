@@ -37,7 +37,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +53,8 @@ from sklearn.svm import SVC
 from threadpoolctl import threadpool_limits
 
 from deepcredit.atomic import write_json
-from training.challengers.bilstm import BiLstmConfig, fit_bilstm, predict_bilstm
+from training.challengers.bilstm import fit_bilstm, predict_bilstm
+from training.challengers.config import MODELS, Paper004Config
 from training.challengers.results import Figure, Row
 from training.challengers.uci import UciTable, flat_features, scaled
 from training.core.delong import delong_difference
@@ -71,24 +72,6 @@ __all__ = [
     "customer_groups",
     "paper004_rows",
 ]
-
-#: Paper 004's models, its proposed one first: name → the paper's label.
-MODELS = {"bilstm": "Bidirectional LSTM", "gb": "Gradient boosting (GB)",
-          "bnn": "Bagging NN (BNN, 10 MLPs)", "rf": "Random forest (RF)",
-          "svm": "Support vector machine (SVM)", "logr": "Logistic regression (LOGR)"}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Paper004Config:
-    """The experiment's settings (module docstring: the choices the paper leaves open)."""
-
-    folds: int = field(default=5, metadata={"help": "folds of the cross-validation"})
-    seed: int = field(default=0, metadata={"help": "seed of the folds and of every model"})
-    bootstrap: int = field(default=200, metadata={
-        "help": "bootstrap resamples of the clients for the intervals"})  # fmt: skip
-    level: float = field(default=0.95, metadata={"help": "interval level"})
-    bilstm: BiLstmConfig = field(default_factory=BiLstmConfig)
-
 
 #: Clients the SVM is fitted on, drawn from the training folds: a kernel SVM's fit grows with
 #: the square of its rows or faster, and the machine is shared (module docstring).
