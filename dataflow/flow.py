@@ -50,7 +50,7 @@ from dataflow.steps import (
     UserScorer,
     dead_letter_message,
     decide,
-    decode,
+    decode_batch,
     drift_alert_message,
     not_scored_message,
     user_of,
@@ -178,7 +178,7 @@ def build_flow(
     flow = Dataflow(name)
     source = _SeededKafkaSource(cfg, seed.offsets if seed else {})
     messages = op.input(CLICKS_STEP_ID, flow, source)
-    decoded = op.map("decode", messages, decode)
+    decoded = op.flat_map_batch("decode", messages, decode_batch)
     valid = op.branch("valid", decoded, lambda x: isinstance(x, Accepted))
     failed = [valid.falses]  # DeadLetter streams, one per step that makes them
     by_user = op.key_on("by_user", valid.trues, user_of)  # (user_id, Accepted)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import pickle
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 
 from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
@@ -54,8 +55,10 @@ from deepcredit.records import (
 )
 from scorer.model import ModelWeights, StateVersionError, advance_unseen
 from scorer.monitors import DriftMonitors, MonitorConfig
+from scorer.reasons import post_reasons
 from scorer.steps import history_at, out_of_order_s
 from scorer.user_state import (
+    FrozenState,
     Seen,
     UserState,
     decode_state,
@@ -73,6 +76,7 @@ __all__ = [
     "dead_letter_message",
     "decide",
     "decode",
+    "decode_batch",
     "drift_alert_message",
     "not_scored_message",
     "user_of",
@@ -85,13 +89,31 @@ log = logging.getLogger(__name__)
 
 def decode(msg: Message) -> Accepted | DeadLetter:
     """A message from the clicks topic as an accepted event or a dead letter (never raises)."""
+    return decode_batch([msg])[0]
+
+
+def decode_batch(msgs: list[Message]) -> list[Accepted | DeadLetter]:
+    """``decode`` of each message of one batch of the clicks source, in order. The events
+    accepted and dead-lettered are counted once per batch (per activity and reason), not per
+    message: a labelled counter increment costs about what decoding an event does."""
+    accepted: Counter[str] = Counter()
+    refused: Counter[str] = Counter()
+    out = [_decode(m, accepted, refused) for m in msgs]
+    for activity, n in accepted.items():
+        metrics.EVENTS.labels(activity).inc(n)
+    for reason, n in refused.items():
+        metrics.DEAD_LETTERS.labels(reason).inc(n)
+    return out
+
+
+def _decode(msg: Message, accepted: Counter[str], refused: Counter[str]) -> Accepted | DeadLetter:
     try:
         result = decode_click(msg.value, key=msg.key, topic=msg.topic, partition=msg.partition,
                               offset=msg.offset)  # fmt: skip
         if isinstance(result, DeadLetter):
-            metrics.DEAD_LETTERS.labels(result.reason.value).inc()
+            refused[result.reason.value] += 1
             return result
-        metrics.EVENTS.labels(result.activity.value).inc()
+        accepted[result.activity.value] += 1
         _, ms = msg.timestamp if msg.timestamp is not None else (0, 0)
         arrived = ms / 1000.0 if ms and ms > 0 else time.time()
         return Accepted(result, arrived, msg.partition or 0, msg.offset or 0, msg.topic, msg.key)
@@ -209,9 +231,10 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted | DeadLetter, by
     ) -> tuple[Iterable[Scored | Accepted | DeadLetter], bool]:
         if self.state is None:
             self.state = self._initial(values[0].event.user_id)
-        start = self.state.copy()  # to undo a failed event
+        start = self.state.frozen()  # to undo a failed event
         done: list[tuple[ClickEvent, bytes, bytes]] = []  # advanced since ``start``, with keys
         out: list[Scored | Accepted | DeadLetter] = []
+        started = time.perf_counter()
         for a in values:
             state = self.state
             try:
@@ -225,10 +248,9 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted | DeadLetter, by
                 if (late_s := out_of_order_s(state.memory, a.event)) > 0:
                     user_events.out_of_order(a, late_s)
                 given_up = state.memory.ledger.given_up
-                started = time.perf_counter()
                 p = advance_unseen(self.weights, state, a.event, key, fingerprint)
-                metrics.PROCESSING.observe(time.perf_counter() - started)
                 history = history_at(state.memory, a.event.ts)
+                why = () if p is None else tuple(post_reasons(self.weights, state, a.event))
                 if (dropped := state.memory.ledger.given_up - given_up) > 0:
                     user_events.given_up(a, dropped)
             except MemoryError:
@@ -239,17 +261,20 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted | DeadLetter, by
                 continue
             done.append((a.event, key, fingerprint))
             if p is not None:
-                out.append(Scored(a, p[0], p[1], history))
+                out.append(Scored(a, p[0], p[1], history, why))
             elif self.emit_events:
                 out.append(a)
+        if done:  # once per batch: each event advanced counted at the batch's mean time
+            metrics.observe_many(metrics.PROCESSING, (time.perf_counter() - started) / len(done),
+                                 len(done))  # fmt: skip
         return out, StatefulBatchLogic.RETAIN
 
     def _redo(
-        self, start: UserState, done: list[tuple[ClickEvent, bytes, bytes]]
+        self, start: FrozenState, done: list[tuple[ClickEvent, bytes, bytes]]
     ) -> UserState:
         """``start`` advanced again by the events that succeeded: the state without the failed
         one (the step is a pure function of state and event)."""
-        state = start.copy()  # ``start`` stays as it is for a later failure in the batch
+        state = start.thaw()  # ``start`` stays as it is for a later failure in the batch
         for event, key, fingerprint in done:
             advance_unseen(self.weights, state, event, key, fingerprint)
         return state
@@ -289,7 +314,8 @@ def decide(
     that raises (the poison-pill rule, module docstring)."""
     try:
         score = score_record(scored.accepted.event, (scored.p_delinquent, scored.p_default),
-                             thresholds(), model_version, scored.history)  # fmt: skip
+                             thresholds(), model_version, scored.history,
+                             list(scored.reasons))  # fmt: skip
         message = KafkaSinkMessage(score.key, encode(score), headers=kafka_headers(score))
     except MemoryError:
         raise

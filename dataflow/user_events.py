@@ -81,6 +81,7 @@ def repeat(a: Accepted, state: UserState, seen: Seen, key: bytes, fingerprint: b
         payload=payload,  # the event as accepted: canonical JSON that decodes to it
         payload_size=len(payload),
         key=event.user_id.encode(),  # the clicks' key: a replay lands with the user's events
+        topic=a.topic,
         partition=a.partition,
         offset=a.offset,
         received_at=time.time(),

@@ -34,8 +34,8 @@ Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 
 class Reason(msgspec.Struct, frozen=True, kw_only=True):
     """One principal reason behind a score (adverse-action reason code): a stable ``code``
-    from the catalogue and its plain-language ``statement``. The score records do not carry
-    reasons yet; the gateway copies them once they do."""
+    from the catalogue (``scorer.reasons.CATALOGUE``) and its plain-language ``statement``; the
+    gateway copies the score record's codes with their statements."""
 
     code: str
     statement: str

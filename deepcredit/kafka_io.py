@@ -4,7 +4,9 @@ Every reader of a topic goes through ``PartitionReader``: partitions assigned (n
 group membership), from given offsets, up to given ends or following the topic, with the
 end-of-partition, idle-timeout, stop and error handling written once.
 
-Producing: ``delivering`` is a producer that never drops what it was handed silently (it
+Producing: ``produce_in_transaction`` writes records to several topics in one Kafka
+transaction (all of them or none, for readers with ``read_committed``, librdkafka's default);
+``delivering`` is a producer that never drops what it was handed silently (it
 flushes on every way out of its block and raises or logs what did not arrive); ``produce``
 waits for room instead of failing when the local queue is full.
 
@@ -28,6 +30,7 @@ from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
     KafkaError,
+    KafkaException,
     Message,
     Producer,
     TopicPartition,
@@ -40,12 +43,15 @@ __all__ = [
     "KafkaReadError",
     "OffsetsOutOfRange",
     "PartitionReader",
+    "TransactionFailed",
     "UndeliveredError",
     "assigned_consumer",
     "check_resume",
     "consumer_watermarks",
     "delivering",
+    "init_transactions",
     "produce",
+    "produce_in_transaction",
     "read_range",
     "read_to_end",
     "resume_problem",
@@ -367,6 +373,77 @@ def read_range(
         yield from PartitionReader(consumer, topic, starts, ends, timeout_s=timeout_s)
     finally:
         consumer.close()
+
+
+#: Most seconds to wait for the broker's transaction coordinator before a transaction: the first
+#: transaction on a broker creates the coordinator's state, longer than a usual answer.
+INIT_TRANSACTIONS_S = 60.0
+
+
+class TransactionFailed(RuntimeError):
+    """A transaction was not committed; the message says whether it was aborted."""
+
+
+def init_transactions(producer: Producer, timeout_s: float) -> None:
+    """``init_transactions``, tried again on a retriable error (the broker's transaction
+    coordinator is being created or moved) until ``timeout_s`` have passed."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            producer.init_transactions(max(0.1, deadline - time.monotonic()))
+            return
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            retriable = isinstance(error, KafkaError) and error.retriable()
+            if not retriable or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
+
+
+def produce_in_transaction(
+    settings: KafkaSettings,
+    transactional_id: str,
+    messages: list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]],
+    timeout_s: float,
+) -> None:
+    """Write ``messages`` (topic, key, value, headers) in one Kafka transaction: readers
+    (``read_committed``) see all of them or none.
+
+    ``transactional_id``: one per kind of change, so a second writer fences the first and two
+    writers cannot interleave half-written changes. ``timeout_s``: most seconds for each step
+    (find the topics, commit; the coordinator gets at least ``INIT_TRANSACTIONS_S``).
+    Raises TransactionFailed when a topic does not exist (nothing written), the broker does
+    not answer, or the commit fails (aborted when it can be; the message says).
+    """
+    ms = max(1000, int(timeout_s * 1000))
+    config = {"transactional.id": transactional_id, "message.timeout.ms": ms,
+              "transaction.timeout.ms": max(ms, 60_000)}  # fmt: skip
+    producer = Producer(settings.client_config(**config))
+    try:
+        meta = producer.list_topics(timeout=timeout_s).topics
+        missing = sorted({t for t, *_ in messages if t not in meta or meta[t].error is not None})
+        if missing:  # producing to a topic that does not exist would stall the commit
+            raise TransactionFailed(f"no topic {', '.join(map(repr, missing))} on the broker: "
+                                    "'deepcredit kafka up' creates them")  # fmt: skip
+        init_transactions(producer, max(timeout_s, INIT_TRANSACTIONS_S))
+    except KafkaException as exc:
+        raise TransactionFailed(f"the broker did not answer: {_reason(exc)}") from None
+    try:
+        producer.begin_transaction()
+        for topic, key, value, headers in messages:
+            producer.produce(topic, key=key, value=value, headers=headers)
+        producer.commit_transaction(timeout_s)
+    except KafkaException as exc:
+        try:
+            producer.abort_transaction(timeout_s)
+            outcome = "aborted, nothing written"
+        except KafkaException:
+            outcome = "outcome unknown"
+        raise TransactionFailed(f"not delivered ({outcome}): {_reason(exc)}") from None
+
+
+def _reason(exc: KafkaException) -> object:
+    return exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else exc
 
 
 def read_to_end(settings: KafkaSettings, topic: str, timeout_s: float = 30.0) -> list[Message]:

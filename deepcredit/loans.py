@@ -273,10 +273,15 @@ class OutcomeTracker:
         return _outcome(change.loan_id, loan, loan.labels(event.ts, repaid=True),
                         repay_ts=event.ts, delay=change.delay_days)  # fmt: skip
 
+    def peek(self, as_of: float) -> list[LoanOutcome]:
+        """Outcomes, as known at ``as_of``, of every loan still open, which stay open: for a
+        reader that follows a stream and asks now and then (``gateway.watch``)."""
+        return [_outcome(loan_id, loan, loan.labels(as_of, repaid=False))
+                for loan_id, loan in self._open.items()]  # fmt: skip
+
     def close(self, as_of: float) -> list[LoanOutcome]:
         """Outcomes, as known at ``as_of``, of every loan still open. Leaves the tracker empty."""
-        outcomes = [_outcome(loan_id, loan, loan.labels(as_of, repaid=False))
-                    for loan_id, loan in self._open.items()]  # fmt: skip
+        outcomes = self.peek(as_of)
         self._open = {}
         return outcomes
 

@@ -125,6 +125,9 @@ class Score(Record, kw_only=True, tag="score"):
     scored_at: float  # when we scored it (wall clock, Unix s)
     prior_events: Annotated[int, msgspec.Meta(ge=0)]
     history_days: Annotated[float, msgspec.Meta(ge=0.0)]
+    # Reason codes (``scorer.reasons.CATALOGUE``), most important first, at most four; empty
+    # for a model without aggregates or when nothing raises the risk above the reference.
+    reasons: Annotated[list[str], msgspec.Meta(max_length=4)] = []
 
     @property
     def key(self) -> bytes:
@@ -451,22 +454,38 @@ class DriftAlert(Record, kw_only=True, tag="drift_alert"):
 
 
 class ModelEvent(Record, kw_only=True, tag="model_event"):
-    """A retraining decision on the model-events topic (keyed by the challenger's version)."""
+    """A model decision on the model-events topic (keyed by ``version``), and the same record
+    on the models-audit topic (never compacted: the durable trail), written in one Kafka
+    transaction: the retraining controller's verdicts (``promote``, ``reject``) and every
+    promotion and rollback by hand.
 
-    action: str  # "promote" or "reject"
-    version: str  # the challenger
-    previous: str | None  # the champion at the time
+    ``version``: the model the decision is about (the challenger; for a rollback, the model
+    that serves again); ``previous``: the model current before it. ``override``: a promotion
+    of a model the retraining gate had rejected, made by hand with a reason. ``impact``: both
+    models' decision mix and expected bad rate among approved on the same recent posts at the
+    live thresholds (``deepcredit.whatif.ModelImpact`` as JSON; ``msgspec.convert`` reads it
+    back), None when it could not be computed (no model current before, no posts)."""
+
+    action: str  # "promote", "reject" or "rollback"
+    version: str
+    previous: str | None
     by: str
     reason: str
     at: float
     metrics: dict[str, Any] = {}
+    override: bool = False
+    impact: dict[str, Any] | None = None
 
     def problem(self) -> str | None:
         """Why this event cannot be used, or None when it can."""
-        if self.action not in ("promote", "reject"):
-            return f"action must be 'promote' or 'reject', got {self.action!r}"
+        if self.action not in ("promote", "reject", "rollback"):
+            return f"action must be 'promote', 'reject' or 'rollback', got {self.action!r}"
         if not self.version:
-            return "version must name the challenger"
+            return "version must name the model decided about"
+        if self.override and self.action != "promote":
+            return "only a promotion can override the gate"
+        if self.override and not self.reason.strip():
+            return "an override must say why"
         return _time_problem("at", self.at)
 
 
@@ -476,15 +495,17 @@ def score_record(
     t: ThresholdUpdate,
     model_version: str,
     history: tuple[int, float],
+    reasons: list[str] | None = None,
 ) -> Score:
     """A post's Score with its decision under ``t``, scored now (the live flow's and a
     cut-over's). ``p``: (p_delinquent, p_default); ``history``: (prior_events, history_days)
-    at the post (``scorer.steps.history_at``). The post's segment of ``t`` (if it has
-    segments) comes from its amount, its term and ``prior_events`` (thin file or not)."""
+    at the post (``scorer.steps.history_at``); ``reasons``: its reason codes
+    (``scorer.reasons``). The post's segment of ``t`` (if it has segments) comes from its
+    amount, its term and ``prior_events`` (thin file or not)."""
     decision = t.decide(p_delinquent=p[0], p_default=p[1], amount=post.amount,
                         term_days=post.term_days, events_seen=history[0])
     return Score(event_id=post.event_id, user_id=post.user_id, loan_id=post.loan_id or "",
                  p_delinquent=p[0], p_default=p[1], decision=decision,
                  thresholds_version=t.version, model_version=model_version, event_ts=post.ts,
                  scored_at=time.time(), prior_events=history[0],
-                 history_days=history[1])  # fmt: skip
+                 history_days=history[1], reasons=list(reasons or ()))  # fmt: skip

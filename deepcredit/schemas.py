@@ -77,7 +77,9 @@ RECORDS: tuple[RecordSpec, ...] = (
     RecordSpec(ThresholdsChange, "thresholds-audit",
                "\"thresholds\" (never compacted: the audit trail)"),
     RecordSpec(DriftAlert, "drift-alerts", "the monitor (scores, inputs or performance)"),
-    RecordSpec(ModelEvent, "model-events", "the challenger's model version"),
+    RecordSpec(ModelEvent, "model-events",
+               "the model version decided about (the same record on models-audit, never "
+               "compacted, in one transaction)"),
 )  # fmt: skip
 
 

@@ -22,7 +22,7 @@ DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
 @dataclass(frozen=True)
 class Topics:
-    """The seven topics of the system. A prefix keeps test runs and tenants apart."""
+    """The eight topics of the system. A prefix keeps test runs and tenants apart."""
 
     clicks: str = "clicks"
     risk_scores: str = "risk-scores"
@@ -31,6 +31,7 @@ class Topics:
     drift_alerts: str = "drift-alerts"
     model_events: str = "model-events"
     thresholds_audit: str = "thresholds-audit"
+    models_audit: str = "models-audit"
 
     @classmethod
     def from_prefix(cls, prefix: str = "") -> Topics:

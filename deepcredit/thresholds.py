@@ -41,9 +41,11 @@ from deepcredit.audit import THRESHOLD_FIELDS, ThresholdsChange
 from deepcredit.codec import encode
 from deepcredit.control import Rejected, SkipReason, decode_control, decode_record, skip
 from deepcredit.kafka_io import (
+    INIT_TRANSACTIONS_S,
     PartitionReader,
     assigned_consumer,
     consumer_watermarks,
+    init_transactions,
     read_to_end,
 )
 from deepcredit.records import Decision, ThresholdSegment, ThresholdUpdate, kafka_headers
@@ -77,8 +79,6 @@ log = logging.getLogger(__name__)
 
 THRESHOLDS_KEY = b"thresholds"
 
-#: Most seconds to wait for the broker's transaction coordinator before a change (``publish``).
-INIT_TRANSACTIONS_S = 60.0
 
 #: In force until the first valid record arrives. Version 0 so that any real update (version
 #: >= 1) replaces it; ``problem()`` refuses version 0 on purpose: defaults are never written.
@@ -339,7 +339,7 @@ def publish(
     try:
         # The first transaction on a broker creates its transaction coordinator's state,
         # which can take longer than a usual broker answer: wait for it on its own budget.
-        _init_transactions(producer, max(timeout_s, INIT_TRANSACTIONS_S))
+        init_transactions(producer, max(timeout_s, INIT_TRANSACTIONS_S))
     except KafkaException as exc:
         raise ThresholdsUnavailable(
             f"thresholds not changed: the broker's transaction "
@@ -383,22 +383,6 @@ def _missing_topics(producer: Producer, names: tuple[str, ...], timeout_s: float
     except KafkaException as exc:
         raise ThresholdsUnavailable(f"cannot reach the broker: {_reason(exc)}") from None
     return [n for n in names if n not in meta or meta[n].error is not None]
-
-
-def _init_transactions(producer: Producer, timeout_s: float) -> None:
-    """``init_transactions``, tried again on a retriable error (the broker's transaction
-    coordinator is being created or moved) until ``timeout_s`` have passed."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            producer.init_transactions(max(0.1, deadline - time.monotonic()))
-            return
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            retriable = isinstance(error, KafkaError) and error.retriable()
-            if not retriable or time.monotonic() >= deadline:
-                raise
-            time.sleep(0.2)
 
 
 def set_thresholds(

@@ -28,7 +28,7 @@ class TopicSpec:
 
 
 def topic_specs(topics: Topics, partitions: int) -> list[TopicSpec]:
-    """The seven topics. ``partitions`` applies to the user-keyed ones (clicks, risk-scores)."""
+    """The eight topics. ``partitions`` applies to the user-keyed ones (clicks, risk-scores)."""
     return [
         TopicSpec(topics.clicks, partitions),
         TopicSpec(topics.risk_scores, partitions),
@@ -41,6 +41,13 @@ def topic_specs(topics: Topics, partitions: int) -> list[TopicSpec]:
         # compacted nor expired (the thresholds topic itself keeps only the latest).
         TopicSpec(
             topics.thresholds_audit,
+            1,
+            {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"},
+        ),
+        # Every model promotion, rollback and gate verdict, kept for good (model-events expires
+        # after a year): the same settings.
+        TopicSpec(
+            topics.models_audit,
             1,
             {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"},
         ),

@@ -43,6 +43,7 @@ from deepcredit.records import Decision, ThresholdUpdate
 
 __all__ = [
     "DecisionMix",
+    "ModelImpact",
     "OperatingCurve",
     "PostFacts",
     "ScoredPost",
@@ -50,6 +51,7 @@ __all__ = [
     "WhatIf",
     "by_segment",
     "decision_mix",
+    "model_impact",
     "operating_curve",
     "post_facts",
     "what_if",
@@ -244,6 +246,64 @@ def what_if(
                   as_of=as_of, model_version=model_version,
                   segments={name: (decision_mix(group, current), decision_mix(group, candidate))
                             for name, group in groups.items()})  # fmt: skip
+
+
+class ModelImpact(msgspec.Struct, frozen=True, kw_only=True):
+    """Two models' decisions on the same posts at the same thresholds: what a promotion or a
+    rollback would do to the decision mix and to the expected bad rate among approved.
+
+    ``current_model`` serves now, ``candidate_model`` would; ``current`` / ``candidate``:
+    each model's ``DecisionMix`` under the thresholds of version ``thresholds_version`` (the
+    outcomes are the same loans', so the realised rates differ only by who is approved);
+    ``segments``: name -> (current's mix, candidate's mix) on that segment's posts (empty
+    without segments). ``as_of``: the clock (Unix s, event time) the outcomes are known at;
+    ``source``: where the posts came from (people read it)."""
+
+    current_model: str
+    candidate_model: str
+    thresholds_version: int
+    current: DecisionMix
+    candidate: DecisionMix
+    segments: dict[str, tuple[DecisionMix, DecisionMix]] = {}
+    as_of: float | None = None
+    source: str = ""
+
+    def shift_points(self, decision: Decision) -> float:
+        """How far the share of ``decision`` moves, in percentage points (candidate minus
+        current); 0 without posts."""
+        before, after = self.current.rate(decision), self.candidate.rate(decision)
+        return 0.0 if before is None or after is None else 100.0 * (after - before)
+
+
+def model_impact(
+    current: Sequence[ScoredPost],
+    candidate: Sequence[ScoredPost],
+    thresholds: ThresholdUpdate,
+    *,
+    current_model: str,
+    candidate_model: str,
+    as_of: float | None = None,
+    source: str = "",
+) -> ModelImpact:
+    """The same posts scored by two models (``current[i]`` and ``candidate[i]`` are one post:
+    the same outcome and segment facts, each model's probabilities), decided under
+    ``thresholds``. Raises ValueError when the two lists are not the same posts' length."""
+    if len(current) != len(candidate):
+        raise ValueError(f"{len(current)} posts of the current model, {len(candidate)} of the "
+                         "candidate: not the same posts")  # fmt: skip
+    groups: dict[str, list[int]] = {s.name: [] for s in thresholds.segments}
+    for i, post in enumerate(current):
+        segment = thresholds.segment(post.amount, post.term_days, post.events_seen)
+        if segment is not None:
+            groups[segment.name].append(i)
+    return ModelImpact(current_model=current_model, candidate_model=candidate_model,
+                       thresholds_version=thresholds.version,
+                       current=decision_mix(current, thresholds),
+                       candidate=decision_mix(candidate, thresholds),
+                       segments={name: (decision_mix([current[i] for i in group], thresholds),
+                                        decision_mix([candidate[i] for i in group], thresholds))
+                                 for name, group in groups.items()},
+                       as_of=as_of, source=source)  # fmt: skip
 
 
 class OperatingCurve(NamedTuple):

@@ -16,6 +16,7 @@ from deploy.commands import (
     bench,
     challengers,
     cutover,
+    dashboard,
     drift,
     fuzz,
     gateway,
@@ -32,6 +33,7 @@ from deploy.commands import (
     statements,
     thresholds,
     train,
+    uci,
 )
 from deploy.commands.common import CliError
 
@@ -66,7 +68,10 @@ examples:
                                       the live scoring flow: clicks in, risk scores out
   deepcredit models list              the trained models, their lineage, test AUC, the current one
   deepcredit models promote dc-... --by alice --reason "beats dc-... on test AUC"
-                                      make a model current: 'serve --model current' loads it
+                                      make a model current ('serve --model current' loads it),
+                                      after showing what it does to decisions on recent posts
+  deepcredit models rollback --reason "approvals fell" --out cutover/back
+                                      serve the model before again: a cut-over back (see --help)
   deepcredit archive --folder archive/clicks
                                       keep every click on disk (gzip segments + offset manifest)
   deepcredit retrain --events archive/clicks --window-days 365
@@ -77,6 +82,8 @@ examples:
                                       (old flow stopped) rebuild every user's state for the new
                                       model, then 'serve --model current --seed cutover/dc-...'
   deepcredit gateway --port 8080      score a loan post on request (HTTP), through the live flow
+  deepcredit dashboard --port 8090    the risk-operations page: decisions, scores, bad rates,
+                                      drift alerts, thresholds and models, live
   deepcredit scores                   what the risk-scores topic holds: decisions, latest scores
   deepcredit thresholds show          the decision thresholds in force
   deepcredit thresholds simulate --default-decline 0.25 --plot curve.png
@@ -119,8 +126,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for group in (kafka, generate, statements, train, ablate, challengers, roundtrip, replay,
-                  thresholds, serve, gateway, scores, schemas, bench, drift, models, archive,
+    for group in (kafka, generate, statements, train, ablate, uci, challengers, roundtrip,
+                  replay, thresholds, serve, gateway, dashboard, scores, schemas, bench, drift,
+                  models, archive,
                   retrain, cutover, report, fuzz):  # fmt: skip
         group.add(sub)  # the order here is the order of 'deepcredit --help'
     return parser

@@ -10,4 +10,11 @@ health  the flow's readiness, polled in the background
 app     the Starlette application: routes, OpenAPI document, start-up and shut-down
 serve   uvicorn with one or more gateway processes
 loadgen the load generator of ``deepcredit bench gateway`` (asyncio, httpx)
+
+The risk-operations dashboard (``deepcredit dashboard``), its own app on its own port:
+
+watch     the topics it shows, followed from their beginning (a reader thread per topic)
+panels    its figures from the records: pure functions
+charts    its charts, drawn as SVG (matplotlib)
+dashboard the page and the Starlette app
 """

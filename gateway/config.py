@@ -1,13 +1,15 @@
-"""How a gateway runs (``GatewayConfig``): ``deepcredit gateway --help`` reads its defaults
-without loading the web stack."""
+"""How a gateway runs (``GatewayConfig``) and the dashboard (``DashboardConfig``):
+``deepcredit gateway --help`` and ``deepcredit dashboard --help`` read their defaults without
+loading the web stack."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from deepcredit.settings import KafkaSettings, Topics
 
-__all__ = ["GatewayConfig"]
+__all__ = ["DashboardConfig", "GatewayConfig"]
 
 
 @dataclass(frozen=True)
@@ -34,4 +36,34 @@ class GatewayConfig:
     })  # fmt: skip
     health_poll_s: float = field(default=0.2, metadata={
         "help": "seconds between two polls of the flow's /readyz"
+    })  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DashboardConfig:
+    """Where the dashboard listens, how often the page refreshes, and what it keeps."""
+
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    topics: Topics = field(default_factory=Topics)
+    host: str = field(default="127.0.0.1", metadata={"help": "address to listen on"})
+    port: int = field(default=8090, metadata={"help": "HTTP port"})
+    refresh_s: float = field(default=5.0, metadata={
+        "help": "seconds between two reloads of the page in the browser"
+    })  # fmt: skip
+    keep_posts: int = field(default=200_000, metadata={
+        "help": "scored posts kept in memory (the latest; older ones leave the page), and as "
+                "many settled loans"
+    })  # fmt: skip
+    reference_days: float = field(default=30.0, metadata={
+        "help": "the score distribution's reference: the current model's posts in its first "
+                "this many days of event time (serve's --drift-warmup-days, the drift "
+                "monitors' reference period)"
+    })  # fmt: skip
+    window_days: float = field(default=7.0, metadata={
+        "help": "the score distribution's current window: the current model's posts in the "
+                "last this many days of event time"
+    })  # fmt: skip
+    registry: Path | None = field(default=None, metadata={
+        "help": "a model registry folder (deepcredit models): also show its promotions and "
+                "the current model"
     })  # fmt: skip

@@ -10,7 +10,8 @@ every score, its own or not, which is a few microseconds per score.
 >>> from deepcredit.records import Decision, Score
 >>> s = Score(event_id="e1", user_id="u1", loan_id="l1", p_delinquent=0.2, p_default=0.05,
 ...           decision=Decision.APPROVE, thresholds_version=0, model_version="m",
-...           event_ts=1.7e9, scored_at=1.7e9, prior_events=12, history_days=30.5)
+...           event_ts=1.7e9, scored_at=1.7e9, prior_events=12, history_days=30.5,
+...           reasons=["R01"])
 >>> decode_risk(msgspec.json.encode(s)) == s
 True
 >>> decode_risk(b'{"type": "drift_alert"}') is None
@@ -19,8 +20,8 @@ True
 ...               detail="...", model_version="m", event_ts=1.7e9, at=1.7e9)
 >>> decode_risk(msgspec.json.encode(n)) == n
 True
->>> answer_of(s).decision
-'approve'
+>>> answer_of(s).decision, answer_of(s).reasons[0].statement
+('approve', 'Recent late or missed repayments')
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ import msgspec
 from confluent_kafka import Consumer
 
 from deepcredit.events import ClickEvent
-from deepcredit.gateway_api import ScoreAnswer
+from deepcredit.gateway_api import Reason, ScoreAnswer
 from deepcredit.kafka_io import PartitionReader, assigned_consumer, consumer_watermarks
 from deepcredit.records import NotScored, RiskRecord, Score
 from deepcredit.settings import KafkaSettings
+from scorer.reasons import STATEMENTS
 
 __all__ = ["AnswerBook", "RiskReader", "Waiter", "answer_of", "decode_risk", "same_post"]
 
@@ -65,10 +67,12 @@ def decode_risk(value: bytes | None) -> RiskRecord | None:
 
 def answer_of(record: Score) -> ScoreAnswer:
     """The HTTP answer for a score: the same fields, the same values (the record's schema
-    version is the risk topic's contract; the HTTP answer's is its path, ``/v1``)."""
+    version is the risk topic's contract; the HTTP answer's is its path, ``/v1``), each reason
+    code with its statement (a code this gateway does not know: the code as its statement)."""
     fields = msgspec.structs.asdict(record)
     fields["decision"] = str(record.decision)
     del fields["schema_version"]
+    fields["reasons"] = [Reason(code=c, statement=STATEMENTS.get(c, c)) for c in record.reasons]
     return ScoreAnswer(**fields)
 
 

@@ -60,7 +60,13 @@ class ModelCard(msgspec.Struct, kw_only=True):
     ("delinquent", "default") -> metrics; ``training``: epochs_run, best_epoch, seconds,
     peak_rss_mib, history; ``parent_version``: the model it was retrained from;
     ``calibration``: Platt parameters per target, {target: [a, b]}, the model reporting
-    sigmoid(a * logit + b); None: the raw probabilities."""
+    sigmoid(a * logit + b); None: the raw probabilities. ``reliability``: part ("test") ->
+    target -> the reliability table, deciles of the predicted probability riskiest first,
+    each {band, p_low, p_high, n, mean_predicted, bad_rate}; None where not measured
+    (a recalibrated model, a card written before the field). ``aggregate_reference``: the
+    training population's mean running aggregates (``scorer.aggregates.FEATURE_NAMES``
+    order), the reference reason codes are attributed against (``scorer.reasons``); None for
+    a model without aggregates."""
 
     version: str
     created_at: float
@@ -72,6 +78,8 @@ class ModelCard(msgspec.Struct, kw_only=True):
     training: dict[str, Any]
     parent_version: str | None = None
     calibration: dict[str, list[float]] | None = None
+    reliability: dict[str, dict[str, list[dict[str, float]]]] | None = None
+    aggregate_reference: list[float] | None = None
 
     def describe(self) -> str:
         lines = [f"model {self.version}  (data {self.data.sha256[:12]}, {self.data.users:,} users)"]

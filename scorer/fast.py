@@ -33,8 +33,8 @@ __all__ = ["Packed", "pack", "step", "tanh32", "tanh_array", "warm_up"]
 _CELL = 9  # input size I, w_gates, b_gates, use_time, w_split, w_time, b_time, w_new, b_merge
 _HEAD = 3 * _CELL  # layers L, then per layer: rows, cols, w offset, b offset
 # The tail: complementary, use_activity, use_repay, calibration offset (-1: none), the size of
-# a cell's input buffer and of the head's widest layer.
-_TAIL = 6
+# a cell's input buffer and of the head's widest layer, the aggregates the head reads (0: none).
+_TAIL = 7
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,10 +55,12 @@ def pack(
     use_activity: bool,
     use_repay: bool,
     calibration: np.ndarray | None,
+    aggregates: int = 0,
 ) -> Packed:
     """Pack three cells' arrays (each ``(w_gates, b_gates, w_split, w_time, b_time, w_new,
     b_merge)`` as ``scorer.tlstm.TLSTMWeights`` holds them, time arrays None for a plain LSTM),
-    the head layers (W (in, out), b (out,)) and the calibration ((2, 2) or None)."""
+    the head layers (W (in, out), b (out,)) and the calibration ((2, 2) or None). ``aggregates``:
+    how many running aggregates the head reads after the state-level h (0: it reads h alone)."""
     parts: list[np.ndarray] = []
     table: list[int] = []
     size = 0
@@ -85,11 +87,15 @@ def pack(
         table += [w.shape[0], w.shape[1], put(w), put(b)]
     if not head or head[-1][0].shape[1] != 2:
         raise ValueError("the head must end in 2 outputs (P(delinquent), P(default))")
+    if head[0][0].shape[0] != d + aggregates:
+        raise ValueError(f"the head reads {head[0][0].shape[0]} inputs, not D + aggregates = "
+                         f"{d + aggregates}")  # fmt: skip
     cal = -1 if calibration is None else put(calibration)
     # Buffers: the repay or state cell's input, or a head layer's output; the head's input.
-    widest = max([d] + [w.shape[1] for w, _ in head])
+    widest = max([d + aggregates] + [w.shape[1] for w, _ in head])
     x_size = max(cells[1][0].shape[0] - d, 2 * d, widest)  # type: ignore[union-attr]
-    table += [int(complementary), int(use_activity), int(use_repay), cal, x_size, widest]
+    table += [int(complementary), int(use_activity), int(use_repay), cal, x_size, widest,
+              aggregates]  # fmt: skip
     flat = np.concatenate(parts) if parts else np.zeros(0, np.float32)
     flat.flags.writeable = False
     t = np.array(table, np.int64)
@@ -194,11 +200,11 @@ def _gap(seconds):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _step(flat, table, hc, y_prev, xa, gap_a, xl, gap_l, gap_p, kind):
+def _step(flat, table, hc, y_prev, xa, gap_a, xl, gap_l, gap_p, kind, xg):
     d = hc.shape[1]
     t = table.shape[0] - _TAIL
     complementary, use_activity, use_repay = table[t], table[t + 1], table[t + 2]
-    cal, x_size, widest = table[t + 3], table[t + 4], table[t + 5]
+    cal, x_size, widest, n_agg = table[t + 3], table[t + 4], table[t + 5], table[t + 6]
     # Scratch per call, not per model: steps of one model may run on several threads.
     z = np.empty(4 * d, np.float32)
     v = np.empty(3 * d, np.float32)
@@ -232,6 +238,8 @@ def _step(flat, table, hc, y_prev, xa, gap_a, xl, gap_l, gap_p, kind):
     b = x
     for j in range(d):
         a[j] = hc[4, j]
+    for j in range(n_agg):  # the wide input: the aggregates after h_state
+        a[d + j] = xg[j]
     for layer in range(layers):
         at = _HEAD + 1 + 4 * layer
         rows, cols, ow, ob = table[at], table[at + 1], table[at + 2], table[at + 3]
@@ -268,6 +276,7 @@ def step(
     loan_gap_s: float,
     post_gap_s: float,
     kind: int,
+    aggregates: np.ndarray | None = None,
 ) -> tuple[bool, float, float]:
     """Advance ``hc`` ((6, D) float32, rows activity h, c; repay h, c; state h, c) and
     ``y_prev`` ((2,) float32, raw) in place by one planned event (``scorer.steps.StepPlan``).
@@ -278,9 +287,19 @@ def step(
     ``activity_gap_s``), bit 1 when the loan-level one does (``loan_x``, ``loan_gap_s``), bit 2
     for a post (the state-level step after ``post_gap_s``, then the heads). Gaps in seconds,
     normalised here as ``scorer.model.gap_input`` does. An input the kind does not use may be
-    any float32 array."""
+    any float32 array. ``aggregates`` (float32, as many as the model's heads read beside h:
+    ``pack``'s ``aggregates``) are read at a post; None or any array when the heads read none.
+    Raises ValueError for a post with too few aggregates."""
+    n_agg = int(packed.table[-1])
+    if aggregates is None:
+        aggregates = _NO_AGGREGATES
+    if kind & 4 and aggregates.shape[0] < n_agg:
+        raise ValueError(f"the heads read {n_agg} aggregates, got {aggregates.shape[0]}")
     return _step(packed.flat, packed.table, hc, y_prev, activity_x, activity_gap_s, loan_x,
-                 loan_gap_s, post_gap_s, kind)  # fmt: skip
+                 loan_gap_s, post_gap_s, kind, aggregates)  # fmt: skip
+
+
+_NO_AGGREGATES = np.zeros(0, np.float32)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -306,5 +325,6 @@ def warm_up(packed: Packed, hidden_size: int) -> None:
     n_activity = int(packed.table[0])
     n_loan = int(packed.table[_CELL]) - (2 if packed.table[-_TAIL] else 0)
     xa, xl = np.zeros(n_activity, np.float32), np.zeros(max(n_loan, 0), np.float32)
-    step(packed, hc, y_prev, xa, 1.0, xl, 1.0, 1.0, 1)
-    step(packed, hc, y_prev, xa, 1.0, xl, 1.0, 1.0, 6)
+    xg = np.zeros(int(packed.table[-1]), np.float32)
+    step(packed, hc, y_prev, xa, 1.0, xl, 1.0, 1.0, 1, xg)
+    step(packed, hc, y_prev, xa, 1.0, xl, 1.0, 1.0, 6, xg)

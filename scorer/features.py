@@ -26,7 +26,7 @@ import math
 
 from deepcredit.events import Activity, ClickEvent
 from deepcredit.loans import DEFAULT_DELAY_DAYS
-from scorer.ledger import Debt, Record
+from scorer.ledger import DELAY_CLIP_DAYS, Debt, Record
 
 __all__ = [
     "ACTIVITY_FEATURES",
@@ -45,7 +45,7 @@ ACTIVITY_FEATURES = len(STEP_ACTIVITIES) + 1
 
 _MONEY_SCALE = 10.0
 #: Delays are clipped to [-30, 365] days and divided by the 120-day default horizon.
-_DELAY_MIN_DAYS, _DELAY_MAX_DAYS, _DELAY_SCALE_DAYS = -30.0, 365.0, DEFAULT_DELAY_DAYS
+(_DELAY_MIN_DAYS, _DELAY_MAX_DAYS), _DELAY_SCALE_DAYS = DELAY_CLIP_DAYS, DEFAULT_DELAY_DAYS
 _TERM_SCALE_DAYS = 365.0
 _UNDUE_CAP = 20
 

@@ -66,6 +66,7 @@ from deepcredit.events import DAY_S, Activity, ClickEvent
 from deepcredit.loans import Loan, Transition, step_follow_up, step_loan, waits_for_loan
 
 __all__ = [
+    "DELAY_CLIP_DAYS",
     "HOLD_BOUND",
     "PENDING_POST_TTL_S",
     "Debt",
@@ -75,6 +76,9 @@ __all__ = [
     "OpenLoan",
     "Record",
 ]
+
+#: Repayment delays enter the running aggregates clipped to this range of days (early, late).
+DELAY_CLIP_DAYS = (-30.0, 365.0)
 
 #: A post not funded within this long never will be; forget it so the state stays small.
 PENDING_POST_TTL_S = 14 * DAY_S
@@ -141,6 +145,13 @@ class Ledger(msgspec.Struct, array_like=True):
     last_late_ts: float | None = None
     held: list[Held] = msgspec.field(default_factory=list)
     given_up: int = 0  # held events dropped beyond ``HOLD_BOUND``, ever
+    # Running outcome aggregates (``scorer.aggregates``), last with defaults so snapshots
+    # written before them decode (as a ledger that counts from its next event on).
+    borrowed: float = 0.0  # principal of every loan funded so far
+    funded: int = 0  # loans funded so far
+    repays: int = 0  # funded loans repaid (on time or late)
+    delay_sum: float = 0.0  # sum of their repayment delays, days, each clipped to [-30, 365]
+    delay_max: float | None = None  # the largest of them (clipped), None before a repayment
 
     def apply(self, event: ClickEvent) -> float | None:
         """Record one event. Returns the repayment delay in days when it settles a funded loan
@@ -163,9 +174,17 @@ class Ledger(msgspec.Struct, array_like=True):
         loan = change.loan
         if change.activity is Activity.POST or change.activity is Activity.BORROW:
             self._drop_preceding(change, ts)
+            if change.activity is Activity.BORROW:
+                self.borrowed += loan.amount
+                self.funded += 1
         elif change.activity is Activity.MISS_PAYMENT:
             self._mark_late(loan, ts)
         elif change.activity is Activity.REPAY:
+            if change.delay_days is not None:
+                delay = min(max(change.delay_days, DELAY_CLIP_DAYS[0]), DELAY_CLIP_DAYS[1])
+                self.repays += 1
+                self.delay_sum += delay
+                self.delay_max = delay if self.delay_max is None else max(self.delay_max, delay)
             if loan.labels(ts, repaid=True).delinquent:
                 self._mark_late(loan, ts)
             elif not loan.late:

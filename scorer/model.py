@@ -28,8 +28,9 @@ import numpy as np
 
 from deepcredit.events import ClickEvent
 from scorer import fast
+from scorer.aggregates import AGGREGATE_FEATURES, aggregate_features
 from scorer.features import LoanStep
-from scorer.steps import plan_step
+from scorer.steps import history_at, plan_step
 from scorer.timegap import normalise_gap
 from scorer.tlstm import TLSTMWeights, tlstm_step
 from scorer.user_state import Seen, UserState, event_fingerprint, event_key
@@ -42,8 +43,10 @@ __all__ = [
     "advance_unseen",
     "calibrate",
     "gap_input",
+    "head_input",
     "head_logits",
     "is_repeat",
+    "post_head_input",
     "sigmoid",
     "warm_up",
 ]
@@ -64,6 +67,11 @@ class ModelWeights:
     # Platt calibration (2, 2) float32 or None: row 0 the slopes a, row 1 the intercepts b, one
     # column per target (P(delinquent), P(default)); see ``calibrate``.
     calibration: np.ndarray | None = None
+    # Wide heads: they read [h_state; aggregates] (``scorer.aggregates``) rather than h_state.
+    aggregates: bool = False
+    # The training population's mean aggregates (AGGREGATE_FEATURES,) float32, the reference
+    # reason codes are attributed against (``scorer.reasons``); None without aggregates.
+    reference: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.calibration is not None:
@@ -74,6 +82,20 @@ class ModelWeights:
                 )
             cal.flags.writeable = False
             object.__setattr__(self, "calibration", cal)
+        width = self.head[0][0].shape[0] if self.head else 0
+        expected = self.hidden_size + (AGGREGATE_FEATURES if self.aggregates else 0)
+        if width != expected:
+            raise ValueError(
+                f"the head reads {width} inputs, the model gives it {expected} "
+                f"(hidden size {self.hidden_size}, aggregates {self.aggregates})"
+            )
+        if self.aggregates:
+            ref = np.zeros(AGGREGATE_FEATURES, np.float32) if self.reference is None \
+                else np.array(self.reference, dtype=np.float32)  # fmt: skip
+            if ref.shape != (AGGREGATE_FEATURES,) or not np.isfinite(ref).all():
+                raise ValueError(f"reference must be finite ({AGGREGATE_FEATURES},), got {ref!r}")
+            ref.flags.writeable = False
+            object.__setattr__(self, "reference", ref)
 
     @property
     def hidden_size(self) -> int:
@@ -88,14 +110,16 @@ class ModelWeights:
                   for c in (self.activity, self.repay, self.state)),
             self.head, hidden_size=self.hidden_size, complementary=self.complementary,
             use_activity=self.use_activity, use_repay=self.use_repay,
-            calibration=self.calibration,
+            calibration=self.calibration, aggregates=AGGREGATE_FEATURES if self.aggregates else 0,
         )  # fmt: skip
 
     def to_bytes(self) -> bytes:
         """One uncompressed .npz (no pickle): cells as nested archives, head layers by index."""
         arrays: dict[str, np.ndarray] = {
             "version": np.array(self.version),
-            "flags": np.array([self.complementary, self.use_activity, self.use_repay]),
+            "flags": np.array(
+                [self.complementary, self.use_activity, self.use_repay, self.aggregates]
+            ),
         }
         for name in ("activity", "repay", "state"):
             arrays[name] = np.frombuffer(getattr(self, name).to_bytes(), dtype=np.uint8)
@@ -103,6 +127,8 @@ class ModelWeights:
             arrays[f"head_w{i}"], arrays[f"head_b{i}"] = w, b
         if self.calibration is not None:  # absent when None: such files are as before
             arrays["calibration"] = self.calibration
+        if self.reference is not None:
+            arrays["reference"] = self.reference
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         return buffer.getvalue()
@@ -115,11 +141,16 @@ class ModelWeights:
             layers = sum(1 for k in a.files if k.startswith("head_w"))
             head = tuple((a[f"head_w{i}"].astype(np.float32), a[f"head_b{i}"].astype(np.float32))
                          for i in range(layers))  # fmt: skip
-            complementary, use_activity, use_repay = (bool(f) for f in a["flags"])
+            # Files written before the aggregates switch hold three flags: no aggregates.
+            complementary, use_activity, use_repay, aggregates = (
+                *(bool(f) for f in a["flags"][:3]),
+                len(a["flags"]) > 3 and bool(a["flags"][3]),
+            )
             calibration = a["calibration"] if "calibration" in a.files else None
+            reference = a["reference"] if "reference" in a.files else None
             return cls(str(a["version"]), head=head, complementary=complementary,
                        use_activity=use_activity, use_repay=use_repay, calibration=calibration,
-                       **cells)  # fmt: skip
+                       aggregates=aggregates, reference=reference, **cells)  # fmt: skip
 
 
 def gap_input(seconds: float) -> np.float32:
@@ -131,7 +162,31 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 + 0.5 * np.tanh(0.5 * z)
 
 
+def head_input(
+    w: ModelWeights, h_state: np.ndarray, aggregates: np.ndarray | tuple[float, ...] | None
+) -> np.ndarray:
+    """What the heads read: ``h_state`` (..., D), with the aggregates (..., A) after it when
+    the heads are wide (``ModelWeights.aggregates``), as float32."""
+    if not w.aggregates:
+        return h_state
+    agg = np.asarray(aggregates, np.float32)
+    return np.concatenate((h_state, np.broadcast_to(agg, (*h_state.shape[:-1], agg.shape[-1]))),
+                          axis=-1)  # fmt: skip
+
+
+def post_head_input(w: ModelWeights, s: UserState, post: ClickEvent) -> np.ndarray:
+    """What the heads read at ``post`` (``head_input``), from the state ``s`` just advanced by
+    it: its h_state, and the aggregates ``scorer.steps.plan_step`` gave the post, recomputed
+    from the step memory (a pure function of it and the post)."""
+    if not w.aggregates:
+        return s.hc[4]
+    m = s.memory
+    agg = aggregate_features(m.ledger, m.rates, *history_at(m, post.ts), post)
+    return head_input(w, s.hc[4], agg)
+
+
 def head_logits(w: ModelWeights, h: np.ndarray) -> np.ndarray:
+    """Logits (..., 2) of the heads for their input ``h`` (``head_input``)."""
     z = h
     last = len(w.head) - 1
     for i, (weight, bias) in enumerate(w.head):
@@ -200,12 +255,15 @@ def advance_unseen(
     if plan.activity_x is not None:
         kind = 1
         xa = np.array(plan.activity_x, np.float32)
+    xg = _NO_INPUT
     if plan.loan_step is not None:
         kind |= 6 if plan.loan_step is LoanStep.POST else 2
         xl = np.array(plan.loan_x, np.float32)
+        if w.aggregates and plan.aggregates is not None:
+            xg = np.array(plan.aggregates, np.float32)
     posted, p_delinquent, p_default = fast.step(
         w.packed, s.hc, s.y_prev, xa, plan.activity_gap_s, xl, plan.loan_gap_s,
-        plan.post_gap_s, kind,
+        plan.post_gap_s, kind, xg,
     )  # fmt: skip
     return (p_delinquent, p_default) if posted else None
 
@@ -239,7 +297,7 @@ def advance_reference(
                               gap_input(plan.post_gap_s))  # fmt: skip
     hc[0] = 0.0
     hc[1] = 0.0
-    z = head_logits(w, hc[4])
+    z = head_logits(w, head_input(w, hc[4], plan.aggregates))
     s.y_prev = sigmoid(z).astype(np.float32)  # raw: the model's own input at the next steps
     p = calibrate(w, z)
     return float(p[0]), float(p[1])

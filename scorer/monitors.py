@@ -118,6 +118,19 @@ _LOG_GAP_SCALE = math.log1p(10 * 365 * 24.0)
 _TARGETS = ("delinquent", "default")
 #: (signal, activity) of each share stream, built once: per event this loop is the hot path.
 _SHARES = tuple((f"share_{a.value}", a) for a in Activity)
+#: The share streams' values at an event of each activity (1 for its own, 0 for the others).
+_SHARE_VALUES = {b: {signal: float(a is b) for signal, a in _SHARES} for b in Activity}
+
+
+def _adwin_update(detector: ADWIN, x: float) -> bool:
+    """``detector.update(x)``, then ``detector.drift_detected``: River's ``ADWIN.update`` line
+    for line, on its Rust window directly. Why: the monitors make twelve and more detector
+    updates per event, and River's Python wrapper and property cost more than the update
+    itself (tests/scorer/test_monitors.py checks the two agree on every step)."""
+    if detector._drift_detected:  # River restarts the window after a detection
+        detector._reset()
+    hit = detector._drift_detected = detector._helper.update(x)
+    return hit
 
 
 class _Watch:
@@ -168,11 +181,17 @@ class _Watch:
         if self._quiet_until is None:
             self._quiet_until = self._warm_until = ts + self.config.warmup_days * DAY_S
         fired = []
-        for signal, x in values.items():
-            detector = self._detectors[signal]
-            detector.update(x)
-            if detector.drift_detected:
-                fired.append(signal)
+        detectors = self._detectors
+        if type(next(iter(detectors.values()))) is ADWIN:
+            for signal, x in values.items():
+                if _adwin_update(detectors[signal], x):
+                    fired.append(signal)
+        else:
+            for signal, x in values.items():
+                detector = detectors[signal]
+                detector.update(x)
+                if detector.drift_detected:
+                    fired.append(signal)
         self._recent.append((ts, values))
         if self._reference_open:
             self._add_to_reference(ts, values)
@@ -299,8 +318,7 @@ class InputMonitor(_Monitor):
         self._last_ts: dict[str, float] = {}
 
     def update(self, event: ClickEvent) -> DriftAlert | None:
-        activity = event.activity
-        values = {signal: float(a is activity) for signal, a in _SHARES}
+        values = _SHARE_VALUES[event.activity].copy()
         values["log_amount"] = math.log1p(event.amount) / _LOG_AMOUNT_SCALE
         last = self._last_ts.get(event.user_id)
         if last is not None:
@@ -476,10 +494,13 @@ class PerformanceMonitor(_Monitor):
         for lab in labels:
             y = float(lab.label)
             self._auc[lab.target].update(lab.label, lab.p)
-            auc = self._auc[lab.target].get()
-            detail = f"rolling AUC {lab.target} " + ("n/a" if auc is None else f"{auc:.3f}")
-            fired = self._watch.observe(lab.known_at, {f"brier_{lab.target}": (y - lab.p) ** 2},
-                                        detail)  # fmt: skip
+            fired = self._watch.observe(lab.known_at, {f"brier_{lab.target}": (y - lab.p) ** 2})
+            if fired is not None:
+                # The AUC is a pass over its window: read for an alert's words only, as of
+                # this label (the detail's last note).
+                auc = self._auc[lab.target].get()
+                note = f"rolling AUC {lab.target} " + ("n/a" if auc is None else f"{auc:.3f}")
+                fired = msgspec.structs.replace(fired, detail=f"{fired.detail}; {note}")
             alert = alert or fired
         return alert
 

@@ -7,7 +7,8 @@ step k advances the k-th event of every user who has one, with one ``tlstm_step`
 over all of them. The per-event bookkeeping (the ledger, the step plan) stays per user; the
 math is batched. Same results as ``advance`` event by event (float32 rounding aside; tested):
 the states, and each post's probabilities (a cut-over scores the posts the old flow left
-unscored with them), calibrated when the weights carry a calibration (the states never are).
+unscored with them), calibrated when the weights carry a calibration (the states never are),
+and its reason codes (``scorer.reasons``, from the same head inputs).
 
 Repeats follow ``advance``'s rule: an event whose id is among the user's last ``RECENT_IDS``
 advanced ids is skipped (no step, no probabilities), a resend or a conflicting duplicate
@@ -31,7 +32,8 @@ import numpy as np
 
 from deepcredit.events import ClickEvent
 from scorer.features import LoanStep
-from scorer.model import ModelWeights, calibrate, gap_input, head_logits, sigmoid
+from scorer.model import ModelWeights, calibrate, gap_input, head_input, head_logits, sigmoid
+from scorer.reasons import reasons
 from scorer.steps import StepPlan, history_at, plan_step
 from scorer.tlstm import tlstm_step
 from scorer.user_state import Seen, UserState, event_fingerprint, event_key
@@ -52,6 +54,8 @@ class Rebuilt:
     conflicts: list[ClickEvent] = field(default_factory=list)  # of which with other content
     # event id -> (events before the post, days since the first: ``scorer.steps.history_at``)
     history: dict[str, tuple[int, float]] = field(default_factory=dict)
+    # event id -> the post's reason codes (``scorer.reasons``), as the live flow gives them
+    reasons: dict[str, list[str]] = field(default_factory=dict)
 
 
 def rebuild_states(
@@ -78,6 +82,7 @@ def rebuild(
     lengths = np.array([len(histories[u]) for u in users])
     posts_p: dict[str, tuple[float, float]] = {}
     history: dict[str, tuple[int, float]] = {}
+    post_codes: dict[str, list[str]] = {}
     repeats = 0
     conflicts: list[ClickEvent] = []
     for k in range(int(lengths.max(initial=0))):
@@ -112,12 +117,18 @@ def rebuild(
             hc[posts, 4], hc[posts, 5] = tlstm_step(w.state, hc[posts, 4], hc[posts, 5], x, gap)
             hc[posts, 0] = 0.0
             hc[posts, 1] = 0.0
-            z = head_logits(w, hc[posts, 4])  # (posts, 2)
+            agg = np.array([plans[i].aggregates for i in posts], np.float32) if w.aggregates \
+                else None  # fmt: skip
+            head_in = head_input(w, hc[posts, 4], agg)
+            z = head_logits(w, head_in)  # (posts, 2)
+            codes = reasons(w, head_in)
             y_prev[posts] = sigmoid(z).astype(np.float32)  # raw, as advance keeps it
             probs = calibrate(w, z)  # calibrated when w is, as advance returns them
-            for i, (p_delinquent, p_default) in zip(posts, probs.tolist(), strict=True):
+            for i, (p_delinquent, p_default), why in zip(posts, probs.tolist(), codes,
+                                                         strict=True):  # fmt: skip
                 post = histories[users[i]][k]
                 posts_p[post.event_id] = (p_delinquent, p_default)
+                post_codes[post.event_id] = why
                 history[post.event_id] = history_at(states[i].memory, post.ts)
         repeats += running - len(plans)
         if on_step is not None:
@@ -126,4 +137,4 @@ def rebuild(
         s.hc = hc[i].copy()
         s.y_prev = y_prev[i].copy()
     return Rebuilt({u: states[i] for i, u in enumerate(users)}, posts_p, repeats, conflicts,
-                   history)  # fmt: skip
+                   history, post_codes)  # fmt: skip

@@ -49,6 +49,7 @@ import msgspec
 
 from deepcredit.atomic import write_atomic
 from deepcredit.jsonlines import append_durable, read_log
+from deepcredit.whatif import ModelImpact
 from scorer.artifact import SCORER_FILE, ArtifactError, load_scorer
 from scorer.card import CARD_FILE, CardError, TargetMetrics, read_card
 
@@ -56,6 +57,7 @@ __all__ = [
     "CURRENT_FILE",
     "LOG_FILE",
     "PROMOTE",
+    "REJECT",
     "ROLLBACK",
     "ModelEntry",
     "ModelRegistry",
@@ -73,6 +75,8 @@ _LOCK_FILE = ".lock"
 #: "reject", say) are decisions kept for the audit and do not change what serves.
 PROMOTE = "promote"
 ROLLBACK = "rollback"
+#: The retraining gate's verdict against a challenger: promoting it by hand needs an override.
+REJECT = "reject"
 
 _VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -110,6 +114,10 @@ class Promotion(msgspec.Struct, frozen=True, kw_only=True):
     by: str
     reason: str
     metrics: dict[str, Any] | None = None
+    #: A promotion of a model the retraining gate rejected, made by hand with a reason.
+    override: bool = False
+    #: Both models' decisions on the same recent posts at the live thresholds, when known.
+    impact: ModelImpact | None = None
 
 
 class _Pointer(msgspec.Struct, frozen=True):
@@ -196,46 +204,96 @@ class ModelRegistry:
     # -- deciding --------------------------------------------------------------------------------
 
     def promote(
-        self, version: str, *, by: str, reason: str, metrics: dict[str, Any] | None = None
+        self,
+        version: str,
+        *,
+        by: str,
+        reason: str,
+        metrics: dict[str, Any] | None = None,
+        override: bool = False,
+        impact: ModelImpact | None = None,
     ) -> Promotion:
-        """Make ``version`` the current model, after checking its scorer weights load."""
+        """Make ``version`` the current model, after checking its scorer weights load.
+
+        A version the retraining gate rejected (``gate_rejection``) is refused unless
+        ``override`` (logged with the reason); RegistryError says so."""
         _require_who_and_why(by, reason)
         with self._locked():
             self._check_servable(version)  # 1.
+            self._check_gate(version, override)
             previous = self._current_version()
             decision = Promotion(at=time.time(), action=PROMOTE, version=version,
                                  previous=previous, by=by, reason=reason,
-                                 metrics=metrics)  # fmt: skip
+                                 metrics=metrics, override=override,
+                                 impact=impact)  # fmt: skip
             self._append(decision)  # 2.
             self._point_to(decision)  # 3.
         return decision
 
-    def rollback(self, *, by: str, reason: str) -> Promotion:
+    def check(self, version: str, *, override: bool = False) -> None:
+        """What ``promote`` checks before it writes, without writing: the folder's scorer
+        weights load and carry its name, and the gate did not reject it (unless
+        ``override``). RegistryError says what is wrong."""
+        self._check_servable(version)
+        self._check_gate(version, override)
+
+    def gate_rejection(self, version: str) -> Promotion | None:
+        """The retraining gate's latest verdict on ``version`` when it was a rejection not
+        followed by a promotion of it; None otherwise (never judged, or promoted since)."""
+        verdict = None
+        for d in self.history():
+            if d.version == version and d.action in (REJECT, PROMOTE):
+                verdict = d
+        return verdict if verdict is not None and verdict.action == REJECT else None
+
+    def _check_gate(self, version: str, override: bool) -> None:
+        rejected = self.gate_rejection(version)
+        if rejected is not None and not override:
+            when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(rejected.at))
+            raise RegistryError(f"the retraining gate rejected {version} ({when} UTC, by "
+                                f"{rejected.by}: {rejected.reason}); promote it anyway only "
+                                "with --override and a --reason that says why")  # fmt: skip
+
+    def rollback_target(self) -> str:
+        """The version ``rollback`` would make current: the one current before the current
+        one. RegistryError when there is none (see ``rollback``)."""
+        current = self._current_version()
+        if current is None:
+            raise RegistryError(f"nothing to roll back in {self.root}: no model is current")
+        stack = _pointer_stack(self.history())
+        if not stack or stack[-1] != current:
+            raise RegistryError(
+                f"{self.root / CURRENT_FILE} names {current} but {LOG_FILE} ends with "
+                f"{stack[-1] if stack else 'no promotion'}: promote the intended version "
+                "explicitly"
+            )
+        if len(stack) < 2:
+            raise RegistryError(
+                f"nothing to roll back to: {current} is the first promoted model in {self.root}"
+            )
+        return stack[-2]
+
+    def rollback(
+        self, *, by: str, reason: str, impact: ModelImpact | None = None, expect: str | None = None
+    ) -> Promotion:
         """Make current again the version that was current before the current one.
 
         The log is read as a stack: a promotion pushes its version, a rollback pops one, so
         repeated rollbacks walk further back (A, B, C promoted: rollback gives B, then A).
+        ``expect``: the version the caller prepared for (``rollback_target`` earlier);
+        RegistryError when another decision changed the target meanwhile.
         """
         _require_who_and_why(by, reason)
         with self._locked():
             current = self._current_version()
-            if current is None:
-                raise RegistryError(f"nothing to roll back in {self.root}: no model is current")
-            stack = _pointer_stack(self.history())
-            if not stack or stack[-1] != current:
-                raise RegistryError(
-                    f"{self.root / CURRENT_FILE} names {current} but {LOG_FILE} ends with "
-                    f"{stack[-1] if stack else 'no promotion'}: promote the intended version "
-                    "explicitly"
-                )
-            if len(stack) < 2:
-                raise RegistryError(
-                    f"nothing to roll back to: {current} is the first promoted model in {self.root}"
-                )
-            target = stack[-2]
+            target = self.rollback_target()
+            if expect is not None and target != expect:
+                raise RegistryError(f"the rollback now goes to {target}, not {expect}: another "
+                                    "decision was made meanwhile; start again")  # fmt: skip
             self._check_servable(target)  # 1.
             decision = Promotion(at=time.time(), action=ROLLBACK, version=target,
-                                 previous=current, by=by, reason=reason)  # fmt: skip
+                                 previous=current, by=by, reason=reason,
+                                 impact=impact)  # fmt: skip
             self._append(decision)  # 2.
             self._point_to(decision)  # 3.
         return decision

@@ -29,6 +29,7 @@ from typing import NamedTuple
 import msgspec
 
 from deepcredit.events import DAY_S, Activity, ClickEvent
+from scorer.aggregates import Rates, aggregate_features
 from scorer.features import LoanStep, activity_features, loan_features, loan_step_of
 from scorer.ledger import Ledger
 
@@ -40,7 +41,8 @@ class StepMemory(msgspec.Struct, array_like=True):
     how much history the state holds (``history_at``: the scores' cold-start signal).
 
     ``events`` and ``first_ts`` are last and have defaults, so a memory encoded before them
-    decodes (as a state with no history counted: it counts from its next event on)."""
+    decodes (as a state with no history counted: it counts from its next event on); so does
+    ``rates``, last, the running activity aggregates (``scorer.aggregates``)."""
 
     ledger: Ledger = msgspec.field(default_factory=Ledger)
     activity_ts: float | None = None  # last activity step, or the post that reset it
@@ -48,6 +50,7 @@ class StepMemory(msgspec.Struct, array_like=True):
     post_ts: float | None = None  # last post (state-level step)
     events: int = 0  # events stepped by (resends and conflicting duplicates never are)
     first_ts: float | None = None  # the earliest of their event times, Unix s
+    rates: Rates = msgspec.field(default_factory=Rates)  # decayed activity counts
 
 
 class StepPlan(NamedTuple):
@@ -59,6 +62,8 @@ class StepPlan(NamedTuple):
     loan_x: tuple[float, ...] | None
     loan_gap_s: float
     post_gap_s: float  # for the state-level step; meaningful when loan_step is POST
+    # The running aggregates at a post (``scorer.aggregates.aggregate_features``), else None.
+    aggregates: tuple[float, ...] | None = None
 
 
 def _gap(last: float | None, now: float) -> float:
@@ -94,6 +99,7 @@ def plan_step(memory: StepMemory, event: ClickEvent) -> StepPlan:
     if memory.first_ts is None or ts < memory.first_ts:  # out of order, an earlier one comes late
         memory.first_ts = ts
     delay = memory.ledger.apply(event)
+    memory.rates.update(event)
     activity_x = None
     activity_gap = 0.0
     if event.activity is not Activity.POST:
@@ -103,6 +109,7 @@ def plan_step(memory: StepMemory, event: ClickEvent) -> StepPlan:
     step = loan_step_of(event, delay)
     loan_x = None
     loan_gap = post_gap = 0.0
+    aggregates = None
     if step is not None:
         book = memory.ledger
         loan_x = loan_features(step, event, book.debt(as_of=ts), book.record(as_of=ts), delay)
@@ -112,4 +119,5 @@ def plan_step(memory: StepMemory, event: ClickEvent) -> StepPlan:
             post_gap = _gap(memory.post_ts, ts)
             memory.post_ts = ts
             memory.activity_ts = ts  # the next subsequence's first gap counts from this post
-    return StepPlan(activity_x, activity_gap, step, loan_x, loan_gap, post_gap)
+            aggregates = aggregate_features(book, memory.rates, *history_at(memory, ts), event)
+    return StepPlan(activity_x, activity_gap, step, loan_x, loan_gap, post_gap, aggregates)

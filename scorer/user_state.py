@@ -9,7 +9,7 @@ mix: after retraining they are rebuilt.
 
 >>> s = UserState.new("m1", hidden_size=32)
 >>> len(encode_state(s))  # bytes for a user with no history, D = 32
-809
+1024
 >>> decode_state(encode_state(s)) == s
 True
 >>> key, fingerprint = event_key("e1"), b"abcd"
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import numpy as np
@@ -35,6 +35,7 @@ __all__ = [
     "FINGERPRINT_BYTES",
     "KEY_BYTES",
     "RECENT_IDS",
+    "FrozenState",
     "Seen",
     "StateDecodeError",
     "UserState",
@@ -91,6 +92,22 @@ class Seen(enum.IntEnum):
     CONFLICT = 2  # remembered, with other content: the id was reused; skipped and reported
 
 
+class FrozenState(NamedTuple):
+    """A ``UserState`` as ``UserState.frozen`` took it: its fields, the memory as msgpack."""
+
+    model_version: str
+    memory: bytes
+    hc: np.ndarray
+    y_prev: np.ndarray
+    recent: bytes
+    prints: bytes
+
+    def thaw(self) -> UserState:
+        """A new, independent state equal to the one frozen (each call makes another)."""
+        return UserState(self.model_version, _memory_decoder.decode(self.memory), self.hc.copy(),
+                         self.y_prev.copy(), self.recent, self.prints)  # fmt: skip
+
+
 class UserState(msgspec.Struct, eq=False, array_like=True):
     """``recent``: the keys (``event_key``) of the last ``RECENT_IDS`` distinct event ids the
     state advanced by, oldest first, concatenated (at most 256 bytes); ``prints``: the content
@@ -141,6 +158,14 @@ class UserState(msgspec.Struct, eq=False, array_like=True):
         memory = _memory_decoder.decode(_memory_encoder.encode(self.memory))
         return UserState(self.model_version, memory, self.hc.copy(), self.y_prev.copy(),
                          self.recent, self.prints)  # fmt: skip
+
+    def frozen(self) -> FrozenState:
+        """This state as it is now, given back by ``FrozenState.thaw``: ``copy`` at about a
+        third of its cost (the memory is encoded now and decoded only at a thaw), for a copy
+        that is rarely used (the live flow keeps one per batch to undo a failed event)."""
+        return FrozenState(self.model_version, _memory_encoder.encode(self.memory),
+                           self.hc.copy(), self.y_prev.copy(), self.recent,
+                           self.prints)  # fmt: skip
 
     def seen(self, key: bytes, fingerprint: bytes) -> Seen:
         """What an event with id key ``key`` (``event_key``) and content ``fingerprint``

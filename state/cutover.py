@@ -101,6 +101,7 @@ from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.thresholds import DEFAULT_THRESHOLDS, read_latest
 from scorer.artifact import load_scorer
 from scorer.model import ModelWeights, advance
+from scorer.reasons import post_reasons
 from scorer.rebuild import rebuild
 from scorer.steps import history_at
 from scorer.user_state import (
@@ -171,6 +172,9 @@ class Prepared(msgspec.Struct, frozen=True, kw_only=True):
     # post event id -> (events before it, days since the first: ``scorer.steps.history_at``);
     # empty in a cut-over prepared before scores carried it (the finish asks to prepare again)
     history: dict[str, History] = {}
+    # post event id -> its reason codes (``scorer.reasons``); empty in a cut-over prepared
+    # before scores carried them (its fill-ins then carry none)
+    reasons: dict[str, list[str]] = {}
 
     def problem(
         self, model_version: str, topic: str, ends: Mapping[int, int] | None = None
@@ -314,7 +318,7 @@ def _prepare(cfg: CutoverConfig, weights: ModelWeights) -> Prepared:
                     from_archive=history.from_archive, dead_letters=history.dead_letters,
                     rebuild_s=rebuild_s, prepare_s=time.perf_counter() - started,
                     created_at=time.time(), conflicts=len(rebuilt.conflicts),
-                    history=rebuilt.history)  # fmt: skip
+                    history=rebuilt.history, reasons=rebuilt.reasons)  # fmt: skip
 
 
 def _warn_conflicts(conflicts: list[ClickEvent], where: str) -> None:
@@ -394,7 +398,8 @@ def _finish(
     tail = _read_clicks(cfg, prepared.offsets, ends, "tail")  # 2.
     advanced, tail_p, conflicts = _advance_tail(weights, prepared, tail)  # 3.
     posts = prepared.posts + tail.posts
-    before = {e: (p, prepared.history.get(e)) for e, p in prepared.probabilities.items()}
+    before = {e: (p, prepared.history.get(e), prepared.reasons.get(e, []))
+              for e, p in prepared.probabilities.items()}  # fmt: skip
     probabilities = ChainMap(tail_p, before)  # a repeated id: its last
     filled = _fill_in(cfg, weights.version, posts, probabilities, scores_end)  # 4.
     seed = Seed(model_version=weights.version, topic=topic,
@@ -409,12 +414,12 @@ def _finish(
 
 def _advance_tail(
     w: ModelWeights, prepared: Prepared, tail: _History
-) -> tuple[dict[str, bytes], dict[str, tuple[Probabilities, History]], int]:
+) -> tuple[dict[str, bytes], dict[str, tuple[Probabilities, History, list[str]]], int]:
     """The tail's users' states after their tail clicks, one by one from the prepared states
-    (copies: ``prepared`` stays as it is), the probabilities and history at each tail post, and
-    how many tail clicks were conflicting duplicates."""
+    (copies: ``prepared`` stays as it is), the probabilities, history and reason codes at each
+    tail post, and how many tail clicks were conflicting duplicates."""
     states: dict[str, bytes] = {}
-    probabilities: dict[str, tuple[Probabilities, History]] = {}
+    probabilities: dict[str, tuple[Probabilities, History, list[str]]] = {}
     conflicts: list[ClickEvent] = []
     for user, events in tail.by_user.items():
         seeded = prepared.states.get(user)
@@ -424,7 +429,8 @@ def _advance_tail(
                 conflicts.append(e)
             p = advance(w, s, e)
             if p is not None:
-                probabilities[e.event_id] = (p, history_at(s.memory, e.ts))
+                probabilities[e.event_id] = (p, history_at(s.memory, e.ts),
+                                             post_reasons(w, s, e))  # fmt: skip
         states[user] = encode_state(s)
     _warn_conflicts(conflicts, "tail")
     return states, probabilities, len(conflicts)
@@ -451,7 +457,7 @@ def _fill_in(
     cfg: CutoverConfig,
     version: str,
     posts: list[ClickEvent],
-    probabilities: Mapping[str, tuple[Probabilities, History | None]],
+    probabilities: Mapping[str, tuple[Probabilities, History | None, list[str]]],
     scores_end: dict[int, tuple[int, int]],
 ) -> _FillIn:
     """Score by ``version`` the posts that have no answer yet (a score or a not_scored)."""
@@ -465,12 +471,12 @@ def _fill_in(
     try:
         with delivering(cfg.kafka, cfg.timeout_s) as producer:
             for e in missing:
-                p, history = probabilities[e.event_id]
+                p, history, reasons = probabilities[e.event_id]
                 if history is None:
                     raise CutoverError("the cut-over was prepared by an older version, whose "
                                        "states do not say each post's history: prepare "
                                        "again")  # fmt: skip
-                score = score_record(e, p, thresholds, version, history)
+                score = score_record(e, p, thresholds, version, history, reasons)
                 produce(producer, topic, encode(score), score.key,
                         headers=kafka_headers(score))  # fmt: skip
     except UndeliveredError as exc:

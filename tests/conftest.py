@@ -40,7 +40,7 @@ def kafka(kafka_broker: BrokerStatus) -> KafkaSettings:
 
 @pytest.fixture
 def topics(kafka: KafkaSettings) -> Topics:
-    """Our seven topics under a prefix no other test uses."""
+    """Our eight topics under a prefix no other test uses."""
     names = Topics.from_prefix(f"t{uuid.uuid4().hex[:10]}-")
     ensure_topics(kafka, topic_specs(names, partitions=3))
     return names

@@ -1,4 +1,5 @@
-"""``deepcredit bench live|step|rebuild|train``: benchmarks that write their results to a file."""
+"""``deepcredit bench live|step|rebuild|train|reasons``: benchmarks that write their results to a
+file."""
 
 from __future__ import annotations
 
@@ -25,9 +26,10 @@ def add(sub: Subparsers) -> None:
     bench_sub = bench.add_subparsers(title="benchmarks", metavar="BENCH")
     p = command(
         bench_sub, "live",
-        "the live flow Kafka to Kafka on the real broker, with the model and with a "
-        "pass-through in its place, in one run: events/s (median of repeats) and post-to-score "
-        "latency p50/p99 at a steady replay rate",
+        "the live flow Kafka to Kafka on the real broker, with the model, with a pass-through "
+        "in its place, and the plain loop (one consumer and producer, our codec and step, no "
+        "engine: the ceiling), in one run: events/s (medians of paired repeats), their ratios, "
+        "and post-to-score latency p50/p99 at a steady replay rate",
         _live,
     )  # fmt: skip
     add_options(p, LiveBenchConfig, "events", "model")
@@ -81,6 +83,48 @@ def add(sub: Subparsers) -> None:
     p.add_argument("--out", type=Path, default=Path("results/rebuild.json"),
                    help="result JSON (default %(default)s)")  # fmt: skip
     _add_train(bench_sub)
+    _add_reasons(bench_sub)
+
+
+def _add_reasons(bench_sub: Subparsers) -> None:
+    p = command(
+        bench_sub, "reasons",
+        "reason codes: train a small model on a generated stream, replay the held-out users "
+        "one event at a time as the flow does, and measure the codes' faithfulness (declined "
+        "posts: the top reason's evidence neutralised lowers the score most, against a random "
+        "reason), stability (replayed twice; with an irrelevant event added) and cost (µs per "
+        "post beside the step)",
+        _reasons,
+    )  # fmt: skip
+    p.add_argument("--users", type=int, default=600, help="users generated (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=3, help="training epochs (default %(default)s)")
+    add_options(p, ModelConfig, Option("hidden_size", "--hidden"))
+    p.add_argument("--seed", type=int, default=0, help="generator and training seed "
+                   "(default %(default)s)")  # fmt: skip
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop training after the epoch that crosses this many minutes")
+    p.add_argument("--out", type=Path, default=Path("results/reasons.json"),
+                   help="result JSON (default %(default)s)")  # fmt: skip
+
+
+def _reasons(args: argparse.Namespace) -> int:
+    from training.experiments.reasons_bench import run_reasons_bench
+
+    r = run_reasons_bench(users=args.users, epochs=args.epochs, hidden=args.hidden_size,
+                          seed=args.seed, max_minutes=args.max_minutes)  # fmt: skip
+    _write(args, r)
+    f, st, c, h = r["faithfulness"], r["stability"], r["cost"], r["held_out"]
+    print(f"{h['posts']:,} held-out posts, {h['declined']:,} declined; judged: "
+          f"{h['judged_population']} ({h['judged']:,})")  # fmt: skip
+    for target, x in f.items():
+        print(f"faithfulness on {target} ({x['posts']:,} posts with 2+ reasons): top reason "
+              f"{x['top_reason_largest_drop']}, random reason {x['random_reason_largest_drop']}")
+    print(f"stability: same history twice {st['same_history_twice_same_codes']:.3f}, with an "
+          f"irrelevant event {st['irrelevant_event_same_top_reason']}")  # fmt: skip
+    print(f"cost: {c['us_per_post_reasons_median']:.1f} µs per post (median; step "
+          f"{c['us_per_post_step_median']:.1f} µs)")  # fmt: skip
+    print(f"written to {args.out}")
+    return 0
 
 
 def _add_train(bench_sub: Subparsers) -> None:
@@ -127,9 +171,15 @@ def _live(args: argparse.Namespace) -> int:
     t, lat = result["throughput"], result["latency"]
     print(
         f"events/s (median): model {t['model']['median_events_per_s']:,.0f}, pass-through "
-        f"{t['pass_through']['median_events_per_s']:,.0f} "
-        f"(ratio {result['model_over_pass_through']:.2f}); without recovery snapshots "
+        f"{t['pass_through']['median_events_per_s']:,.0f}, plain loop "
+        f"{t['plain_loop']['median_events_per_s']:,.0f} (without the model "
+        f"{t['plain_loop_no_model']['median_events_per_s']:,.0f}); without recovery snapshots "
         f"{t['model_no_recovery']['median_events_per_s']:,.0f}"
+    )
+    print(
+        f"flow / plain loop {result['model_over_plain_loop']:.2f}, flow / pass-through "
+        f"{result['model_over_pass_through']:.2f}, tuned collector / default "
+        f"{result['gc_tuned_over_default']:.2f} (medians of paired repeats)"
     )
     for v, x in lat.items():
         print(

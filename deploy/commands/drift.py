@@ -1,5 +1,6 @@
 """``deepcredit drift measure``: the drift monitors' detection delay and false alarms; ``deepcredit
-drift loop``: the loop from a regime shift to a promoted model, end to end on the broker."""
+drift loop``: the loop from a regime shift to a promoted model, end to end on the broker;
+``deepcredit drift report``: an alert's drift report, per input, as a page and JSON."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import argparse
 from pathlib import Path
 
 from deploy.commands.common import CliError, Subparsers, add_bootstrap, command, merge_json
+from deploy.commands.models import MODELS_DIR
 from deploy.commands.options import Option, add_options, from_args
 from training.experiments.config import DriftLoopConfig, DriftMeasureConfig
+from training.retraining.config import REPORTS_DIR
 
 __all__ = ["add"]
 
@@ -63,6 +66,37 @@ def add(sub: Subparsers) -> None:
                    help="keep the scenario's topics on the broker afterwards (default: deleted "
                         "once read; kept anyway when the run fails)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    p = command(
+        drift_sub, "report",
+        "the drift report of an alert on the drift-alerts topic (the latest, or --alert ID, or "
+        "--offset P:O): for each input the input monitor watches (activity mix, amount, gap "
+        "between a user's events), its distribution over the alert's reference period against "
+        "its current window, read from the click archive, as overlaid histograms with the "
+        "population stability index (PSI: below 0.1 stable, 0.1 to 0.25 moderate, above 0.25 "
+        "major), inputs sorted by PSI, the alert's own fields at the top. Writes "
+        "<out>/<alert-id>.html (open it in a browser; the plots are inside) and "
+        "<out>/<alert-id>.json (the figures). The retraining controller writes the same for "
+        "every alert it reads, into <models-dir>/drift-reports",
+        _report,
+    )  # fmt: skip
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--alert", metavar="ID", help="the alert with this alert_id (its last "
+                       "copy on the topic)")  # fmt: skip
+    which.add_argument("--offset", metavar="PARTITION:OFFSET",
+                       help="the alert at this place of the drift-alerts topic")  # fmt: skip
+    which.add_argument("--latest", action="store_true",
+                       help="the alert detected last (the default)")  # fmt: skip
+    which.add_argument("--pending", action="store_true",
+                       help="instead: make again the reports left incomplete because the "
+                            "archive had not reached their alert's window")  # fmt: skip
+    p.add_argument("--archive", required=True, type=Path, metavar="FOLDER_OR_FILE",
+                   help="the click archive folder ('deepcredit archive'), or an events "
+                        "file")  # fmt: skip
+    p.add_argument("--out", type=Path, default=MODELS_DIR / REPORTS_DIR,
+                   help="folder of the reports (default %(default)s, where the controller "
+                        "writes them)")  # fmt: skip
+    add_bootstrap(p)
 
 
 def _measure(args: argparse.Namespace) -> int:
@@ -139,3 +173,68 @@ def _loop(args: argparse.Namespace) -> int:
     merge_json(args.out, {"end_to_end": record})
     print(f"merged into {args.out} under 'end_to_end'")
     return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from deepcredit.archive import ArchiveError
+    from deepcredit.settings import KafkaSettings, Topics
+    from training.retraining.drift_report import DriftReportError, make_report, remake_pending
+
+    if not args.archive.exists():
+        raise CliError(f"no such click archive or events file: {args.archive}")
+    if args.pending:
+        made = remake_pending(args.archive, args.out)
+        print(f"{len(made)} pending drift reports made" + "".join(f"\n{p}" for p in made))
+        return 0
+    alert = _find_alert(KafkaSettings(args.bootstrap), Topics.from_env().drift_alerts,
+                        args.alert, args.offset)  # fmt: skip
+    try:
+        report, page, figures = make_report(alert, args.archive, args.out)
+    except (DriftReportError, ArchiveError) as exc:
+        raise CliError(str(exc)) from None
+    a = report.alert
+    print(f"alert {a.alert_id}: {a.monitor.value} {a.signal} {a.direction or 'moved'}, "
+          f"{a.severity or '-'} severity, model {a.model_version}")  # fmt: skip
+    print(f"reference {report.reference.events:,} clicks, current window "
+          f"{report.current.events:,} clicks")  # fmt: skip
+    for d in report.inputs:
+        print(f"  {d.input:<10} PSI {d.psi:.4f}  {d.reading}")
+    if not report.complete:
+        print("incomplete: the archive has not reached the end of the alert's window yet; "
+              "run this again later")  # fmt: skip
+    print(f"open {page.resolve().as_uri()}\nfigures in {figures}")
+    return 0
+
+
+def _find_alert(kafka, topic: str, alert_id: str | None, offset: str | None):  # -> DriftAlert
+    """The alert asked for on the drift-alerts topic: at ``offset`` ("P:O"), the last copy of
+    ``alert_id``, or else the one detected last. Records that are no alert are skipped."""
+    from deepcredit.control import Rejected, decode_record
+    from deepcredit.kafka_io import KafkaReadError, read_range, read_to_end
+    from deepcredit.records import DriftAlert
+
+    try:
+        if offset is not None:
+            try:
+                partition, at = (int(x) for x in offset.split(":"))
+            except ValueError:
+                raise CliError(f"--offset wants PARTITION:OFFSET, got {offset!r}") from None
+            messages = list(read_range(kafka, topic, {partition: (at, at + 1)}, timeout_s=10))
+        else:
+            messages = read_to_end(kafka, topic, timeout_s=10)
+    except (TimeoutError, KafkaReadError, ValueError) as exc:
+        raise CliError(f"cannot read {topic}: {exc}") from None
+    alerts = []
+    for m in messages:
+        record = decode_record(m.value(), DriftAlert)
+        if isinstance(record, Rejected):
+            if offset is not None:
+                raise CliError(f"{topic}[{m.partition()}]@{m.offset()}: {record.detail}")
+            continue
+        alerts.append(record)
+    if alert_id is not None:
+        alerts = [a for a in alerts if a.alert_id == alert_id]
+    if not alerts:
+        raise CliError(f"no drift alert {'' if alert_id is None else repr(alert_id) + ' '}on "
+                       f"{topic}" + ("" if offset is None else f" at {offset}"))  # fmt: skip
+    return alerts[-1] if alert_id is not None else max(alerts, key=lambda a: a.detected_at)

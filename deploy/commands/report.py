@@ -53,7 +53,7 @@ def add(sub: Subparsers) -> None:
     p.add_argument("--out", type=Path, default=Path("results/report"),
                    help="folder of report.json, index.html and the plots (default "
                         "%(default)s)")  # fmt: skip
-    add_options(p, ReportConfig, "level", "bands", "cutoff", "severity_ratio")
+    add_options(p, ReportConfig, "level", "bands", "cutoff", "bootstrap_draws", "severity_ratio")
 
     p = command(
         actions, "predict",

@@ -76,7 +76,7 @@ def add(sub: Subparsers) -> None:
                                                "not try the champion recalibrated to the same "
                                                "period's outcomes"),
                     Option("hidden_size", "--hidden"), "epochs", "batch_users", "lr", "seed",
-                    "max_minutes", "by")  # fmt: skip
+                    "max_minutes", "impact_posts", "by")  # fmt: skip
         p.add_argument("--quiet", action="store_true", help="no progress output")
 
 

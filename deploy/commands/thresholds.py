@@ -19,9 +19,9 @@ from deploy.commands.common import CliError, Subparsers, add_bootstrap, command
 if TYPE_CHECKING:
     from deepcredit.records import ThresholdUpdate
     from deepcredit.thresholds import History, Segments, ThresholdsRead
-    from deepcredit.whatif import ScoredPost, WhatIf
+    from deepcredit.whatif import ModelImpact, ScoredPost, WhatIf
 
-__all__ = ["add"]
+__all__ = ["add", "confirm_shift", "mix_rows", "read_clicks"]
 
 NAMES = ("delinquent_review", "delinquent_decline", "default_review", "default_decline")
 
@@ -295,7 +295,7 @@ def _change(
     else:
         print(_describe_sample(sample))
         print(_describe_effect(effect, current, candidate))
-        _confirm(effect, args)
+        confirm_shift(effect, args, "thresholds not changed")
     change = ThresholdsChange(action=action, by=by, at=candidate.updated_at, reason=args.reason,
                               old=current, new=candidate, effect=effect,
                               rollback_to=rollback_to)  # fmt: skip
@@ -311,8 +311,10 @@ def _change(
     return 0
 
 
-def _confirm(effect: WhatIf, args: argparse.Namespace) -> None:
-    """Return when the change may go ahead; CliError when it may not."""
+def confirm_shift(effect: WhatIf | ModelImpact, args: argparse.Namespace, refused: str) -> None:
+    """Return when the change may go ahead: the decline and review rates of ``effect`` move
+    by at most ``args.max_shift`` points, or ``args.yes``, or a person at the terminal types
+    yes. CliError (``refused``: what was not done) when it may not."""
     from deepcredit.records import Decision
 
     moves = {d: effect.shift_points(d) for d in (Decision.DECLINE, Decision.REVIEW)}
@@ -322,11 +324,11 @@ def _confirm(effect: WhatIf, args: argparse.Namespace) -> None:
     what = " and ".join(f"the {d.value} rate by {m:+.1f} points" for d, m in big.items())
     question = f"this change moves {what} (more than --max-shift {args.max_shift:g})"
     if not sys.stdin.isatty():
-        raise CliError(f"thresholds not changed: {question}; confirm with --yes (stdin is not "
-                       "a terminal, so there is no one to ask)")  # fmt: skip
+        raise CliError(f"{refused}: {question}; confirm with --yes (stdin is not a terminal, "
+                       "so there is no one to ask)")  # fmt: skip
     print(f"{question}. Type 'yes' to make it: ", end="", flush=True)
     if sys.stdin.readline().strip().lower() != "yes":
-        raise CliError("thresholds not changed: not confirmed")
+        raise CliError(f"{refused}: not confirmed")
 
 
 # -- history --------------------------------------------------------------------------------------
@@ -415,7 +417,7 @@ def _sample(args: argparse.Namespace) -> Sample | None:
                   key=lambda s: s.event_ts)[-args.last:] if args.last > 0 else []  # fmt: skip
     if not mine:
         raise CliError(f"no scores of model {model!r} on {topics.risk_scores}")
-    events, as_of, source = _clicks(args, settings, topics)
+    events, as_of, source = read_clicks(args, settings, topics)
     outcomes = loan_outcomes(events, as_of=as_of) if as_of is not None else {}
     facts = post_facts(events)
     posts = []
@@ -427,7 +429,7 @@ def _sample(args: argparse.Namespace) -> Sample | None:
     return Sample(posts, model, other, as_of, source)
 
 
-def _clicks(args: argparse.Namespace, settings: KafkaSettings, topics: Topics):
+def read_clicks(args: argparse.Namespace, settings: KafkaSettings, topics: Topics):
     """(valid click events in each partition's order, the clock they are complete up to (the
     oldest of each partition's newest event time; None: no clicks), where they came from)."""
     from deepcredit.codec import decode_click
@@ -498,7 +500,7 @@ def _pts(a: float | None, b: float | None) -> str:
     return "" if a is None or b is None else f"{100 * (b - a):+.1f} pts"
 
 
-def _rows(effect: WhatIf) -> Iterator[tuple[str, str, str, str]]:
+def mix_rows(effect: WhatIf | ModelImpact) -> Iterator[tuple[str, str, str, str]]:
     from deepcredit.records import Decision
     from deepcredit.whatif import Target
 
@@ -535,7 +537,7 @@ def _describe_effect(effect: WhatIf, current: ThresholdUpdate, candidate: Thresh
         names = [", ".join(s.name for s in t.segments) or "none" for t in (current, candidate)]
         rows.append(("segments", *names, "" if current.segments == candidate.segments
                      else "changed"))  # fmt: skip
-    rows += list(_rows(effect))
+    rows += list(mix_rows(effect))
     w = [max(len(r[i]) for r in rows) for i in range(4)]
     table = [f"  {r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:>{w[2]}}  {r[3]:>{w[3]}}".rstrip()
              for r in rows]  # fmt: skip

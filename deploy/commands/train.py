@@ -1,4 +1,5 @@
-"""``deepcredit train`` and ``deepcredit evaluate``: fit a model, measure a saved one."""
+"""``deepcredit train``, ``deepcredit evaluate`` and ``deepcredit tune``: fit a model, measure a
+saved one, choose its hyperparameters on validation users."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ __all__ = ["add"]
 def add(sub: Subparsers) -> None:
     _add_train(sub)
     _add_evaluate(sub)
+    _add_tune(sub)
 
 
 def _add_train(sub: Subparsers) -> None:
@@ -37,9 +39,22 @@ def _add_train(sub: Subparsers) -> None:
         help="model variant, a row of the paper's Table 1 (default %(default)s: H-TLSTM + CL)",
     )
     add_options(p, ModelConfig, Option("hidden_size", "--hidden"))
-    add_options(p, TrainConfig, "epochs", "patience", "batch_users", "lr", "seed", "max_minutes",
-                "threads")  # fmt: skip
+    add_options(p, TrainConfig, "epochs", "patience", "stop_on", "batch_users", "lr", "seed",
+                "max_minutes", "threads")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def reliability_text(card) -> str:  # card: scorer.card.ModelCard
+    """The card's reliability tables as text: one line per band, mean predicted against the
+    observed rate."""
+    lines = []
+    for part, targets in (card.reliability or {}).items():
+        for target, bands in targets.items():
+            lines.append(f"reliability, {part} users, {target}: band  p range  n  "
+                         "mean predicted  observed")  # fmt: skip
+            lines += [f"  {b['band']:>2}  {b['p_low']:.3f}-{b['p_high']:.3f}  {b['n']:>7,}  "
+                      f"{b['mean_predicted']:.4f}  {b['bad_rate']:.4f}" for b in bands]  # fmt: skip
+    return "\n".join(lines)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -57,6 +72,7 @@ def _train(args: argparse.Namespace) -> int:
     except TrainingDataError as exc:
         raise CliError(f"cannot train on {args.events}: {exc}") from None
     print(card.describe())
+    print(reliability_text(card))
     print(f"saved {args.out_dir / card.version}")
     return 0
 
@@ -85,4 +101,51 @@ def _evaluate(args: argparse.Namespace) -> int:
     for target, m in metrics.items():
         print(f"  {target:<10} AUC {m.auc:.4f}  KS {m.ks:.4f}  Brier {m.brier:.4f}  "
               f"(n={m.n:,}, positives={m.positives:,})")  # fmt: skip
+    return 0
+
+
+def _add_tune(sub: Subparsers) -> None:
+    p = command(
+        sub, "tune",
+        "choose the hidden size, head sizes, learning rate and batch size by an Optuna search "
+        "on the validation users only (the test users are not scored), and write every trial "
+        "and the best values as JSON; train the chosen model with 'deepcredit train'",
+        _tune,
+    )  # fmt: skip
+    p.add_argument("--events", required=True, type=Path, help="event log (.jsonl or .jsonl.gz)")
+    p.add_argument("--trials", type=int, default=20, help="most trials (default %(default)s)")
+    p.add_argument("--search-minutes", type=float,
+                   help="start no trial after this many minutes (default: no limit)")  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("results/tune.json"),
+                   help="JSON result (default %(default)s)")  # fmt: skip
+    add_options(p, TrainConfig, "epochs", "patience", "stop_on", "seed", "max_minutes",
+                "threads")  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _tune(args: argparse.Namespace) -> int:
+    import shlex
+
+    from deepcredit.atomic import write_json
+    from training.core.train import TrainingDataError
+    from training.core.tune import tune
+    from training.experiments.ablation import machine
+
+    if not args.events.is_file():
+        raise CliError(f"no such events file: {args.events}")
+    if args.trials < 1:
+        raise CliError("--trials must be at least 1")
+    train_config = from_args(TrainConfig, args)
+    try:
+        result = tune(args.events, ModelConfig(), train_config, trials=args.trials,
+                      max_minutes=args.search_minutes, seed=args.seed,
+                      progress=not args.quiet)  # fmt: skip
+    except (TrainingDataError, ValueError) as exc:
+        raise CliError(f"cannot tune on {args.events}: {exc}") from None
+    result |= {"command": "deepcredit " + shlex.join(args.argv), "machine": machine()}
+    write_json(args.out, result)
+    best = result["best"]
+    print(f"best of {len(result['trials'])} trials: {best['value']:.4f} "
+          f"({result['criterion']}), {best['params']}")  # fmt: skip
+    print(f"written to {args.out}")
     return 0

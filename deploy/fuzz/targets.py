@@ -282,6 +282,11 @@ def _model_event_seeds() -> list[bytes]:
                           metrics={"auc": 0.71, "folds": [1, 2], "by": {"x": None}})),
         encode(ModelEvent(action="reject", version="dc-3", previous=None, by="alice",
                           reason="worse", at=_TS)),
+        encode(ModelEvent(action="rollback", version="dc-1", previous="dc-2", by="ops",
+                          reason="too strict", at=_TS,
+                          impact={"current": {"posts": 3, "approve": 1}, "as_of": None})),
+        encode(ModelEvent(action="promote", version="dc-3", previous="dc-1", by="ops",
+                          reason="gate users too few", at=_TS, override=True)),
     ]  # fmt: skip
 
 

@@ -62,6 +62,7 @@ def test_dup_id_different_content_dead_letters_the_reused_id_and_skips_a_true_re
     assert letter.reason is DeadLetterReason.CONFLICTING_EVENT_ID
     assert msgspec.json.decode(letter.payload, type=ClickEvent) == l2
     assert letter.key == b"u1" and letter.partition is not None and letter.offset == 2
+    assert letter.topic == topics.clicks  # its coordinates whole, as every other dead letter
     assert counted("deepcredit_dead_letters_total",
                    reason="conflicting_event_id") - conflicts_before == 1  # fmt: skip
     assert counted("deepcredit_duplicate_events_total", activity="post") - resends_before == 1

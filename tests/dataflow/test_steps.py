@@ -21,6 +21,7 @@ from deepcredit.records import DeadLetter, DeadLetterReason, Decision, Score, Th
 from scorer.artifact import load_scorer
 from scorer.model import StateVersionError, advance, advance_unseen
 from scorer.monitors import DriftMonitors, MonitorConfig
+from scorer.reasons import post_reasons
 from scorer.user_state import RECENT_IDS, UserState, encode_state
 
 CASES = Path(__file__).parents[1] / "cases"
@@ -88,7 +89,11 @@ def test_user_scorer_equals_advancing_the_state_event_by_event(
     user = clicks[0].user_id
     history = [e for e in clicks if e.user_id == user]
     expected_state = UserState.new(w.version, w.hidden_size)
-    expected = [p for e in history if (p := advance(w, expected_state, e)) is not None]
+    expected, codes = [], []
+    for e in history:
+        if (p := advance(w, expected_state, e)) is not None:
+            expected.append(p)
+            codes.append(post_reasons(w, expected_state, e))  # offline, from the state
     logic = UserScorer(w, None)
     scored = []
     for start in range(0, len(history), 7):  # batches of any size give the same result
@@ -96,6 +101,7 @@ def test_user_scorer_equals_advancing_the_state_event_by_event(
         scored += out
         assert discard is False
     assert [(s.p_delinquent, s.p_default) for s in scored] == expected
+    assert [list(s.reasons) for s in scored] == codes and any(codes)  # the streaming reasons
     assert [s.accepted.event.activity for s in scored] == [Activity.POST] * len(expected)
     assert logic.snapshot() == encode_state(expected_state)
 
@@ -174,9 +180,11 @@ def test_decide_applies_the_thresholds_in_force_and_records_their_version(
     clicks: list[ClickEvent],
 ) -> None:
     post = next(e for e in clicks if e.activity is Activity.POST)
-    msg = decide(Scored(Accepted(post, 0.0, 0, 0), 0.35, 0.05), lambda: THRESHOLDS, "m9")
+    scored = Scored(Accepted(post, 0.0, 0, 0), 0.35, 0.05, reasons=("R02", "R01"))
+    msg = decide(scored, lambda: THRESHOLDS, "m9")
     score = msgspec.json.decode(msg.value, type=Score)
     assert score.decision is Decision.REVIEW and score.thresholds_version == 7
+    assert score.reasons == ["R02", "R01"]
     assert (score.event_id, score.user_id, score.loan_id) == (post.event_id, post.user_id,
                                                               post.loan_id)  # fmt: skip
     assert score.model_version == "m9" and score.scored_at > 0
@@ -300,3 +308,43 @@ def test_the_drift_step_dead_letters_an_event_it_fails_on_and_goes_on(
     [letter] = out
     assert_processing_error(letter, "drift", poison, "monitor bug")
     assert step.monitors.inputs.events_seen == len(items) - 1
+
+
+def test_a_batch_is_decoded_in_order_and_counted_once_per_activity_and_reason(
+    clicks: list[ClickEvent],
+) -> None:
+    def count(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    msgs = [message(encode(e), offset=i) for i, e in enumerate(clicks[:50])]
+    msgs.insert(7, message(b"not json", offset=99))
+    before = {a: count("deepcredit_events_consumed_total", activity=a.value) for a in Activity}
+    refused = count("deepcredit_dead_letters_total", reason=DeadLetterReason.INVALID_JSON.value)
+
+    def timeless(x: Accepted | DeadLetter) -> Accepted | DeadLetter:
+        return msgspec.structs.replace(x, received_at=0.0) if isinstance(x, DeadLetter) else x
+
+    out = steps.decode_batch(msgs)
+    assert [timeless(x) for x in out] == [timeless(decode(m)) for m in msgs]  # a batch of one
+    for a in Activity:
+        seen = sum(e.activity is a for e in clicks[:50])
+        assert count("deepcredit_events_consumed_total", activity=a.value) == before[a] + 2 * seen
+    assert count("deepcredit_dead_letters_total",
+                 reason=DeadLetterReason.INVALID_JSON.value) == refused + 2  # fmt: skip
+
+
+@pytest.mark.parametrize("seconds", [0.0, 1e-4, 3e-4, 0.7, 31.0])
+def test_observe_many_is_n_observations(seconds: float) -> None:
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from dataflow.metrics import observe_many
+
+    one, many = CollectorRegistry(), CollectorRegistry()
+    buckets = (1e-4, 2.5e-4, 0.5, 1.0)
+    h1, h2 = (Histogram("h", "h", buckets=buckets, registry=r) for r in (one, many))
+    for _ in range(3):
+        h1.observe(seconds)
+    observe_many(h2, seconds, 3)
+    strip = [line for line in generate_latest(one).splitlines() if b"_created" not in line]
+    assert strip == [line for line in generate_latest(many).splitlines()
+                     if b"_created" not in line]  # fmt: skip

@@ -14,6 +14,7 @@ from deepcredit.loans import (
     DEFAULT_DELAY_DAYS,
     Labels,
     Loan,
+    OutcomeTracker,
     Transition,
     due_ts,
     loan_outcomes,
@@ -101,6 +102,24 @@ def test_a_loans_life_step_by_step() -> None:
     settled = step_loan(loans, ev(5, T0 + 32 * DAY_S, Activity.REPAY), plain)
     assert (settled.activity, settled.delay_days, loans) == (Activity.REPAY, 2.0, {})
     assert step_loan(loans, ev(6, T0 + 33 * DAY_S, Activity.REPAY), plain) is None  # settled
+
+
+def test_a_tracker_asked_now_and_then_labels_as_loan_outcomes_does() -> None:
+    """``peek`` (the dashboard follows the clicks and asks from time to time) gives the open
+    loans' outcomes that ``loan_outcomes`` gives at the same moment, and leaves them open."""
+    stream = [post(0, T0), ev(1, T0 + 60, Activity.BORROW), post(2, T0 + 120, loan="b"),
+              ev(3, T0 + 180, Activity.BORROW, loan="b"),
+              ev(4, T0 + 35 * DAY_S, Activity.REPAY, loan="b")]  # fmt: skip
+    tracker = OutcomeTracker()
+    for e in stream[:4]:
+        assert tracker.update(e) is None
+    as_of = T0 + 31 * DAY_S  # both due, neither repaid: delinquent, default not yet known
+    peeked = {o.loan_id: o for o in tracker.peek(as_of)}
+    assert peeked == loan_outcomes(stream[:4], as_of=as_of)
+    assert peeked["b"].delinquent is True and peeked["b"].default is None
+    settled = tracker.update(stream[4])  # still open after the peek: its repayment settles it
+    assert settled is not None and (settled.delinquent, settled.default) == (True, False)
+    assert [o.loan_id for o in tracker.close(as_of)] == ["a"]
 
 
 def test_events_that_name_no_open_loan_change_nothing() -> None:

@@ -24,11 +24,13 @@ from deepcredit.thresholds import (
     plan_thresholds,
 )
 from deepcredit.whatif import (
+    ModelImpact,
     PostFacts,
     ScoredPost,
     Target,
     WhatIf,
     decision_mix,
+    model_impact,
     operating_curve,
     post_facts,
     what_if,
@@ -305,3 +307,50 @@ def test_a_change_of_segments_alone_is_a_change() -> None:
     cleared = plan_thresholds(plan, segments=Segments(), updated_by="bo")
     assert (cleared.segments, cleared.thin_file_events) == ((), None)
     assert plan_thresholds(plan, default_review=0.07, updated_by="bo").segments == GRID
+
+
+def test_a_model_change_on_four_posts_as_computed_by_hand() -> None:
+    """Two models' probabilities at the same four posts, decided at the defaults (review /
+    decline: delinquent 0.25 / 0.5, default 0.08 / 0.2), with two amount segments that keep
+    those cut-offs."""
+
+    def outcome(loan: str, bad: bool) -> LoanOutcome:
+        return LoanOutcome(loan_id=loan, user_id="u", post_ts=0.0, due_ts=1.0, amount=1.0,
+                           funded=True, delinquent=bad, default=False)  # fmt: skip
+
+    facts = [(outcome("a", False), 500.0), (None, 500.0), (None, 2000.0),
+             (outcome("d", True), 2000.0)]  # fmt: skip
+    now = [(0.10, 0.02), (0.30, 0.05), (0.60, 0.10), (0.20, 0.06)]  # approve review decline approve
+    after = [(0.05, 0.01), (0.55, 0.03), (0.40, 0.25), (0.30, 0.06)]  # approve decline decline rev.
+    cut = {name: getattr(DEFAULT_THRESHOLDS, name) for name in ("delinquent_review",
+           "delinquent_decline", "default_review", "default_decline")}  # fmt: skip
+    t = msgspec.structs.replace(DEFAULT_THRESHOLDS, version=3, segments=(
+        ThresholdSegment(name="small", amount_max=1000.0, **cut),
+        ThresholdSegment(name="large", amount_min=1000.0, **cut)))  # fmt: skip
+
+    def posts(ps):
+        return [ScoredPost(p[0], p[1], o, amount, 30, 5)
+                for p, (o, amount) in zip(ps, facts[:len(ps)], strict=True)]  # fmt: skip
+
+    impact = model_impact(posts(now), posts(after), t, current_model="A", candidate_model="B")
+    assert (impact.current_model, impact.candidate_model) == ("A", "B")
+    assert impact.thresholds_version == 3
+    cur, cand = impact.current, impact.candidate
+    assert (cur.approve, cur.review, cur.decline) == (2, 1, 1)
+    assert (cand.approve, cand.review, cand.decline) == (1, 1, 2)
+    assert impact.shift_points(Decision.DECLINE) == pytest.approx(25.0)
+    assert impact.shift_points(Decision.REVIEW) == pytest.approx(0.0)
+    assert impact.shift_points(Decision.APPROVE) == pytest.approx(-25.0)
+    assert cur.expected_bad(Target.DELINQUENT) == pytest.approx((0.10 + 0.20) / 2)
+    assert cur.expected_bad(Target.DEFAULT) == pytest.approx((0.02 + 0.06) / 2)
+    assert cand.expected_bad(Target.DELINQUENT) == pytest.approx(0.05)
+    assert cand.expected_bad(Target.DEFAULT) == pytest.approx(0.01)
+    assert cur.realised_bad(Target.DELINQUENT) == 0.5 and cur.labelled(Target.DELINQUENT)[0] == 2
+    assert cand.realised_bad(Target.DELINQUENT) == 0.0 and cand.approved_without_outcome == 0
+    small, large = impact.segments["small"], impact.segments["large"]
+    assert [(m.approve, m.review, m.decline) for m in small] == [(1, 1, 0), (1, 0, 1)]
+    assert [(m.approve, m.review, m.decline) for m in large] == [(1, 0, 1), (0, 1, 1)]
+    again = msgspec.convert(msgspec.to_builtins(impact), ModelImpact)  # as a model event holds it
+    assert again == impact
+    with pytest.raises(ValueError, match="not the same posts"):
+        model_impact(posts(now), posts(after)[:3], t, current_model="A", candidate_model="B")

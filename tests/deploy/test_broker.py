@@ -90,12 +90,13 @@ def test_topics_have_their_settings_and_creation_is_idempotent(
     resource = ConfigResource(ConfigResource.Type.TOPIC, topics.thresholds)
     config = admin.describe_configs([resource])[resource].result(timeout=10)
     assert config["cleanup.policy"].value == "compact"
-    # Every thresholds change, kept: neither compacted nor expired.
-    audit = ConfigResource(ConfigResource.Type.TOPIC, topics.thresholds_audit)
-    config = admin.describe_configs([audit])[audit].result(timeout=10)
-    assert config["cleanup.policy"].value == "delete"
-    assert (config["retention.ms"].value, config["retention.bytes"].value) == ("-1", "-1")
-    assert len(meta[topics.thresholds_audit].partitions) == 1
+    # Every thresholds change and every model decision, kept: neither compacted nor expired.
+    for name in (topics.thresholds_audit, topics.models_audit):
+        audit = ConfigResource(ConfigResource.Type.TOPIC, name)
+        config = admin.describe_configs([audit])[audit].result(timeout=10)
+        assert config["cleanup.policy"].value == "delete"
+        assert (config["retention.ms"].value, config["retention.bytes"].value) == ("-1", "-1")
+        assert len(meta[name].partitions) == 1
 
 
 def test_port_in_use_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

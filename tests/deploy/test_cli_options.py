@@ -24,9 +24,10 @@ ON_PURPOSE = {
     ("drift loop", "--users"),  # DriftLoopConfig's is the CI size; the command runs the README's
 }
 
-TALK_TO_KAFKA = ("archive", "bench gateway", "bench live", "controller", "cutover", "drift loop",
-                 "gateway", "replay", "roundtrip", "scores", "serve", "thresholds history",
-                 "thresholds rollback", "thresholds set", "thresholds show",
+TALK_TO_KAFKA = ("archive", "bench gateway", "bench live", "controller", "cutover", "dashboard",
+                 "drift loop", "drift report", "gateway", "models history", "models promote",
+                 "models rollback", "replay", "roundtrip", "scores", "serve",
+                 "thresholds history", "thresholds rollback", "thresholds set", "thresholds show",
                  "thresholds simulate")  # fmt: skip
 USE_THE_REGISTRY = ("controller", "cutover", "models current", "models history", "models list",
                     "models promote", "models rollback", "retrain", "serve")  # fmt: skip
@@ -53,10 +54,18 @@ COMMAND_ONLY = {
     ("controller", "--group"),
     ("drift loop", "--out"),
     ("drift measure", "--out"),
+    ("drift report", "--out"),
     ("fuzz", "--crashes"),
     ("fuzz", "--seconds"),
     ("fuzz", "--target"),
     ("kafka up", "--partitions"),
+    ("models history", "--timeout"),
+    ("models promote", "--last"),
+    ("models promote", "--max-shift"),
+    ("models promote", "--timeout"),
+    ("models rollback", "--last"),
+    ("models rollback", "--max-shift"),
+    ("models rollback", "--timeout"),
     ("report build", "--out"),
     ("report predict", "--splits"),
     ("kafka up", "--timeout"),
@@ -75,6 +84,11 @@ COMMAND_ONLY = {
     ("thresholds simulate", "--timeout"),
     ("train", "--out-dir"),
     ("train", "--variant"),
+    ("tune", "--out"),
+    ("tune", "--trials"),
+    ("uci", "--draws"),
+    ("uci", "--out"),
+    ("uci", "--work"),
 }
 
 

@@ -1,8 +1,9 @@
 """The gateway against the real broker and a real flow process (``deepcredit serve``), through
 a real uvicorn on a loopback port and httpx: a post answered with its streamed score, a resend
 with the same answer and no second score (also from a gateway started afterwards, warmed from
-the risk topic's tail), invalid clicks refused with the dead-letter reason, the OpenAPI
-document, a post no flow scores (504), and the flow down (503 within a second).
+the risk topic's tail), invalid clicks refused with the dead-letter reason, a post the flow
+dead-letters answered from its not_scored record, the OpenAPI document, a post no flow scores
+(504), and the flow down (503 within a second).
 
 One flow and one gateway serve the module (their starts are most of the cost); the last test
 stops the flow."""
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import signal
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,23 +21,23 @@ from pathlib import Path
 import httpx
 import msgspec
 import pytest
-import uvicorn
 
 from deepcredit.client import GatewayClient, PostRefused
 from deepcredit.codec import decode_click, encode_click
 from deepcredit.events import Activity, ClickEvent
-from deepcredit.gateway_api import ScoreAnswer
+from deepcredit.gateway_api import Reason, ScoreAnswer
 from deepcredit.kafka_io import watermarks
-from deepcredit.records import DeadLetter
+from deepcredit.records import DeadLetter, DeadLetterReason, NotScored
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.topics import TopicSpec, ensure_topics, topic_specs
 from deepcredit.waiting import wait_until
 from deploy.broker import BrokerStatus
 from gateway.app import create_app
 from gateway.config import GatewayConfig
+from scorer.reasons import STATEMENTS
 from tests.ports import free_port
-from tests.serving import serve_process
-from tests.streams import read_scores
+from tests.serving import asgi_server, http_status, serve_process
+from tests.streams import read_risk, read_scores, send
 
 pytestmark = pytest.mark.kafka
 
@@ -64,7 +64,7 @@ def flow(
                          "--no-drift-monitors", log=log)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _status(url + "/readyz") == 200, 60, 0.1, what="the flow ready")
+        wait_until(lambda: http_status(url + "/readyz") == 200, 60, 0.1, what="the flow ready")
         yield Flow(kafka, topics, url, proc, log)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -83,24 +83,8 @@ def gateway(flow: Flow, **options: object) -> Iterator[str]:
     """A gateway for ``flow`` on a real uvicorn in a thread; yields its base URL."""
     cfg = GatewayConfig(kafka=flow.kafka, topics=flow.topics, flow_urls=(flow.url,),
                         **{"timeout_s": 10.0, "health_poll_s": 0.1, **options})  # fmt: skip
-    server = uvicorn.Server(uvicorn.Config(create_app(cfg), host="127.0.0.1", port=free_port(),
-                                           log_level="warning", lifespan="on"))  # fmt: skip
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started or not thread.is_alive(), 30, 0.02)
-        assert server.started, "the gateway did not start"
-        yield f"http://127.0.0.1:{server.config.port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
-def _status(url: str) -> int | None:
-    try:
-        return httpx.get(url, timeout=0.5).status_code
-    except httpx.HTTPError:
-        return None
+    with asgi_server(create_app(cfg), "gateway") as url:
+        yield url
 
 
 _SEQ = iter(range(10**6))
@@ -132,8 +116,9 @@ def test_a_post_gets_its_streamed_score_and_a_resend_the_same_answer(flow: Flow,
               if s.event_id == first.event_id]  # fmt: skip
     assert len(scores) == 1
     answer = msgspec.json.decode(r.content, type=ScoreAnswer)
+    reasons = [Reason(code=c, statement=STATEMENTS[c]) for c in scores[0].reasons]
     expected = msgspec.structs.asdict(scores[0]) | {"decision": str(scores[0].decision),
-                                                    "reasons": []}  # fmt: skip
+                                                    "reasons": reasons}  # fmt: skip
     del expected["schema_version"]  # the risk topic's contract; the answer's is its path
     assert msgspec.structs.asdict(answer) == expected
     # A gateway started afterwards knows the answer from the risk topic's tail: it answers
@@ -195,6 +180,29 @@ def test_a_post_not_scored_in_time_gets_504_with_where_it_was_accepted(flow: Flo
     assert body["status"] == "pending" and body["event_id"] == late.event_id
     assert body["partition"] in (0, 1, 2) and body["offset"] == 0
     assert 0.5 <= took < 2.0
+
+
+def test_a_post_the_flow_dead_letters_is_answered_from_its_not_scored_record(
+    flow: Flow, url: str
+) -> None:
+    # A withdrawal sent straight to the clicks topic (not through the gateway, so its book does
+    # not know the id) takes an event id; a post under that id then passes the gateway's checks,
+    # and the flow dead-letters it as a reused id: its not_scored record is the answer.
+    user = f"nsc-{uuid.uuid4().hex[:6]}"
+    withdrawal = msgspec.structs.replace(post(user=user), activity=Activity.WITHDRAW,
+                                         loan_id=None, rate=None, term_days=None)  # fmt: skip
+    send(flow.kafka, flow.topics.clicks, [encode_click(withdrawal)])
+    reused = post(user=user, event_id=withdrawal.event_id, ts=withdrawal.ts + 60)
+    with httpx.Client(base_url=url, timeout=15) as http:
+        r = http.post("/v1/score", content=encode_click(reused))
+    assert r.status_code == 409, r.text
+    assert r.json()["reason"] == "conflicting_event_id"
+    assert r.json()["detail"].startswith("not scored by the flow: ")
+    records = [x for x in read_risk(flow.kafka, flow.topics.risk_scores)
+               if x.event_id == reused.event_id]  # fmt: skip
+    assert len(records) == 1 and isinstance(records[0], NotScored)
+    assert (records[0].user_id, records[0].loan_id) == (user, reused.loan_id)
+    assert records[0].reason is DeadLetterReason.CONFLICTING_EVENT_ID
 
 
 def test_the_flow_down_answers_503_within_a_second(flow: Flow, url: str) -> None:

@@ -25,7 +25,7 @@ from deepcredit.events import ClickEvent
 from scorer.artifact import SCORER_FILE, load_scorer
 from scorer.card import DataInfo, ModelCard
 from scorer.features import LoanStep
-from scorer.model import ModelWeights, advance, calibrate, head_logits, sigmoid
+from scorer.model import ModelWeights, advance, calibrate, head_logits, post_head_input, sigmoid
 from scorer.rebuild import rebuild
 from scorer.user_state import UserState
 from tests.scorer.test_model_parity import (
@@ -173,7 +173,7 @@ def test_states_of_a_calibrated_model_are_the_uncalibrated_ones(
             if p_cal is not None:
                 posts += 1
                 # The compiled step's heads against numpy's: equal to float32 rounding.
-                z = head_logits(raw_w, raw_s.hc[4])
+                z = head_logits(raw_w, post_head_input(raw_w, raw_s, e))
                 np.testing.assert_allclose(p_raw, sigmoid(z), rtol=0, atol=1e-6)  # raw
                 np.testing.assert_allclose(cal_s.y_prev, sigmoid(z), rtol=0, atol=1e-6)
                 a, b = np.array(CALIBRATION, np.float32)
@@ -334,7 +334,7 @@ def test_an_artifact_written_before_calibrations_loads_and_scores_as_before(
             got = advance(served, s, e)
             if got is not None:  # the formula of the scorer before calibrations, computed
                 # by the compiled step: numpy's to float32 rounding
-                expected = sigmoid(head_logits(served, s.hc[4]))
+                expected = sigmoid(head_logits(served, post_head_input(served, s, e)))
                 np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
                 np.testing.assert_array_equal(s.y_prev, np.array(got, np.float32))
 

@@ -9,7 +9,7 @@ import random
 
 import msgspec
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from river.base import DriftDetector
 
@@ -390,3 +390,19 @@ def test_monitors_from_a_snapshot_before_references_go_on_and_alert_readably() -
     assert alerts and alerts[0].reference_n >= monitors.CURRENT_WINDOW
     assert alerts[0].reference_from_ts == T0 + 300 * 600.0  # the reference starts at the restore
     assert alerts[0].direction == "up" and alerts[0].current_value > alerts[0].reference_value
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=400), st.integers(0, 300))
+@example([0.1] * 200 + [0.9] * 200, 300)  # detections, and restarts after them
+def test_the_direct_adwin_update_is_river_s(xs: list[float], jump: int) -> None:
+    """The monitors' shortcut to River's Rust window gives River's own detections, window and
+    estimate at every step, restarts after a detection included."""
+    from river.drift import ADWIN
+
+    river, ours = ADWIN(delta=0.05, clock=4), ADWIN(delta=0.05, clock=4)
+    stream = xs + [1.0 - x for x in xs[:jump]] * 3  # a change, so detections happen
+    for x in stream:
+        river.update(x)
+        assert monitors._adwin_update(ours, x) == river.drift_detected
+        assert (ours.width, ours.estimation) == (river.width, river.estimation)

@@ -12,6 +12,7 @@ import pytest
 
 from deepcredit.events import ClickEvent
 from scorer.model import ModelWeights, advance
+from scorer.reasons import post_reasons
 from scorer.rebuild import rebuild, rebuild_states
 from scorer.steps import history_at
 from scorer.user_state import RECENT_IDS, UserState
@@ -90,6 +91,7 @@ def test_rebuild_gives_each_post_the_probabilities_advance_returns(
     w = export_scorer(DeepCredit(ModelConfig(hidden_size=8, **VARIANTS[variant])), "v2")
     expected: dict[str, tuple[float, float]] = {}
     history: dict[str, tuple[int, float]] = {}  # the cold-start signal each post's score gets
+    codes: dict[str, list[str]] = {}  # the reasons the live flow gives each post
     for events in histories.values():
         s = UserState.new(w.version, w.hidden_size)
         for e in events:
@@ -97,11 +99,14 @@ def test_rebuild_gives_each_post_the_probabilities_advance_returns(
             if p is not None:
                 expected[e.event_id] = p
                 history[e.event_id] = history_at(s.memory, e.ts)
+                codes[e.event_id] = post_reasons(w, s, e)
     steps: list[int] = []
     rebuilt = rebuild(w, histories, on_step=steps.append)
     posts = rebuilt.posts
     assert set(posts) == set(expected) and len(posts) > 50
     assert rebuilt.history == history
+    assert rebuilt.reasons == codes  # streaming and offline reasons alike, post by post
+    assert (sum(map(len, codes.values())) > 0) == w.aggregates
     got = np.array([posts[k] for k in expected])
     np.testing.assert_allclose(got, np.array(list(expected.values())), atol=1e-5, rtol=0)
     assert sum(steps) == sum(len(h) for h in histories.values())  # progress counts every event

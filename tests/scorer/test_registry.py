@@ -328,7 +328,16 @@ def test_serve_parses_model_current() -> None:
 # -- the CLI ----------------------------------------------------------------------------------
 
 
-def test_cli_list_promote_current_rollback_history(models, capsys) -> None:
+@pytest.fixture
+def on_broker(kafka, topics, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The options that point promote and rollback at the session's broker and this test's
+    topics (they announce every decision on model-events and models-audit)."""
+    monkeypatch.setenv("DEEPCREDIT_TOPIC_PREFIX", topics.clicks.removesuffix("clicks"))
+    return ["--bootstrap", kafka.bootstrap_servers]
+
+
+@pytest.mark.kafka
+def test_cli_list_promote_current_rollback_history(models, capsys, on_broker, tmp_path) -> None:
     registry, (a, b, c) = models
     d = ["--models-dir", str(registry.root)]
     assert main(["models", "list", *d]) == 0
@@ -336,10 +345,13 @@ def test_cli_list_promote_current_rollback_history(models, capsys) -> None:
     assert a in out and c in out and "no model is current" in out
     assert "0.720/0.720" in out and "30" in out
 
-    assert main(["models", "promote", a, "--by", "alice", "--reason", "first", *d]) == 0
-    assert main(["models", "promote", b, "--by", "bob", "--reason", "better", *d]) == 0
+    assert main(["models", "promote", a, "--by", "alice", "--reason", "first", *d,
+                 *on_broker]) == 0  # fmt: skip
+    assert main(["models", "promote", b, "--by", "bob", "--reason", "better", *d,
+                 *on_broker]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert f"{b} is now current (was {a})" in out
+    assert "no posts in" in out  # no clicks on the topic: nothing to compare on
 
     assert main(["models", "list", *d]) == 0
     rows = {line[2:].split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]
@@ -352,7 +364,8 @@ def test_cli_list_promote_current_rollback_history(models, capsys) -> None:
     assert f"current model {b}" in out and "by bob: better" in out
     assert f"lineage {b} <- {a}" in out
 
-    assert main(["models", "rollback", "--by", "ops", "--reason", "bad", *d]) == 0
+    assert main(["models", "rollback", "--by", "ops", "--reason", "bad", "--out",
+                 str(tmp_path / "back"), "--flow-stopped", *d, *on_broker]) == 0  # fmt: skip
     assert f"{a} is now current (was {b})" in capsys.readouterr().out
 
     assert main(["models", "history", *d]) == 0
@@ -367,7 +380,8 @@ def test_cli_errors_are_one_line_and_exit_1(models, capsys, tmp_path: Path) -> N
     cases = [
         (["models", "current", *d], "no model was ever promoted"),
         (["models", "promote", "dc-nope", "--by", "x", "--reason", "y", *d], "not promoted"),
-        (["models", "rollback", "--by", "x", "--reason", "y", *d], "not rolled back"),
+        (["models", "rollback", "--by", "x", "--reason", "y", "--out", "o", *d],
+         "not rolled back"),
         (["models", "list", "--models-dir", str(tmp_path / "none")], "no such models folder"),
     ]
     for argv, message in cases:
@@ -391,18 +405,40 @@ def test_cli_empty_registry(tmp_path: Path, capsys) -> None:
 # -- no torch on the serving host -------------------------------------------------------------
 
 
-def test_registry_and_models_cli_need_no_torch(models) -> None:
+@pytest.mark.kafka
+def test_registry_and_models_cli_need_no_torch(models, on_broker) -> None:
     registry, (a, _, _) = models
     code = (
         "import sys; sys.modules['torch'] = None\n"
         "import scorer.registry\n"
         "from deploy.cli import main\n"
         f"d = ['--models-dir', {str(registry.root)!r}]\n"
-        f"assert main(['models', 'promote', {a!r}, '--by', 'x', '--reason', 'y', *d]) == 0\n"
+        f"k = {on_broker!r}\n"
+        f"assert main(['models', 'promote', {a!r}, '--by', 'x', '--reason', 'y', *d, *k]) == 0\n"
         "assert main(['models', 'list', *d]) == 0\n"
         "assert 'torch' not in {m.split('.')[0] for m, v in sys.modules.items() if v}\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60)  # fmt: skip
+                            text=True, timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert registry.current().version == a
+
+
+def test_a_model_the_gate_rejected_is_promoted_only_with_an_override(models) -> None:
+    registry, (a, b, c) = models
+    registry.promote(a, by="x", reason="first")
+    registry.record("reject", b, by="retrain-controller", reason="AUC gain below 0.005")
+    assert registry.gate_rejection(b).reason == "AUC gain below 0.005"
+    assert registry.gate_rejection(c) is None  # never judged: no override needed
+    with pytest.raises(RegistryError, match="the retraining gate rejected"):
+        registry.promote(b, by="x", reason="looks fine")
+    with pytest.raises(RegistryError, match="--override"):
+        registry.check(b)
+    assert registry.current().version == a and len(registry.history()) == 2
+    done = registry.promote(b, by="ops", reason="the gate's users are too few", override=True)
+    assert done.override and registry.history()[-1] == done
+    assert registry.gate_rejection(b) is None  # promoted since
+    assert registry.rollback_target() == a
+    with pytest.raises(RegistryError, match=f"not {c}"):
+        registry.rollback(by="x", reason="y", expect=c)
+    assert registry.rollback(by="x", reason="y", expect=a).version == a

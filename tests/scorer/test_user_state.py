@@ -33,6 +33,24 @@ def weights(hidden: int = 8, version: str = "m1") -> ModelWeights:
     return export_scorer(DeepCredit(ModelConfig(hidden_size=hidden, head_sizes=(8,))), version)
 
 
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 150), st.integers(1, 50))
+def test_a_frozen_state_thaws_as_it_was_however_often(seed: int, before: int, after: int) -> None:
+    w = weights()
+    events = make_events(before + after, users=1, seed=seed)
+    state = UserState.new(w.version, w.hidden_size)
+    for e in events[:before]:
+        advance(w, state, e)
+    frozen, copied = state.frozen(), state.copy()
+    for e in events[before:]:
+        advance(w, state, e)
+    first = frozen.thaw()
+    assert first == copied and state != copied
+    for e in events[before:]:  # advancing a thawed state leaves the frozen one as it was
+        advance(w, first, e)
+    assert first == state and frozen.thaw() == copied
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 10_000), st.integers(1, 200), st.integers(0, 200))
 def test_snapshot_in_the_middle_changes_nothing(seed: int, before: int, after: int) -> None:
@@ -81,11 +99,13 @@ def test_a_snapshot_of_the_old_layout_decodes_with_no_recent_ids() -> None:
     old = decode_state(OLD_EMPTY_D1)
     assert old == UserState.new("m1", hidden_size=1) and old.recent == old.prints == b""
     assert old.memory.ledger.held == [] and old.memory.ledger.given_up == 0
-    # Written back: six fields (0x96), the last two empty bins (0xc4 0x00); the ledger has six
-    # too, the last two an empty list (0x90) and 0.
+    # Written back: six fields (0x96), the last two empty bins (0xc4 0x00); the ledger has
+    # eleven (0x9b), the fifth and sixth an empty list (0x90) and 0, then the five running
+    # outcome figures, zero (0.0 as a 9-byte float) or nil.
     new = encode_state(old)
     assert new[:1] == b"\x96" and new.endswith(b"\xc4\x00\xc4\x00")
-    assert bytes.fromhex("96800000c09000") in new
+    zero = "cb" + "00" * 8
+    assert bytes.fromhex(f"9b800000c09000{zero}0000{zero}c0") in new
 
 
 def test_an_old_snapshot_of_a_user_with_history_decodes_and_scores_on() -> None:
@@ -193,8 +213,10 @@ def test_remembering_ids_costs_4_bytes_empty_and_389_once_full() -> None:
     s = UserState.new(w.version, w.hidden_size)
     # 801 before the state remembered ids, 803 before their fingerprints, 805 before the
     # ledger held loan events (an empty list and a count of those given up: 2 bytes), 807
-    # before the memory counted its history (a 0 and a nil: 2 bytes).
-    assert len(encode_state(s)) == 809
+    # before the memory counted its history (a 0 and a nil: 2 bytes), 809 before the running
+    # aggregates (the ledger's five outcome figures: 21 bytes; the activity rates, two lists of
+    # ten 9-byte floats with a time, the quick withdrawals and the last loan time: 194 bytes).
+    assert len(encode_state(s)) == 809 + 21 + 194 == 1024
     for e in make_events(200, users=1, seed=1):
         advance(w, s, e)
     without = msgspec.msgpack.encode(msgspec.msgpack.decode(encode_state(s))[:4])

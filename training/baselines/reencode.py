@@ -2,10 +2,10 @@
 
 Same conventions as ``training.core.train``: users split by ``training.core.train.split`` (test 20%
 by user hash, validation 10% of the rest; ``align_split`` maps a split of a ``Sequences`` onto the
-windows by user id), early stopping on the mean validation AUC, test users only in the final
-measurement. A training example is one window whose own post is labelled; batches are runs of
-consecutive windows of users drawn in a random order each epoch, so windows in a batch share most of
-their activity subsequences.
+windows by user id), early stopping on the validation users (``TrainConfig.stop_on``), test users
+only in the final measurement. A training example is one window whose own post is labelled;
+batches are runs of consecutive windows of users drawn in a random order each epoch, so windows
+in a batch share most of their activity subsequences.
 
 It is one row of ``deepcredit ablate``.
 """
@@ -96,8 +96,9 @@ def fit_reencode(
     batch_windows: int = 256,
     progress: bool = True,
 ) -> TrainResult:
-    """Train on ``users.train`` with eq. 6's loss, early-stop on the mean validation AUC (the
-    last slot's prediction at validation users' labelled posts), return the best model.
+    """Train on ``users.train`` with eq. 6's loss, early-stop on the validation users
+    (``TrainConfig.stop_on``; the last slot's prediction at validation users' labelled posts),
+    return the best model.
 
     ``alpha`` weights the past loans' predictions (eq. 6). 0.5 sits inside the paper's range:
     its Figure 16(b) finds an interior optimum, smaller for default than for delinquency, and

@@ -49,6 +49,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
+import numpy as np
 
 from deepcredit.atomic import atomic_writer
 from deepcredit.codec import encode
@@ -56,12 +57,14 @@ from deepcredit.events import DAY_S, Activity, ClickEvent
 
 __all__ = [
     "MONTHS",
+    "RAW_COLUMNS",
     "TERM_DAYS",
     "Client",
     "StatementTableError",
     "client_events",
     "horizon_ts",
     "last_bill_id",
+    "read_raw_columns",
     "read_row",
     "read_table",
     "write_events",
@@ -83,6 +86,9 @@ _STATEMENT_DAY = 5
 _FUNDED_AFTER_S = 60.0
 _MISSED_AFTER_S = DAY_S / 2
 _COLUMNS = ("ID", "Y", *(c for m in MONTHS for c in m[2:]))
+#: Every explanatory column of the table as it is: credit limit, sex, education, marriage, age
+#: (``X1``..``X5``), then status, bills and payments (``X6``..``X23``).
+RAW_COLUMNS = tuple(f"X{i}" for i in range(1, 24))
 
 
 class StatementTableError(ValueError):
@@ -220,3 +226,24 @@ def write_events(clients: Iterable[Client], path: str | Path) -> tuple[int, int]
             out.write(encode(event) + b"\n")
             n_events += 1
     return n_clients, n_events
+
+
+def read_raw_columns(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The table as a model on its raw columns sees it: the user id of each client (``c<ID>``,
+    as in the events), the ``RAW_COLUMNS`` (N, 23) as float64 and ``Y`` (N,) as int. Raises
+    StatementTableError for a missing column or a value that is not a number."""
+    users, rows, ys = [], [], []
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ("ID", *RAW_COLUMNS, "Y") if c not in (reader.fieldnames or ())]
+        if missing:
+            raise StatementTableError(f"no column {', '.join(missing)}")
+        for line, row in enumerate(reader, start=2):
+            try:
+                rows.append([float(row[c]) for c in RAW_COLUMNS])
+                ys.append(int(float(row["Y"])))
+            except (TypeError, ValueError):
+                raise StatementTableError(f"line {line}: a raw column or Y is not a "
+                                          "number") from None  # fmt: skip
+            users.append(f"c{row['ID'].strip()}")
+    return users, np.array(rows, dtype=np.float64).reshape(-1, len(RAW_COLUMNS)), np.array(ys)

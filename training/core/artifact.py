@@ -96,7 +96,9 @@ def save_model(
         digest.update(json.dumps(calibration, sort_keys=True).encode())
     base = f"dc-{stamp}-{digest.hexdigest()[:8]}"
     version, final, partial = _claim(directory, base)
-    card = ModelCard(version=version, created_at=created, **card_fields)
+    reference = model.reference.tolist() if model.config.use_aggregates else None
+    card = ModelCard(version=version, created_at=created, aggregate_reference=reference,
+                     **card_fields)  # fmt: skip
     (partial / "model.pt").write_bytes(payload)
     (partial / SCORER_FILE).write_bytes(export_scorer(model, version).to_bytes())
     (partial / CARD_FILE).write_bytes(encode_card(card))

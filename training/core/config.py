@@ -7,9 +7,21 @@ True
 
 from __future__ import annotations
 
+import enum
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["ModelConfig", "TrainConfig"]
+__all__ = ["ModelConfig", "StopOn", "TrainConfig"]
+
+
+class StopOn(enum.StrEnum):
+    """What early stopping and the choice of the best epoch read on the validation users."""
+
+    #: The mean over targets of the Brier skill score 1 - Brier / (q (1 - q)), q the target's
+    #: validation prevalence: every labelled post counts, so it does not rest on a handful of
+    #: positives as an AUC does, and the two targets weigh alike whatever their prevalence.
+    BRIER_SKILL = "brier_skill"
+    #: The mean of the targets' AUCs (ranking only; noisy when a target has few positives).
+    AUC = "auc"
 
 
 @dataclass(frozen=True)
@@ -26,13 +38,20 @@ class ModelConfig:
     complementary: bool = True  # False: no Y(i-1) input (H-TLSTM without CL)
     use_activity: bool = True  # False: TLSTM(repay) only
     use_repay: bool = True  # False: TLSTM(activity) only
+    # False: the heads read the state-level hidden state alone (no wide input); a card written
+    # before this switch existed reads as False (``from_dict``).
+    use_aggregates: bool = field(default=True, metadata={
+        "help": "feed the running aggregates (scorer.aggregates) to the heads beside the "
+                "state-level hidden state (wide and deep)"
+    })  # fmt: skip
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        return cls(**{**d, "head_sizes": tuple(d["head_sizes"])})
+        return cls(**{**d, "head_sizes": tuple(d["head_sizes"]),
+                      "use_aggregates": d.get("use_aggregates", False)})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -43,7 +62,12 @@ class TrainConfig:
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
     patience: int = field(default=3, metadata={
-        "help": "stop after this many epochs without a better validation AUC"
+        "help": "stop after this many epochs without a better validation figure (--stop-on)"
+    })  # fmt: skip
+    stop_on: StopOn = field(default=StopOn.BRIER_SKILL, metadata={
+        "help": "the validation figure that early-stops training and picks the best epoch: "
+                "brier_skill (mean Brier skill score of the two targets; every labelled post "
+                "counts) or auc (mean AUC; noisy when a target has few positives)"
     })  # fmt: skip
     seed: int = field(default=0, metadata={
         "help": "seed of the initial weights and the batch order: the same seed and data, the "

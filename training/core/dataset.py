@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from deepcredit.events import ClickEvent
 from deepcredit.loans import LoanOutcome, loan_outcomes
+from scorer.aggregates import AGGREGATE_FEATURES
 from scorer.features import ACTIVITY_FEATURES, LOAN_FEATURES, LoanStep
 from scorer.steps import StepMemory, plan_step
 from scorer.timegap import normalise_gap
@@ -65,6 +66,7 @@ class Sequences:
     loan_kind: np.ndarray  # (Nl,) int8 LoanStep
     act_idx: np.ndarray  # (Nl,) int64: user-local activity row whose h_a a post reads, or -1
     labels: np.ndarray  # (Nl, 2) float32 [delinquent, default]: 0/1, NaN when unlabelled
+    loan_agg: np.ndarray  # (Nl, AGGREGATE_FEATURES) float32: the aggregates at posts, else 0
     event_ids: np.ndarray  # (Nl,) str: the event behind each loan-level step
     event_ts: np.ndarray  # (Nl,) float64
 
@@ -137,8 +139,8 @@ class Sequences:
 
 
 _ACT_ROWS = ("act_x", "act_gap", "act_reset")
-_LOAN_ROWS = ("loan_x", "loan_gap", "post_gap", "loan_kind", "act_idx", "labels", "event_ids",
-              "event_ts")  # fmt: skip
+_LOAN_ROWS = ("loan_x", "loan_gap", "post_gap", "loan_kind", "act_idx", "labels", "loan_agg",
+              "event_ids", "event_ts")  # fmt: skip
 
 
 @dataclass
@@ -153,6 +155,7 @@ class UserBatch:
     loan_kind: np.ndarray  # (B, Tl) int8
     act_idx: np.ndarray  # (B, Tl) user-local activity row, -1 when none
     labels: np.ndarray  # (B, Tl, 2)
+    loan_agg: np.ndarray  # (B, Tl, AGGREGATE_FEATURES), zero but at posts
     post_sub: np.ndarray  # (B, Tl) int64
     sub_x: np.ndarray  # (S, L, ACTIVITY_FEATURES)
     sub_gap: np.ndarray  # (S, L)
@@ -167,6 +170,7 @@ class UserBatch:
             loan_kind=np.full((b, tl), -1, np.int8),
             act_idx=np.full((b, tl), -1, np.int64),
             labels=np.full((b, tl, 2), np.nan, np.float32),
+            loan_agg=np.zeros((b, tl, AGGREGATE_FEATURES), np.float32),
             post_sub=np.full((b, tl), -1, np.int64),
             sub_x=np.zeros((0, 0, ACTIVITY_FEATURES), np.float32),
             sub_gap=np.zeros((0, 0), np.float32),
@@ -220,6 +224,9 @@ def split_users(user_ids: np.ndarray, fraction: float, *, salt: str) -> np.ndarr
     return np.array([score(u) < fraction for u in user_ids], dtype=bool)
 
 
+_NO_AGGREGATES = (0.0,) * AGGREGATE_FEATURES
+
+
 class _Builder:
     """Accumulates users' rows as Python lists, converted to arrays once at the end."""
 
@@ -236,6 +243,7 @@ class _Builder:
         self.loan_kind: list[int] = []
         self.act_idx: list[int] = []
         self.labels: list[tuple[float, float]] = []
+        self.loan_agg: list[tuple[float, ...]] = []
         self.event_ids: list[str] = []
         self.event_ts: list[float] = []
 
@@ -264,6 +272,7 @@ class _Builder:
             self.event_ids.append(event.event_id)
             self.event_ts.append(event.ts)
             label = (math.nan, math.nan)
+            self.loan_agg.append(plan.aggregates or _NO_AGGREGATES)
             if plan.loan_step is LoanStep.POST:
                 self.act_idx.append(since_post)
                 since_post, reset_next = -1, True
@@ -293,6 +302,7 @@ class _Builder:
             loan_kind=np.array(self.loan_kind, dtype=np.int8),
             act_idx=np.array(self.act_idx, dtype=np.int64),
             labels=matrix(self.labels, 2),
+            loan_agg=matrix(self.loan_agg, AGGREGATE_FEATURES),
             event_ids=np.array(self.event_ids, dtype=str),
             event_ts=np.array(self.event_ts, dtype=np.float64),
         )

@@ -26,7 +26,7 @@ __all__ = ["fingerprint", "load_sequences", "read_events"]
 log = logging.getLogger(__name__)
 
 #: Bump when the sequence layout or the features change, so stale caches are not read.
-SEQUENCES_FORMAT = "v2"
+SEQUENCES_FORMAT = "v3"
 
 
 def fingerprint(path: Path) -> str:

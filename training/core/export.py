@@ -1,5 +1,6 @@
 """Torch model to the numpy weights the live scorer loads (no torch on the serving path), its
-calibration (``DeepCredit.calibration``) included when it carries one."""
+calibration (``DeepCredit.calibration``) included when it carries one, and with the aggregates
+switch and their reference (``DeepCredit.reference``) when the heads are wide."""
 
 from __future__ import annotations
 
@@ -28,4 +29,6 @@ def export_scorer(model: DeepCredit, version: str) -> ModelWeights:
         use_activity=cfg.use_activity,
         use_repay=cfg.use_repay,
         calibration=None if cal is None else calibration_tensor(cal).numpy(),
+        aggregates=cfg.use_aggregates,
+        reference=model.reference.detach().numpy().copy() if cfg.use_aggregates else None,
     )

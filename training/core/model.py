@@ -6,7 +6,9 @@ One forward pass runs a batch of users' whole histories:
 2. per loan-level step (post, repayment, missed payment), the repayment TLSTM over the loan
    input plus Y(i-1), the model's own last prediction (complementary layer, eq. 5);
 3. at each post, the state-level TLSTM over [h_repay; h_activity] (eq. 4) and the heads
-   (FCN 256-128-64) giving P(delinquent) and P(default) for that loan.
+   (FCN 256-128-64) giving P(delinquent) and P(default) for that loan. With
+   ``ModelConfig.use_aggregates`` (the default) the heads read [h_state; aggregates], the
+   running aggregates of ``scorer.aggregates`` at the post: a wide-and-deep head.
 
 The ablations of the paper's Table 1 are switches of ``ModelConfig``.
 
@@ -18,13 +20,15 @@ sigmoid(logit), and the training loss is on the raw logits.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from scorer.aggregates import AGGREGATE_FEATURES
 from scorer.features import ACTIVITY_FEATURES, LOAN_FEATURES, LoanStep
 from training.core.config import ModelConfig
-from training.core.dataset import UserBatch
+from training.core.dataset import Sequences, UserBatch, user_rows
 from training.core.evaluation import TARGETS
 from training.core.tlstm import TLSTMCell, final_states
 from training.core.variants import VARIANTS
@@ -37,6 +41,7 @@ __all__ = [
     "calibrated_logits",
     "calibration_tensor",
     "probabilities",
+    "set_reference",
 ]
 
 
@@ -45,7 +50,8 @@ def batch_to_tensors(batch: UserBatch) -> dict[str, Tensor]:
 
 
 class Head(nn.Module):
-    """FCN from the state-level hidden state to one logit per target."""
+    """FCN from the state-level hidden state (and the aggregates, when wide) to one logit per
+    target; ``hidden_size`` is its input width."""
 
     def __init__(self, hidden_size: int, sizes: tuple[int, ...]) -> None:
         super().__init__()
@@ -59,6 +65,19 @@ class Head(nn.Module):
 
     def forward(self, h: Tensor) -> Tensor:
         return self.net(h)  # (B, 2) logits
+
+
+def set_reference(model: DeepCredit, seq: Sequences, users: np.ndarray) -> None:
+    """Set ``model.reference`` to the mean aggregates over the posts of ``users`` (the training
+    population: the reference the reason codes are attributed against, ``scorer.reasons``).
+    A model without aggregates has none; no post leaves it zero."""
+    if not model.config.use_aggregates:
+        return
+    rows = user_rows(seq.loan_offsets, np.asarray(users, dtype=np.int64))
+    posts = rows[seq.loan_kind[rows] == LoanStep.POST]
+    if len(posts):
+        mean = seq.loan_agg[posts].astype(np.float64).mean(axis=0)
+        model.reference.copy_(torch.from_numpy(mean.astype(np.float32)))
 
 
 class DeepCredit(nn.Module):
@@ -77,7 +96,12 @@ class DeepCredit(nn.Module):
         loan_inputs = LOAN_FEATURES + (len(TARGETS) if config.complementary else 0)  # + Y(i-1)
         self.repay = TLSTMCell(loan_inputs, d, t)
         self.state = TLSTMCell(2 * d, d, t)
-        self.head = Head(d, config.head_sizes)
+        self.head = Head(d + (AGGREGATE_FEATURES if config.use_aggregates else 0),
+                         config.head_sizes)  # fmt: skip
+        if config.use_aggregates:
+            # The training population's mean aggregates (``set_reference``): in the state dict
+            # and the card, the reasons' reference.
+            self.register_buffer("reference", torch.zeros(AGGREGATE_FEATURES))
 
     def forward(self, b: dict[str, Tensor], targets: bool = True) -> tuple[Tensor, Tensor | None]:
         """Logits (B, Tl, 2) at every loan-level step (meaningful at posts) and the loss:
@@ -114,8 +138,10 @@ class DeepCredit(nn.Module):
 
     def _loan_pass(self, b: dict[str, Tensor], h_act: Tensor) -> Tensor:
         kind = b["loan_kind"]  # (B, Tl), -1 on padding
+        agg = b["loan_agg"] if self.config.use_aggregates else None
         return hierarchy_pass(self, b["loan_x"], b["loan_gap"], b["post_gap"], h_act,
-                              repay_mask=kind >= 0, state_mask=kind == LoanStep.POST)  # fmt: skip
+                              repay_mask=kind >= 0, state_mask=kind == LoanStep.POST,
+                              aggregates=agg)  # fmt: skip
 
 
 def calibration_tensor(values: object) -> Tensor:
@@ -154,12 +180,13 @@ def hierarchy_pass(
     *,
     repay_mask: Tensor,
     state_mask: Tensor,
+    aggregates: Tensor | None = None,
 ) -> Tensor:
     """Logits (B, T, 2) of the repayment TLSTM fed with Y(i-1) (eq. 5), the state-level TLSTM
     over [h_repay; h_activity] (eq. 4) and the heads, step by step. ``m`` has ``repay``,
     ``state``, ``head`` and ``config``; the masks (B, T) say where each TLSTM steps. Shared by
     the streaming model and the paper-literal re-encode, so the two differ only in their
-    inputs."""
+    inputs. ``aggregates`` (B, T, A), when given, go to the heads beside h_state."""
     cfg = m.config
     bsz, steps, _ = x.shape
     h_r, c_r = m.repay.initial_state(bsz, dtype=x.dtype)  # (B, D) each
@@ -177,7 +204,8 @@ def hierarchy_pass(
             h_r, c_r = torch.where(repay_now, h2, h_r), torch.where(repay_now, c2, c_r)
         h2, c2 = m.state(torch.cat((h_r, h_act_t[t]), dim=1), state_gap[:, t], (h_s, c_s))
         h_s, c_s = torch.where(state_now, h2, h_s), torch.where(state_now, c2, c_s)
-        logit = m.head(h_s)  # (B, 2)
+        head_in = h_s if aggregates is None else torch.cat((h_s, aggregates[:, t]), dim=1)
+        logit = m.head(head_in)  # (B, 2)
         out.append(logit)
         # The prediction feeds the next steps as a given, not as a path for gradients; it is
         # the raw one (never calibrated), so a calibration leaves the dynamics as they are.

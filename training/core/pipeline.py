@@ -2,8 +2,10 @@
 
 1. load (or build and cache) the sequences of an event log;
 2. split users: test 20% by user hash, validation 10% of the rest;
-3. fit with early stopping on validation AUC;
-4. measure the held-out test users once, after training (never used to choose anything);
+3. fit with early stopping on the validation users (``TrainConfig.stop_on``);
+4. measure the held-out test users once, after training (never used to choose anything): AUC,
+   KS, Brier, and the reliability table of each target (deciles of the predicted probability:
+   mean predicted against the observed rate);
 5. save the versioned artifact with its card.
 """
 
@@ -12,15 +14,18 @@ from __future__ import annotations
 import resource
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from scorer.card import ModelCard, TargetMetrics
 from training.core.artifact import load_model, save_model
+from training.core.bands import score_bands
+from training.core.evaluation import TARGETS, measurable, per_target
 from training.core.eventlog import load_sequences
 from training.core.model import ModelConfig
-from training.core.train import TrainConfig, evaluate, fit, split
+from training.core.train import TrainConfig, evaluate, fit, predict, split
 
-__all__ = ["evaluate_model", "peak_rss_mib", "reset_peak_rss", "train_model"]
+__all__ = ["evaluate_model", "peak_rss_mib", "reliability", "reset_peak_rss", "train_model"]
 
 _STATUS = Path("/proc/self/status")
 
@@ -44,6 +49,22 @@ def reset_peak_rss() -> bool:
     return True
 
 
+def reliability(y: np.ndarray, p: np.ndarray, bands: int = 10) -> dict[str, list[dict]]:
+    """The reliability table of each measurable target from (N, 2) labels (NaN: unknown) and
+    probabilities: ``bands`` equal-count bands of the probability, riskiest first, each with
+    its probability range, rows, mean predicted probability and observed bad rate
+    (``training.core.bands.score_bands``)."""
+    out = {}
+    for k, target in enumerate(TARGETS):
+        if measurable(y[:, k]):
+            known = np.isfinite(y[:, k])
+            rows = score_bands(y[known, k], p[known, k], bands)
+            out[target] = [{"band": b.band, "p_low": b.p_low, "p_high": b.p_high, "n": b.n,
+                            "mean_predicted": b.mean_predicted, "bad_rate": b.bad_rate}
+                           for b in rows]  # fmt: skip
+    return out
+
+
 def train_model(
     events: Path,
     out_dir: Path,
@@ -64,9 +85,10 @@ def train_model(
               f"{len(parts.test):,} test (held out)", flush=True)  # fmt: skip
     result = fit(seq, parts, model_config, train_config, strict=strict,
                  progress=progress)  # 3. fmt: skip
+    y_test, p_test = predict(result.model, seq, parts.test)  # 4.
     metrics = {
         "validation": evaluate(result.model, seq, parts.validation),
-        "test": evaluate(result.model, seq, parts.test),  # 4.
+        "test": per_target(y_test, p_test),
     }
     card_fields = {
         "train_config": train_config.to_dict(),
@@ -83,6 +105,7 @@ def train_model(
             "history": result.history,
         },
         "parent_version": parent_version,
+        "reliability": {"test": reliability(y_test, p_test)},
     }
     return save_model(out_dir, result.model, result.optimizer, result.epochs_run, card_fields)  # 5.
 

@@ -18,10 +18,16 @@ import torch
 from tqdm import tqdm
 
 from scorer.card import TargetMetrics
-from training.core.config import TrainConfig
+from training.core.config import StopOn, TrainConfig
 from training.core.dataset import Sequences, split_users, user_rows
 from training.core.evaluation import TARGETS, per_target
-from training.core.model import DeepCredit, ModelConfig, batch_to_tensors, probabilities
+from training.core.model import (
+    DeepCredit,
+    ModelConfig,
+    batch_to_tensors,
+    probabilities,
+    set_reference,
+)
 
 __all__ = [
     "MIN_VALIDATION_POSITIVES",
@@ -33,6 +39,7 @@ __all__ = [
     "fit",
     "predict",
     "split",
+    "stopping_score",
     "train_loop",
 ]
 
@@ -112,6 +119,26 @@ def evaluate(model: DeepCredit, seq: Sequences, users: np.ndarray) -> dict[str, 
     return per_target(y, p)
 
 
+def stopping_score(val: dict[str, TargetMetrics], stop_on: StopOn) -> float:
+    """The validation figure early stopping maximises, from each measurable target's metrics
+    (``StopOn`` says what each choice means); -inf when no target is measurable.
+
+    >>> m = TargetMetrics(auc=0.8, ks=0.5, brier=0.08, n=100, positives=10)  # q(1-q) = 0.09
+    >>> round(stopping_score({"delinquent": m}, StopOn.BRIER_SKILL), 4), stopping_score(
+    ...     {"delinquent": m}, StopOn.AUC)
+    (0.1111, 0.8)
+    """
+    if not val:
+        return -math.inf
+    if stop_on == StopOn.AUC:
+        return float(np.mean([m.auc for m in val.values()]))
+    skills = []
+    for m in val.values():
+        q = m.positives / m.n
+        skills.append(1.0 - m.brier / (q * (1.0 - q)))
+    return float(np.mean(skills))
+
+
 @dataclass
 class TrainResult:
     model: torch.nn.Module
@@ -181,8 +208,11 @@ def fit(
     *,
     strict: bool = False,
     progress: bool = True,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
-    """Train on ``users.train``, early-stop on the mean validation AUC, return the best model.
+    """Train on ``users.train``, early-stop on the validation users (``config.stop_on``), return
+    the best model. ``on_epoch(epoch, score)`` runs after each epoch's validation (a search's
+    pruner; whatever it raises ends the training).
     Raises TrainingDataError when the data cannot train one (``check_trainable``, ``strict``
     as there)."""
     for warning in check_trainable(seq, users, strict=strict):
@@ -191,6 +221,7 @@ def fit(
             print(f"warning: {warning}", flush=True)
     torch.manual_seed(config.seed)
     model = DeepCredit(model_config)
+    set_reference(model, seq, users.train)
     return train_loop(
         model,
         config,
@@ -198,6 +229,7 @@ def fit(
         loss_of=lambda group: model(batch_to_tensors(seq.batch(group)))[1],
         validate=lambda: evaluate(model, seq, users.validation),
         progress=progress,
+        on_epoch=on_epoch,
     )
 
 
@@ -209,15 +241,17 @@ def train_loop(
     loss_of: Callable[[Any], torch.Tensor | None],
     validate: Callable[[], dict[str, TargetMetrics]],
     progress: bool,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
-    """Epochs of AdamW with gradient clipping; after each, the validation AUC (mean of the two
-    targets) decides the best weights and early stopping; a time budget ends it after an epoch.
+    """Epochs of AdamW with gradient clipping; after each, the validation figure
+    (``stopping_score`` of ``config.stop_on``) decides the best weights and early stopping; a
+    time budget ends it after an epoch.
     Shared by every neural model we train, so they are trained alike."""
     torch.set_num_threads(config.threads)
     rng = np.random.default_rng(config.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)  # fmt: skip
-    best_auc, best_epoch, best_state = -math.inf, 0, None
+    best_score, best_epoch, best_state = -math.inf, 0, None
     history: list[dict] = []
     started = time.monotonic()
     epoch = 0
@@ -238,15 +272,19 @@ def train_loop(
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         val = validate()
         # No measurable target (a tiny validation split): keep the latest weights.
-        mean_auc = float(np.mean([m.auc for m in val.values()])) if val else -math.inf
+        score = stopping_score(val, config.stop_on)
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else math.nan,
                "seconds": round(time.monotonic() - started, 1),
-               **{f"val_auc_{t}": round(m.auc, 4) for t, m in val.items()}}  # fmt: skip
+               **{f"val_auc_{t}": round(m.auc, 4) for t, m in val.items()},
+               **{f"val_brier_{t}": round(m.brier, 5) for t, m in val.items()},
+               f"val_{config.stop_on}": round(score, 4) if val else None}  # fmt: skip
         history.append(row)
         if progress:
             print("  ".join(f"{k} {v}" for k, v in row.items()), flush=True)
-        if mean_auc > best_auc or not val:
-            best_auc, best_epoch = max(best_auc, mean_auc), epoch
+        if on_epoch is not None:
+            on_epoch(epoch, score)
+        if score > best_score or not val:
+            best_score, best_epoch = max(best_score, score), epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         elif epoch - best_epoch >= config.patience:
             break

@@ -11,6 +11,7 @@ VARIANTS: dict[str, dict[str, bool]] = {
     "h-lstm-cl": {"use_time": False},
     "tlstm-activity": {"use_repay": False, "complementary": False},
     "tlstm-repay": {"use_activity": False},
+    "deep-only": {"use_aggregates": False},  # heads on h_state alone: no running aggregates
 }
 
 #: Models outside the streaming family: the paper-literal re-encode and the classic baselines.

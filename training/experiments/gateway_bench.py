@@ -20,33 +20,14 @@ import sys
 import uuid
 from pathlib import Path
 
-import httpx
-
 from deepcredit.settings import Topics
 from deepcredit.topics import delete_topics, ensure_topics, topic_specs
 from deepcredit.waiting import wait_until
 from gateway.loadgen import closed_loop, open_loop, posts, summarise
 from training.experiments.config import GatewayBenchConfig
-from training.experiments.processes import serve_process
+from training.experiments.processes import HOST, free_port, is_ready, serve_process
 
 __all__ = ["run_gateway_bench"]
-
-_HOST = "127.0.0.1"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((_HOST, 0))
-        return s.getsockname()[1]
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(url + "/readyz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _gateway(cfg: GatewayBenchConfig, topics: Topics, flow_url: str, processes: int, port: int,
@@ -71,15 +52,15 @@ def _stop(proc: subprocess.Popen) -> None:
 def _measure(cfg: GatewayBenchConfig, port: int, run: str, progress: bool) -> dict:
     bodies = posts(run, cfg.users)
     # A short warm-up: connections, the users' first posts, the JIT-less paths' caches.
-    asyncio.run(closed_loop(_HOST, port, bodies, cfg.connections, min(2.0, cfg.seconds)))
-    peak = summarise(asyncio.run(closed_loop(_HOST, port, bodies, cfg.connections,
+    asyncio.run(closed_loop(HOST, port, bodies, cfg.connections, min(2.0, cfg.seconds)))
+    peak = summarise(asyncio.run(closed_loop(HOST, port, bodies, cfg.connections,
                                              cfg.seconds)))  # fmt: skip
     out = {"max": peak}
     if progress:
         print(f"  max {peak}", flush=True)
     for frac in cfg.fractions:
         rate = frac * float(peak["answered_per_s"])
-        load = asyncio.run(open_loop(_HOST, port, bodies, rate, cfg.seconds, cfg.connections))
+        load = asyncio.run(open_loop(HOST, port, bodies, rate, cfg.seconds, cfg.connections))
         out[f"at_{round(frac * 100)}pct"] = {"offered_per_s": round(rate, 1), **summarise(load)}
         if progress:
             print(f"  {frac:.0%}: {out[f'at_{round(frac * 100)}pct']}", flush=True)
@@ -102,20 +83,20 @@ def run_gateway_bench(cfg: GatewayBenchConfig, log: Path, progress: bool = True)
     count: each run's and their medians."""
     topics = Topics.from_prefix(f"bench-gw-{uuid.uuid4().hex[:8]}-")
     ensure_topics(cfg.kafka, topic_specs(topics, cfg.partitions))
-    metrics_port = _free_port()
-    flow_url = f"http://{_HOST}:{metrics_port}"
+    metrics_port = free_port()
+    flow_url = f"http://{HOST}:{metrics_port}"
     flow = serve_process(cfg.kafka, topics, ["--model", str(cfg.model), "--metrics-port",
                                              str(metrics_port)], log)  # fmt: skip
     runs: dict[int, list[dict]] = {n: [] for n in cfg.processes}
     try:
-        wait_until(lambda: _ready(flow_url), 120, 0.2, what="the flow ready")
+        wait_until(lambda: is_ready(flow_url), 120, 0.2, what="the flow ready")
         # Process counts interleaved repeat by repeat, so a busy spell of the shared machine
         # hits each of them.
         for r, n in itertools.product(range(cfg.repeats), cfg.processes):
-            port = _free_port()
+            port = free_port()
             gw = _gateway(cfg, topics, flow_url, n, port, log)
             try:
-                wait_until(lambda port=port: _ready(f"http://{_HOST}:{port}"), 60, 0.2,
+                wait_until(lambda port=port: is_ready(f"http://{HOST}:{port}"), 60, 0.2,
                            what="the gateway ready")  # fmt: skip
                 if progress:
                     print(f"{n} gateway process(es), repeat {r + 1}", flush=True)

@@ -1,8 +1,17 @@
 """``deepcredit bench live``: the live flow Kafka to Kafka on the real broker, with the model and
-with the model step replaced by a pass-through, measured in one run.
+with the model step replaced by a pass-through, and the plain loop (the ceiling), measured in
+one run.
 
 Throughput: a clickstream is loaded onto a fresh clicks topic, then the flow (recovery on, as in
 production) reads it to the end; events/s = events / wall time of the run, median of repeats.
+The plain loop (``plain_loop``) does what the flow does for a valid event without an engine:
+one confluent-kafka consumer reading the topic in batches as the flow's source does, our
+codec, each user's state advanced by our step (``scorer.model.advance``), a Score with its
+decision produced for each post by one producer, dead letters produced too; no drift
+monitors, metrics or recovery. It is the ceiling of the flow on this machine; without the
+model (``plain_loop_no_model``) it shows what Kafka and the codec cost alone. The variants run
+one after the other in each repeat (the order rotating from repeat to repeat), so a slow spell
+of a shared machine hits all of them; each ratio is the median of the per-repeat ratios.
 Latency: ``deepcredit serve`` tails a fresh topic while the stream is replayed at a steady rate
 below capacity; post-to-score latency = Kafka timestamp of the score minus that of its post
 (both stamped by their producers on this machine's clock), for the posts produced after the
@@ -12,6 +21,7 @@ flow's first score (its start-up is not latency).
 from __future__ import annotations
 
 import contextlib
+import gc
 import statistics
 import tempfile
 import time
@@ -25,26 +35,43 @@ import msgspec
 import numpy as np
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import run_main
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, Producer, TopicPartition
 
 from dataflow.flow import FlowConfig, build_flow
-from deepcredit.kafka_io import read_to_end
-from deepcredit.records import RiskRecord, Score
+from dataflow.serve import tune_gc
+from deepcredit.codec import decode_click, encode
+from deepcredit.events import Activity
+from deepcredit.kafka_io import (
+    KafkaReadError,
+    assigned_consumer,
+    consumer_watermarks,
+    delivering,
+    produce,
+    read_to_end,
+)
+from deepcredit.records import DeadLetter, RiskRecord, Score, kafka_headers, score_record
 from deepcredit.replay import replay
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.thresholds import DEFAULT_THRESHOLDS
 from deepcredit.topics import delete_topics, ensure_topics, topic_specs
 from deepcredit.waiting import wait_until
 from scorer.artifact import load_scorer
-from scorer.user_state import encode_state
+from scorer.model import ModelWeights, advance, warm_up
+from scorer.steps import history_at
+from scorer.user_state import UserState, encode_state
 from state.recovery_store import read_states
 from training.experiments.config import LiveBenchConfig
-from training.experiments.processes import serve_process
+from training.experiments.processes import HOST, free_port, is_ready, serve_process
 
 __all__ = ["LiveBenchConfig", "run_live_bench"]
 
-#: The flow as served (model, recovery on); the same without the model step; the same without
-#: recovery snapshots (what they cost).
-VARIANTS = ("model", "pass_through", "model_no_recovery")
+#: The flow as served (model, recovery on, the collector tuned as ``serve`` tunes it); the same
+#: without the model step; the same without recovery snapshots, and with CPython's default
+#: collector (what each costs); the plain loop with our step and without it.
+VARIANTS = ("model", "pass_through", "model_no_recovery", "model_default_gc", "plain_loop",
+            "plain_loop_no_model")  # fmt: skip
+#: How long the plain loop waits for a message before it gives up on reaching the end.
+_READ_TIMEOUT_S = 30.0
 
 
 @contextmanager
@@ -58,14 +85,115 @@ def _fresh_topics(cfg: LiveBenchConfig) -> Iterator[Topics]:
         delete_topics(cfg.kafka, topics.names())
 
 
-def _throughput_once(cfg: LiveBenchConfig, variant: str) -> dict:
-    with _fresh_topics(cfg) as topics:
-        return _throughput(cfg, variant, topics)
+@contextmanager
+def _collector(tuned: bool) -> Iterator[None]:
+    """CPython's cyclic collector as ``serve`` tunes it (``dataflow.serve.tune_gc``) or as it
+    was, for one run; as it was afterwards."""
+    thresholds = gc.get_threshold()
+    if tuned:
+        tune_gc()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
-def _throughput(cfg: LiveBenchConfig, variant: str, topics: Topics) -> dict:
+def _throughput_once(cfg: LiveBenchConfig, variant: str, weights: ModelWeights) -> dict:
+    with _fresh_topics(cfg) as topics, _collector(variant != "model_default_gc"):
+        if variant.startswith("plain_loop"):
+            sent = replay(cfg.events, cfg.kafka, topics.clicks, limit=cfg.limit,
+                          progress=False).sent  # fmt: skip
+            model = None if variant == "plain_loop_no_model" else weights
+            return _plain_loop(cfg, topics, model, sent)
+        return _throughput(cfg, variant, topics, weights)
+
+
+def _plain_loop(
+    cfg: LiveBenchConfig, topics: Topics, weights: ModelWeights | None, sent: int
+) -> dict:
+    """The clicks topic read to its end by the plain loop (module docstring); ``weights=None``
+    scores every post 0 like the pass-through flow. Timed from the consumer's creation to the
+    last score acknowledged by the broker, as the flow's run is."""
+    started = time.perf_counter()
+    consumer = assigned_consumer(cfg.kafka, **{"auto.offset.reset": "error"})
+    states: dict[str, UserState] = {}
+    version = "pass-through" if weights is None else weights.version
+    events = 0
+    try:
+        pending = {p: high for p, (low, high) in consumer_watermarks(consumer, topics.clicks)
+                   .items() if high > low}  # fmt: skip
+        consumer.assign([TopicPartition(topics.clicks, p, OFFSET_BEGINNING) for p in pending])
+        with delivering(cfg.kafka, 60.0) as producer:
+            heard = time.monotonic()
+            while pending:
+                batch = consumer.consume(FlowConfig.batch_size, 0.5)
+                if not batch:
+                    if time.monotonic() - heard > _READ_TIMEOUT_S:
+                        raise TimeoutError(f"{topics.clicks!r} not read to its end")
+                    continue
+                heard = time.monotonic()
+                for m in batch:
+                    if (error := m.error()) is not None:
+                        if error.code() != KafkaError._PARTITION_EOF:
+                            raise KafkaReadError(error.str())
+                        continue
+                    p, offset = m.partition(), m.offset()
+                    end = pending.get(p)
+                    if end is None or offset >= end:
+                        continue
+                    if offset >= end - 1:
+                        del pending[p]
+                    events += 1
+                    _plain_step(producer, topics, weights, version, states, m.value(), m.key(),
+                                p, offset)  # fmt: skip
+    finally:
+        consumer.close()
+    seconds = time.perf_counter() - started
+    if events != sent:
+        raise RuntimeError(f"the plain loop read {events:,} events of {sent:,}")
+    scores = len(read_to_end(cfg.kafka, topics.risk_scores))
+    return {"events": sent, "scores": scores, "seconds": round(seconds, 3),
+            "events_per_s": round(sent / seconds, 1), "state_bytes": None}  # fmt: skip
+
+
+def _plain_step(
+    producer: Producer,
+    topics: Topics,
+    weights: ModelWeights | None,
+    version: str,
+    states: dict[str, UserState],
+    value: bytes | None,
+    key: bytes | None,
+    partition: int,
+    offset: int,
+) -> None:
+    """One message of the plain loop: decode, step, the score or dead letter produced."""
+    event = decode_click(value, key=key, topic=topics.clicks, partition=partition,
+                         offset=offset)  # fmt: skip
+    if isinstance(event, DeadLetter):
+        produce(producer, topics.dead_letter, encode(event), event.key,
+                headers=kafka_headers(event))  # fmt: skip
+        return
+    if weights is None:
+        if event.activity is not Activity.POST:
+            return
+        p, history = (0.0, 0.0), (0, 0.0)
+    else:
+        state = states.get(event.user_id)
+        if state is None:
+            state = states[event.user_id] = UserState.new(weights.version, weights.hidden_size)
+        p = advance(weights, state, event)
+        if p is None:
+            return
+        history = history_at(state.memory, event.ts)
+    score = score_record(event, p, DEFAULT_THRESHOLDS, version, history)
+    produce(producer, topics.risk_scores, encode(score), score.key, headers=kafka_headers(score))
+
+
+def _throughput(cfg: LiveBenchConfig, variant: str, topics: Topics, model: ModelWeights) -> dict:
     sent = replay(cfg.events, cfg.kafka, topics.clicks, limit=cfg.limit, progress=False).sent
-    weights = None if variant == "pass_through" else load_scorer(cfg.model)
+    weights = None if variant == "pass_through" else model
     with tempfile.TemporaryDirectory() as tmp:
         init_db_dir(Path(tmp), 1)
         recovery = None if variant == "model_no_recovery" else RecoveryConfig(Path(tmp))
@@ -90,10 +218,13 @@ def _latency(cfg: LiveBenchConfig, variant: str, log: Path) -> dict:
 
 def _latency_on(cfg: LiveBenchConfig, variant: str, log: Path, topics: Topics) -> dict:
     model = ["--model", str(cfg.model)] if variant == "model" else ["--pass-through"]
-    proc = serve_process(cfg.kafka, topics, [*model, "--metrics-port", "0", "--snapshot-seconds",
-                                             str(cfg.snapshot_s)], log)  # fmt: skip
+    port = free_port()
+    proc = serve_process(cfg.kafka, topics, [*model, "--metrics-port", str(port),
+                                             "--snapshot-seconds", str(cfg.snapshot_s)],
+                         log)  # fmt: skip
     try:
-        time.sleep(3.0)  # let it start and assign its partitions (it reads from the beginning)
+        # Started, partitions assigned: what it scores from here on is latency, not start-up.
+        wait_until(lambda: is_ready(f"http://{HOST}:{port}"), 120, 0.2, what="the flow ready")
         report = replay(cfg.events, cfg.kafka, topics.clicks, rate=cfg.latency_rate,
                         limit=cfg.latency_events, progress=cfg.progress)  # fmt: skip
         posts = {}
@@ -132,13 +263,22 @@ def _summary(values: list[int]) -> dict:
             "p99": int(np.percentile(values, 99)), "max": max(values)}  # fmt: skip
 
 
+def _paired(runs: dict[str, list[dict]], over: str, under: str) -> float:
+    """The median over repeats of ``over``'s events/s divided by ``under``'s in that repeat."""
+    pairs = zip(runs[over], runs[under], strict=True)
+    return round(statistics.median(a["events_per_s"] / b["events_per_s"] for a, b in pairs), 3)
+
+
 def run_live_bench(cfg: LiveBenchConfig, log: Path) -> dict:
-    """All measurements, model and pass-through interleaved repeat by repeat (so a slow spell
-    of a shared machine hits both)."""
+    """All measurements: in each repeat every variant once, in an order that rotates from
+    repeat to repeat (so a slow spell of a shared machine hits them all)."""
+    weights = load_scorer(cfg.model)
+    warm_up(weights)  # the compiled step, before any timed run
     runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
     for r in range(cfg.repeats):
-        for v in VARIANTS:
-            runs[v].append(_throughput_once(cfg, v))
+        for i in range(len(VARIANTS)):
+            v = VARIANTS[(r + i) % len(VARIANTS)]
+            runs[v].append(_throughput_once(cfg, v, weights))
             if cfg.progress:
                 print(f"throughput {v} #{r + 1}: {runs[v][-1]['events_per_s']:,.0f} events/s",
                       flush=True)  # fmt: skip
@@ -146,12 +286,13 @@ def run_live_bench(cfg: LiveBenchConfig, log: Path) -> dict:
                                                                 for x in runs[v]),
                       "runs": runs[v]} for v in VARIANTS}  # fmt: skip
     latency = {v: _latency(cfg, v, log) for v in ("model", "pass_through")}
-    ratio = (throughput["model"]["median_events_per_s"]
-             / throughput["pass_through"]["median_events_per_s"])  # fmt: skip
-    snapshots = (throughput["model"]["median_events_per_s"]
-                 / throughput["model_no_recovery"]["median_events_per_s"])  # fmt: skip
-    return {"throughput": throughput, "model_over_pass_through": round(ratio, 3),
-            "recovery_over_no_recovery": round(snapshots, 3),
+    return {"throughput": throughput,
+            "model_over_pass_through": _paired(runs, "model", "pass_through"),
+            "model_over_plain_loop": _paired(runs, "model", "plain_loop"),
+            "pass_through_over_plain_loop_no_model": _paired(runs, "pass_through",
+                                                             "plain_loop_no_model"),
+            "recovery_over_no_recovery": _paired(runs, "model", "model_no_recovery"),
+            "gc_tuned_over_default": _paired(runs, "model", "model_default_gc"),
             "latency": latency, "state_bytes_per_user": runs["model"][-1]["state_bytes"],
             "config": {k: str(v) if isinstance(v, Path | KafkaSettings) else v
                        for k, v in vars(cfg).items()}}  # fmt: skip

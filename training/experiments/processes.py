@@ -4,14 +4,34 @@ entry point, for the scenarios and benchmarks that drive a live flow (and for th
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import httpx
+
 from deepcredit.settings import KafkaSettings, Topics
 
-__all__ = ["serve_process"]
+__all__ = ["free_port", "is_ready", "serve_process"]
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago (for a process started next)."""
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def is_ready(url: str) -> bool:
+    """Whether the process serving ``url`` answers 200 on /readyz now."""
+    try:
+        return httpx.get(url + "/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def serve_process(

@@ -151,7 +151,10 @@ class _BaselineDeepCredit(DeepCredit):
             h_r, c_r = torch.where(repay_now, h2, h_r), torch.where(repay_now, c2, c_r)
             h2, c2 = self.state(torch.cat((h_r, h_act[:, t]), dim=1), state_gap[:, t], (h_s, c_s))
             h_s, c_s = torch.where(state_now, h2, h_s), torch.where(state_now, c2, c_s)
-            logit = self.head(h_s)
+            head_in = (
+                torch.cat((h_s, b["loan_agg"][:, t]), 1) if self.config.use_aggregates else h_s
+            )
+            logit = self.head(head_in)
             out.append(logit)
             y_prev = torch.where(state_now, torch.sigmoid(logit).detach(), y_prev)
         return torch.stack(out, dim=1)

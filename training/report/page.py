@@ -67,6 +67,15 @@ def _fmt(x: float | None, digits: int = 3) -> str:
     return "" if x is None else f"{x:.{digits}f}"
 
 
+def _by_users(pair: dict) -> str:
+    """The AUC difference's interval from the bootstrap over users, or a dash without one."""
+    boot = pair.get("user_bootstrap")
+    if boot is None:
+        return "–"
+    lo, hi = boot["auc"]["interval"]
+    return f"[{lo:+.4f}, {hi:+.4f}] ({boot['bootstrap']['users']:,} users)"
+
+
 def _models_table(report: dict) -> str:
     s = report["settings"]
     rows = "".join(
@@ -112,6 +121,7 @@ def _section(target: str, body: dict, plots: list[str], models: list[dict]) -> s
         f"<tr><td>{html.escape(p['b'])} − {html.escape(p['a'])}</td><td>{p['rows']:,}</td>"
         f"<td>{p['delong']['difference']:+.4f} [{p['delong']['low']:+.4f}, "
         f"{p['delong']['high']:+.4f}]</td><td>{p['delong']['p_value']:.3g}</td>"
+        f"<td>{_by_users(p)}</td>"
         f"<td>{p['mcnemar']['only_a_right']:,} / {p['mcnemar']['only_b_right']:,}</td>"
         f"<td>{p['mcnemar']['statistic']:.2f}</td><td>{p['mcnemar']['p_value']:.3g}</td></tr>"
         for p in body["pairs"]
@@ -119,6 +129,7 @@ def _section(target: str, body: dict, plots: list[str], models: list[dict]) -> s
     pair_table = (
         "<h3>Pairwise tests (rows both models predict)</h3><table><tr><th>AUC b − a</th>"
         "<th>rows</th><th>difference [interval]</th><th>p (DeLong)</th>"
+        "<th>interval, bootstrap over users</th>"
         "<th>McNemar: only a right / only b right</th><th>χ²</th><th>p (McNemar)</th></tr>"
         f"{pairs}</table>" if pairs else ""
     )  # fmt: skip

@@ -19,6 +19,7 @@ import numpy as np
 from sklearn.metrics import roc_curve
 
 from training.core.bands import calibration_in_the_large, score_bands
+from training.core.bootstrap import paired_differences
 from training.core.delong import delong_auc, delong_difference
 from training.core.evaluation import binary_metrics
 from training.core.hmeasure import h_measure
@@ -125,7 +126,8 @@ def _stability(groups: dict, model: str, target: str, cfg: ReportConfig) -> dict
 
 
 def _pair(a: Rows, b: Rows, cfg: ReportConfig) -> dict | None:
-    """DeLong and McNemar on the rows both models predict (joined on user and event)."""
+    """DeLong, the user bootstrap and McNemar on the rows both models predict (joined on user
+    and event); every difference is b minus a."""
     index_b = {k: i for i, k in enumerate(b.keys)}
     ia = [i for i, k in enumerate(a.keys) if k in index_b]
     ib = [index_b[a.keys[i]] for i in ia]
@@ -138,8 +140,12 @@ def _pair(a: Rows, b: Rows, cfg: ReportConfig) -> dict | None:
         return None
     d = delong_difference(y, a.p[ia], b.p[ib], cfg.level)
     m = mcnemar(y, a.p[ia], b.p[ib], cfg.cutoff)
-    return {"rows": len(ia), "delong": msgspec.to_builtins(d),
-            "mcnemar": msgspec.to_builtins(m)}  # fmt: skip
+    out = {"rows": len(ia), "delong": msgspec.to_builtins(d), "mcnemar": msgspec.to_builtins(m)}
+    if cfg.bootstrap_draws > 0:
+        users = np.array([a.keys[i][0] for i in ia])
+        out["user_bootstrap"] = paired_differences(y, b.p[ib], a.p[ia], users,
+                                                   draws=cfg.bootstrap_draws, level=cfg.level)
+    return out
 
 
 def build_report(

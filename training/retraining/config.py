@@ -10,7 +10,11 @@ from dataclasses import dataclass, field
 from deepcredit.records import Monitor
 from training.core.config import ModelConfig, TrainConfig
 
-__all__ = ["ControllerConfig"]
+__all__ = ["REPORTS_DIR", "ControllerConfig"]
+
+#: The drift reports (``training.retraining.drift_report``) go to this folder of the registry's
+#: (``--models-dir``), the controller's and ``deepcredit drift report``'s alike.
+REPORTS_DIR = "drift-reports"
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,10 @@ class ControllerConfig:
     seed: int = field(default=TrainConfig.seed, metadata={"help": "training seed"})
     max_minutes: float | None = field(default=TrainConfig.max_minutes, metadata={
         "help": "training time budget, minutes (default: none)"
+    })  # fmt: skip
+    impact_posts: int = field(default=50_000, metadata={
+        "help": "on a promotion: compare both models' decisions at the live thresholds on "
+                "this many of the window's most recent posts, kept with the promotion (0: not)"
     })  # fmt: skip
     by: str = field(default="retrain-controller",
                     metadata={"help": "who the registry logs as deciding"})  # fmt: skip

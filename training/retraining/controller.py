@@ -102,13 +102,14 @@ import msgspec
 
 from deepcredit.atomic import write_atomic
 from deepcredit.events import DAY_S
-from deepcredit.records import DriftAlert, ModelEvent, kafka_headers
+from deepcredit.records import Decision, DriftAlert, ModelEvent
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.waiting import wait_until
 from scorer.registry import PROMOTE, ModelRegistry, Promotion
 from training.retraining.config import ControllerConfig
 
 if TYPE_CHECKING:
+    from deepcredit.whatif import ModelImpact
     from scorer.card import TargetMetrics
     from training.core.dataset import Sequences
 
@@ -414,11 +415,17 @@ class RetrainController:
         }  # fmt: skip
         champion = registry.current()
         if verdict.action == PROMOTE:
-            logged = registry.promote(version, by=c.by, reason=reason, metrics=metrics)
+            impact = None
+            if champion is not None and c.impact_posts > 0:
+                impact = _impact(registry, champion.version, version,
+                                 Path(common["data"]["path"]), c.impact_posts, kafka,
+                                 topics)  # fmt: skip
+            logged = registry.promote(version, by=c.by, reason=reason, metrics=metrics,
+                                      impact=impact)  # fmt: skip
         else:
             logged = registry.record(REJECT, version, by=c.by, reason=reason, metrics=metrics)
         if kafka is not None:
-            _publish(kafka, (topics or Topics.from_env()).model_events, logged)
+            _publish(kafka, topics or Topics.from_env(), logged)
         log.info("%s %s: %s", verdict.action, version, reason)
         return RetrainResult(verdict.action, version, champion and champion.version, reason,
                              metrics, logged, Path(common["data"]["path"]))  # fmt: skip
@@ -586,20 +593,53 @@ AUC 0.01 lower on default')
                     f"{', '.join(why)}", auc, brier)  # fmt: skip
 
 
-def _publish(kafka: KafkaSettings, topic: str, decision: Promotion) -> None:
-    from deepcredit.codec import encode
-    from deepcredit.kafka_io import UndeliveredError, delivering, produce
+def _impact(registry: ModelRegistry, champion: str, challenger: str, events: Path,
+            last: int, kafka: KafkaSettings | None,
+            topics: Topics | None) -> ModelImpact | None:  # fmt: skip
+    """Both models replayed over the training window's clicks (``scorer.impact``), their
+    decisions compared on its ``last`` most recent posts at the live thresholds (the built-in
+    defaults without Kafka), outcomes as known at the window's newest click."""
+    from deepcredit.codec import decode_click
+    from deepcredit.events import ClickEvent
+    from deepcredit.jsonlines import read_lines
+    from deepcredit.thresholds import DEFAULT_THRESHOLDS, ThresholdsUnavailable, read_latest
+    from scorer.artifact import load_scorer
+    from scorer.impact import replay_impact
+
+    thresholds = DEFAULT_THRESHOLDS
+    if kafka is not None:
+        try:
+            topic = (topics or Topics.from_env()).thresholds
+            thresholds = read_latest(kafka, topic) or DEFAULT_THRESHOLDS
+        except ThresholdsUnavailable as exc:
+            log.warning("the impact of %s uses the built-in thresholds: %s", challenger, exc)
+    clicks = [e for e in map(decode_click, read_lines(str(events))) if isinstance(e, ClickEvent)]
+    if not clicks:
+        return None
+    impact = replay_impact(load_scorer(registry.root / champion),
+                           load_scorer(registry.root / challenger), clicks, thresholds,
+                           last=last, as_of=max(e.ts for e in clicks),
+                           source=f"the training window {events.name}")  # fmt: skip
+    if impact is not None:
+        moves = ", ".join(f"{d.value} {impact.shift_points(d):+.1f} points" for d in Decision)
+        log.info("promoting %s over %s moves on %d posts: %s", challenger, champion,
+                 impact.current.posts, moves)  # fmt: skip
+    return impact
+
+
+def _publish(kafka: KafkaSettings, topics: Topics, decision: Promotion) -> None:
+    from deepcredit.model_events import ModelEventsUnavailable, publish_model_event
 
     event = ModelEvent(action=decision.action, version=decision.version,
                        previous=decision.previous, by=decision.by, reason=decision.reason,
-                       at=decision.at, metrics=decision.metrics or {})  # fmt: skip
+                       at=decision.at, metrics=decision.metrics or {},
+                       impact=None if decision.impact is None
+                       else msgspec.to_builtins(decision.impact))  # fmt: skip
     try:
-        with delivering(kafka, 30.0) as producer:
-            produce(producer, topic, encode(event), decision.version.encode(),
-                    headers=kafka_headers(event))
-    except UndeliveredError as exc:
-        # The registry already holds the decision; the topic only announces it.
-        log.warning("the model event of %s did not reach %s: %s", decision.version, topic, exc)
+        publish_model_event(kafka, topics, event)
+    except ModelEventsUnavailable as exc:
+        # The registry already holds the decision; the topics only announce it.
+        log.warning("%s", exc)
 
 
 # -- the loop ---------------------------------------------------------------------------------
@@ -626,7 +666,8 @@ def run_controller(
     once the core's state is saved to ``state_path`` (None: not saved). The clock is read every
     ``check_seconds`` and at the end. With ``until_end``, stop at the topic's end as of the start
     (for tests and replays), after running what is due by then. Raises OffsetsOutOfRange when
-    the topic does not hold the committed offsets (recreated, or retention).
+    the topic does not hold the committed offsets (recreated, or retention). Each alert read
+    gets its drift report in the registry's ``drift-reports/`` (``drift_report.report_alert``).
     """
     from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
@@ -637,6 +678,7 @@ def run_controller(
         check_resume,
         consumer_watermarks,
     )
+    from training.retraining.drift_report import REPORTS_DIR, report_alert
 
     controller.resume(registry.history())
     results: list[RetrainResult] = []
@@ -688,6 +730,8 @@ def run_controller(
                                  on_poll=check_clock)  # fmt: skip
         for m in reader:
             alert = decode_control(m, DriftAlert)
+            if alert is not None:  # its drift report, for people (never raises)
+                report_alert(alert, Path(source), registry.root / REPORTS_DIR)
             decision = None if alert is None else controller.on_alert(alert, champion())
             if decision is not None:
                 log.info("retraining decided: %s; due at event time %.0f", decision.reason,

@@ -130,3 +130,27 @@ def test_repeated_events_count_once(events: list, seq: Sequences) -> None:
     again = build_sequences(events + events[: len(events) // 3])
     np.testing.assert_array_equal(again.loan_x, seq.loan_x)
     np.testing.assert_array_equal(again.labels, seq.labels)
+
+
+def test_a_model_written_before_the_aggregates_switch_loads_without_aggregates() -> None:
+    """A card's model_config without ``use_aggregates`` and a scorer file with three flags (what
+    the code before the wide heads wrote) read as a model whose heads read h_state alone."""
+    import io
+
+    import numpy as np
+
+    from scorer.model import ModelWeights
+    from training.core.export import export_scorer
+    from training.core.model import DeepCredit, ModelConfig
+
+    old = ModelConfig(hidden_size=4, use_aggregates=False).to_dict()
+    del old["use_aggregates"]
+    assert ModelConfig.from_dict(old) == ModelConfig(hidden_size=4, use_aggregates=False)
+    data = export_scorer(DeepCredit(ModelConfig.from_dict(old)), "old").to_bytes()
+    with np.load(io.BytesIO(data)) as a:
+        arrays = {k: a[k] for k in a.files}
+    arrays["flags"] = arrays["flags"][:3]
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    w = ModelWeights.from_bytes(buffer.getvalue())
+    assert not w.aggregates and w.reference is None and w.head[0][0].shape[0] == 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -40,6 +41,17 @@ def test_train_saves_an_artifact_that_evaluate_reproduces(
     assert set(card.metrics) == {"validation", "test"}
     assert card.training["epochs_run"] >= 1 and card.training["peak_rss_mib"] > 0
     assert sum(card.split.values()) == 80
+    # Early stopping read the Brier skill of every epoch; the reliability table of each test
+    # target holds every labelled test post, and its bad rates add up to the positives.
+    assert all("val_brier_skill" in row for row in card.training["history"])
+    assert card.reliability is not None
+    assert set(card.reliability["test"]) == set(card.metrics["test"])
+    for target, bands in card.reliability["test"].items():
+        m = card.metrics["test"][target]
+        assert sum(b["n"] for b in bands) == m.n
+        assert sum(b["n"] * b["bad_rate"] for b in bands) == pytest.approx(m.positives)
+        assert [b["band"] for b in bands] == list(range(1, len(bands) + 1))
+        assert all(a["p_low"] >= b["p_high"] for a, b in itertools.pairwise(bands))
 
     # The torch-free scorer file holds the same weights under the same version.
     served = load_scorer(model_dir)
@@ -145,3 +157,28 @@ def test_a_card_with_an_undefined_metric_is_strict_json_and_reads_back(tmp_path:
     assert json.loads(text, parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))
     back = read_card(tmp_path).metrics["test"]["default"]
     assert math.isnan(back.auc) and back.brier == 0.01 and back.positives == 0
+
+
+def test_tune_searches_on_validation_users_and_writes_every_trial(
+    events: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from training.core.tune import HEAD_SIZES, SPACE
+
+    out = tmp_path / "tune.json"
+    args = ["tune", "--events", str(events), "--trials", "2", "--epochs", "1", "--seed", "3",
+            "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    assert f"written to {out}" in capsys.readouterr().out
+    assert len(result["trials"]) == 2 and result["command"].startswith("deepcredit tune")
+    done = [t for t in result["trials"] if t["state"] == "complete"]
+    assert done and result["best"]["value"] == max(t["value"] for t in done)
+    for t in result["trials"]:
+        assert set(t["params"]) == set(SPACE)
+        assert t["params"]["hidden_size"] in SPACE["hidden_size"][1]
+        assert 3e-4 <= t["params"]["lr"] <= 3e-3
+    best = result["best"]
+    assert best["model_config"]["hidden_size"] == best["params"]["hidden_size"]
+    assert tuple(best["model_config"]["head_sizes"]) == HEAD_SIZES[best["params"]["head_sizes"]]
+    assert best["train_config"]["stop_on"] == "brier_skill"
+    assert sum(result["split"].values()) == 80

@@ -11,7 +11,7 @@ from deepcredit.settings import KafkaSettings
 from deploy.cli import main
 
 
-def test_bench_live_measures_both_flows(
+def test_bench_live_measures_the_flows_and_the_plain_loop(
     kafka: KafkaSettings, clicks_file: Path, model_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "live.json"
@@ -20,11 +20,16 @@ def test_bench_live_measures_both_flows(
             "--rate", "400", "--latency-events", "1200", "--out", str(out)]  # fmt: skip
     assert main(args) == 0
     result = json.loads(out.read_text())
-    for variant in ("model", "pass_through", "model_no_recovery"):
+    for variant in ("model", "pass_through", "model_no_recovery", "model_default_gc",
+                    "plain_loop", "plain_loop_no_model"):  # fmt: skip
         [run] = result["throughput"][variant]["runs"]
         assert run["events"] == 1500 and run["events_per_s"] > 0
     posts = result["throughput"]["model"]["runs"][0]["scores"]
-    assert posts == result["throughput"]["pass_through"]["runs"][0]["scores"] > 0
+    for variant in ("pass_through", "plain_loop", "plain_loop_no_model"):
+        assert result["throughput"][variant]["runs"][0]["scores"] == posts > 0
+    t = {v: x["median_events_per_s"] for v, x in result["throughput"].items()}
+    assert result["model_over_plain_loop"] == round(t["model"] / t["plain_loop"], 3)
+    assert result["model_over_pass_through"] == round(t["model"] / t["pass_through"], 3)
     for variant in ("model", "pass_through"):
         lat = result["latency"][variant]
         assert lat["scored"] == lat["posts"] > 0 and lat["measured"] > 0

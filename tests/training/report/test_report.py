@@ -76,6 +76,11 @@ def test_every_figure_is_that_of_the_pure_functions() -> None:
                                 for m in ("stream", "trees")))  # fmt: skip
     assert pairs[("stream", "trees")]["delong"]["difference"] == pytest.approx(d.difference)
     assert pairs[("stream", "trees")]["delong"]["difference"] > 0  # less noise ranks better
+    # The user bootstrap: the same point difference (b - a), over the 2-row users of the pair.
+    boot = pairs[("stream", "trees")]["user_bootstrap"]
+    assert boot["auc"]["difference"] == pytest.approx(d.difference)
+    assert boot["bootstrap"]["users"] == len({r.user_id for r in both if r.model == "stream"})
+    assert boot["auc"]["interval"][0] <= d.difference <= boot["auc"]["interval"][1]
     assert all("both classes" in m["error"] for m in report["targets"]["y"]["models"].values())
     assert report["targets"]["y"]["pairs"] == []
 

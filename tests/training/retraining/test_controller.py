@@ -221,6 +221,13 @@ def test_a_better_challenger_is_promoted_and_a_short_margin_rejected(
     assert all(won.metrics["gain"][t] >= 0.01 for t in aucs["champion"])
     assert won.metrics["champion_split_matches"] is True
     assert won.metrics["eval"]["posts"] > 0
+    # The promotion keeps what it does to decisions: the blind champion's p = 0.5 declines
+    # every post at the default thresholds.
+    impact = won.decision.impact
+    assert impact is not None and (impact.current_model, impact.candidate_model) == (
+        blind, won.challenger)  # fmt: skip
+    assert impact.current.decline == impact.current.posts > 0
+    assert registry.history()[-1].impact == impact
 
     # The same data again, with margins no model could clear over a trained champion.
     strict = ControllerConfig(min_auc_gain=0.5, min_brier_gain=1.0, recalibrate=False, **TINY)

@@ -1,0 +1,147 @@
+"""Hyperparameters chosen on validation users only (``deepcredit tune``): an Optuna search.
+
+Each trial trains the model on the training users of ``training.core.train.split`` and is
+judged by the validation figure early stopping reads (``TrainConfig.stop_on``, the Brier skill
+score by default) at its best epoch. The test users are never scored here: they are for the one
+measurement of the model trained with the chosen values (``deepcredit train``).
+
+The search: Optuna's TPE sampler (seeded, so a search can be repeated) and its median pruner,
+which ends a trial whose validation figure after an epoch is below the median of the earlier
+trials at that epoch. Searched (``SPACE``): the hidden size, the head sizes, the learning rate
+and the users per batch. Not searched: dropout (the model has none), and eq. 6's α and T, which
+belong to the paper-literal re-encode baseline and do not exist in the streaming form (README,
+"The model in the streaming form").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from training.core.config import ModelConfig, TrainConfig
+from training.core.eventlog import load_sequences
+from training.core.train import fit, split
+
+__all__ = ["HEAD_SIZES", "SPACE", "tune"]
+
+log = logging.getLogger(__name__)
+
+#: Head shapes by name (the paper's FCN is 256-128-64).
+HEAD_SIZES: dict[str, tuple[int, ...]] = {
+    "64-32": (64, 32),
+    "128-64": (128, 64),
+    "256-128-64": (256, 128, 64),
+}
+
+#: What is searched: name -> (kind, values or bounds).
+SPACE: dict[str, tuple[str, Any]] = {
+    "hidden_size": ("choice", (8, 16, 32, 64)),
+    "head_sizes": ("choice", tuple(HEAD_SIZES)),
+    "lr": ("log", (3e-4, 3e-3)),
+    "batch_users": ("choice", (16, 32, 64, 128)),
+}
+
+
+def _suggest(trial: optuna.Trial) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, (kind, domain) in SPACE.items():
+        if kind == "choice":
+            values[name] = trial.suggest_categorical(name, list(domain))
+        else:
+            values[name] = trial.suggest_float(name, *domain, log=True)
+    return values
+
+
+def configs_of(
+    values: dict[str, Any], model: ModelConfig, train: TrainConfig
+) -> tuple[ModelConfig, TrainConfig]:
+    """The model and training configurations of one point of ``SPACE`` over the base ones."""
+    return (
+        dataclasses.replace(model, hidden_size=int(values["hidden_size"]),
+                            head_sizes=HEAD_SIZES[values["head_sizes"]]),
+        dataclasses.replace(train, lr=float(values["lr"]),
+                            batch_users=int(values["batch_users"])),
+    )  # fmt: skip
+
+
+def tune(
+    events: Path,
+    model: ModelConfig,
+    train: TrainConfig,
+    *,
+    trials: int,
+    max_minutes: float | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Search ``SPACE`` for ``trials`` trials (fewer when ``max_minutes`` of search run out; a
+    trial under way finishes) on the event log ``events``. Returns a JSON-ready dict: the best
+    point and its configurations, every trial (values, state, validation figure per epoch,
+    seconds), the criterion, the data and the split sizes. Raises ValueError when no trial
+    finished with a validation figure (a split whose validation users hold no measurable
+    target), and ``training.core.train.TrainingDataError`` on data that cannot train."""
+    seq, data = load_sequences(events, progress=progress)
+    parts = split(seq, train)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+    )
+    seconds: dict[int, float] = {}
+
+    def objective(trial: optuna.Trial) -> float:
+        m, t = configs_of(_suggest(trial), model, train)
+        started = time.monotonic()
+
+        def on_epoch(epoch: int, score: float) -> None:
+            if math.isfinite(score):
+                trial.report(score, epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"epoch {epoch}: {score:.4f}")
+
+        try:
+            result = fit(seq, parts, m, t, progress=False, on_epoch=on_epoch)
+        finally:
+            seconds[trial.number] = round(time.monotonic() - started, 1)
+        best = [row[f"val_{t.stop_on}"] for row in result.history
+                if row.get(f"val_{t.stop_on}") is not None]  # fmt: skip
+        if not best:
+            raise optuna.TrialPruned("no measurable validation target")
+        return float(max(best))
+
+    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if progress:
+            value = "-" if trial.value is None else f"{trial.value:.4f}"
+            print(f"trial {trial.number}: {trial.state.name.lower()} {value}  {trial.params}  "
+                  f"({seconds.get(trial.number, 0):.0f} s)", flush=True)  # fmt: skip
+
+    study.optimize(objective, n_trials=trials,
+                   timeout=None if max_minutes is None else 60 * max_minutes,
+                   callbacks=[report])  # fmt: skip
+    done = [t for t in study.trials if t.state is optuna.trial.TrialState.COMPLETE]
+    if not done:
+        raise ValueError("no trial finished with a validation figure: the validation users "
+                         "hold no measurable target")  # fmt: skip
+    best_model, best_train = configs_of(study.best_params, model, train)
+    return {
+        "criterion": f"validation {train.stop_on} at the best epoch (test users not scored)",
+        "best": {"value": study.best_value, "trial": study.best_trial.number,
+                 "params": study.best_params, "model_config": best_model.to_dict(),
+                 "train_config": best_train.to_dict()},
+        "trials": [{"number": t.number, "state": t.state.name.lower(), "value": t.value,
+                    "params": t.params,
+                    "validation_by_epoch": {int(k): v for k, v in t.intermediate_values.items()},
+                    "seconds": seconds.get(t.number)} for t in study.trials],
+        "space": {name: list(domain) for name, (_, domain) in SPACE.items()},
+        "sampler": f"TPE (seed {seed}), median pruner",
+        "data": {"path": str(events), "sha256": data.sha256, "users": data.users},
+        "split": {"train": len(parts.train), "validation": len(parts.validation),
+                  "test": len(parts.test)},
+    }  # fmt: skip
