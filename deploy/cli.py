@@ -14,6 +14,7 @@ from deploy.commands import (
     ablate,
     archive,
     bench,
+    challengers,
     cutover,
     dashboard,
     drift,
@@ -53,6 +54,9 @@ examples:
                                       AUC, KS and Brier on the held-out users
   deepcredit ablate --events events.jsonl
                                       the paper's Table 1 on our data: every variant and baseline
+  deepcredit challengers uci --paper 004
+                                      paper 004's BiLSTM and its benchmarks on the UCI table,
+                                      its Tables 2-4 beside ours (results/challengers.json)
   deepcredit report predict --model artifacts/models/dc-... --events events.jsonl --out dc.jsonl.gz
   deepcredit report build dc.jsonl.gz gbdt.jsonl.gz --out results/report
                                       the risk team's evaluation of any models from prediction
@@ -122,8 +126,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for group in (kafka, generate, statements, train, ablate, uci, roundtrip, replay, thresholds,
-                  serve, gateway, dashboard, scores, schemas, bench, drift, models, archive,
+    for group in (kafka, generate, statements, train, ablate, uci, challengers, roundtrip,
+                  replay, thresholds, serve, gateway, dashboard, scores, schemas, bench, drift,
+                  models, archive,
                   retrain, cutover, report, fuzz):  # fmt: skip
         group.add(sub)  # the order here is the order of 'deepcredit --help'
     return parser

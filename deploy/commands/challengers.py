@@ -1,0 +1,175 @@
+"""``deepcredit challengers uci|cost``: the seed papers' own systems as challengers, their
+published tables reproduced on real data, and what each would cost in the stream; both write
+their rows into one results file (``training.challengers.results``)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from deploy.commands.common import CliError, Subparsers, command
+from deploy.commands.options import Option, add_options, from_args
+from training.challengers.config import MODELS, BiLstmConfig, Paper004Config
+
+__all__ = ["add"]
+
+_UCI = Path("../shared/data/uci-credit-card/UCI_Credit_Card.csv")
+_PAPERS = ("004",)  # the papers whose systems run here; more join as they are built
+
+
+def add(sub: Subparsers) -> None:
+    group = sub.add_parser(
+        "challengers",
+        help="the seed papers' systems as challengers (writes results/challengers.json)",
+        description="The seed papers' own systems, built as their papers describe, on the same "
+        "data and judged the same way; every row written with the command that produced it.",
+    )
+    group_sub = group.add_subparsers(title="parts", metavar="PART")
+    p = command(
+        group_sub, "uci",
+        "a paper's system and its benchmark classifiers on the UCI credit-card table with the "
+        "paper's protocol (004: five folds, out-of-fold predictions), its tables with our "
+        "numbers beside the paper's, bootstrap intervals and fold spread",
+        _uci,
+    )  # fmt: skip
+    p.add_argument("--paper", required=True, choices=_PAPERS, help="the seed paper")
+    p.add_argument("--table", type=Path, default=_UCI,
+                   help="the UCI table (CSV: ID, X1..X23, Y; default %(default)s)")  # fmt: skip
+    p.add_argument("--models", nargs="+", choices=list(MODELS), metavar="MODEL",
+                   help=f"only these models, of: {', '.join(MODELS)}")  # fmt: skip
+    add_options(p, Paper004Config, "folds", "bootstrap", "level", "seed")
+    add_options(p, BiLstmConfig, Option("hidden", "--bilstm-hidden"),
+                Option("epochs", "--bilstm-epochs"), Option("batch", "--bilstm-batch"),
+                Option("lr", "--bilstm-lr"), Option("patience", "--bilstm-patience"),
+                Option("threads", "--torch-threads"))  # fmt: skip
+    p.add_argument("--cache", type=Path,
+                   help="folder of out-of-fold predictions: a model found there (same data, "
+                        "folds, seed and settings) is read, not trained; one trained is "
+                        "written there")  # fmt: skip
+    p.add_argument("--only-folds", type=int, nargs="+", metavar="K",
+                   help="with --fit-only: only these folds (1-based)")  # fmt: skip
+    p.add_argument("--fit-only", action="store_true",
+                   help="train the models into --cache and stop (to fit models in separate "
+                        "processes, then table them together)")  # fmt: skip
+    _out(p)
+
+    p = command(
+        group_sub, "cost",
+        "what a post would cost in the stream for a system with no incremental form: "
+        "re-encoding the user's history of 50, 500 and 5,000 events, beside the live "
+        "scorer's incremental step (the bench of 'deepcredit bench step'), paired repeats",
+        _cost,
+    )  # fmt: skip
+    p.add_argument("--paper", required=True, choices=_PAPERS, help="the seed paper")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="paired repeats, the median is reported (default %(default)s)",
+    )
+    _out(p)
+
+
+def _out(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=Path("results/challengers.json"),
+                   help="results file; rows of other papers and tables are kept "
+                        "(default %(default)s)")  # fmt: skip
+
+
+def _command(args: argparse.Namespace) -> str:
+    return "deepcredit " + shlex.join(args.argv)
+
+
+def _uci(args: argparse.Namespace) -> int:
+    import dataclasses
+    import hashlib
+
+    import numpy as np
+
+    from training.challengers.paper004 import cross_validate, paper004_rows
+    from training.challengers.results import Run, merge_into
+    from training.challengers.uci import UciError, read_uci
+    from training.experiments.ablation import machine
+
+    if not args.table.is_file():
+        raise CliError(f"no such file: {args.table} (the UCI table: ../shared/data/"
+                       "uci-credit-card/, or tests/data/uci-first-300.csv)")  # fmt: skip
+    try:
+        table = read_uci(args.table)
+    except UciError as exc:
+        raise CliError(str(exc)) from None
+    bilstm = from_args(BiLstmConfig, args, seed=args.seed)
+    cfg = from_args(Paper004Config, args, bilstm=bilstm)
+    started = time.perf_counter()
+    say = lambda line: print(line, flush=True)  # noqa: E731
+    if args.fit_only and args.cache is None:
+        raise CliError("--fit-only needs --cache")
+    if args.only_folds and not args.fit_only:
+        raise CliError("--only-folds goes with --fit-only (the tables need every fold)")
+    only = None if not args.only_folds else {k - 1 for k in args.only_folds}
+    cv = cross_validate(table, cfg, args.models, progress=say, cache=args.cache, only_folds=only)
+    if args.fit_only:
+        print(f"out-of-fold predictions in {args.cache}")
+        return 0
+    rows = paper004_rows(table, cv, cfg, _command(args), progress=say)
+    run = Run(command=_command(args), part=f"{args.paper}/uci/tables",
+              written_at=datetime.now(UTC).isoformat(timespec="seconds"),
+              seconds=round(time.perf_counter() - started, 1), machine=machine(),
+              config=dataclasses.asdict(cfg),
+              data={"table": str(args.table), "clients": len(table),
+                    "defaults": int(table.y.sum()),
+                    "default_rate": round(float(np.mean(table.y)), 4),
+                    "sha256": hashlib.sha256(args.table.read_bytes()).hexdigest()},
+              notes=[] if args.cache is None else [
+                  f"fits read from or written to {args.cache} (per model and fold, by "
+                  "'deepcredit challengers uci --paper 004 --models M --cache DIR --fit-only "
+                  "[--only-folds K]'); each fold's fit time and epochs are in the table3 "
+                  "rows' detail.fit"])  # fmt: skip
+    merge_into(args.out, rows, run)
+    print(_table3(rows))
+    print(f"written to {args.out}")
+    return 0
+
+
+def _table3(rows: list) -> str:
+    keys = ("accuracy", "balanced_accuracy", "auc", "ks", "brier", "h_measure")
+    lines = [f"{'model':8} " + " ".join(f"{k:>17}" for k in keys)]
+    for r in rows:
+        if r.table == "table3":
+            lines.append(f"{r.model:8} " + " ".join(f"{r.figures[k].value:>17.4f}" for k in keys))
+    return "\n".join(lines)
+
+
+def _cost(args: argparse.Namespace) -> int:
+    from training.challengers.results import Figure, Row, Run, merge_into
+    from training.experiments.ablation import machine
+    from training.experiments.challenger_cost import reencode_cost
+
+    if args.repeats < 1:
+        raise CliError("--repeats must be at least 1")
+    started = time.perf_counter()
+    result = reencode_cost(repeats=args.repeats)
+    rows = [Row(paper=args.paper, data="stream", table="reencode-cost", model="bilstm",
+                group=f"{r['history_events']} events", command=_command(args),
+                figures={"reencode_us_per_post": Figure(r["reencode_us_per_post"]),
+                         "step_us_per_post": Figure(r["step_us_per_post"]),
+                         "reencode_over_step": Figure(r["reencode_over_step"])},
+                paper_text="no incremental form (bidirectional); 'evaluation of LSTM model "
+                           "is very fast (seconds of computational time)'",
+                detail={k: v for k, v in r.items() if k.endswith("_runs")})
+            for r in result["rows"]]  # fmt: skip
+    run = Run(command=_command(args), part=f"{args.paper}/stream/reencode-cost",
+              written_at=datetime.now(UTC).isoformat(timespec="seconds"),
+              seconds=round(time.perf_counter() - started, 1), machine=machine(),
+              config={k: v for k, v in result.items() if k != "rows"})  # fmt: skip
+    merge_into(args.out, rows, run)
+    for r in result["rows"]:
+        print(
+            f"{r['history_events']:>5} events: re-encode {r['reencode_us_per_post']:.0f} µs "
+            f"per post, step {r['step_us_per_post']:.1f} µs, x{r['reencode_over_step']:.0f}"
+        )
+    print(f"written to {args.out}")
+    return 0

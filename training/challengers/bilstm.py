@@ -1,0 +1,125 @@
+"""Paper 004's behavioural score: a bidirectional LSTM over the months of a client's history,
+attention over its outputs queried by the client's non-temporal data, that attention's output
+beside the non-temporal data, one sigmoid neuron: P(missed payment next month).
+
+Ala'raj, Abbod & Majdalawieh (2021), "Modelling customers credit card behaviour using
+bidirectional LSTM neural networks", Journal of Big Data 8:69 (``../shared/papers/004``),
+"Proposed model" and its Fig. 4: "the first two layers are bidirectional LSTM, next layer is
+Attention. The two last layers are the concatenation of output of Attention layer and the
+non-temporal client data. The last layer consists of only one neuron."
+
+What the text leaves open, and the choices here (its Table 1 of hyperparameters is not in the
+text we hold):
+
+- sizes: ``hidden`` units per direction in both BiLSTM layers (default 32);
+- the attention: dot-product attention (the Keras ``Attention`` layer the paper's "optional
+  query input" describes), the query the non-temporal features through one linear layer to the
+  BiLSTM's width (the two must match for a dot product), the keys and values the second
+  BiLSTM layer's outputs at every month;
+- training: binary cross-entropy, Adam, early stopping on a validation slice of the training
+  clients.
+
+It has no incremental form: the backward direction reads the history from its newest event, so
+one new event changes every backward state; a score re-encodes the whole history
+(``training.experiments.challenger_cost`` measures what that costs).
+
+>>> import torch
+>>> m = BiLstmScore(temporal_features=3, static_features=8, hidden=4)
+>>> m(torch.zeros(2, 6, 3), torch.zeros(2, 8)).shape
+torch.Size([2])
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from training.challengers.config import BiLstmConfig
+
+__all__ = ["BiLstmConfig", "BiLstmScore", "fit_bilstm", "predict_bilstm"]
+
+
+class BiLstmScore(nn.Module):
+    """Inputs: temporal (B, T, F) float32, months oldest first; static (B, S) float32. Output:
+    logits (B,) of a missed payment next month."""
+
+    def __init__(self, temporal_features: int, static_features: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(temporal_features, hidden, num_layers=2, batch_first=True,
+                            bidirectional=True)  # fmt: skip
+        self.query = nn.Linear(static_features, 2 * hidden)
+        self.out = nn.Linear(2 * hidden + static_features, 1)
+
+    def encode(self, temporal: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
+        """The attention's output beside the static features, (B, 2 * hidden + S)."""
+        values, _ = self.lstm(temporal)  # (B, T, 2H): forward and backward at each month
+        q = self.query(static)  # (B, 2H)
+        weights = torch.softmax(torch.einsum("bth,bh->bt", values, q), dim=1)
+        context = torch.einsum("bt,bth->bh", weights, values)
+        return torch.cat([context, static], dim=1)
+
+    def forward(self, temporal: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
+        return self.out(self.encode(temporal, static)).squeeze(1)
+
+
+def fit_bilstm(
+    temporal: np.ndarray, static: np.ndarray, y: np.ndarray, cfg: BiLstmConfig
+) -> tuple[BiLstmScore, dict]:
+    """Train on clients' temporal (N, T, F) and static (N, S) float32 inputs and labels (N,)
+    0/1, a ``validation_share`` slice of them held out for early stopping (the weights of the
+    lowest validation loss are kept). Returns the model (eval mode) and what training did:
+    epochs run, the best epoch, its validation loss, seconds. Raises ValueError on fewer than
+    two clients in either slice."""
+    torch.set_num_threads(cfg.threads)
+    rng = np.random.default_rng(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    order = rng.permutation(len(y))
+    n_val = max(1, round(cfg.validation_share * len(y)))
+    val, train = order[:n_val], order[n_val:]
+    if len(train) < 2:
+        raise ValueError(f"too few clients to train on: {len(y)}")
+    t_all = torch.from_numpy(np.ascontiguousarray(temporal, dtype=np.float32))
+    s_all = torch.from_numpy(np.ascontiguousarray(static, dtype=np.float32))
+    y_all = torch.from_numpy(np.asarray(y, dtype=np.float32))
+    model = BiLstmScore(temporal.shape[2], static.shape[1], cfg.hidden)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    loss_fn = nn.BCEWithLogitsLoss()
+    best = (math.inf, 0, copy.deepcopy(model.state_dict()))
+    started, epochs_run = time.perf_counter(), 0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        shuffled = torch.from_numpy(rng.permutation(train))
+        for k in range(0, len(train), cfg.batch):
+            idx = shuffled[k : k + cfg.batch]
+            opt.zero_grad()
+            loss_fn(model(t_all[idx], s_all[idx]), y_all[idx]).backward()
+            opt.step()
+        epochs_run = epoch
+        model.eval()
+        with torch.inference_mode():
+            v = torch.from_numpy(val)
+            val_loss = float(loss_fn(model(t_all[v], s_all[v]), y_all[v]))
+        if val_loss < best[0]:
+            best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
+        elif epoch - best[1] >= cfg.patience:
+            break
+    model.load_state_dict(best[2])
+    model.eval()
+    return model, {"epochs_run": epochs_run, "best_epoch": best[1],
+                   "validation_loss": round(best[0], 5),
+                   "seconds": round(time.perf_counter() - started, 2)}  # fmt: skip
+
+
+def predict_bilstm(model: BiLstmScore, temporal: np.ndarray, static: np.ndarray) -> np.ndarray:
+    """P(missed payment next month) (N,) float64 of clients' inputs (N, T, F), (N, S)."""
+    with torch.inference_mode():
+        logits = model(
+            torch.from_numpy(np.ascontiguousarray(temporal, dtype=np.float32)),
+            torch.from_numpy(np.ascontiguousarray(static, dtype=np.float32)),
+        )
+    return torch.sigmoid(logits).double().numpy()

@@ -1,0 +1,85 @@
+"""``deepcredit challengers cost``: what a post would cost in the stream for a challenger with
+no incremental form, which must re-encode the user's whole history to score it, beside what the
+live scorer's incremental step costs (``step_cost``, the same bench as ``deepcredit bench
+step``), in one run with paired repeats (medians reported).
+
+Paper 004's BiLSTM: its backward direction reads the history from the newest event, so each
+new event changes every backward state and a post runs both directions over all of it. Timed
+here: one forward of the BiLSTM score (``training.challengers.bilstm``, torch, one thread,
+inference mode, batch of one) over a history of 50, 500 and 5,000 events, one event one time
+step of its three features; against the compiled step's µs per post of the same repeat.
+Weights are a fresh model's (the cost does not depend on their values).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from training.challengers.bilstm import BiLstmScore
+from training.experiments.step_cost import step_cost
+
+__all__ = ["HISTORY_LENGTHS", "reencode_cost"]
+
+#: Events of history a post re-encodes (the issue's three lengths).
+HISTORY_LENGTHS = (50, 500, 5000)
+
+
+def _bilstm_seconds(model: BiLstmScore, events: int, calls: int) -> float:
+    temporal, static = torch.randn(1, events, 3), torch.randn(1, 8)
+    with torch.inference_mode():
+        model(temporal, static)  # first call allocates: not timed
+        times = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            model(temporal, static)
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def reencode_cost(
+    *,
+    lengths: tuple[int, ...] = HISTORY_LENGTHS,
+    bilstm_hidden: int = 32,
+    step_hidden: int = 32,
+    step_users: int = 50,
+    repeats: int = 5,
+    calls: int = 5,
+) -> dict:
+    """µs per post of the BiLSTM re-encoding ``lengths`` events (median of ``calls`` per
+    repeat) and of the incremental step (``step_cost`` at ``step_hidden``, ``step_users``
+    users), alternating per repeat; the ratio re-encode / step per repeat, its median. Torch
+    runs on one thread (the machine is shared; the step is single-threaded too)."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = BiLstmScore(3, 8, bilstm_hidden).eval()
+    step_us: list[float] = []
+    reencode_us: dict[int, list[float]] = {n: [] for n in lengths}
+    for r in range(repeats):
+
+        def step() -> None:
+            row = step_cost([step_hidden], users=step_users, repeats=1)[0]
+            step_us.append(row["compiled"]["us_per_post"])
+
+        def reencode() -> None:
+            for n in lengths:
+                reencode_us[n].append(1e6 * _bilstm_seconds(model, n, calls))
+
+        for part in (step, reencode) if r % 2 == 0 else (reencode, step):
+            part()
+    rows = []
+    for n in lengths:
+        ratios = [b / s for b, s in zip(reencode_us[n], step_us, strict=True)]
+        rows.append({
+            "history_events": n,
+            "reencode_us_per_post": round(statistics.median(reencode_us[n]), 1),
+            "step_us_per_post": round(statistics.median(step_us), 2),
+            "reencode_over_step": round(statistics.median(ratios), 1),
+            "reencode_over_step_runs": [round(x, 1) for x in ratios],
+            "reencode_us_runs": [round(x, 1) for x in reencode_us[n]],
+        })  # fmt: skip
+    return {"model": "bilstm", "bilstm_hidden": bilstm_hidden, "step_hidden": step_hidden,
+            "step_users": step_users, "repeats": repeats, "calls": calls,
+            "torch_threads": torch.get_num_threads(), "rows": rows}  # fmt: skip
