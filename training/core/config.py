@@ -16,9 +16,11 @@ __all__ = ["ModelConfig", "StopOn", "TrainConfig"]
 class StopOn(enum.StrEnum):
     """What early stopping and the choice of the best epoch read on the validation users."""
 
-    #: The mean over targets of the Brier skill score 1 - Brier / (q (1 - q)), q the target's
-    #: validation prevalence: every labelled post counts, so it does not rest on a handful of
-    #: positives as an AUC does, and the two targets weigh alike whatever their prevalence.
+    #: The pooled Brier skill score of the targets, 1 - sum_t n_t Brier_t / sum_t n_t q_t
+    #: (1 - q_t), with n_t the target's labelled validation posts and q_t its prevalence there:
+    #: every labelled post counts, so it does not rest on a handful of positives as an AUC
+    #: does, and a target weighs by the variance of its labels, so a target with a dozen
+    #: positives in thousands of posts cannot sway it.
     BRIER_SKILL = "brier_skill"
     #: The mean of the targets' AUCs (ranking only; noisy when a target has few positives).
     AUC = "auc"
@@ -66,7 +68,7 @@ class TrainConfig:
     })  # fmt: skip
     stop_on: StopOn = field(default=StopOn.BRIER_SKILL, metadata={
         "help": "the validation figure that early-stops training and picks the best epoch: "
-                "brier_skill (mean Brier skill score of the two targets; every labelled post "
+                "brier_skill (the targets' pooled Brier skill score; every labelled post "
                 "counts) or auc (mean AUC; noisy when a target has few positives)"
     })  # fmt: skip
     seed: int = field(default=0, metadata={

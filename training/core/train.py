@@ -127,16 +127,17 @@ def stopping_score(val: dict[str, TargetMetrics], stop_on: StopOn) -> float:
     >>> round(stopping_score({"delinquent": m}, StopOn.BRIER_SKILL), 4), stopping_score(
     ...     {"delinquent": m}, StopOn.AUC)
     (0.1111, 0.8)
+    >>> rare = TargetMetrics(auc=0.5, ks=0.0, brier=0.0098, n=1000, positives=10)  # no skill
+    >>> round(stopping_score({"delinquent": m, "default": rare}, StopOn.BRIER_SKILL), 4)
+    0.0582
     """
     if not val:
         return -math.inf
     if stop_on == StopOn.AUC:
         return float(np.mean([m.auc for m in val.values()]))
-    skills = []
-    for m in val.values():
-        q = m.positives / m.n
-        skills.append(1.0 - m.brier / (q * (1.0 - q)))
-    return float(np.mean(skills))
+    error = sum(m.n * m.brier for m in val.values())
+    variance = sum(m.positives * (1.0 - m.positives / m.n) for m in val.values())  # n q (1-q)
+    return 1.0 - error / variance
 
 
 @dataclass
