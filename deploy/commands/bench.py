@@ -40,6 +40,23 @@ def add(sub: Subparsers) -> None:
                    help="result JSON (default %(default)s)")  # fmt: skip
 
     p = command(
+        bench_sub, "latency",
+        "post-to-score latency of the live flow with two models side by side (e.g. one with "
+        "running aggregates and reason codes against a 'deep-only' one without): p50/p99 of "
+        "each, measured alternately at a steady replay rate, and the median paired p99 "
+        "difference",
+        _latency,
+    )  # fmt: skip
+    add_options(p, LiveBenchConfig, "events", "model")
+    p.add_argument("--reference-model", required=True, type=Path,
+                   help="the model the flow's latency is compared with")  # fmt: skip
+    add_bootstrap(p)
+    add_options(p, LiveBenchConfig, "repeats", Option("latency_rate", "--rate"),
+                "latency_events")  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("results/latency.json"),
+                   help="result JSON (default %(default)s)")  # fmt: skip
+
+    p = command(
         bench_sub, "gateway",
         "the request/reply gateway on loopback against the real broker and a flow process: "
         "maximum answers/s, then throughput and p50/p99 latency at fixed rates of 50%% and 90%% "
@@ -155,6 +172,24 @@ def _train(args: argparse.Namespace) -> int:
               f"epochs/h, x{result['speedup'].get(name, 1.0):.2f}); validation AUC after "
               f"{len(arm['val_auc'])} epochs {last}")  # fmt: skip
     print(f"written to {args.out}")
+    return 0
+
+
+def _latency(args: argparse.Namespace) -> int:
+    from training.experiments.live_bench import run_latency_pair
+
+    for path in (args.events, args.model, args.reference_model):
+        if not path.exists():
+            raise CliError(f"no such file or folder: {path}")
+    cfg = from_args(LiveBenchConfig, args, kafka=KafkaSettings(args.bootstrap))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    result = run_latency_pair(cfg, args.reference_model, args.out.with_suffix(".serve.log"))
+    _write(args, result)
+    p50, p99 = result["median_p50_ms"], result["median_p99_ms"]
+    print(f"post-to-score, medians of {cfg.repeats} runs each: model p50 {p50['model']} ms, "
+          f"p99 {p99['model']} ms; reference p50 {p50['reference']} ms, p99 "
+          f"{p99['reference']} ms; p99 model - reference (paired) "
+          f"{result['p99_ms_model_minus_reference']} ms")  # fmt: skip
     return 0
 
 

@@ -24,7 +24,7 @@ ON_PURPOSE = {
     ("drift loop", "--users"),  # DriftLoopConfig's is the CI size; the command runs the README's
 }
 
-TALK_TO_KAFKA = ("archive", "bench gateway", "bench live", "controller", "cutover", "dashboard",
+TALK_TO_KAFKA = ("archive", "bench gateway", "bench latency", "bench live", "controller", "cutover", "dashboard",
                  "drift loop", "drift report", "gateway", "models history", "models promote",
                  "models rollback", "replay", "roundtrip", "scores", "serve",
                  "thresholds history", "thresholds rollback", "thresholds set", "thresholds show",
@@ -38,6 +38,7 @@ COMMAND_ONLY = {
     *((c, "--models-dir") for c in USE_THE_REGISTRY),
     ("ablate", "--out"),
     ("bench gateway", "--out"),
+    ("bench latency", "--out"),
     ("bench live", "--out"),
     ("bench reasons", "--epochs"),
     ("bench reasons", "--out"),

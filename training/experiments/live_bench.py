@@ -63,7 +63,7 @@ from state.recovery_store import read_states
 from training.experiments.config import LiveBenchConfig
 from training.experiments.processes import HOST, free_port, is_ready, serve_process
 
-__all__ = ["LiveBenchConfig", "run_live_bench"]
+__all__ = ["LiveBenchConfig", "run_latency_pair", "run_live_bench"]
 
 #: The flow as served (model, recovery on, the collector tuned as ``serve`` tunes it); the same
 #: without the model step; the same without recovery snapshots, and with CPython's default
@@ -211,13 +211,39 @@ def _throughput(cfg: LiveBenchConfig, variant: str, topics: Topics, model: Model
             "state_bytes": _summary(sizes) if sizes else None}  # fmt: skip
 
 
-def _latency(cfg: LiveBenchConfig, variant: str, log: Path) -> dict:
+def _latency(cfg: LiveBenchConfig, variant: str, log: Path, model: Path | None = None) -> dict:
+    """Post-to-score latency of the flow with ``cfg.model`` (``variant`` "model"), with
+    ``model`` (any other variant name) or without a model ("pass_through")."""
     with _fresh_topics(cfg) as topics:
-        return _latency_on(cfg, variant, log, topics)
+        chosen = cfg.model if variant == "model" else model
+        return _latency_on(cfg, chosen, log, topics)
 
 
-def _latency_on(cfg: LiveBenchConfig, variant: str, log: Path, topics: Topics) -> dict:
-    model = ["--model", str(cfg.model)] if variant == "model" else ["--pass-through"]
+def run_latency_pair(cfg: LiveBenchConfig, reference: Path, log: Path) -> dict:
+    """Post-to-score latency of the flow with ``cfg.model`` and with the ``reference`` model,
+    measured alternately ``cfg.repeats`` times each (the order swapping every repeat), on the
+    same replay: per run p50/p99 (ms), their medians, and the median of the paired p99
+    differences (model minus reference). Raises TimeoutError when a flow never gets ready."""
+    runs: dict[str, list[dict]] = {"model": [], "reference": []}
+    for r in range(cfg.repeats):
+        for v in (("model", "reference") if r % 2 == 0 else ("reference", "model")):
+            runs[v].append(_latency(cfg, v, log, reference))
+            if cfg.progress:
+                print(f"latency {v} #{r + 1}: p50 {runs[v][-1]['p50_ms']} ms, p99 "
+                      f"{runs[v][-1]['p99_ms']} ms", flush=True)  # fmt: skip
+    pairs = zip(runs["model"], runs["reference"], strict=True)
+    return {"runs": runs,
+            "median_p50_ms": {v: statistics.median(x["p50_ms"] for x in runs[v]) for v in runs},
+            "median_p99_ms": {v: statistics.median(x["p99_ms"] for x in runs[v]) for v in runs},
+            "p99_ms_model_minus_reference": round(statistics.median(
+                a["p99_ms"] - b["p99_ms"] for a, b in pairs), 2),
+            "models": {"model": str(cfg.model), "reference": str(reference)},
+            "config": {k: str(v) if isinstance(v, Path | KafkaSettings) else v
+                       for k, v in vars(cfg).items()}}  # fmt: skip
+
+
+def _latency_on(cfg: LiveBenchConfig, model_dir: Path | None, log: Path, topics: Topics) -> dict:
+    model = ["--model", str(model_dir)] if model_dir is not None else ["--pass-through"]
     port = free_port()
     proc = serve_process(cfg.kafka, topics, [*model, "--metrics-port", str(port),
                                              "--snapshot-seconds", str(cfg.snapshot_s)],
