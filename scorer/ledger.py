@@ -147,13 +147,15 @@ class Ledger(msgspec.Struct, array_like=True):
     given_up: int = 0  # held events dropped beyond ``HOLD_BOUND``, ever
     # Running outcome aggregates (``scorer.aggregates``), last with defaults so snapshots
     # written before them decode (as a ledger that counts from its next event on).
-    # The sums are integers (cents, seconds) so that they do not depend on the order events
-    # are applied in: a float sum does, in its last bits, and a ledger that applied a held
-    # event late must equal the in-order one exactly.
+    # The sums are of whole units (cents, seconds) so that they do not depend on the order
+    # events are applied in: a sum of fractions does, in its last bits, and a ledger that
+    # applied a held event late must equal the in-order one exactly. The delays' sum is a
+    # float of whole seconds (exact below 2**53) because it may be negative (early repays).
     borrowed_cents: int = 0  # principal of every loan funded so far, cents
     funded: int = 0  # loans funded so far
     repays: int = 0  # funded loans repaid (on time or late)
-    delay_sum_s: int = 0  # sum of their repayment delays, seconds, each clipped to [-30, 365] days
+    delay_sum_s: float = 0.0  # their repayment delays' sum, whole seconds, each clipped to
+    # [-30, 365] days
     delay_max: float | None = None  # the largest of them (clipped), days; None before a repayment
 
     @property
@@ -196,7 +198,7 @@ class Ledger(msgspec.Struct, array_like=True):
             if change.delay_days is not None:
                 delay = min(max(change.delay_days, DELAY_CLIP_DAYS[0]), DELAY_CLIP_DAYS[1])
                 self.repays += 1
-                self.delay_sum_s += round(delay * DAY_S)
+                self.delay_sum_s += float(round(delay * DAY_S))
                 self.delay_max = delay if self.delay_max is None else max(self.delay_max, delay)
             if loan.labels(ts, repaid=True).delinquent:
                 self._mark_late(loan, ts)

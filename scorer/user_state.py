@@ -9,7 +9,7 @@ mix: after retraining they are rebuilt.
 
 >>> s = UserState.new("m1", hidden_size=32)
 >>> len(encode_state(s))  # bytes for a user with no history, D = 32
-1008
+1016
 >>> decode_state(encode_state(s)) == s
 True
 >>> key, fingerprint = event_key("e1"), b"abcd"

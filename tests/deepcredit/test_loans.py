@@ -179,12 +179,17 @@ def test_a_post_drops_posts_unfunded_past_the_funding_window() -> None:
 
 def test_the_ledger_snapshot_layout_starts_with_the_loan() -> None:
     """Snapshots store a ledger loan as [amount, due_ts, post_ts, funded, late]; a ledger
-    written before it held loan events (four fields) decodes with nothing held."""
+    written before it held loan events (four fields) decodes with nothing held and its running
+    outcome figures at zero (they count from its next event on)."""
     old = msgspec.msgpack.encode([{"a": [100.0, T0 + 30 * DAY_S, T0, True, False]}, 0, 1, None])
     ledger = msgspec.msgpack.decode(old, type=Ledger)
     assert ledger.loans == {"a": OpenLoan(100.0, T0 + 30 * DAY_S, T0, True, False)}
     assert (ledger.held, ledger.given_up) == ([], 0)
-    assert msgspec.msgpack.encode(ledger) == b"\x96" + old[1:] + b"\x90\x00"
+    # Eleven fields: the four, the held list and count, borrowed cents, funded, repays (integer
+    # zeros), the delays' sum (a 9-byte float 0.0) and their max (nil).
+    zero = b"\xcb" + bytes(8)
+    tail = b"\x90\x00" + b"\x00" * 3 + zero + b"\xc0"
+    assert msgspec.msgpack.encode(ledger) == b"\x9b" + old[1:] + tail
 
 
 # --- the readers agree --------------------------------------------------------------------------

@@ -24,9 +24,10 @@ ON_PURPOSE = {
     ("drift loop", "--users"),  # DriftLoopConfig's is the CI size; the command runs the README's
 }
 
-TALK_TO_KAFKA = ("archive", "bench gateway", "bench latency", "bench live", "controller", "cutover", "dashboard",
-                 "drift loop", "drift report", "gateway", "models history", "models promote",
-                 "models rollback", "replay", "roundtrip", "scores", "serve",
+TALK_TO_KAFKA = ("archive", "bench gateway", "bench latency", "bench live", "controller",
+                 "cutover", "dashboard", "drift loop", "drift report", "gateway",
+                 "models history", "models promote", "models rollback", "replay", "roundtrip",
+                 "scores", "serve",
                  "thresholds history", "thresholds rollback", "thresholds set", "thresholds show",
                  "thresholds simulate")  # fmt: skip
 USE_THE_REGISTRY = ("controller", "cutover", "models current", "models history", "models list",

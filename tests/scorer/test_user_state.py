@@ -101,10 +101,11 @@ def test_a_snapshot_of_the_old_layout_decodes_with_no_recent_ids() -> None:
     assert old.memory.ledger.held == [] and old.memory.ledger.given_up == 0
     # Written back: six fields (0x96), the last two empty bins (0xc4 0x00); the ledger has
     # eleven (0x9b), the fifth and sixth an empty list (0x90) and 0, then the five running
-    # outcome figures: four integer zeros (cents, counts, seconds) and nil.
+    # outcome figures: three integer zeros (cents, counts), 0.0 (the delays' sum in seconds,
+    # a 9-byte float) and nil.
     new = encode_state(old)
     assert new[:1] == b"\x96" and new.endswith(b"\xc4\x00\xc4\x00")
-    assert bytes.fromhex("9b800000c0900000000000c0") in new
+    assert bytes.fromhex("9b800000c09000000000cb0000000000000000c0") in new
 
 
 def test_an_old_snapshot_of_a_user_with_history_decodes_and_scores_on() -> None:
@@ -213,10 +214,10 @@ def test_remembering_ids_costs_4_bytes_empty_and_389_once_full() -> None:
     # 801 before the state remembered ids, 803 before their fingerprints, 805 before the
     # ledger held loan events (an empty list and a count of those given up: 2 bytes), 807
     # before the memory counted its history (a 0 and a nil: 2 bytes), 809 before the running
-    # aggregates (the ledger's five outcome figures, integer zeros and a nil: 5 bytes; the
-    # activity rates, two lists of ten 9-byte floats with a time, the quick withdrawals and
-    # the last loan time: 194 bytes).
-    assert len(encode_state(s)) == 809 + 5 + 194 == 1008
+    # aggregates (the ledger's five outcome figures, three integer zeros, a 9-byte 0.0 and a
+    # nil: 13 bytes; the activity rates, two lists of ten 9-byte floats with a time, the quick
+    # withdrawals and the last loan time: 194 bytes).
+    assert len(encode_state(s)) == 809 + 13 + 194 == 1016
     for e in make_events(200, users=1, seed=1):
         advance(w, s, e)
     without = msgspec.msgpack.encode(msgspec.msgpack.decode(encode_state(s))[:4])
