@@ -131,8 +131,11 @@ def test_challengers_uci_writes_every_table_with_its_command_and_keeps_other_row
     assert "fold 2/2 gb: read from" in capsys.readouterr().out
 
 
-def test_reencoding_a_longer_history_costs_more_than_the_step() -> None:
-    r = reencode_cost(lengths=(5, 500), step_users=5, repeats=1, calls=1)
-    short, long = r["rows"]
-    assert long["reencode_us_per_post"] > short["reencode_us_per_post"] > 0
-    assert long["reencode_over_step"] > 1 and short["step_us_per_post"] > 0
+def test_the_reencode_cost_is_measured_per_history_length() -> None:
+    # The figures themselves belong in results/ (deepcredit challengers cost), not in a timed
+    # test on a shared machine: here, one row per length, each with its paired runs.
+    r = reencode_cost(lengths=(5, 500), step_users=5, repeats=2, calls=1)
+    assert [row["history_events"] for row in r["rows"]] == [5, 500]
+    for row in r["rows"]:
+        assert row["reencode_us_per_post"] > 0 and row["step_us_per_post"] > 0
+        assert len(row["reencode_over_step_runs"]) == len(row["reencode_us_runs"]) == 2
