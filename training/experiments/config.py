@@ -147,6 +147,9 @@ class DriftLoopConfig:
     recalibrate: bool = ControllerConfig.recalibrate
     # both models (training.core.config): small, to train in seconds
     hidden_size: int = field(default=8, metadata={"help": "hidden size of both models"})
+    use_aggregates: bool = field(default=ModelConfig.use_aggregates, metadata={
+        "help": "both models' heads read the running aggregates (wide-and-deep)"
+    })  # fmt: skip
     epochs: int = field(default=5, metadata={"help": "most epochs of both models"})
     batch_users: int = 16
     lr: float = 3e-3
@@ -194,7 +197,8 @@ class DriftLoopConfig:
                                 min_brier_gain=self.min_brier_gain,
                                 max_brier_loss=self.max_brier_loss,
                                 recalibrate=self.recalibrate, hidden_size=self.hidden_size,
-                                epochs=self.epochs, batch_users=self.batch_users, lr=self.lr,
+                                use_aggregates=self.use_aggregates, epochs=self.epochs,
+                                batch_users=self.batch_users, lr=self.lr,
                                 seed=self.train_seed)  # fmt: skip
 
 

@@ -246,7 +246,8 @@ def run_drift_loop(
     registry = ModelRegistry(folder / "models")
     registry.root.mkdir(exist_ok=True)
     with stage("train-champion"):
-        model_config = ModelConfig(hidden_size=config.hidden_size)
+        model_config = ModelConfig(hidden_size=config.hidden_size,
+                                   use_aggregates=config.use_aggregates)
         card = train_model(stream.champion, registry.root, model_config,
                            config.controller().train_config(), progress=progress)  # fmt: skip
         registry.promote(card.version, by=BY, reason="the champion: trained on the "

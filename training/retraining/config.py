@@ -75,6 +75,10 @@ class ControllerConfig:
     # the challenger: trained as 'deepcredit train' trains, unless told otherwise
     hidden_size: int = field(default=ModelConfig.hidden_size,
                              metadata={"help": "challenger hidden size"})  # fmt: skip
+    use_aggregates: bool = field(default=ModelConfig.use_aggregates, metadata={
+        "help": "the challenger's heads read the running aggregates beside the TLSTM state "
+                "(wide-and-deep; its scores carry reason codes)"
+    })  # fmt: skip
     epochs: int = field(default=TrainConfig.epochs, metadata={"help": "most epochs"})
     batch_users: int = field(default=TrainConfig.batch_users,
                              metadata={"help": "users per batch"})  # fmt: skip

@@ -338,7 +338,7 @@ class RetrainController:
         card = train_model(
             events,
             registry.root,
-            ModelConfig(hidden_size=c.hidden_size),
+            ModelConfig(hidden_size=c.hidden_size, use_aggregates=c.use_aggregates),
             train_config,
             parent_version=champion and champion.version,
             progress=progress,

@@ -21,7 +21,9 @@ pytestmark = pytest.mark.kafka
 
 #: The CI size: 200 users (about 100,000 events), the stream in 45-day parts (the scenario's
 #: defaults: 300 users, 30-day parts).
-CONFIG = replace(DriftLoopConfig(), users=200, step_days=45.0)
+# Deep-only models: at 200 users and a few epochs the wide heads still rank the held-out posts
+# worse than chance early in training (README, "Noticed"), and this test is about the loop.
+CONFIG = replace(DriftLoopConfig(), users=200, step_days=45.0, use_aggregates=False)
 
 
 def test_a_shift_is_detected_retrained_on_promoted_and_cut_over_unattended(
