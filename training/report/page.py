@@ -13,6 +13,7 @@ import html
 from pathlib import Path
 
 from deepcredit.atomic import write_atomic, write_json
+from training.core.pages import IMAGES_LOADED_SCRIPT
 
 __all__ = ["write_report"]
 
@@ -24,18 +25,6 @@ th:first-child, td:first-child { text-align: left; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
 .text td, .text th { text-align: left; }
 .note { color: #555; font-size: 0.9em; max-width: 60em; }
-"""
-
-_SCRIPT = """
-<script>
-window.addEventListener("load", () => {
-  const images = Array.from(document.images);
-  const loaded = images.filter((i) => i.complete && i.naturalWidth > 0).length;
-  document.body.dataset.imagesLoaded = loaded;
-  document.body.dataset.images = images.length;
-  document.getElementById("loaded").textContent = `${loaded} of ${images.length} plots loaded`;
-});
-</script>
 """
 
 
@@ -56,7 +45,7 @@ def write_report(report: dict, out: Path) -> list[Path]:
         + _models_table(report)
         + "".join(sections)
         + "<p class='note' id='loaded'></p>"
-        + _SCRIPT
+        + IMAGES_LOADED_SCRIPT
         + "</body></html>\n"
     )
     written.append(write_atomic(out / "index.html", page.encode()))

@@ -54,6 +54,7 @@ from deepcredit.atomic import write_atomic
 from deepcredit.codec import decode_click
 from deepcredit.events import Activity, ClickEvent
 from deepcredit.records import DriftAlert
+from training.core.pages import IMAGES_LOADED_SCRIPT
 from training.core.stability import psi_bins, psi_reading, psi_shares
 from training.retraining.config import REPORTS_DIR
 
@@ -467,20 +468,6 @@ img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
 .stable { color: #1a7f37; } .moderate { color: #9a6700; } .major { color: #cf222e; }
 """
 
-# Counts the plots the browser loaded (``data-images-loaded`` on the body, and a line at the
-# end), which the tests read from headless Chromium.
-_SCRIPT = """
-<script>
-window.addEventListener("load", () => {
-  const images = Array.from(document.images);
-  const loaded = images.filter((i) => i.complete && i.naturalWidth > 0).length;
-  document.body.dataset.imagesLoaded = loaded;
-  document.body.dataset.images = images.length;
-  document.getElementById("loaded").textContent = `${loaded} of ${images.length} plots loaded`;
-});
-</script>
-"""
-
 _INPUT_WORDS = {
     "activity": "activity mix: the share of each activity among the events (the input "
                 "monitor's share_* signals)",
@@ -538,7 +525,7 @@ def _page(report: DriftReport, samples: dict[str, dict[str, list]] | None) -> st
         "<th>reference clicks</th><th>current clicks</th><th>mean ref / current</th>"
         f"<th>median ref / current</th></tr>{summary}</table>{sections}"
         f"<p class='note'>Made {_when(report.made_at)} UTC. Times are event times, UTC.</p>"
-        f"<p class='note' id='loaded'></p>{_SCRIPT}</body></html>\n"
+        f"<p class='note' id='loaded'></p>{IMAGES_LOADED_SCRIPT}</body></html>\n"
     )
 
 
