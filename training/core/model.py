@@ -30,7 +30,7 @@ from scorer.features import ACTIVITY_FEATURES, LOAN_FEATURES, LoanStep
 from training.core.config import ModelConfig
 from training.core.dataset import Sequences, UserBatch, user_rows
 from training.core.evaluation import TARGETS
-from training.core.tlstm import TLSTMCell, final_states
+from training.core.tlstm import CellRun, TLSTMCell, final_states
 from training.core.variants import VARIANTS
 
 __all__ = [
@@ -104,7 +104,7 @@ class DeepCredit(nn.Module):
             self.register_buffer("reference", torch.zeros(AGGREGATE_FEATURES))
 
     def forward(self, b: dict[str, Tensor], targets: bool = True) -> tuple[Tensor, Tensor | None]:
-        """Logits (B, Tl, 2) at every loan-level step (meaningful at posts) and the loss:
+        """Logits (B, Tl, 2) at every loan-level step (zero but at posts) and the loss:
         mean log loss over labelled posts, summed over the two targets."""
         h_act = self._activity_pass(b)  # (B, Tl, D): h_activity each post reads
         logits = self._loan_pass(b, h_act)  # (B, Tl, 2)
@@ -183,31 +183,78 @@ def hierarchy_pass(
     aggregates: Tensor | None = None,
 ) -> Tensor:
     """Logits (B, T, 2) of the repayment TLSTM fed with Y(i-1) (eq. 5), the state-level TLSTM
-    over [h_repay; h_activity] (eq. 4) and the heads, step by step. ``m`` has ``repay``,
+    over [h_repay; h_activity] (eq. 4) and the heads, step by step; zero where ``state_mask``
+    is false. ``m`` has ``repay``,
     ``state``, ``head`` and ``config``; the masks (B, T) say where each TLSTM steps. Shared by
     the streaming model and the paper-literal re-encode, so the two differ only in their
     inputs. ``aggregates`` (B, T, A), when given, go to the heads beside h_state."""
     cfg = m.config
     bsz, steps, _ = x.shape
+    d = cfg.hidden_size
     h_r, c_r = m.repay.initial_state(bsz, dtype=x.dtype)  # (B, D) each
     h_s, c_s = m.state.initial_state(bsz, dtype=x.dtype)
     y_prev = torch.zeros(bsz, len(TARGETS), dtype=x.dtype)  # (B, 2)
-    # Split the time axis once: indexing h_act[:, t] in the loop would make its backward fill
-    # a zero (B, T, D) gradient at every step, quadratic in T.
-    h_act_t = h_act.unbind(1)  # T × (B, D)
-    out = []
+    # What every step's cells need but their own state, for all steps at once (``CellRun``),
+    # split along time once: indexing [:, t] in the loop would make each backward fill a zero
+    # (B, T, ...) gradient, quadratic in T.
+    n_x = x.shape[-1]
+    repay = CellRun(
+        m.repay,
+        known=slice(0, n_x),
+        dynamic=slice(n_x, n_x + len(TARGETS)) if cfg.complementary else None,
+    )
+    state = CellRun(m.state, known=slice(d, 2 * d), dynamic=slice(0, d))  # [h_repay; h_act]
+    r_in = [_steps(p) for p in repay.inputs(x, repay_gap)] if cfg.use_repay else None
+    s_gx, s_time, s_shrink = (_steps(p) for p in state.inputs(h_act, state_gap))
+    # A padded step is past the end of its row only (a prefix mask): what a row computes
+    # there is never read, so the repayment TLSTM may step on it unmasked.
+    repay_prefix = bool((repay_mask[:, 1:] <= repay_mask[:, :-1]).all())
+    wide = aggregates is not None
+    post_steps, post_users = state_mask.t().nonzero(as_tuple=True)  # ordered by step
+    post_rows = post_users.split(torch.bincount(post_steps, minlength=steps).tolist())
+    hs = []
     for t in range(steps):
-        repay_now, state_now = repay_mask[:, t, None], state_mask[:, t, None]  # (B, 1)
-        if cfg.use_repay:
-            inp = torch.cat((x[:, t], y_prev), dim=1) if cfg.complementary else x[:, t]
-            h2, c2 = m.repay(inp, repay_gap[:, t], (h_r, c_r))
-            h_r, c_r = torch.where(repay_now, h2, h_r), torch.where(repay_now, c2, c_r)
-        h2, c2 = m.state(torch.cat((h_r, h_act_t[t]), dim=1), state_gap[:, t], (h_s, c_s))
+        state_now = state_mask[:, t, None]  # (B, 1)
+        if r_in is not None:
+            gx, tm, sh = (None if p is None else p[t] for p in r_in)
+            h2, c2 = repay.step(gx, tm, sh, (h_r, c_r), y_prev if cfg.complementary else None)
+            if repay_prefix:
+                h_r, c_r = h2, c2
+            else:
+                repay_now = repay_mask[:, t, None]
+                h_r, c_r = torch.where(repay_now, h2, h_r), torch.where(repay_now, c2, c_r)
+        h2, c2 = state.step(
+            s_gx[t],
+            None if s_time is None else s_time[t],
+            None if s_shrink is None else s_shrink[t],
+            (h_s, c_s),
+            h_r,
+        )
         h_s, c_s = torch.where(state_now, h2, h_s), torch.where(state_now, c2, c_s)
-        head_in = h_s if aggregates is None else torch.cat((h_s, aggregates[:, t]), dim=1)
-        logit = m.head(head_in)  # (B, 2)
-        out.append(logit)
-        # The prediction feeds the next steps as a given, not as a path for gradients; it is
-        # the raw one (never calibrated), so a calibration leaves the dynamics as they are.
-        y_prev = torch.where(state_now, torch.sigmoid(logit).detach(), y_prev)
-    return torch.stack(out, dim=1)  # (B, T, 2)
+        hs.append(h_s)
+        if cfg.complementary:
+            # The prediction feeds the next steps as a given, not as a path for gradients
+            # (detached), and it is the raw one (never calibrated), so a calibration leaves
+            # the dynamics as they are. Without a gradient to keep, the heads run here with
+            # no autograd record; the logits the loss reads come from one pass below.
+            # They run on the rows that posted at this step only: the heads are most of a
+            # step's arithmetic.
+            rows = post_rows[t]
+            if len(rows):
+                with torch.no_grad():
+                    head_in = h_s[rows]
+                    if wide:
+                        head_in = torch.cat((head_in, aggregates[rows, t]), dim=1)
+                    y_prev = y_prev.index_put((rows,), torch.sigmoid(m.head(head_in)))
+    # The heads matter where the state-level TLSTM stepped; elsewhere they would read a state
+    # and aggregates no post is scored on, so the logits there are left at zero.
+    h_all = torch.stack(hs, dim=1)[state_mask]  # (P, D)
+    head_in = torch.cat((h_all, aggregates[state_mask]), dim=1) if wide else h_all
+    logits = torch.zeros(bsz, steps, len(TARGETS), dtype=x.dtype)
+    logits[state_mask] = m.head(head_in)
+    return logits  # (B, T, 2)
+
+
+def _steps(part: Tensor | None) -> tuple[Tensor, ...] | None:
+    """A (B, T, ...) tensor as T tensors (B, ...); None stays None."""
+    return None if part is None else part.unbind(1)

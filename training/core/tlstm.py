@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from scorer.tlstm import TLSTMWeights
 
-__all__ = ["TLSTMCell", "TLSTMLayer", "export_numpy", "final_states"]
+__all__ = ["CellRun", "TLSTMCell", "TLSTMLayer", "export_numpy", "final_states"]
 
 State = tuple[Tensor, Tensor]
 
@@ -99,6 +99,66 @@ class TLSTMCell(nn.Module):
         return zeros, zeros.clone()
 
 
+class CellRun:
+    """A cell's forward for a pass over many steps, split into the part that can run for every
+    step at once and the part that must run step by step: the same function as
+    ``TLSTMCell.forward``, with fewer operations per step (what a training epoch spends its
+    time on: dozens of small operations per step, each with its autograd node).
+
+    ``inputs`` projects the input columns ``known`` (known for every step before the pass
+    starts) through the gates in one matrix product, with the bias, and computes the time terms
+    of every step (they depend on Δt only: the short and long parts' pre-activations and
+    w_new_short ⊙ tanh(w_shrink Δt + b_shrink)). ``step`` adds what only the step knows: the
+    hidden state, and the input columns ``dynamic`` (a value fed back from the step before,
+    such as Y(i−1)). The weight views are taken once per pass, here."""
+
+    def __init__(self, cell: TLSTMCell, known: slice, dynamic: slice | None = None) -> None:
+        self.cell = cell
+        d, i = cell.hidden_size, cell.input_size
+        w = cell.gates.weight  # (4D, I + D): columns [x; h]
+        self.w_known = w[:, known]  # (4D, k)
+        self.w_dynamic_t = None if dynamic is None else w[:, dynamic].t()  # (I - k, 4D)
+        self.w_h_t = w[:, i:].t()  # (D, 4D)
+        if cell.use_time:
+            self.w_split_t = cell.split.weight.t()  # (D, 2D)
+            self.w_new_long = cell.w_new[d:]  # (D,)
+
+    def inputs(self, x: Tensor, dt: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """For inputs x (..., k) and normalised gaps dt (...): the gates' input part
+        (..., 4D), and with time the short/long pre-activations (..., 2D) and the weighted
+        shrink factor (..., D); None for the last two without time."""
+        cell = self.cell
+        gx = nn.functional.linear(x, self.w_known, cell.gates.bias)  # (..., 4D)
+        if not cell.use_time:
+            return gx, None, None
+        d = cell.hidden_size
+        pre = dt.unsqueeze(-1) * cell.w_time + cell.b_time  # (..., 3D)
+        return gx, pre[..., : 2 * d], cell.w_new[:d] * torch.tanh(pre[..., 2 * d :])
+
+    def step(
+        self,
+        gx: Tensor,
+        time: Tensor | None,
+        shrink: Tensor | None,
+        state: State,
+        dynamic: Tensor | None = None,
+    ) -> State:
+        """(h, c) after one step: ``gx``, ``time``, ``shrink`` the step's rows of ``inputs``
+        (B, ...), ``dynamic`` (B, I - k) the step's own input columns."""
+        h, c = state  # (B, D) each
+        d = self.cell.hidden_size
+        gates = torch.addmm(gx, h, self.w_h_t)  # (B, 4D)
+        if dynamic is not None:
+            gates = torch.addmm(gates, dynamic, self.w_dynamic_t)
+        if time is not None:
+            c_short, c_long = torch.tanh(torch.addmm(time, c, self.w_split_t)).chunk(2, dim=-1)
+            merged = torch.addcmul(self.cell.b_merge, shrink, c_short)
+            c = torch.tanh(torch.addcmul(merged, self.w_new_long, c_long))  # c_adj
+        i, f, _, o = torch.sigmoid(gates).chunk(4, dim=-1)  # (B, D) each
+        c = torch.addcmul(f * c, i, torch.tanh(gates[:, 2 * d : 3 * d]))
+        return o * torch.tanh(c), c
+
+
 class TLSTMLayer(nn.Module):
     """A TLSTMCell run over padded sequences; a padded step leaves (h, c) as it was."""
 
@@ -138,9 +198,16 @@ def final_states(cell: TLSTMCell, x: Tensor, dt: Tensor, length: Tensor) -> Stat
     are set aside and the step goes on with the rest, so an epoch's work is the sum of the
     lengths, not S × L (a full-size concatenation per step, and its gradient, cost that)."""
     order = torch.argsort(length, descending=True, stable=True)  # (S,)
-    xs = x[order].transpose(0, 1).contiguous()  # (L, S, I): a step's rows are contiguous
-    dts = dt[order].transpose(0, 1).contiguous()  # (L, S)
-    running = (length[order][None, :] > torch.arange(x.shape[1])[:, None]).sum(1).tolist()
+    run = CellRun(cell, known=slice(0, cell.input_size))
+    real = length[order][None, :] > torch.arange(x.shape[1])[:, None]  # (L, S)
+    running = real.sum(1).tolist()
+    # Packed as a PackedSequence is: step t's rows (the first running[t] of the sorted
+    # sequences) contiguous, the steps one after another. Every step's input projection and
+    # time terms then come from one product over real steps only, and splitting them per step
+    # has a backward of one concatenation (slicing a padded (L, S, ...) tensor per step would
+    # fill a zero (S, ...) gradient at every step).
+    packed = run.inputs(x[order].transpose(0, 1)[real], dt[order].transpose(0, 1)[real])
+    gx, tm, sh = (None if p is None else p.split(running) for p in packed)
     h, c = cell.initial_state(x.shape[0], dtype=x.dtype, device=x.device)  # (S, D) each
     done_h: list[Tensor] = []  # final states of ended sequences, last-ended first
     done_c: list[Tensor] = []
@@ -154,7 +221,9 @@ def final_states(cell: TLSTMCell, x: Tensor, dt: Tensor, length: Tensor) -> Stat
             n_prev = n
         if n == 0:
             break
-        h, c = cell(xs[t, :n], dts[t, :n], (h, c))  # (n, D) each
+        h, c = run.step(
+            gx[t], None if tm is None else tm[t], None if sh is None else sh[t], (h, c)
+        )  # (n, D) each
     done_h.append(h)
     done_c.append(c)
     h_all = torch.cat(done_h[::-1])  # (S, D) in the sorted order
