@@ -30,4 +30,4 @@ class Scored(msgspec.Struct, frozen=True):
     p_delinquent: float
     p_default: float
     history: tuple[int, float] = (0, 0.0)  # (events before the post, days since the first)
-    reasons: tuple[str, ...] = ()  # reason codes (``scorer.reasons.post_reasons``)
+    reasons: tuple[str, ...] = ()  # reason codes (``scorer.reasons.advance_with_reasons``)

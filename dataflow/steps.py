@@ -55,7 +55,7 @@ from deepcredit.records import (
 )
 from scorer.model import ModelWeights, StateVersionError, advance_unseen
 from scorer.monitors import DriftMonitors, MonitorConfig
-from scorer.reasons import post_reasons
+from scorer.reasons import advance_with_reasons
 from scorer.steps import history_at, out_of_order_s
 from scorer.user_state import (
     FrozenState,
@@ -248,9 +248,10 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted | DeadLetter, by
                 if (late_s := out_of_order_s(state.memory, a.event)) > 0:
                     user_events.out_of_order(a, late_s)
                 given_up = state.memory.ledger.given_up
-                p = advance_unseen(self.weights, state, a.event, key, fingerprint)
+                # The reason codes in the same compiled call, from the head input the post
+                # was scored on (``scorer.reasons.advance_with_reasons``).
+                p, why = advance_with_reasons(self.weights, state, a.event, key, fingerprint)
                 history = history_at(state.memory, a.event.ts)
-                why = () if p is None else tuple(post_reasons(self.weights, state, a.event))
                 if (dropped := state.memory.ledger.given_up - given_up) > 0:
                     user_events.given_up(a, dropped)
             except MemoryError:
@@ -261,7 +262,7 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted | DeadLetter, by
                 continue
             done.append((a.event, key, fingerprint))
             if p is not None:
-                out.append(Scored(a, p[0], p[1], history, why))
+                out.append(Scored(a, p[0], p[1], history, tuple(why)))
             elif self.emit_events:
                 out.append(a)
         if done:  # once per batch: each event advanced counted at the batch's mean time

@@ -44,7 +44,7 @@ import msgspec
 
 from deepcredit.events import DAY_S, Activity, ClickEvent
 from deepcredit.loans import DEFAULT_DELAY_DAYS
-from scorer.ledger import Ledger
+from scorer.ledger import Debt, Ledger, Record
 
 __all__ = [
     "ACTIVITY_INDEX",
@@ -83,20 +83,26 @@ class Rates(msgspec.Struct, array_like=True):
 
     def update(self, event: ClickEvent) -> None:
         """Count ``event`` (any order: an earlier event adds its weight as of ``ts``)."""
+        # Run at every event of every user: one exp per half-life when time moves on, none for
+        # an event in order (its own weight is exactly 1), so the common case stays cheap.
         ts = event.ts
-        if self.ts is None:
+        last = self.ts
+        f = s = 1.0
+        if last is None:
             self.ts = ts
-        elif ts > self.ts:
-            f, s = _decay(ts - self.ts)
-            self.fast = [v * f for v in self.fast]
-            self.slow = [v * s for v in self.slow]
-            self.quick *= s
+        elif ts > last:
+            dt = ts - last
+            decay_fast, decay_slow = math.exp(-_RATE[0] * dt), math.exp(-_RATE[1] * dt)
+            self.fast = [v * decay_fast for v in self.fast]
+            self.slow = [v * decay_slow for v in self.slow]
+            self.quick *= decay_slow
             self.ts = ts
-        f, s = _decay(self.ts - ts)  # 1 for an event in order
-        k = ACTIVITY_INDEX[event.activity]
+        elif ts < last:  # read out of order: its weight as of ``self.ts``
+            f, s = _decay(last - ts)
+        activity = event.activity
+        k = ACTIVITY_INDEX[activity]
         self.fast[k] += f
         self.slow[k] += s
-        activity = event.activity
         if activity is Activity.POST or activity is Activity.BORROW:
             self.loan_ts = ts if self.loan_ts is None else max(self.loan_ts, ts)
         elif activity is Activity.WITHDRAW and self.loan_ts is not None \
@@ -159,14 +165,24 @@ def _money(amount: float) -> float:
 
 
 def aggregate_features(
-    ledger: Ledger, rates: Rates, prior_events: int, history_days: float, event: ClickEvent
+    ledger: Ledger,
+    rates: Rates,
+    prior_events: int,
+    history_days: float,
+    event: ClickEvent,
+    debt: Debt | None = None,
+    record: Record | None = None,
 ) -> tuple[float, ...]:
     """The aggregates (``AGGREGATE_FEATURES`` floats, ``FEATURE_NAMES`` order) at the post
     ``event``, from the state after it was applied: ``ledger`` and ``rates`` as updated by it,
-    ``prior_events`` and ``history_days`` as ``scorer.steps.history_at`` gives them. Pure."""
+    ``prior_events`` and ``history_days`` as ``scorer.steps.history_at`` gives them. ``debt``
+    and ``record``: ``ledger.debt`` and ``ledger.record`` as of the post when the caller has
+    them already (``scorer.steps.plan_step``), else computed here. Pure."""
     ts = event.ts
-    debt = ledger.debt(as_of=ts)
-    record = ledger.record(as_of=ts)
+    if debt is None:
+        debt = ledger.debt(as_of=ts)
+    if record is None:
+        record = ledger.record(as_of=ts)
     fast, slow, quick = rates.at(ts)
     repays = ledger.repays
     delay_mean = ledger.delay_sum / repays if repays else 0.0
@@ -196,8 +212,8 @@ def aggregate_features(
         _count(ledger.funded),
         _count(record.on_time),
         # R05, R06: activity rates
-        *(_count(v) for v in fast),
-        *(_count(v) for v in slow),
+        *[math.log1p(v) / _COUNT_SCALE for v in fast],
+        *[math.log1p(v) / _COUNT_SCALE for v in slow],
         # R07: the request against past loans
         _money(event.amount) - _money(past_mean) if past_mean > 0 else 0.0,
     )

@@ -16,6 +16,14 @@ or an edit compiles (README, "The model in the streaming form", gives the costs)
 
 Weights are packed once per model into one float32 array and one int64 table of offsets
 (``Packed``), so a step passes a handful of arguments whatever the number of head layers.
+
+**Reason codes at a post.** Asked for them (``step``'s ``contributions``), the step also
+computes the occlusion contributions of ``scorer.reasons.contributions`` from the head input
+it has just built: per group of aggregates, the attributed logit minus that logit with the
+group set to the reference. The first head layer is linear, so an occluded row's first-layer
+pre-activation is the scored row's plus W1[group rows]^T (reference - aggregates) over the
+group's few columns; only the layers after it run once per group. ``scorer.reasons.contributions``
+(numpy, all rows recomputed) is the reference it is tested against (tests/scorer/test_fast.py).
 """
 
 from __future__ import annotations
@@ -26,15 +34,17 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-__all__ = ["Packed", "pack", "step", "tanh32", "tanh_array", "warm_up"]
+__all__ = ["Packed", "contributions", "pack", "step", "tanh32", "tanh_array", "warm_up"]
 
 # The table: per cell (activity, repay, state) 9 entries, then the head's layer count and per
-# layer 4, then 7 entries at the end (``_TAIL``).
+# layer 4, then the occlusion groups (their count G, the attributed output, then start and stop
+# per group), then 9 entries at the end (``_TAIL``).
 _CELL = 9  # input size I, w_gates, b_gates, use_time, w_split, w_time, b_time, w_new, b_merge
 _HEAD = 3 * _CELL  # layers L, then per layer: rows, cols, w offset, b offset
 # The tail: complementary, use_activity, use_repay, calibration offset (-1: none), the size of
-# a cell's input buffer and of the head's widest layer, the aggregates the head reads (0: none).
-_TAIL = 7
+# a cell's input buffer and of the head's widest layer, the reference's offset (-1: none), where
+# the groups start in the table, the aggregates the head reads (0: none; last).
+_TAIL = 9
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,11 +66,18 @@ def pack(
     use_repay: bool,
     calibration: np.ndarray | None,
     aggregates: int = 0,
+    reference: np.ndarray | None = None,
+    groups: tuple[tuple[int, int], ...] = (),
+    target: int = 0,
 ) -> Packed:
     """Pack three cells' arrays (each ``(w_gates, b_gates, w_split, w_time, b_time, w_new,
     b_merge)`` as ``scorer.tlstm.TLSTMWeights`` holds them, time arrays None for a plain LSTM),
     the head layers (W (in, out), b (out,)) and the calibration ((2, 2) or None). ``aggregates``:
-    how many running aggregates the head reads after the state-level h (0: it reads h alone)."""
+    how many running aggregates the head reads after the state-level h (0: it reads h alone).
+    For reason codes (``contributions``): ``reference`` (aggregates,) float32, the values a
+    group is occluded with, ``groups`` the (start, stop) columns of each group within the
+    aggregates, ``target`` the head output attributed (0: P(delinquent)). Raises ValueError
+    for a head without 2 outputs or of the wrong width, or groups outside the aggregates."""
     parts: list[np.ndarray] = []
     table: list[int] = []
     size = 0
@@ -91,11 +108,23 @@ def pack(
         raise ValueError(f"the head reads {head[0][0].shape[0]} inputs, not D + aggregates = "
                          f"{d + aggregates}")  # fmt: skip
     cal = -1 if calibration is None else put(calibration)
+    ref = -1
+    if reference is not None and aggregates:
+        if np.shape(reference) != (aggregates,):
+            raise ValueError(f"reference must be ({aggregates},), got {np.shape(reference)}")
+        ref = put(reference)
+    if any(not 0 <= a < b <= aggregates for a, b in groups) or not 0 <= target < 2:
+        raise ValueError(f"groups {groups} must lie within the {aggregates} aggregates, "
+                         f"target {target} within the 2 outputs")  # fmt: skip
+    groups_at = len(table)
+    table += [len(groups), target]
+    for a, b in groups:
+        table += [a, b]
     # Buffers: the repay or state cell's input, or a head layer's output; the head's input.
     widest = max([d + aggregates] + [w.shape[1] for w, _ in head])
     x_size = max(cells[1][0].shape[0] - d, 2 * d, widest)  # type: ignore[union-attr]
-    table += [int(complementary), int(use_activity), int(use_repay), cal, x_size, widest,
-              aggregates]  # fmt: skip
+    table += [int(complementary), int(use_activity), int(use_repay), cal, x_size, widest, ref,
+              groups_at, aggregates]  # fmt: skip
     flat = np.concatenate(parts) if parts else np.zeros(0, np.float32)
     flat.flags.writeable = False
     t = np.array(table, np.int64)
@@ -199,12 +228,124 @@ def _gap(seconds):
     return np.float32(math.log1p(max(seconds, 0.0) / 3600.0))
 
 
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _dense(flat, table, layer, a, b, relu):
+    """Head layer ``layer``: ``b[:cols]`` = a[:rows] @ W + bias (ReLU'd when ``relu``)."""
+    at = _HEAD + 1 + 4 * layer
+    rows, cols, ow, ob = table[at], table[at + 1], table[at + 2], table[at + 3]
+    w = flat[ow : ow + rows * cols].reshape((rows, cols))
+    bias = flat[ob : ob + cols]
+    for j in range(cols):
+        b[j] = bias[j]
+    for r in range(rows):
+        ar = a[r]
+        if ar != 0.0:
+            for j in range(cols):
+                b[j] += ar * w[r, j]
+    if relu:
+        for j in range(cols):
+            if not b[j] > 0.0:
+                b[j] = np.float32(0.0)
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _step(flat, table, hc, y_prev, xa, gap_a, xl, gap_l, gap_p, kind, xg):
+def _occlusion(flat, table, head_in, pre, z, out):
+    """``out[g]`` (float64) = ``z`` (the head's output ``target`` for ``head_in``, float32)
+    minus that output with group g's aggregates set to the reference, for each group packed.
+    ``pre``: the first layer's pre-activation (before ReLU) of ``head_in``."""
+    t = table.shape[0] - _TAIL
+    widest, ref, groups_at, n_agg = table[t + 5], table[t + 6], table[t + 7], table[t + 8]
+    n_groups, target = table[groups_at], table[groups_at + 1]
+    d = head_in.shape[0] - n_agg
+    layers = table[_HEAD]
+    rows, cols, ow = table[_HEAD + 1], table[_HEAD + 2], table[_HEAD + 3]
+    w1 = flat[ow : ow + rows * cols].reshape((rows, cols))
+    # One row per group, all groups through each layer together: each weight row is read
+    # once per layer, not once per group.
+    a = np.empty((n_groups, widest), np.float32)
+    b = np.empty((n_groups, widest), np.float32)
+    for g in range(n_groups):
+        start, stop = table[groups_at + 2 + 2 * g], table[groups_at + 3 + 2 * g]
+        ag = a[g]
+        for j in range(cols):
+            ag[j] = pre[j]
+        # The rows of the group's columns, times how far each is from the reference.
+        for c in range(start, stop):
+            delta = flat[ref + c] - head_in[d + c]
+            if delta != 0.0:
+                for j in range(cols):
+                    ag[j] += delta * w1[d + c, j]
+        if layers > 1:
+            for j in range(cols):
+                if not ag[j] > 0.0:
+                    ag[j] = np.float32(0.0)
+    for layer in range(1, layers):
+        at = _HEAD + 1 + 4 * layer
+        rows, cols, ow, ob = table[at], table[at + 1], table[at + 2], table[at + 3]
+        w = flat[ow : ow + rows * cols].reshape((rows, cols))
+        bias = flat[ob : ob + cols]
+        for g in range(n_groups):
+            for j in range(cols):
+                b[g, j] = bias[j]
+        for r in range(rows):
+            wr = w[r]
+            for g in range(n_groups):
+                ar = a[g, r]
+                if ar != 0.0:
+                    bg = b[g]
+                    for j in range(cols):
+                        bg[j] += ar * wr[j]
+        relu = layer < layers - 1
+        for g in range(n_groups):
+            for j in range(cols):
+                v = b[g, j]
+                a[g, j] = v if not relu or v > 0.0 else np.float32(0.0)
+    for g in range(n_groups):
+        out[g] = np.float64(z) - np.float64(a[g, target])
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _contributions(flat, table, head_in, out):
+    t = table.shape[0] - _TAIL
+    widest = table[t + 5]
+    groups_at = table[t + 7]
+    target = table[groups_at + 1]
+    layers = table[_HEAD]
+    pre = np.empty(widest, np.float32)
+    a = np.empty(widest, np.float32)
+    b = np.empty(widest, np.float32)
+    for n in range(head_in.shape[0]):
+        _dense(flat, table, 0, head_in[n], pre, False)
+        for j in range(table[_HEAD + 2]):
+            a[j] = pre[j] if layers == 1 or pre[j] > 0.0 else np.float32(0.0)
+        for layer in range(1, layers):
+            _dense(flat, table, layer, a, b, layer < layers - 1)
+            a, b = b, a
+        _occlusion(flat, table, head_in[n], pre, a[target], out[n])
+
+
+def contributions(packed: Packed, head_in: np.ndarray) -> np.ndarray:
+    """(N, G) float64: per head input (rows of ``head_in`` (N, D + aggregates)) and packed group,
+    the attributed output's logit minus that logit with the group set to the reference: what
+    ``step`` computes at a post, for any head input. Raises ValueError for weights packed
+    without a reference."""
+    t = packed.table.shape[0] - _TAIL
+    if packed.table[t + 6] < 0:
+        raise ValueError("these weights were packed without a reference to occlude with")
+    head_in = np.ascontiguousarray(np.atleast_2d(head_in), np.float32)
+    if head_in.shape[1] != packed.table[_HEAD + 1]:
+        raise ValueError(f"the head reads {packed.table[_HEAD + 1]} inputs, got {head_in.shape[1]}")
+    out = np.empty((head_in.shape[0], int(packed.table[packed.table[t + 7]])), np.float64)
+    _contributions(packed.flat, packed.table, head_in, out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _step(flat, table, hc, y_prev, xa, gap_a, xl, gap_l, gap_p, kind, xg, contrib):
     d = hc.shape[1]
     t = table.shape[0] - _TAIL
     complementary, use_activity, use_repay = table[t], table[t + 1], table[t + 2]
-    cal, x_size, widest, n_agg = table[t + 3], table[t + 4], table[t + 5], table[t + 6]
+    cal, x_size, widest, n_agg = table[t + 3], table[t + 4], table[t + 5], table[t + 8]
     # Scratch per call, not per model: steps of one model may run on several threads.
     z = np.empty(4 * d, np.float32)
     v = np.empty(3 * d, np.float32)
@@ -240,22 +381,21 @@ def _step(flat, table, hc, y_prev, xa, gap_a, xl, gap_l, gap_p, kind, xg):
         a[j] = hc[4, j]
     for j in range(n_agg):  # the wide input: the aggregates after h_state
         a[d + j] = xg[j]
+    # Kept for the occlusion (reason codes): the head input and its first pre-activation.
+    reasons = contrib.shape[0] > 0 and n_agg > 0
+    head_in = a[: d + n_agg].copy() if reasons else a[:0].copy()
+    pre = np.empty(widest if reasons else 0, np.float32)
     for layer in range(layers):
-        at = _HEAD + 1 + 4 * layer
-        rows, cols, ow, ob = table[at], table[at + 1], table[at + 2], table[at + 3]
-        w = flat[ow : ow + rows * cols].reshape((rows, cols))
-        bias = flat[ob : ob + cols]
-        for j in range(cols):
-            b[j] = bias[j]
-        for r in range(rows):
-            ar = a[r]
-            if ar != 0.0:
-                for j in range(cols):
-                    b[j] += ar * w[r, j]
+        _dense(flat, table, layer, a, b, False)
+        if reasons and layer == 0:
+            for j in range(table[_HEAD + 2]):
+                pre[j] = b[j]
         last = layer == layers - 1
-        for j in range(cols):
+        for j in range(table[_HEAD + 2 + 4 * layer]):
             v = b[j]
             a[j] = v if last or v > 0.0 else np.float32(0.0)
+    if reasons:
+        _occlusion(flat, table, head_in, pre, a[table[table[t + 7] + 1]], contrib)
     p = np.empty(2, np.float32)
     for k in range(2):
         z = a[k]
@@ -277,6 +417,7 @@ def step(
     post_gap_s: float,
     kind: int,
     aggregates: np.ndarray | None = None,
+    contributions: np.ndarray | None = None,
 ) -> tuple[bool, float, float]:
     """Advance ``hc`` ((6, D) float32, rows activity h, c; repay h, c; state h, c) and
     ``y_prev`` ((2,) float32, raw) in place by one planned event (``scorer.steps.StepPlan``).
@@ -289,17 +430,32 @@ def step(
     normalised here as ``scorer.model.gap_input`` does. An input the kind does not use may be
     any float32 array. ``aggregates`` (float32, as many as the model's heads read beside h:
     ``pack``'s ``aggregates``) are read at a post; None or any array when the heads read none.
-    Raises ValueError for a post with too few aggregates."""
-    n_agg = int(packed.table[-1])
+
+    ``contributions``: None, or a (G,) float64 array that a post fills with the occlusion
+    contributions of its head input (``contributions`` of this module, one per packed group),
+    when the heads read aggregates and the weights were packed with a reference; left as it
+    was otherwise. Raises ValueError for a post with too few aggregates, or a contributions
+    array of another size than the packed groups."""
+    table = packed.table
+    n_agg = int(table[-1])
     if aggregates is None:
         aggregates = _NO_AGGREGATES
-    if kind & 4 and aggregates.shape[0] < n_agg:
-        raise ValueError(f"the heads read {n_agg} aggregates, got {aggregates.shape[0]}")
-    return _step(packed.flat, packed.table, hc, y_prev, activity_x, activity_gap_s, loan_x,
-                 loan_gap_s, post_gap_s, kind, aggregates)  # fmt: skip
+    out = _NO_CONTRIBUTIONS
+    if kind & 4:
+        if aggregates.shape[0] < n_agg:
+            raise ValueError(f"the heads read {n_agg} aggregates, got {aggregates.shape[0]}")
+        t = table.shape[0] - _TAIL
+        if contributions is not None and table[t + 6] >= 0:
+            if contributions.shape != (table[table[t + 7]],):
+                raise ValueError(f"contributions must be ({table[table[t + 7]]},), "
+                                 f"got {contributions.shape}")  # fmt: skip
+            out = contributions
+    return _step(packed.flat, table, hc, y_prev, activity_x, activity_gap_s, loan_x,
+                 loan_gap_s, post_gap_s, kind, aggregates, out)  # fmt: skip
 
 
 _NO_AGGREGATES = np.zeros(0, np.float32)
+_NO_CONTRIBUTIONS = np.zeros(0, np.float64)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -326,5 +482,7 @@ def warm_up(packed: Packed, hidden_size: int) -> None:
     n_loan = int(packed.table[_CELL]) - (2 if packed.table[-_TAIL] else 0)
     xa, xl = np.zeros(n_activity, np.float32), np.zeros(max(n_loan, 0), np.float32)
     xg = np.zeros(int(packed.table[-1]), np.float32)
+    t = packed.table.shape[0] - _TAIL
+    out = np.zeros(int(packed.table[packed.table[t + 7]]), np.float64)
     step(packed, hc, y_prev, xa, 1.0, xl, 1.0, 1.0, 1, xg)
-    step(packed, hc, y_prev, xa, 1.0, xl, 1.0, 1.0, 6, xg)
+    step(packed, hc, y_prev, xa, 1.0, xl, 1.0, 1.0, 6, xg, out)

@@ -28,7 +28,7 @@ import numpy as np
 
 from deepcredit.events import ClickEvent
 from scorer import fast
-from scorer.aggregates import AGGREGATE_FEATURES, aggregate_features
+from scorer.aggregates import AGGREGATE_FEATURES, GROUPS, aggregate_features
 from scorer.features import LoanStep
 from scorer.steps import history_at, plan_step
 from scorer.timegap import normalise_gap
@@ -103,7 +103,9 @@ class ModelWeights:
 
     @cached_property
     def packed(self) -> fast.Packed:
-        """The weights laid out for the compiled step (``scorer.fast``), built on first use.
+        """The weights laid out for the compiled step (``scorer.fast``), built on first use,
+        with the reference and the groups of aggregates (``GROUPS``) the reason codes occlude,
+        attributing the first head output (P(delinquent), ``scorer.reasons.TARGET``).
         (A frozen dataclass still has a ``__dict__``, where ``cached_property`` keeps it.)"""
         return fast.pack(
             tuple(tuple(getattr(c, f.name) for f in fields(c))
@@ -111,6 +113,8 @@ class ModelWeights:
             self.head, hidden_size=self.hidden_size, complementary=self.complementary,
             use_activity=self.use_activity, use_repay=self.use_repay,
             calibration=self.calibration, aggregates=AGGREGATE_FEATURES if self.aggregates else 0,
+            reference=self.reference if self.aggregates else None,
+            groups=tuple((g.start, g.stop) for g in GROUPS) if self.aggregates else (),
         )  # fmt: skip
 
     def to_bytes(self) -> bytes:
@@ -241,13 +245,23 @@ def warm_up(w: ModelWeights) -> None:
 
 
 def advance_unseen(
-    w: ModelWeights, s: UserState, event: ClickEvent, key: bytes, fingerprint: bytes
+    w: ModelWeights,
+    s: UserState,
+    event: ClickEvent,
+    key: bytes,
+    fingerprint: bytes,
+    contributions: np.ndarray | None = None,
 ) -> tuple[float, float] | None:
     """``advance`` for a caller that has checked the state's model version and that the event
     (id key ``key``, content ``fingerprint``: ``event_key``, ``event_fingerprint``) is new to
     the state (``UserState.seen``): the live flow checks once per event, to count resends and
     dead-letter conflicting duplicates. The TLSTM steps and the heads run compiled
-    (``scorer.fast.step``); ``advance_reference`` is the same step in numpy."""
+    (``scorer.fast.step``); ``advance_reference`` is the same step in numpy.
+
+    ``contributions``: None, or a (len(GROUPS),) float64 array that a post of a model with
+    aggregates fills with its reason codes' occlusion contributions, computed in the same
+    compiled call from the head input just built (``scorer.fast``; the numpy reference is
+    ``scorer.reasons.contributions`` of ``post_head_input``). Left as it was otherwise."""
     s.remember(key, fingerprint)
     plan = plan_step(s.memory, event)
     kind = 0
@@ -263,7 +277,7 @@ def advance_unseen(
             xg = np.array(plan.aggregates, np.float32)
     posted, p_delinquent, p_default = fast.step(
         w.packed, s.hc, s.y_prev, xa, plan.activity_gap_s, xl, plan.loan_gap_s,
-        plan.post_gap_s, kind, xg,
+        plan.post_gap_s, kind, xg, contributions if w.aggregates else None,
     )  # fmt: skip
     return (p_delinquent, p_default) if posted else None
 

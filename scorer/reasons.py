@@ -22,6 +22,14 @@ heads' backward pass and tens of steps per post for a path approximation of the 
 quantity. What occlusion does not do: split credit for interactions between groups (each is
 measured with the others as they are), and explain the deep part (h_state) itself.
 
+**Where they are computed.** The live flow asks the compiled step for them
+(``advance_with_reasons``): the step occludes the head input it has just built, each group's
+first-layer pre-activation a low-rank update of the scored row's (``scorer.fast``, "Reason
+codes at a post"). ``contributions`` and ``post_reasons`` (numpy, every row through every
+layer, the aggregates recomputed from the state) are the reference it is tested against
+(equal to float32 rounding, far below ``MIN_CONTRIBUTION``), and what a rebuild and an
+offline replay use.
+
 **Which target.** The delinquency logit (P(delinquent), the first head): delinquency is the
 better-measured outcome (far more positives than default, which presupposes it), and the
 decision's thresholds act on it as on the default probability; the heads share their input,
@@ -41,7 +49,7 @@ import numpy as np
 
 from deepcredit.events import ClickEvent
 from scorer.aggregates import GROUPS
-from scorer.model import ModelWeights, head_logits, post_head_input
+from scorer.model import ModelWeights, advance_unseen, head_logits, post_head_input
 from scorer.user_state import UserState
 
 __all__ = [
@@ -51,6 +59,7 @@ __all__ = [
     "STATEMENTS",
     "TARGET",
     "ReasonCode",
+    "advance_with_reasons",
     "contributions",
     "post_reasons",
     "reasons",
@@ -86,6 +95,7 @@ MAX_REASONS = 4
 MIN_CONTRIBUTION = 1e-3
 #: The head whose logit is attributed: 0, P(delinquent).
 TARGET = 0
+assert TARGET == 0, "scorer.model packs the compiled occlusion of head output 0"
 
 
 def contributions(w: ModelWeights, head_in: np.ndarray) -> np.ndarray:
@@ -127,3 +137,18 @@ def post_reasons(w: ModelWeights, s: UserState, post: ClickEvent) -> list[str]:
     if not w.aggregates:
         return []
     return reasons(w, post_head_input(w, s, post))[0]
+
+
+def advance_with_reasons(
+    w: ModelWeights, s: UserState, event: ClickEvent, key: bytes, fingerprint: bytes
+) -> tuple[tuple[float, float] | None, list[str]]:
+    """``scorer.model.advance_unseen`` (same arguments, same preconditions) and, for a post, its
+    reason codes: (probabilities or None, codes; [] for any other event and for weights without
+    aggregates). The contributions come from the compiled step, from the head input it scored
+    the post on; they equal ``contributions`` of that input to float32 rounding, so the codes
+    are ``post_reasons``'s (tests/scorer/test_fast.py). What the live flow's score step runs."""
+    if not w.aggregates:
+        return advance_unseen(w, s, event, key, fingerprint), []
+    contribution = np.empty(len(GROUPS), np.float64)
+    p = advance_unseen(w, s, event, key, fingerprint, contribution)
+    return p, ([] if p is None else reasons_of(contribution))

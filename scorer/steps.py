@@ -112,12 +112,14 @@ def plan_step(memory: StepMemory, event: ClickEvent) -> StepPlan:
     aggregates = None
     if step is not None:
         book = memory.ledger
-        loan_x = loan_features(step, event, book.debt(as_of=ts), book.record(as_of=ts), delay)
+        debt, record = book.debt(as_of=ts), book.record(as_of=ts)
+        loan_x = loan_features(step, event, debt, record, delay)
         loan_gap = _gap(memory.loan_ts, ts)
         memory.loan_ts = ts
         if step is LoanStep.POST:
             post_gap = _gap(memory.post_ts, ts)
             memory.post_ts = ts
             memory.activity_ts = ts  # the next subsequence's first gap counts from this post
-            aggregates = aggregate_features(book, memory.rates, *history_at(memory, ts), event)
+            aggregates = aggregate_features(book, memory.rates, *history_at(memory, ts), event,
+                                            debt, record)  # fmt: skip
     return StepPlan(activity_x, activity_gap, step, loan_x, loan_gap, post_gap, aggregates)

@@ -29,8 +29,9 @@ from deepcredit.replay import user_key
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.thresholds import DEFAULT_THRESHOLDS
 from scorer.artifact import load_scorer
-from scorer.model import ModelWeights, advance, advance_unseen
+from scorer.model import ModelWeights, advance
 from scorer.monitors import DriftMonitors
+from scorer.reasons import advance_with_reasons
 from scorer.user_state import UserState
 from tests.streams import clicks_lines, expected_scores, read_dead_letters, read_scores
 
@@ -130,11 +131,12 @@ def poison_events(clicks: list[ClickEvent]) -> tuple[int, list[ClickEvent]]:
 
 def fail_on_poison(monkeypatch: pytest.MonkeyPatch) -> None:
     def score(w: ModelWeights, s: UserState, event: ClickEvent, key: bytes,
-              fingerprint: bytes) -> tuple[float, float] | None:  # fmt: skip
-        p = advance_unseen(w, s, event, key, fingerprint)  # advanced: the failure is half-way
+              fingerprint: bytes) -> tuple[tuple[float, float] | None, list[str]]:  # fmt: skip
+        # advanced: the failure is half-way
+        scored = advance_with_reasons(w, s, event, key, fingerprint)
         if event.event_id == "poison-score":
             raise RuntimeError("score failed")
-        return p
+        return scored
 
     def record(post: ClickEvent, *args: Any) -> Score:
         if post.event_id == "poison-decide":
@@ -148,7 +150,7 @@ def fail_on_poison(monkeypatch: pytest.MonkeyPatch) -> None:
         return drift_update(self, event, p)
 
     score_record, drift_update = steps.score_record, DriftMonitors.update
-    monkeypatch.setattr(steps, "advance_unseen", score)
+    monkeypatch.setattr(steps, "advance_with_reasons", score)
     monkeypatch.setattr(steps, "score_record", record)
     monkeypatch.setattr(DriftMonitors, "update", update)
 

@@ -19,9 +19,9 @@ from deepcredit.codec import encode
 from deepcredit.events import Activity, ClickEvent
 from deepcredit.records import DeadLetter, DeadLetterReason, Decision, Score, ThresholdUpdate
 from scorer.artifact import load_scorer
-from scorer.model import StateVersionError, advance, advance_unseen
+from scorer.model import StateVersionError, advance
 from scorer.monitors import DriftMonitors, MonitorConfig
-from scorer.reasons import post_reasons
+from scorer.reasons import advance_with_reasons, post_reasons
 from scorer.user_state import RECENT_IDS, UserState, encode_state
 
 CASES = Path(__file__).parents[1] / "cases"
@@ -246,12 +246,13 @@ def test_an_event_the_score_step_fails_on_is_dead_lettered_and_leaves_the_state_
     def half_then_fail(
         w_: object, s: UserState, event: ClickEvent, key: bytes, fingerprint: bytes
     ) -> object:
-        p = advance_unseen(w, s, event, key, fingerprint)  # advanced: the failure is half-way
+        # advanced: the failure is half-way
+        scored = advance_with_reasons(w, s, event, key, fingerprint)
         if event.event_id in (poison.event_id, "second"):
             raise RuntimeError(f"boom on {event.event_id}")
-        return p
+        return scored
 
-    monkeypatch.setattr(steps, "advance_unseen", half_then_fail)
+    monkeypatch.setattr(steps, "advance_with_reasons", half_then_fail)
     before = processing_errors()
     logic = UserScorer(w, None, emit_events=True)
     second = msgspec.structs.replace(history[-1], event_id="second")  # a second failure, later
@@ -263,7 +264,7 @@ def test_an_event_the_score_step_fails_on_is_dead_lettered_and_leaves_the_state_
     assert logic.snapshot() == clean.snapshot()  # as if the failed events had never come
     assert processing_errors() - before == 2
 
-    monkeypatch.setattr(steps, "advance_unseen", advance_unseen)
+    monkeypatch.setattr(steps, "advance_with_reasons", advance_with_reasons)
     again, _ = logic.on_batch([items[where]])  # redelivered once fixed: not taken for a resend
     assert len(again) == 1 and not isinstance(again[0], DeadLetter)
 
@@ -274,7 +275,7 @@ def test_what_must_stop_the_flow_is_not_dead_lettered(
     def out_of_memory(*args: object) -> None:
         raise MemoryError
 
-    monkeypatch.setattr(steps, "advance_unseen", out_of_memory)
+    monkeypatch.setattr(steps, "advance_with_reasons", out_of_memory)
     with pytest.raises(MemoryError):
         UserScorer(load_scorer(model_dir), None).on_batch([accepted(clicks[0], 0)])
 

@@ -1,18 +1,28 @@
 """The compiled step (``scorer.fast``, behind ``scorer.model.advance``) against the numpy
 reference step (``scorer.model.advance_reference``): the same states and probabilities, from
 random states over random events, for every variant of the model. Parity with torch goes
-through ``advance`` in tests/scorer/test_model_parity.py."""
+through ``advance`` in tests/scorer/test_model_parity.py. The reason codes' compiled occlusion
+against the numpy one (``scorer.reasons.contributions``): on random head inputs, and at each
+post of random histories, from the head input the step scored it on."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from scorer import fast
-from scorer.model import ModelWeights, advance_reference, advance_unseen
+from scorer.aggregates import AGGREGATE_FEATURES, GROUPS
+from scorer.model import (
+    ModelWeights,
+    advance_reference,
+    advance_unseen,
+    head_logits,
+    post_head_input,
+)
+from scorer.reasons import advance_with_reasons, contributions, post_reasons
 from scorer.user_state import UserState, event_fingerprint, event_key
 from tests.strategies import make_events
 from training.core.export import export_scorer
@@ -87,3 +97,87 @@ def test_pack_refuses_a_head_without_two_outputs() -> None:
     with pytest.raises(ValueError, match="2 outputs"):
         fast.pack(cells, bad_head, hidden_size=4, complementary=True, use_activity=True,
                   use_repay=True, calibration=None)  # fmt: skip
+
+
+def wide_weights(variant: str, hidden: int, heads: tuple[int, ...], seed: int,
+                 scale: float) -> ModelWeights:  # fmt: skip
+    """Random weights whose heads read the aggregates, with a random reference."""
+    torch.manual_seed(seed)
+    model = DeepCredit(ModelConfig(hidden_size=hidden, head_sizes=heads, **VARIANTS[variant]))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(scale)
+        model.reference.copy_(torch.rand(AGGREGATE_FEATURES) * 1.5)
+    return ModelWeights.from_bytes(export_scorer(model.eval(), "m").to_bytes())
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from([(), (16,), (32, 16, 8)]), st.sampled_from([4, 32]),
+    st.integers(0, 2**31 - 1), st.floats(0.5, 3.0), st.floats(0.0, 3.0),
+)  # fmt: skip
+def test_compiled_occlusion_equals_the_numpy_occlusion(
+    heads: tuple[int, ...], hidden: int, seed: int, scale: float, spread: float
+) -> None:
+    """Each group's contribution both ways, to float32 rounding of the logits (1e-5 of their
+    size): the compiled first layer as a low-rank update of the scored row's, the numpy one
+    with every occluded row through every layer. A row at the reference has none."""
+    w = wide_weights("deepcredit", hidden, heads, seed, scale)
+    assert w.reference is not None
+    rng = np.random.default_rng(seed)
+    head_in = rng.normal(0.0, spread, (6, hidden + AGGREGATE_FEATURES)).astype(np.float32)
+    head_in[0, hidden:] = w.reference
+    g = GROUPS[seed % len(GROUPS)]
+    head_in[1, hidden + g.start : hidden + g.stop] = w.reference[g.start : g.stop]
+    got, want = fast.contributions(w.packed, head_in), contributions(w, head_in)
+    assert got.shape == want.shape == (6, len(GROUPS)) and got.dtype == np.float64
+    size = max(1.0, float(np.abs(head_logits(w, head_in)).max()))
+    np.testing.assert_allclose(got, want, atol=TOLERANCE * size, rtol=0)
+    assert not got[0].any() and got[1, seed % len(GROUPS)] == 0.0
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(sorted(v for v in VARIANTS if v != "deep-only")),
+    st.integers(0, 2**31 - 1), st.integers(20, 200),
+)  # fmt: skip
+def test_the_step_attributes_the_head_input_it_scored_the_post_on(
+    variant: str, seed: int, n: int
+) -> None:
+    """At each post of a random history, the contributions the compiled step fills in equal the
+    numpy occlusion of ``post_head_input`` (recomputed from the state), and the codes
+    ``advance_with_reasons`` gives are ``post_reasons``'s; no other event touches them."""
+    events = make_events(n, users=1, seed=seed)
+    assume(any(e.activity == "post" for e in events))
+    w = wide_weights(variant, 8, (16, 8), seed, 2.0)
+    s = UserState.new(w.version, w.hidden_size)
+    for e in events:
+        key, fingerprint = event_key(e.event_id), event_fingerprint(e)
+        other = s.copy()
+        got = np.full(len(GROUPS), np.nan)
+        p = advance_unseen(w, s, e, key, fingerprint, got)
+        assert advance_with_reasons(w, other, e, key, fingerprint) == (
+            p, [] if p is None else post_reasons(w, s, e))  # fmt: skip
+        assert other == s
+        if p is None:
+            assert np.isnan(got).all()
+            continue
+        head_in = post_head_input(w, s, e)
+        size = max(1.0, float(np.abs(head_logits(w, head_in)).max()))
+        np.testing.assert_allclose(got, contributions(w, head_in)[0], atol=TOLERANCE * size,
+                                   rtol=0)  # fmt: skip
+
+
+def test_contributions_need_a_reference_and_the_groups_size() -> None:
+    deep = weights("deep-only", 4, 0, 1.0, False)
+    s = UserState.new(deep.version, deep.hidden_size)
+    post = next(e for e in make_events(50, users=1) if e.activity == "post")
+    assert advance_with_reasons(deep, s, post, event_key(post.event_id),
+                                event_fingerprint(post))[1] == []  # fmt: skip
+    with pytest.raises(ValueError, match="without a reference"):
+        fast.contributions(deep.packed, np.zeros((1, 4), np.float32))
+    w = wide_weights("deepcredit", 4, (8,), 0, 1.0)
+    s = UserState.new(w.version, w.hidden_size)
+    with pytest.raises(ValueError, match="contributions must be"):
+        advance_unseen(w, s, post, event_key(post.event_id), event_fingerprint(post),
+                       np.zeros(len(GROUPS) + 1))  # fmt: skip

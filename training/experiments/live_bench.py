@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import statistics
 import tempfile
 import time
@@ -281,7 +282,9 @@ def _latency_on(cfg: LiveBenchConfig, model_dir: Path | None, log: Path, topics:
             "scored": len({msgspec.json.decode(m.value())["event_id"] for m in scores}),
             "measured": len(lat),
             "p50_ms": round(1000 * float(np.percentile(lat, 50)), 2),
-            "p99_ms": round(1000 * float(np.percentile(lat, 99)), 2)}  # fmt: skip
+            "p99_ms": round(1000 * float(np.percentile(lat, 99)), 2),
+            # How busy the shared machine was: the 1-minute load average as the run ended.
+            "load_1m": round(os.getloadavg()[0], 1)}  # fmt: skip
 
 
 def _summary(values: list[int]) -> dict:

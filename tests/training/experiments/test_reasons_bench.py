@@ -26,6 +26,9 @@ def test_replay_gives_codes_stable_twice_and_the_top_reason_its_largest_drop() -
     first, second = _replay(w, histories), _replay(w, histories)
     assert first.keys() == second.keys() and len(first) > 5
     assert all(second[k]["codes"] == r["codes"] for k, r in first.items())
+    # The flow's compiled reasons, timed beside the reference, are the reference's codes.
+    assert all(r["live_codes"] == r["codes"] for r in first.values())
+    assert all(r["step_s"] > 0 and r["live_s"] > 0 for r in first.values())
     f = _faithfulness(w, list(first.values()), random.Random(0))
     assert f["p_delinquent"]["posts"] > 0
     # Occlusion ranks by the drop of the delinquency logit: its top reason's drop is largest.
