@@ -115,11 +115,14 @@ class Sequences:
         """The arrays of a folder of ``.npy`` files (``save_dir``, ``training.core.bucketed``)
         mapped read-only (``np.load(mmap_mode="r")``): nothing is read until a row is used, so
         a batch reads its users' rows only, and the kernel may drop pages read earlier (they
-        are the files' cache, not this process's own memory). Raises FileNotFoundError when an
-        array is missing."""
+        are the files' cache, not this process's own memory). Each array is a plain ndarray
+        view of its ``np.memmap`` (its ``base``, which keeps the file mapped): indexing one
+        element of a memmap goes through its Python-level ``__getitem__``, several times slower
+        in ``batch``'s loops. Raises FileNotFoundError when an array is missing."""
         folder = Path(folder)
-        return cls(**{f.name: np.load(folder / f"{f.name}.npy", mmap_mode="r",
-                                      allow_pickle=False) for f in fields(cls)})  # fmt: skip
+        return cls(**{f.name: np.asarray(np.load(folder / f"{f.name}.npy", mmap_mode="r",
+                                                 allow_pickle=False))
+                      for f in fields(cls)})  # fmt: skip
 
     def batch(self, users: np.ndarray) -> UserBatch:
         """Users padded into dense arrays for the torch model.
