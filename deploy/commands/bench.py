@@ -1,5 +1,5 @@
-"""``deepcredit bench live|step|rebuild|train|reasons``: benchmarks that write their results to a
-file."""
+"""``deepcredit bench live|step|rebuild|train|reasons|memory``: benchmarks that write their
+results to a file."""
 
 from __future__ import annotations
 
@@ -101,6 +101,46 @@ def add(sub: Subparsers) -> None:
                    help="result JSON (default %(default)s)")  # fmt: skip
     _add_train(bench_sub)
     _add_reasons(bench_sub)
+    _add_memory(bench_sub)
+
+
+def _add_memory(bench_sub: Subparsers) -> None:
+    p = command(
+        bench_sub, "memory",
+        "peak resident memory of building the training sequences and of reading them for a "
+        "training epoch, against the number of users: the bucketed build on disk and the "
+        "mapped arrays, beside the former in-memory build and .npz, each stage in a fresh "
+        "process, on logs generated once into --cache",
+        _memory,
+    )  # fmt: skip
+    p.add_argument("--cache", type=Path, required=True,
+                   help="folder of the generated logs (clicks-N-seedS.jsonl.gz), made when "
+                        "missing; the stages' scratch goes there too")  # fmt: skip
+    p.add_argument("--users", type=int, nargs="+", default=[2_000, 10_000],
+                   help="users of each log (default %(default)s)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="generator seed (default %(default)s)")
+    p.add_argument("--in-memory-up-to", type=int, default=10_000,
+                   help="run the former in-memory build and .npz only on logs of at most this "
+                        "many users (default %(default)s; it holds every event in memory)")
+    p.add_argument("--bucket-mib", type=float, default=None,
+                   help="JSON text per bucket of the build on disk, MiB (default: the build's, "
+                        "training.core.bucketed.DEFAULT_BUCKET_MIB)")  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("results/memory.json"),
+                   help="result JSON (default %(default)s)")  # fmt: skip
+
+
+def _memory(args: argparse.Namespace) -> int:
+    from training.experiments.memory_bench import run_memory_bench
+
+    result = run_memory_bench(args.users, args.cache, seed=args.seed,
+                              in_memory_up_to=args.in_memory_up_to, bucket_mib=args.bucket_mib,
+                              progress=True)  # fmt: skip
+    _write(args, result)
+    for stage, g in result["growth"].items():
+        print(f"{stage}: peak resident x{g['peak_rss']:.2f}, anonymous x{g['peak_anon']:.2f} "
+              f"from {g['users'][0]:,} to {g['users'][1]:,} users")  # fmt: skip
+    print(f"written to {args.out}")
+    return 0
 
 
 def _add_reasons(bench_sub: Subparsers) -> None:

@@ -38,8 +38,10 @@ __all__ = [
     "Sequences",
     "UserBatch",
     "build_sequences",
+    "build_users",
     "first_copies",
     "labels_within",
+    "log_duplicates",
     "offsets_from_lengths",
     "outcome_label",
     "split_users",
@@ -97,8 +99,30 @@ class Sequences:
 
     @classmethod
     def load(cls, path: Path) -> Sequences:
+        """Every array of a ``save``'d ``.npz`` read into memory."""
         with np.load(path, allow_pickle=False) as archive:
             return cls(**{f.name: archive[f.name] for f in fields(cls)})
+
+    def save_dir(self, folder: Path) -> None:
+        """Each array as ``<folder>/<name>.npy``, the layout ``open`` maps; creates ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for f in fields(self):
+            np.save(folder / f"{f.name}.npy", getattr(self, f.name), allow_pickle=False)
+
+    @classmethod
+    def open(cls, folder: Path) -> Sequences:
+        """The arrays of a folder of ``.npy`` files (``save_dir``, ``training.core.bucketed``)
+        mapped read-only (``np.load(mmap_mode="r")``): nothing is read until a row is used, so
+        a batch reads its users' rows only, and the kernel may drop pages read earlier (they
+        are the files' cache, not this process's own memory). Each array is a plain ndarray
+        view of its ``np.memmap`` (its ``base``, which keeps the file mapped): indexing one
+        element of a memmap goes through its Python-level ``__getitem__``, several times slower
+        in ``batch``'s loops. Raises FileNotFoundError when an array is missing."""
+        folder = Path(folder)
+        return cls(**{f.name: np.asarray(np.load(folder / f"{f.name}.npy", mmap_mode="r",
+                                                 allow_pickle=False))
+                      for f in fields(cls)})  # fmt: skip
 
     def batch(self, users: np.ndarray) -> UserBatch:
         """Users padded into dense arrays for the torch model.
@@ -193,6 +217,19 @@ def build_sequences(
         by_user.setdefault(event.user_id, []).append(event)
         last_ts = max(last_ts, event.ts)
     as_of = last_ts if as_of is None else as_of
+    seq, resends, conflicts = build_users(by_user, as_of=as_of, progress=progress)
+    log_duplicates(resends, conflicts)
+    return seq
+
+
+def build_users(
+    by_user: dict[str, list[ClickEvent]], *, as_of: float, progress: bool = False
+) -> tuple[Sequences, int, int]:
+    """The Sequences of these users (sorted by user id), each user's events in arrival order,
+    labels judged at ``as_of``; with the resent events and the conflicting duplicates dropped
+    (``first_copies``). Empties ``by_user`` as it goes, so each history is freed once built.
+    The per-user part of ``build_sequences``, shared with the bucketed build
+    (``training.core.bucketed``)."""
     builder = _Builder()
     resends = conflicts = 0
     for user_id in tqdm(sorted(by_user), desc="building sequences", unit="user",
@@ -203,13 +240,17 @@ def build_sequences(
         history = copies.events
         history.sort(key=lambda e: e.ts)  # stable: arrival order breaks ties
         builder.add_user(user_id, history, loan_outcomes(history, as_of=as_of))
+    return builder.finish(), resends, conflicts
+
+
+def log_duplicates(resends: int, conflicts: int) -> None:
+    """Say how many repeated event ids a build dropped (``first_copies``)."""
     if conflicts:
         log.warning("%d events reuse the id of an earlier event of their user with other "
                     "content (conflicting duplicates): dropped, the first copy kept, as the "
                     "live flow does (it dead-letters them)", conflicts)  # fmt: skip
     if resends:
         log.info("%d resent events (an earlier event's id and content) counted once", resends)
-    return builder.finish()
 
 
 def split_users(user_ids: np.ndarray, fraction: float, *, salt: str) -> np.ndarray:
@@ -217,6 +258,7 @@ def split_users(user_ids: np.ndarray, fraction: float, *, salt: str) -> np.ndarr
 
     Hashing the id (not shuffling) keeps a user on the same side however the log grows.
     """
+
     def score(user_id: str) -> float:
         digest = hashlib.blake2b(f"{salt}:{user_id}".encode(), digest_size=8).digest()
         return int.from_bytes(digest, "big") / 2**64
@@ -356,7 +398,6 @@ def user_rows(offsets: np.ndarray, users: np.ndarray) -> np.ndarray:
     if len(users) == 0:
         return np.zeros(0, dtype=np.int64)
     return np.concatenate([np.arange(offsets[u], offsets[u + 1]) for u in users])
-
 
 
 def labels_within(seq: Sequences, start_ts: float, end_ts: float = math.inf) -> np.ndarray:

@@ -1,0 +1,197 @@
+"""``deepcredit bench memory``: peak resident memory of building the training sequences and of
+reading them for training, against the number of users, each stage in a fresh process.
+
+For each log (``deepcredit generate --users N --seed S``, generated once into the cache folder)
+these stages run, one process each, in this order:
+
+- ``build_in_memory``: ``dataset.build_sequences`` over ``eventlog.read_events``, the build
+  before ``training.core.bucketed`` (every event grouped by user in memory), then ``save`` as
+  one ``.npz`` (the former cache); only for logs of at most ``in_memory_up_to`` users;
+- ``build_on_disk``: ``bucketed.build_on_disk``, what ``load_sequences`` builds now;
+- ``epoch_in_memory``: the ``.npz`` read into memory (``Sequences.load``, the former cache
+  read), then the data side of one training epoch (below); with ``build_in_memory``;
+- ``epoch_mapped``: the folder mapped read-only (``Sequences.open``, today's cache read), then
+  the same.
+
+The data side of an epoch is what ``train.fit`` does with the data: the split, the trainability
+check, then every training batch (``train.batches`` in a seeded order) padded by
+``Sequences.batch`` and handed to torch (``model.batch_to_tensors``). The model's forward and
+backward are left out: their memory is per batch, the same whatever the number of users.
+
+Each process reports ``peak_rss_mib`` (the kernel's high-water mark of resident memory, VmHWM,
+over the whole process), ``baseline_mib`` (resident after its imports, before the stage) and
+``peak_anon_mib``: the largest anonymous resident memory (RssAnon: the process's own, what
+cannot be dropped) sampled every 10 ms. They differ for mapped files: pages of a mapped file
+that were read count as resident (RssFile) while mapped, but they are the files' cache, which
+the kernel drops under pressure and reads back when needed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["STAGES", "log_path", "run_memory_bench", "run_stage"]
+
+STAGES = ("build_in_memory", "build_on_disk", "epoch_in_memory", "epoch_mapped")
+_STATUS = Path("/proc/self/status")
+
+
+def log_path(cache: Path, users: int, seed: int) -> Path:
+    """Where the benchmark keeps the log of ``users`` users and ``seed``."""
+    return Path(cache) / f"clicks-{users}-seed{seed}.jsonl.gz"
+
+
+def run_memory_bench(
+    users: list[int],
+    cache: Path,
+    *,
+    seed: int = 0,
+    in_memory_up_to: int = 10_000,
+    bucket_mib: float | None = None,
+    progress: bool = True,
+) -> dict:
+    """Every stage on each log, in a fresh process each (the module says what they measure).
+
+    Returns {"logs": [{users, path, bytes, generated_s}], "rows": [{users, stage, peak_rss_mib,
+    peak_anon_mib, baseline_mib, seconds, ...}], "growth": {stage: peak at the most users /
+    peak at the fewest}, "settings"}. Logs missing from ``cache`` are generated there first
+    (``training.benchmark.generator``). Raises subprocess.CalledProcessError when a stage fails.
+    """
+    from training.benchmark.config import GeneratorConfig
+    from training.benchmark.generator import write_jsonl
+    from training.core.bucketed import DEFAULT_BUCKET_MIB
+
+    bucket_mib = DEFAULT_BUCKET_MIB if bucket_mib is None else bucket_mib
+    logs, rows = [], []
+    for n in sorted(users):
+        path = log_path(cache, n, seed)
+        generated_s = None
+        if not path.is_file():
+            started = time.monotonic()
+            write_jsonl(GeneratorConfig(users=n, seed=seed), path, progress=progress)
+            generated_s = round(time.monotonic() - started, 1)
+        logs.append({"users": n, "path": str(path), "bytes": path.stat().st_size,
+                     "generated_s": generated_s})  # fmt: skip
+        work = Path(cache) / f"work-{n}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        try:
+            for stage in STAGES:
+                if stage.endswith("in_memory") and n > in_memory_up_to:
+                    continue
+                row = _in_child(stage, path, work, bucket_mib)
+                rows.append({"users": n, "stage": stage, **row})
+                if progress:
+                    print(f"{n:,} users, {stage}: peak {row['peak_rss_mib']:,.0f} MiB resident "
+                          f"({row['peak_anon_mib']:,.0f} MiB anonymous; "
+                          f"{row['baseline_mib']:,.0f} after imports), "
+                          f"{row['seconds']:,.1f} s", flush=True)  # fmt: skip
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return {"logs": logs, "rows": rows, "growth": _growth(rows),
+            "settings": {"seed": seed, "bucket_mib": bucket_mib,
+                         "in_memory_up_to": in_memory_up_to}}  # fmt: skip
+
+
+def _growth(rows: list[dict]) -> dict[str, dict]:
+    out = {}
+    for stage in STAGES:
+        mine = sorted((r for r in rows if r["stage"] == stage), key=lambda r: r["users"])
+        if len(mine) >= 2:
+            first, last = mine[0], mine[-1]
+            out[stage] = {
+                "users": [first["users"], last["users"]],
+                "peak_rss": round(last["peak_rss_mib"] / first["peak_rss_mib"], 2),
+                "peak_anon": round(last["peak_anon_mib"] / first["peak_anon_mib"], 2),
+            }
+    return out
+
+
+def _in_child(stage: str, log: Path, work: Path, bucket_mib: float) -> dict:
+    command = [sys.executable, "-m", "training.experiments.memory_bench", stage, str(log),
+               str(work), str(bucket_mib)]  # fmt: skip
+    done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _status_mib(field: str) -> float:
+    for line in _STATUS.read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024  # kB
+    return 0.0
+
+
+class _AnonSampler(threading.Thread):
+    """The largest RssAnon of this process, sampled every 10 ms until stopped."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak_mib = _status_mib("RssAnon")
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.01):
+            self.peak_mib = max(self.peak_mib, _status_mib("RssAnon"))
+
+    def stop(self) -> float:
+        self.done.set()
+        self.join()
+        self.peak_mib = max(self.peak_mib, _status_mib("RssAnon"))
+        return self.peak_mib
+
+
+def run_stage(stage: str, log: Path, work: Path, bucket_mib: float) -> dict:
+    """One stage in this process (meant to be a fresh one): its figures as a dict."""
+    from training.core.bucketed import build_on_disk
+    from training.core.dataset import Sequences, build_sequences
+    from training.core.eventlog import read_events
+
+    if stage.startswith("epoch"):
+        from training.core.model import batch_to_tensors
+        from training.core.train import TrainConfig, batches, check_trainable, split
+    npz, folder = work / "sequences.npz", work / "sequences"
+    baseline = _status_mib("VmRSS")
+    sampler = _AnonSampler()
+    sampler.start()
+    started = time.monotonic()
+    figures: dict = {}
+    if stage == "build_in_memory":
+        seq = build_sequences(read_events(log))
+        seq.save(npz)
+        figures["disk_mib"] = round(npz.stat().st_size / 2**20, 1)
+    elif stage == "build_on_disk":
+        built = build_on_disk(log, folder, bucket_mib=bucket_mib)
+        figures["buckets"] = built.buckets
+        figures["disk_mib"] = round(sum(f.stat().st_size for f in folder.iterdir()) / 2**20, 1)
+        seq = Sequences.open(folder)
+    elif stage in ("epoch_in_memory", "epoch_mapped"):
+        seq = Sequences.load(npz) if stage == "epoch_in_memory" else Sequences.open(folder)
+        config = TrainConfig()
+        parts = split(seq, config)
+        check_trainable(seq, parts, strict=False)
+        rng = np.random.default_rng(config.seed)
+        figures["batches"] = 0
+        for group in batches(seq, parts.train, config.batch_users, rng):
+            batch_to_tensors(seq.batch(group))
+            figures["batches"] += 1
+    else:
+        raise ValueError(f"no such stage: {stage}")
+    seconds = time.monotonic() - started
+    peak_anon = sampler.stop()
+    return {"peak_rss_mib": round(_status_mib("VmHWM"), 1), "peak_anon_mib": round(peak_anon, 1),
+            "baseline_mib": round(baseline, 1), "seconds": round(seconds, 1),
+            "users_built": int(seq.users), "activity_rows": len(seq.act_x),
+            "loan_rows": len(seq.loan_x), **figures}  # fmt: skip
+
+
+if __name__ == "__main__":
+    _stage, _log, _work, _mib = sys.argv[1:5]
+    print(json.dumps(run_stage(_stage, Path(_log), Path(_work), float(_mib))), flush=True)
