@@ -31,8 +31,8 @@ __all__ = ["add"]
 
 _UCI = Path("../shared/data/uci-credit-card/UCI_Credit_Card.csv")
 _PAPERS = ("001", "004")  # the papers whose systems run here; more join as they are built
-#: Paper 001's CNN-LSTM settings on the command line: field → flag (their own dests, apart
-#: from the BiLSTM's options of the same field names).
+#: Paper 001's CNN-LSTM settings on the command line: field → flag (parsed into
+#: ``cnnlstm_<field>``, apart from the BiLSTM's options of the same field names).
 _CNNLSTM_OPTIONS = {"epochs": "--cnnlstm-epochs", "patience": "--cnnlstm-patience",
                     "plateau": "--cnnlstm-plateau", "batch": "--cnnlstm-batch",
                     "lr": "--cnnlstm-lr"}  # fmt: skip
@@ -65,10 +65,8 @@ def add(sub: Subparsers) -> None:
                 Option("lr", "--bilstm-lr"), Option("patience", "--bilstm-patience"),
                 Option("threads", "--torch-threads"))  # fmt: skip
     add_options(p, Paper001Config, Option("protocols", choices=PROTOCOLS_001), "trials", "trees")
-    for name, flag in _CNNLSTM_OPTIONS.items():
-        f = next(f for f in dataclasses.fields(CnnLstmConfig) if f.name == name)
-        p.add_argument(flag, dest=f"cnnlstm_{name}", type=type(f.default), default=f.default,
-                       help=f"001: {f.metadata['help']} (default {f.default})")  # fmt: skip
+    add_options(p, CnnLstmConfig, *(Option(name, flag, dest=f"cnnlstm_{name}")
+                                     for name, flag in _CNNLSTM_OPTIONS.items()))  # fmt: skip
     p.add_argument("--cache", type=Path,
                    help="folder of out-of-fold predictions: a model found there (same data, "
                         "folds, seed and settings) is read, not trained; one trained is "
