@@ -57,6 +57,9 @@ examples:
   deepcredit challengers uci --paper 004
                                       paper 004's BiLSTM and its benchmarks on the UCI table,
                                       its Tables 2-4 beside ours (results/challengers.json)
+  deepcredit challengers uci --paper 001
+                                      paper 001's CNN-LSTM + LightGBM/XGBoost/RF ensemble on
+                                      the UCI table, its split and 004's folds
   deepcredit report predict --model artifacts/models/dc-... --events events.jsonl --out dc.jsonl.gz
   deepcredit report build dc.jsonl.gz gbdt.jsonl.gz --out results/report
                                       the risk team's evaluation of any models from prediction

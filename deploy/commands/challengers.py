@@ -5,19 +5,37 @@ their rows into one results file (``training.challengers.results``)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deploy.commands.common import CliError, Subparsers, command
 from deploy.commands.options import Option, add_options, from_args
-from training.challengers.config import MODELS, BiLstmConfig, Paper004Config
+from training.challengers.config import (
+    MODELS,
+    PROTOCOLS_001,
+    BiLstmConfig,
+    CnnLstmConfig,
+    Paper001Config,
+    Paper004Config,
+)
+
+if TYPE_CHECKING:
+    from training.challengers.uci import UciTable
 
 __all__ = ["add"]
 
 _UCI = Path("../shared/data/uci-credit-card/UCI_Credit_Card.csv")
-_PAPERS = ("004",)  # the papers whose systems run here; more join as they are built
+_PAPERS = ("001", "004")  # the papers whose systems run here; more join as they are built
+#: Paper 001's CNN-LSTM settings on the command line: field → flag (parsed into
+#: ``cnnlstm_<field>``, apart from the BiLSTM's options of the same field names).
+_CNNLSTM_OPTIONS = {"epochs": "--cnnlstm-epochs", "patience": "--cnnlstm-patience",
+                    "plateau": "--cnnlstm-plateau", "batch": "--cnnlstm-batch",
+                    "lr": "--cnnlstm-lr"}  # fmt: skip
 
 
 def add(sub: Subparsers) -> None:
@@ -31,26 +49,31 @@ def add(sub: Subparsers) -> None:
     p = command(
         group_sub, "uci",
         "a paper's system and its benchmark classifiers on the UCI credit-card table with the "
-        "paper's protocol (004: five folds, out-of-fold predictions), its tables with our "
-        "numbers beside the paper's, bootstrap intervals and fold spread",
+        "paper's protocol (004: five folds, out-of-fold predictions; 001: a 70/15/15 split, "
+        "and 004's five folds), its tables with our numbers beside the paper's, bootstrap "
+        "intervals and fold spread",
         _uci,
     )  # fmt: skip
     p.add_argument("--paper", required=True, choices=_PAPERS, help="the seed paper")
     p.add_argument("--table", type=Path, default=_UCI,
                    help="the UCI table (CSV: ID, X1..X23, Y; default %(default)s)")  # fmt: skip
     p.add_argument("--models", nargs="+", choices=list(MODELS), metavar="MODEL",
-                   help=f"only these models, of: {', '.join(MODELS)}")  # fmt: skip
+                   help=f"004: only these models, of: {', '.join(MODELS)}")  # fmt: skip
     add_options(p, Paper004Config, "folds", "bootstrap", "level", "seed")
     add_options(p, BiLstmConfig, Option("hidden", "--bilstm-hidden"),
                 Option("epochs", "--bilstm-epochs"), Option("batch", "--bilstm-batch"),
                 Option("lr", "--bilstm-lr"), Option("patience", "--bilstm-patience"),
                 Option("threads", "--torch-threads"))  # fmt: skip
+    add_options(p, Paper001Config, Option("protocols", choices=PROTOCOLS_001), "trials", "trees")
+    add_options(p, CnnLstmConfig, *(Option(name, flag, dest=f"cnnlstm_{name}")
+                                     for name, flag in _CNNLSTM_OPTIONS.items()))  # fmt: skip
     p.add_argument("--cache", type=Path,
                    help="folder of out-of-fold predictions: a model found there (same data, "
                         "folds, seed and settings) is read, not trained; one trained is "
                         "written there")  # fmt: skip
     p.add_argument("--only-folds", type=int, nargs="+", metavar="K",
-                   help="with --fit-only: only these folds (1-based)")  # fmt: skip
+                   help="with --fit-only: only these folds (1-based; 001: of the folds "
+                        "protocol)")  # fmt: skip
     p.add_argument("--fit-only", action="store_true",
                    help="train the models into --cache and stop (to fit models in separate "
                         "processes, then table them together)")  # fmt: skip
@@ -58,9 +81,10 @@ def add(sub: Subparsers) -> None:
 
     p = command(
         group_sub, "cost",
-        "what a post would cost in the stream for a system with no incremental form: "
-        "re-encoding the user's history of 50, 500 and 5,000 events, beside the live "
-        "scorer's incremental step (the bench of 'deepcredit bench step'), paired repeats",
+        "what a post would cost in the stream re-encoding the user's history of 50, 500 and "
+        "5,000 events (004's BiLSTM, 001's CNN-LSTM; 001's streaming form too), beside the "
+        "live scorer's incremental step (the bench of 'deepcredit bench step'), paired "
+        "repeats",
         _cost,
     )  # fmt: skip
     p.add_argument("--paper", required=True, choices=_PAPERS, help="the seed paper")
@@ -84,7 +108,6 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def _uci(args: argparse.Namespace) -> int:
-    import dataclasses
     import hashlib
 
     import numpy as np
@@ -101,8 +124,6 @@ def _uci(args: argparse.Namespace) -> int:
         table = read_uci(args.table)
     except UciError as exc:
         raise CliError(str(exc)) from None
-    bilstm = from_args(BiLstmConfig, args, seed=args.seed)
-    cfg = from_args(Paper004Config, args, bilstm=bilstm)
     started = time.perf_counter()
     say = lambda line: print(line, flush=True)  # noqa: E731
     if args.fit_only and args.cache is None:
@@ -110,6 +131,13 @@ def _uci(args: argparse.Namespace) -> int:
     if args.only_folds and not args.fit_only:
         raise CliError("--only-folds goes with --fit-only (the tables need every fold)")
     only = None if not args.only_folds else {k - 1 for k in args.only_folds}
+    data = {"table": str(args.table), "clients": len(table), "defaults": int(table.y.sum()),
+            "default_rate": round(float(np.mean(table.y)), 4),
+            "sha256": hashlib.sha256(args.table.read_bytes()).hexdigest()}  # fmt: skip
+    if args.paper == "001":
+        return _uci001(args, table, data, only, started, say)
+    bilstm = from_args(BiLstmConfig, args, seed=args.seed)
+    cfg = from_args(Paper004Config, args, bilstm=bilstm)
     cv = cross_validate(table, cfg, args.models, progress=say, cache=args.cache, only_folds=only)
     if args.fit_only:
         print(f"out-of-fold predictions in {args.cache}")
@@ -119,10 +147,7 @@ def _uci(args: argparse.Namespace) -> int:
               written_at=datetime.now(UTC).isoformat(timespec="seconds"),
               seconds=round(time.perf_counter() - started, 1), machine=machine(),
               config=dataclasses.asdict(cfg),
-              data={"table": str(args.table), "clients": len(table),
-                    "defaults": int(table.y.sum()),
-                    "default_rate": round(float(np.mean(table.y)), 4),
-                    "sha256": hashlib.sha256(args.table.read_bytes()).hexdigest()},
+              data=data,
               notes=[] if args.cache is None else [
                   f"fits read from or written to {args.cache} (per model and fold, by "
                   "'deepcredit challengers uci --paper 004 --models M --cache DIR --fit-only "
@@ -134,6 +159,52 @@ def _uci(args: argparse.Namespace) -> int:
     return 0
 
 
+def _uci001(args: argparse.Namespace, table: UciTable, data: dict, only: set[int] | None,
+            started: float, say: Callable[[str], None]) -> int:  # fmt: skip
+    from training.challengers.paper001 import paper001_rows, predict_all
+    from training.challengers.results import Run, merge_into
+    from training.experiments.ablation import machine
+
+    if args.models:
+        raise CliError("--models is paper 004's; paper 001 fits its ensemble's four members "
+                       "and 004's GB together")  # fmt: skip
+    given = {k: getattr(args, f"cnnlstm_{k}") for k in _CNNLSTM_OPTIONS}
+    cnnlstm = CnnLstmConfig(threads=args.threads, seed=args.seed, **given)
+    cfg = from_args(Paper001Config, args, cnnlstm=cnnlstm)
+    for protocol in cfg.protocols:
+        fold_only = only if protocol == "folds" else None
+        if only is not None and protocol == "holdout" and len(cfg.protocols) > 1:
+            continue  # --only-folds names folds: the holdout is fitted by its own call
+        predictions = predict_all(table, protocol, cfg, progress=say, cache=args.cache,
+                                  only=fold_only)  # fmt: skip
+        if args.fit_only:
+            continue
+        rows = paper001_rows(table, protocol, predictions, cfg, _command(args), progress=say)
+        run = Run(command=_command(args), part=f"001/uci/{protocol}",
+                  written_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                  seconds=round(time.perf_counter() - started, 1), machine=machine(),
+                  config=dataclasses.asdict(cfg), data=data,
+                  notes=[] if args.cache is None else [
+                      f"fits read from or written to {args.cache} (per split, by 'deepcredit "
+                      "challengers uci --paper 001 --protocols P --cache DIR --fit-only "
+                      "[--only-folds K]'); each split's fit seconds, epochs and rounds are in "
+                      "the members' rows' detail.fit"])  # fmt: skip
+        merge_into(args.out, rows, run)
+        print(_ensemble_table(rows, protocol))
+    print(f"out-of-fold predictions in {args.cache}" if args.fit_only else f"written to {args.out}")
+    return 0
+
+
+def _ensemble_table(rows: list, protocol: str) -> str:
+    keys = ("accuracy", "recall", "f1", "auc", "ks", "brier", "h_measure")
+    lines = [f"{protocol}: {'model':9} " + " ".join(f"{k:>10}" for k in keys)]
+    for r in rows:
+        if r.table == protocol:
+            lines.append(f"{'':{len(protocol) + 2}}{r.model:9} "
+                         + " ".join(f"{r.figures[k].value:>10.4f}" for k in keys))  # fmt: skip
+    return "\n".join(lines)
+
+
 def _table3(rows: list) -> str:
     keys = ("accuracy", "balanced_accuracy", "auc", "ks", "brier", "h_measure")
     lines = [f"{'model':8} " + " ".join(f"{k:>17}" for k in keys)]
@@ -141,6 +212,16 @@ def _table3(rows: list) -> str:
         if r.table == "table3":
             lines.append(f"{r.model:8} " + " ".join(f"{r.figures[k].value:>17.4f}" for k in keys))
     return "\n".join(lines)
+
+
+#: What each paper says of serving, beside its cost rows.
+_COST_TEXT = {
+    "004": "no incremental form (bidirectional); 'evaluation of LSTM model is very fast "
+           "(seconds of computational time)'",
+    "001": "the paper says nothing of serving; built with causal convolutions here, it has an "
+           "incremental form (a window of the last events through the CNN, one LSTM step, "
+           "running attention sums), timed as stream_us_per_post",
+}  # fmt: skip
 
 
 def _cost(args: argparse.Namespace) -> int:
@@ -151,14 +232,14 @@ def _cost(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         raise CliError("--repeats must be at least 1")
     started = time.perf_counter()
-    result = reencode_cost(repeats=args.repeats)
-    rows = [Row(paper=args.paper, data="stream", table="reencode-cost", model="bilstm",
+    model = {"004": "bilstm", "001": "cnnlstm"}[args.paper]
+    result = reencode_cost(repeats=args.repeats, model_name=model)
+    figures = ("reencode_us_per_post", "step_us_per_post", "reencode_over_step",
+               "stream_us_per_post", "stream_over_step")  # fmt: skip
+    rows = [Row(paper=args.paper, data="stream", table="reencode-cost", model=model,
                 group=f"{r['history_events']} events", command=_command(args),
-                figures={"reencode_us_per_post": Figure(r["reencode_us_per_post"]),
-                         "step_us_per_post": Figure(r["step_us_per_post"]),
-                         "reencode_over_step": Figure(r["reencode_over_step"])},
-                paper_text="no incremental form (bidirectional); 'evaluation of LSTM model "
-                           "is very fast (seconds of computational time)'",
+                figures={k: Figure(r[k]) for k in figures if k in r},
+                paper_text=_COST_TEXT[args.paper],
                 detail={k: v for k, v in r.items() if k.endswith("_runs")})
             for r in result["rows"]]  # fmt: skip
     run = Run(command=_command(args), part=f"{args.paper}/stream/reencode-cost",
@@ -167,9 +248,12 @@ def _cost(args: argparse.Namespace) -> int:
               config={k: v for k, v in result.items() if k != "rows"})  # fmt: skip
     merge_into(args.out, rows, run)
     for r in result["rows"]:
+        streamed = ("" if "stream_us_per_post" not in r else
+                    f"; its streaming form {r['stream_us_per_post']:.0f} µs")  # fmt: skip
         print(
             f"{r['history_events']:>5} events: re-encode {r['reencode_us_per_post']:.0f} µs "
             f"per post, step {r['step_us_per_post']:.1f} µs, x{r['reencode_over_step']:.0f}"
+            + streamed
         )
     print(f"written to {args.out}")
     return 0

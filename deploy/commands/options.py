@@ -73,6 +73,8 @@ class Option:
     field in seconds); the help shows the default in command-line units.
     ``type``: parses one command-line string into the field's value, instead of the type the
     annotation names.
+    ``dest``: the attribute of the parsed arguments (default the field's name), for a command
+    with two dataclasses that share a field name; ``from_args`` does not read it.
     """
 
     field: str
@@ -83,6 +85,7 @@ class Option:
     metavar: str | None = None
     scale: float = 1
     type: Callable[[str], Any] | None = None
+    dest: str | None = None
 
 
 # Which field each option was made from, for the test that the command line's defaults are
@@ -187,7 +190,7 @@ def _argparse_kwargs(
     if not text:
         raise TypeError(f"{cls.__name__}.{f.name} has no help for the command line: give it "
                         "field(metadata={'help': ...}) or Option(help=...)")  # fmt: skip
-    kwargs: dict[str, Any] = {"dest": f.name, "help": text.replace("%", "%%")}
+    kwargs: dict[str, Any] = {"dest": opt.dest or f.name, "help": text.replace("%", "%%")}
     if hint is bool and opt.type is None:
         return kwargs | {"action": "store_false" if default else "store_true", "default": default}
     if default is dataclasses.MISSING:

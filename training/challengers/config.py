@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["MODELS", "BiLstmConfig", "Paper004Config"]
+__all__ = [
+    "MEMBERS_001",
+    "MODELS",
+    "MODELS_001",
+    "PROTOCOLS_001",
+    "BiLstmConfig",
+    "CnnLstmConfig",
+    "Paper001Config",
+    "Paper004Config",
+]
 
 
 @dataclass(frozen=True)
@@ -42,3 +51,67 @@ class Paper004Config:
         "help": "bootstrap resamples of the clients for the intervals"})  # fmt: skip
     level: float = field(default=0.95, metadata={"help": "interval level"})
     bilstm: BiLstmConfig = field(default_factory=BiLstmConfig)
+
+
+@dataclass(frozen=True)
+class CnnLstmConfig:
+    """How paper 001's CNN-LSTM is built and trained (``training.challengers.cnnlstm``). The
+    defaults are the paper's where it gives them (its Table 3's optimal values, "Loss Function
+    and Optimization", "Model Training"); the rest are the choices its text leaves open."""
+
+    filters: tuple[int, ...] = field(default=(64, 128, 256), metadata={
+        "help": "filters of each CNN branch's three residual convolutions (paper: 64, 128, "
+                "256)"})  # fmt: skip
+    lstm_units: int = field(default=128, metadata={"help": "LSTM units (paper: 128)"})
+    dropout: float = field(default=0.5, metadata={
+        "help": "dropout of the fully connected layers (paper: 0.5)"})  # fmt: skip
+    loss_alpha: float = field(default=0.7, metadata={
+        "help": "the loss: alpha * BCE + (1 - alpha) * focal (paper: 0.7)"})  # fmt: skip
+    focal_gamma: float = field(default=2.0, metadata={
+        "help": "the focal loss's focusing exponent (the paper gives none; 2 is Lin et "
+                "al.'s)"})  # fmt: skip
+    lr: float = field(default=1e-3, metadata={"help": "Adam's initial learning rate (paper)"})
+    batch: int = field(default=256, metadata={"help": "clients per gradient step (paper)"})
+    epochs: int = field(default=100, metadata={"help": "most passes over the training clients "
+                                                       "(paper: 100)"})  # fmt: skip
+    patience: int = field(default=10, metadata={
+        "help": "epochs without a lower validation loss before stopping (paper: 10)"})  # fmt: skip
+    plateau: int = field(default=5, metadata={
+        "help": "epochs of a flat validation loss before the learning rate is cut tenfold "
+                "(paper: 5)"})  # fmt: skip
+    threads: int = field(default=1, metadata={"help": "torch threads (the machine is shared)"})
+    seed: int = field(default=0, metadata={"help": "seed of the weights and the batches"})
+
+
+#: Paper 001's models: its ensemble and the ensemble's four members, then paper 004's gradient
+#: boosting (the strongest of 004's rows that refits in seconds) on the same clients, so the
+#: two papers' rows can be compared pairwise. Name → label.
+MODELS_001 = {"ensemble": "Weighted ensemble (CNN-LSTM, LightGBM, XGBoost, RF)",
+              "cnnlstm": "CNN-LSTM (focal + BCE loss)", "lightgbm": "LightGBM",
+              "xgboost": "XGBoost", "rf": "Random forest (RF)",
+              "gb004": "Paper 004's gradient boosting (GB)"}  # fmt: skip
+#: The ensemble's members, in the order of their weights.
+MEMBERS_001 = ("cnnlstm", "lightgbm", "xgboost", "rf")
+#: The two protocols: paper 001's own train / validation / test split, and paper 004's folds.
+PROTOCOLS_001 = ("holdout", "folds")
+
+
+@dataclass(frozen=True)
+class Paper001Config:
+    """Paper 001's experiment on UCI (``training.challengers.paper001``: the choices its text
+    leaves open)."""
+
+    protocols: tuple[str, ...] = field(default=PROTOCOLS_001, metadata={
+        "help": "holdout: the paper's 70/15/15 split of the clients; folds: paper 004's "
+                "five folds (each training fold split 70:15 into training and "
+                "validation)"})  # fmt: skip
+    folds: int = field(default=5, metadata={"help": "folds of the cross-validation"})
+    seed: int = field(default=0, metadata={"help": "seed of the splits and of every model"})
+    trials: int = field(default=100, metadata={
+        "help": "Optuna (TPE) trials choosing the ensemble's weights on the validation "
+                "clients"})  # fmt: skip
+    trees: int = field(default=300, metadata={"help": "trees of the random forest"})
+    bootstrap: int = field(default=200, metadata={
+        "help": "bootstrap resamples of the clients for the intervals"})  # fmt: skip
+    level: float = field(default=0.95, metadata={"help": "interval level"})
+    cnnlstm: CnnLstmConfig = field(default_factory=CnnLstmConfig)

@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from sklearn.ensemble import (
@@ -66,6 +67,8 @@ __all__ = [
     "MODELS",
     "CrossValidated",
     "Paper004Config",
+    "Resampling",
+    "benchmark",
     "cache_key",
     "classification_figures",
     "cross_validate",
@@ -114,6 +117,13 @@ def _benchmarks(seed: int) -> dict[str, Callable[[np.ndarray, np.ndarray, np.nda
         "svm": _platt_svm(seed),
         "logr": _sklearn(lambda: LogisticRegression(C=1.0, max_iter=2000)),
     }  # fmt: skip
+
+
+def benchmark(name: str, seed: int) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    """Paper 004's benchmark classifier ``name`` (a key of ``MODELS`` but ``bilstm``) as
+    ``fit_predict(x_train (N, D), y_train (N,), x_test (M, D)) -> P(default) (M,)``, seeded.
+    Raises KeyError for another name."""
+    return _benchmarks(seed)[name]
 
 
 @dataclass(frozen=True)
@@ -251,11 +261,17 @@ def customer_groups(table: UciTable) -> dict[str, np.ndarray]:
 
 
 def bootstrap_intervals(
-    y: np.ndarray, p: np.ndarray, resamples: int, level: float, seed: int
+    y: np.ndarray,
+    p: np.ndarray,
+    resamples: int,
+    level: float,
+    seed: int,
+    measures: Callable[[np.ndarray, np.ndarray], dict[str, float]] = classification_figures,
 ) -> dict[str, tuple[float, float]]:
-    """Percentile intervals at ``level`` of every ``classification_figures`` measure over
-    ``resamples`` resamples of the rows (clients, independent here: one row each) with
-    replacement; a resample that holds one class only is drawn again."""
+    """Percentile intervals at ``level`` of every measure of ``measures`` (default
+    ``classification_figures``) over ``resamples`` resamples of the rows (clients, independent
+    here: one row each) with replacement; a resample that holds one class only is drawn
+    again."""
     rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {}
     n, done = len(y), 0
@@ -263,7 +279,7 @@ def bootstrap_intervals(
         idx = rng.integers(0, n, n)
         if y[idx].min() == y[idx].max():
             continue
-        for k, v in classification_figures(y[idx], p[idx]).items():
+        for k, v in measures(y[idx], p[idx]).items():
             draws.setdefault(k, []).append(v)
         done += 1
     tail = (1 - level) / 2 * 100
@@ -271,15 +287,28 @@ def bootstrap_intervals(
             for k, v in draws.items()}  # fmt: skip
 
 
+class Resampling(Protocol):
+    """What ``model_figures`` reads of a paper's configuration."""
+
+    bootstrap: int
+    level: float
+    seed: int
+
+
 def model_figures(
-    y: np.ndarray, p: np.ndarray, fold: np.ndarray, cfg: Paper004Config
+    y: np.ndarray,
+    p: np.ndarray,
+    fold: np.ndarray,
+    cfg: Resampling,
+    measures: Callable[[np.ndarray, np.ndarray], dict[str, float]] = classification_figures,
 ) -> dict[str, dict[str, float]]:
-    """Each measure of out-of-fold probabilities ``p`` (N,) against ``y`` (N,): ``value`` on
-    all rows pooled, the bootstrap interval (``low``, ``high``), and ``fold_mean``/``fold_sd``
-    (sample standard deviation) over the folds that hold both classes."""
-    pooled = classification_figures(y, p)
-    intervals = bootstrap_intervals(y, p, cfg.bootstrap, cfg.level, cfg.seed)
-    per_fold = [classification_figures(y[fold == k], p[fold == k])
+    """Each measure of ``measures`` (default ``classification_figures``) of out-of-fold
+    probabilities ``p`` (N,) against ``y`` (N,): ``value`` on all rows pooled, the bootstrap
+    interval (``low``, ``high``), and ``fold_mean``/``fold_sd`` (sample standard deviation) over
+    the folds that hold both classes (one fold: NaN)."""
+    pooled = measures(y, p)
+    intervals = bootstrap_intervals(y, p, cfg.bootstrap, cfg.level, cfg.seed, measures)
+    per_fold = [measures(y[fold == k], p[fold == k])
                 for k in np.unique(fold) if 0 < y[fold == k].sum() < (fold == k).sum()]  # fmt: skip
     out = {}
     for k, v in pooled.items():

@@ -9,6 +9,12 @@ here: one forward of the BiLSTM score (``training.challengers.bilstm``, torch, o
 inference mode, batch of one) over a history of 50, 500 and 5,000 events, one event one time
 step of its three features; against the compiled step's µs per post of the same repeat.
 Weights are a fresh model's (the cost does not depend on their values).
+
+Paper 001's CNN-LSTM (``training.challengers.cnnlstm``, the paper's sizes: 64/128/256 filters,
+128 LSTM units), timed the same way re-encoding the history, and in its incremental form
+(``CnnLstmStream``: a window of ``receptive_field`` events through the convolutions, one LSTM
+step, the attention's running sums) one post after a history of each length: its cost should
+not grow with the history.
 """
 
 from __future__ import annotations
@@ -16,18 +22,38 @@ from __future__ import annotations
 import statistics
 import time
 
+import numpy as np
 import torch
 
 from training.challengers.bilstm import BiLstmScore
+from training.challengers.cnnlstm import CnnLstmScore, CnnLstmStream
 from training.experiments.step_cost import step_cost
 
-__all__ = ["HISTORY_LENGTHS", "reencode_cost"]
+__all__ = ["HISTORY_LENGTHS", "REENCODED", "reencode_cost"]
+
+#: The challengers this bench times: model name → the paper.
+REENCODED = {"bilstm": "004", "cnnlstm": "001"}
 
 #: Events of history a post re-encodes (the issue's three lengths).
 HISTORY_LENGTHS = (50, 500, 5000)
 
 
-def _bilstm_seconds(model: BiLstmScore, events: int, calls: int) -> float:
+def _stream_seconds(model: CnnLstmScore, events: int, calls: int) -> float:
+    """Median seconds of one post to the incremental form after ``events`` events of history
+    (the history is fed untimed; each timed post is one more event)."""
+    rng = np.random.default_rng(events)
+    stream = CnnLstmStream(model, rng.normal(size=8))
+    for e in rng.normal(size=(events, 3)):
+        stream.step(e)
+    times = []
+    for e in rng.normal(size=(calls, 3)):
+        started = time.perf_counter()
+        stream.step(e)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def _reencode_seconds(model: torch.nn.Module, events: int, calls: int) -> float:
     temporal, static = torch.randn(1, events, 3), torch.randn(1, 8)
     with torch.inference_mode():
         model(temporal, static)  # first call allocates: not timed
@@ -47,16 +73,26 @@ def reencode_cost(
     step_users: int = 50,
     repeats: int = 5,
     calls: int = 5,
+    model_name: str = "bilstm",
 ) -> dict:
-    """µs per post of the BiLSTM re-encoding ``lengths`` events (median of ``calls`` per
-    repeat) and of the incremental step (``step_cost`` at ``step_hidden``, ``step_users``
-    users), alternating per repeat; the ratio re-encode / step per repeat, its median. Torch
-    runs on one thread (the machine is shared; the step is single-threaded too)."""
+    """µs per post of ``model_name`` (``REENCODED``: paper 004's BiLSTM at ``bilstm_hidden``,
+    or paper 001's CNN-LSTM at its paper's sizes) re-encoding ``lengths`` events (median of
+    ``calls`` per repeat) and of the incremental step (``step_cost`` at ``step_hidden``,
+    ``step_users`` users), alternating per repeat; the ratio re-encode / step per repeat, its
+    median. The CNN-LSTM's incremental form is timed too, one post after each history length
+    (``stream_us_per_post``). Torch runs on one thread (the machine is shared; the step is
+    single-threaded too). Raises ValueError for another model."""
+    if model_name not in REENCODED:
+        raise ValueError(f"unknown model {model_name!r}; known: {', '.join(REENCODED)}")
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    model = BiLstmScore(3, 8, bilstm_hidden).eval()
+    if model_name == "bilstm":
+        model: torch.nn.Module = BiLstmScore(3, 8, bilstm_hidden).eval()
+    else:
+        model = CnnLstmScore(8).eval()
     step_us: list[float] = []
     reencode_us: dict[int, list[float]] = {n: [] for n in lengths}
+    stream_us: dict[int, list[float]] = {n: [] for n in lengths}
     for r in range(repeats):
 
         def step() -> None:
@@ -65,7 +101,9 @@ def reencode_cost(
 
         def reencode() -> None:
             for n in lengths:
-                reencode_us[n].append(1e6 * _bilstm_seconds(model, n, calls))
+                reencode_us[n].append(1e6 * _reencode_seconds(model, n, calls))
+                if isinstance(model, CnnLstmScore):
+                    stream_us[n].append(1e6 * _stream_seconds(model, n, calls))
 
         for part in (step, reencode) if r % 2 == 0 else (reencode, step):
             part()
@@ -80,6 +118,15 @@ def reencode_cost(
             "reencode_over_step_runs": [round(x, 1) for x in ratios],
             "reencode_us_runs": [round(x, 1) for x in reencode_us[n]],
         })  # fmt: skip
-    return {"model": "bilstm", "bilstm_hidden": bilstm_hidden, "step_hidden": step_hidden,
+        if stream_us[n]:
+            stream = [b / s for b, s in zip(stream_us[n], step_us, strict=True)]
+            rows[-1] |= {
+                "stream_us_per_post": round(statistics.median(stream_us[n]), 1),
+                "stream_over_step": round(statistics.median(stream), 1),
+                "stream_us_runs": [round(x, 1) for x in stream_us[n]],
+            }  # fmt: skip
+    sizes = {"bilstm_hidden": bilstm_hidden} if model_name == "bilstm" else {
+        "cnnlstm": {"filters": [64, 128, 256], "lstm_units": 128}}  # fmt: skip
+    return {"model": model_name, **sizes, "step_hidden": step_hidden,
             "step_users": step_users, "repeats": repeats, "calls": calls,
             "torch_threads": torch.get_num_threads(), "rows": rows}  # fmt: skip
