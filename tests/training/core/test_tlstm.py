@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from scorer.timegap import normalise_gap
 from scorer.tlstm import tlstm_step
-from training.core.tlstm import TLSTMCell, TLSTMLayer, export_numpy, final_states
+from training.core.tlstm import CellRun, TLSTMCell, TLSTMLayer, export_numpy, final_states
 
 GAPS_S = st.sampled_from([0.0, 1.0, 3600.0, 86_400.0, 30 * 86_400.0, 180 * 86_400.0]) | st.floats(
     -60.0, 1e8
@@ -210,3 +210,22 @@ def test_parity_holds_over_50_steps(seed: int, d: int, use_time: bool, gaps_s: l
         errors = (h_np - h_ref, c_np - c_ref, h_one - h_ref[0], c_one - c_ref[0])
         worst = max(worst, *(float(np.abs(e).max()) for e in errors))
     assert worst < 1e-5
+
+
+@pytest.mark.parametrize("use_time", [True, False])
+def test_cell_run_is_the_cell_forward(use_time: bool) -> None:
+    """CellRun (inputs for every step at once, then steps) is TLSTMCell.forward, gradients
+    included, with part of the input known ahead and part given per step."""
+    cell = random_cell(5, 4, use_time, seed=3, dtype=torch.float64)
+    x = torch.randn(3, 5, dtype=torch.float64)
+    dt = torch.rand(3, dtype=torch.float64) * 5
+    h0 = torch.tanh(torch.randn(3, 4, dtype=torch.float64))
+    c0 = torch.randn(3, 4, dtype=torch.float64)
+    run = CellRun(cell, known=slice(0, 3), dynamic=slice(3, 5))
+    gx, tm, sh = run.inputs(x[:, :3], dt)
+    fast = run.step(gx, tm, sh, (h0, c0), x[:, 3:])
+    fast_grad = torch.autograd.grad(sum(t.sum() for t in fast), list(cell.parameters()))
+    plain = cell(x, dt, (h0, c0))
+    plain_grad = torch.autograd.grad(sum(t.sum() for t in plain), list(cell.parameters()))
+    torch.testing.assert_close(fast, plain, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fast_grad, plain_grad, rtol=1e-10, atol=1e-10)
