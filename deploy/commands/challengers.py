@@ -113,9 +113,8 @@ def _uci(args: argparse.Namespace) -> int:
     import numpy as np
 
     from training.challengers.paper004 import cross_validate, paper004_rows
-    from training.challengers.results import Run, merge_into
+    from training.challengers.results import merge_into
     from training.challengers.uci import UciError, read_uci
-    from training.experiments.ablation import machine
 
     if not args.table.is_file():
         raise CliError(f"no such file: {args.table} (the UCI table: ../shared/data/"
@@ -143,12 +142,8 @@ def _uci(args: argparse.Namespace) -> int:
         print(f"out-of-fold predictions in {args.cache}")
         return 0
     rows = paper004_rows(table, cv, cfg, _command(args), progress=say)
-    run = Run(command=_command(args), part=f"{args.paper}/uci/tables",
-              written_at=datetime.now(UTC).isoformat(timespec="seconds"),
-              seconds=round(time.perf_counter() - started, 1), machine=machine(),
-              config=dataclasses.asdict(cfg),
-              data=data,
-              notes=[] if args.cache is None else [
+    run = _run(args, f"{args.paper}/uci/tables", cfg, data, started,
+               notes=[] if args.cache is None else [
                   f"fits read from or written to {args.cache} (per model and fold, by "
                   "'deepcredit challengers uci --paper 004 --models M --cache DIR --fit-only "
                   "[--only-folds K]'); each fold's fit time and epochs are in the table3 "
@@ -159,11 +154,22 @@ def _uci(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace, part: str, cfg: object, data: dict, started: float,
+         notes: list[str]) -> object:  # fmt: skip
+    """The results file's record of this run of ``part`` (``training.challengers.results.Run``)."""
+    from training.challengers.results import Run
+    from training.experiments.ablation import machine
+
+    return Run(command=_command(args), part=part,
+               written_at=datetime.now(UTC).isoformat(timespec="seconds"),
+               seconds=round(time.perf_counter() - started, 1), machine=machine(),
+               config=dataclasses.asdict(cfg), data=data, notes=notes)  # fmt: skip
+
+
 def _uci001(args: argparse.Namespace, table: UciTable, data: dict, only: set[int] | None,
             started: float, say: Callable[[str], None]) -> int:  # fmt: skip
     from training.challengers.paper001 import paper001_rows, predict_all
-    from training.challengers.results import Run, merge_into
-    from training.experiments.ablation import machine
+    from training.challengers.results import merge_into
 
     if args.models:
         raise CliError("--models is paper 004's; paper 001 fits its ensemble's four members "
@@ -180,11 +186,8 @@ def _uci001(args: argparse.Namespace, table: UciTable, data: dict, only: set[int
         if args.fit_only:
             continue
         rows = paper001_rows(table, protocol, predictions, cfg, _command(args), progress=say)
-        run = Run(command=_command(args), part=f"001/uci/{protocol}",
-                  written_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                  seconds=round(time.perf_counter() - started, 1), machine=machine(),
-                  config=dataclasses.asdict(cfg), data=data,
-                  notes=[] if args.cache is None else [
+        run = _run(args, f"001/uci/{protocol}", cfg, data, started,
+                   notes=[] if args.cache is None else [
                       f"fits read from or written to {args.cache} (per split, by 'deepcredit "
                       "challengers uci --paper 001 --protocols P --cache DIR --fit-only "
                       "[--only-folds K]'); each split's fit seconds, epochs and rounds are in "
