@@ -38,6 +38,14 @@ def add(sub: Subparsers) -> None:
         metavar="ROW",
         help=f"only these rows, of: {', '.join([*VARIANTS, *BASELINES])}",
     )
+    p.add_argument("--predictions", type=Path,
+                   help="folder for each row's test predictions (ROW.jsonl.gz, the format of "
+                        "'deepcredit report'); every row's differences to the deepcredit row "
+                        "found there, with 95%% user-bootstrap intervals, go into the result")
+    p.add_argument("--merge", type=Path, nargs="+", metavar="RESULT",
+                   help="fit nothing: join the rows of these results of the same events, split "
+                        "and settings (runs of row groups side by side) into --out, with the "
+                        "differences from --predictions")  # fmt: skip
     add_options(p, AblationConfig, Option("hidden_size", "--hidden"), "epochs", "batch_users",
                 "lr", "max_minutes_per_model", "seed")  # fmt: skip
 
@@ -50,12 +58,13 @@ def _run(args: argparse.Namespace) -> int:
     from training.experiments.ablation import (
         benchmark_summary,
         config_dict,
+        differences,
         machine,
         run_ablation,
         table,
     )
 
-    for path in (args.events, args.oracle):
+    for path in (args.events, args.oracle, *(args.merge or ())):
         if path is not None and not path.is_file():
             raise CliError(f"no such file: {path}")
     cfg = from_args(AblationConfig, args)
@@ -64,14 +73,44 @@ def _run(args: argparse.Namespace) -> int:
     if args.stats:
         benchmark["generator"] = json.loads(args.stats.read_text())
 
-    def save(rows: list[dict], complete: bool = False) -> None:
+    def save(rows: list[dict], complete: bool = False, minus: dict | None = None) -> None:
         result = {"benchmark": benchmark, "rows": rows, "complete": complete,
                   "config": config_dict(cfg), "command": "deepcredit " + shlex.join(args.argv),
                   "machine": machine()}  # fmt: skip
+        if minus is not None:
+            result["deepcredit_minus"] = minus
         write_json(args.out, result)
 
-    rows = run_ablation(seq, args.events, cfg, rows=args.rows, oracle=args.oracle, on_row=save)
-    save(rows, complete=True)
+    if args.merge:
+        rows = _merged(args.merge, benchmark["data_sha256"], config_dict(cfg))
+    else:
+        rows = run_ablation(seq, args.events, cfg, rows=args.rows, oracle=args.oracle,
+                            predictions=args.predictions, on_row=save)  # fmt: skip
+    minus = None if args.predictions is None else differences(args.predictions)
+    save(rows, complete=True, minus=minus)
     print(table(rows))
     print(f"written to {args.out}")
     return 0
+
+
+def _merged(paths: list[Path], sha256: str, config: dict) -> list[dict]:
+    """The rows of the results ``paths``, in order, refusing a result of other events or
+    settings (the rows' own row lists aside) or a row given twice."""
+    import json
+
+    rows: list[dict] = []
+    for path in paths:
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise CliError(f"cannot read the result {path}: {exc}") from None
+        if result.get("benchmark", {}).get("data_sha256") != sha256:
+            raise CliError(f"{path} is a result of other events than --events")
+        if result.get("config") != config:
+            raise CliError(f"{path} was fitted with other settings: {result.get('config')} "
+                           f"(this command's: {config})")  # fmt: skip
+        for row in result.get("rows", []):
+            if any(r["model"] == row["model"] for r in rows):
+                raise CliError(f"row {row['model']} is in more than one result")
+            rows.append(row)
+    return rows

@@ -23,15 +23,30 @@ from typing import NamedTuple
 import numpy as np
 
 from scorer.card import TargetMetrics
+from training.core.bootstrap import paired_differences
 from training.core.dataset import Sequences, user_rows
 from training.core.evaluation import binary_metrics
 from training.core.model import TARGETS, ModelConfig
 from training.core.pipeline import peak_rss_mib, reset_peak_rss
-from training.core.train import Split, fit, predict, split
+from training.core.predictions import (
+    ModelManifest,
+    Prediction,
+    read_predictions,
+    write_predictions,
+)
+from training.core.train import Split, fit, predict_rows, split
 from training.core.variants import BASELINES, VARIANTS
 from training.experiments.config import AblationConfig
 
-__all__ = ["PAPER_TABLE_1", "AblationConfig", "machine", "run_ablation", "table"]
+__all__ = [
+    "PAPER_TABLE_1",
+    "AblationConfig",
+    "differences",
+    "machine",
+    "run_ablation",
+    "save_predictions",
+    "table",
+]
 
 #: Paper Table 1, AUC (delinquent, default). Our GBDT row stands for their XGB.
 PAPER_TABLE_1: dict[str, tuple[float, float]] = {
@@ -71,12 +86,14 @@ class Context:
 
 class Fitted(NamedTuple):
     """A row's test labels and predictions, how many epochs it trained (None: not a neural
-    row), and what a baseline chose on the validation users (None: nothing to choose)."""
+    row), what a baseline chose on the validation users (None: nothing to choose), and the
+    test users in the order its rows follow (None: the split's order)."""
 
     y: np.ndarray
     p: np.ndarray
     epochs: int | None = None
     chosen: dict | None = None
+    order: np.ndarray | None = None
 
 
 Fitter = Callable[[Context], Fitted]
@@ -86,7 +103,10 @@ def _streaming(variant: str) -> Fitter:
     def run(c: Context) -> Fitted:
         model_config = ModelConfig(hidden_size=c.cfg.hidden_size, **VARIANTS[variant])
         result = fit(c.seq, c.parts, model_config, c.cfg.train_config(), progress=c.progress)
-        return Fitted(*predict(result.model, c.seq, c.parts.test), result.epochs_run)
+        y, p, row_users = predict_rows(result.model, c.seq, c.parts.test)
+        # Each user's rows come together, in time order: the users in their rows' order.
+        order = row_users[np.r_[True, row_users[1:] != row_users[:-1]]] if len(y) else None
+        return Fitted(y, p, result.epochs_run, order=order)
 
     return run
 
@@ -161,6 +181,7 @@ def run_ablation(
     *,
     rows: list[str] | None = None,
     oracle: Path | None = None,
+    predictions: Path | None = None,
     progress: bool = True,
     on_row: Callable[[list[dict]], None] | None = None,
 ) -> list[dict]:
@@ -168,6 +189,8 @@ def run_ablation(
 
     ``on_row`` sees the rows so far after each one, so a long run can save as it goes.
     ``oracle``: the generator's side file; adds the "oracle" row after the others.
+    ``predictions``: a folder where each row's test predictions go, one prediction file per
+    row (``save_predictions``), for ``differences`` and ``deepcredit report``.
     """
     context = Context(seq, split(seq, cfg.train_config()), cfg, events, progress)
     fitters = dict(ROWS)
@@ -181,8 +204,11 @@ def run_ablation(
             print(f"== {LABELS[name]}", flush=True)
         started = time.monotonic()
         measured = reset_peak_rss()
-        y, p, epochs, chosen = fitters[name](context)
+        fitted = fitters[name](context)
+        y, p, epochs, chosen = fitted.y, fitted.p, fitted.epochs, fitted.chosen
         seconds = time.monotonic() - started
+        if predictions is not None and name in PREDICTED:
+            save_predictions(predictions, name, seq, context.parts.test, fitted, events)
         row: dict = {"model": name, "label": LABELS[name], "seconds": round(seconds, 1)}
         if epochs is not None:
             row["epochs"] = epochs
@@ -203,6 +229,71 @@ def run_ablation(
         if progress:
             print(f"   AUC {row['auc_delinquent']:.3f} / {row['auc_default']:.3f} "
                   f"in {seconds:.0f} s", flush=True)  # fmt: skip
+    return out
+
+
+#: The rows whose predictions ``save_predictions`` writes: those that predict the labelled
+#: posts of the test users one user after another (the re-encode predicts window by window,
+#: in an order of its own, and is left out).
+PREDICTED = frozenset(ROWS) - {"reencode"} | {"oracle"}
+
+
+def save_predictions(
+    directory: Path, name: str, seq: Sequences, users: np.ndarray, fitted: Fitted, events: Path
+) -> Path:
+    """Row ``name``'s test predictions as a prediction file ``directory/<name>.jsonl.gz``
+    (``training.core.predictions``: one line per labelled post and target, named by user and
+    event id). Raises ValueError when the row's labels are not those of the labelled posts of
+    ``users`` (in ``fitted.order`` when given): predictions that would pair with the wrong
+    posts."""
+    from training.report.predict import labelled_posts, rows_of
+
+    order = users if fitted.order is None else fitted.order
+    posts = labelled_posts(seq, np.asarray(order, dtype=np.int64))
+    expected = np.nan_to_num(seq.labels[posts], nan=-1.0)
+    if len(posts) != len(fitted.y) or not np.array_equal(
+        expected, np.nan_to_num(fitted.y, nan=-1.0)
+    ):
+        raise ValueError(f"row {name}: its {len(fitted.y)} predictions are not those of the "
+                         f"{len(posts)} labelled test posts in order")  # fmt: skip
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.jsonl.gz"
+    manifest = ModelManifest(name=name, family=name, streaming=name in VARIANTS,
+                             description=LABELS[name], source="deepcredit ablate",
+                             data=str(events))  # fmt: skip
+    write_predictions(path, manifest, rows_of(name, seq, posts, fitted.p, "test"))
+    return path
+
+
+def differences(
+    directory: Path, reference: str = "deepcredit", *, draws: int = 1000, seed: int = 0
+) -> dict[str, dict[str, dict]]:
+    """For every row with a prediction file in ``directory`` but ``reference``'s, per target:
+    the reference's AUC, KS and Brier minus the row's on the posts both predict, with a 95%
+    interval from ``draws`` bootstrap draws over users (``training.core.bootstrap``). A
+    positive AUC or KS difference, or a negative Brier one, says the reference is better.
+    Empty when the reference has no file. Raises PredictionsError on a broken file."""
+    paths = sorted(directory.glob("*.jsonl.gz"))
+    _, rows = read_predictions(paths)
+    by_model: dict[str, dict[tuple[str, str], Prediction]] = {}
+    for r in rows:
+        by_model.setdefault(r.model, {})[(r.event_id, r.target)] = r
+    ref = by_model.pop(reference, None)
+    if ref is None:
+        return {}
+    out: dict[str, dict[str, dict]] = {}
+    for name, theirs in sorted(by_model.items()):
+        out[name] = {}
+        for target in TARGETS:
+            keys = [k for k in ref if k[1] == target and k in theirs]
+            if not keys:
+                continue
+            y = np.array([ref[k].label for k in keys], dtype=np.float64)
+            p_ref = np.array([ref[k].probability for k in keys])
+            p_row = np.array([theirs[k].probability for k in keys])
+            users = np.array([ref[k].user_id for k in keys])
+            out[name][target] = paired_differences(y, p_ref, p_row, users, draws=draws,
+                                                   seed=seed)  # fmt: skip
     return out
 
 

@@ -36,3 +36,48 @@ def test_ablate_writes_rows_beside_the_paper(
     assert all(r["peak_rss_mib"] > 10 for r in result["rows"])
     printed = capsys.readouterr().out
     assert "| TLSTM (repay) |" in printed and f"({PAPER_TABLE_1['tlstm-repay'][0]:.3f})" in printed
+
+
+def test_rows_run_apart_join_with_differences_to_deepcredit(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from training.core.predictions import read_predictions
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    events = tmp_path / "events.jsonl"
+    assert main(["generate", "--users", "60", "--seed", "2", "--horizon-days", "400",
+                 "--out", str(events), "--quiet"]) == 0  # fmt: skip
+    preds = tmp_path / "predictions"
+    common = ["ablate", "--events", str(events), "--hidden", "8", "--epochs", "1",
+              "--predictions", str(preds)]  # fmt: skip
+    a, b, joined = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "joined.json"
+    assert main([*common, "--rows", "tlstm-repay", "reencode", "lr", "--out", str(a)]) == 0
+    assert json.loads(a.read_text())["deepcredit_minus"] == {}  # no deepcredit row yet
+    # The re-encode predicts window by window in an order of its own: no file for it.
+    assert sorted(p.name for p in preds.iterdir()) == ["lr.jsonl.gz", "tlstm-repay.jsonl.gz"]
+    assert main([*common, "--rows", "deepcredit", "--out", str(b)]) == 0
+    assert main([*common, "--merge", str(a), str(b), "--out", str(joined)]) == 0
+    result = json.loads(joined.read_text())
+    rows = {r["model"]: r for r in result["rows"]}
+    assert list(rows) == ["tlstm-repay", "reencode", "lr", "deepcredit"]
+    minus = result["deepcredit_minus"]
+    assert sorted(minus) == ["lr", "tlstm-repay"]
+    for name, by_target in minus.items():
+        for target in ("delinquent", "default"):
+            auc = by_target[target]["auc"]
+            # The same test posts as the rows' own figures: the difference is theirs.
+            assert auc["difference"] == pytest.approx(
+                rows["deepcredit"][f"auc_{target}"] - rows[name][f"auc_{target}"], abs=2e-4)
+            lo, hi = auc["interval"]
+            assert lo <= auc["difference"] <= hi and lo < hi
+    manifests, predictions = read_predictions(sorted(preds.glob("*.jsonl.gz")))
+    assert manifests["deepcredit"].streaming and not manifests["lr"].streaming
+    posts = {(p.event_id, p.target) for p in predictions if p.model == "deepcredit"}
+    assert posts == {(p.event_id, p.target) for p in predictions if p.model == "lr"}
+    # A result fitted with other settings is refused, not joined.
+    other = json.loads(b.read_text())
+    other["config"]["hidden_size"] = 4
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps(other))
+    assert main([*common, "--merge", str(a), str(odd), "--out", str(joined)]) != 0
+    assert "other settings" in capsys.readouterr().err
