@@ -17,10 +17,11 @@ changes); the spatial attention's convolution has width 7 (CBAM's); after it the
 is averaged over positions; the BiLSTM has ``lstm_units`` per direction; the network is
 trained end to end with a sigmoid head on the fused layer and binary cross-entropy (early
 stopping on the validation clients' loss), then the fused layer's activations (in eval mode)
-are XGBoost's inputs. The focal loss (Lin et al. 2017):
-FL = −α y (1 − p)^γ log p − (1 − α)(1 − y) p^γ log(1 − p), p = σ(margin); its gradient and
-Hessian with respect to the margin are derived in ``focal_grad_hess`` (the Hessian, negative
-for some confident rows when γ > 0, is floored at 1e-6 so each Newton step of the trees is a
+are XGBoost's inputs, its margins starting from the training rows' log-odds. The focal loss
+(Lin et al. 2017): FL = −α y (1 − p)^γ log p − (1 − α)(1 − y) p^γ log(1 − p), p = σ(margin);
+its gradient and Hessian with respect to the margin are derived in ``focal_grad_hess`` (the
+Hessian, negative for some confident rows when γ > 0, is floored at 1e-6 so each Newton step of
+the trees is a
 descent step).
 """
 
@@ -231,7 +232,9 @@ def fit_focal_xgboost(
     patience: int | None = 100,
 ):
     """XGBoost trained on (``x`` (N, F), ``y`` (N,)) with the focal loss as its objective
-    (margins from 0), learning rate 0.05, depth 4, 80% row and column subsampling, up to
+    (every margin starting from the training rows' log-odds of a default, as XGBoost's own
+    logistic objective starts from its intercept; kept in the booster's attribute
+    ``base_margin``), learning rate 0.05, depth 4, 80% row and column subsampling, up to
     ``rounds`` rounds stopped after ``patience`` without a better AUC on (``xv``, ``yv``) (None:
     never stopped); one thread. The booster keeps its best round (``best_iteration``)."""
     import xgboost
@@ -239,20 +242,25 @@ def fit_focal_xgboost(
     def objective(margin: np.ndarray, dtrain: xgboost.DMatrix):
         return focal_grad_hess(margin, dtrain.get_label(), alpha, gamma)
 
-    dtrain = xgboost.DMatrix(x, label=y, base_margin=np.zeros(len(y)))
-    dval = xgboost.DMatrix(xv, label=yv, base_margin=np.zeros(len(yv)))
+    prior = float(np.clip(np.mean(y), 1e-6, 1 - 1e-6))
+    base = float(np.log(prior / (1 - prior)))
+    dtrain = xgboost.DMatrix(x, label=y, base_margin=np.full(len(y), base))
+    dval = xgboost.DMatrix(xv, label=yv, base_margin=np.full(len(yv), base))
     params = {"eta": 0.05, "max_depth": 4, "subsample": 0.8, "colsample_bytree": 0.8,
               "tree_method": "hist", "nthread": 1, "seed": seed, "eval_metric": "auc",
               "disable_default_eval_metric": 0}  # fmt: skip
-    return xgboost.train(params, dtrain, rounds, evals=[(dval, "val")], obj=objective,
-                         early_stopping_rounds=patience, verbose_eval=False)  # fmt: skip
+    booster = xgboost.train(params, dtrain, rounds, evals=[(dval, "val")], obj=objective,
+                            early_stopping_rounds=patience, verbose_eval=False)  # fmt: skip
+    booster.set_attr(base_margin=repr(base))
+    return booster
 
 
 def predict_focal_xgboost(booster, x: np.ndarray) -> np.ndarray:
-    """P(default) (N,): the sigmoid of the booster's margin at its best round."""
+    """P(default) (N,): the sigmoid of the booster's margin at its best round, from the base
+    margin it was trained from."""
     import xgboost
 
-    d = xgboost.DMatrix(x, base_margin=np.zeros(len(x)))
+    d = xgboost.DMatrix(x, base_margin=np.full(len(x), float(booster.attr("base_margin"))))
     margin = booster.predict(d, output_margin=True,
                              iteration_range=(0, booster.best_iteration + 1))  # fmt: skip
     return 1 / (1 + np.exp(-margin))
