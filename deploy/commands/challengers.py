@@ -18,10 +18,13 @@ from deploy.commands.options import Option, add_options, from_args
 from training.challengers.config import (
     MODELS,
     PROTOCOLS_001,
+    ActganConfig,
     BiLstmConfig,
     CnnLstmConfig,
     Paper001Config,
+    Paper003Config,
     Paper004Config,
+    ResNetLstmConfig,
 )
 
 if TYPE_CHECKING:
@@ -30,12 +33,18 @@ if TYPE_CHECKING:
 __all__ = ["add"]
 
 _UCI = Path("../shared/data/uci-credit-card/UCI_Credit_Card.csv")
-_PAPERS = ("001", "004")  # the papers whose systems run here; more join as they are built
+_PAPERS = ("001", "003", "004")  # the papers whose systems run here; more join as they are built
 #: Paper 001's CNN-LSTM settings on the command line: field → flag (parsed into
 #: ``cnnlstm_<field>``, apart from the BiLSTM's options of the same field names).
 _CNNLSTM_OPTIONS = {"epochs": "--cnnlstm-epochs", "patience": "--cnnlstm-patience",
                     "plateau": "--cnnlstm-plateau", "batch": "--cnnlstm-batch",
                     "lr": "--cnnlstm-lr"}  # fmt: skip
+#: Paper 003's ACTGAN and ResNet-LSTM settings on the command line: field → flag (parsed into
+#: ``actgan_<field>`` and ``resnetlstm_<field>``).
+_ACTGAN_OPTIONS = {"epochs": "--gan-epochs", "batch": "--gan-batch",
+                   "mixture_rows": "--gan-mixture-rows", "ratio": "--gan-ratio"}  # fmt: skip
+_RESNETLSTM_OPTIONS = {"epochs": "--resnetlstm-epochs", "patience": "--resnetlstm-patience",
+                       "batch": "--resnetlstm-batch", "lr": "--resnetlstm-lr"}  # fmt: skip
 
 
 def add(sub: Subparsers) -> None:
@@ -50,8 +59,9 @@ def add(sub: Subparsers) -> None:
         group_sub, "uci",
         "a paper's system and its benchmark classifiers on the UCI credit-card table with the "
         "paper's protocol (004: five folds, out-of-fold predictions; 001: a 70/15/15 split, "
-        "and 004's five folds), its tables with our numbers beside the paper's, bootstrap "
-        "intervals and fold spread",
+        "and 004's five folds; 003: a 70/30 split, ACTGAN oversampling of the training "
+        "part), its tables with our numbers beside the paper's, bootstrap intervals and fold "
+        "spread",
         _uci,
     )  # fmt: skip
     p.add_argument("--paper", required=True, choices=_PAPERS, help="the seed paper")
@@ -67,6 +77,11 @@ def add(sub: Subparsers) -> None:
     add_options(p, Paper001Config, Option("protocols", choices=PROTOCOLS_001), "trials", "trees")
     add_options(p, CnnLstmConfig, *(Option(name, flag, dest=f"cnnlstm_{name}")
                                      for name, flag in _CNNLSTM_OPTIONS.items()))  # fmt: skip
+    add_options(p, Paper003Config, "draws", "focal_alpha", "focal_gamma")
+    add_options(p, ActganConfig, *(Option(name, flag, dest=f"actgan_{name}")
+                                   for name, flag in _ACTGAN_OPTIONS.items()))  # fmt: skip
+    add_options(p, ResNetLstmConfig, *(Option(name, flag, dest=f"resnetlstm_{name}")
+                                       for name, flag in _RESNETLSTM_OPTIONS.items()))  # fmt: skip
     p.add_argument("--cache", type=Path,
                    help="folder of out-of-fold predictions: a model found there (same data, "
                         "folds, seed and settings) is read, not trained; one trained is "
@@ -82,7 +97,8 @@ def add(sub: Subparsers) -> None:
     p = command(
         group_sub, "cost",
         "what a post would cost in the stream re-encoding the user's history of 50, 500 and "
-        "5,000 events (004's BiLSTM, 001's CNN-LSTM; 001's streaming form too), beside the "
+        "5,000 events (004's BiLSTM, 001's CNN-LSTM, 003's ResNet-LSTM and focal XGBoost; "
+        "001's streaming form too), beside the "
         "live scorer's incremental step (the bench of 'deepcredit bench step'), paired "
         "repeats",
         _cost,
@@ -135,6 +151,8 @@ def _uci(args: argparse.Namespace) -> int:
             "sha256": hashlib.sha256(args.table.read_bytes()).hexdigest()}  # fmt: skip
     if args.paper == "001":
         return _uci001(args, table, data, only, started, say)
+    if args.paper == "003":
+        return _uci003(args, table, data, started, say)
     bilstm = from_args(BiLstmConfig, args, seed=args.seed)
     cfg = from_args(Paper004Config, args, bilstm=bilstm)
     cv = cross_validate(table, cfg, args.models, progress=say, cache=args.cache, only_folds=only)
@@ -198,12 +216,39 @@ def _uci001(args: argparse.Namespace, table: UciTable, data: dict, only: set[int
     return 0
 
 
+def _uci003(args: argparse.Namespace, table: UciTable, data: dict, started: float,
+            say: Callable[[str], None]) -> int:  # fmt: skip
+    from training.challengers.paper003 import fit_predict, paper003_rows
+    from training.challengers.results import merge_into
+
+    if args.models or args.cache or args.fit_only:
+        raise CliError("--models, --cache and --fit-only are 004's and 001's; paper 003 fits "
+                       "its one split in one run")  # fmt: skip
+    actgan = ActganConfig(seed=args.seed, **{k: getattr(args, f"actgan_{k}")
+                                             for k in _ACTGAN_OPTIONS})  # fmt: skip
+    network = ResNetLstmConfig(threads=args.threads, seed=args.seed,
+                               **{k: getattr(args, f"resnetlstm_{k}")
+                                  for k in _RESNETLSTM_OPTIONS})  # fmt: skip
+    cfg = from_args(Paper003Config, args, actgan=actgan, network=network)
+    predictions = fit_predict(table, cfg, progress=say)
+    rows = paper003_rows(table, predictions, cfg, _command(args), progress=say)
+    merge_into(args.out, rows, _run(args, "003/uci/70-30", cfg, data, started, notes=[]))
+    print(_ensemble_table(rows, "70-30"))
+    for r in rows:
+        if r.table == "70-30-differences":
+            f = r.figures["auc_difference"]
+            say(f"{r.model:28} AUC difference {f.value:+.4f} [{f.low:+.4f}, {f.high:+.4f}]")
+    print(f"written to {args.out}")
+    return 0
+
+
 def _ensemble_table(rows: list, protocol: str) -> str:
     keys = ("accuracy", "recall", "f1", "auc", "ks", "brier", "h_measure")
-    lines = [f"{protocol}: {'model':9} " + " ".join(f"{k:>10}" for k in keys)]
+    width = max(9, *(len(r.model) for r in rows if r.table == protocol))
+    lines = [f"{protocol}: {'model':{width}} " + " ".join(f"{k:>10}" for k in keys)]
     for r in rows:
         if r.table == protocol:
-            lines.append(f"{'':{len(protocol) + 2}}{r.model:9} "
+            lines.append(f"{'':{len(protocol) + 2}}{r.model:{width}} "
                          + " ".join(f"{r.figures[k].value:>10.4f}" for k in keys))  # fmt: skip
     return "\n".join(lines)
 
@@ -221,6 +266,10 @@ def _table3(rows: list) -> str:
 _COST_TEXT = {
     "004": "no incremental form (bidirectional); 'evaluation of LSTM model is very fast "
            "(seconds of computational time)'",
+    "003": "the paper says nothing of serving; its BiLSTM over the months has no incremental "
+           "form (backward direction), so each post re-runs the ResNet over the static "
+           "features, the BiLSTM and attention over the history, and the focal XGBoost on "
+           "the fused features; ACTGAN is training-time only",
     "001": "the paper says nothing of serving; built with causal convolutions here, it has an "
            "incremental form (a window of the last events through the CNN, one LSTM step, "
            "running attention sums), timed as stream_us_per_post",
@@ -235,7 +284,7 @@ def _cost(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         raise CliError("--repeats must be at least 1")
     started = time.perf_counter()
-    model = {"004": "bilstm", "001": "cnnlstm"}[args.paper]
+    model = {"004": "bilstm", "001": "cnnlstm", "003": "resnetlstm"}[args.paper]
     result = reencode_cost(repeats=args.repeats, model_name=model)
     figures = ("reencode_us_per_post", "step_us_per_post", "reencode_over_step",
                "stream_us_per_post", "stream_over_step")  # fmt: skip

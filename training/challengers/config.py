@@ -9,11 +9,15 @@ __all__ = [
     "MEMBERS_001",
     "MODELS",
     "MODELS_001",
+    "MODELS_003",
     "PROTOCOLS_001",
+    "ActganConfig",
     "BiLstmConfig",
     "CnnLstmConfig",
     "Paper001Config",
+    "Paper003Config",
     "Paper004Config",
+    "ResNetLstmConfig",
 ]
 
 
@@ -115,3 +119,86 @@ class Paper001Config:
         "help": "bootstrap resamples of the clients for the intervals"})  # fmt: skip
     level: float = field(default=0.95, metadata={"help": "interval level"})
     cnnlstm: CnnLstmConfig = field(default_factory=CnnLstmConfig)
+
+
+@dataclass(frozen=True)
+class ActganConfig:
+    """Paper 003's ACTGAN (``training.challengers.actgan``): the paper's values where its text
+    gives them (three cross layers, Adam), CTGAN's defaults for the sizes it does not give, and
+    the epochs bounded so that the whole run fits the shared machine."""
+
+    epochs: int = field(default=60, metadata={
+        "help": "passes of batches over the training clients (paper: 10,000 iterations; "
+                "bounded here for one CPU core)"})  # fmt: skip
+    batch: int = field(default=500, metadata={"help": "rows per step (CTGAN's)"})
+    embedding: int = field(default=128, metadata={"help": "noise dimensions (CTGAN's)"})
+    generator: tuple[int, ...] = field(default=(256, 256), metadata={
+        "help": "the generator's residual layers (CTGAN's)"})  # fmt: skip
+    discriminator: tuple[int, ...] = field(default=(256, 256), metadata={
+        "help": "the discriminator's hidden layers (CTGAN's)"})  # fmt: skip
+    cross_layers: int = field(default=3, metadata={"help": "cross layers (paper: 3)"})
+    lr: float = field(default=2e-4, metadata={"help": "Adam learning rate (CTGAN's)"})
+    gp: float = field(default=10.0, metadata={"help": "gradient penalty weight (WGAN-GP's)"})
+    aux_weight: float = field(default=1.0, metadata={
+        "help": "weight of the auxiliary classifier's cross-entropy in both losses"})  # fmt: skip
+    critic_steps: int = field(default=1, metadata={
+        "help": "discriminator steps per generator step (CTGAN's)"})  # fmt: skip
+    mixture_rows: int = field(default=4000, metadata={
+        "help": "rows each amount's Gaussian mixture (CTGAN's mode-specific normalisation) is "
+                "fitted on"})  # fmt: skip
+    ratio: float = field(default=0.4, metadata={
+        "help": "defaults : non-defaults of the training clients after oversampling "
+                "(paper: 0.4)"})  # fmt: skip
+    seed: int = field(default=0, metadata={"help": "seed of the weights, noise and batches"})
+
+
+@dataclass(frozen=True)
+class ResNetLstmConfig:
+    """Paper 003's ResNet-LSTM (``training.challengers.resnetlstm``): the paper's Table 2 as
+    its text gives it (convolutions of 16, 32, 64 and 128 filters, dropout 0.5, ReLU, Adam at
+    1e-4) and the choices it leaves open."""
+
+    filters: tuple[int, ...] = field(default=(16, 32, 64, 128), metadata={
+        "help": "filters of the ResNet's residual blocks (paper: 16, 32, 64, 128)"})  # fmt: skip
+    lstm_units: int = field(default=64, metadata={"help": "BiLSTM units per direction"})
+    fused: int = field(default=64, metadata={
+        "help": "width of the fully connected fusion layer (XGBoost's inputs)"})  # fmt: skip
+    dropout: float = field(default=0.5, metadata={"help": "dropout (paper: 0.5)"})
+    lr: float = field(default=1e-4, metadata={"help": "Adam learning rate (paper: 1e-4)"})
+    batch: int = field(default=256, metadata={"help": "clients per gradient step"})
+    epochs: int = field(default=40, metadata={"help": "most passes over the training clients"})
+    patience: int = field(default=5, metadata={
+        "help": "epochs without a lower validation loss before stopping"})  # fmt: skip
+    threads: int = field(default=1, metadata={"help": "torch threads (the machine is shared)"})
+    seed: int = field(default=0, metadata={"help": "seed of the weights and the batches"})
+
+
+#: Paper 003's models on UCI: its system first, the ablation without ACTGAN, the network's own
+#: output, and plain gradient boosting on the raw columns with and without ACTGAN's rows. Name →
+#: label.
+MODELS_003 = {"system": "ACTGAN + ResNet-LSTM + focal XGBoost (paper 003)",
+              "no_actgan": "ResNet-LSTM + focal XGBoost, no oversampling",
+              "resnetlstm": "ResNet-LSTM's own sigmoid output (ACTGAN rows)",
+              "xgboost": "XGBoost on the raw columns, no oversampling",
+              "xgboost_actgan": "XGBoost on the raw columns + ACTGAN rows"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Paper003Config:
+    """Paper 003's experiment on UCI (``training.challengers.paper003``)."""
+
+    test_share: float = field(default=0.3, metadata={"help": "share of clients tested (paper)"})
+    validation_share: float = field(default=0.2, metadata={
+        "help": "share of the training clients held out for validation (paper)"})  # fmt: skip
+    focal_alpha: tuple[float, ...] = field(default=(0.6, 0.75, 0.9), metadata={
+        "help": "focal loss weights of a default searched on validation"})  # fmt: skip
+    focal_gamma: tuple[float, ...] = field(default=(1.0, 2.0), metadata={
+        "help": "focal loss focusing exponents searched on validation"})  # fmt: skip
+    seed: int = field(default=0, metadata={"help": "seed of the split and of every model"})
+    bootstrap: int = field(default=200, metadata={
+        "help": "bootstrap resamples of the test clients for the intervals"})  # fmt: skip
+    draws: int = field(default=1000, metadata={
+        "help": "bootstrap draws for the intervals of differences"})  # fmt: skip
+    level: float = field(default=0.95, metadata={"help": "interval level"})
+    actgan: ActganConfig = field(default_factory=ActganConfig)
+    network: ResNetLstmConfig = field(default_factory=ResNetLstmConfig)

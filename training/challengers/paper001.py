@@ -75,6 +75,7 @@ __all__ = [
     "precision_recall_f1",
     "predict_all",
     "splits",
+    "xgboost_member",
 ]
 
 #: Paper 001's figures on its own data (a P2P platform's 150,000 loans, 78 features, 18.7%
@@ -173,7 +174,11 @@ def _lightgbm(seed: int) -> Callable[..., tuple[np.ndarray, np.ndarray, dict]]:
     return fit_predict
 
 
-def _xgboost(seed: int) -> Callable[..., tuple[np.ndarray, np.ndarray, dict]]:
+def xgboost_member(seed: int) -> Callable[..., tuple[np.ndarray, np.ndarray, dict]]:
+    """The ensemble's XGBoost (settings in the module docstring): ``fit_predict(x, y, xv, yv,
+    xt)`` fits on (x, y), stops early on (xv, yv), returns (P(default) on xv, on xt, {rounds}).
+    """
+
     def fit_predict(x, y, xv, yv, xt):
         import xgboost
 
@@ -244,7 +249,7 @@ def fit_split(
                     {},
                 )
             else:
-                make = _lightgbm if m == "lightgbm" else _xgboost
+                make = _lightgbm if m == "lightgbm" else xgboost_member
                 val[m], test[m], info = make(cfg.seed)(x[tr], y[tr], x[va], y[va], x[te])
             fits[m] = {"seconds": round(time.perf_counter() - started, 2), **info}
             progress(f"{split.name} {m}: {fits[m]['seconds']:.0f} s")

@@ -15,6 +15,13 @@ Paper 001's CNN-LSTM (``training.challengers.cnnlstm``, the paper's sizes: 64/12
 (``CnnLstmStream``: a window of ``receptive_field`` events through the convolutions, one LSTM
 step, the attention's running sums) one post after a history of each length: its cost should
 not grow with the history.
+
+Paper 003's ResNet-LSTM with focal XGBoost (``training.challengers.resnetlstm``, the sizes of
+its UCI run): the BiLSTM over the months has no incremental form (its backward direction, as
+004's), so a post re-runs the ResNet over the static features, the BiLSTM and its attention
+over the whole history, the fusion layer, and the trees on the fused features. The booster
+timed has ``trees_003`` trees of depth 4 (the UCI run's settings), fitted on random features:
+its cost depends on the trees' number and depth, not on their splits.
 """
 
 from __future__ import annotations
@@ -27,12 +34,14 @@ import torch
 
 from training.challengers.bilstm import BiLstmScore
 from training.challengers.cnnlstm import CnnLstmScore, CnnLstmStream
+from training.challengers.config import ResNetLstmConfig
+from training.challengers.resnetlstm import ResNetLstm, fit_focal_xgboost
 from training.experiments.step_cost import step_cost
 
-__all__ = ["HISTORY_LENGTHS", "REENCODED", "reencode_cost"]
+__all__ = ["HISTORY_LENGTHS", "REENCODED", "NetThenTrees", "paper003_scorer", "reencode_cost"]
 
 #: The challengers this bench times: model name → the paper.
-REENCODED = {"bilstm": "004", "cnnlstm": "001"}
+REENCODED = {"bilstm": "004", "cnnlstm": "001", "resnetlstm": "003"}
 
 #: Events of history a post re-encodes (the issue's three lengths).
 HISTORY_LENGTHS = (50, 500, 5000)
@@ -53,7 +62,29 @@ def _stream_seconds(model: CnnLstmScore, events: int, calls: int) -> float:
     return statistics.median(times)
 
 
-def _reencode_seconds(model: torch.nn.Module, events: int, calls: int) -> float:
+class NetThenTrees:
+    """Paper 003's scoring of one client: the network's fused features, then the booster's
+    margin on them (``predict`` with the booster's own trees; one thread)."""
+
+    def __init__(self, net: ResNetLstm, booster: object) -> None:
+        self.net, self.booster = net, booster
+
+    def __call__(self, temporal: torch.Tensor, static: torch.Tensor) -> np.ndarray:
+        fused = self.net.fuse(temporal, static).numpy()
+        return self.booster.inplace_predict(fused, predict_type="margin")  # type: ignore[attr-defined]
+
+
+def paper003_scorer(trees: int, seed: int = 0) -> NetThenTrees:
+    """A fresh ResNet-LSTM at the UCI run's sizes and a focal booster of ``trees`` trees (no
+    early stop reached: random labels) on its 64 fused features."""
+    cfg = ResNetLstmConfig()
+    rng = np.random.default_rng(seed)
+    x, y = rng.normal(size=(2000, cfg.fused)), rng.integers(0, 2, 2000)
+    booster = fit_focal_xgboost(x, y, x, y, 0.75, 2.0, seed, rounds=trees, patience=None)
+    return NetThenTrees(ResNetLstm(3, cfg).eval(), booster)
+
+
+def _reencode_seconds(model: torch.nn.Module | NetThenTrees, events: int, calls: int) -> float:
     temporal, static = torch.randn(1, events, 3), torch.randn(1, 8)
     with torch.inference_mode():
         model(temporal, static)  # first call allocates: not timed
@@ -74,6 +105,7 @@ def reencode_cost(
     repeats: int = 5,
     calls: int = 5,
     model_name: str = "bilstm",
+    trees_003: int = 300,
 ) -> dict:
     """µs per post of ``model_name`` (``REENCODED``: paper 004's BiLSTM at ``bilstm_hidden``,
     or paper 001's CNN-LSTM at its paper's sizes) re-encoding ``lengths`` events (median of
@@ -86,8 +118,11 @@ def reencode_cost(
         raise ValueError(f"unknown model {model_name!r}; known: {', '.join(REENCODED)}")
     torch.set_num_threads(1)
     torch.manual_seed(0)
+    model: torch.nn.Module | NetThenTrees
     if model_name == "bilstm":
-        model: torch.nn.Module = BiLstmScore(3, 8, bilstm_hidden).eval()
+        model = BiLstmScore(3, 8, bilstm_hidden).eval()
+    elif model_name == "resnetlstm":
+        model = paper003_scorer(trees_003)
     else:
         model = CnnLstmScore(8).eval()
     step_us: list[float] = []
@@ -125,8 +160,12 @@ def reencode_cost(
                 "stream_over_step": round(statistics.median(stream), 1),
                 "stream_us_runs": [round(x, 1) for x in stream_us[n]],
             }  # fmt: skip
-    sizes = {"bilstm_hidden": bilstm_hidden} if model_name == "bilstm" else {
-        "cnnlstm": {"filters": [64, 128, 256], "lstm_units": 128}}  # fmt: skip
+    net = ResNetLstmConfig()
+    sizes = {"bilstm": {"bilstm_hidden": bilstm_hidden},
+             "cnnlstm": {"cnnlstm": {"filters": [64, 128, 256], "lstm_units": 128}},
+             "resnetlstm": {"resnetlstm": {
+                 "filters": list(net.filters), "lstm_units": net.lstm_units, "fused": net.fused,
+                 "trees": trees_003, "depth": 4}}}[model_name]  # fmt: skip
     return {"model": model_name, **sizes, "step_hidden": step_hidden,
             "step_users": step_users, "repeats": repeats, "calls": calls,
             "torch_threads": torch.get_num_threads(), "rows": rows}  # fmt: skip
