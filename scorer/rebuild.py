@@ -25,20 +25,24 @@ copy further back than that is replayed again. The ledger's handling of a user's
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from deepcredit.events import ClickEvent
+from deepcredit.events import Activity, ClickEvent
+from scorer import replay as compiled
+from scorer.aggregates import AGGREGATE_FEATURES, Rates
 from scorer.features import LoanStep
+from scorer.ledger import Held, Ledger, OpenLoan
 from scorer.model import ModelWeights, calibrate, gap_input, head_input, head_logits, sigmoid
 from scorer.reasons import reasons
-from scorer.steps import StepPlan, history_at, plan_step
+from scorer.steps import StepMemory, StepPlan, history_at, plan_step
 from scorer.tlstm import tlstm_step
-from scorer.user_state import Seen, UserState, event_fingerprint, event_key
+from scorer.user_state import RECENT_IDS, Seen, UserState, event_fingerprint, event_key
 
-__all__ = ["Rebuilt", "rebuild", "rebuild_states"]
+__all__ = ["Rebuilt", "rebuild", "rebuild_lockstep", "rebuild_states"]
 
 
 @dataclass(frozen=True)
@@ -65,13 +69,146 @@ def rebuild_states(
     return rebuild(w, histories).states
 
 
+#: Users are replayed in chunks of about this many events: the columns and outputs of one
+#: chunk are in memory at a time, and ``on_step`` is called after each.
+CHUNK_EVENTS = 65_536
+_ACTIVITY_INDEX = {a: i for i, a in enumerate(Activity)}
+_ACTIVITIES = tuple(Activity)
+_COLUMNS = operator.attrgetter("event_id", "ts", "activity", "amount", "loan_id", "rate",
+                               "term_days")  # fmt: skip
+
+
 def rebuild(
     w: ModelWeights,
     histories: Mapping[str, Sequence[ClickEvent]],
     on_step: Callable[[int], None] | None = None,
 ) -> Rebuilt:
-    """Replay every user's history (in the order given) under ``w``, all users in lockstep,
-    skipping repeats as ``advance`` does (the conflicting ones in ``Rebuilt.conflicts``).
+    """Replay every user's history (in the order given) under ``w``, skipping repeats as
+    ``advance`` does (the conflicting ones in ``Rebuilt.conflicts``, in each user's order).
+    The bookkeeping and the model step run compiled over columns (``scorer.replay``), a chunk
+    of users (``CHUNK_EVENTS``) at a time; ``on_step(n)`` after each chunk, with the n events
+    it went through, repeats included (progress bars). ``rebuild_lockstep`` is the same in
+    Python and numpy."""
+    out = Rebuilt({}, {})
+    repeats = 0
+    chunk: list[str] = []
+    size = 0
+    for user, events in histories.items():
+        chunk.append(user)
+        size += len(events)
+        if size >= CHUNK_EVENTS:
+            repeats += _rebuild_chunk(w, histories, chunk, out)
+            if on_step is not None:
+                on_step(size)
+            chunk, size = [], 0
+    if chunk:
+        repeats += _rebuild_chunk(w, histories, chunk, out)
+        if on_step is not None:
+            on_step(size)
+    return Rebuilt(out.states, out.posts, repeats, out.conflicts, out.history, out.reasons)
+
+
+def _rebuild_chunk(
+    w: ModelWeights, histories: Mapping[str, Sequence[ClickEvent]], users: list[str],
+    out: Rebuilt,
+) -> int:  # fmt: skip
+    """Replay ``users`` (``scorer.replay.replay``) and add what it gives to ``out``'s states,
+    posts, history, reasons and conflicts. Returns the repeats skipped."""
+    events = [e for u in users for e in histories[u]]
+    n_users, d = len(users), w.hidden_size
+    off = np.zeros(n_users + 1, np.int64)
+    np.cumsum([len(histories[u]) for u in users], out=off[1:])
+    columns = list(zip(*map(_COLUMNS, events), strict=True)) if events else [()] * 7
+    event_ids, ts, acts, amounts, loan_ids, rates, terms = columns
+    ids: dict[str, int] = {}
+    loans_index: dict[str | None, int] = {None: -1}
+    act_a = np.array([_ACTIVITY_INDEX[a] for a in acts], np.int64)
+    eid_a = np.array([ids.setdefault(x, len(ids)) for x in event_ids], np.int64)
+    loan_a = np.array([loans_index.setdefault(x, len(loans_index)) for x in loan_ids],
+                      np.int64)  # fmt: skip
+    loan_names = list(loans_index)  # a loan id's int is its place here
+    ts_a = np.array(ts, np.float64)
+    amount_a = np.array(amounts, np.float64)
+    rate_a = np.array([0.0 if r is None else r for r in rates], np.float64)
+    term_a = np.array([-1 if t is None else t for t in terms], np.int64)
+    # A user's open loans need at most a slot per post: only a post opens one.
+    posts_before = np.concatenate(([0], np.cumsum(act_a == 0)))
+    loan_off = np.concatenate(([0], np.cumsum(posts_before[off[1:]] - posts_before[off[:-1]])))
+    n_slots, n_posts = int(loan_off[-1]), int(posts_before[-1])
+    hc = np.zeros((n_users, 6, d), np.float32)
+    y_prev = np.zeros((n_users, 2), np.float32)
+    mf = np.full((n_users, compiled.MEMORY_FLOATS), np.nan)
+    mf[:, 5] = 0.0  # the quick withdrawals' count
+    lf = np.full((n_users, compiled.LEDGER_FLOATS), np.nan)
+    lf[:, 1] = 0.0  # the delays' sum
+    li = np.zeros((n_users, compiled.LEDGER_INTS), np.int64)
+    counts = np.zeros((n_users, 2, len(Activity)))
+    recent = np.zeros((n_users, RECENT_IDS), np.int64)
+    loans = (np.zeros(n_slots, np.int64), np.zeros(n_slots), np.zeros(n_slots),
+             np.zeros(n_slots), np.zeros(n_slots, np.bool_), np.zeros(n_slots, np.bool_))  # fmt: skip
+    held = (np.zeros((n_users, compiled.HELD_SLOTS)),
+            np.zeros((n_users, compiled.HELD_SLOTS), np.int64),
+            np.zeros((n_users, compiled.HELD_SLOTS), np.int64))  # fmt: skip
+    repeat_of = np.full(len(events), -1, np.int64)
+    post_of = np.full(len(events), -1, np.int64)
+    probs = np.zeros((n_posts, 2))
+    history_n = np.zeros(n_posts, np.int64)
+    history_days = np.zeros(n_posts)
+    head_in = np.zeros((n_posts, d + (AGGREGATE_FEATURES if w.aggregates else 0)), np.float32)
+    packed = w.packed
+    scored = compiled.replay(
+        packed.flat, packed.table, d, w.aggregates, off, ts_a, act_a, amount_a, rate_a, term_a,
+        eid_a, loan_a, loan_off, hc, y_prev, mf, lf, li, counts, recent, loans, held, repeat_of,
+        post_of, probs, history_n, history_days, head_in,
+    )  # fmt: skip
+    repeated = np.flatnonzero(repeat_of >= 0).tolist()
+    for i in repeated:
+        e = events[i]
+        if event_fingerprint(e) != event_fingerprint(events[repeat_of[i]]):
+            out.conflicts.append(e)
+    codes = reasons(w, head_in[:scored])
+    p, hn, hd = probs.tolist(), history_n.tolist(), history_days.tolist()
+    for i in np.flatnonzero(post_of >= 0).tolist():
+        k, event_id = int(post_of[i]), events[i].event_id
+        out.posts[event_id] = (p[k][0], p[k][1])
+        out.history[event_id] = (hn[k], hd[k])
+        out.reasons[event_id] = codes[k]
+    l_id, l_amount, l_due, l_post, l_funded, l_late = (a.tolist() for a in loans)
+    h_ts, h_act, h_loan = (a.tolist() for a in held)
+    mfl, lfl, lil, cl = mf.tolist(), lf.tolist(), li.tolist(), counts.tolist()
+    for u, user in enumerate(users):
+        m, lg, n = mfl[u], lfl[u], lil[u]
+        first = int(loan_off[u])
+        ledger = Ledger(
+            {loan_names[l_id[j]]: OpenLoan(l_amount[j], l_due[j], l_post[j], l_funded[j],
+                                           l_late[j]) for j in range(first, first + n[7])},
+            n[1], n[2], _none(lg[0]),
+            [Held(h_ts[u][j], _ACTIVITIES[h_act[u][j]], loan_names[h_loan[u][j]])
+             for j in range(n[8])],
+            n[3], n[4], n[5], n[6], lg[1], _none(lg[2]),
+        )  # fmt: skip
+        memory = StepMemory(ledger, _none(m[0]), _none(m[1]), _none(m[2]), n[0], _none(m[3]),
+                            Rates(_none(m[4]), cl[u][0], cl[u][1], m[5], _none(m[6])))  # fmt: skip
+        remembered = [events[r] for r in recent[u, : n[9]].tolist()]
+        out.states[user] = UserState(
+            w.version, memory, hc[u].copy(), y_prev[u].copy(),
+            b"".join(event_key(e.event_id) for e in remembered),
+            b"".join(event_fingerprint(e) for e in remembered),
+        )  # fmt: skip
+    return len(repeated)
+
+
+def _none(x: float) -> float | None:
+    return None if x != x else x  # NaN stands for None in the compiled arrays
+
+
+def rebuild_lockstep(
+    w: ModelWeights,
+    histories: Mapping[str, Sequence[ClickEvent]],
+    on_step: Callable[[int], None] | None = None,
+) -> Rebuilt:
+    """``rebuild`` with the bookkeeping in Python and the math batched across users in
+    lockstep: the reference ``rebuild`` is tested against (tests/scorer/test_rebuild.py).
     ``on_step(n)`` after each lockstep step, with the n events it went through, repeats
     included (progress bars)."""
     users = sorted(histories, key=lambda u: len(histories[u]), reverse=True)  # longest first
