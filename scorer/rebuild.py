@@ -25,19 +25,19 @@ copy further back than that is replayed again. The ledger's handling of a user's
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from deepcredit.events import Activity, ClickEvent
+from scorer import fast
 from scorer import replay as compiled
 from scorer.aggregates import AGGREGATE_FEATURES, Rates
 from scorer.features import LoanStep
 from scorer.ledger import Held, Ledger, OpenLoan
 from scorer.model import ModelWeights, calibrate, gap_input, head_input, head_logits, sigmoid
-from scorer.reasons import reasons
+from scorer.reasons import reasons, reasons_of
 from scorer.steps import StepMemory, StepPlan, history_at, plan_step
 from scorer.tlstm import tlstm_step
 from scorer.user_state import RECENT_IDS, Seen, UserState, event_fingerprint, event_key
@@ -65,8 +65,9 @@ class Rebuilt:
 def rebuild_states(
     w: ModelWeights, histories: Mapping[str, Sequence[ClickEvent]]
 ) -> dict[str, UserState]:
-    """Each user's state after their whole history (in the order given) under weights ``w``."""
-    return rebuild(w, histories).states
+    """Each user's state after their whole history (in the order given) under weights ``w``
+    (``rebuild`` without the posts' reason codes, which the states do not need)."""
+    return rebuild(w, histories, with_reasons=False).states
 
 
 #: Users are replayed in chunks of about this many events: the columns and outputs of one
@@ -74,21 +75,22 @@ def rebuild_states(
 CHUNK_EVENTS = 65_536
 _ACTIVITY_INDEX = {a: i for i, a in enumerate(Activity)}
 _ACTIVITIES = tuple(Activity)
-_COLUMNS = operator.attrgetter("event_id", "ts", "activity", "amount", "loan_id", "rate",
-                               "term_days")  # fmt: skip
 
 
 def rebuild(
     w: ModelWeights,
     histories: Mapping[str, Sequence[ClickEvent]],
     on_step: Callable[[int], None] | None = None,
+    *,
+    with_reasons: bool = True,
 ) -> Rebuilt:
     """Replay every user's history (in the order given) under ``w``, skipping repeats as
     ``advance`` does (the conflicting ones in ``Rebuilt.conflicts``, in each user's order).
     The bookkeeping and the model step run compiled over columns (``scorer.replay``), a chunk
     of users (``CHUNK_EVENTS``) at a time; ``on_step(n)`` after each chunk, with the n events
-    it went through, repeats included (progress bars). ``rebuild_lockstep`` is the same in
-    Python and numpy."""
+    it went through, repeats included (progress bars). ``with_reasons=False``: no reason codes
+    (``Rebuilt.reasons`` empty), which cost more than the rest at a post (the occlusion runs the
+    heads once per group). ``rebuild_lockstep`` is the same in Python and numpy."""
     out = Rebuilt({}, {})
     repeats = 0
     chunk: list[str] = []
@@ -97,12 +99,12 @@ def rebuild(
         chunk.append(user)
         size += len(events)
         if size >= CHUNK_EVENTS:
-            repeats += _rebuild_chunk(w, histories, chunk, out)
+            repeats += _rebuild_chunk(w, histories, chunk, out, with_reasons)
             if on_step is not None:
                 on_step(size)
             chunk, size = [], 0
     if chunk:
-        repeats += _rebuild_chunk(w, histories, chunk, out)
+        repeats += _rebuild_chunk(w, histories, chunk, out, with_reasons)
         if on_step is not None:
             on_step(size)
     return Rebuilt(out.states, out.posts, repeats, out.conflicts, out.history, out.reasons)
@@ -110,7 +112,7 @@ def rebuild(
 
 def _rebuild_chunk(
     w: ModelWeights, histories: Mapping[str, Sequence[ClickEvent]], users: list[str],
-    out: Rebuilt,
+    out: Rebuilt, with_reasons: bool,
 ) -> int:  # fmt: skip
     """Replay ``users`` (``scorer.replay.replay``) and add what it gives to ``out``'s states,
     posts, history, reasons and conflicts. Returns the repeats skipped."""
@@ -118,19 +120,25 @@ def _rebuild_chunk(
     n_users, d = len(users), w.hidden_size
     off = np.zeros(n_users + 1, np.int64)
     np.cumsum([len(histories[u]) for u in users], out=off[1:])
-    columns = list(zip(*map(_COLUMNS, events), strict=True)) if events else [()] * 7
-    event_ids, ts, acts, amounts, loan_ids, rates, terms = columns
+    # One comprehension per field: no tuple per event, so nothing for the cyclic GC to scan.
+    n_events = len(events)
     ids: dict[str, int] = {}
     loans_index: dict[str | None, int] = {None: -1}
-    act_a = np.array([_ACTIVITY_INDEX[a] for a in acts], np.int64)
-    eid_a = np.array([ids.setdefault(x, len(ids)) for x in event_ids], np.int64)
-    loan_a = np.array([loans_index.setdefault(x, len(loans_index)) for x in loan_ids],
-                      np.int64)  # fmt: skip
+    act_a = np.fromiter([_ACTIVITY_INDEX[e.activity] for e in events], np.int64, n_events)
+    eid_a = np.fromiter([ids.setdefault(e.event_id, len(ids)) for e in events], np.int64,
+                        n_events)  # fmt: skip
+    loan_a = np.fromiter([loans_index.setdefault(e.loan_id, len(loans_index)) for e in events],
+                         np.int64, n_events)  # fmt: skip
+    ts_a = np.fromiter([e.ts for e in events], np.float64, n_events)
+    amount_a = np.fromiter([e.amount for e in events], np.float64, n_events)
+    # Rate and term matter at posts only (``scorer.features.loan_features``).
+    rate_a = np.zeros(n_events)
+    term_a = np.full(n_events, -1, np.int64)
+    for i in np.flatnonzero(act_a == _ACTIVITY_INDEX[Activity.POST]).tolist():
+        e = events[i]
+        rate_a[i] = e.rate or 0.0
+        term_a[i] = -1 if e.term_days is None else e.term_days
     loan_names = list(loans_index)  # a loan id's int is its place here
-    ts_a = np.array(ts, np.float64)
-    amount_a = np.array(amounts, np.float64)
-    rate_a = np.array([0.0 if r is None else r for r in rates], np.float64)
-    term_a = np.array([-1 if t is None else t for t in terms], np.int64)
     # A user's open loans need at most a slot per post: only a post opens one.
     posts_before = np.concatenate(([0], np.cumsum(act_a == 0)))
     loan_off = np.concatenate(([0], np.cumsum(posts_before[off[1:]] - posts_before[off[:-1]])))
@@ -166,13 +174,14 @@ def _rebuild_chunk(
         e = events[i]
         if event_fingerprint(e) != event_fingerprint(events[repeat_of[i]]):
             out.conflicts.append(e)
-    codes = reasons(w, head_in[:scored])
+    codes = _reasons(w, head_in[:scored]) if with_reasons else None
     p, hn, hd = probs.tolist(), history_n.tolist(), history_days.tolist()
     for i in np.flatnonzero(post_of >= 0).tolist():
         k, event_id = int(post_of[i]), events[i].event_id
         out.posts[event_id] = (p[k][0], p[k][1])
         out.history[event_id] = (hn[k], hd[k])
-        out.reasons[event_id] = codes[k]
+        if codes is not None:
+            out.reasons[event_id] = codes[k]
     l_id, l_amount, l_due, l_post, l_funded, l_late = (a.tolist() for a in loans)
     h_ts, h_act, h_loan = (a.tolist() for a in held)
     mfl, lfl, lil, cl = mf.tolist(), lf.tolist(), li.tolist(), counts.tolist()
@@ -196,6 +205,15 @@ def _rebuild_chunk(
             b"".join(event_fingerprint(e) for e in remembered),
         )  # fmt: skip
     return len(repeated)
+
+
+def _reasons(w: ModelWeights, head_in: np.ndarray) -> list[list[str]]:
+    """``scorer.reasons.reasons`` with the contributions computed compiled, as the live flow's
+    step computes them (``scorer.fast.contributions``: equal to the numpy ones to float32
+    rounding, far below ``MIN_CONTRIBUTION``; tests/scorer/test_fast.py)."""
+    if not w.aggregates:
+        return [[] for _ in range(head_in.shape[0])]
+    return [reasons_of(c) for c in fast.contributions(w.packed, head_in)]
 
 
 def _none(x: float) -> float | None:
