@@ -25,6 +25,7 @@ copy further back than that is replayed again. The ledger's handling of a user's
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -75,6 +76,8 @@ def rebuild_states(
 CHUNK_EVENTS = 65_536
 _ACTIVITY_INDEX = {a: i for i, a in enumerate(Activity)}
 _ACTIVITIES = tuple(Activity)
+_ACTIVITY, _EVENT_ID, _LOAN_ID, _TS, _AMOUNT = (operator.attrgetter(f) for f in (
+    "activity", "event_id", "loan_id", "ts", "amount"))  # fmt: skip
 
 
 def rebuild(
@@ -120,17 +123,17 @@ def _rebuild_chunk(
     n_users, d = len(users), w.hidden_size
     off = np.zeros(n_users + 1, np.int64)
     np.cumsum([len(histories[u]) for u in users], out=off[1:])
-    # One comprehension per field: no tuple per event, so nothing for the cyclic GC to scan.
+    # One pass per field, each a loop in C (map, fromiter), and no tuple per event, so
+    # nothing for the cyclic GC to scan. Ids become their place among the distinct ids.
     n_events = len(events)
-    ids: dict[str, int] = {}
-    loans_index: dict[str | None, int] = {None: -1}
-    act_a = np.fromiter([_ACTIVITY_INDEX[e.activity] for e in events], np.int64, n_events)
-    eid_a = np.fromiter([ids.setdefault(e.event_id, len(ids)) for e in events], np.int64,
+    act_a = np.fromiter(map(_ACTIVITY_INDEX.__getitem__, map(_ACTIVITY, events)), np.int64,
                         n_events)  # fmt: skip
-    loan_a = np.fromiter([loans_index.setdefault(e.loan_id, len(loans_index)) for e in events],
-                         np.int64, n_events)  # fmt: skip
-    ts_a = np.fromiter([e.ts for e in events], np.float64, n_events)
-    amount_a = np.fromiter([e.amount for e in events], np.float64, n_events)
+    eid_a = _places(list(map(_EVENT_ID, events)), n_events)[1]
+    loan_names, loan_a = _places([None, *map(_LOAN_ID, events)], n_events + 1)
+    loan_a = loan_a[1:] - 1  # no loan: -1
+    loan_names = loan_names[1:]
+    ts_a = np.fromiter(map(_TS, events), np.float64, n_events)
+    amount_a = np.fromiter(map(_AMOUNT, events), np.float64, n_events)
     # Rate and term matter at posts only (``scorer.features.loan_features``).
     rate_a = np.zeros(n_events)
     term_a = np.full(n_events, -1, np.int64)
@@ -138,7 +141,6 @@ def _rebuild_chunk(
         e = events[i]
         rate_a[i] = e.rate or 0.0
         term_a[i] = -1 if e.term_days is None else e.term_days
-    loan_names = list(loans_index)  # a loan id's int is its place here
     # A user's open loans need at most a slot per post: only a post opens one.
     posts_before = np.concatenate(([0], np.cumsum(act_a == 0)))
     loan_off = np.concatenate(([0], np.cumsum(posts_before[off[1:]] - posts_before[off[:-1]])))
@@ -152,8 +154,8 @@ def _rebuild_chunk(
     li = np.zeros((n_users, compiled.LEDGER_INTS), np.int64)
     counts = np.zeros((n_users, 2, len(Activity)))
     recent = np.zeros((n_users, RECENT_IDS), np.int64)
-    loans = (np.zeros(n_slots, np.int64), np.zeros(n_slots), np.zeros(n_slots),
-             np.zeros(n_slots), np.zeros(n_slots, np.bool_), np.zeros(n_slots, np.bool_))  # fmt: skip
+    loans = (np.zeros(n_slots, np.int64), np.zeros(n_slots), np.zeros(n_slots), np.zeros(n_slots),
+             np.zeros(n_slots, np.bool_), np.zeros(n_slots, np.bool_))  # fmt: skip
     held = (np.zeros((n_users, compiled.HELD_SLOTS)),
             np.zeros((n_users, compiled.HELD_SLOTS), np.int64),
             np.zeros((n_users, compiled.HELD_SLOTS), np.int64))  # fmt: skip
@@ -214,6 +216,13 @@ def _reasons(w: ModelWeights, head_in: np.ndarray) -> list[list[str]]:
     if not w.aggregates:
         return [[] for _ in range(head_in.shape[0])]
     return [reasons_of(c) for c in fast.contributions(w.packed, head_in)]
+
+
+def _places(values: list, n: int) -> tuple[list, np.ndarray]:
+    """The distinct values in order of appearance, and each value's place among them (n,)."""
+    distinct = list(dict.fromkeys(values))
+    place = dict(zip(distinct, range(len(distinct)), strict=True))
+    return distinct, np.fromiter(map(place.__getitem__, values), np.int64, n)
 
 
 def _none(x: float) -> float | None:

@@ -45,7 +45,8 @@ from scorer.user_state import RECENT_IDS
 __all__ = ["HELD_SLOTS", "LEDGER_FLOATS", "LEDGER_INTS", "MEMORY_FLOATS", "replay"]
 
 _POST, _BORROW, _REPAY, _MISS, _WITHDRAW = (list(Activity).index(a) for a in (
-    Activity.POST, Activity.BORROW, Activity.REPAY, Activity.MISS_PAYMENT, Activity.WITHDRAW))  # fmt: skip
+    Activity.POST, Activity.BORROW, Activity.REPAY, Activity.MISS_PAYMENT,
+    Activity.WITHDRAW))  # fmt: skip
 _N_ACT = len(Activity)
 _HOLD_EVENTS, _HOLD_S = HOLD_BOUND.events, HOLD_BOUND.seconds
 _DELAY_LO, _DELAY_HI = DELAY_CLIP_DAYS
@@ -94,7 +95,7 @@ def _waits(l_id, l_funded, start, n, act, loan):
     # ``deepcredit.loans.waits_for_loan``
     if act == _BORROW:
         return _find_loan(l_id, start, n, loan) < 0
-    if act == _REPAY or act == _MISS:
+    if act in (_REPAY, _MISS):
         j = _find_loan(l_id, start, n, loan)
         return j < 0 or not l_funded[j]
     return False
@@ -269,7 +270,7 @@ def replay(
     post outputs (-1: not a post, or a repeat); per post: ``probs`` (P, 2) as ``advance``
     returns them, ``history_n`` and ``history_days`` (``scorer.steps.history_at``), ``head_in``
     (P, D + A) float32 what the heads read. Every output starts as a new state's."""
-    l_id, l_amount, l_due, l_post, l_funded, l_late = loans
+    l_amount, l_due, l_funded = loans[1], loans[2], loans[4]
     d = hidden
     xa = np.zeros(ACTIVITY_FEATURES, np.float32)
     xl = np.zeros(LOAN_FEATURES, np.float32)
@@ -326,7 +327,7 @@ def replay(
                 f, s = math.exp(-_RATE_FAST * (last - ts)), math.exp(-_RATE_SLOW * (last - ts))
             fast_r[act] += f
             slow_r[act] += s
-            if act == _POST or act == _BORROW:
+            if act in (_POST, _BORROW):
                 mf[u, 6] = ts if np.isnan(mf[u, 6]) else _pymax(mf[u, 6], ts)
             elif act == _WITHDRAW and not np.isnan(mf[u, 6]) \
                     and 0.0 <= ts - mf[u, 6] <= QUICK_WITHDRAWAL_S:  # fmt: skip

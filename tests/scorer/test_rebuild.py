@@ -1,5 +1,6 @@
 """The rebuild, compiled (``rebuild``) and in lockstep (``rebuild_lockstep``, its reference),
-gives the states, and the probabilities at each post, that ``advance`` gives event by event: also for histories with resent events, which both skip alike while the
+gives the states, and the probabilities at each post, that ``advance`` gives event by event:
+also for histories with resent events, which both skip alike while the
 original is among the user's last RECENT_IDS ids (and both advance again beyond that)."""
 
 from __future__ import annotations
@@ -106,8 +107,9 @@ def test_rebuild_gives_each_post_the_probabilities_advance_returns(
                 history[e.event_id] = history_at(s.memory, e.ts)
                 codes[e.event_id] = post_reasons(w, s, e)
     steps: list[int] = []
-    rebuilt = (rebuild if how == "compiled" else rebuild_lockstep)(w, histories,
-                                                                   on_step=steps.append)
+    rebuilt = (rebuild if how == "compiled" else rebuild_lockstep)(
+        w, histories, on_step=steps.append
+    )
     posts = rebuilt.posts
     assert set(posts) == set(expected) and len(posts) > 50
     assert rebuilt.history == history

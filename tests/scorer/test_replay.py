@@ -35,8 +35,9 @@ def weights(variant: str) -> ModelWeights:
         model = DeepCredit(ModelConfig(hidden_size=8, **VARIANTS[variant]))
         w = export_scorer(model, f"v-{variant}")
         if variant == "deepcredit":  # calibrated: the posts' probabilities are, the states not
-            w = dataclasses.replace(w, version="v-cal",
-                                    calibration=np.array([[1.3, 0.7], [-0.2, 0.4]]))
+            w = dataclasses.replace(
+                w, version="v-cal", calibration=np.array([[1.3, 0.7], [-0.2, 0.4]])
+            )
         _WEIGHTS[variant] = w
     return _WEIGHTS[variant]
 
