@@ -9,15 +9,19 @@ same histories in the same run, in paired repeats (each repeat runs every way on
   posts' probabilities, history and reason codes included.
 
 Ratios are over ``event_by_event``, the median of each repeat's own ratio. For the compiled way
-it also gives where the time goes: the compiled loop (``scorer.replay.replay``) against the
-rest (decoding the events into columns, building the states' Python objects)."""
+it also gives where the time goes, in the same runs: the compiled loop (``scorer.replay.replay``,
+bookkeeping and model) against the rest (reading the events' fields into columns, building the
+states' Python objects), and event by event over the loop alone: the ratio a source that gives
+the history as columns already would see."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from deepcredit.events import ClickEvent
 from scorer import replay
@@ -53,15 +57,17 @@ def rebuild_cost(*, users: int, hidden: int, repeats: int, seed: int = 0) -> dic
         "compiled_with_reasons": lambda: rebuild(w, histories),
     }
     rebuild_states(w, {u: histories[u] for u in list(histories)[:2]})  # compile or load now
+    load_before = os.getloadavg()[0]  # the machine is shared: what else ran, in the record
     timings: dict[str, list[float]] = {k: [] for k in WAYS}
-    loop_s: list[float] = []
+    loop_s: list[float] = []  # of each compiled run, in the compiled loop
     for _ in range(repeats):
         for name in WAYS:
-            started = time.perf_counter()
-            runs[name]()
-            timings[name].append(time.perf_counter() - started)
-        loop_s.append(_time_of_loop(lambda: rebuild_states(w, histories)))
+            with _loop_timed(loop_s if name == "compiled" else []):
+                started = time.perf_counter()
+                runs[name]()
+                timings[name].append(time.perf_counter() - started)
     median = {k: statistics.median(v) for k, v in timings.items()}
+    rest_s = [a - b for a, b in zip(timings["compiled"], loop_s, strict=True)]
     ratios = {k: [a / b for a, b in zip(timings["event_by_event"], v, strict=True)]
               for k, v in timings.items() if k != "event_by_event"}  # fmt: skip
     return {
@@ -71,32 +77,36 @@ def rebuild_cost(*, users: int, hidden: int, repeats: int, seed: int = 0) -> dic
         "speedup_over_event_by_event": {k: round(statistics.median(v), 2)
                                         for k, v in ratios.items()},
         "compiled_profile": {
-            "loop_s": round(statistics.median(loop_s), 3),
-            "loop_share": round(statistics.median(loop_s) / median["compiled"], 2),
+            "loop_share": round(statistics.median(b / a for a, b in zip(
+                timings["compiled"], loop_s, strict=True)), 2),
             "loop_us_per_event": round(statistics.median(loop_s) / events * 1e6, 2),
-            "rest_us_per_event": round((median["compiled"] - statistics.median(loop_s))
-                                       / events * 1e6, 2),
+            "rest_us_per_event": round(statistics.median(rest_s) / events * 1e6, 2),
+            "event_by_event_us_per_event": round(median["event_by_event"] / events * 1e6, 2),
+            "event_by_event_over_loop": round(statistics.median(a / b for a, b in zip(
+                timings["event_by_event"], loop_s, strict=True)), 2),
         },
         "runs": {k: [round(x, 3) for x in v] for k, v in timings.items()},
+        "load_average_1m": [round(load_before, 1), round(os.getloadavg()[0], 1)],
     }  # fmt: skip
 
 
-def _time_of_loop(run: Callable[[], object]) -> float:
-    """Seconds ``run`` spends in the compiled loop (``scorer.replay.replay``), timed by
-    wrapping it for the one call."""
-    spent: list[float] = []
+@contextlib.contextmanager
+def _loop_timed(spent: list[float]) -> Iterator[None]:
+    """Within it, the seconds each rebuild spends in the compiled loop (``scorer.replay.replay``)
+    are added up into one new entry of ``spent`` (the loop wrapped: two clock reads a chunk)."""
     loop = replay.replay
+    total = [0.0]
 
     def timed(*args: object) -> int:
         started = time.perf_counter()
         try:
             return loop(*args)
         finally:
-            spent.append(time.perf_counter() - started)
+            total[0] += time.perf_counter() - started
 
     replay.replay = timed
     try:
-        run()
+        yield
     finally:
         replay.replay = loop
-    return sum(spent)
+        spent.append(total[0])
