@@ -179,7 +179,7 @@ def _rebuild_chunk(
     # matrix products cost about what the compiled occlusion does post by post (2.0-2.4 s
     # against 2.2-2.6 s for the rebuild of results/rebuild.json), and its codes are the
     # reference's.
-    codes = reasons(w, head_in[:scored]) if with_reasons else None
+    codes = reasons(w, head_in[:scored]) if with_reasons and scored else None
     p, hn, hd = probs.tolist(), history_n.tolist(), history_days.tolist()
     for i in np.flatnonzero(post_of >= 0).tolist():
         k, event_id = int(post_of[i]), events[i].event_id
