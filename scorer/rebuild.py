@@ -32,12 +32,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from deepcredit.events import Activity, ClickEvent
+from scorer import fast
 from scorer import replay as compiled
 from scorer.aggregates import AGGREGATE_FEATURES, Rates
 from scorer.features import LoanStep
 from scorer.ledger import Held, Ledger, OpenLoan
 from scorer.model import ModelWeights, calibrate, gap_input, head_input, head_logits, sigmoid
-from scorer.reasons import reasons
+from scorer.reasons import reasons, reasons_of
 from scorer.steps import StepMemory, StepPlan, history_at, plan_step
 from scorer.tlstm import tlstm_step
 from scorer.user_state import RECENT_IDS, Seen, UserState, event_fingerprint, event_key
@@ -175,11 +176,7 @@ def _rebuild_chunk(
         e = events[i]
         if event_fingerprint(e) != event_fingerprint(events[repeat_of[i]]):
             out.conflicts.append(e)
-    # The reasons by the numpy reference (``scorer.reasons``), all posts in one batch: its
-    # matrix products cost about what the compiled occlusion does post by post (2.0-2.4 s
-    # against 2.2-2.6 s for the rebuild of results/rebuild.json), and its codes are the
-    # reference's.
-    codes = reasons(w, head_in[:scored]) if with_reasons and scored else None
+    codes = _reasons(w, head_in[:scored]) if with_reasons and scored else None
     p, hn, hd = probs.tolist(), history_n.tolist(), history_days.tolist()
     for i in np.flatnonzero(post_of >= 0).tolist():
         k, event_id = int(post_of[i]), events[i].event_id
@@ -210,6 +207,17 @@ def _rebuild_chunk(
             b"".join(event_fingerprint(e) for e in remembered),
         )  # fmt: skip
     return len(repeated)
+
+
+def _reasons(w: ModelWeights, head_in: np.ndarray) -> list[list[str]]:
+    """``scorer.reasons.reasons`` with the contributions computed compiled, as the live flow's
+    step computes them (``scorer.fast.contributions``: equal to the numpy ones to float32
+    rounding, far below ``MIN_CONTRIBUTION``; tests/scorer/test_fast.py). In the same runs
+    of ``deepcredit bench rebuild`` the posts' reasons cost about 1.1 s this way against
+    1.6 s by the numpy reference in one batch."""
+    if not w.aggregates:
+        return [[] for _ in range(head_in.shape[0])]
+    return [reasons_of(c) for c in fast.contributions(w.packed, head_in)]
 
 
 def _places(values: list, n: int) -> tuple[list, np.ndarray]:
