@@ -1,14 +1,18 @@
-"""Rebuild users' states under new weights by replaying their histories, many users at once.
+"""Rebuild users' states under new weights by replaying their histories.
 
 After retraining, old hidden states mean nothing to the new weights; every user's state must
 be replayed from their event history before the flow cuts over. ``advance`` does one event of
-one user, and at batch 1 numpy's call overhead dominates. Here the histories run in lockstep:
-step k advances the k-th event of every user who has one, with one ``tlstm_step`` per TLSTM
-over all of them. The per-event bookkeeping (the ledger, the step plan) stays per user; the
-math is batched. Same results as ``advance`` event by event (float32 rounding aside; tested):
-the states, and each post's probabilities (a cut-over scores the posts the old flow left
-unscored with them), calibrated when the weights carry a calibration (the states never are),
-and its reason codes (``scorer.reasons``, from the same head inputs).
+one user, with the bookkeeping (``scorer.steps.plan_step``: the ledger, the aggregates, the
+features) in Python, most of its cost. ``rebuild`` reads each history once into columns and
+replays it in one compiled loop (``scorer.replay``): the bookkeeping written out over arrays
+and the live step's compiled model step, user after user. ``rebuild_lockstep`` is the
+reference it is tested against: the bookkeeping in Python, the math batched across users in
+lockstep (step k advances the k-th event of every user who has one, one ``tlstm_step`` per
+TLSTM over all of them). Both give what ``advance`` gives event by event (the step memory
+exactly, the floats to float32 rounding; tested): the states, and each post's probabilities
+(a cut-over scores the posts the old flow left unscored with them), calibrated when the
+weights carry a calibration (the states never are), and its reason codes
+(``scorer.reasons``, from the same head inputs).
 
 Repeats follow ``advance``'s rule: an event whose id is among the user's last ``RECENT_IDS``
 advanced ids is skipped (no step, no probabilities), a resend or a conflicting duplicate
