@@ -89,8 +89,9 @@ def add(sub: Subparsers) -> None:
 
     p = command(
         bench_sub, "rebuild",
-        "rebuilding every user's state for a new model: all users in lockstep (what a "
-        "cut-over uses) against one event at a time, on the same histories in one run",
+        "rebuilding every user's state for a new model: compiled over columns (what a "
+        "cut-over uses), the lockstep reference and one event at a time, on the same "
+        "histories in one run",
         _rebuild,
     )  # fmt: skip
     p.add_argument("--users", type=int, default=500, help="users replayed (default %(default)s)")
@@ -304,10 +305,16 @@ def _rebuild(args: argparse.Namespace) -> int:
 
     r = rebuild_cost(users=args.users, hidden=args.hidden_size, repeats=args.repeats)
     _write(args, r)
-    e = r["events_per_s"]
-    print(f"{r['users']:,} users, {r['events']:,} events, D = {r['hidden_size']}: lockstep "
-          f"{e['lockstep']:,} events/s, event by event {e['event_by_event']:,} events/s "
-          f"(x{r['speedup']:.2f}, median of {r['repeats']})")  # fmt: skip
+    e, x = r["events_per_s"], r["speedup_over_event_by_event"]
+    print(f"{r['users']:,} users, {r['events']:,} events, D = {r['hidden_size']}, median of "
+          f"{r['repeats']} paired repeats:")  # fmt: skip
+    print(f"  event by event: {e['event_by_event']:,} events/s")
+    for way in ("lockstep", "compiled", "compiled_with_reasons"):
+        print(f"  {way}: {e[way]:,} events/s (x{x[way]:.2f})")
+    p = r["compiled_profile"]
+    print(f"  compiled: {p['loop_us_per_event']} us/event in the compiled loop, "
+          f"{p['rest_us_per_event']} us/event around it; event by event over the loop alone "
+          f"x{p['event_by_event_over_loop']:.2f}")  # fmt: skip
     print(f"written to {args.out}")
     return 0
 

@@ -1,5 +1,6 @@
-"""The lockstep rebuild gives the states, and the probabilities at each post, that ``advance``
-gives event by event: also for histories with resent events, which both skip alike while the
+"""The rebuild, compiled (``rebuild``) and in lockstep (``rebuild_lockstep``, its reference),
+gives the states, and the probabilities at each post, that ``advance`` gives event by event:
+also for histories with resent events, which both skip alike while the
 original is among the user's last RECENT_IDS ids (and both advance again beyond that)."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 from deepcredit.events import ClickEvent
 from scorer.model import ModelWeights, advance
 from scorer.reasons import post_reasons
-from scorer.rebuild import rebuild, rebuild_states
+from scorer.rebuild import rebuild, rebuild_lockstep, rebuild_states
 from scorer.steps import history_at
 from scorer.user_state import RECENT_IDS, UserState
 from training.benchmark.generator import GeneratorConfig, generate
@@ -55,6 +56,10 @@ def test_the_histories_with_repeats_have_repeats_within_and_beyond_reach(
     assert sum(advanced[u] != plain[u] for u in plain) > 5
 
 
+#: The compiled rebuild on both sets of histories, its reference on the one with repeats.
+WAYS = [("histories", "compiled"), ("with_repeats", "compiled"), ("with_repeats", "lockstep")]
+
+
 def one_by_one(w: ModelWeights, histories: dict[str, list[ClickEvent]]) -> dict[str, UserState]:
     out = {}
     for user, events in histories.items():
@@ -64,15 +69,16 @@ def one_by_one(w: ModelWeights, histories: dict[str, list[ClickEvent]]) -> dict[
     return out
 
 
-@pytest.mark.parametrize("which", ["histories", "with_repeats"])
+@pytest.mark.parametrize(("which", "how"), WAYS)
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_rebuild_equals_advancing_each_user_event_by_event(
-    variant: str, which: str, request: pytest.FixtureRequest
+    variant: str, which: str, how: str, request: pytest.FixtureRequest
 ) -> None:
     histories = request.getfixturevalue(which)
     w = export_scorer(DeepCredit(ModelConfig(hidden_size=8, **VARIANTS[variant])), "v2")
     expected = one_by_one(w, histories)
-    rebuilt = rebuild_states(w, histories)
+    rebuilt = rebuild_states(w, histories) if how == "compiled" \
+        else rebuild_lockstep(w, histories).states  # fmt: skip
     assert set(rebuilt) == set(expected)
     for user, s in rebuilt.items():
         e = expected[user]
@@ -82,10 +88,10 @@ def test_rebuild_equals_advancing_each_user_event_by_event(
         np.testing.assert_allclose(s.y_prev, e.y_prev, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("which", ["histories", "with_repeats"])
+@pytest.mark.parametrize(("which", "how"), WAYS)
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_rebuild_gives_each_post_the_probabilities_advance_returns(
-    variant: str, which: str, request: pytest.FixtureRequest
+    variant: str, which: str, how: str, request: pytest.FixtureRequest
 ) -> None:
     histories = request.getfixturevalue(which)
     w = export_scorer(DeepCredit(ModelConfig(hidden_size=8, **VARIANTS[variant])), "v2")
@@ -101,7 +107,9 @@ def test_rebuild_gives_each_post_the_probabilities_advance_returns(
                 history[e.event_id] = history_at(s.memory, e.ts)
                 codes[e.event_id] = post_reasons(w, s, e)
     steps: list[int] = []
-    rebuilt = rebuild(w, histories, on_step=steps.append)
+    rebuilt = (rebuild if how == "compiled" else rebuild_lockstep)(
+        w, histories, on_step=steps.append
+    )
     posts = rebuilt.posts
     assert set(posts) == set(expected) and len(posts) > 50
     assert rebuilt.history == history
@@ -115,4 +123,4 @@ def test_rebuild_gives_each_post_the_probabilities_advance_returns(
 def test_no_histories_no_states() -> None:
     w = export_scorer(DeepCredit(ModelConfig(hidden_size=4)), "v")
     assert rebuild_states(w, {}) == {}
-    assert rebuild(w, {}).posts == {}
+    assert rebuild(w, {}).posts == {} and rebuild_lockstep(w, {}).posts == {}
