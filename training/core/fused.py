@@ -190,7 +190,7 @@ class _LoanPass(torch.autograd.Function):
         (r_da, r_du, r_dz, s_da, s_du, s_dz) = grads
         (r_hp, r_cp, r_dyn, _, r_u, _, _, s_hp, s_cp, s_dyn, _, s_u, _, _, _) = ctx.kept
 
-        def sums(da, du, dz, hp, cp, dyn, u, time):  # noqa: ANN001, ANN202
+        def sums(da, du, dz, hp, cp, dyn, u, time):
             t = torch.from_numpy
             da_t, du_t, dz_t = t(da), t(du), t(dz)
             dgx = da_t.transpose(0, 1)
@@ -221,7 +221,7 @@ _EMPTY_B = {dt: numba.typed.List([np.zeros(1, dtype=np.dtype(str(dt).split(".")[
 
 @numba.njit(cache=True, error_model="numpy")
 def _cell_forward(t, mask, use_time, gx, tm, sh, wh, wd, ws, wnl, bm, h, c, dyn,
-                  k_hp, k_cp, k_dyn, k_act, k_u, k_cadj, k_tc):  # noqa: ANN001, ANN202
+                  k_hp, k_cp, k_dyn, k_act, k_u, k_cadj, k_tc):
     """One step of one cell over the B rows, in place on h, c; keeps its activations at t.
     The products go to BLAS (np.dot); the elementwise part is one loop per row, with the
     rational tanh of ``scorer.fast`` (σ(x) = ½ + ½ tanh(x/2)), which vectorises where libm's
@@ -261,7 +261,7 @@ def _cell_forward(t, mask, use_time, gx, tm, sh, wh, wd, ws, wnl, bm, h, c, dyn,
 @numba.njit(cache=True, error_model="numpy")
 def _forward(r_mask, s_mask, repay_time, state_time, complementary, head_w, head_b, agg,
              r_gx, r_tm, r_sh, r_wh, r_wd, r_ws, r_wnl, r_bm,
-             s_gx, s_tm, s_sh, s_wh, s_wd, s_ws, s_wnl, s_bm):  # noqa: ANN001, ANN202
+             s_gx, s_tm, s_sh, s_wh, s_wd, s_ws, s_wnl, s_bm):
     steps, bsz, four_d = s_gx.shape
     d = four_d // 4
     dt = s_gx.dtype
@@ -320,7 +320,7 @@ def _forward(r_mask, s_mask, repay_time, state_time, complementary, head_w, head
 
 @numba.njit(cache=True, error_model="numpy")
 def _cell_backward(t, mask, use_time, dh, dc, wh_t, wd_t, ws_t, wnl, act, u, cadj, tc, sh,
-                   da_out, du_out, dz_out):  # noqa: ANN001, ANN202
+                   da_out, du_out, dz_out):
     """One step of one cell in reverse: from dh, dc (B, D) of its state after step t, write
     the step's gradients at t (pre-activations ``da_out``; with time ``du_out`` and
     ``dz_out``, of u's and of c_adj's pre-activations) and return (dh, dc) of the state
@@ -350,10 +350,7 @@ def _cell_backward(t, mask, use_time, dh, dc, wh_t, wd_t, ws_t, wnl, act, u, cad
     dh_prev = np.dot(da, wh_t)
     if use_time:
         dc_prev = np.dot(du, ws_t)
-    if wd_t.shape[1] > 0:
-        ddyn = np.dot(da, wd_t)
-    else:
-        ddyn = np.zeros((bsz, 0), dtype=dh.dtype)
+    ddyn = np.dot(da, wd_t) if wd_t.shape[1] > 0 else np.zeros((bsz, 0), dtype=dh.dtype)
     for b in range(bsz):
         if not mask[t, b]:  # the step left the state as it was
             dh_prev[b] = dh[b]
@@ -363,9 +360,11 @@ def _cell_backward(t, mask, use_time, dh, dc, wh_t, wd_t, ws_t, wnl, act, u, cad
 
 @numba.njit(cache=True, error_model="numpy")
 def _backward(grad_hs, r_mask, s_mask, repay_time, state_time, kept, r_sh, s_sh,
-              r_wh, r_wd, r_ws, r_wnl, r_bm, s_wh, s_wd, s_ws, s_wnl, s_bm):  # noqa: ANN001, ANN202
-    (r_hp, r_cp, r_dyn, r_act, r_u, r_cadj, r_tc,
-     s_hp, s_cp, s_dyn, s_act, s_u, s_cadj, s_tc, hs) = kept
+              r_wh, r_wd, r_ws, r_wnl, r_bm, s_wh, s_wd, s_ws, s_wnl, s_bm):
+    # kept: per cell (repay, then state) h and c before each step, its own input, the gates'
+    # activations, u, c_adj, tanh(c'); then the outputs. The backward reads the last four.
+    r_act, r_u, r_cadj, r_tc = kept[3], kept[4], kept[5], kept[6]
+    s_act, s_u, s_cadj, s_tc = kept[10], kept[11], kept[12], kept[13]
     steps, bsz, d = grad_hs.shape
     dt = grad_hs.dtype
     r_da = np.zeros((steps, bsz, 4 * d), dtype=dt)
