@@ -30,6 +30,7 @@ from scorer.features import ACTIVITY_FEATURES, LOAN_FEATURES, LoanStep
 from training.core.config import ModelConfig
 from training.core.dataset import Sequences, UserBatch, user_rows
 from training.core.evaluation import TARGETS
+from training.core.fused import CellWeights, fused_loan_pass
 from training.core.tlstm import CellRun, TLSTMCell, final_states
 from training.core.variants import VARIANTS
 
@@ -181,13 +182,17 @@ def hierarchy_pass(
     repay_mask: Tensor,
     state_mask: Tensor,
     aggregates: Tensor | None = None,
+    fused: bool = True,
 ) -> Tensor:
     """Logits (B, T, 2) of the repayment TLSTM fed with Y(i-1) (eq. 5), the state-level TLSTM
     over [h_repay; h_activity] (eq. 4) and the heads, step by step; zero where ``state_mask``
     is false. ``m`` has ``repay``,
     ``state``, ``head`` and ``config``; the masks (B, T) say where each TLSTM steps. Shared by
     the streaming model and the paper-literal re-encode, so the two differ only in their
-    inputs. ``aggregates`` (B, T, A), when given, go to the heads beside h_state."""
+    inputs. ``aggregates`` (B, T, A), when given, go to the heads beside h_state.
+
+    ``fused``: the steps run as one compiled autograd node (``training.core.fused``); False
+    runs them as torch operations step by step, the reference it is tested against."""
     cfg = m.config
     bsz, steps, _ = x.shape
     d = cfg.hidden_size
@@ -204,12 +209,24 @@ def hierarchy_pass(
         dynamic=slice(n_x, n_x + len(TARGETS)) if cfg.complementary else None,
     )
     state = CellRun(m.state, known=slice(d, 2 * d), dynamic=slice(0, d))  # [h_repay; h_act]
+    wide = aggregates is not None
+    if fused:
+        hs = fused_loan_pass(
+            CellWeights(repay) if cfg.use_repay else None,
+            repay.inputs(x, repay_gap) if cfg.use_repay else None,
+            CellWeights(state),
+            state.inputs(h_act, state_gap),
+            repay_mask,
+            state_mask,
+            m.head if cfg.complementary else None,
+            aggregates,
+        )  # (B, T, D)
+        return _post_logits(m, hs, state_mask, aggregates)
     r_in = [_steps(p) for p in repay.inputs(x, repay_gap)] if cfg.use_repay else None
     s_gx, s_time, s_shrink = (_steps(p) for p in state.inputs(h_act, state_gap))
     # A padded step is past the end of its row only (a prefix mask): what a row computes
     # there is never read, so the repayment TLSTM may step on it unmasked.
     repay_prefix = bool((repay_mask[:, 1:] <= repay_mask[:, :-1]).all())
-    wide = aggregates is not None
     post_steps, post_users = state_mask.t().nonzero(as_tuple=True)  # ordered by step
     post_rows = post_users.split(torch.bincount(post_steps, minlength=steps).tolist())
     hs = []
@@ -246,11 +263,20 @@ def hierarchy_pass(
                     if wide:
                         head_in = torch.cat((head_in, aggregates[rows, t]), dim=1)
                     y_prev = y_prev.index_put((rows,), torch.sigmoid(m.head(head_in)))
-    # The heads matter where the state-level TLSTM stepped; elsewhere they would read a state
-    # and aggregates no post is scored on, so the logits there are left at zero.
-    h_all = torch.stack(hs, dim=1)[state_mask]  # (P, D)
-    head_in = torch.cat((h_all, aggregates[state_mask]), dim=1) if wide else h_all
-    logits = torch.zeros(bsz, steps, len(TARGETS), dtype=x.dtype)
+    h_all = torch.stack(hs, dim=1) if hs else x.new_zeros(bsz, 0, d)  # (B, T, D)
+    return _post_logits(m, h_all, state_mask, aggregates)
+
+
+def _post_logits(
+    m: nn.Module, hs: Tensor, state_mask: Tensor, aggregates: Tensor | None
+) -> Tensor:
+    """The heads over the state-level hidden states ``hs`` (B, T, D) where ``state_mask``
+    (B, T) is true, beside ``aggregates`` (B, T, A) when given: logits (B, T, 2). The heads
+    matter where the state-level TLSTM stepped; elsewhere they would read a state and
+    aggregates no post is scored on, so the logits there are left at zero."""
+    h_all = hs[state_mask]  # (P, D)
+    head_in = h_all if aggregates is None else torch.cat((h_all, aggregates[state_mask]), dim=1)
+    logits = torch.zeros(*state_mask.shape, len(TARGETS), dtype=hs.dtype)
     logits[state_mask] = m.head(head_in)
     return logits  # (B, T, 2)
 

@@ -5,8 +5,11 @@ Arms, each with its own model (same initial weights), optimizer and batch order:
 
 - ``baseline``: the training forward of commit ac23ed3 (``_BaselineDeepCredit``, kept here
   only to be measured against) at its default batch of 32 users and lr 1e-3;
-- ``fast``: today's forward (``training.core.model``), same batch and learning rate: the same
-  function and the same updates, so the same AUC per epoch up to float rounding;
+- ``step_by_step``: today's forward with the loan-level steps as torch operations one step at
+  a time (``hierarchy_pass(..., fused=False)``, commit 287545d's forward), same batch and lr;
+- ``fast``: today's forward (``training.core.model``: the loan-level steps as one compiled
+  autograd node, ``training.core.fused``), same batch and learning rate: the same function
+  and the same updates as both above, so the same AUC per epoch up to float rounding;
 - ``fast_large_batch`` (when ``large_batch_users`` > 0): today's forward with larger user
   batches and the learning rate scaled by sqrt(batch ratio), the usual rule for Adam.
 
@@ -30,7 +33,7 @@ from scorer.features import LoanStep
 from training.core.dataset import Sequences
 from training.core.evaluation import TARGETS
 from training.core.eventlog import load_sequences
-from training.core.model import DeepCredit, ModelConfig, batch_to_tensors
+from training.core.model import DeepCredit, ModelConfig, batch_to_tensors, hierarchy_pass
 from training.core.tlstm import TLSTMCell
 from training.core.train import TrainConfig, batches, evaluate, split
 from training.experiments.config import TrainBenchConfig
@@ -52,6 +55,7 @@ def run_train_bench(config: TrainBenchConfig, *, progress: bool = True) -> dict:
     torch.set_num_threads(config.threads)
     model_config = ModelConfig(hidden_size=config.hidden_size)
     arms = {"baseline": (_BaselineDeepCredit, config.batch_users, config.lr),
+            "step_by_step": (_StepByStepDeepCredit, config.batch_users, config.lr),
             "fast": (DeepCredit, config.batch_users, config.lr)}  # fmt: skip
     if config.large_batch_users > 0:
         scaled = config.lr * math.sqrt(config.large_batch_users / config.batch_users)
@@ -118,6 +122,18 @@ class _Arm:
         self.train_loss.append(float(np.mean(losses)) if losses else math.nan)
         self.seconds.append(time.perf_counter() - started)
         return self.seconds[-1]
+
+
+class _StepByStepDeepCredit(DeepCredit):
+    """DeepCredit with the loan-level steps run as torch operations one step at a time, the
+    reference the fused pass is tested against: the same function."""
+
+    def _loan_pass(self, b: dict[str, Tensor], h_act: Tensor) -> Tensor:
+        kind = b["loan_kind"]
+        agg = b["loan_agg"] if self.config.use_aggregates else None
+        return hierarchy_pass(self, b["loan_x"], b["loan_gap"], b["post_gap"], h_act,
+                              repay_mask=kind >= 0, state_mask=kind == LoanStep.POST,
+                              aggregates=agg, fused=False)  # fmt: skip
 
 
 class _BaselineDeepCredit(DeepCredit):

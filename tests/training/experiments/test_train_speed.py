@@ -58,12 +58,13 @@ def test_bench_train_writes_both_arms(
             "--out", str(out)]  # fmt: skip
     assert main(args) == 0
     r = json.loads(out.read_text())
-    assert set(r["arms"]) == {"baseline", "fast", "fast_large_batch"}
+    assert set(r["arms"]) == {"baseline", "step_by_step", "fast", "fast_large_batch"}
     assert r["data"]["users"] == 10
     assert r["arms"]["fast_large_batch"]["lr"] == pytest.approx(1e-3 * 2**0.5)
     assert r["command"].startswith("deepcredit bench train") and r["machine"]["cpus"] >= 1
     # Same function, same updates: the same training loss in the epoch.
     base, fast = r["arms"]["baseline"], r["arms"]["fast"]
     assert fast["train_loss"] == pytest.approx(base["train_loss"], abs=1e-5)
+    assert r["arms"]["step_by_step"]["train_loss"] == pytest.approx(base["train_loss"], abs=1e-5)
     assert len(fast["val_auc"]) == len(base["val_auc"]) == 1
     assert all(s > 0 for s in r["speedup"].values())
