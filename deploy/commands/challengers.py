@@ -186,6 +186,7 @@ def _events(args: argparse.Namespace) -> int:
         fit_huihen,
         paper002_rows,
         post_inputs,
+        predict_aux,
         predict_huihen,
         read_history,
     )
@@ -228,7 +229,11 @@ def _events(args: argparse.Namespace) -> int:
     fit = fit_huihen(hist, inputs["train"], inputs["validation"], hcfg, teacher=teacher,
                      progress=say)  # fmt: skip
     test = inputs["test"]
-    predictions = {"huihen": predict_huihen(fit, hist, test), **predictions}
+    ours = {"huihen": predict_huihen(fit, hist, test)}
+    if fit.aux is not None:
+        ours["huihen-aux"] = predict_aux(fit, test)
+        detail["huihen-aux"] = {"pretrain_epochs": fit.pretrain_epochs}
+    predictions = ours | predictions
     detail["huihen"] = {"seconds": fit.seconds, "epochs": fit.epochs,
                         "pretrain_epochs": fit.pretrain_epochs,
                         "validation_loss": round(fit.validation_loss, 5),

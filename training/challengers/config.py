@@ -156,9 +156,12 @@ class HuihenConfig:
     seed: int = field(default=0, metadata={"help": "seed of the weights and the batches"})
 
 
-#: Paper 002's rows on the benchmark: its HUIHEN, then the Table 1 baselines it is judged
-#: against on the same test posts (``training.baselines``). Name → label.
+#: Paper 002's rows on the benchmark: its HUIHEN, its pre-trained auxiliary network alone, then
+#: the Table 1 baselines it is judged against on the same test posts (``training.baselines``).
+#: Name → label.
 MODELS_002 = {"huihen": "HUIHEN (time-aware GRU in sessions, user-item-aware GRU across)",
+              "huihen-aux": "HUIHEN's transfer auxiliary network alone: its UPI layer "
+                            "pre-trained on the profile, T and H zero (paper 4.2, Fig. 3)",
               "gbdt": "Gradient-boosted trees (Table 1's XGB row)",
               "lr": "Logistic regression (Table 1)"}  # fmt: skip
 

@@ -48,7 +48,7 @@ from training.core.evaluation import binary_metrics
 from training.core.model import TARGETS
 
 __all__ = ["EventHistory", "HuihenFit", "PostInputs", "fit_huihen", "paper002_rows",
-           "post_inputs", "predict_huihen", "read_history"]  # fmt: skip
+           "post_inputs", "predict_aux", "predict_huihen", "read_history"]  # fmt: skip
 
 _KIND = {Activity(k): i for i, k in enumerate(ACTIVITY_KINDS)}
 _TERMS = slice(3, 6)  # loan_x: a post's money(amount), rate, term / 365
@@ -155,6 +155,7 @@ class HuihenFit:
     seconds: float
     validation_loss: float
     history: list[dict]
+    aux: Huihen | None = None  # the model after pre-training: the auxiliary network (4.2)
 
 
 def _loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -229,6 +230,7 @@ def fit_huihen(
                 total += loss.item() * len(idx)
             fit.pretrain_epochs = epoch + 1
             say(f"   pre-training epoch {epoch + 1}: loss {total / len(train):.4f}")
+        fit.aux = copy.deepcopy(model).eval()
         optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     best, waited = copy.deepcopy(model.state_dict()), 0
     for epoch in range(cfg.epochs):
@@ -275,6 +277,18 @@ def predict_huihen(fit: HuihenFit, hist: EventHistory, posts: PostInputs) -> np.
     out = [torch.sigmoid(_logits(fit, hist, posts, idx)).numpy()
            for idx in _chunks(len(posts), 1024, None)]  # fmt: skip
     return np.concatenate(out) if out else np.zeros((0, 2), np.float32)
+
+
+@torch.no_grad()
+def predict_aux(fit: HuihenFit, posts: PostInputs) -> np.ndarray:
+    """Probabilities (P, 2) of the transfer auxiliary network alone (the UPI layer after
+    pre-training, T_m and H_m zero) at ``posts``: what the profile gives without the
+    behaviours. Raises ValueError when the fit had no pre-training."""
+    if fit.aux is None:
+        raise ValueError("this fit had no pre-training (no teacher or pretrain_epochs 0)")
+    item = torch.from_numpy(fit.item_scale(posts.item))
+    user = torch.from_numpy(fit.user_scale(posts.user))
+    return torch.sigmoid(fit.aux.profile_only(item, user)).numpy()
 
 
 def paper002_rows(y: np.ndarray, users: np.ndarray, predictions: dict[str, np.ndarray],

@@ -172,9 +172,11 @@ def test_challengers_events_writes_002s_rows_beside_the_baselines(
     bench = {(r["model"], r["group"]) for r in rows if r["table"] == "benchmark"}
     targets = {r["group"] for r in rows}
     assert "delinquent" in targets  # the small log's test users have no default: no rows
-    assert bench == {(m, t) for m in ("huihen", "gbdt", "lr") for t in targets}
+    models = ("huihen", "huihen-aux", "gbdt", "lr")
+    assert bench == {(m, t) for m in models for t in targets}
     differences = {(r["model"], r["group"]) for r in rows if r["table"] == "differences"}
-    assert differences == {(m, t) for m in ("huihen-gbdt", "huihen-lr") for t in targets}
+    others = ("huihen-huihen-aux", "huihen-gbdt", "huihen-lr")
+    assert differences == {(m, t) for m in others for t in targets}
     assert all(r["command"].startswith("deepcredit challengers events") for r in rows)
     test_posts = written["runs"]["002/benchmark/events"]["data"]["test_posts"]
     for r in rows:
