@@ -135,7 +135,7 @@ def test_huihen_learns_a_planted_signal_in_the_last_session() -> None:
                        np.array(labels, np.float32), np.arange(users))  # fmt: skip
     train = _take(posts, np.arange(140))
     test = _take(posts, np.arange(140, users))
-    cfg = replace(SMALL, epochs=20, patience=20, batch=32, lr=1e-2)
+    cfg = replace(SMALL, epochs=12, patience=12, batch=32, lr=1e-2)
     fit = fit_huihen(hist, train, test, cfg)
     p = predict_huihen(fit, hist, test)
     assert roc_auc_score(test.labels[:, 0], p[:, 0]) > 0.9
