@@ -96,6 +96,10 @@ def add(sub: Subparsers) -> None:
     p.add_argument("--events", type=Path, required=True,
                    help="event log (JSON lines, optionally gzip): 'deepcredit "
                         "generate'")  # fmt: skip
+    p.add_argument("--statements", action="store_true",
+                   help="the events are a statement table's ('deepcredit statements'): judge "
+                        "each test user's September bill only, whose delinquency label is Y, "
+                        "as 'deepcredit uci' does; rows under data 'uci'")  # fmt: skip
     add_options(p, Paper002Config, "bootstrap", "level")
     add_options(p, HuihenConfig, "max_minutes", "epochs", "patience", "batch", "lr",
                 "pretrain_epochs", "sessions", "behaviours", "min_behaviours",
@@ -240,12 +244,24 @@ def _events(args: argparse.Namespace) -> int:
                         "history": fit.history,
                         "sessions_read_mean": round(float((test.pairs[..., 0] >= 0).sum(1)
                                                           .mean()), 1)}  # fmt: skip
-    rows = paper002_rows(test.labels, test.users, predictions, cfg, _command(args),
+    judged = np.ones(len(test), bool)
+    if args.statements:  # the September bill of each test user: its label is Y
+        from training.benchmark.statements import last_bill_id
+
+        users = seq.user_ids[test.users]
+        judged = np.array([e == f"{last_bill_id(str(u).removeprefix('c'))}-post"
+                           for e, u in zip(test.event_ids, users, strict=True)])  # fmt: skip
+        say(f"judged: the September bills of {int(judged.sum()):,} test users")
+    rows = paper002_rows(test.labels[judged], test.users[judged],
+                         {k: v[judged] for k, v in predictions.items()}, cfg, _command(args),
+                         data="uci" if args.statements else "benchmark",
                          detail=detail)  # fmt: skip
     data = {"events": str(args.events), "sha256": info.sha256,
             **benchmark_summary(seq), "train_posts": len(inputs["train"]),
             "validation_posts": len(inputs["validation"]), "test_posts": len(test)}  # fmt: skip
-    run = _run(args, "002/benchmark/events", cfg, data, started,
+    data["judged_posts"] = int(judged.sum())
+    part = "002/uci/statements" if args.statements else "002/benchmark/events"
+    run = _run(args, part, cfg, data, started,
                notes=["split, posts and labels: Table 1's (training.core.train.split, "
                       "Sequences); baselines: training.baselines' gbdt and logistic"])  # fmt: skip
     merge_into(args.out, rows, run)

@@ -107,6 +107,7 @@ class PostInputs:
     user: np.ndarray  # (P, F_user) float32, raw
     labels: np.ndarray  # (P, 2) float32, NaN where unknown
     users: np.ndarray  # (P,) int64 user index into seq
+    event_ids: np.ndarray | None = None  # (P,) str: each post's event id
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -133,7 +134,7 @@ def post_inputs(seq: Sequences, hist: EventHistory, users: np.ndarray,
     item = np.column_stack([seq.loan_x[rows, _TERMS], seq.post_gap[rows]])
     user = np.column_stack([seq.loan_x[rows, _RECORD], seq.loan_agg[rows]])
     return PostInputs(pairs, item.astype(np.float32), user.astype(np.float32),
-                      seq.labels[rows].astype(np.float32), owner)  # fmt: skip
+                      seq.labels[rows].astype(np.float32), owner, seq.event_ids[rows])  # fmt: skip
 
 
 def standardise(train: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
@@ -292,13 +293,14 @@ def predict_aux(fit: HuihenFit, posts: PostInputs) -> np.ndarray:
 
 
 def paper002_rows(y: np.ndarray, users: np.ndarray, predictions: dict[str, np.ndarray],
-                  cfg: Paper002Config, command: str, *,
+                  cfg: Paper002Config, command: str, *, data: str = "benchmark",
                   detail: dict[str, dict] | None = None) -> list[Row]:  # fmt: skip
-    """Rows of table "benchmark" (one per model of ``predictions``: name → (P, 2), ``MODELS_002``
+    """Rows of table ``data`` (one per model of ``predictions``: name → (P, 2), ``MODELS_002``
     names, HUIHEN first) and "differences" (HUIHEN minus each other model), per target: AUC,
     KS and Brier, the differences with a ``cfg.level`` interval from ``cfg.bootstrap`` draws of
     test users (``training.core.bootstrap.paired_differences``). ``y`` (P, 2) the test labels,
-    ``users`` (P,) each row's user. A target whose test labels hold one class has no rows."""
+    ``users`` (P,) each row's user. A target whose test labels hold one class has no rows.
+    ``data``: the rows' data set ("benchmark", or "uci" for a statement table's events)."""
     rows = []
     detail = detail or {}
     for target_k, target in enumerate(TARGETS):
@@ -308,7 +310,7 @@ def paper002_rows(y: np.ndarray, users: np.ndarray, predictions: dict[str, np.nd
             continue  # one class only (a small log): AUC and KS say nothing
         for name, p in predictions.items():
             m = binary_metrics(yk, p[known, target_k])
-            rows.append(Row(paper="002", data="benchmark", table="benchmark", model=name,
+            rows.append(Row(paper="002", data=data, table=data, model=name,
                             group=target, command=command, n=int(known.sum()),
                             positives=int(yk.sum()),
                             figures={"auc": Figure(m.auc), "ks": Figure(m.ks),
@@ -326,7 +328,7 @@ def paper002_rows(y: np.ndarray, users: np.ndarray, predictions: dict[str, np.nd
                                  interval=f"{cfg.level:.0%} user bootstrap, "
                                           f"{d['bootstrap']['draws']} draws")
                        for k in ("auc", "ks", "brier")}  # fmt: skip
-            rows.append(Row(paper="002", data="benchmark", table="differences",
+            rows.append(Row(paper="002", data=data, table="differences",
                             model=f"huihen-{name}", group=target, command=command,
                             n=int(known.sum()), positives=int(yk.sum()), figures=figures,
                             paper_text=f"HUIHEN minus {MODELS_002.get(name, name)}"))  # fmt: skip
