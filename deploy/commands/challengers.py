@@ -1,6 +1,7 @@
-"""``deepcredit challengers uci|cost``: the seed papers' own systems as challengers, their
-published tables reproduced on real data, and what each would cost in the stream; both write
-their rows into one results file (``training.challengers.results``)."""
+"""``deepcredit challengers uci|events|cost``: the seed papers' own systems as challengers, their
+published tables reproduced on real data, on the benchmark's event log beside Table 1's
+baselines, and what each would cost in the stream; all write their rows into one results file
+(``training.challengers.results``)."""
 
 from __future__ import annotations
 
@@ -21,19 +22,24 @@ from training.challengers.config import (
     ActganConfig,
     BiLstmConfig,
     CnnLstmConfig,
+    HuihenConfig,
     Paper001Config,
+    Paper002Config,
     Paper003Config,
     Paper004Config,
     ResNetLstmConfig,
 )
 
 if TYPE_CHECKING:
+    from training.challengers.results import Figure
     from training.challengers.uci import UciTable
 
 __all__ = ["add"]
 
 _UCI = Path("../shared/data/uci-credit-card/UCI_Credit_Card.csv")
-_PAPERS = ("001", "003", "004")  # the papers whose systems run here; more join as they are built
+_PAPERS = ("001", "003", "004")  # the papers whose systems run on UCI; more join as they are built
+_EVENT_PAPERS = ("002",)  # the papers whose systems read the event log
+_COST_PAPERS = ("001", "002", "003", "004")
 #: Paper 001's CNN-LSTM settings on the command line: field → flag (parsed into
 #: ``cnnlstm_<field>``, apart from the BiLSTM's options of the same field names).
 _CNNLSTM_OPTIONS = {"epochs": "--cnnlstm-epochs", "patience": "--cnnlstm-patience",
@@ -95,15 +101,36 @@ def add(sub: Subparsers) -> None:
     _out(p)
 
     p = command(
+        group_sub, "events",
+        "a paper's system on an event log (002: HUIHEN) with Table 1's user split, posts and "
+        "labels, beside Table 1's gradient-boosted trees and logistic regression on the same "
+        "test posts: AUC, KS, Brier, user-bootstrap intervals of the differences",
+        _events,
+    )  # fmt: skip
+    p.add_argument("--paper", required=True, choices=_EVENT_PAPERS, help="the seed paper")
+    p.add_argument("--events", type=Path, required=True,
+                   help="event log (JSON lines, optionally gzip): 'deepcredit "
+                        "generate'")  # fmt: skip
+    p.add_argument("--statements", action="store_true",
+                   help="the events are a statement table's ('deepcredit statements'): judge "
+                        "each test user's September bill only, whose delinquency label is Y, "
+                        "as 'deepcredit uci' does; rows under data 'uci'")  # fmt: skip
+    add_options(p, Paper002Config, "bootstrap", "level")
+    add_options(p, HuihenConfig, "max_minutes", "epochs", "patience", "batch", "lr",
+                "pretrain_epochs", "sessions", "behaviours", "min_behaviours",
+                Option("threads", "--torch-threads"), "seed")  # fmt: skip
+    _out(p)
+
+    p = command(
         group_sub, "cost",
         "what a post would cost in the stream re-encoding the user's history of 50, 500 and "
-        "5,000 events (004's BiLSTM, 001's CNN-LSTM, 003's ResNet-LSTM and focal XGBoost; "
-        "001's streaming form too), beside the "
+        "5,000 events (004's BiLSTM, 001's CNN-LSTM, 002's HUIHEN, 003's ResNet-LSTM and "
+        "focal XGBoost; 001's and 002's streaming forms too), beside the "
         "live scorer's incremental step (the bench of 'deepcredit bench step'), paired "
         "repeats",
         _cost,
     )  # fmt: skip
-    p.add_argument("--paper", required=True, choices=_PAPERS, help="the seed paper")
+    p.add_argument("--paper", required=True, choices=_COST_PAPERS, help="the seed paper")
     p.add_argument(
         "--repeats",
         type=int,
@@ -170,6 +197,101 @@ def _uci(args: argparse.Namespace) -> int:
     print(_table3(rows))
     print(f"written to {args.out}")
     return 0
+
+
+def _events(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from training.baselines import default_baselines
+    from training.challengers.paper002 import (
+        fit_huihen,
+        paper002_rows,
+        post_inputs,
+        predict_aux,
+        predict_huihen,
+        read_history,
+    )
+    from training.challengers.results import merge_into
+    from training.core.eventlog import load_sequences, read_events
+    from training.core.train import split
+    from training.experiments.ablation import benchmark_summary
+    from training.experiments.config import AblationConfig
+
+    if not args.events.is_file():
+        raise CliError(f"no such events file: {args.events}")
+    started = time.perf_counter()
+    say = lambda line: print(line, flush=True)  # noqa: E731
+    cfg = from_args(Paper002Config, args, huihen=from_args(HuihenConfig, args))
+    hcfg = cfg.huihen
+    seq, info = load_sequences(args.events, progress=False)
+    parts = split(seq, AblationConfig().train_config())  # Table 1's users
+    say(f"{seq.users:,} users: {len(parts.train)} training, {len(parts.validation)} "
+        f"validation, {len(parts.test)} test; reading the behaviours")  # fmt: skip
+    hist = read_history(read_events(args.events), seq, hcfg.session_gap_s)
+    named = {"train": parts.train, "validation": parts.validation, "test": parts.test}
+    inputs = {name: post_inputs(seq, hist, users, hcfg) for name, users in named.items()}
+    predictions: dict[str, np.ndarray] = {}
+    detail: dict[str, dict] = {}
+    teacher = None
+    by_name = {b.name: b for b in default_baselines(hcfg.seed, threads=hcfg.threads)}
+    for name, baseline in (("gbdt", "gbdt"), ("lr", "logistic")):
+        fitted_at = time.perf_counter()
+        model = by_name[baseline].fit(seq, parts.train, parts.validation)
+        y, p = model.predict(seq, parts.test)
+        if not np.array_equal(np.isnan(y), np.isnan(inputs["test"].labels)):
+            raise CliError(f"{name}'s test posts are not HUIHEN's")  # a bug, not the data
+        predictions[name] = p
+        detail[name] = {"seconds": round(time.perf_counter() - fitted_at, 1),
+                        "chosen_on_validation": model.chosen}  # fmt: skip
+        if name == "gbdt" and hcfg.pretrain_epochs > 0:
+            teacher = model.predict(seq, parts.train)[1]  # eq. 16's guidance probabilities
+        say(f"== {name}: fitted in {detail[name]['seconds']:.0f} s")
+    say("== huihen")
+    fit = fit_huihen(hist, inputs["train"], inputs["validation"], hcfg, teacher=teacher,
+                     progress=say)  # fmt: skip
+    test = inputs["test"]
+    ours = {"huihen": predict_huihen(fit, hist, test)}
+    if fit.aux is not None:
+        ours["huihen-aux"] = predict_aux(fit, test)
+        detail["huihen-aux"] = {"pretrain_epochs": fit.pretrain_epochs}
+    predictions = ours | predictions
+    detail["huihen"] = {"seconds": fit.seconds, "epochs": fit.epochs,
+                        "pretrain_epochs": fit.pretrain_epochs,
+                        "validation_loss": round(fit.validation_loss, 5),
+                        "history": fit.history,
+                        "sessions_read_mean": round(float((test.pairs[..., 0] >= 0).sum(1)
+                                                          .mean()), 1)}  # fmt: skip
+    judged = np.ones(len(test), bool)
+    if args.statements:  # the September bill of each test user: its label is Y
+        from training.benchmark.statements import last_bill_id
+
+        users = seq.user_ids[test.users]
+        judged = np.array([e == f"{last_bill_id(str(u).removeprefix('c'))}-post"
+                           for e, u in zip(test.event_ids, users, strict=True)])  # fmt: skip
+        say(f"judged: the September bills of {int(judged.sum()):,} test users")
+    rows = paper002_rows(test.labels[judged], test.users[judged],
+                         {k: v[judged] for k, v in predictions.items()}, cfg, _command(args),
+                         data="uci" if args.statements else "benchmark",
+                         detail=detail)  # fmt: skip
+    data = {"events": str(args.events), "sha256": info.sha256,
+            **benchmark_summary(seq), "train_posts": len(inputs["train"]),
+            "validation_posts": len(inputs["validation"]), "test_posts": len(test)}  # fmt: skip
+    data["judged_posts"] = int(judged.sum())
+    part = "002/uci/statements" if args.statements else "002/benchmark/events"
+    run = _run(args, part, cfg, data, started,
+               notes=["split, posts and labels: Table 1's (training.core.train.split, "
+                      "Sequences); baselines: training.baselines' gbdt and logistic"])  # fmt: skip
+    merge_into(args.out, rows, run)
+    for r in rows:
+        say(f"{r.table:11} {r.group:10} {r.model:12} "
+            + "  ".join(_figure(k, r.figures[k]) for k in ("auc", "ks", "brier")))  # fmt: skip
+    print(f"written to {args.out}")
+    return 0
+
+
+def _figure(name: str, f: Figure) -> str:
+    interval = "" if f.low is None else f" [{f.low:+.4f}, {f.high:+.4f}]"
+    return f"{name} {f.value:.4f}{interval}"
 
 
 def _run(args: argparse.Namespace, part: str, cfg: object, data: dict, started: float,
@@ -273,6 +395,12 @@ _COST_TEXT = {
     "001": "the paper says nothing of serving; built with causal convolutions here, it has an "
            "incremental form (a window of the last events through the CNN, one LSTM step, "
            "running attention sums), timed as stream_us_per_post",
+    "002": "the paper says nothing of serving; HUIHEN has an incremental form: the open "
+           "session's time-aware GRU state advances one step per event, a closed session's "
+           "intention joins a ring of the last 50; a post runs the user-item-aware GRU over "
+           "the ring (its gates read the post's own item, so it cannot be carried between "
+           "posts) and the UPI layer. State per user: 50 x 30 intentions, the open session's "
+           "30-float state, its length and last time (about 6 KB). Timed as stream_us_per_post",
 }  # fmt: skip
 
 
@@ -284,7 +412,7 @@ def _cost(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         raise CliError("--repeats must be at least 1")
     started = time.perf_counter()
-    model = {"004": "bilstm", "001": "cnnlstm", "003": "resnetlstm"}[args.paper]
+    model = {"004": "bilstm", "001": "cnnlstm", "002": "huihen", "003": "resnetlstm"}[args.paper]
     result = reencode_cost(repeats=args.repeats, model_name=model)
     figures = ("reencode_us_per_post", "step_us_per_post", "reencode_over_step",
                "stream_us_per_post", "stream_over_step")  # fmt: skip

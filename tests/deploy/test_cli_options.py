@@ -57,6 +57,7 @@ COMMAND_ONLY = {
     ("bench train", "--out"),
     ("challengers cost", "--out"),
     ("challengers cost", "--repeats"),
+    ("challengers events", "--out"),
     ("challengers uci", "--out"),
     ("challengers uci", "--table"),
     ("controller", "--group"),

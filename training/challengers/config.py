@@ -9,12 +9,15 @@ __all__ = [
     "MEMBERS_001",
     "MODELS",
     "MODELS_001",
+    "MODELS_002",
     "MODELS_003",
     "PROTOCOLS_001",
     "ActganConfig",
     "BiLstmConfig",
     "CnnLstmConfig",
+    "HuihenConfig",
     "Paper001Config",
+    "Paper002Config",
     "Paper003Config",
     "Paper004Config",
     "ResNetLstmConfig",
@@ -173,6 +176,42 @@ class ResNetLstmConfig:
     seed: int = field(default=0, metadata={"help": "seed of the weights and the batches"})
 
 
+@dataclass(frozen=True)
+class HuihenConfig:
+    """How paper 002's HUIHEN is built and trained (``training.challengers.huihen``). The
+    defaults are the paper's where it gives them (its sections 3.4 and 5.2); the rest are the
+    choices its text leaves open."""
+
+    session_gap_s: float = field(default=3600.0, metadata={
+        "help": "seconds between two behaviours that start a new session (paper: one "
+                "hour)"})  # fmt: skip
+    sessions: int = field(default=50, metadata={
+        "help": "the most recent sessions read before a post (paper: 50)"})  # fmt: skip
+    behaviours: int = field(default=25, metadata={
+        "help": "the last behaviours read of each session (paper: 25)"})  # fmt: skip
+    min_behaviours: int = field(default=3, metadata={
+        "help": "sessions with fewer behaviours are dropped as noise (paper: 3)"})  # fmt: skip
+    embedding: int = field(default=10, metadata={
+        "help": "behaviour embedding and field-wise feature width (paper: 10)"})  # fmt: skip
+    hidden: int = field(default=30, metadata={"help": "both GRUs' state width (paper: 30)"})
+    fc: tuple[int, int] = (50, 25)  # UPI's hidden layers (paper: 50, 25, then the output)
+    dropout: float = field(default=0.6, metadata={"help": "UPI dropout (paper: 0.6)"})
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate (paper: 0.001)"})
+    batch: int = field(default=256, metadata={"help": "posts per gradient step"})
+    epochs: int = field(default=30, metadata={"help": "most passes over the training posts"})
+    patience: int = field(default=3, metadata={
+        "help": "epochs without a lower validation loss before stopping"})  # fmt: skip
+    max_minutes: float | None = field(default=None, metadata={
+        "help": "training time budget, minutes, pre-training included (default: "
+                "none)"})  # fmt: skip
+    pretrain_epochs: int = field(default=10, metadata={
+        "help": "epochs of the transfer auxiliary network (paper 4.2: the UPI layer on "
+                "profiles alone, guided by gradient boosting's probabilities); 0: none, the "
+                "paper's HUIHEN-withoutAuxNet"})  # fmt: skip
+    threads: int = field(default=1, metadata={"help": "torch threads (the machine is shared)"})
+    seed: int = field(default=0, metadata={"help": "seed of the weights and the batches"})
+
+
 #: Paper 003's models on UCI: its system first, the ablation without ACTGAN, the network's own
 #: output, and plain gradient boosting on the raw columns with and without ACTGAN's rows. Name →
 #: label.
@@ -202,3 +241,23 @@ class Paper003Config:
     level: float = field(default=0.95, metadata={"help": "interval level"})
     actgan: ActganConfig = field(default_factory=ActganConfig)
     network: ResNetLstmConfig = field(default_factory=ResNetLstmConfig)
+
+
+#: Paper 002's rows on the benchmark: its HUIHEN, its pre-trained auxiliary network alone, then
+#: the Table 1 baselines it is judged against on the same test posts (``training.baselines``).
+#: Name → label.
+MODELS_002 = {"huihen": "HUIHEN (time-aware GRU in sessions, user-item-aware GRU across)",
+              "huihen-aux": "HUIHEN's transfer auxiliary network alone: its UPI layer "
+                            "pre-trained on the profile, T and H zero (paper 4.2, Fig. 3)",
+              "gbdt": "Gradient-boosted trees (Table 1's XGB row)",
+              "lr": "Logistic regression (Table 1)"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Paper002Config:
+    """Paper 002's experiment on the benchmark (``training.challengers.paper002``)."""
+
+    bootstrap: int = field(default=1000, metadata={
+        "help": "bootstrap draws over test users for the intervals of differences"})  # fmt: skip
+    level: float = field(default=0.95, metadata={"help": "interval level"})
+    huihen: HuihenConfig = field(default_factory=HuihenConfig)

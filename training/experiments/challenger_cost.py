@@ -22,6 +22,15 @@ its UCI run): the BiLSTM over the months has no incremental form (its backward d
 over the whole history, the fusion layer, and the trees on the fused features. The booster
 timed has ``trees_003`` trees of depth 4 (the UCI run's settings), fitted on random features:
 its cost depends on the trees' number and depth, not on their splits.
+
+Paper 002's HUIHEN (``training.challengers.huihen``, the paper's sizes: embeddings of 10, both
+GRUs of 30, 50 sessions of 25 behaviours), re-encoding: the history cut into sessions, the
+last 50 kept sessions (3 behaviours or more) through the time-aware GRU, the user-item-aware
+GRU over their intentions, then the UPI layer. The model itself reads at most 50 × 25
+behaviours, so past that only the sessionising grows with the history. Its incremental form
+(``HuihenStream``) is timed as one post: the user-item-aware GRU over the kept intentions and
+the UPI layer, then the post fed as a behaviour (one time-aware GRU step). The synthetic
+history's gaps are half within a session (about a minute) and half between (hours to days).
 """
 
 from __future__ import annotations
@@ -32,16 +41,21 @@ import time
 import numpy as np
 import torch
 
+from scorer.aggregates import AGGREGATE_FEATURES
 from training.challengers.bilstm import BiLstmScore
 from training.challengers.cnnlstm import CnnLstmScore, CnnLstmStream
-from training.challengers.config import ResNetLstmConfig
+from training.challengers.config import HuihenConfig, ResNetLstmConfig
+from training.challengers.huihen import Behaviours, Huihen, HuihenStream, batch, post_sessions
+from training.challengers.huihen import session_starts as huihen_sessions
 from training.challengers.resnetlstm import ResNetLstm, fit_focal_xgboost
 from training.experiments.step_cost import step_cost
 
 __all__ = ["HISTORY_LENGTHS", "REENCODED", "NetThenTrees", "paper003_scorer", "reencode_cost"]
 
 #: The challengers this bench times: model name → the paper.
-REENCODED = {"bilstm": "004", "cnnlstm": "001", "resnetlstm": "003"}
+REENCODED = {"bilstm": "004", "cnnlstm": "001", "huihen": "002", "resnetlstm": "003"}
+#: HUIHEN's profile widths on the benchmark (``training.challengers.paper002``).
+_HUIHEN_ITEM, _HUIHEN_USER = 4, 6 + AGGREGATE_FEATURES
 
 #: Events of history a post re-encodes (the issue's three lengths).
 HISTORY_LENGTHS = (50, 500, 5000)
@@ -84,6 +98,63 @@ def paper003_scorer(trees: int, seed: int = 0) -> NetThenTrees:
     return NetThenTrees(ResNetLstm(3, cfg).eval(), booster)
 
 
+def _history(events: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A synthetic history of ``events`` behaviours: times (s), kinds, money, loan terms."""
+    rng = np.random.default_rng(events)
+    gaps = np.where(rng.random(events) < 0.5, rng.exponential(60.0, events),
+                    rng.exponential(2 * 86_400.0, events))  # fmt: skip
+    ts = 1.6e9 + np.cumsum(gaps)
+    kind = rng.integers(0, 10, events)
+    terms = np.where((kind == 0)[:, None], rng.random((events, 3)), 0.0)
+    return ts, kind, rng.random(events), terms
+
+
+def _huihen_seconds(model: Huihen, events: int, calls: int) -> float:
+    """Median seconds of one post re-encoding ``events`` behaviours of history."""
+    ts, kind, amount, terms = _history(events)
+    item, user = np.zeros((1, _HUIHEN_ITEM)), np.zeros((1, _HUIHEN_USER))
+    cfg = model.cfg
+
+    def post() -> None:
+        starts = huihen_sessions(ts, cfg.session_gap_s)
+        beh = Behaviours.from_arrays(ts, kind, amount, terms, starts)
+        pairs = post_sessions(starts, np.array([events]), sessions=cfg.sessions,
+                              min_behaviours=cfg.min_behaviours)  # fmt: skip
+        model(batch(beh, pairs, item, user, cfg.behaviours))
+
+    with torch.inference_mode():
+        post()  # first call allocates: not timed
+        times = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            post()
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def _huihen_stream_seconds(model: Huihen, events: int, calls: int) -> float:
+    """Median seconds of one post to the incremental form after ``events`` behaviours (fed
+    untimed): the post scored, then fed as a behaviour."""
+    ts, kind, amount, terms = _history(events + calls)
+    days = np.floor(ts / 86_400.0).astype(np.int64)
+    stream = HuihenStream(model)
+    item, user = torch.zeros(_HUIHEN_ITEM), torch.zeros(_HUIHEN_USER)
+
+    def feed(i: int) -> None:
+        stream.step(float(ts[i]), int(kind[i]), float(amount[i]), tuple(terms[i]),
+                    int((days[i] + 3) % 7), int(days[i] % 31))  # fmt: skip
+
+    for i in range(events):
+        feed(i)
+    times = []
+    for i in range(events, events + calls):
+        started = time.perf_counter()
+        stream.post(item, user)
+        feed(i)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 def _reencode_seconds(model: torch.nn.Module | NetThenTrees, events: int, calls: int) -> float:
     temporal, static = torch.randn(1, events, 3), torch.randn(1, 8)
     with torch.inference_mode():
@@ -108,12 +179,12 @@ def reencode_cost(
     trees_003: int = 300,
 ) -> dict:
     """µs per post of ``model_name`` (``REENCODED``: paper 004's BiLSTM at ``bilstm_hidden``,
-    or paper 001's CNN-LSTM at its paper's sizes) re-encoding ``lengths`` events (median of
-    ``calls`` per repeat) and of the incremental step (``step_cost`` at ``step_hidden``,
-    ``step_users`` users), alternating per repeat; the ratio re-encode / step per repeat, its
-    median. The CNN-LSTM's incremental form is timed too, one post after each history length
-    (``stream_us_per_post``). Torch runs on one thread (the machine is shared; the step is
-    single-threaded too). Raises ValueError for another model."""
+    paper 001's CNN-LSTM or paper 002's HUIHEN at its paper's sizes) re-encoding ``lengths``
+    events (median of ``calls`` per repeat) and of the incremental step (``step_cost`` at
+    ``step_hidden``, ``step_users`` users), alternating per repeat; the ratio re-encode / step
+    per repeat, its median. The CNN-LSTM's and HUIHEN's incremental forms are timed too, one
+    post after each history length (``stream_us_per_post``). Torch runs on one thread (the
+    machine is shared; the step is single-threaded too). Raises ValueError for another model."""
     if model_name not in REENCODED:
         raise ValueError(f"unknown model {model_name!r}; known: {', '.join(REENCODED)}")
     torch.set_num_threads(1)
@@ -123,6 +194,8 @@ def reencode_cost(
         model = BiLstmScore(3, 8, bilstm_hidden).eval()
     elif model_name == "resnetlstm":
         model = paper003_scorer(trees_003)
+    elif model_name == "huihen":
+        model = Huihen(HuihenConfig(), _HUIHEN_ITEM, _HUIHEN_USER).eval()
     else:
         model = CnnLstmScore(8).eval()
     step_us: list[float] = []
@@ -136,6 +209,10 @@ def reencode_cost(
 
         def reencode() -> None:
             for n in lengths:
+                if isinstance(model, Huihen):
+                    reencode_us[n].append(1e6 * _huihen_seconds(model, n, calls))
+                    stream_us[n].append(1e6 * _huihen_stream_seconds(model, n, calls))
+                    continue
                 reencode_us[n].append(1e6 * _reencode_seconds(model, n, calls))
                 if isinstance(model, CnnLstmScore):
                     stream_us[n].append(1e6 * _stream_seconds(model, n, calls))
@@ -163,6 +240,8 @@ def reencode_cost(
     net = ResNetLstmConfig()
     sizes = {"bilstm": {"bilstm_hidden": bilstm_hidden},
              "cnnlstm": {"cnnlstm": {"filters": [64, 128, 256], "lstm_units": 128}},
+             "huihen": {"huihen": {"embedding": 10, "hidden": 30, "sessions": 50,
+                                   "behaviours": 25, "min_behaviours": 3}},
              "resnetlstm": {"resnetlstm": {
                  "filters": list(net.filters), "lstm_units": net.lstm_units, "fused": net.fused,
                  "trees": trees_003, "depth": 4}}}[model_name]  # fmt: skip
