@@ -73,16 +73,20 @@ def _run(args: argparse.Namespace) -> int:
     if args.stats:
         benchmark["generator"] = json.loads(args.stats.read_text())
 
+    merged_from: list[dict] = []
+
     def save(rows: list[dict], complete: bool = False, minus: dict | None = None) -> None:
         result = {"benchmark": benchmark, "rows": rows, "complete": complete,
                   "config": config_dict(cfg), "command": "deepcredit " + shlex.join(args.argv),
                   "machine": machine()}  # fmt: skip
+        if merged_from:
+            result["merged_from"] = merged_from
         if minus is not None:
             result["deepcredit_minus"] = minus
         write_json(args.out, result)
 
     if args.merge:
-        rows = _merged(args.merge, benchmark["data_sha256"], config_dict(cfg))
+        rows = _merged(args.merge, benchmark["data_sha256"], config_dict(cfg), merged_from)
     else:
         rows = run_ablation(seq, args.events, cfg, rows=args.rows, oracle=args.oracle,
                             predictions=args.predictions, on_row=save)  # fmt: skip
@@ -93,9 +97,10 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _merged(paths: list[Path], sha256: str, config: dict) -> list[dict]:
+def _merged(paths: list[Path], sha256: str, config: dict, sources: list[dict]) -> list[dict]:
     """The rows of the results ``paths``, in order, refusing a result of other events or
-    settings (the rows' own row lists aside) or a row given twice."""
+    settings (the rows' own row lists aside) or a row given twice; each result's command,
+    machine and rows are appended to ``sources``."""
     import json
 
     rows: list[dict] = []
@@ -109,6 +114,8 @@ def _merged(paths: list[Path], sha256: str, config: dict) -> list[dict]:
         if result.get("config") != config:
             raise CliError(f"{path} was fitted with other settings: {result.get('config')} "
                            f"(this command's: {config})")  # fmt: skip
+        sources.append({"command": result.get("command"), "machine": result.get("machine"),
+                        "rows": [r["model"] for r in result.get("rows", [])]})  # fmt: skip
         for row in result.get("rows", []):
             if any(r["model"] == row["model"] for r in rows):
                 raise CliError(f"row {row['model']} is in more than one result")

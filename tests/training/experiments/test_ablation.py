@@ -11,13 +11,19 @@ from deploy.cli import main
 from training.experiments.ablation import PAPER_TABLE_1
 
 
+@pytest.fixture(scope="module")
+def events(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small benchmark with both classes of both targets among its test users."""
+    path = tmp_path_factory.mktemp("ablate") / "events.jsonl"
+    assert main(["generate", "--users", "60", "--seed", "2", "--horizon-days", "400",
+                 "--out", str(path), "--quiet"]) == 0  # fmt: skip
+    return path
+
+
 def test_ablate_writes_rows_beside_the_paper(
-    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+    events: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    events = tmp_path / "events.jsonl"
-    assert main(["generate", "--users", "60", "--seed", "2", "--horizon-days", "400",
-                 "--out", str(events), "--quiet"]) == 0  # fmt: skip
     out = tmp_path / "ablation.json"
     args = ["ablate", "--events", str(events), "--out", str(out), "--rows", "tlstm-repay",
             "reencode", "lr", "--hidden", "8", "--epochs", "1"]  # fmt: skip
@@ -39,14 +45,11 @@ def test_ablate_writes_rows_beside_the_paper(
 
 
 def test_rows_run_apart_join_with_differences_to_deepcredit(
-    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+    events: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from training.core.predictions import read_predictions
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    events = tmp_path / "events.jsonl"
-    assert main(["generate", "--users", "60", "--seed", "2", "--horizon-days", "400",
-                 "--out", str(events), "--quiet"]) == 0  # fmt: skip
     preds = tmp_path / "predictions"
     common = ["ablate", "--events", str(events), "--hidden", "8", "--epochs", "1",
               "--predictions", str(preds)]  # fmt: skip
@@ -60,6 +63,9 @@ def test_rows_run_apart_join_with_differences_to_deepcredit(
     result = json.loads(joined.read_text())
     rows = {r["model"]: r for r in result["rows"]}
     assert list(rows) == ["tlstm-repay", "reencode", "lr", "deepcredit"]
+    assert [m["rows"] for m in result["merged_from"]] == [["tlstm-repay", "reencode", "lr"],
+                                                          ["deepcredit"]]  # fmt: skip
+    assert all(m["command"].startswith("deepcredit ablate") for m in result["merged_from"])
     minus = result["deepcredit_minus"]
     assert sorted(minus) == ["lr", "tlstm-repay"]
     for name, by_target in minus.items():
