@@ -88,9 +88,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.merge:
         rows = _merged(args.merge, benchmark["data_sha256"], config_dict(cfg), merged_from)
     else:
+        # What the prediction files are of: ``differences`` pairs only files of the same.
+        data_id = json.dumps({"events_sha256": data.sha256, "config": config_dict(cfg)},
+                             sort_keys=True)  # fmt: skip
         rows = run_ablation(seq, args.events, cfg, rows=args.rows, oracle=args.oracle,
-                            predictions=args.predictions, on_row=save)  # fmt: skip
-    minus = None if args.predictions is None else differences(args.predictions)
+                            predictions=args.predictions, data=data_id,
+                            on_row=save)  # fmt: skip
+    minus = (None if args.predictions is None
+             else differences(args.predictions, models=[r["model"] for r in rows]))  # fmt: skip
     save(rows, complete=True, minus=minus)
     print(table(rows))
     print(f"written to {args.out}")
@@ -111,6 +116,8 @@ def _merged(paths: list[Path], sha256: str, config: dict, sources: list[dict]) -
             raise CliError(f"cannot read the result {path}: {exc}") from None
         if result.get("benchmark", {}).get("data_sha256") != sha256:
             raise CliError(f"{path} is a result of other events than --events")
+        if result.get("complete") is not True:
+            raise CliError(f"{path} is an unfinished run (its 'complete' is not true)")
         if result.get("config") != config:
             raise CliError(f"{path} was fitted with other settings: {result.get('config')} "
                            f"(this command's: {config})")  # fmt: skip

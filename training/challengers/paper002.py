@@ -160,7 +160,8 @@ class HuihenFit:
 
 
 def _loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Eq. 15, each target's binary cross-entropy over its known labels, summed over targets."""
+    """Eq. 15's binary cross-entropy, averaged over the known labels of both targets together
+    (a post with both labels known counts twice)."""
     known = torch.isfinite(labels)
     return F.binary_cross_entropy_with_logits(
         logits[known], labels[known], reduction="sum") / max(1, int(known.sum()))  # fmt: skip

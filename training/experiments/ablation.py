@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -31,6 +31,7 @@ from training.core.pipeline import peak_rss_mib, reset_peak_rss
 from training.core.predictions import (
     ModelManifest,
     Prediction,
+    PredictionsError,
     read_predictions,
     write_predictions,
 )
@@ -182,6 +183,7 @@ def run_ablation(
     rows: list[str] | None = None,
     oracle: Path | None = None,
     predictions: Path | None = None,
+    data: str = "",
     progress: bool = True,
     on_row: Callable[[list[dict]], None] | None = None,
 ) -> list[dict]:
@@ -190,7 +192,8 @@ def run_ablation(
     ``on_row`` sees the rows so far after each one, so a long run can save as it goes.
     ``oracle``: the generator's side file; adds the "oracle" row after the others.
     ``predictions``: a folder where each row's test predictions go, one prediction file per
-    row (``save_predictions``), for ``differences`` and ``deepcredit report``.
+    row (``save_predictions``, its manifest's ``data`` set to ``data``: what the rows are
+    fitted on), for ``differences`` and ``deepcredit report``.
     """
     context = Context(seq, split(seq, cfg.train_config()), cfg, events, progress)
     fitters = dict(ROWS)
@@ -208,7 +211,7 @@ def run_ablation(
         y, p, epochs, chosen = fitted.y, fitted.p, fitted.epochs, fitted.chosen
         seconds = time.monotonic() - started
         if predictions is not None and name in PREDICTED:
-            save_predictions(predictions, name, seq, context.parts.test, fitted, events)
+            save_predictions(predictions, name, seq, context.parts.test, fitted, data)
         row: dict = {"model": name, "label": LABELS[name], "seconds": round(seconds, 1)}
         if epochs is not None:
             row["epochs"] = epochs
@@ -239,11 +242,13 @@ PREDICTED = frozenset(ROWS) - {"reencode"} | {"oracle"}
 
 
 def save_predictions(
-    directory: Path, name: str, seq: Sequences, users: np.ndarray, fitted: Fitted, events: Path
+    directory: Path, name: str, seq: Sequences, users: np.ndarray, fitted: Fitted, data: str
 ) -> Path:
     """Row ``name``'s test predictions as a prediction file ``directory/<name>.jsonl.gz``
     (``training.core.predictions``: one line per labelled post and target, named by user and
-    event id). Raises ValueError when the row's labels are not those of the labelled posts of
+    event id), its manifest's ``data`` saying what the row was fitted on (the events' digest and
+    the settings: ``differences`` pairs only files of the same). Raises ValueError when the
+    row's labels are not those of the labelled posts of
     ``users`` (in ``fitted.order`` when given): predictions that would pair with the wrong
     posts."""
     from training.report.predict import labelled_posts, rows_of
@@ -260,38 +265,55 @@ def save_predictions(
     path = directory / f"{name}.jsonl.gz"
     manifest = ModelManifest(name=name, family=name, streaming=name in VARIANTS,
                              description=LABELS[name], source="deepcredit ablate",
-                             data=str(events))  # fmt: skip
+                             data=data)  # fmt: skip
     write_predictions(path, manifest, rows_of(name, seq, posts, fitted.p, "test"))
     return path
 
 
 def differences(
-    directory: Path, reference: str = "deepcredit", *, draws: int = 1000, seed: int = 0
+    directory: Path,
+    reference: str = "deepcredit",
+    *,
+    models: Collection[str] | None = None,
+    draws: int = 1000,
+    seed: int = 0,
 ) -> dict[str, dict[str, dict]]:
-    """For every row with a prediction file in ``directory`` but ``reference``'s, per target:
-    the reference's AUC, KS and Brier minus the row's on the posts both predict, with a 95%
-    interval from ``draws`` bootstrap draws over users (``training.core.bootstrap``). A
-    positive AUC or KS difference, or a negative Brier one, says the reference is better.
-    Empty when the reference has no file. Raises PredictionsError on a broken file."""
-    paths = sorted(directory.glob("*.jsonl.gz"))
-    _, rows = read_predictions(paths)
-    by_model: dict[str, dict[tuple[str, str], Prediction]] = {}
+    """For every row with a prediction file in ``directory`` (of ``models`` only, when given)
+    but ``reference``'s, per target: the reference's AUC, KS and Brier minus the row's on the
+    posts both predict, with a 95% interval from ``draws`` bootstrap draws over users
+    (``training.core.bootstrap``). A positive AUC or KS difference, or a negative Brier one,
+    says the reference is better. Empty when the reference has no file. Raises
+    PredictionsError on a broken file, a file of other data or settings than the
+    reference's (its manifest's ``data``: ``save_predictions``), or a post whose label differs
+    between two files."""
+    paths = sorted(p for p in directory.glob("*.jsonl.gz")
+                   if models is None or p.name.removesuffix(".jsonl.gz") in models)  # fmt: skip
+    manifests, rows = read_predictions(paths)
+    by_model: dict[str, dict[tuple[str, str, str], Prediction]] = {}
     for r in rows:
-        by_model.setdefault(r.model, {})[(r.event_id, r.target)] = r
+        by_model.setdefault(r.model, {})[(r.user_id, r.event_id, r.target)] = r
     ref = by_model.pop(reference, None)
     if ref is None:
         return {}
+    for name in by_model:
+        if manifests[name].data != manifests[reference].data:
+            raise PredictionsError(f"{name}'s predictions are of other data or settings than "
+                                   f"{reference}'s: {manifests[name].data!r} against "
+                                   f"{manifests[reference].data!r}")  # fmt: skip
     out: dict[str, dict[str, dict]] = {}
     for name, theirs in sorted(by_model.items()):
         out[name] = {}
         for target in TARGETS:
-            keys = [k for k in ref if k[1] == target and k in theirs]
+            keys = [k for k in ref if k[2] == target and k in theirs]
             if not keys:
                 continue
+            if any(ref[k].label != theirs[k].label for k in keys):
+                raise PredictionsError(f"{name} and {reference} disagree on the {target} label "
+                                       "of a post: predictions of other events")  # fmt: skip
             y = np.array([ref[k].label for k in keys], dtype=np.float64)
             p_ref = np.array([ref[k].probability for k in keys])
             p_row = np.array([theirs[k].probability for k in keys])
-            users = np.array([ref[k].user_id for k in keys])
+            users = np.array([k[0] for k in keys])
             out[name][target] = paired_differences(y, p_ref, p_row, users, draws=draws,
                                                    seed=seed)  # fmt: skip
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from deploy.cli import main
@@ -80,6 +81,23 @@ def test_rows_run_apart_join_with_differences_to_deepcredit(
     assert manifests["deepcredit"].streaming and not manifests["lr"].streaming
     posts = {(p.event_id, p.target) for p in predictions if p.model == "deepcredit"}
     assert posts == {(p.event_id, p.target) for p in predictions if p.model == "lr"}
+    # A prediction file of other data or settings is refused, not paired.
+    from training.core.predictions import PredictionsError, write_predictions
+    from training.experiments.ablation import differences
+
+    lr_manifest = manifests["lr"]
+    lr_rows = [p for p in predictions if p.model == "lr"]
+    write_predictions(preds / "lr.jsonl.gz", msgspec.structs.replace(lr_manifest, data="x"),
+                      lr_rows)  # fmt: skip
+    with pytest.raises(PredictionsError, match="other data or settings"):
+        differences(preds)
+    assert set(differences(preds, models=["deepcredit", "tlstm-repay"])) == {"tlstm-repay"}
+    # An unfinished run is refused, not joined.
+    unfinished = json.loads(a.read_text()) | {"complete": False}
+    a.write_text(json.dumps(unfinished))
+    assert main([*common, "--merge", str(a), str(b), "--out", str(joined)]) != 0
+    assert "unfinished" in capsys.readouterr().err
+    a.write_text(json.dumps(unfinished | {"complete": True}))
     # A result fitted with other settings is refused, not joined.
     other = json.loads(b.read_text())
     other["config"]["hidden_size"] = 4
