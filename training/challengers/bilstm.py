@@ -31,8 +31,6 @@ torch.Size([2])
 
 from __future__ import annotations
 
-import copy
-import math
 import time
 
 import numpy as np
@@ -40,6 +38,7 @@ import torch
 from torch import nn
 
 from training.challengers.config import BiLstmConfig
+from training.challengers.early_stopping import EarlyStopping
 
 __all__ = ["BiLstmConfig", "BiLstmScore", "fit_bilstm", "predict_bilstm"]
 
@@ -89,7 +88,7 @@ def fit_bilstm(
     model = BiLstmScore(temporal.shape[2], static.shape[1], cfg.hidden)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     loss_fn = nn.BCEWithLogitsLoss()
-    best = (math.inf, 0, copy.deepcopy(model.state_dict()))
+    stop = EarlyStopping(model, cfg.patience)
     started, epochs_run = time.perf_counter(), 0
     for epoch in range(1, cfg.epochs + 1):
         model.train()
@@ -104,14 +103,12 @@ def fit_bilstm(
         with torch.inference_mode():
             v = torch.from_numpy(val)
             val_loss = float(loss_fn(model(t_all[v], s_all[v]), y_all[v]))
-        if val_loss < best[0]:
-            best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
-        elif epoch - best[1] >= cfg.patience:
+        if stop.update(val_loss, epoch):
             break
-    model.load_state_dict(best[2])
+    stop.restore()
     model.eval()
-    return model, {"epochs_run": epochs_run, "best_epoch": best[1],
-                   "validation_loss": round(best[0], 5),
+    return model, {"epochs_run": epochs_run, "best_epoch": stop.best_epoch,
+                   "validation_loss": round(stop.best_loss, 5),
                    "seconds": round(time.perf_counter() - started, 2)}  # fmt: skip
 
 

@@ -53,7 +53,6 @@ torch.Size([2])
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 import time
@@ -64,6 +63,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.challengers.config import CnnLstmConfig
+from training.challengers.early_stopping import EarlyStopping
 
 __all__ = [
     "UCI_BRANCHES",
@@ -237,7 +237,7 @@ def fit_cnnlstm(
     model = CnnLstmScore(s.shape[1], cfg.filters, cfg.lstm_units, cfg.dropout)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.1, patience=cfg.plateau)
-    best = (math.inf, 0, copy.deepcopy(model.state_dict()))
+    stop = EarlyStopping(model, cfg.patience)
     started, epochs_run = time.perf_counter(), 0
     for epoch in range(1, cfg.epochs + 1):
         model.train()
@@ -256,16 +256,14 @@ def fit_cnnlstm(
         with torch.inference_mode():
             val_loss = float(composite_loss(model(tv, sv), yv, cfg.loss_alpha, cfg.focal_gamma))
         plateau.step(val_loss)
-        if val_loss < best[0]:
-            best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
-        elif epoch - best[1] >= cfg.patience:
+        if stop.update(val_loss, epoch):
             break
-    model.load_state_dict(best[2])
+    stop.restore()
     model.eval()
     return model, {
         "epochs_run": epochs_run,
-        "best_epoch": best[1],
-        "validation_loss": round(best[0], 5),
+        "best_epoch": stop.best_epoch,
+        "validation_loss": round(stop.best_loss, 5),
         "last_lr": opt.param_groups[0]["lr"],
         "seconds": round(time.perf_counter() - started, 2),
     }
