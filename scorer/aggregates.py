@@ -2,7 +2,7 @@
 per-user state and updated in O(1) per event: the model's *wide* input, fed to the heads beside
 the state-level TLSTM's hidden state (``training.core.model``: head input [h_state; aggregates]).
 
-The facts are those of the GBDT baseline's history group (``training.baselines.features``:
+The facts are those of the GBDT baseline's history group (``training.core.postfeatures``:
 counts of repayments, late repayments and misses (decayed), mean and max repayment delay,
 recency of the last late one) plus debt, activity rates and quick withdrawals, each scaled to
 about [0, 1.5] as ``scorer.features`` scales the TLSTM inputs (a late one's weight halves in

@@ -22,6 +22,7 @@ from training.challengers.config import (
     ActganConfig,
     BiLstmConfig,
     CnnLstmConfig,
+    EventFormConfig,
     HuihenConfig,
     Paper001Config,
     Paper002Config,
@@ -37,8 +38,11 @@ if TYPE_CHECKING:
 __all__ = ["add"]
 
 _UCI = Path("../shared/data/uci-credit-card/UCI_Credit_Card.csv")
-_PAPERS = ("001", "003", "004")  # the papers whose systems run on UCI; more join as they are built
-_EVENT_PAPERS = ("002",)  # the papers whose systems read the event log
+_PAPERS = ("001", "003", "004")  # the papers whose systems run on UCI's table
+_EVENT_PAPERS = ("001", "002", "003", "004")  # the papers whose systems read an event log
+#: Paper 004's BiLSTM settings on the ``events`` command line (``--bilstm-<field>``, parsed into
+#: ``bilstm_<field>``, apart from HUIHEN's options of the same field names).
+_BILSTM_OPTIONS = ("hidden", "epochs", "batch", "lr", "patience")
 _COST_PAPERS = ("001", "002", "003", "004")
 #: Paper 001's CNN-LSTM settings on the command line: field → flag (parsed into
 #: ``cnnlstm_<field>``, apart from the BiLSTM's options of the same field names).
@@ -102,9 +106,11 @@ def add(sub: Subparsers) -> None:
 
     p = command(
         group_sub, "events",
-        "a paper's system on an event log (002: HUIHEN) with Table 1's user split, posts and "
-        "labels, beside Table 1's gradient-boosted trees and logistic regression on the same "
-        "test posts: AUC, KS, Brier, user-bootstrap intervals of the differences",
+        "a paper's system on an event log (001: the CNN-LSTM ensemble; 002: HUIHEN; 003: "
+        "ACTGAN + ResNet-LSTM + focal XGBoost; 004: the BiLSTM) with Table 1's user split, "
+        "posts and labels, one fit per target, beside Table 1's gradient-boosted trees and "
+        "logistic regression on the same test posts: AUC, KS, Brier, user-bootstrap "
+        "intervals of the differences",
         _events,
     )  # fmt: skip
     p.add_argument("--paper", required=True, choices=_EVENT_PAPERS, help="the seed paper")
@@ -116,9 +122,31 @@ def add(sub: Subparsers) -> None:
                         "each test user's September bill only, whose delinquency label is Y, "
                         "as 'deepcredit uci' does; rows under data 'uci'")  # fmt: skip
     add_options(p, Paper002Config, "bootstrap", "level")
-    add_options(p, HuihenConfig, "max_minutes", "epochs", "patience", "batch", "lr",
+    add_options(p, HuihenConfig,
+                Option("max_minutes", help="training time budget of each network fit, "
+                                           "minutes, checked after each epoch (002: "
+                                           "pre-training included; default: none)"),
+                Option("epochs", help="002: most passes over the training posts"),
+                Option("patience", help="002: epochs without a lower validation loss before "
+                                        "stopping"),
+                Option("batch", help="002: posts per gradient step"),
+                Option("lr", help="002: Adam learning rate (paper: 0.001)"),
                 "pretrain_epochs", "sessions", "behaviours", "min_behaviours",
                 Option("threads", "--torch-threads"), "seed")  # fmt: skip
+    add_options(p, EventFormConfig, "steps", "flat_steps", "train_posts")
+    add_options(p, BiLstmConfig, *(Option(name, f"--bilstm-{name}", dest=f"bilstm_{name}")
+                                   for name in _BILSTM_OPTIONS))  # fmt: skip
+    add_options(p, Paper001Config, "trials", "trees", "forest_rows")
+    add_options(p, CnnLstmConfig, *(Option(name, flag, dest=f"cnnlstm_{name}")
+                                     for name, flag in _CNNLSTM_OPTIONS.items()))  # fmt: skip
+    add_options(p, Paper003Config, "focal_alpha", "focal_gamma")
+    add_options(p, ActganConfig, *(Option(name, flag, dest=f"actgan_{name}")
+                                   for name, flag in _ACTGAN_OPTIONS.items()))  # fmt: skip
+    add_options(p, ResNetLstmConfig, *(Option(name, flag, dest=f"resnetlstm_{name}")
+                                       for name, flag in _RESNETLSTM_OPTIONS.items()))  # fmt: skip
+    p.add_argument("--cache", type=Path,
+                   help="folder of the baselines' predictions: read when fitted before on the "
+                        "same events with the same seed, written when fitted here")  # fmt: skip
     _out(p)
 
     p = command(
@@ -200,9 +228,89 @@ def _uci(args: argparse.Namespace) -> int:
 
 
 def _events(args: argparse.Namespace) -> int:
+    from training.core.eventlog import load_sequences
+    from training.core.train import split
+    from training.experiments.config import AblationConfig
+
+    if not args.events.is_file():
+        raise CliError(f"no such events file: {args.events}")
+    if args.statements and args.paper != "002":
+        raise CliError(f"--statements is paper 002's: paper {args.paper}'s system reads "
+                       f"UCI's table ('deepcredit challengers uci --paper {args.paper}')")
+    started = time.perf_counter()
+    say = lambda line: print(line, flush=True)  # noqa: E731
+    seq, info = load_sequences(args.events, progress=False)
+    parts = split(seq, AblationConfig().train_config())  # Table 1's users
+    say(f"{seq.users:,} users: {len(parts.train)} training, {len(parts.validation)} "
+        f"validation, {len(parts.test)} test")  # fmt: skip
+    baselines = _baselines(args, seq, parts, info.sha256, say)
+    if args.paper == "002":
+        return _events002(args, seq, info, parts, baselines, started, say)
+    return _event_form(args, seq, info, parts, baselines, started, say)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Baselines:
+    """Table 1's gradient-boosted trees and logistic regression at the test posts: labels
+    (P, 2), each model's probabilities (P, 2), the trees' at the training posts (HUIHEN's
+    teacher), what fitting did."""
+
+    labels: object
+    test: dict
+    gbdt_train: object
+    detail: dict
+
+
+def _baselines(args: argparse.Namespace, seq: object, parts: object, sha256: str,
+               say: Callable[[str], None]) -> _Baselines:  # fmt: skip
+    """Fitted on Table 1's training users (chosen on its validation users), or read from
+    ``--cache`` where fitted before on the same events with the same seed."""
+    import json
+
     import numpy as np
 
     from training.baselines import default_baselines
+
+    name = f"baselines-{sha256[:16]}-seed{args.seed}.npz"
+    path = None if args.cache is None else args.cache / name
+    if path is not None and path.is_file():
+        saved = np.load(path)
+        say(f"== baselines read from {path}")
+        return _Baselines(saved["labels"], {"gbdt": saved["gbdt"], "lr": saved["lr"]},
+                          saved["gbdt_train"], json.loads(str(saved["detail"])))  # fmt: skip
+    by_name = {b.name: b for b in default_baselines(args.seed, threads=args.threads)}
+    test, detail, labels, gbdt_train = {}, {}, None, None
+    for name, baseline in (("gbdt", "gbdt"), ("lr", "logistic")):
+        fitted_at = time.perf_counter()
+        model = by_name[baseline].fit(seq, parts.train, parts.validation)
+        labels, test[name] = model.predict(seq, parts.test)
+        if name == "gbdt":
+            gbdt_train = model.predict(seq, parts.train)[1]
+        detail[name] = {"seconds": round(time.perf_counter() - fitted_at, 1),
+                        "chosen_on_validation": model.chosen}  # fmt: skip
+        say(f"== {name}: fitted in {detail[name]['seconds']:.0f} s")
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial.npz")
+        np.savez(partial, labels=labels, gbdt=test["gbdt"], lr=test["lr"],
+                 gbdt_train=gbdt_train, detail=json.dumps(detail))  # fmt: skip
+        partial.replace(path)
+    return _Baselines(labels, test, gbdt_train, detail)
+
+
+def _same_posts(baselines: _Baselines, labels: object, who: str) -> None:
+    import numpy as np
+
+    if not np.array_equal(baselines.labels, labels, equal_nan=True):
+        raise CliError(f"the baselines' test posts are not {who}'s (a cache of other events? "
+                       "remove it)")  # fmt: skip
+
+
+def _events002(args: argparse.Namespace, seq: object, info: object, parts: object,
+               baselines: _Baselines, started: float,
+               say: Callable[[str], None]) -> int:  # fmt: skip
+    import numpy as np
+
     from training.challengers.paper002 import (
         fit_huihen,
         paper002_rows,
@@ -212,49 +320,27 @@ def _events(args: argparse.Namespace) -> int:
         read_history,
     )
     from training.challengers.results import merge_into
-    from training.core.eventlog import load_sequences, read_events
-    from training.core.train import split
+    from training.core.eventlog import read_events
     from training.experiments.ablation import benchmark_summary
-    from training.experiments.config import AblationConfig
 
-    if not args.events.is_file():
-        raise CliError(f"no such events file: {args.events}")
-    started = time.perf_counter()
-    say = lambda line: print(line, flush=True)  # noqa: E731
     cfg = from_args(Paper002Config, args, huihen=from_args(HuihenConfig, args))
     hcfg = cfg.huihen
-    seq, info = load_sequences(args.events, progress=False)
-    parts = split(seq, AblationConfig().train_config())  # Table 1's users
-    say(f"{seq.users:,} users: {len(parts.train)} training, {len(parts.validation)} "
-        f"validation, {len(parts.test)} test; reading the behaviours")  # fmt: skip
+    say("reading the behaviours")
     hist = read_history(read_events(args.events), seq, hcfg.session_gap_s)
     named = {"train": parts.train, "validation": parts.validation, "test": parts.test}
     inputs = {name: post_inputs(seq, hist, users, hcfg) for name, users in named.items()}
-    predictions: dict[str, np.ndarray] = {}
-    detail: dict[str, dict] = {}
-    teacher = None
-    by_name = {b.name: b for b in default_baselines(hcfg.seed, threads=hcfg.threads)}
-    for name, baseline in (("gbdt", "gbdt"), ("lr", "logistic")):
-        fitted_at = time.perf_counter()
-        model = by_name[baseline].fit(seq, parts.train, parts.validation)
-        y, p = model.predict(seq, parts.test)
-        if not np.array_equal(np.isnan(y), np.isnan(inputs["test"].labels)):
-            raise CliError(f"{name}'s test posts are not HUIHEN's")  # a bug, not the data
-        predictions[name] = p
-        detail[name] = {"seconds": round(time.perf_counter() - fitted_at, 1),
-                        "chosen_on_validation": model.chosen}  # fmt: skip
-        if name == "gbdt" and hcfg.pretrain_epochs > 0:
-            teacher = model.predict(seq, parts.train)[1]  # eq. 16's guidance probabilities
-        say(f"== {name}: fitted in {detail[name]['seconds']:.0f} s")
+    test = inputs["test"]
+    _same_posts(baselines, test.labels, "HUIHEN")
+    detail = dict(baselines.detail)
     say("== huihen")
+    teacher = baselines.gbdt_train if hcfg.pretrain_epochs > 0 else None
     fit = fit_huihen(hist, inputs["train"], inputs["validation"], hcfg, teacher=teacher,
                      progress=say)  # fmt: skip
-    test = inputs["test"]
     ours = {"huihen": predict_huihen(fit, hist, test)}
     if fit.aux is not None:
         ours["huihen-aux"] = predict_aux(fit, test)
         detail["huihen-aux"] = {"pretrain_epochs": fit.pretrain_epochs}
-    predictions = ours | predictions
+    predictions = ours | baselines.test
     detail["huihen"] = {"seconds": fit.seconds, "epochs": fit.epochs,
                         "pretrain_epochs": fit.pretrain_epochs,
                         "validation_loss": round(fit.validation_loss, 5),
@@ -282,11 +368,74 @@ def _events(args: argparse.Namespace) -> int:
                notes=["split, posts and labels: Table 1's (training.core.train.split, "
                       "Sequences); baselines: training.baselines' gbdt and logistic"])  # fmt: skip
     merge_into(args.out, rows, run)
-    for r in rows:
-        say(f"{r.table:11} {r.group:10} {r.model:12} "
-            + "  ".join(_figure(k, r.figures[k]) for k in ("auc", "ks", "brier")))  # fmt: skip
+    _print_rows(rows, say)
     print(f"written to {args.out}")
     return 0
+
+
+def _event_form(args: argparse.Namespace, seq: object, info: object, parts: object,
+                baselines: _Baselines, started: float,
+                say: Callable[[str], None]) -> int:  # fmt: skip
+    """Papers 001, 003 and 004 on the event log (``training.challengers.events``)."""
+    from training.challengers.config import BASELINES, MODELS_001, MODELS_003
+    from training.challengers.eventform import fit_scaler, post_arrays
+    from training.challengers.events import benchmark_rows, fit_001, fit_003, fit_004
+    from training.challengers.results import merge_into
+    from training.experiments.ablation import benchmark_summary
+
+    form = from_args(EventFormConfig, args)
+    named = {"train": parts.train, "validation": parts.validation, "test": parts.test}
+    raw = {name: post_arrays(seq, users, form.steps) for name, users in named.items()}
+    scale = fit_scaler(raw["train"])
+    posts = {name: scale(a) for name, a in raw.items()}
+    train, val, test = posts["train"], posts["validation"], posts["test"]
+    _same_posts(baselines, test.labels, f"paper {args.paper}'s")
+    say(f"posts: {len(train):,} training, {len(val):,} validation, {len(test):,} test; "
+        f"temporal {train.temporal.shape[1:]}, static {train.static.shape[1]}")  # fmt: skip
+    common = {"threads": args.threads, "seed": args.seed, "max_minutes": args.max_minutes}
+    if args.paper == "004":
+        cfg = BiLstmConfig(**common, **{n: getattr(args, f"bilstm_{n}") for n in _BILSTM_OPTIONS})
+        fitted = fit_004(train, val, test, cfg, form.train_posts, say)
+        reference, labels = "bilstm", {"bilstm": MODELS["bilstm"]}
+    elif args.paper == "001":
+        cnnlstm = CnnLstmConfig(**common, **{k: getattr(args, f"cnnlstm_{k}")
+                                             for k in _CNNLSTM_OPTIONS})  # fmt: skip
+        cfg = from_args(Paper001Config, args, cnnlstm=cnnlstm)
+        fitted = fit_001(train, val, test, cfg, form.flat_steps, form.train_posts, say)
+        reference, labels = "ensemble", MODELS_001
+    else:
+        actgan = ActganConfig(seed=args.seed, **{k: getattr(args, f"actgan_{k}")
+                                                 for k in _ACTGAN_OPTIONS})  # fmt: skip
+        network = ResNetLstmConfig(**common, **{k: getattr(args, f"resnetlstm_{k}")
+                                                for k in _RESNETLSTM_OPTIONS})  # fmt: skip
+        cfg = from_args(Paper003Config, args, actgan=actgan, network=network)
+        fitted = fit_003(raw["train"], train, val, test, scale, cfg, form.train_posts, say)
+        reference, labels = "system", MODELS_003
+    rows = benchmark_rows(args.paper, test.labels, test.users, fitted.test | baselines.test,
+                          reference, labels | BASELINES, bootstrap=args.bootstrap,
+                          level=args.level, command=_command(args),
+                          detail=fitted.detail | baselines.detail)  # fmt: skip
+    data = {"events": str(args.events), "sha256": info.sha256, **benchmark_summary(seq),
+            "train_posts": len(train), "validation_posts": len(val), "test_posts": len(test),
+            "temporal": list(train.temporal.shape[1:]),
+            "static_features": int(train.static.shape[1])}  # fmt: skip
+    run = _run(args, f"{args.paper}/benchmark/events",
+               {"form": dataclasses.asdict(form), "system": dataclasses.asdict(cfg),
+                "bootstrap": args.bootstrap, "level": args.level}, data, started,
+               notes=["split, posts and labels: Table 1's (training.core.train.split, "
+                      "Sequences); input form: training.challengers.eventform; one fit per "
+                      "target (training.challengers.events); baselines: training.baselines' "
+                      "gbdt and logistic on the same test posts"])  # fmt: skip
+    merge_into(args.out, rows, run)
+    _print_rows(rows, say)
+    print(f"written to {args.out}")
+    return 0
+
+
+def _print_rows(rows: list, say: Callable[[str], None]) -> None:
+    for r in rows:
+        say(f"{r.table:11} {r.group:10} {r.model:20} "
+            + "  ".join(_figure(k, r.figures[k]) for k in ("auc", "ks", "brier")))  # fmt: skip
 
 
 def _figure(name: str, f: Figure) -> str:
@@ -303,7 +452,8 @@ def _run(args: argparse.Namespace, part: str, cfg: object, data: dict, started: 
     return Run(command=_command(args), part=part,
                written_at=datetime.now(UTC).isoformat(timespec="seconds"),
                seconds=round(time.perf_counter() - started, 1), machine=machine(),
-               config=dataclasses.asdict(cfg), data=data, notes=notes)  # fmt: skip
+               config=cfg if isinstance(cfg, dict) else dataclasses.asdict(cfg), data=data,
+               notes=notes)  # fmt: skip
 
 
 def _uci001(args: argparse.Namespace, table: UciTable, data: dict, only: set[int] | None,

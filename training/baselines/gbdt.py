@@ -13,9 +13,9 @@ import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from training.baselines.base import Baseline
-from training.baselines.features import labelled_post_features
 from training.core.dataset import Sequences
 from training.core.model import TARGETS
+from training.core.postfeatures import labelled_post_features
 
 __all__ = ["GradientBoostingBaseline"]
 

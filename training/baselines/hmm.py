@@ -39,10 +39,10 @@ from sklearn.linear_model import LogisticRegression
 from scorer.features import LOAN_FEATURES, STEP_ACTIVITIES, LoanStep
 from scorer.timegap import normalise_gap
 from training.baselines.base import Baseline, validation_auc
-from training.baselines.features import post_index, window_rows
 from training.baselines.hmm_em import CategoricalHMM
 from training.core.dataset import Sequences
 from training.core.model import TARGETS
+from training.core.postfeatures import post_index, window_rows
 
 __all__ = ["HMMBaseline"]
 

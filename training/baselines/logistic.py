@@ -16,9 +16,9 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from training.baselines.base import Baseline, validation_auc
-from training.baselines.features import labelled_post_features
 from training.core.dataset import Sequences
 from training.core.model import TARGETS
+from training.core.postfeatures import labelled_post_features
 
 __all__ = ["LogisticBaseline"]
 

@@ -124,11 +124,16 @@ class SubsampledTransformer(DataTransformer):
     """CTGAN's data transformer with each amount's Gaussian mixture fitted on at most
     ``fit_rows`` rows drawn at random (seeded), not all of them: the variational mixture's fit
     dominates the run on one core (minutes for 17,000 rows); a few thousand rows place its
-    modes as well. Every row is still transformed."""
+    modes as well. Every row is still transformed, in this process."""
 
     def __init__(self, fit_rows: int, seed: int) -> None:
         super().__init__()
         self.fit_rows, self.seed = fit_rows, seed
+
+    def _parallel_transform(self, raw_data: pd.DataFrame, column_transform_info_list: list):
+        # CTGAN's joblib pool pickles each column's transformer to a worker process: on a
+        # shared two-core machine, and for hundreds of columns, slower than one core.
+        return self._synchronous_transform(raw_data, column_transform_info_list)
 
     def _fit_continuous(self, data: pd.DataFrame):
         if len(data) > self.fit_rows:
@@ -199,12 +204,12 @@ class Actgan(CTGAN):
     generator's and discriminator's losses, the critic's Wasserstein estimate (mean critic on
     real rows minus on fake ones) and the auxiliary classifier's loss on real rows."""
 
-    def __init__(self, cfg: ActganConfig) -> None:
+    def __init__(self, cfg: ActganConfig, discrete: tuple[str, ...] = DISCRETE) -> None:
         super().__init__(embedding_dim=cfg.embedding, generator_dim=cfg.generator,
                          discriminator_dim=cfg.discriminator, generator_lr=cfg.lr,
                          discriminator_lr=cfg.lr, batch_size=cfg.batch, epochs=cfg.epochs,
                          pac=1, enable_gpu=False)  # fmt: skip
-        self.cfg = cfg
+        self.cfg, self.discrete = cfg, tuple(discrete)
         self.history: list[dict[str, float]] = []
         self.bounds: dict[str, tuple[float, float]] = {}
 
@@ -221,17 +226,19 @@ class Actgan(CTGAN):
 
     def fit(self, frame: pd.DataFrame, progress: Callable[[str], None] = lambda _: None
             ) -> Actgan:  # fmt: skip
-        """Train on ``frame`` (``to_frame``'s columns) for ``cfg.epochs`` passes of batches;
-        seeded by ``cfg.seed``. Raises ValueError when the class column is missing."""
-        if LABEL not in frame.columns:
-            raise ValueError(f"no column {LABEL!r}")
+        """Train on ``frame`` (``to_frame``'s columns, or any table with the class column
+        ``LABEL`` and the categorical columns given at construction) for ``cfg.epochs`` passes
+        of batches; seeded by ``cfg.seed``. Raises ValueError when the class column is
+        missing."""
+        if LABEL not in frame.columns or LABEL not in self.discrete:
+            raise ValueError(f"no categorical column {LABEL!r}")
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)  # CTGAN's sampler draws from numpy's global state
-        continuous = [c for c in frame.columns if c not in DISCRETE]
+        continuous = [c for c in frame.columns if c not in self.discrete]
         self.bounds = {c: (float(frame[c].min()), float(frame[c].max())) for c in continuous}
         self._transformer = SubsampledTransformer(cfg.mixture_rows, cfg.seed)
-        self._transformer.fit(frame, list(DISCRETE))
+        self._transformer.fit(frame, [c for c in frame.columns if c in self.discrete])
         data = self._transformer.transform(frame)
         self._data_sampler = DataSampler(data, self._transformer.output_info_list, True)
         data_dim = self._transformer.output_dimensions

@@ -67,28 +67,41 @@ class BiLstmScore(nn.Module):
 
 
 def fit_bilstm(
-    temporal: np.ndarray, static: np.ndarray, y: np.ndarray, cfg: BiLstmConfig
+    temporal: np.ndarray,
+    static: np.ndarray,
+    y: np.ndarray,
+    cfg: BiLstmConfig,
+    validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[BiLstmScore, dict]:
     """Train on clients' temporal (N, T, F) and static (N, S) float32 inputs and labels (N,)
-    0/1, a ``validation_share`` slice of them held out for early stopping (the weights of the
-    lowest validation loss are kept). Returns the model (eval mode) and what training did:
-    epochs run, the best epoch, its validation loss, seconds. Raises ValueError on fewer than
-    two clients in either slice."""
+    0/1, early-stopped on ``validation`` (the same three arrays of other clients) or, without
+    it, on a ``validation_share`` slice of the clients held out (the weights of the lowest
+    validation loss are kept). Returns the model (eval mode) and what training did: epochs
+    run, the best epoch, its validation loss, whether the time budget ended it, seconds.
+    Raises ValueError on fewer than two clients in either part."""
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
-    order = rng.permutation(len(y))
-    n_val = max(1, round(cfg.validation_share * len(y)))
-    val, train = order[:n_val], order[n_val:]
-    if len(train) < 2:
-        raise ValueError(f"too few clients to train on: {len(y)}")
+    if validation is None:
+        order = rng.permutation(len(y))
+        n_val = max(1, round(cfg.validation_share * len(y)))
+        val, train = order[:n_val], order[n_val:]
+    else:
+        n = len(y)
+        temporal = np.concatenate([temporal, validation[0]])
+        static = np.concatenate([static, validation[1]])
+        y = np.concatenate([y, validation[2]])
+        train, val = np.arange(n), np.arange(n, len(y))
+    if len(train) < 2 or len(val) < 1:
+        raise ValueError(f"too few clients to train on: {len(train)}, to validate on: "
+                         f"{len(val)}")  # fmt: skip
     t_all = torch.from_numpy(np.ascontiguousarray(temporal, dtype=np.float32))
     s_all = torch.from_numpy(np.ascontiguousarray(static, dtype=np.float32))
     y_all = torch.from_numpy(np.asarray(y, dtype=np.float32))
     model = BiLstmScore(temporal.shape[2], static.shape[1], cfg.hidden)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     loss_fn = nn.BCEWithLogitsLoss()
-    stop = EarlyStopping(model, cfg.patience)
+    stop = EarlyStopping(model, cfg.patience, cfg.max_minutes)
     started, epochs_run = time.perf_counter(), 0
     for epoch in range(1, cfg.epochs + 1):
         model.train()
@@ -101,22 +114,27 @@ def fit_bilstm(
         epochs_run = epoch
         model.eval()
         with torch.inference_mode():
-            v = torch.from_numpy(val)
-            val_loss = float(loss_fn(model(t_all[v], s_all[v]), y_all[v]))
+            val_loss = sum(float(loss_fn(model(t_all[v], s_all[v]), y_all[v])) * len(v)
+                           for v in torch.from_numpy(val).split(8192)) / len(val)  # fmt: skip
         if stop.update(val_loss, epoch):
             break
     stop.restore()
     model.eval()
     return model, {"epochs_run": epochs_run, "best_epoch": stop.best_epoch,
                    "validation_loss": round(stop.best_loss, 5),
+                   "out_of_time": stop.out_of_time,
                    "seconds": round(time.perf_counter() - started, 2)}  # fmt: skip
 
 
 def predict_bilstm(model: BiLstmScore, temporal: np.ndarray, static: np.ndarray) -> np.ndarray:
-    """P(missed payment next month) (N,) float64 of clients' inputs (N, T, F), (N, S)."""
+    """P(missed payment next month) (N,) float64 of clients' inputs (N, T, F), (N, S), in
+    batches."""
+    out = []
     with torch.inference_mode():
-        logits = model(
-            torch.from_numpy(np.ascontiguousarray(temporal, dtype=np.float32)),
-            torch.from_numpy(np.ascontiguousarray(static, dtype=np.float32)),
-        )
-    return torch.sigmoid(logits).double().numpy()
+        for k in range(0, len(temporal), 8192):
+            logits = model(
+                torch.from_numpy(np.ascontiguousarray(temporal[k : k + 8192], dtype=np.float32)),
+                torch.from_numpy(np.ascontiguousarray(static[k : k + 8192], dtype=np.float32)),
+            )
+            out.append(torch.sigmoid(logits).double().numpy())
+    return np.concatenate(out) if out else np.zeros(0)

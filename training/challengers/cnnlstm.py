@@ -221,12 +221,15 @@ def fit_cnnlstm(
     train: tuple[np.ndarray, np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray, np.ndarray],
     cfg: CnnLstmConfig,
+    branches: tuple[tuple[str, tuple[int, ...], int], ...] = UCI_BRANCHES,
 ) -> tuple[CnnLstmScore, dict]:
     """Train on ``train`` = (temporal (N, T, F), static (N, S) float32, labels (N,) 0/1),
     the learning-rate schedule and early stopping on the validation clients ``val`` (same
-    form); the weights of the lowest validation loss are kept. Returns the model (eval mode)
-    and what training did: epochs run, the best epoch, its validation loss, the last learning
-    rate, seconds. Raises ValueError on fewer than two training clients."""
+    form); the weights of the lowest validation loss are kept. ``branches``: the CNN branches
+    over the temporal features (``UCI_BRANCHES``' form). Returns the model (eval mode) and
+    what training did: epochs run, the best epoch, its validation loss, the last learning
+    rate, whether the time budget ended it, seconds. Raises ValueError on fewer than two
+    training clients."""
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -234,10 +237,10 @@ def fit_cnnlstm(
     tv, sv, yv = (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in val)
     if len(y) < 2:
         raise ValueError(f"too few clients to train on: {len(y)}")
-    model = CnnLstmScore(s.shape[1], cfg.filters, cfg.lstm_units, cfg.dropout)
+    model = CnnLstmScore(s.shape[1], cfg.filters, cfg.lstm_units, cfg.dropout, branches)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.1, patience=cfg.plateau)
-    stop = EarlyStopping(model, cfg.patience)
+    stop = EarlyStopping(model, cfg.patience, cfg.max_minutes)
     started, epochs_run = time.perf_counter(), 0
     for epoch in range(1, cfg.epochs + 1):
         model.train()
@@ -254,7 +257,9 @@ def fit_cnnlstm(
         epochs_run = epoch
         model.eval()
         with torch.inference_mode():
-            val_loss = float(composite_loss(model(tv, sv), yv, cfg.loss_alpha, cfg.focal_gamma))
+            val_loss = sum(
+                float(composite_loss(model(tv[v], sv[v]), yv[v], cfg.loss_alpha, cfg.focal_gamma))
+                * len(v) for v in torch.arange(len(yv)).split(4096)) / max(1, len(yv))  # fmt: skip
         plateau.step(val_loss)
         if stop.update(val_loss, epoch):
             break
@@ -265,6 +270,7 @@ def fit_cnnlstm(
         "best_epoch": stop.best_epoch,
         "validation_loss": round(stop.best_loss, 5),
         "last_lr": opt.param_groups[0]["lr"],
+        "out_of_time": stop.out_of_time,
         "seconds": round(time.perf_counter() - started, 2),
     }
 

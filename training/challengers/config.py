@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 __all__ = [
+    "BASELINES",
     "MEMBERS_001",
     "MODELS",
     "MODELS_001",
@@ -15,6 +16,7 @@ __all__ = [
     "ActganConfig",
     "BiLstmConfig",
     "CnnLstmConfig",
+    "EventFormConfig",
     "HuihenConfig",
     "Paper001Config",
     "Paper002Config",
@@ -37,6 +39,9 @@ class BiLstmConfig:
         "help": "epochs without a lower validation loss before stopping"})  # fmt: skip
     validation_share: float = field(default=0.1, metadata={
         "help": "share of the training clients held out for early stopping"})  # fmt: skip
+    max_minutes: float | None = field(default=None, metadata={
+        "help": "training time budget, minutes, checked after each epoch (default: "
+                "none)"})  # fmt: skip
     threads: int = field(default=1, metadata={"help": "torch threads (the machine is shared)"})
     seed: int = field(default=0, metadata={"help": "seed of the weights and the batches"})
 
@@ -86,6 +91,9 @@ class CnnLstmConfig:
     plateau: int = field(default=5, metadata={
         "help": "epochs of a flat validation loss before the learning rate is cut tenfold "
                 "(paper: 5)"})  # fmt: skip
+    max_minutes: float | None = field(default=None, metadata={
+        "help": "training time budget, minutes, checked after each epoch (default: "
+                "none)"})  # fmt: skip
     threads: int = field(default=1, metadata={"help": "torch threads (the machine is shared)"})
     seed: int = field(default=0, metadata={"help": "seed of the weights and the batches"})
 
@@ -118,6 +126,9 @@ class Paper001Config:
         "help": "Optuna (TPE) trials choosing the ensemble's weights on the validation "
                 "clients"})  # fmt: skip
     trees: int = field(default=300, metadata={"help": "trees of the random forest"})
+    forest_rows: int | None = field(default=None, metadata={
+        "help": "rows each tree of the random forest draws (default: as many as it is "
+                "trained on)"})  # fmt: skip
     bootstrap: int = field(default=200, metadata={
         "help": "bootstrap resamples of the clients for the intervals"})  # fmt: skip
     level: float = field(default=0.95, metadata={"help": "interval level"})
@@ -172,6 +183,9 @@ class ResNetLstmConfig:
     epochs: int = field(default=40, metadata={"help": "most passes over the training clients"})
     patience: int = field(default=5, metadata={
         "help": "epochs without a lower validation loss before stopping"})  # fmt: skip
+    max_minutes: float | None = field(default=None, metadata={
+        "help": "training time budget, minutes, checked after each epoch (default: "
+                "none)"})  # fmt: skip
     threads: int = field(default=1, metadata={"help": "torch threads (the machine is shared)"})
     seed: int = field(default=0, metadata={"help": "seed of the weights and the batches"})
 
@@ -243,14 +257,30 @@ class Paper003Config:
     network: ResNetLstmConfig = field(default_factory=ResNetLstmConfig)
 
 
+#: The Table 1 baselines every challenger is judged against on the benchmark's test posts
+#: (``training.baselines``). Name → label.
+BASELINES = {"gbdt": "Gradient-boosted trees (Table 1's XGB row)",
+             "lr": "Logistic regression (Table 1)"}  # fmt: skip
 #: Paper 002's rows on the benchmark: its HUIHEN, its pre-trained auxiliary network alone, then
-#: the Table 1 baselines it is judged against on the same test posts (``training.baselines``).
-#: Name → label.
+#: the Table 1 baselines. Name → label.
 MODELS_002 = {"huihen": "HUIHEN (time-aware GRU in sessions, user-item-aware GRU across)",
               "huihen-aux": "HUIHEN's transfer auxiliary network alone: its UPI layer "
                             "pre-trained on the profile, T and H zero (paper 4.2, Fig. 3)",
-              "gbdt": "Gradient-boosted trees (Table 1's XGB row)",
-              "lr": "Logistic regression (Table 1)"}  # fmt: skip
+              **BASELINES}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EventFormConfig:
+    """How papers 001, 003 and 004's systems read the benchmark's posts
+    (``training.challengers.eventform``, ``training.challengers.events``)."""
+
+    steps: int = field(default=16, metadata={
+        "help": "loan-level steps of each post's temporal part, the post last"})  # fmt: skip
+    flat_steps: int = field(default=8, metadata={
+        "help": "the last of those steps the trees see, flattened"})  # fmt: skip
+    train_posts: int | None = field(default=100_000, metadata={
+        "help": "training posts (sampled) the networks and paper 003's ACTGAN train on; the "
+                "trees of 001 see all"})  # fmt: skip
 
 
 @dataclass(frozen=True)

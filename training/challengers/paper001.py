@@ -142,7 +142,9 @@ def splits(n: int, protocol: str, cfg: Paper001Config) -> list[Split]:
     return out
 
 
-def _lightgbm(seed: int) -> Callable[..., tuple[np.ndarray, np.ndarray, dict]]:
+def lightgbm_member(seed: int) -> Callable[..., tuple[np.ndarray, np.ndarray, dict]]:
+    """The ensemble's LightGBM (settings in the module docstring), ``xgboost_member``'s form."""
+
     def fit_predict(x, y, xv, yv, xt):
         import lightgbm
 
@@ -170,6 +172,20 @@ def _lightgbm(seed: int) -> Callable[..., tuple[np.ndarray, np.ndarray, dict]]:
             m.predict_proba(xt)[:, 1],
             {"rounds": int(m.best_iteration_ or m.n_estimators)},
         )
+
+    return fit_predict
+
+
+def forest_member(cfg: Paper001Config) -> Callable[..., tuple[np.ndarray, np.ndarray, dict]]:
+    """The ensemble's random forest (``cfg.trees`` trees, at least five rows a leaf, each tree
+    on a bootstrap of ``cfg.forest_rows`` rows when set), ``xgboost_member``'s form; the
+    validation rows are only predicted."""
+
+    def fit_predict(x, y, xv, yv, xt):
+        rows = None if cfg.forest_rows is None else min(1.0, cfg.forest_rows / max(1, len(y)))
+        rf = RandomForestClassifier(n_estimators=cfg.trees, min_samples_leaf=5, n_jobs=1,
+                                    max_samples=rows, random_state=cfg.seed).fit(x, y)  # fmt: skip
+        return rf.predict_proba(xv)[:, 1], rf.predict_proba(xt)[:, 1], {}
 
     return fit_predict
 
@@ -239,18 +255,10 @@ def fit_split(
                 )
                 val[m] = predict_cnnlstm(model, temporal[va], static[va])
                 test[m] = predict_cnnlstm(model, temporal[te], static[te])
-            elif m == "rf":
-                rf = RandomForestClassifier(
-                    n_estimators=cfg.trees, min_samples_leaf=5, n_jobs=1, random_state=cfg.seed
-                ).fit(x[tr], y[tr])
-                val[m], test[m], info = (
-                    rf.predict_proba(x[va])[:, 1],
-                    rf.predict_proba(x[te])[:, 1],
-                    {},
-                )
             else:
-                make = _lightgbm if m == "lightgbm" else xgboost_member
-                val[m], test[m], info = make(cfg.seed)(x[tr], y[tr], x[va], y[va], x[te])
+                make = {"rf": forest_member(cfg), "lightgbm": lightgbm_member(cfg.seed),
+                        "xgboost": xgboost_member(cfg.seed)}[m]  # fmt: skip
+                val[m], test[m], info = make(x[tr], y[tr], x[va], y[va], x[te])
             fits[m] = {"seconds": round(time.perf_counter() - started, 2), **info}
             progress(f"{split.name} {m}: {fits[m]['seconds']:.0f} s")
         # Paper 004's GB sees what it saw in 004's run: all non-test clients, scaled on them.

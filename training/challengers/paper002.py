@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from deepcredit.events import Activity, ClickEvent
 from scorer.features import money
 from training.challengers.config import MODELS_002, HuihenConfig, Paper002Config
+from training.challengers.events import benchmark_rows
 from training.challengers.huihen import (
     ACTIVITY_KINDS,
     Behaviours,
@@ -41,11 +42,8 @@ from training.challengers.huihen import (
     post_sessions,
     session_starts,
 )
-from training.challengers.results import Figure, Row
-from training.core.bootstrap import paired_differences
+from training.challengers.results import Row
 from training.core.dataset import Sequences, first_copies, user_rows
-from training.core.evaluation import binary_metrics
-from training.core.model import TARGETS
 
 __all__ = ["EventHistory", "HuihenFit", "PostInputs", "fit_huihen", "paper002_rows",
            "post_inputs", "predict_aux", "predict_huihen", "read_history"]  # fmt: skip
@@ -296,41 +294,8 @@ def predict_aux(fit: HuihenFit, posts: PostInputs) -> np.ndarray:
 def paper002_rows(y: np.ndarray, users: np.ndarray, predictions: dict[str, np.ndarray],
                   cfg: Paper002Config, command: str, *, data: str = "benchmark",
                   detail: dict[str, dict] | None = None) -> list[Row]:  # fmt: skip
-    """Rows of table ``data`` (one per model of ``predictions``: name → (P, 2), ``MODELS_002``
-    names, HUIHEN first) and "differences" (HUIHEN minus each other model), per target: AUC,
-    KS and Brier, the differences with a ``cfg.level`` interval from ``cfg.bootstrap`` draws of
-    test users (``training.core.bootstrap.paired_differences``). ``y`` (P, 2) the test labels,
-    ``users`` (P,) each row's user. A target whose test labels hold one class has no rows.
-    ``data``: the rows' data set ("benchmark", or "uci" for a statement table's events)."""
-    rows = []
-    detail = detail or {}
-    for target_k, target in enumerate(TARGETS):
-        known = np.isfinite(y[:, target_k])
-        yk = y[known, target_k]
-        if not 0 < yk.sum() < len(yk):
-            continue  # one class only (a small log): AUC and KS say nothing
-        for name, p in predictions.items():
-            m = binary_metrics(yk, p[known, target_k])
-            rows.append(Row(paper="002", data=data, table=data, model=name,
-                            group=target, command=command, n=int(known.sum()),
-                            positives=int(yk.sum()),
-                            figures={"auc": Figure(m.auc), "ks": Figure(m.ks),
-                                     "brier": Figure(m.brier)},
-                            paper_text=MODELS_002.get(name, name),
-                            detail=detail.get(name, {})))  # fmt: skip
-        for name, p in predictions.items():
-            if name == "huihen":
-                continue
-            d = paired_differences(yk, predictions["huihen"][known, target_k],
-                                   p[known, target_k], users[known], draws=cfg.bootstrap,
-                                   level=cfg.level)  # fmt: skip
-            figures = {k: Figure(float(d[k]["difference"]), low=d[k]["interval"][0],
-                                 high=d[k]["interval"][1],
-                                 interval=f"{cfg.level:.0%} user bootstrap, "
-                                          f"{d['bootstrap']['draws']} draws")
-                       for k in ("auc", "ks", "brier")}  # fmt: skip
-            rows.append(Row(paper="002", data=data, table="differences",
-                            model=f"huihen-{name}", group=target, command=command,
-                            n=int(known.sum()), positives=int(yk.sum()), figures=figures,
-                            paper_text=f"HUIHEN minus {MODELS_002.get(name, name)}"))  # fmt: skip
-    return rows
+    """``training.challengers.events.benchmark_rows`` for paper 002: ``predictions`` by
+    ``MODELS_002`` names, HUIHEN the reference of the differences."""
+    return benchmark_rows("002", y, users, predictions, "huihen", MODELS_002,
+                          bootstrap=cfg.bootstrap, level=cfg.level, command=command, data=data,
+                          detail=detail)  # fmt: skip

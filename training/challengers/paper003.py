@@ -103,24 +103,25 @@ class Predictions:
     synthetic: int
 
 
-def _focal_on_features(f: np.ndarray, y: np.ndarray, rows: np.ndarray, val: np.ndarray,
-                       test: np.ndarray, cfg: Paper003Config
-                       ) -> tuple[np.ndarray, dict]:  # fmt: skip
-    """The focal XGBoost on fused features ``f``, α and γ chosen by the validation AUC."""
+def focal_on_features(f: np.ndarray, y: np.ndarray, f_val: np.ndarray, y_val: np.ndarray,
+                      f_test: np.ndarray, cfg: Paper003Config
+                      ) -> tuple[np.ndarray, dict]:  # fmt: skip
+    """The focal XGBoost fitted on fused features ``f`` (N, F) with labels ``y`` (N,), α and γ
+    of ``cfg``'s grid chosen by the AUC on (``f_val``, ``y_val``); its P(default) at ``f_test``
+    and what was searched."""
     best: tuple[float, object, float, float] | None = None
     searched = []
     for alpha in cfg.focal_alpha:
         for gamma in cfg.focal_gamma:
-            booster = fit_focal_xgboost(f[rows], y[rows], f[val], y[val], alpha, gamma,
-                                        cfg.seed)  # fmt: skip
-            auc = binary_metrics(y[val], predict_focal_xgboost(booster, f[val])).auc
+            booster = fit_focal_xgboost(f, y, f_val, y_val, alpha, gamma, cfg.seed)
+            auc = binary_metrics(y_val, predict_focal_xgboost(booster, f_val)).auc
             searched.append({"alpha": alpha, "gamma": gamma, "val_auc": round(auc, 5),
                              "rounds": booster.best_iteration + 1})  # fmt: skip
             if best is None or auc > best[0]:
                 best = (auc, booster, alpha, gamma)
     assert best is not None
     _, booster, alpha, gamma = best
-    return predict_focal_xgboost(booster, f[test]), {
+    return predict_focal_xgboost(booster, f_test), {
         "alpha": alpha, "gamma": gamma, "searched": searched}  # fmt: skip
 
 
@@ -151,7 +152,8 @@ def fit_predict(table: UciTable, cfg: Paper003Config,
                 test["resnetlstm"] = predict_resnetlstm(net, temporal[s.test], static[s.test])
                 fits["resnetlstm"] = info
             f = features(net, temporal, static)
-            test[model], chosen = _focal_on_features(f, y, rows, s.val, s.test, cfg)
+            test[model], chosen = focal_on_features(f[rows], y[rows], f[s.val], y[s.val],
+                                                    f[s.test], cfg)  # fmt: skip
             fits[model] = {"network": info, "focal": chosen,
                            "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
             progress(f"{model}: {fits[model]['seconds']:.0f} s, focal α {chosen['alpha']} "

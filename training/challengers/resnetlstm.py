@@ -27,7 +27,6 @@ descent step).
 
 from __future__ import annotations
 
-import copy
 import itertools
 import time
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from training.challengers.config import ResNetLstmConfig
+from training.challengers.early_stopping import EarlyStopping
 
 __all__ = [
     "ResNetLstm",
@@ -136,29 +136,29 @@ def fit_resnetlstm(train: Arrays, val: Arrays, cfg: ResNetLstmConfig,
     model = ResNetLstm(t.shape[2], cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
-    best, best_state, best_epoch, waited, epoch = float("inf"), None, 0, 0, 0
+    stop = EarlyStopping(model, cfg.patience, cfg.max_minutes)
+    epoch = 0
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         for batch in torch.randperm(len(y), generator=gen).split(cfg.batch):
+            if len(batch) < 2:  # batch norm needs two rows
+                continue
             loss = F.binary_cross_entropy_with_logits(model(t[batch], s[batch]), y[batch])
             opt.zero_grad()
             loss.backward()
             opt.step()
         model.eval()
         with torch.no_grad():
-            val_loss = F.binary_cross_entropy_with_logits(model(vt, vs), vy).item()
+            val_loss = sum(F.binary_cross_entropy_with_logits(
+                model(vt[v], vs[v]), vy[v], reduction="sum").item()
+                for v in torch.arange(len(vy)).split(4096)) / max(1, len(vy))  # fmt: skip
         progress(f"ResNet-LSTM epoch {epoch}: validation loss {val_loss:.4f}")
-        if val_loss < best - 1e-5:
-            best, best_epoch, waited = val_loss, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            waited += 1
-            if waited >= cfg.patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        if stop.update(val_loss, epoch):
+            break
+    stop.restore()
     model.eval()
-    return model, {"epochs": epoch, "best_epoch": best_epoch, "val_loss": round(best, 5),
+    return model, {"epochs": epoch, "best_epoch": stop.best_epoch,
+                   "val_loss": round(stop.best_loss, 5), "out_of_time": stop.out_of_time,
                    "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
 
 

@@ -10,11 +10,6 @@ import pytest
 from deepcredit.events import Activity, ClickEvent
 from scorer.features import LoanStep
 from training.baselines.base import Baseline
-from training.baselines.features import (
-    feature_names,
-    labelled_post_features,
-    post_features,
-)
 from training.baselines.gbdt import GradientBoostingBaseline
 from training.baselines.hmm import HMMBaseline
 from training.baselines.hmm_em import CategoricalHMM
@@ -22,6 +17,11 @@ from training.baselines.logistic import LogisticBaseline
 from training.benchmark.generator import GeneratorConfig, generate
 from training.core.dataset import Sequences, build_sequences
 from training.core.evaluation import binary_metrics
+from training.core.postfeatures import (
+    feature_names,
+    labelled_post_features,
+    post_features,
+)
 
 TRAIN, VALIDATION, TEST = np.arange(50), np.arange(50, 70), np.arange(70, 90)
 

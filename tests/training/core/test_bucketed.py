@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from training.baselines.features import post_features
 from training.benchmark.config import GeneratorConfig
 from training.benchmark.generator import generate
 from training.core.bucketed import bucket_count, bucket_of, build_on_disk, text_bytes
 from training.core.dataset import Sequences, build_sequences, labels_within
 from training.core.eventlog import load_sequences, read_events
 from training.core.model import DeepCredit, ModelConfig
+from training.core.postfeatures import post_features
 from training.core.train import TrainConfig, predict, split
 
 

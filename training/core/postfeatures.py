@@ -1,4 +1,5 @@
-"""One flat feature row per loan post, for the non-neural baselines (paper Table 1: XGB, LR).
+"""One flat feature row per loan post, for the non-neural baselines (paper Table 1: XGB, LR) and
+the challengers' input forms (``training.challengers.eventform``).
 
 The paper's XGB "takes each variable in the elements of repayment and activity sequences as
 the model feature"; LR uses the same input. We build that from the very ``Sequences`` the neural
@@ -36,7 +37,9 @@ from training.core.dataset import Sequences
 __all__ = [
     "PostIndex",
     "feature_names",
+    "gathered",
     "labelled_post_features",
+    "post_context",
     "post_features",
     "post_index",
     "window_rows",
@@ -97,8 +100,8 @@ def post_features(seq: Sequences, window: int = 8) -> tuple[np.ndarray, np.ndarr
     act_rows = window_rows(at.last_act, at.first_act, window)
     groups = [
         _own(seq, at),
-        _gathered(np.column_stack([seq.loan_x, seq.loan_gap]), loan_rows),
-        _gathered(np.column_stack([seq.act_x, seq.act_gap]), act_rows),
+        gathered(np.column_stack([seq.loan_x, seq.loan_gap]), loan_rows),
+        gathered(np.column_stack([seq.act_x, seq.act_gap]), act_rows),
         _subsequence(seq, at),
         _history(seq, at),
     ]
@@ -149,12 +152,20 @@ def _own(seq: Sequences, at: PostIndex) -> np.ndarray:
     )
 
 
-def _gathered(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Each window row's values and a present flag, flattened; zeros where absent."""
+def gathered(values: np.ndarray, rows: np.ndarray, flat: bool = True) -> np.ndarray:
+    """Each window row's values (``values`` (N, C)) and a present flag, for ``rows`` (P, W)
+    from ``window_rows``: (P, W, C + 1), zeros where absent, or flattened to (P, W * (C + 1))."""
     present = rows >= 0
     picked = values[np.maximum(rows, 0)] * present[..., None]  # (P, W, C)
     both = np.concatenate([picked, present[..., None]], axis=-1)  # (P, W, C + 1)
-    return both.reshape(len(rows), -1)
+    return both.reshape(len(rows), -1) if flat else both
+
+
+def post_context(seq: Sequences, at: PostIndex) -> np.ndarray:
+    """Groups 1, 4 and 5 of the module docstring (own, subsequence, history) at the posts of
+    ``at``: what a post's row says beside its windows, (P, 2 * len(STEP_ACTIVITIES) + ...)
+    float64, columns as ``feature_names``' of those groups."""
+    return np.hstack([_own(seq, at), _subsequence(seq, at), _history(seq, at)])
 
 
 def _subsequence(seq: Sequences, at: PostIndex) -> np.ndarray:
