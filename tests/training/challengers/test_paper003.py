@@ -121,3 +121,26 @@ def test_the_cost_bench_scores_a_whole_history_through_network_and_trees() -> No
         assert scorer(short, static).shape == scorer(long, static).shape == (1,)
         # The whole history reaches the trees' inputs.
         assert not torch.allclose(scorer.net.fuse(short, static), scorer.net.fuse(long, static))
+
+
+def test_the_modes_drawn_at_once_follow_the_mixtures_posterior_as_rdts_row_by_row() -> None:
+    import pandas as pd
+    from ctgan.data_transformer import DataTransformer
+
+    from training.challengers.actgan import SubsampledTransformer
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"amount": np.r_[rng.normal(0, 1, 3000), rng.normal(8, 0.5, 2000)],
+                          "label": rng.integers(0, 2, 5000)})  # fmt: skip
+    t = SubsampledTransformer(2000, 0)
+    t.fit(frame, ["label"])
+    info = t._column_transform_info_list[0]
+    np.random.seed(1)
+    fast = t._transform_continuous(info, frame[["amount"]])
+    slow = DataTransformer._transform_continuous(t, info, frame[["amount"]])
+    assert fast.shape == slow.shape and np.all(fast[:, 1:].sum(axis=1) == 1)
+    fast_mode, slow_mode = fast[:, 1:].argmax(axis=1), slow[:, 1:].argmax(axis=1)
+    same = fast_mode == slow_mode
+    np.testing.assert_allclose(fast[same, 0], slow[same, 0], atol=1e-12)  # same scaling
+    share = lambda m: np.bincount(m, minlength=fast.shape[1] - 1) / len(m)  # noqa: E731
+    assert np.abs(share(fast_mode) - share(slow_mode)).max() < 0.03
