@@ -147,6 +147,10 @@ def add(sub: Subparsers) -> None:
     p.add_argument("--cache", type=Path,
                    help="folder of the baselines' predictions: read when fitted before on the "
                         "same events with the same seed, written when fitted here")  # fmt: skip
+    p.add_argument("--predictions", type=Path, metavar="DIR",
+                   help="also write every model's test predictions as prediction files "
+                        "DIR/<paper>-<model>.jsonl.gz (and gbdt, lr), for 'deepcredit report "
+                        "build'")  # fmt: skip
     _out(p)
 
     p = command(
@@ -298,6 +302,35 @@ def _baselines(args: argparse.Namespace, seq: object, parts: object, sha256: str
     return _Baselines(labels, test, gbdt_train, detail)
 
 
+#: The challengers built with a streaming form (``deepcredit challengers cost``): paper → models.
+_STREAMING = {"001": {"cnnlstm"}, "002": {"huihen"}}
+
+
+def _write_predictions(args: argparse.Namespace, seq: object, users: object, labels: object,
+                       predictions: dict, described: dict[str, str], sha256: str,
+                       say: Callable[[str], None]) -> None:  # fmt: skip
+    """Each model's test predictions (P, 2) at the labelled posts of ``users`` as a prediction
+    file (``training.core.predictions``); the baselines under their own names."""
+    import numpy as np
+
+    from training.core.predictions import ModelManifest, write_predictions
+    from training.report.predict import labelled_posts, rows_of
+
+    posts = labelled_posts(seq, np.asarray(users, dtype=np.int64))
+    if not np.array_equal(seq.labels[posts], labels, equal_nan=True):
+        raise CliError("the test posts are not in the baselines' order (a bug)")
+    args.predictions.mkdir(parents=True, exist_ok=True)
+    for model, p in predictions.items():
+        name = model if model in ("gbdt", "lr") else f"{args.paper}-{model}"
+        manifest = ModelManifest(name=name, family=name, description=described.get(model, ""),
+                                 streaming=model in _STREAMING.get(args.paper, set()),
+                                 source=_command(args),
+                                 data=f"{args.events.name} sha256 {sha256}")  # fmt: skip
+        path = args.predictions / f"{name}.jsonl.gz"
+        write_predictions(path, manifest, rows_of(name, seq, posts, p, "test"))
+    say(f"prediction files in {args.predictions}")
+
+
 def _same_posts(baselines: _Baselines, labels: object, who: str) -> None:
     import numpy as np
 
@@ -355,6 +388,11 @@ def _events002(args: argparse.Namespace, seq: object, info: object, parts: objec
         judged = np.array([e == f"{last_bill_id(str(u).removeprefix('c'))}-post"
                            for e, u in zip(test.event_ids, users, strict=True)])  # fmt: skip
         say(f"judged: the September bills of {int(judged.sum()):,} test users")
+    if args.predictions is not None:
+        from training.challengers.config import MODELS_002
+
+        _write_predictions(args, seq, parts.test, test.labels, predictions, MODELS_002,
+                           info.sha256, say)  # fmt: skip
     rows = paper002_rows(test.labels[judged], test.users[judged],
                          {k: v[judged] for k, v in predictions.items()}, cfg, _command(args),
                          data="uci" if args.statements else "benchmark",
@@ -411,6 +449,9 @@ def _event_form(args: argparse.Namespace, seq: object, info: object, parts: obje
         cfg = from_args(Paper003Config, args, actgan=actgan, network=network)
         fitted = fit_003(raw["train"], train, val, test, scale, cfg, form.train_posts, say)
         reference, labels = "system", MODELS_003
+    if args.predictions is not None:
+        _write_predictions(args, seq, parts.test, test.labels, fitted.test | baselines.test,
+                           labels | BASELINES, info.sha256, say)  # fmt: skip
     rows = benchmark_rows(args.paper, test.labels, test.users, fitted.test | baselines.test,
                           reference, labels | BASELINES, bootstrap=args.bootstrap,
                           level=args.level, command=_command(args),

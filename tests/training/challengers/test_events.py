@@ -26,6 +26,7 @@ from training.challengers.eventform import PostArrays, fit_scaler, post_arrays
 from training.challengers.events import benchmark_rows, fit_001, fit_003, fit_004
 from training.core.dataset import Sequences, build_sequences
 from training.core.postfeatures import labelled_post_features
+from training.core.predictions import read_predictions
 
 USERS = np.arange(40)
 TRAIN, VAL, TEST = np.arange(0, 24), np.arange(24, 32), np.arange(32, 40)
@@ -168,9 +169,16 @@ def test_challengers_events_paper_004_end_to_end_reuses_the_cached_baselines(
     first = json.loads(out.read_text())
     assert list(cache.glob("baselines-*.npz"))
     capsys.readouterr()
-    assert main(args) == 0
+    assert main([*args, "--predictions", str(tmp_path / "pred")]) == 0
     assert "baselines read from" in capsys.readouterr().out
     second = json.loads(out.read_text())
+    manifests, predictions = read_predictions(sorted((tmp_path / "pred").glob("*.jsonl.gz")))
+    assert set(manifests) == {"004-bilstm", "gbdt", "lr"}
+    assert not manifests["004-bilstm"].streaming
+    for r in (r for r in second["rows"] if r["table"] == "benchmark" and r["paper"] == "004"):
+        name = "004-bilstm" if r["model"] == "bilstm" else r["model"]
+        mine = [p for p in predictions if p.target == r["group"] and p.model == name]
+        assert len(mine) == r["n"] and sum(p.label for p in mine) == r["positives"]
     run = second["runs"]["004/benchmark/events"]
     assert run["data"]["temporal"] == [4, 15] and run["config"]["form"]["steps"] == 4
     rows = [r for r in second["rows"] if r["paper"] == "004" and r["data"] == "benchmark"]
