@@ -85,13 +85,8 @@ def add(sub: Subparsers) -> None:
                 Option("lr", "--bilstm-lr"), Option("patience", "--bilstm-patience"),
                 Option("threads", "--torch-threads"))  # fmt: skip
     add_options(p, Paper001Config, Option("protocols", choices=PROTOCOLS_001), "trials", "trees")
-    add_options(p, CnnLstmConfig, *(Option(name, flag, dest=f"cnnlstm_{name}")
-                                     for name, flag in _CNNLSTM_OPTIONS.items()))  # fmt: skip
     add_options(p, Paper003Config, "draws", "focal_alpha", "focal_gamma")
-    add_options(p, ActganConfig, *(Option(name, flag, dest=f"actgan_{name}")
-                                   for name, flag in _ACTGAN_OPTIONS.items()))  # fmt: skip
-    add_options(p, ResNetLstmConfig, *(Option(name, flag, dest=f"resnetlstm_{name}")
-                                       for name, flag in _RESNETLSTM_OPTIONS.items()))  # fmt: skip
+    _network_options(p)
     p.add_argument("--cache", type=Path,
                    help="folder of out-of-fold predictions: a model found there (same data, "
                         "folds, seed and settings) is read, not trained; one trained is "
@@ -137,13 +132,8 @@ def add(sub: Subparsers) -> None:
     add_options(p, BiLstmConfig, *(Option(name, f"--bilstm-{name}", dest=f"bilstm_{name}")
                                    for name in _BILSTM_OPTIONS))  # fmt: skip
     add_options(p, Paper001Config, "trials", "trees", "forest_rows")
-    add_options(p, CnnLstmConfig, *(Option(name, flag, dest=f"cnnlstm_{name}")
-                                     for name, flag in _CNNLSTM_OPTIONS.items()))  # fmt: skip
     add_options(p, Paper003Config, "focal_alpha", "focal_gamma")
-    add_options(p, ActganConfig, *(Option(name, flag, dest=f"actgan_{name}")
-                                   for name, flag in _ACTGAN_OPTIONS.items()))  # fmt: skip
-    add_options(p, ResNetLstmConfig, *(Option(name, flag, dest=f"resnetlstm_{name}")
-                                       for name, flag in _RESNETLSTM_OPTIONS.items()))  # fmt: skip
+    _network_options(p)
     p.add_argument("--cache", type=Path,
                    help="folder of the baselines' predictions: read when fitted before on the "
                         "same events with the same seed, written when fitted here")  # fmt: skip
@@ -170,6 +160,15 @@ def add(sub: Subparsers) -> None:
         help="paired repeats, the median is reported (default %(default)s)",
     )
     _out(p)
+
+
+def _network_options(p: argparse.ArgumentParser) -> None:
+    """Paper 001's CNN-LSTM and paper 003's ACTGAN and ResNet-LSTM settings, prefixed."""
+    for cls, flags, prefix in ((CnnLstmConfig, _CNNLSTM_OPTIONS, "cnnlstm"),
+                               (ActganConfig, _ACTGAN_OPTIONS, "actgan"),
+                               (ResNetLstmConfig, _RESNETLSTM_OPTIONS, "resnetlstm")):  # fmt: skip
+        add_options(p, cls, *(Option(name, flag, dest=f"{prefix}_{name}")
+                              for name, flag in flags.items()))  # fmt: skip
 
 
 def _out(p: argparse.ArgumentParser) -> None:

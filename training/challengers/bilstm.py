@@ -39,6 +39,7 @@ from torch import nn
 
 from training.challengers.config import BiLstmConfig
 from training.challengers.early_stopping import EarlyStopping
+from training.challengers.inference import batched
 
 __all__ = ["BiLstmConfig", "BiLstmScore", "fit_bilstm", "predict_bilstm"]
 
@@ -129,12 +130,4 @@ def fit_bilstm(
 def predict_bilstm(model: BiLstmScore, temporal: np.ndarray, static: np.ndarray) -> np.ndarray:
     """P(missed payment next month) (N,) float64 of clients' inputs (N, T, F), (N, S), in
     batches."""
-    out = []
-    with torch.inference_mode():
-        for k in range(0, len(temporal), 8192):
-            logits = model(
-                torch.from_numpy(np.ascontiguousarray(temporal[k : k + 8192], dtype=np.float32)),
-                torch.from_numpy(np.ascontiguousarray(static[k : k + 8192], dtype=np.float32)),
-            )
-            out.append(torch.sigmoid(logits).double().numpy())
-    return np.concatenate(out) if out else np.zeros(0)
+    return batched(lambda t, s: torch.sigmoid(model(t, s)), temporal, static)

@@ -64,6 +64,7 @@ from torch import nn
 
 from training.challengers.config import CnnLstmConfig
 from training.challengers.early_stopping import EarlyStopping
+from training.challengers.inference import batched
 
 __all__ = [
     "UCI_BRANCHES",
@@ -277,12 +278,4 @@ def fit_cnnlstm(
 
 def predict_cnnlstm(model: CnnLstmScore, temporal: np.ndarray, static: np.ndarray) -> np.ndarray:
     """P(default next month) (N,) float64 of clients' inputs (N, T, F), (N, S), in batches."""
-    out = []
-    with torch.inference_mode():
-        for k in range(0, len(temporal), 4096):
-            logits = model(
-                torch.from_numpy(np.ascontiguousarray(temporal[k : k + 4096], dtype=np.float32)),
-                torch.from_numpy(np.ascontiguousarray(static[k : k + 4096], dtype=np.float32)),
-            )
-            out.append(torch.sigmoid(logits).double().numpy())
-    return np.concatenate(out) if out else np.zeros(0)
+    return batched(lambda t, s: torch.sigmoid(model(t, s)), temporal, static)

@@ -38,6 +38,7 @@ from torch.nn import functional as F
 
 from training.challengers.config import ResNetLstmConfig
 from training.challengers.early_stopping import EarlyStopping
+from training.challengers.inference import batched
 
 __all__ = [
     "ResNetLstm",
@@ -162,25 +163,14 @@ def fit_resnetlstm(train: Arrays, val: Arrays, cfg: ResNetLstmConfig,
                    "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
 
 
-def _batched(model: ResNetLstm, temporal: np.ndarray, static: np.ndarray,
-             fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> np.ndarray:  # fmt: skip
-    model.eval()
-    out = []
-    with torch.no_grad():
-        for k in range(0, len(temporal), 4096):
-            t = torch.as_tensor(temporal[k : k + 4096], dtype=torch.float32)
-            out.append(fn(t, torch.as_tensor(static[k : k + 4096], dtype=torch.float32)).numpy())
-    return np.concatenate(out).astype(np.float64)
-
-
 def predict_resnetlstm(model: ResNetLstm, temporal: np.ndarray, static: np.ndarray) -> np.ndarray:
     """The network's own P(default) (N,) from its sigmoid head."""
-    return 1 / (1 + np.exp(-_batched(model, temporal, static, model)))
+    return 1 / (1 + np.exp(-batched(model.eval(), temporal, static)))
 
 
 def features(model: ResNetLstm, temporal: np.ndarray, static: np.ndarray) -> np.ndarray:
     """The fused features (N, cfg.fused) XGBoost sees."""
-    return _batched(model, temporal, static, model.fuse)
+    return batched(model.eval().fuse, temporal, static)
 
 
 def focal_loss(margin: np.ndarray, y: np.ndarray, alpha: float, gamma: float) -> np.ndarray:
