@@ -39,7 +39,7 @@ import numpy as np
 from training.core.dataset import Sequences
 from training.core.postfeatures import gathered, post_context, post_index, window_rows
 
-__all__ = ["PostArrays", "fit_scaler", "post_arrays"]
+__all__ = ["PostArrays", "fit_scaler", "flatten", "post_arrays"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,8 +64,13 @@ class PostArrays:
         """What the trees see: the last ``last`` steps flattened oldest first beside the
         static part, (P, last * C + S) float32 (paper 004's "all temporal data was
         flattened"; a short window, the aggregates in the static part cover the rest)."""
-        t = self.temporal[:, -last:]
-        return np.hstack([t.reshape(len(t), -1), self.static])
+        return flatten(self.temporal[:, -last:], self.static)
+
+
+def flatten(temporal: np.ndarray, static: np.ndarray) -> np.ndarray:
+    """Temporal (P, T, C) flattened step by step, oldest first, beside static (P, S):
+    (P, T * C + S)."""
+    return np.hstack([temporal.reshape(len(temporal), -1), static])
 
 
 def post_arrays(seq: Sequences, users: np.ndarray, steps: int = 24) -> PostArrays:

@@ -38,7 +38,7 @@ from training.challengers.config import (
     Paper001Config,
     Paper003Config,
 )
-from training.challengers.eventform import PostArrays
+from training.challengers.eventform import PostArrays, flatten
 from training.challengers.results import Figure, Row
 from training.core.bootstrap import paired_differences
 from training.core.evaluation import TARGETS, binary_metrics
@@ -226,12 +226,10 @@ def fit_003(raw_train: PostArrays, train: PostArrays, val: PostArrays, test: Pos
             out.put(model, k, p, detail)
             progress(f"{model} {target}: {detail['seconds']:.0f} s, focal α {chosen['alpha']} "
                      f"γ {chosen['gamma']}")  # fmt: skip
-        x_real = np.hstack([real[0].reshape(len(tr), -1), real[1]])
-        x_both = np.hstack([both[0].reshape(len(both[2]), -1), both[1]])
-        xv = np.hstack([val_arrays[0].reshape(len(va), -1), val_arrays[1]])
-        xt = np.hstack([test.temporal.reshape(len(test), -1), test.static])
-        flats = {"xgboost": (x_real, real[2]), "xgboost_actgan": (x_both, both[2])}
-        for model, (x, yx) in flats.items():
+        xv, xt = flatten(*val_arrays[:2]), flatten(test.temporal, test.static)
+        flats = {"xgboost": real, "xgboost_actgan": both}
+        for model, (t, s, yx) in flats.items():
+            x = flatten(t, s)
             started = time.perf_counter()
             with threadpool_limits(1):
                 _, p, info = xgboost_member(cfg.seed)(x, yx, xv, yv, xt)
