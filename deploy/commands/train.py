@@ -40,7 +40,7 @@ def _add_train(sub: Subparsers) -> None:
     )
     add_options(p, ModelConfig, Option("hidden_size", "--hidden"))
     add_options(p, TrainConfig, "epochs", "patience", "stop_on", "batch_users", "lr", "seed",
-                "max_minutes", "threads")  # fmt: skip
+                "max_minutes", "threads", "processes")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 

@@ -84,6 +84,15 @@ class TrainConfig:
     # only adds hand-offs (README, "The model in the streaming form": two threads were far
     # slower on 2 shared cores).
     threads: int = field(default=1, metadata={"help": "torch intra-op threads"})
+    processes: int = field(default=1, metadata={
+        "help": "train on this many processes, each with its own batches and --threads "
+                "threads, gradients averaged after each step (torch DDP over gloo on "
+                "loopback): a step then reads processes x batch-users users"
+    })  # fmt: skip
+
+    def __post_init__(self) -> None:
+        if self.processes < 1:
+            raise ValueError(f"processes must be at least 1, not {self.processes}")
 
     def to_dict(self) -> dict:
         return asdict(self)

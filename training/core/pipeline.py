@@ -20,6 +20,7 @@ import torch
 from scorer.card import ModelCard, TargetMetrics
 from training.core.artifact import load_model, save_model
 from training.core.bands import score_bands
+from training.core.distributed import fit_distributed
 from training.core.evaluation import TARGETS, measurable, per_target
 from training.core.eventlog import load_sequences
 from training.core.model import ModelConfig
@@ -83,8 +84,11 @@ def train_model(
     if progress:
         print(f"users: {len(parts.train):,} train, {len(parts.validation):,} validation, "
               f"{len(parts.test):,} test (held out)", flush=True)  # fmt: skip
-    result = fit(seq, parts, model_config, train_config, strict=strict,
-                 progress=progress)  # 3. fmt: skip
+    if train_config.processes > 1:  # 3.
+        result = fit_distributed(seq, parts, model_config, train_config,
+                                 train_config.processes, strict=strict, progress=progress)
+    else:
+        result = fit(seq, parts, model_config, train_config, strict=strict, progress=progress)
     y_test, p_test = predict(result.model, seq, parts.test)  # 4.
     metrics = {
         "validation": evaluate(result.model, seq, parts.validation),

@@ -31,6 +31,7 @@ from training.core.model import (
 
 __all__ = [
     "MIN_VALIDATION_POSITIVES",
+    "Shard",
     "Split",
     "TrainConfig",
     "TrainResult",
@@ -140,6 +141,21 @@ def stopping_score(val: dict[str, TargetMetrics], stop_on: StopOn) -> float:
     return 1.0 - error / variance
 
 
+@dataclass(frozen=True)
+class Shard:
+    """This process's part in a training on ``size`` processes (``train_loop``)."""
+
+    rank: int
+    size: int
+    #: rank 0's answer to a yes-or-no question, on every process (a collective: all ask).
+    agree: Callable[[bool], bool]
+
+    def mine(self, batches: list[Any]) -> list[Any]:
+        """This process's batches: every ``size``-th from the ``rank``-th, of the whole rounds."""
+        whole = len(batches) - len(batches) % self.size
+        return batches[self.rank : whole : self.size]
+
+
 @dataclass
 class TrainResult:
     model: torch.nn.Module
@@ -243,11 +259,19 @@ def train_loop(
     validate: Callable[[], dict[str, TargetMetrics]],
     progress: bool,
     on_epoch: Callable[[int, float], None] | None = None,
+    shard: Shard | None = None,
 ) -> TrainResult:
     """Epochs of AdamW with gradient clipping; after each, the validation figure
     (``stopping_score`` of ``config.stop_on``) decides the best weights and early stopping; a
     time budget ends it after an epoch.
-    Shared by every neural model we train, so they are trained alike."""
+    Shared by every neural model we train, so they are trained alike.
+
+    ``shard``: this process is one of several training one model (``training.core.distributed``:
+    ``model`` wrapped so that each backward averages the gradients of all of them). Every
+    process draws the same batch order and takes every ``shard.size``-th batch from its
+    ``shard.rank``-th (the epoch's last batches that do not fill a round are left out, so every
+    process steps as often); ``validate`` must give every process the same figures, so they
+    keep the same best epoch and stop together; the time budget is rank 0's clock."""
     torch.set_num_threads(config.threads)
     rng = np.random.default_rng(config.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
@@ -259,7 +283,10 @@ def train_loop(
     for epoch in range(1, config.epochs + 1):
         model.train()
         losses = []
-        bar = tqdm(batches(rng), desc=f"epoch {epoch}", unit="batch", disable=not progress,
+        drawn = batches(rng)
+        if shard is not None:
+            drawn = shard.mine(drawn)
+        bar = tqdm(drawn, desc=f"epoch {epoch}", unit="batch", disable=not progress,
                    leave=False)  # fmt: skip
         for group in bar:
             loss = loss_of(group)
@@ -289,7 +316,11 @@ def train_loop(
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         elif epoch - best_epoch >= config.patience:
             break
-        if config.max_minutes is not None and time.monotonic() - started > 60 * config.max_minutes:
+        budget = config.max_minutes
+        spent = budget is not None and time.monotonic() - started > 60 * budget
+        if shard is not None:
+            spent = shard.agree(spent)
+        if spent:
             log.warning("stopping after epoch %d: time budget of %s min used", epoch,
                         config.max_minutes)  # fmt: skip
             break

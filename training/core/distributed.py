@@ -1,0 +1,168 @@
+"""Training one model on several processes: torch's DistributedDataParallel over gloo (CPU).
+
+``fit_distributed`` starts ``processes`` workers (``torch.multiprocessing.spawn``; each one
+torch thread unless ``TrainConfig.threads`` says more). Each maps the same sequences folder
+read-only (``Sequences.open``: the pages are shared through the file cache, not copied),
+builds the same initial model (same seed) and runs ``train.train_loop`` with its ``Shard``:
+
+- every worker draws the same batch order and takes every ``processes``-th batch; after each
+  backward DDP averages the workers' gradients, so one optimizer step reads ``processes`` x
+  ``batch_users`` users, and an epoch takes 1 / ``processes`` as many steps. The gradient of a
+  step is the gradient of the mean of the workers' batch losses: the same update as one process
+  taking those batches together (tests/training/core/test_distributed.py checks the weights
+  against that). The learning rate is ``TrainConfig.lr`` as given (README, "Past one machine",
+  gives the AUC per epoch it reaches against one process);
+- only batches with a labelled post are drawn (a worker without a loss could not join the
+  gradient's average); the epoch's last batches that do not fill a round are left out;
+- validation is split among the workers and gathered, so each computes the same figures and
+  they keep the same best epoch and stop together; the time budget is rank 0's clock.
+
+Rank 0 writes the best weights, the optimizer's state and the history to a file in a private
+temporary folder; ``fit_distributed`` loads them into a model of its own and returns a
+``TrainResult`` as ``train.fit`` does. Rendezvous is a file in that folder; gloo's connections
+use the loopback interface only. A worker that raises ends them all
+(``torch.multiprocessing.ProcessRaisedException``, with its traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from scorer.card import TargetMetrics
+from training.core.config import TrainConfig
+from training.core.dataset import Sequences, user_rows
+from training.core.evaluation import per_target
+from training.core.model import DeepCredit, ModelConfig, batch_to_tensors, set_reference
+from training.core.train import (
+    Shard,
+    Split,
+    TrainResult,
+    batches,
+    check_trainable,
+    predict,
+    train_loop,
+)
+
+__all__ = ["fit_distributed", "labelled_batches", "sequences_folder"]
+
+_RESULT = "result.pt"
+
+
+def sequences_folder(seq: Sequences, scratch: Path) -> Path:
+    """The folder ``seq``'s arrays are mapped from (``Sequences.open``), or, for sequences held
+    in memory, a copy of them written to ``scratch`` (``Sequences.save_dir``)."""
+    base = getattr(seq.act_x, "base", None)
+    name = getattr(base, "filename", None)
+    if name is not None:
+        folder = Path(name).parent
+        if all((folder / f"{f}.npy").is_file() for f in ("act_x", "loan_x", "labels")):
+            return folder
+    seq.save_dir(scratch)
+    return scratch
+
+
+def labelled_batches(
+    seq: Sequences, users: np.ndarray, size: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """``train.batches`` without the batches whose users have no labelled post: such a batch
+    has no loss (``DeepCredit.forward``), and in a distributed step every worker must have
+    one."""
+    labelled = np.isfinite(seq.labels).any(axis=1)
+    return [g for g in batches(seq, users, size, rng)
+            if labelled[user_rows(seq.loan_offsets, g)].any()]  # fmt: skip
+
+
+def fit_distributed(
+    seq: Sequences,
+    users: Split,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    processes: int,
+    *,
+    strict: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """``train.fit`` on ``processes`` processes (the module says how). Raises
+    TrainingDataError as ``fit`` does, ValueError for fewer than 2 processes, and
+    ProcessRaisedException when a worker fails."""
+    if processes < 2:
+        raise ValueError(f"a distributed training needs at least 2 processes, not {processes}")
+    for warning in check_trainable(seq, users, strict=strict):
+        if progress:
+            print(f"warning: {warning}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="deepcredit-ddp-") as tmp:
+        work = Path(tmp)
+        folder = sequences_folder(seq, work / "sequences")
+        torch.multiprocessing.spawn(
+            _worker, nprocs=processes, join=True,
+            args=(processes, str(work), str(folder), users, model_config, config, progress),
+        )  # fmt: skip
+        saved = torch.load(work / _RESULT, weights_only=False)
+    model = DeepCredit(model_config)
+    model.load_state_dict(saved["model"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)  # fmt: skip
+    optimizer.load_state_dict(saved["optimizer"])
+    return TrainResult(model, optimizer, saved["best_epoch"], saved["epochs_run"],
+                       saved["seconds"], saved["history"])  # fmt: skip
+
+
+def _worker(
+    rank: int, size: int, work: str, folder: str, users: Split, model_config: ModelConfig,
+    config: TrainConfig, progress: bool,
+) -> None:  # fmt: skip
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"  # loopback only
+    torch.set_num_threads(config.threads)
+    dist.init_process_group("gloo", init_method=f"file://{work}/rendezvous", rank=rank,
+                            world_size=size)  # fmt: skip
+    try:
+        seq = Sequences.open(Path(folder))
+        torch.manual_seed(config.seed)
+        model = DeepCredit(model_config)
+        set_reference(model, seq, users.train)
+        # A variant that switches a TLSTM off leaves its weights out of every graph.
+        unused = not (model_config.use_activity and model_config.use_repay)
+        ddp = DistributedDataParallel(model, find_unused_parameters=unused)
+        shard = Shard(rank, size, _agree)
+        result = train_loop(
+            ddp,
+            config,
+            batches=lambda rng: labelled_batches(seq, users.train, config.batch_users, rng),
+            loss_of=lambda group: ddp(batch_to_tensors(seq.batch(group)))[1],
+            validate=lambda: _validate(model, seq, users.validation, shard),
+            progress=progress and rank == 0,
+            shard=shard,
+        )  # fmt: skip
+        if rank == 0:
+            torch.save({"model": model.state_dict(), "optimizer": result.optimizer.state_dict(),
+                        "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+                        "seconds": result.seconds, "history": result.history},
+                       Path(work) / _RESULT)  # fmt: skip
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def _agree(flag: bool) -> bool:
+    answer = [flag]
+    dist.broadcast_object_list(answer, src=0)
+    return bool(answer[0])
+
+
+def _validate(
+    model: DeepCredit, seq: Sequences, users: np.ndarray, shard: Shard
+) -> dict[str, TargetMetrics]:
+    """The validation figures of all ``users``, each worker predicting its share of them."""
+    mine = predict(model, seq, users[shard.rank :: shard.size])
+    parts: list[tuple[np.ndarray, np.ndarray] | None] = [None] * shard.size
+    dist.all_gather_object(parts, mine)
+    y = np.concatenate([part[0] for part in parts if part is not None])
+    p = np.concatenate([part[1] for part in parts if part is not None])
+    return per_target(y, p)
