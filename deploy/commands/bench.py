@@ -1,4 +1,4 @@
-"""``deepcredit bench live|step|rebuild|train|reasons|memory``: benchmarks that write their
+"""``deepcredit bench live|step|rebuild|train|scaling|reasons|memory``: benchmarks that write their
 results to a file."""
 
 from __future__ import annotations
@@ -10,7 +10,12 @@ from deepcredit.settings import KafkaSettings
 from deploy.commands.common import CliError, Subparsers, add_bootstrap, command
 from deploy.commands.options import Option, add_options, from_args
 from training.core.config import ModelConfig
-from training.experiments.config import GatewayBenchConfig, LiveBenchConfig, TrainBenchConfig
+from training.experiments.config import (
+    GatewayBenchConfig,
+    LiveBenchConfig,
+    ScalingBenchConfig,
+    TrainBenchConfig,
+)
 
 __all__ = ["add"]
 
@@ -101,6 +106,7 @@ def add(sub: Subparsers) -> None:
     p.add_argument("--out", type=Path, default=Path("results/rebuild.json"),
                    help="result JSON (default %(default)s)")  # fmt: skip
     _add_train(bench_sub)
+    _add_scaling(bench_sub)
     _add_reasons(bench_sub)
     _add_memory(bench_sub)
 
@@ -215,6 +221,40 @@ def _train(args: argparse.Namespace) -> int:
               f"epochs/h, x{result['speedup'].get(name, 1.0):.2f}); validation AUC after "
               f"{len(arm['val_auc'])} epochs {last}")  # fmt: skip
     print(f"written to {args.out}")
+    return 0
+
+
+def _add_scaling(bench_sub: Subparsers) -> None:
+    p = command(
+        bench_sub, "scaling",
+        "training on 1 and on several processes (torch DDP) side by side: epochs per hour, "
+        "speed-up and validation AUC per epoch, the learning rate as given and scaled; and "
+        "what the measured costs (this run's training, results/live.json, "
+        "results/rebuild.json) project to 10M users and 1B events a day",
+        _scaling,
+    )  # fmt: skip
+    add_options(p, ScalingBenchConfig, "events", "users", "epochs", "repeats", "processes",
+                Option("hidden_size", "--hidden"), "batch_users", "lr", "seed",
+                "results")  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("results/scaling.json"),
+                   help="result JSON (default %(default)s)")  # fmt: skip
+
+
+def _scaling(args: argparse.Namespace) -> int:
+    from training.experiments.scaling import run_scaling_bench
+
+    if not args.events.exists():
+        raise CliError(f"no such file: {args.events}")
+    result = run_scaling_bench(from_args(ScalingBenchConfig, args))
+    _write(args, result)
+    for name, arm in result["arms"].items():
+        print(f"{name}: {arm['processes']} process(es), lr {arm['lr']:.2g}: "
+              f"{arm['median_epoch_seconds']:.1f} s per epoch ({arm['epochs_per_hour']:.1f} "
+              f"epochs/h, x{result['speedup_over_p1'].get(name, 1.0):.2f}); validation AUC "
+              f"after each epoch {arm['val_auc']}")  # fmt: skip
+    live = result["projection"]["live"]
+    print(f"projection: {live['processes_at_peak']} flow processes at a peak of "
+          f"{live['peak_events_per_s']:,.0f} events/s; written to {args.out}")
     return 0
 
 

@@ -55,6 +55,7 @@ COMMAND_ONLY = {
     ("bench step", "--repeats"),
     ("bench step", "--users"),
     ("bench train", "--out"),
+    ("bench scaling", "--out"),
     ("challengers cost", "--out"),
     ("challengers cost", "--repeats"),
     ("challengers events", "--out"),

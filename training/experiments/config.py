@@ -25,6 +25,7 @@ __all__ = [
     "DriftMeasureConfig",
     "GatewayBenchConfig",
     "LiveBenchConfig",
+    "ScalingBenchConfig",
     "TrainBenchConfig",
 ]
 
@@ -275,3 +276,36 @@ class TrainBenchConfig:
         "help": "seed of the initial weights (the same in every arm) and the batch order"
     })  # fmt: skip
     threads: int = field(default=TrainConfig.threads, metadata={"help": "torch intra-op threads"})
+
+
+@dataclass(frozen=True)
+class ScalingBenchConfig:
+    """Training on one and on several processes (``training.experiments.scaling``)."""
+
+    events: Path = field(metadata={
+        "help": "a generated clickstream (JSON lines, .gz allowed)"
+    })  # fmt: skip
+    users: int = field(default=3000, metadata={
+        "help": "only the first this many users of the log (0: all)"
+    })  # fmt: skip
+    epochs: int = field(default=3, metadata={"help": "epochs of every arm"})
+    repeats: int = field(default=2, metadata={"help": "runs of every arm, in rotating order"})
+    processes: tuple[int, ...] = field(default=(1, 2), metadata={
+        "help": "process counts measured beside one process"
+    })  # fmt: skip
+    hidden_size: int = field(default=ModelConfig.hidden_size, metadata={
+        "help": "TLSTM hidden size"
+    })  # fmt: skip
+    batch_users: int = field(default=TrainConfig.batch_users, metadata={
+        "help": "users per batch of each process"
+    })  # fmt: skip
+    lr: float = field(default=TrainConfig.lr, metadata={
+        "help": "learning rate (AdamW) of one process and of the unscaled arms"
+    })  # fmt: skip
+    seed: int = field(default=TrainConfig.seed, metadata={
+        "help": "seed of the initial weights (the same in every arm) and the batch order"
+    })  # fmt: skip
+    results: Path = field(default=Path("results"), metadata={
+        "help": "folder of live.json and rebuild.json, the projection's measured live and "
+                "rebuild costs"
+    })  # fmt: skip
