@@ -77,6 +77,15 @@ finish (or ``cutover``) into DIR again: it would overwrite the seed under a runn
 
 The prepared file is kept after the finish (a rerun of a finish that died needs it); a prepare
 run again into DIR replaces it.
+
+**Split by clicks partition** (``CutoverConfig.partitions``, ``--partitions``): a cut-over of
+some partitions reads, rebuilds and seeds only them and their users (a user's clicks are keyed
+to one partition), so the processes of a cluster each rebuild their own users side by side. Each
+part writes its own files into the same DIR (``prepared-partitions-0-2.msgpack``,
+``seed-partitions-0-2.msgpack``, ``summary-partitions-0-2.json``; ``state.seed.part_file``),
+and the new flow reads every part of DIR as one seed (``state.seed.read_seed``). The finishes
+run one after another: each takes the risk-scores ends at its start, and another part's
+fill-ins would make the topic grow under it (refused as a flow still running; rerun it).
 """
 
 from __future__ import annotations
@@ -84,7 +93,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import ChainMap, defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,7 +121,7 @@ from scorer.user_state import (
     event_fingerprint,
     event_key,
 )
-from state.seed import Seed, write_seed
+from state.seed import Seed, part_file, write_seed
 
 __all__ = [
     "PREPARED_FILE",
@@ -150,6 +159,7 @@ class CutoverConfig:
     archive: Path | None = None  # a click archive for the offsets the topic no longer holds
     progress: bool = False
     timeout_s: float = 60.0  # most seconds without a message while reading a topic
+    partitions: tuple[int, ...] = ()  # the clicks partitions of this part; () all of them
 
 
 class Prepared(msgspec.Struct, frozen=True, kw_only=True):
@@ -262,9 +272,10 @@ def cutover(cfg: CutoverConfig) -> CutoverSummary:
 
 def prepare_cutover(cfg: CutoverConfig) -> Prepared:
     """Prepare 1.-4., with the old flow still running: every user's state under ``cfg.model``
-    at the clicks topic's ends now, returned and written to ``cfg.out``/prepared.msgpack."""
+    at the clicks topic's ends now, returned and written to ``cfg.out``/prepared.msgpack (the
+    part's file for ``cfg.partitions``)."""
     prepared = _prepare(cfg, load_scorer(cfg.model))
-    write_prepared(cfg.out, prepared)
+    write_prepared(cfg.out, prepared, cfg.partitions)
     return prepared
 
 
@@ -276,24 +287,29 @@ def finish_cutover(cfg: CutoverConfig, prepared: Prepared | None = None) -> Cuto
     started = time.perf_counter()
     weights = load_scorer(cfg.model)
     if prepared is None:
-        prepared = read_prepared(cfg.out)
+        prepared = read_prepared(cfg.out, cfg.partitions)
     return _finish(cfg, weights, prepared, started, None)
 
 
-def write_prepared(folder: Path, prepared: Prepared) -> Path:
-    """``folder``/prepared.msgpack, written aside, fsynced and renamed over any older one."""
-    return write_atomic(folder / PREPARED_FILE, msgspec.msgpack.encode(prepared), durable=True)
+def write_prepared(folder: Path, prepared: Prepared, partitions: Sequence[int] = ()) -> Path:
+    """``folder``/prepared.msgpack (the part's file for ``partitions``), written aside,
+    fsynced and renamed over any older one."""
+    name = part_file(PREPARED_FILE, partitions)
+    return write_atomic(folder / name, msgspec.msgpack.encode(prepared), durable=True)
 
 
-def read_prepared(folder: Path) -> Prepared:
-    """The prepared cut-over in ``folder``; CutoverError when there is none or it is unreadable."""
-    path = Path(folder) / PREPARED_FILE
+def read_prepared(folder: Path, partitions: Sequence[int] = ()) -> Prepared:
+    """The prepared cut-over in ``folder`` (the part's for ``partitions``); CutoverError when
+    there is none or it is unreadable."""
+    name = part_file(PREPARED_FILE, partitions)
+    path = Path(folder) / name
+    part = f" --partitions {' '.join(map(str, partitions))}" if partitions else ""
     try:
         return msgspec.msgpack.decode(path.read_bytes(), type=Prepared)
     except FileNotFoundError:
-        raise CutoverError(f"no prepared cut-over in {folder} (no {PREPARED_FILE}): while the "
+        raise CutoverError(f"no prepared cut-over in {folder} (no {name}): while the "
                            "old flow still runs, run 'deepcredit cutover --prepare --model "
-                           f"MODEL --out {folder}' first") from None  # fmt: skip
+                           f"MODEL --out {folder}{part}' first") from None  # fmt: skip
     except msgspec.DecodeError as exc:
         raise CutoverError(f"{path} is not a prepared cut-over ({exc}): prepare "
                            "again") from None  # fmt: skip
@@ -304,7 +320,7 @@ def read_prepared(folder: Path) -> Prepared:
 
 def _prepare(cfg: CutoverConfig, weights: ModelWeights) -> Prepared:
     started = time.perf_counter()
-    ends = watermarks(cfg.kafka, cfg.topics.clicks, cfg.timeout_s)  # 1.
+    ends = _clicks_ends(cfg)  # 1.
     history = _read_clicks(cfg, {}, ends, "history")  # 2.
     rebuild_started = time.perf_counter()  # 3.
     with tqdm(total=history.events, desc="rebuild", unit="ev", disable=not cfg.progress) as bar:
@@ -330,6 +346,19 @@ def _warn_conflicts(conflicts: list[ClickEvent], where: str) -> None:
 
 
 # -- reading the clicks (prepare 2., finish 2.) -----------------------------------------------
+
+
+def _clicks_ends(cfg: CutoverConfig) -> dict[int, tuple[int, int]]:
+    """The (low, high) watermarks of the clicks partitions of this cut-over (``cfg.partitions``,
+    else every one). CutoverError for a partition the topic does not have."""
+    ends = watermarks(cfg.kafka, cfg.topics.clicks, cfg.timeout_s)
+    if not cfg.partitions:
+        return ends
+    unknown = sorted(set(cfg.partitions) - set(ends))
+    if unknown:
+        raise CutoverError(f"{cfg.topics.clicks} has no partitions {unknown} (it has "
+                           f"{sorted(ends)})")  # fmt: skip
+    return {p: ends[p] for p in sorted(set(cfg.partitions))}
 
 
 def _read_clicks(
@@ -389,7 +418,7 @@ def _finish(
     problem = prepared.problem(weights.version, topic)
     if problem is not None:
         raise CutoverError(problem)
-    ends = watermarks(cfg.kafka, topic, cfg.timeout_s)  # 1.
+    ends = _clicks_ends(cfg)  # 1.
     problem = prepared.problem(weights.version, topic, {p: h for p, (_, h) in ends.items()})
     if problem is not None:
         raise CutoverError(problem)
@@ -405,10 +434,10 @@ def _finish(
     seed = Seed(model_version=weights.version, topic=topic,
                 offsets={p: high for p, (_, high) in ends.items()},
                 states=prepared.states | advanced, created_at=time.time())  # fmt: skip
-    write_seed(cfg.out, seed)  # 5.
+    write_seed(cfg.out, seed, cfg.partitions)  # 5.
     summary = _summary(seed, prepared, tail, posts, filled, time.perf_counter() - started,
                        prepared.conflicts + conflicts)  # fmt: skip
-    _write_summary(cfg.out, summary)
+    _write_summary(cfg.out / part_file(SUMMARY_FILE, cfg.partitions), summary)
     return summary
 
 
@@ -548,5 +577,5 @@ def _summary(
                           conflicting_duplicates=conflicts)  # fmt: skip
 
 
-def _write_summary(folder: Path, summary: CutoverSummary) -> None:
-    write_json(folder / SUMMARY_FILE, msgspec.to_builtins(summary))
+def _write_summary(path: Path, summary: CutoverSummary) -> None:
+    write_json(path, msgspec.to_builtins(summary))

@@ -5,6 +5,12 @@ starts from it: each clicks partition at its offset, each user not in the recove
 from their seeded state. One msgpack file, written aside and renamed, so a reader sees a whole
 seed or none.
 
+A cut-over split by clicks partition (``cutover --partitions``, one process per group of
+partitions, each rebuilding the users of its own: a user's clicks are keyed to one partition)
+writes one file per part into the same folder (``seed-partitions-0-2.msgpack``); ``read_seed``
+reads every part and merges them, refusing parts of other models or topics, or two parts that
+share a partition or a user (a stale file of an earlier cut-over in the folder).
+
 >>> seed = Seed(model_version="dc-b", topic="clicks", offsets={0: 12}, states={},
 ...             created_at=0.0)
 >>> seed.problem("dc-a", "clicks")
@@ -14,6 +20,7 @@ dc-a' for it"
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
@@ -21,9 +28,23 @@ import msgspec
 from deepcredit.atomic import write_atomic
 from scorer.user_state import StateDecodeError, decode_state
 
-__all__ = ["SEED_FILE", "Seed", "SeedError", "read_seed", "write_seed"]
+__all__ = ["SEED_FILE", "Seed", "SeedError", "part_file", "read_seed", "write_seed"]
 
 SEED_FILE = "seed.msgpack"
+
+
+def part_file(name: str, partitions: Sequence[int]) -> str:
+    """The file of a cut-over's part for ``partitions`` (all of them when empty): ``name``
+    itself, or with the partitions before its suffix.
+
+    >>> part_file("seed.msgpack", ()), part_file("seed.msgpack", (2, 0))
+    ('seed.msgpack', 'seed-partitions-0-2.msgpack')
+    """
+    if not partitions:
+        return name
+    stem, dot, suffix = name.partition(".")
+    named = "-".join(map(str, sorted(set(partitions))))  # ("*",): the glob of every part's
+    return f"{stem}-partitions-{named}{dot}{suffix}"
 
 
 class SeedError(ValueError):
@@ -53,25 +74,47 @@ class Seed(msgspec.Struct, frozen=True, kw_only=True):
 _decoder = msgspec.msgpack.Decoder(Seed)
 
 
-def write_seed(folder: Path, seed: Seed) -> Path:
-    """``folder``/seed.msgpack, written aside, fsynced and renamed over any older one."""
-    return write_atomic(folder / SEED_FILE, msgspec.msgpack.encode(seed), durable=True)
+def write_seed(folder: Path, seed: Seed, partitions: Sequence[int] = ()) -> Path:
+    """``folder``/seed.msgpack (a part's file for ``partitions``, ``part_file``), written
+    aside, fsynced and renamed over any older one."""
+    name = part_file(SEED_FILE, partitions)
+    return write_atomic(folder / name, msgspec.msgpack.encode(seed), durable=True)
 
 
 def read_seed(folder: Path) -> Seed:
-    """The seed in ``folder``, every state in it checked: a flow starts from it whole or not
-    at all, rather than stop at the first event of a user whose state is broken.
+    """The seed in ``folder``, its parts merged (the module), every state in it checked: a flow
+    starts from it whole or not at all, rather than stop at the first event of a user whose
+    state is broken.
 
     Raises SeedError when there is no seed, or it is not one: bytes that do not decode (nested
     too deep included), a negative partition or offset, or a state that is not a user state
     (``decode_state``), of another model version than the seed's, or of another hidden size
-    than the others. Decoding every state costs a few microseconds per user.
+    than the others; or parts that do not make one seed. Decoding every state costs a few
+    microseconds per user.
     """
-    path = Path(folder) / SEED_FILE
+    paths = sorted(Path(folder).glob(part_file(SEED_FILE, ("*",))))  # type: ignore[arg-type]
+    whole = Path(folder) / SEED_FILE
+    if whole.is_file() or not paths:
+        paths = [whole, *paths]
+    seeds = [_read_one(path) for path in paths]
+    merged = seeds[0]
+    for path, seed in zip(paths[1:], seeds[1:], strict=True):
+        problem = _clash(merged, seed)
+        if problem is not None:
+            raise SeedError(f"{path} is not a part of the same cut-over as {paths[0]}: "
+                            f"{problem}; remove the files of the older cut-over")  # fmt: skip
+        merged = msgspec.structs.replace(
+            merged, offsets=merged.offsets | seed.offsets, states=merged.states | seed.states,
+            created_at=max(merged.created_at, seed.created_at),
+        )  # fmt: skip
+    return merged
+
+
+def _read_one(path: Path) -> Seed:
     try:
         seed = _decoder.decode(path.read_bytes())
     except FileNotFoundError:
-        raise SeedError(f"no cut-over seed in {folder} (no {SEED_FILE}): run "
+        raise SeedError(f"no cut-over seed in {path.parent} (no {SEED_FILE}): run "
                         "'deepcredit cutover --out DIR' first") from None  # fmt: skip
     except msgspec.DecodeError as exc:
         raise SeedError(f"{path} is not a cut-over seed: {exc}") from None
@@ -81,6 +124,20 @@ def read_seed(folder: Path) -> Seed:
     if problem is not None:
         raise SeedError(f"{path} is not a usable cut-over seed: {problem}")
     return seed
+
+
+def _clash(a: Seed, b: Seed) -> str | None:
+    """Why the seeds ``a`` and ``b`` are not parts of one cut-over; None when they are."""
+    if (a.model_version, a.topic) != (b.model_version, b.topic):
+        return (f"it is of model {b.model_version} on {b.topic!r}, the other of "
+                f"{a.model_version} on {a.topic!r}")  # fmt: skip
+    shared = sorted(set(a.offsets) & set(b.offsets))
+    if shared:
+        return f"both hold partitions {shared}"
+    users = set(a.states) & set(b.states)
+    if users:
+        return f"both hold users such as {min(users)!r} ({len(users)} in all)"
+    return None
 
 
 def _problem(seed: Seed) -> str | None:

@@ -40,6 +40,14 @@ in two phases (the old flow is down only during step 3):
 in one go (the old flow is down during the whole replay):
   stop the old flow, then: deepcredit cutover --model B --out DIR, then step 4.
 
+split by clicks partition (a cluster: each process rebuilds its own users, side by side):
+  add --partitions to steps 1 and 3, one group of partitions per process, every group into
+  the same DIR (each part has its own files there), e.g. on two machines
+       deepcredit cutover --prepare --model B --out DIR --partitions 0 2
+       deepcredit cutover --prepare --model B --out DIR --partitions 1
+  finish the parts one after another (step 3 with each part's --partitions), then step 4 on
+  every process of the new flow: its --seed DIR reads all the parts as one seed.
+
 Use the same --model, --out, --archive and DEEPCREDIT_TOPIC_PREFIX in every step."""
 
 
@@ -72,6 +80,9 @@ def add(sub: Subparsers) -> None:
         metavar="DIR",
         help="where the prepared cut-over, the seed and its summary.json go",
     )
+    p.add_argument("--partitions", type=int, nargs="+", default=[], metavar="P",
+                   help="only these clicks partitions and their users, written as a part of "
+                        "the cut-over in --out (default: every partition; see below)")
     p.add_argument("--archive", type=Path, metavar="DIR",
                    help="a click archive ('deepcredit archive') for the offsets the clicks "
                         "topic no longer holds (retention)")  # fmt: skip
@@ -99,8 +110,12 @@ def _run(args: argparse.Namespace) -> int:
     model = resolve_model(args.model, args.models_dir)
     if args.archive is not None and not args.archive.is_dir():
         raise CliError(f"no such archive folder: {args.archive}")
+    if any(p < 0 for p in args.partitions):
+        raise CliError(f"--partitions must be partition numbers >= 0, not {args.partitions}")
     cfg = CutoverConfig(KafkaSettings(args.bootstrap), Topics.from_env(), model, args.out,
-                        archive=args.archive, progress=not args.quiet)  # fmt: skip
+                        archive=args.archive, progress=not args.quiet,
+                        partitions=tuple(args.partitions))  # fmt: skip
+    part = f" --partitions {' '.join(map(str, args.partitions))}" if args.partitions else ""
     try:
         if args.prepare:
             p = prepare_cutover(cfg)
@@ -118,7 +133,7 @@ def _run(args: argparse.Namespace) -> int:
             f"{p.dead_letters:,} dead letters skipped; rebuild {p.rebuild_s:.2f} s)"
         )
         print(f"now stop the old flow (SIGTERM) and, once it has exited, run: deepcredit "
-              f"cutover --finish --model {args.model} --out {args.out}")  # fmt: skip
+              f"cutover --finish --model {args.model} --out {args.out}{part}")  # fmt: skip
         return 0
     print(f"cut-over to {s.model_version} at offsets {s.offsets} of {s.topic}")
     print(f"replayed {s.events:,} clicks of {s.users:,} users ({s.from_archive:,} from the "
@@ -131,6 +146,7 @@ def _run(args: argparse.Namespace) -> int:
           f"scored now by {s.model_version} {s.filled_in:,} (thresholds v"
           f"{s.thresholds_version})" + (f", left without a score {s.left_unscored:,} "
                                         "(see the log)" if s.left_unscored else ""))  # fmt: skip
-    print(f"seed written to {args.out}; start the new flow with: deepcredit serve --model "
-          f"{model} --seed {args.out} --recovery-dir NEW_EMPTY_DIR")  # fmt: skip
+    once = " once every part is finished" if part else ""
+    print(f"seed written to {args.out}; start the new flow{once} with: deepcredit serve "
+          f"--model {model} --seed {args.out} --recovery-dir NEW_EMPTY_DIR")  # fmt: skip
     return 0

@@ -62,6 +62,7 @@ COMMAND_ONLY = {
     ("challengers uci", "--out"),
     ("challengers uci", "--table"),
     ("controller", "--group"),
+    ("cutover", "--partitions"),
     ("drift loop", "--out"),
     ("drift measure", "--out"),
     ("drift report", "--out"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import signal
 import threading
 import time
@@ -403,3 +404,51 @@ def test_a_prepared_cutover_of_another_model_or_a_recreated_topic_is_refused(
     with pytest.raises(SystemExit):
         run_cutover(kafka, model_b, tmp_path / "cli", "--prepare", "--finish")
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_a_cutover_split_by_partition_rebuilds_each_part_apart_and_seeds_as_one(
+    kafka: KafkaSettings, topics: Topics, clicks_file: Path, model_b: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """Two parts (partitions 0 and 2, then 1), each prepared apart and finished one after the
+    other into one folder, with no old flow: the seed read from the folder is the one-shot
+    cut-over's of every partition (same offsets, same states), every post scored once by B."""
+    monkeypatch.setenv("DEEPCREDIT_TOPIC_PREFIX", topics.clicks.removesuffix("clicks"))
+    lines = clicks_lines(clicks_file)[:1500]
+    send(kafka, topics.clicks, lines)
+    out = tmp_path / "parts"
+    for part in (["0", "2"], ["1"]):
+        assert run_cutover(kafka, model_b, out, "--prepare", "--partitions", *part) == 0
+    for part in (["0", "2"], ["1"]):
+        assert run_cutover(kafka, model_b, out, "--finish", "--partitions", *part) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["prepared-partitions-0-2.msgpack", "prepared-partitions-1.msgpack",
+                     "seed-partitions-0-2.msgpack", "seed-partitions-1.msgpack",
+                     "summary-partitions-0-2.json", "summary-partitions-1.json"]  # fmt: skip
+    parts = [json.loads((out / f"summary-partitions-{p}.json").read_text()) for p in ("0-2", "1")]
+    assert [set(s["offsets"]) for s in parts] == [{"0", "2"}, {"1"}]
+    scores = read_scores(kafka, topics.risk_scores)
+    assert len(scores) == len({s.event_id for s in scores}) == sum(s["filled_in"] for s in parts)
+
+    # The one-shot of every partition, on the same clicks (its fill-ins find every post scored).
+    assert run_cutover(kafka, model_b, tmp_path / "whole") == 0
+    whole, merged = read_seed(tmp_path / "whole"), read_seed(out)
+    assert merged.offsets == whole.offsets and merged.states.keys() == whole.states.keys()
+    for user, blob in whole.states.items():
+        assert_same_state(decode_state(merged.states[user]), decode_state(blob))
+    assert json.loads((tmp_path / "whole" / SUMMARY_FILE).read_text())["filled_in"] == 0
+    events = [e for e in map(decode_click, lines) if isinstance(e, ClickEvent)]
+    _, states_b = expected_scores(load_scorer(model_b), events)
+    assert set(merged.states) == set(states_b)
+
+    # A flow refuses a folder that lacks a part: it would read that partition from its start.
+    only = tmp_path / "one-part"
+    only.mkdir()
+    shutil.copy(out / "seed-partitions-0-2.msgpack", only)
+    capsys.readouterr()
+    assert main(["serve", "--model", str(model_b), "--seed", str(only), "--metrics-port", "0",
+                 "--bootstrap", kafka.bootstrap_servers]) == 1  # fmt: skip
+    assert "has no offsets for clicks partitions [1]" in capsys.readouterr().err
+
+    assert run_cutover(kafka, model_b, tmp_path / "bad", "--prepare", "--partitions", "7") == 1
+    assert "has no partitions [7] (it has [0, 1, 2])" in capsys.readouterr().err

@@ -90,3 +90,39 @@ def test_a_seed_nested_too_deep_is_a_seed_error(tmp_path: Path) -> None:
     (tmp_path / SEED_FILE).write_bytes(b"\x86" + data[1:] + b"\xa1x" + b"\x91" * 5000 + b"\xc0")
     with pytest.raises(SeedError, match="nested too deep to decode"):
         read_seed(tmp_path)
+
+
+def a_part(version: str, offsets: dict[int, int], users: list[str], topic: str = "clicks") -> Seed:
+    states = {u: encode_state(UserState.new(version, 8)) for u in users}
+    return Seed(model_version=version, topic=topic, offsets=offsets, states=states,
+                created_at=float(len(users)))  # fmt: skip
+
+
+def test_the_parts_of_a_cutover_split_by_partition_read_as_one_seed(tmp_path: Path) -> None:
+    a = a_part("dc-b", {0: 12, 2: 7}, ["u1", "u3"])
+    b = a_part("dc-b", {1: 5}, ["u2"])
+    assert write_seed(tmp_path, a, (2, 0)).name == "seed-partitions-0-2.msgpack"
+    write_seed(tmp_path, b, (1,))
+    seed = read_seed(tmp_path)
+    assert seed.offsets == {0: 12, 1: 5, 2: 7}
+    assert seed.states == a.states | b.states and seed.created_at == 2.0
+
+
+@pytest.mark.parametrize("other", [
+    a_part("dc-c", {1: 5}, ["u2"]),  # another model's
+    a_part("dc-b", {1: 5}, ["u2"], topic="t1-clicks"),  # another topic's
+    a_part("dc-b", {2: 5}, ["u2"]),  # a partition twice
+    a_part("dc-b", {1: 5}, ["u1"]),  # a user twice
+])  # fmt: skip
+def test_parts_that_do_not_make_one_cutover_are_refused(tmp_path: Path, other: Seed) -> None:
+    write_seed(tmp_path, a_part("dc-b", {0: 12, 2: 7}, ["u1", "u3"]), (0, 2))
+    write_seed(tmp_path, other, (1,))
+    with pytest.raises(SeedError, match="is not a part of the same cut-over"):
+        read_seed(tmp_path)
+
+
+def test_a_whole_seed_beside_parts_of_another_cutover_is_refused(tmp_path: Path) -> None:
+    write_seed(tmp_path, a_seed("dc-b"))
+    write_seed(tmp_path, a_part("dc-b", {1: 5}, ["u2"]), (1,))
+    with pytest.raises(SeedError, match=r"both hold partitions \[1\].*remove the files"):
+        read_seed(tmp_path)
