@@ -5,13 +5,14 @@ torch thread unless ``TrainConfig.threads`` says more). Each maps the same seque
 read-only (``Sequences.open``: the pages are shared through the file cache, not copied),
 builds the same initial model (same seed) and runs ``train.train_loop`` with its ``Shard``:
 
-- every worker draws the same batch order and takes every ``processes``-th batch; after each
-  backward DDP averages the workers' gradients, so one optimizer step reads ``processes`` x
-  ``batch_users`` users, and an epoch takes 1 / ``processes`` as many steps. The gradient of a
-  step is the gradient of the mean of the workers' batch losses: the same update as one process
-  taking those batches together (tests/training/core/test_distributed.py checks the weights
-  against that). The learning rate is ``TrainConfig.lr`` as given (README, "Past one machine",
-  gives the AUC per epoch it reaches against one process);
+- every worker draws the same batch order (``step_batches``: rounds of one batch per worker,
+  of similar histories, so no worker waits long for another) and takes its batch of each
+  round; after each backward DDP averages the workers' gradients, so one optimizer step reads
+  ``processes`` x ``batch_users`` users, and an epoch takes 1 / ``processes`` as many steps.
+  The gradient of a step is the gradient of the mean of the workers' batch losses: the same
+  update as one process taking those batches together (checked against that in
+  tests/training/core/test_distributed.py). The learning rate is ``TrainConfig.lr`` as given
+  (README, "Past one machine", gives the AUC per epoch it reaches against one process);
 - only batches with a labelled post are drawn (a worker without a loss could not join the
   gradient's average); the epoch's last batches that do not fill a round are left out;
 - validation is split among the workers and gathered, so each computes the same figures and
@@ -50,7 +51,7 @@ from training.core.train import (
     train_loop,
 )
 
-__all__ = ["fit_distributed", "labelled_batches", "sequences_folder"]
+__all__ = ["fit_distributed", "sequences_folder", "step_batches"]
 
 _RESULT = "result.pt"
 
@@ -68,15 +69,24 @@ def sequences_folder(seq: Sequences, scratch: Path) -> Path:
     return scratch
 
 
-def labelled_batches(
-    seq: Sequences, users: np.ndarray, size: int, rng: np.random.Generator
+def step_batches(
+    seq: Sequences, users: np.ndarray, size: int, processes: int, rng: np.random.Generator
 ) -> list[np.ndarray]:
-    """``train.batches`` without the batches whose users have no labelled post: such a batch
-    has no loss (``DeepCredit.forward``), and in a distributed step every worker must have
-    one."""
+    """One epoch's batches of ``size`` users for ``processes`` workers, in rounds of
+    ``processes`` batches, one per worker and step: ``train.batches``' groups (users ordered by
+    history length) without those whose users have no labelled post (no loss, and in a
+    distributed step every worker must have one), consecutive groups in a round, the rounds in
+    a random order. A step waits for its slowest worker, and a batch's cost grows with its
+    histories' length, so a round of similar batches keeps the workers busy; batches dealt at
+    random would make every step as slow as the longer of two random batches. A last round that
+    is not whole is left out."""
     labelled = np.isfinite(seq.labels).any(axis=1)
-    return [g for g in batches(seq, users, size, rng)
-            if labelled[user_rows(seq.loan_offsets, g)].any()]  # fmt: skip
+    groups = [g for g in batches(seq, users, size, rng=None)
+              if labelled[user_rows(seq.loan_offsets, g)].any()]  # fmt: skip
+    whole = len(groups) - len(groups) % processes
+    rounds = [groups[i : i + processes] for i in range(0, whole, processes)]
+    rng.shuffle(rounds)  # type: ignore[arg-type]
+    return [g for r in rounds for g in r]
 
 
 def fit_distributed(
@@ -134,7 +144,7 @@ def _worker(
         result = train_loop(
             ddp,
             config,
-            batches=lambda rng: labelled_batches(seq, users.train, config.batch_users, rng),
+            batches=lambda rng: step_batches(seq, users.train, config.batch_users, size, rng),
             loss_of=lambda group: ddp(batch_to_tensors(seq.batch(group)))[1],
             validate=lambda: _validate(model, seq, users.validation, shard),
             progress=progress and rank == 0,

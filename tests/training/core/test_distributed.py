@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from deploy.cli import main
 from training.core.config import ModelConfig, TrainConfig
-from training.core.distributed import fit_distributed, labelled_batches, sequences_folder
+from training.core.distributed import fit_distributed, sequences_folder, step_batches
 from training.core.eventlog import load_sequences
 from training.core.model import DeepCredit, batch_to_tensors, set_reference
 from training.core.train import Shard, evaluate, split
@@ -26,6 +26,20 @@ def test_each_process_takes_its_own_batches_of_whole_rounds(n: int, size: int) -
     assert len({len(p) for p in parts}) == 1  # every process steps as often
     taken = sorted(b for p in parts for b in p)
     assert taken == drawn[: n - n % size]  # each batch once; only a last partial round left
+
+
+def test_a_round_holds_batches_of_similar_histories(sequences) -> None:  # type: ignore[no-untyped-def]
+    seq = sequences
+    users = np.arange(seq.users)
+    drawn = step_batches(seq, users, 4, 2, np.random.default_rng(0))
+    length = np.diff(seq.act_offsets)
+    longest = [int(length[g].max()) for g in drawn]
+    rounds = list(zip(longest[0::2], longest[1::2], strict=True))
+    # Consecutive groups of users ordered by length: a round's two batches never overlap in
+    # length with another round's, so rounds sorted by their first are sorted by their second.
+    ordered = sorted(rounds)
+    assert [b for _, b in ordered] == sorted(b for _, b in ordered)
+    assert rounds != ordered  # and the rounds come in a random order
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +69,7 @@ def test_two_processes_give_the_weights_of_one_process_averaging_their_batches(
     set_reference(model, seq, parts.train)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)  # fmt: skip
-    drawn = labelled_batches(seq, parts.train, config.batch_users, np.random.default_rng(3))
+    drawn = step_batches(seq, parts.train, config.batch_users, 2, np.random.default_rng(3))
     assert len(drawn) >= 4
     for a, b in zip(drawn[0::2], drawn[1::2], strict=False):
         loss = sum(model(batch_to_tensors(seq.batch(g)))[1] for g in (a, b)) / 2
