@@ -288,6 +288,7 @@ def train_loop(
             drawn = shard.mine(drawn)
         bar = tqdm(drawn, desc=f"epoch {epoch}", unit="batch", disable=not progress,
                    leave=False)  # fmt: skip
+        epoch_started = time.monotonic()
         for group in bar:
             loss = loss_of(group)
             if loss is None:
@@ -298,11 +299,13 @@ def train_loop(
             optimizer.step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        trained_s = time.monotonic() - epoch_started
         val = validate()
         # No measurable target (a tiny validation split): keep the latest weights.
         score = stopping_score(val, config.stop_on)
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else math.nan,
                "seconds": round(time.monotonic() - started, 1),
+               "train_seconds": round(trained_s, 2),  # this epoch's, validation excluded
                **{f"val_auc_{t}": round(m.auc, 4) for t, m in val.items()},
                **{f"val_brier_{t}": round(m.brier, 5) for t, m in val.items()},
                f"val_{config.stop_on}": round(score, 4) if val else None}  # fmt: skip

@@ -12,8 +12,9 @@ another in an order that rotates from repeat to repeat:
   grows N times.
 
 Epoch seconds are each epoch's training and validation (the start of the processes is
-reported apart); the speed-up of an arm is the median, over repeats and epochs, of p1's
-seconds over the arm's for the same repeat and epoch. The validation AUC after each epoch is
+reported apart), training seconds its training alone; the speed-up of an arm is the median,
+over repeats and epochs, of p1's seconds over the arm's for the same repeat and epoch, for
+both. The validation AUC after each epoch is
 the first repeat's (a repeat trains the same model again).
 
 **Projection** (``project``): arithmetic on measured costs, with its assumptions in the
@@ -59,6 +60,7 @@ def run_scaling_bench(config: ScalingBenchConfig, *, progress: bool = True) -> d
         parts = split(seq, TrainConfig(seed=config.seed))
         model_config = ModelConfig(hidden_size=config.hidden_size)
         seconds: dict[str, list[list[float]]] = {name: [] for name in arms}
+        trained: dict[str, list[list[float]]] = {name: [] for name in arms}
         wall: dict[str, list[float]] = {name: [] for name in arms}
         val_auc: dict[str, list[dict]] = {}
         names = list(arms)
@@ -78,16 +80,15 @@ def run_scaling_bench(config: ScalingBenchConfig, *, progress: bool = True) -> d
                 wall[name].append(time.perf_counter() - started)
                 cumulative = [row["seconds"] for row in result.history]
                 seconds[name].append([float(x) for x in np.diff([0.0, *cumulative])])
+                trained[name].append([row["train_seconds"] for row in result.history])
                 val_auc.setdefault(name, [{k: row[k] for k in row if k.startswith("val_auc")}
                                           for row in result.history])  # fmt: skip
                 if progress:
                     print(f"repeat {repeat + 1}, {name}: {wall[name][-1]:.1f} s, epochs "
                           f"{[round(s, 1) for s in seconds[name][-1]]} s", flush=True)
         train_users = len(parts.train)
-    speedup = {name: round(statistics.median(a / b for r1, rn in zip(seconds["p1"], runs,
-                                                                       strict=True)
-                                             for a, b in zip(r1, rn, strict=True)), 2)
-               for name, runs in seconds.items() if name != "p1"}  # fmt: skip
+    speedup = _speedup(seconds)
+    train_speedup = _speedup(trained)  # fmt: skip
     out_arms = {}
     for name, (processes, lr) in arms.items():
         flat = [s for run in seconds[name] for s in run]
@@ -96,6 +97,7 @@ def run_scaling_bench(config: ScalingBenchConfig, *, progress: bool = True) -> d
             "processes": processes, "lr": lr, "epoch_seconds": [[round(s, 2) for s in run]
                                                                 for run in seconds[name]],
             "median_epoch_seconds": round(median, 2),
+            "train_seconds": [[round(s, 2) for s in run] for run in trained[name]],
             "epochs_per_hour": round(3600.0 / median, 1),
             "start_seconds": round(statistics.median(
                 w - sum(run) for w, run in zip(wall[name], seconds[name], strict=True)), 1),
@@ -108,9 +110,18 @@ def run_scaling_bench(config: ScalingBenchConfig, *, progress: bool = True) -> d
                  "train_users": train_users, "validation_users": len(parts.validation)},
         "arms": out_arms,
         "speedup_over_p1": speedup,
+        "training_speedup_over_p1": train_speedup,
         "projection": project(costs),
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(config).items()},
     }  # fmt: skip
+
+
+def _speedup(seconds: dict[str, list[list[float]]]) -> dict[str, float]:
+    """Per arm, the median over repeats and epochs of p1's seconds over the arm's."""
+    return {name: round(statistics.median(
+                a / b for r1, rn in zip(seconds["p1"], runs, strict=True)
+                for a, b in zip(r1, rn, strict=True)), 2)
+            for name, runs in seconds.items() if name != "p1"}  # fmt: skip
 
 
 def _arms(config: ScalingBenchConfig) -> dict[str, tuple[int, float]]:
