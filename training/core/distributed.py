@@ -1,7 +1,7 @@
 """Training one model on several processes: torch's DistributedDataParallel over gloo (CPU).
 
-``fit_distributed`` starts ``processes`` workers (``torch.multiprocessing.spawn``; each one
-torch thread unless ``TrainConfig.threads`` says more). Each maps the same sequences folder
+``fit_distributed`` starts ``TrainConfig.processes`` workers (``torch.multiprocessing.spawn``;
+each one torch thread unless ``TrainConfig.threads`` says more). Each maps the same sequences folder
 read-only (``Sequences.open``: the pages are shared through the file cache, not copied),
 builds the same initial model (same seed) and runs ``train.train_loop`` with its ``Shard``:
 
@@ -94,14 +94,14 @@ def fit_distributed(
     users: Split,
     model_config: ModelConfig,
     config: TrainConfig,
-    processes: int,
     *,
     strict: bool = False,
     progress: bool = True,
 ) -> TrainResult:
-    """``train.fit`` on ``processes`` processes (the module says how). Raises
+    """``train.fit`` on ``config.processes`` processes (the module says how). Raises
     TrainingDataError as ``fit`` does, ValueError for fewer than 2 processes, and
     ProcessRaisedException when a worker fails."""
+    processes = config.processes
     if processes < 2:
         raise ValueError(f"a distributed training needs at least 2 processes, not {processes}")
     for warning in check_trainable(seq, users, strict=strict):

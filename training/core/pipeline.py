@@ -85,8 +85,8 @@ def train_model(
         print(f"users: {len(parts.train):,} train, {len(parts.validation):,} validation, "
               f"{len(parts.test):,} test (held out)", flush=True)  # fmt: skip
     if train_config.processes > 1:  # 3.
-        result = fit_distributed(seq, parts, model_config, train_config,
-                                 train_config.processes, strict=strict, progress=progress)
+        result = fit_distributed(seq, parts, model_config, train_config, strict=strict,
+                                 progress=progress)  # fmt: skip
     else:
         result = fit(seq, parts, model_config, train_config, strict=strict, progress=progress)
     y_test, p_test = predict(result.model, seq, parts.test)  # 4.

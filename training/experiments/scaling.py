@@ -75,8 +75,7 @@ def run_scaling_bench(config: ScalingBenchConfig, *, progress: bool = True) -> d
                 if processes == 1:
                     result = fit(seq, parts, model_config, tc, progress=False)
                 else:
-                    result = fit_distributed(seq, parts, model_config, tc, processes,
-                                             progress=False)  # fmt: skip
+                    result = fit_distributed(seq, parts, model_config, tc, progress=False)
                 wall[name].append(time.perf_counter() - started)
                 cumulative = [row["seconds"] for row in result.history]
                 seconds[name].append([float(x) for x in np.diff([0.0, *cumulative])])

@@ -60,7 +60,7 @@ def test_two_processes_give_the_weights_of_one_process_averaging_their_batches(
     parts = split(seq, config)
     assert sequences_folder(seq, tmp_path / "unused") != tmp_path / "unused"  # mapped: no copy
 
-    result = fit_distributed(seq, parts, model_config, config, 2, progress=False)
+    result = fit_distributed(seq, parts, model_config, config, progress=False)
 
     # One process: the same initial weights and batch order, each step the mean of the losses
     # of the pair of batches the two processes took side by side.
