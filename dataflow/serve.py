@@ -39,7 +39,7 @@ from dataflow.config import FlowConfig, ServeOptions
 from dataflow.endpoint import Endpoint
 from dataflow.flow import build_flow, load_seed
 from dataflow.progress import Progress
-from deepcredit.kafka_io import check_resume, watermarks
+from deepcredit.kafka_io import check_resume
 from deepcredit.records import ThresholdUpdate
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.thresholds import LiveThresholds
@@ -171,15 +171,6 @@ def _check_offsets(opts: ServeOptions, seed: Seed | None) -> None:
         unrecovered = {p: o for p, o in seed.offsets.items() if p not in recovered}
         check_resume(kafka, topic, unrecovered, whose=f"the cut-over seed {opts.seed}",
                      remedy=_SEED_REMEDY)  # fmt: skip
-        # A partition of a cut-over split by partition whose part is missing would be read
-        # from its start by the new model: every old post of its users scored again.
-        missing = sorted(set(watermarks(kafka, topic)) - set(seed.offsets) - set(recovered))
-        if missing:
-            named = " ".join(map(str, missing))
-            raise SeedError(f"the cut-over seed {opts.seed} has no offsets for clicks "
-                            f"partitions {missing} of {topic}: finish the cut-over of those "
-                            "partitions into the same folder ('deepcredit cutover "
-                            f"--partitions {named} --out {opts.seed} ...') first")  # fmt: skip
 
 
 def _recovery(opts: ServeOptions, seed: Seed | None) -> RecoveryConfig | None:

@@ -83,7 +83,9 @@ some partitions reads, rebuilds and seeds only them and their users (a user's cl
 to one partition), so the processes of a cluster each rebuild their own users side by side. Each
 part writes its own files into the same DIR (``prepared-partitions-0-2.msgpack``,
 ``seed-partitions-0-2.msgpack``, ``summary-partitions-0-2.json``; ``state.seed.part_file``),
-and the new flow reads every part of DIR as one seed (``state.seed.read_seed``). The finishes
+and the new flow reads every part of DIR as one seed (``state.seed.read_seed``, which refuses
+parts that do not make one cut-over). Each part's seed records every partition the topic had
+at its prepare, and the time of that prepare (0 for a part done in one go). The finishes
 run one after another: each takes the risk-scores ends at its start, and another part's
 fill-ins would make the topic grow under it (refused as a flow still running; rerun it).
 """
@@ -185,6 +187,7 @@ class Prepared(msgspec.Struct, frozen=True, kw_only=True):
     # post event id -> its reason codes (``scorer.reasons``); empty in a cut-over prepared
     # before scores carried them (its fill-ins then carry none)
     reasons: dict[str, list[str]] = {}
+    topic_partitions: list[int] = []  # every partition of the topic at 1. (a part's seed says)
 
     def problem(
         self, model_version: str, topic: str, ends: Mapping[int, int] | None = None
@@ -267,7 +270,7 @@ def cutover(cfg: CutoverConfig) -> CutoverSummary:
     weights = load_scorer(cfg.model)
     scores_end = watermarks(cfg.kafka, cfg.topics.risk_scores, cfg.timeout_s)
     prepared = _prepare(cfg, weights)
-    return _finish(cfg, weights, prepared, time.perf_counter(), scores_end)
+    return _finish(cfg, weights, prepared, time.perf_counter(), scores_end, one_shot=True)
 
 
 def prepare_cutover(cfg: CutoverConfig) -> Prepared:
@@ -320,7 +323,7 @@ def read_prepared(folder: Path, partitions: Sequence[int] = ()) -> Prepared:
 
 def _prepare(cfg: CutoverConfig, weights: ModelWeights) -> Prepared:
     started = time.perf_counter()
-    ends = _clicks_ends(cfg)  # 1.
+    ends, topic_partitions = _clicks_ends(cfg)  # 1.
     history = _read_clicks(cfg, {}, ends, "history")  # 2.
     rebuild_started = time.perf_counter()  # 3.
     with tqdm(total=history.events, desc="rebuild", unit="ev", disable=not cfg.progress) as bar:
@@ -334,7 +337,8 @@ def _prepare(cfg: CutoverConfig, weights: ModelWeights) -> Prepared:
                     from_archive=history.from_archive, dead_letters=history.dead_letters,
                     rebuild_s=rebuild_s, prepare_s=time.perf_counter() - started,
                     created_at=time.time(), conflicts=len(rebuilt.conflicts),
-                    history=rebuilt.history, reasons=rebuilt.reasons)  # fmt: skip
+                    history=rebuilt.history, reasons=rebuilt.reasons,
+                    topic_partitions=topic_partitions)  # fmt: skip
 
 
 def _warn_conflicts(conflicts: list[ClickEvent], where: str) -> None:
@@ -348,17 +352,18 @@ def _warn_conflicts(conflicts: list[ClickEvent], where: str) -> None:
 # -- reading the clicks (prepare 2., finish 2.) -----------------------------------------------
 
 
-def _clicks_ends(cfg: CutoverConfig) -> dict[int, tuple[int, int]]:
+def _clicks_ends(cfg: CutoverConfig) -> tuple[dict[int, tuple[int, int]], list[int]]:
     """The (low, high) watermarks of the clicks partitions of this cut-over (``cfg.partitions``,
-    else every one). CutoverError for a partition the topic does not have."""
+    else every one), and every partition the topic has. CutoverError for a partition the topic
+    does not have."""
     ends = watermarks(cfg.kafka, cfg.topics.clicks, cfg.timeout_s)
     if not cfg.partitions:
-        return ends
+        return ends, sorted(ends)
     unknown = sorted(set(cfg.partitions) - set(ends))
     if unknown:
         raise CutoverError(f"{cfg.topics.clicks} has no partitions {unknown} (it has "
                            f"{sorted(ends)})")  # fmt: skip
-    return {p: ends[p] for p in sorted(set(cfg.partitions))}
+    return {p: ends[p] for p in sorted(set(cfg.partitions))}, sorted(ends)
 
 
 def _read_clicks(
@@ -413,12 +418,13 @@ def _finish(
     prepared: Prepared,
     started: float,
     scores_end: dict[int, tuple[int, int]] | None,
+    one_shot: bool = False,
 ) -> CutoverSummary:
     topic = cfg.topics.clicks
     problem = prepared.problem(weights.version, topic)
     if problem is not None:
         raise CutoverError(problem)
-    ends = _clicks_ends(cfg)  # 1.
+    ends, _ = _clicks_ends(cfg)  # 1.
     problem = prepared.problem(weights.version, topic, {p: h for p, (_, h) in ends.items()})
     if problem is not None:
         raise CutoverError(problem)
@@ -431,9 +437,12 @@ def _finish(
               for e, p in prepared.probabilities.items()}  # fmt: skip
     probabilities = ChainMap(tail_p, before)  # a repeated id: its last
     filled = _fill_in(cfg, weights.version, posts, probabilities, scores_end)  # 4.
+    part = bool(cfg.partitions)  # a part records what read_seed checks the parts against
     seed = Seed(model_version=weights.version, topic=topic,
                 offsets={p: high for p, (_, high) in ends.items()},
-                states=prepared.states | advanced, created_at=time.time())  # fmt: skip
+                states=prepared.states | advanced, created_at=time.time(),
+                topic_partitions=prepared.topic_partitions if part else [],
+                prepared_at=prepared.created_at if part and not one_shot else 0.0)  # fmt: skip
     write_seed(cfg.out, seed, cfg.partitions)  # 5.
     summary = _summary(seed, prepared, tail, posts, filled, time.perf_counter() - started,
                        prepared.conflicts + conflicts)  # fmt: skip

@@ -7,9 +7,15 @@ seed or none.
 
 A cut-over split by clicks partition (``cutover --partitions``, one process per group of
 partitions, each rebuilding the users of its own: a user's clicks are keyed to one partition)
-writes one file per part into the same folder (``seed-partitions-0-2.msgpack``); ``read_seed``
-reads every part and merges them, refusing parts of other models or topics, or two parts that
-share a partition or a user (a stale file of an earlier cut-over in the folder).
+writes one file per part into the same folder (``seed-partitions-0-2.msgpack``). Each part
+records every partition the clicks topic had (``topic_partitions``) and when its cut-over was
+prepared (``prepared_at``). ``read_seed`` reads every part and merges them, refusing:
+
+- parts of other models or topics, or two parts that share a partition or a user;
+- parts that do not cover every partition their topic had (a part not finished yet): the flow
+  would read a missing partition from its start and score its old posts again;
+- a part finished before another part was prepared: a stale file of an earlier cut-over (the
+  parts of one cut-over are all prepared before the old flow stops, and finished after).
 
 >>> seed = Seed(model_version="dc-b", topic="clicks", offsets={0: 12}, states={},
 ...             created_at=0.0)
@@ -59,6 +65,10 @@ class Seed(msgspec.Struct, frozen=True, kw_only=True):
     offsets: dict[int, int]  # partition -> first offset not in the states (the live flow's start)
     states: dict[str, bytes]  # user id -> scorer.user_state.encode_state bytes
     created_at: float  # wall clock, Unix s
+    # A part of a cut-over split by partition: every partition of the topic, and when the part
+    # was prepared (wall clock, Unix s). Empty and 0 in a seed of every partition.
+    topic_partitions: list[int] = []
+    prepared_at: float = 0.0
 
     def problem(self, model_version: str, topic: str) -> str | None:
         """Why a flow serving ``model_version`` on ``topic`` must not start from this seed."""
@@ -96,17 +106,29 @@ def read_seed(folder: Path) -> Seed:
     whole = Path(folder) / SEED_FILE
     if whole.is_file() or not paths:
         paths = [whole, *paths]
-    seeds = [_read_one(path) for path in paths]
-    merged = seeds[0]
-    for path, seed in zip(paths[1:], seeds[1:], strict=True):
-        problem = _clash(merged, seed)
-        if problem is not None:
-            raise SeedError(f"{path} is not a part of the same cut-over as {paths[0]}: "
-                            f"{problem}; remove the files of the older cut-over")  # fmt: skip
+    parts = [(path, _read_one(path)) for path in paths]
+    for i, (path, seed) in enumerate(parts):
+        for other, earlier in parts[:i]:
+            problem = _clash(earlier, seed)
+            if problem is not None:
+                raise SeedError(f"{path.name} and {other.name} in {folder} are not parts of "
+                                f"one cut-over: {problem}; remove the files of the older "
+                                "cut-over")  # fmt: skip
+    merged = parts[0][1]
+    for _, seed in parts[1:]:
         merged = msgspec.structs.replace(
             merged, offsets=merged.offsets | seed.offsets, states=merged.states | seed.states,
             created_at=max(merged.created_at, seed.created_at),
+            prepared_at=max(merged.prepared_at, seed.prepared_at),
         )  # fmt: skip
+    missing = sorted(set(merged.topic_partitions) - set(merged.offsets))
+    if missing:
+        named = " ".join(map(str, missing))
+        raise SeedError(f"the cut-over seed in {folder} has no part for partitions {missing} "
+                        f"of {merged.topic} (it had {merged.topic_partitions}): finish the "
+                        f"cut-over of those partitions into the same folder ('deepcredit "
+                        f"cutover --finish --partitions {named} --out {folder} ...') before "
+                        "starting the new flow")  # fmt: skip
     return merged
 
 
@@ -129,7 +151,7 @@ def _read_one(path: Path) -> Seed:
 def _clash(a: Seed, b: Seed) -> str | None:
     """Why the seeds ``a`` and ``b`` are not parts of one cut-over; None when they are."""
     if (a.model_version, a.topic) != (b.model_version, b.topic):
-        return (f"it is of model {b.model_version} on {b.topic!r}, the other of "
+        return (f"one is of model {b.model_version} on {b.topic!r}, the other of "
                 f"{a.model_version} on {a.topic!r}")  # fmt: skip
     shared = sorted(set(a.offsets) & set(b.offsets))
     if shared:
@@ -137,6 +159,14 @@ def _clash(a: Seed, b: Seed) -> str | None:
     users = set(a.states) & set(b.states)
     if users:
         return f"both hold users such as {min(users)!r} ({len(users)} in all)"
+    if a.topic_partitions != b.topic_partitions:
+        return (f"one was made when the topic had partitions {b.topic_partitions}, the other "
+                f"{a.topic_partitions}")  # fmt: skip
+    for older, newer in ((a, b), (b, a)):
+        if older.created_at < newer.prepared_at:
+            return (f"the part of partitions {sorted(older.offsets)} was finished before the "
+                    f"part of partitions {sorted(newer.offsets)} was prepared (a stale part "
+                    "of an earlier cut-over)")  # fmt: skip
     return None
 
 

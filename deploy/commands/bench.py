@@ -245,7 +245,13 @@ def _scaling(args: argparse.Namespace) -> int:
 
     if not args.events.exists():
         raise CliError(f"no such file: {args.events}")
-    result = run_scaling_bench(from_args(ScalingBenchConfig, args))
+    try:
+        result = run_scaling_bench(from_args(ScalingBenchConfig, args))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    except (FileNotFoundError, KeyError) as exc:
+        raise CliError(f"the projection reads live.json and rebuild.json in {args.results} "
+                       f"('deepcredit bench live', 'deepcredit bench rebuild'): {exc}") from None
     _write(args, result)
     for name, arm in result["arms"].items():
         print(f"{name}: {arm['processes']} process(es), lr {arm['lr']:.2g}: "

@@ -65,7 +65,10 @@ def _train(args: argparse.Namespace) -> int:
     if not args.events.is_file():
         raise CliError(f"no such events file: {args.events}")
     model_config = from_args(ModelConfig, args, **VARIANTS[args.variant])
-    train_config = from_args(TrainConfig, args)
+    try:
+        train_config = from_args(TrainConfig, args)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     try:
         card = train_model(args.events, args.out_dir, model_config, train_config, strict=True,
                            progress=not args.quiet)  # fmt: skip

@@ -448,7 +448,7 @@ def test_a_cutover_split_by_partition_rebuilds_each_part_apart_and_seeds_as_one(
     capsys.readouterr()
     assert main(["serve", "--model", str(model_b), "--seed", str(only), "--metrics-port", "0",
                  "--bootstrap", kafka.bootstrap_servers]) == 1  # fmt: skip
-    assert "has no offsets for clicks partitions [1]" in capsys.readouterr().err
+    assert "has no part for partitions [1]" in capsys.readouterr().err
 
     assert run_cutover(kafka, model_b, tmp_path / "bad", "--prepare", "--partitions", "7") == 1
     assert "has no partitions [7] (it has [0, 1, 2])" in capsys.readouterr().err

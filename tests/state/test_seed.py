@@ -86,26 +86,33 @@ def test_a_seed_with_a_state_or_offset_no_flow_can_use_is_refused_whole(
 
 def test_a_seed_nested_too_deep_is_a_seed_error(tmp_path: Path) -> None:
     data = msgspec.msgpack.encode(a_seed("dc-b"))
-    # One more field than a Seed has (0x86: a map of six), nested past the recursion limit.
-    (tmp_path / SEED_FILE).write_bytes(b"\x86" + data[1:] + b"\xa1x" + b"\x91" * 5000 + b"\xc0")
+    # One more field than a Seed has (a fixmap one larger), nested past the recursion limit.
+    (tmp_path / SEED_FILE).write_bytes(bytes([data[0] + 1]) + data[1:] + b"\xa1x"
+                                       + b"\x91" * 5000 + b"\xc0")  # fmt: skip
     with pytest.raises(SeedError, match="nested too deep to decode"):
         read_seed(tmp_path)
 
 
-def a_part(version: str, offsets: dict[int, int], users: list[str], topic: str = "clicks") -> Seed:
+def a_part(
+    version: str, offsets: dict[int, int], users: list[str], topic: str = "clicks",
+    partitions: list[int] | None = None, prepared_at: float = 1.0, finished_at: float = 2.0,
+) -> Seed:  # fmt: skip
     states = {u: encode_state(UserState.new(version, 8)) for u in users}
     return Seed(model_version=version, topic=topic, offsets=offsets, states=states,
-                created_at=float(len(users)))  # fmt: skip
+                created_at=finished_at, prepared_at=prepared_at,
+                topic_partitions=partitions or [0, 1, 2])  # fmt: skip
 
 
 def test_the_parts_of_a_cutover_split_by_partition_read_as_one_seed(tmp_path: Path) -> None:
     a = a_part("dc-b", {0: 12, 2: 7}, ["u1", "u3"])
-    b = a_part("dc-b", {1: 5}, ["u2"])
+    b = a_part("dc-b", {1: 5}, ["u2"], prepared_at=1.5, finished_at=3.0)
     assert write_seed(tmp_path, a, (2, 0)).name == "seed-partitions-0-2.msgpack"
+    with pytest.raises(SeedError, match=r"no part for partitions \[1\] of clicks"):
+        read_seed(tmp_path)  # partition 1 not finished yet: it would be read from its start
     write_seed(tmp_path, b, (1,))
     seed = read_seed(tmp_path)
     assert seed.offsets == {0: 12, 1: 5, 2: 7}
-    assert seed.states == a.states | b.states and seed.created_at == 2.0
+    assert seed.states == a.states | b.states and seed.created_at == 3.0
 
 
 @pytest.mark.parametrize("other", [
@@ -113,12 +120,24 @@ def test_the_parts_of_a_cutover_split_by_partition_read_as_one_seed(tmp_path: Pa
     a_part("dc-b", {1: 5}, ["u2"], topic="t1-clicks"),  # another topic's
     a_part("dc-b", {2: 5}, ["u2"]),  # a partition twice
     a_part("dc-b", {1: 5}, ["u1"]),  # a user twice
+    a_part("dc-b", {1: 5}, ["u2"], partitions=[0, 1, 2, 3]),  # the topic had other partitions
+    a_part("dc-b", {1: 5}, ["u2"], prepared_at=0.1, finished_at=0.5),  # stale: finished early
 ])  # fmt: skip
 def test_parts_that_do_not_make_one_cutover_are_refused(tmp_path: Path, other: Seed) -> None:
     write_seed(tmp_path, a_part("dc-b", {0: 12, 2: 7}, ["u1", "u3"]), (0, 2))
     write_seed(tmp_path, other, (1,))
-    with pytest.raises(SeedError, match="is not a part of the same cut-over"):
+    with pytest.raises(SeedError, match="are not parts of one cut-over"):
         read_seed(tmp_path)
+
+
+def test_the_refusal_names_the_two_parts_that_clash(tmp_path: Path) -> None:
+    write_seed(tmp_path, a_part("dc-b", {0: 12}, ["u1"]), (0,))
+    write_seed(tmp_path, a_part("dc-b", {1: 5}, ["u2"]), (1,))
+    write_seed(tmp_path, a_part("dc-b", {2: 5, 1: 3}, ["u3"]), (1, 2))
+    with pytest.raises(SeedError, match=r"both hold partitions \[1\]") as refused:
+        read_seed(tmp_path)
+    named = str(refused.value).split(" in ")[0]
+    assert set(named.split(" and ")) == {"seed-partitions-1-2.msgpack", "seed-partitions-1.msgpack"}
 
 
 def test_a_whole_seed_beside_parts_of_another_cutover_is_refused(tmp_path: Path) -> None:

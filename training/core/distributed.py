@@ -27,8 +27,10 @@ use the loopback interface only. A worker that raises ends them all
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +46,7 @@ from training.core.model import DeepCredit, ModelConfig, batch_to_tensors, set_r
 from training.core.train import (
     Shard,
     Split,
+    TrainingDataError,
     TrainResult,
     batches,
     check_trainable,
@@ -53,18 +56,22 @@ from training.core.train import (
 
 __all__ = ["fit_distributed", "sequences_folder", "step_batches"]
 
+log = logging.getLogger(__name__)
+
 _RESULT = "result.pt"
 
 
 def sequences_folder(seq: Sequences, scratch: Path) -> Path:
-    """The folder ``seq``'s arrays are mapped from (``Sequences.open``), or, for sequences held
-    in memory, a copy of them written to ``scratch`` (``Sequences.save_dir``)."""
-    base = getattr(seq.act_x, "base", None)
-    name = getattr(base, "filename", None)
-    if name is not None:
-        folder = Path(name).parent
-        if all((folder / f"{f}.npy").is_file() for f in ("act_x", "loan_x", "labels")):
-            return folder
+    """The folder ``seq``'s arrays are all mapped from (``Sequences.open``), or, for sequences
+    held in memory even in part (a field replaced), a copy of them written to ``scratch``
+    (``Sequences.save_dir``)."""
+    folders = set()
+    for f in fields(seq):
+        name = getattr(getattr(getattr(seq, f.name), "base", None), "filename", None)
+        folders.add(None if name is None or Path(name).name != f"{f.name}.npy"
+                    else Path(name).parent)  # fmt: skip
+    if len(folders) == 1 and None not in folders:
+        return folders.pop()
     seq.save_dir(scratch)
     return scratch
 
@@ -99,14 +106,23 @@ def fit_distributed(
     progress: bool = True,
 ) -> TrainResult:
     """``train.fit`` on ``config.processes`` processes (the module says how). Raises
-    TrainingDataError as ``fit`` does, ValueError for fewer than 2 processes, and
-    ProcessRaisedException when a worker fails."""
+    TrainingDataError as ``fit`` does and when the training users do not make one batch per
+    process, ValueError for fewer than 2 processes, and ProcessRaisedException when a worker
+    fails."""
     processes = config.processes
     if processes < 2:
         raise ValueError(f"a distributed training needs at least 2 processes, not {processes}")
     for warning in check_trainable(seq, users, strict=strict):
+        log.warning("%s", warning)
         if progress:
             print(f"warning: {warning}", flush=True)
+    rounds = len(step_batches(seq, users.train, config.batch_users, processes,
+                              np.random.default_rng(config.seed))) // processes  # fmt: skip
+    if rounds == 0:
+        raise TrainingDataError(f"{len(users.train)} training users make fewer than {processes} "
+                                f"batches of {config.batch_users} with a labelled post: too few "
+                                f"for {processes} processes (train on one, or on smaller "
+                                "--batch-users)")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="deepcredit-ddp-") as tmp:
         work = Path(tmp)
         folder = sequences_folder(seq, work / "sequences")

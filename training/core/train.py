@@ -292,6 +292,10 @@ def train_loop(
         for group in bar:
             loss = loss_of(group)
             if loss is None:
+                if shard is not None:  # the others would wait for this process's gradients
+                    raise RuntimeError("a distributed training drew a batch without a "
+                                       "labelled post (distributed.step_batches leaves them "
+                                       "out)")  # fmt: skip
                 continue  # no labelled post in this batch
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -309,3 +309,8 @@ class ScalingBenchConfig:
         "help": "folder of live.json and rebuild.json, the projection's measured live and "
                 "rebuild costs"
     })  # fmt: skip
+
+    def __post_init__(self) -> None:
+        if min(self.epochs, self.repeats, *self.processes) < 1:
+            raise ValueError(f"--epochs, --repeats and --processes must be at least 1, not "
+                             f"{self.epochs}, {self.repeats} and {list(self.processes)}")

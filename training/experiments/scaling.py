@@ -50,7 +50,9 @@ DAY_S = 86_400.0
 def run_scaling_bench(config: ScalingBenchConfig, *, progress: bool = True) -> dict:
     """The training arms of the module, repeated; then the projection from this run's training
     cost and the committed live and rebuild results (``config.results``). Returns the result
-    JSON as a dict. Raises FileNotFoundError for a missing events file."""
+    JSON as a dict. Raises FileNotFoundError for a missing events file or results file, and
+    KeyError for a results file without a figure the projection reads, before training."""
+    Costs.from_results(config.results, 0.0)  # the projection's inputs, read before training
     seq, data = load_sequences(config.events, progress=progress)
     with tempfile.TemporaryDirectory(prefix="deepcredit-scaling-") as tmp:
         if 0 < config.users < seq.users:  # mapped once, so no arm copies the subset again

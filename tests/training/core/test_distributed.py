@@ -95,7 +95,7 @@ def test_two_processes_give_the_weights_of_one_process_averaging_their_batches(
 def test_train_on_two_processes_saves_a_model(clicks_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "models"
     args = ["train", "--events", str(clicks_file), "--out-dir", str(out), "--hidden", "8",
-            "--epochs", "1", "--processes", "2", "--quiet"]  # fmt: skip
+            "--epochs", "1", "--processes", "2", "--batch-users", "8", "--quiet"]  # fmt: skip
     assert main(args) == 0
     [folder] = out.iterdir()
     assert (folder / "card.json").is_file()
@@ -105,3 +105,13 @@ def test_train_on_two_processes_saves_a_model(clicks_file: Path, tmp_path: Path)
 def test_fewer_than_one_process_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         TrainConfig(processes=0)
+
+
+def test_too_few_users_for_a_batch_per_process_is_a_clear_error(
+    clicks_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["train", "--events", str(clicks_file), "--out-dir", str(tmp_path), "--hidden", "8",
+            "--epochs", "1", "--processes", "2", "--batch-users", "64", "--quiet"]  # fmt: skip
+    assert main(args) == 1  # one batch of 64 for two processes: nothing spawned, nothing saved
+    assert "make fewer than 2 batches of 64 with a labelled post" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
