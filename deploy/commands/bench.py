@@ -254,10 +254,14 @@ def _scaling(args: argparse.Namespace) -> int:
                        f"('deepcredit bench live', 'deepcredit bench rebuild'): {exc}") from None
     _write(args, result)
     for name, arm in result["arms"].items():
+        per_epoch = result["speedup_over_p1"].get(name)
+        alone = result["training_speedup_over_p1"].get(name)
         print(f"{name}: {arm['processes']} process(es), lr {arm['lr']:.2g}: "
               f"{arm['median_epoch_seconds']:.1f} s per epoch ({arm['epochs_per_hour']:.1f} "
-              f"epochs/h, x{result['speedup_over_p1'].get(name, 1.0):.2f}); validation AUC "
-              f"after each epoch {arm['val_auc']}")  # fmt: skip
+              f"epochs/h" + (f", x{per_epoch:.2f}" if per_epoch else "")
+              + (f", training alone x{alone:.2f}" if alone else "")
+              + f"); validation AUC after each epoch "
+              f"{arm['val_auc'] or 'not measured'}")  # fmt: skip
     live = result["projection"]["live"]
     print(f"projection: {live['processes_at_peak']} flow processes at a peak of "
           f"{live['peak_events_per_s']:,.0f} events/s; written to {args.out}")

@@ -9,7 +9,10 @@ another in an order that rotates from repeat to repeat:
 - ``pN`` for each N in ``processes``: N processes of ``batch_users`` each (a step reads N x
   ``batch_users`` users, an epoch takes 1/N of the steps), the same ``lr``;
 - ``pN_scaled_lr``: the same with ``lr`` x sqrt(N), the usual rule for Adam when the batch
-  grows N times.
+  grows N times;
+- ``pN_apart``: N processes each training a model of its own on its share of the same
+  batches, with no gradient exchange and no validation: the most N processes can do on this
+  machine, so ``pN``'s distance from it is DDP's own cost.
 
 Epoch seconds are each epoch's training and validation (the start of the processes is
 reported apart), training seconds its training alone; the speed-up of an arm is the median,
@@ -34,11 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from training.core.config import ModelConfig, TrainConfig
 from training.core.dataset import Sequences
-from training.core.distributed import fit_distributed
+from training.core.distributed import fit_distributed, sequences_folder, step_batches
 from training.core.eventlog import load_sequences
+from training.core.model import DeepCredit, batch_to_tensors
 from training.core.train import fit, split
 from training.experiments.config import ScalingBenchConfig
 
@@ -74,6 +79,13 @@ def run_scaling_bench(config: ScalingBenchConfig, *, progress: bool = True) -> d
                                  batch_users=config.batch_users, lr=lr, seed=config.seed,
                                  threads=1, processes=processes)  # fmt: skip
                 started = time.perf_counter()
+                if name.endswith(_APART):
+                    epochs = _apart(seq, parts.train, model_config, tc)
+                    wall[name].append(time.perf_counter() - started)
+                    seconds[name].append(epochs)
+                    trained[name].append(epochs)
+                    val_auc.setdefault(name, [])
+                    continue
                 if processes == 1:
                     result = fit(seq, parts, model_config, tc, progress=False)
                 else:
@@ -88,7 +100,7 @@ def run_scaling_bench(config: ScalingBenchConfig, *, progress: bool = True) -> d
                     print(f"repeat {repeat + 1}, {name}: {wall[name][-1]:.1f} s, epochs "
                           f"{[round(s, 1) for s in seconds[name][-1]]} s", flush=True)
         train_users = len(parts.train)
-    speedup = _speedup(seconds)
+    speedup = {k: v for k, v in _speedup(seconds).items() if not k.endswith(_APART)}
     train_speedup = _speedup(trained)  # fmt: skip
     out_arms = {}
     for name, (processes, lr) in arms.items():
@@ -125,12 +137,57 @@ def _speedup(seconds: dict[str, list[list[float]]]) -> dict[str, float]:
             for name, runs in seconds.items() if name != "p1"}  # fmt: skip
 
 
+_APART = "_apart"
+
+
 def _arms(config: ScalingBenchConfig) -> dict[str, tuple[int, float]]:
     arms = {"p1": (1, config.lr)}
     for n in sorted(set(config.processes) - {1}):
         arms[f"p{n}"] = (n, config.lr)
         arms[f"p{n}_scaled_lr"] = (n, config.lr * math.sqrt(n))
+        arms[f"p{n}{_APART}"] = (n, config.lr)
     return arms
+
+
+def _apart(
+    seq: Sequences, users: np.ndarray, model_config: ModelConfig, config: TrainConfig
+) -> list[float]:
+    """The ``pN_apart`` arm: ``config.processes`` processes each training a model of its own on
+    its share of the same batches (``distributed.step_batches``), with no gradient exchange and
+    no validation: the most N processes can do on this machine. Each epoch's seconds are the
+    slowest process's."""
+    with tempfile.TemporaryDirectory(prefix="deepcredit-apart-") as tmp:
+        folder = sequences_folder(seq, Path(tmp) / "sequences")
+        torch.multiprocessing.spawn(_apart_worker, nprocs=config.processes, join=True,
+                                    args=(config.processes, str(folder), users, model_config,
+                                          config, tmp))  # fmt: skip
+        runs = [json.loads((Path(tmp) / f"{r}.json").read_text())
+                for r in range(config.processes)]  # fmt: skip
+    return [max(epoch) for epoch in zip(*runs, strict=True)]
+
+
+def _apart_worker(
+    rank: int, size: int, folder: str, users: np.ndarray, model_config: ModelConfig,
+    config: TrainConfig, out: str,
+) -> None:  # fmt: skip
+    torch.set_num_threads(config.threads)
+    seq = Sequences.open(Path(folder))
+    torch.manual_seed(config.seed)
+    model = DeepCredit(model_config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)  # fmt: skip
+    rng = np.random.default_rng(config.seed)
+    epochs = []
+    for _ in range(config.epochs):
+        started = time.perf_counter()
+        for group in step_batches(seq, users, config.batch_users, size, rng)[rank::size]:
+            loss = model(batch_to_tensors(seq.batch(group)))[1]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+        epochs.append(time.perf_counter() - started)
+    (Path(out) / f"{rank}.json").write_text(json.dumps(epochs))
 
 
 @dataclass(frozen=True)
