@@ -123,7 +123,7 @@ from scorer.user_state import (
     event_fingerprint,
     event_key,
 )
-from state.seed import Seed, part_file, write_seed
+from state.seed import Seed, part_file, partitions_option, write_seed
 
 __all__ = [
     "PREPARED_FILE",
@@ -306,7 +306,7 @@ def read_prepared(folder: Path, partitions: Sequence[int] = ()) -> Prepared:
     there is none or it is unreadable."""
     name = part_file(PREPARED_FILE, partitions)
     path = Path(folder) / name
-    part = f" --partitions {' '.join(map(str, partitions))}" if partitions else ""
+    part = partitions_option(partitions)
     try:
         return msgspec.msgpack.decode(path.read_bytes(), type=Prepared)
     except FileNotFoundError:

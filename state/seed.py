@@ -34,9 +34,27 @@ import msgspec
 from deepcredit.atomic import write_atomic
 from scorer.user_state import StateDecodeError, decode_state
 
-__all__ = ["SEED_FILE", "Seed", "SeedError", "part_file", "read_seed", "write_seed"]
+__all__ = [
+    "SEED_FILE",
+    "Seed",
+    "SeedError",
+    "part_file",
+    "partitions_option",
+    "read_seed",
+    "write_seed",
+]
 
 SEED_FILE = "seed.msgpack"
+
+
+def partitions_option(partitions: Sequence[int]) -> str:
+    """The ``--partitions`` option of ``deepcredit cutover`` for ``partitions``, with a leading
+    space, for the commands a message tells the operator to run ("" for every partition).
+
+    >>> partitions_option([0, 2]), partitions_option([])
+    (' --partitions 0 2', '')
+    """
+    return f" --partitions {' '.join(map(str, partitions))}" if partitions else ""
 
 
 def part_file(name: str, partitions: Sequence[int]) -> str:
@@ -123,12 +141,11 @@ def read_seed(folder: Path) -> Seed:
         )  # fmt: skip
     missing = sorted(set(merged.topic_partitions) - set(merged.offsets))
     if missing:
-        named = " ".join(map(str, missing))
         raise SeedError(f"the cut-over seed in {folder} has no part for partitions {missing} "
                         f"of {merged.topic} (it had {merged.topic_partitions}): finish the "
-                        f"cut-over of those partitions into the same folder ('deepcredit "
-                        f"cutover --finish --partitions {named} --out {folder} ...') before "
-                        "starting the new flow")  # fmt: skip
+                        "cut-over of those partitions into the same folder ('deepcredit "
+                        f"cutover --finish{partitions_option(missing)} --out {folder} ...') "
+                        "before starting the new flow")  # fmt: skip
     return merged
 
 

@@ -105,6 +105,7 @@ def _run(args: argparse.Namespace) -> int:
         finish_cutover,
         prepare_cutover,
     )
+    from state.seed import partitions_option
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     model = resolve_model(args.model, args.models_dir)
@@ -115,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
     cfg = CutoverConfig(KafkaSettings(args.bootstrap), Topics.from_env(), model, args.out,
                         archive=args.archive, progress=not args.quiet,
                         partitions=tuple(args.partitions))  # fmt: skip
-    part = f" --partitions {' '.join(map(str, args.partitions))}" if args.partitions else ""
+    part = partitions_option(args.partitions)
     try:
         if args.prepare:
             p = prepare_cutover(cfg)
