@@ -29,12 +29,15 @@ group's few columns; only the layers after it run once per group. ``scorer.reaso
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 
-__all__ = ["Packed", "contributions", "pack", "step", "tanh32", "tanh_array", "warm_up"]
+__all__ = [
+    "Packed", "contributions", "pack", "step", "step_seconds", "tanh32", "tanh_array", "warm_up",
+]
 
 # The table: per cell (activity, repay, state) 9 entries, then the head's layer count and per
 # layer 4, then the occlusion groups (their count G, the attributed output, then start and stop
@@ -162,6 +165,29 @@ def tanh32(x):
     return np.float32(x * p / q)
 
 
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _add_rows(a, w, b, rows, cols):
+    """``b[:cols] += a[:rows] @ w[:rows, :cols]`` (float32). Eight rows of ``w`` per pass over
+    ``b``: one load and store of ``b`` per eight products, where a row at a time is bound by
+    them (README, "The model in the streaming form": the kernel's figures)."""
+    r = 0
+    while r + 8 <= rows:
+        a0, a1, a2, a3, a4, a5, a6, a7 = a[r], a[r + 1], a[r + 2], a[r + 3], a[r + 4], \
+            a[r + 5], a[r + 6], a[r + 7]  # fmt: skip
+        w0, w1, w2, w3, w4, w5, w6, w7 = w[r], w[r + 1], w[r + 2], w[r + 3], w[r + 4], \
+            w[r + 5], w[r + 6], w[r + 7]  # fmt: skip
+        for j in range(cols):
+            b[j] += ((a0 * w0[j] + a1 * w1[j]) + (a2 * w2[j] + a3 * w3[j])) + (
+                (a4 * w4[j] + a5 * w5[j]) + (a6 * w6[j] + a7 * w7[j]))
+        r += 8
+    while r < rows:
+        ar = a[r]
+        wr = w[r]
+        for j in range(cols):
+            b[j] += ar * wr[j]
+        r += 1
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _cell(flat, table, k, h, c, x, nx, dt, z, v):
     """One TLSTM step of cell ``k``: ``h`` and ``c`` (D,) in place, input ``x[:nx]``,
@@ -176,17 +202,9 @@ def _cell(flat, table, k, h, c, x, nx, dt, z, v):
     b_gates = flat[ob : ob + g4]
     for j in range(g4):
         z[j] = b_gates[j]
-    # [x; h] @ w_gates, one row of the weights at a time: contiguous reads.
-    for r in range(min(nx, ni)):
-        xr = x[r]
-        if xr != 0.0:
-            for j in range(g4):
-                z[j] += xr * w_gates[r, j]
-    for r in range(d):
-        hr = h[r]
-        if hr != 0.0:
-            for j in range(g4):
-                z[j] += hr * w_gates[ni + r, j]
+    # [x; h] @ w_gates
+    _add_rows(x, w_gates, z, min(nx, ni), g4)
+    _add_rows(h, w_gates[ni:], z, d, g4)
     # c_adj into v[:D]: split c(t-1) into short and long parts, shrink the short part by dt.
     if use_time:
         w_split = flat[table[base + 4] : table[base + 4] + 2 * d * d].reshape((d, 2 * d))
@@ -196,11 +214,7 @@ def _cell(flat, table, k, h, c, x, nx, dt, z, v):
         b_merge = flat[table[base + 8] : table[base + 8] + d]
         for j in range(3 * d):
             v[j] = dt * w_time[j] + b_time[j]
-        for r in range(d):
-            cr = c[r]
-            if cr != 0.0:
-                for j in range(2 * d):
-                    v[j] += cr * w_split[r, j]
+        _add_rows(c, w_split, v, d, 2 * d)
         for j in range(3 * d):
             v[j] = tanh32(v[j])
         for j in range(d):
@@ -237,11 +251,7 @@ def _dense(flat, table, layer, a, b, relu):
     bias = flat[ob : ob + cols]
     for j in range(cols):
         b[j] = bias[j]
-    for r in range(rows):
-        ar = a[r]
-        if ar != 0.0:
-            for j in range(cols):
-                b[j] += ar * w[r, j]
+    _add_rows(a, w, b, rows, cols)
     if relu:
         for j in range(cols):
             if not b[j] > 0.0:
@@ -260,8 +270,7 @@ def _occlusion(flat, table, head_in, pre, z, out):
     layers = table[_HEAD]
     rows, cols, ow = table[_HEAD + 1], table[_HEAD + 2], table[_HEAD + 3]
     w1 = flat[ow : ow + rows * cols].reshape((rows, cols))
-    # One row per group, all groups through each layer together: each weight row is read
-    # once per layer, not once per group.
+    # One row per group, all groups through each layer together.
     a = np.empty((n_groups, widest), np.float32)
     b = np.empty((n_groups, widest), np.float32)
     for g in range(n_groups):
@@ -285,16 +294,10 @@ def _occlusion(flat, table, head_in, pre, z, out):
         w = flat[ow : ow + rows * cols].reshape((rows, cols))
         bias = flat[ob : ob + cols]
         for g in range(n_groups):
+            bg = b[g]
             for j in range(cols):
-                b[g, j] = bias[j]
-        for r in range(rows):
-            wr = w[r]
-            for g in range(n_groups):
-                ar = a[g, r]
-                if ar != 0.0:
-                    bg = b[g]
-                    for j in range(cols):
-                        bg[j] += ar * wr[j]
+                bg[j] = bias[j]
+            _add_rows(a[g], w, bg, rows, cols)
         relu = layer < layers - 1
         for g in range(n_groups):
             for j in range(cols):
@@ -456,6 +459,36 @@ def step(
 
 _NO_AGGREGATES = np.zeros(0, np.float32)
 _NO_CONTRIBUTIONS = np.zeros(0, np.float64)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _repeat(flat, table, hc, y_prev, xa, xl, xg, kind, contrib, n):
+    for i in range(n):
+        _step(flat, table, hc, y_prev, xa, 60.0 + i, xl, 3600.0, 86400.0, kind, xg, contrib)
+
+
+def step_seconds(packed: Packed, hidden_size: int, kind: int, *, reasons: bool = False,
+                 n: int = 20_000, seed: int = 0) -> float:  # fmt: skip
+    """Seconds one ``step`` of ``kind`` takes in the kernel alone: ``n`` steps in one compiled
+    loop (no Python call, no dispatch), on a state and inputs drawn from N(0, 1) (the cost does
+    not depend on the values). ``reasons``: a post with its occlusion contributions. For
+    ``deepcredit bench step``; the first call of a process compiles (or loads) the loop."""
+    rng = np.random.default_rng(seed)
+    t = packed.table.shape[0] - _TAIL
+
+    def draw(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(np.float32)
+
+    hc, y_prev = draw(6, hidden_size), draw(2)
+    xa = draw(int(packed.table[0]))
+    xl = draw(max(int(packed.table[_CELL]) - (2 if packed.table[t] else 0), 0))
+    xg = draw(int(packed.table[-1]))
+    groups = int(packed.table[packed.table[t + 7]]) if reasons and packed.table[t + 6] >= 0 else 0
+    contrib = np.zeros(groups, np.float64)
+    _repeat(packed.flat, packed.table, hc, y_prev, xa, xl, xg, kind, contrib, 1)
+    started = time.perf_counter()
+    _repeat(packed.flat, packed.table, hc, y_prev, xa, xl, xg, kind, contrib, n)
+    return (time.perf_counter() - started) / n
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")

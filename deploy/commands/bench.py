@@ -346,6 +346,10 @@ def _step(args: argparse.Namespace) -> int:
             f"{n['us_per_other_event']:.1f} / {b['us_per_other_event']:.1f} | "
             f"×{r['numpy_over_compiled']:.2f} | {r['state_bytes_median']:,} |"
         )
+    print("The compiled kernel alone, µs per step:")
+    for r in rows:
+        print(f"  D = {r['hidden_size']}: " + ", ".join(
+            f"{kind.replace('_', ' ')} {us:.2f}" for kind, us in r["kernel_us"].items()))
     print(f"written to {args.out}")
     return 0
 

@@ -17,7 +17,7 @@ import hashlib
 import io
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import NamedTuple
@@ -45,6 +45,7 @@ __all__ = [
     "offsets_from_lengths",
     "outcome_label",
     "split_users",
+    "user_row_chunks",
     "user_rows",
 ]
 
@@ -398,6 +399,28 @@ def user_rows(offsets: np.ndarray, users: np.ndarray) -> np.ndarray:
     if len(users) == 0:
         return np.zeros(0, dtype=np.int64)
     return np.concatenate([np.arange(offsets[u], offsets[u + 1]) for u in users])
+
+
+#: Rows per piece of ``user_row_chunks``: 8 MiB of int64 indices.
+ROWS_PER_CHUNK = 1 << 20
+
+
+def user_row_chunks(
+    offsets: np.ndarray, users: np.ndarray, rows: int | None = None
+) -> Iterator[np.ndarray]:
+    """``user_rows`` of ``users`` in pieces of at most ``rows`` rows (``ROWS_PER_CHUNK`` when
+    None; more only for one user longer than that), whole users each, in ``users``' order: a
+    pass over every training user's rows that holds one piece's indices at a time, not every
+    user's (training memory that does not grow with users, README "Training memory")."""
+    rows = ROWS_PER_CHUNK if rows is None else rows
+    users = np.asarray(users, dtype=np.int64)
+    ends = np.cumsum(offsets[users + 1] - offsets[users])
+    start = 0
+    while start < len(users):
+        before = int(ends[start - 1]) if start else 0
+        stop = max(int(np.searchsorted(ends, before + rows, side="right")), start + 1)
+        yield user_rows(offsets, users[start:stop])
+        start = stop
 
 
 def labels_within(seq: Sequences, start_ts: float, end_ts: float = math.inf) -> np.ndarray:

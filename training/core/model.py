@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from scorer.aggregates import AGGREGATE_FEATURES
 from scorer.features import ACTIVITY_FEATURES, LOAN_FEATURES, LoanStep
 from training.core.config import ModelConfig
-from training.core.dataset import Sequences, UserBatch, user_rows
+from training.core.dataset import Sequences, UserBatch, user_row_chunks
 from training.core.evaluation import TARGETS
 from training.core.fused import CellWeights, fused_loan_pass
 from training.core.tlstm import CellRun, TLSTMCell, final_states
@@ -74,11 +74,14 @@ def set_reference(model: DeepCredit, seq: Sequences, users: np.ndarray) -> None:
     A model without aggregates has none; no post leaves it zero."""
     if not model.config.use_aggregates:
         return
-    rows = user_rows(seq.loan_offsets, np.asarray(users, dtype=np.int64))
-    posts = rows[seq.loan_kind[rows] == LoanStep.POST]
-    if len(posts):
-        mean = seq.loan_agg[posts].astype(np.float64).mean(axis=0)
-        model.reference.copy_(torch.from_numpy(mean.astype(np.float32)))
+    total = np.zeros(AGGREGATE_FEATURES, np.float64)
+    posts = 0
+    for rows in user_row_chunks(seq.loan_offsets, users):  # one piece of users at a time
+        at = rows[seq.loan_kind[rows] == LoanStep.POST]
+        total += seq.loan_agg[at].sum(axis=0, dtype=np.float64)
+        posts += len(at)
+    if posts:
+        model.reference.copy_(torch.from_numpy((total / posts).astype(np.float32)))
 
 
 class DeepCredit(nn.Module):

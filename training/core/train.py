@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from scorer.card import TargetMetrics
 from training.core.config import StopOn, TrainConfig
-from training.core.dataset import Sequences, split_users, user_rows
+from training.core.dataset import Sequences, split_users, user_row_chunks
 from training.core.evaluation import TARGETS, per_target
 from training.core.model import (
     DeepCredit,
@@ -187,18 +187,24 @@ def check_trainable(
     for part, idx in (("training", users.train), ("validation", users.validation)):
         if len(idx) == 0:
             raise TrainingDataError(f"no {part} users: the log has {seq.users} users in all")
-        y = seq.labels[user_rows(seq.loan_offsets, idx)]
+        labelled = np.zeros(len(TARGETS), np.int64)
+        positive = np.zeros(len(TARGETS), np.int64)
+        for rows in user_row_chunks(seq.loan_offsets, idx):
+            y = seq.labels[rows]
+            known = ~np.isnan(y)
+            labelled += known.sum(axis=0)
+            positive += (known & (y == 1.0)).sum(axis=0)
         one_class = []
         for k, target in enumerate(TARGETS):
-            known = y[:, k][~np.isnan(y[:, k])]
-            if known.size == 0 and part == "training":
+            n = int(labelled[k])
+            if n == 0 and part == "training":
                 raise TrainingDataError(
                     f"no labelled posts among the {len(idx):,} {part} users: no post was funded "
                     "(a borrow of its loan) with an outcome known by the end of the log"
                 )
-            positives = int(known.sum())
-            least = min(positives, known.size - positives)
-            counted = f"{positives:,} {target} of {known.size:,} labelled posts"
+            positives = int(positive[k])
+            least = min(positives, n - positives)
+            counted = f"{positives:,} {target} of {n:,} labelled posts"
             if least == 0:
                 one_class.append(counted)
             if part == "validation" and 0 < least < min_validation:

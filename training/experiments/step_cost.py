@@ -4,7 +4,9 @@ costs per event and per user. Per hidden size, in one run and in alternating ord
 the numpy reference step it replaced (``scorer.model.advance_reference``, with the same repeat
 check), and the bookkeeping alone (event key, fingerprint and ``scorer.steps.plan_step``: the
 ledger and the features, no model), each timed one event at a time as the flow runs them, posts
-apart from the other events; and the snapshot bytes of a user's state. Weights are a fresh
+apart from the other events; the compiled kernel alone per kind of step (``KERNEL_KINDS``:
+``scorer.fast.step_seconds``, a loop inside the compiled code, so no Python call or dispatch);
+and the snapshot bytes of a user's state. Weights are a fresh
 model's (the cost does not depend on their values); events are a generated stream.
 """
 
@@ -17,6 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 from deepcredit.events import Activity, ClickEvent
+from scorer import fast
 from scorer.model import ModelWeights, advance, advance_reference, warm_up
 from scorer.steps import plan_step
 from scorer.user_state import Seen, UserState, encode_state, event_fingerprint, event_key
@@ -24,7 +27,16 @@ from training.benchmark.generator import GeneratorConfig, generate
 from training.core.export import export_scorer
 from training.core.model import DeepCredit, ModelConfig
 
-__all__ = ["STEPS", "step_cost"]
+__all__ = ["KERNEL_KINDS", "STEPS", "step_cost"]
+
+#: The kernel's kinds of step timed (``scorer.fast.step``'s ``kind`` bits, reasons or not):
+#: an activity (its TLSTM), a repay or missed payment (the loan-level TLSTM), a post (the
+#: loan-level and state-level TLSTMs and the heads), and a post with its reason codes'
+#: occlusion, as the live flow runs it.
+KERNEL_KINDS: dict[str, tuple[int, bool]] = {
+    "activity": (1, False), "loan": (2, False), "post": (6, False),
+    "post_with_reasons": (6, True),
+}  # fmt: skip
 
 
 def _weights(hidden: int) -> ModelWeights:
@@ -87,10 +99,13 @@ def step_cost(hidden_sizes: list[int], *, users: int, repeats: int) -> list[dict
         warm_up(w)  # compiled, or loaded from numba's cache: not timed below
         warm_s = time.perf_counter() - started
         runs: dict[str, list[tuple[float, float, list[int]]]] = {name: [] for name in STEPS}
+        kernel: dict[str, list[float]] = {name: [] for name in KERNEL_KINDS}
         for r in range(repeats):
             order = list(STEPS) if r % 2 == 0 else list(reversed(STEPS))
             for name in order:
                 runs[name].append(_run(STEPS[name], w, events))
+            for name, (kind, reasons) in KERNEL_KINDS.items():
+                kernel[name].append(fast.step_seconds(w.packed, d, kind, reasons=reasons))
 
         def per_event(run: tuple[float, float, list[int]]) -> float:
             return (run[0] * posts + run[1] * (len(events) - posts)) / len(events)
@@ -104,6 +119,8 @@ def step_cost(hidden_sizes: list[int], *, users: int, repeats: int) -> list[dict
                 "us_per_other_event": round(1e6 * statistics.median(x[1] for x in rs), 2),
                 "us_per_event": round(1e6 * statistics.median(per_event(x) for x in rs), 2),
             }
+        row["kernel_us"] = {name: round(1e6 * statistics.median(v), 2)
+                            for name, v in kernel.items()}  # fmt: skip
         sizes = runs["compiled"][-1][2]
         row |= {
             "numpy_over_compiled": round(statistics.median(ratio), 2),

@@ -22,4 +22,8 @@ def test_bench_step_writes_a_row_per_hidden_size(tmp_path: Path) -> None:
         for way in ("compiled", "numpy", "bookkeeping"):
             assert r[way]["us_per_post"] > 0 and r[way]["us_per_other_event"] > 0
         assert r["numpy_over_compiled"] > 0 and len(r["numpy_over_compiled_runs"]) == 1
+        kernel = r["kernel_us"]
+        assert list(kernel) == ["activity", "loan", "post", "post_with_reasons"]
+        # A post runs two TLSTMs and the heads, its reasons the heads once more per group.
+        assert 0 < kernel["activity"] < kernel["post"] < kernel["post_with_reasons"]
     assert all(r["state_bytes_median"] >= r["state_bytes_empty"] for r in rows)
