@@ -258,11 +258,37 @@ def _dense(flat, table, layer, a, b, relu):
                 b[j] = np.float32(0.0)
 
 
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _add_picked_rows(a, picked, n, w, b, cols):
+    """``b[:cols] += a[:n] @ w[picked[:n], :cols]``, eight rows per pass (``_add_rows``)."""
+    m = 0
+    while m + 8 <= n:
+        a0, a1, a2, a3, a4, a5, a6, a7 = a[m], a[m + 1], a[m + 2], a[m + 3], a[m + 4], \
+            a[m + 5], a[m + 6], a[m + 7]  # fmt: skip
+        w0, w1, w2, w3 = w[picked[m]], w[picked[m + 1]], w[picked[m + 2]], w[picked[m + 3]]
+        w4, w5, w6, w7 = w[picked[m + 4]], w[picked[m + 5]], w[picked[m + 6]], w[picked[m + 7]]
+        for j in range(cols):
+            b[j] += ((a0 * w0[j] + a1 * w1[j]) + (a2 * w2[j] + a3 * w3[j])) + (
+                (a4 * w4[j] + a5 * w5[j]) + (a6 * w6[j] + a7 * w7[j]))
+        m += 8
+    while m < n:
+        am = a[m]
+        wm = w[picked[m]]
+        for j in range(cols):
+            b[j] += am * wm[j]
+        m += 1
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _occlusion(flat, table, head_in, pre, z, out):
-    """``out[g]`` (float64) = ``z`` (the head's output ``target`` for ``head_in``, float32)
-    minus that output with group g's aggregates set to the reference, for each group packed.
-    ``pre``: the first layer's pre-activation (before ReLU) of ``head_in``."""
+def _occlusion(flat, table, head_in, base, out):
+    """``out[g]`` (float64) = the head's output ``target`` for ``head_in`` minus that output
+    with group g's aggregates set to the reference, for each group packed. ``base`` (layers,
+    widest): each layer's pre-activation (before ReLU) for ``head_in``.
+
+    Each layer is run on the change from ``head_in``'s, not from scratch: the first layer's
+    pre-activation moves by W1[group rows]^T (reference - aggregates), and a later layer's by
+    W^T times the change of its input, over the units whose activation changed. A unit that
+    ReLU holds at 0 both ways adds nothing and is skipped (about half of a layer's units)."""
     t = table.shape[0] - _TAIL
     widest, ref, groups_at, n_agg = table[t + 5], table[t + 6], table[t + 7], table[t + 8]
     n_groups, target = table[groups_at], table[groups_at + 1]
@@ -270,61 +296,79 @@ def _occlusion(flat, table, head_in, pre, z, out):
     layers = table[_HEAD]
     rows, cols, ow = table[_HEAD + 1], table[_HEAD + 2], table[_HEAD + 3]
     w1 = flat[ow : ow + rows * cols].reshape((rows, cols))
-    # One row per group, all groups through each layer together.
-    a = np.empty((n_groups, widest), np.float32)
-    b = np.empty((n_groups, widest), np.float32)
+    cur = np.empty(widest, np.float32)  # the occluded row's pre-activation of a layer
+    nxt = np.empty(widest, np.float32)
+    change = np.empty(widest, np.float32)  # of a layer's input, at the units in ``picked``
+    picked = np.empty(widest, np.int64)
     for g in range(n_groups):
         start, stop = table[groups_at + 2 + 2 * g], table[groups_at + 3 + 2 * g]
-        ag = a[g]
-        for j in range(cols):
-            ag[j] = pre[j]
-        # The rows of the group's columns, times how far each is from the reference.
-        for c in range(start, stop):
+        first = table[_HEAD + 2]
+        for j in range(first):
+            cur[j] = base[0, j]
+        moved = False
+        for c in range(start, stop):  # the group's columns, times their distance from the reference
             delta = flat[ref + c] - head_in[d + c]
             if delta != 0.0:
+                moved = True
+                w1c = w1[d + c]
+                for j in range(first):
+                    cur[j] += delta * w1c[j]
+        if not moved:
+            out[g] = 0.0
+            continue
+        if layers == 1:
+            out[g] = np.float64(base[0, target]) - np.float64(cur[target])
+            continue
+        for layer in range(1, layers):
+            at = _HEAD + 1 + 4 * layer
+            rows, cols, ow = table[at], table[at + 1], table[at + 2]
+            w = flat[ow : ow + rows * cols].reshape((rows, cols))
+            n = 0
+            for r in range(rows):  # the input units whose activation (ReLU) changed
+                x, y = cur[r], base[layer - 1, r]
+                x = x if x > 0.0 else np.float32(0.0)
+                y = y if y > 0.0 else np.float32(0.0)
+                picked[n] = r  # kept only when it changed: no branch to mispredict
+                change[n] = x - y
+                n += x != y
+            if layer == layers - 1:  # the target output's change: base minus occluded is minus it
+                moved_by = np.float32(0.0)
+                for m in range(n):
+                    moved_by += change[m] * w[picked[m], target]
+                out[g] = -np.float64(moved_by)
+            else:
                 for j in range(cols):
-                    ag[j] += delta * w1[d + c, j]
-        if layers > 1:
-            for j in range(cols):
-                if not ag[j] > 0.0:
-                    ag[j] = np.float32(0.0)
-    for layer in range(1, layers):
-        at = _HEAD + 1 + 4 * layer
-        rows, cols, ow, ob = table[at], table[at + 1], table[at + 2], table[at + 3]
-        w = flat[ow : ow + rows * cols].reshape((rows, cols))
-        bias = flat[ob : ob + cols]
-        for g in range(n_groups):
-            bg = b[g]
-            for j in range(cols):
-                bg[j] = bias[j]
-            _add_rows(a[g], w, bg, rows, cols)
-        relu = layer < layers - 1
-        for g in range(n_groups):
-            for j in range(cols):
-                v = b[g, j]
-                a[g, j] = v if not relu or v > 0.0 else np.float32(0.0)
-    for g in range(n_groups):
-        out[g] = np.float64(z) - np.float64(a[g, target])
+                    nxt[j] = base[layer, j]
+                _add_picked_rows(change, picked, n, w, nxt, cols)
+                cur, nxt = nxt, cur
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _contributions(flat, table, head_in, out):
     t = table.shape[0] - _TAIL
     widest = table[t + 5]
-    groups_at = table[t + 7]
-    target = table[groups_at + 1]
     layers = table[_HEAD]
-    pre = np.empty(widest, np.float32)
+    base = np.empty((layers, widest), np.float32)
     a = np.empty(widest, np.float32)
-    b = np.empty(widest, np.float32)
     for n in range(head_in.shape[0]):
-        _dense(flat, table, 0, head_in[n], pre, False)
-        for j in range(table[_HEAD + 2]):
-            a[j] = pre[j] if layers == 1 or pre[j] > 0.0 else np.float32(0.0)
-        for layer in range(1, layers):
-            _dense(flat, table, layer, a, b, layer < layers - 1)
-            a, b = b, a
-        _occlusion(flat, table, head_in[n], pre, a[target], out[n])
+        _head(flat, table, head_in[n], a, base)
+        _occlusion(flat, table, head_in[n], base, out[n])
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _head(flat, table, head_in, a, base):
+    """The heads on ``head_in``: the outputs (logits) in ``a[:2]``, each layer's pre-activation
+    in ``base[layer]``. ReLU between layers, none after the last."""
+    layers = table[_HEAD]
+    for j in range(head_in.shape[0]):
+        a[j] = head_in[j]
+    for layer in range(layers):
+        b = base[layer]
+        _dense(flat, table, layer, a, b, False)
+        last = layer == layers - 1
+        for j in range(table[_HEAD + 2 + 4 * layer]):
+            v = b[j]
+            a[j] = v if last or v > 0.0 else np.float32(0.0)
 
 
 def contributions(packed: Packed, head_in: np.ndarray) -> np.ndarray:
@@ -376,29 +420,17 @@ def _step(flat, table, hc, y_prev, xa, gap_a, xl, gap_l, gap_p, kind, xg, contri
     for j in range(d):
         hc[0, j] = 0.0
         hc[1, j] = 0.0
-    # The heads: ReLU between layers, none after the last.
-    layers = table[_HEAD]
-    a = np.empty(widest, np.float32)
-    b = x
+    # The heads on [h_state; aggregates], each layer's pre-activation kept for the occlusion.
+    head_in = np.empty(d + n_agg, np.float32)
     for j in range(d):
-        a[j] = hc[4, j]
+        head_in[j] = hc[4, j]
     for j in range(n_agg):  # the wide input: the aggregates after h_state
-        a[d + j] = xg[j]
-    # Kept for the occlusion (reason codes): the head input and its first pre-activation.
-    reasons = contrib.shape[0] > 0 and n_agg > 0
-    head_in = a[: d + n_agg].copy() if reasons else a[:0].copy()
-    pre = np.empty(widest if reasons else 0, np.float32)
-    for layer in range(layers):
-        _dense(flat, table, layer, a, b, False)
-        if reasons and layer == 0:
-            for j in range(table[_HEAD + 2]):
-                pre[j] = b[j]
-        last = layer == layers - 1
-        for j in range(table[_HEAD + 2 + 4 * layer]):
-            v = b[j]
-            a[j] = v if last or v > 0.0 else np.float32(0.0)
-    if reasons:
-        _occlusion(flat, table, head_in, pre, a[table[table[t + 7] + 1]], contrib)
+        head_in[d + j] = xg[j]
+    a = np.empty(widest, np.float32)
+    base = np.empty((table[_HEAD], widest), np.float32)
+    _head(flat, table, head_in, a, base)
+    if contrib.shape[0] > 0 and n_agg > 0:  # reason codes asked for
+        _occlusion(flat, table, head_in, base, contrib)
     p = np.empty(2, np.float32)
     for k in range(2):
         z = a[k]

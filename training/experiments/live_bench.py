@@ -6,8 +6,10 @@ Throughput: a clickstream is loaded onto a fresh clicks topic, then the flow (re
 production) reads it to the end; events/s = events / wall time of the run, median of repeats.
 The plain loop (``plain_loop``) does what the flow does for a valid event without an engine:
 one confluent-kafka consumer reading the topic in batches as the flow's source does, our
-codec, each user's state advanced by our step (``scorer.model.advance``), a Score with its
-decision produced for each post by one producer, dead letters produced too; no drift
+codec, each user's state advanced by our step as the flow's score step runs it (the repeat
+check, then ``scorer.reasons.advance_with_reasons``: the model step and a post's reason codes),
+a Score with its decision and reasons produced for each post by one producer, dead letters
+produced too; no drift
 monitors, metrics or recovery. It is the ceiling of the flow on this machine; without the
 model (``plain_loop_no_model``) it shows what Kafka and the codec cost alone. The variants run
 one after the other in each repeat (the order rotating from repeat to repeat), so a slow spell
@@ -57,9 +59,10 @@ from deepcredit.thresholds import DEFAULT_THRESHOLDS
 from deepcredit.topics import delete_topics, ensure_topics, topic_specs
 from deepcredit.waiting import wait_until
 from scorer.artifact import load_scorer
-from scorer.model import ModelWeights, advance, warm_up
+from scorer.model import ModelWeights, warm_up
+from scorer.reasons import advance_with_reasons
 from scorer.steps import history_at
-from scorer.user_state import UserState, encode_state
+from scorer.user_state import Seen, UserState, encode_state, event_fingerprint, event_key
 from state.recovery_store import read_states
 from training.experiments.config import LiveBenchConfig
 from training.experiments.processes import HOST, free_port, is_ready, serve_process
@@ -176,6 +179,7 @@ def _plain_step(
         produce(producer, topics.dead_letter, encode(event), event.key,
                 headers=kafka_headers(event))  # fmt: skip
         return
+    reasons: list[str] = []
     if weights is None:
         if event.activity is not Activity.POST:
             return
@@ -184,11 +188,14 @@ def _plain_step(
         state = states.get(event.user_id)
         if state is None:
             state = states[event.user_id] = UserState.new(weights.version, weights.hidden_size)
-        p = advance(weights, state, event)
+        key, fingerprint = event_key(event.event_id), event_fingerprint(event)
+        if state.seen(key, fingerprint) is not Seen.NEW:  # a repeat: ``scorer.model.advance``
+            return
+        p, reasons = advance_with_reasons(weights, state, event, key, fingerprint)
         if p is None:
             return
         history = history_at(state.memory, event.ts)
-    score = score_record(event, p, DEFAULT_THRESHOLDS, version, history)
+    score = score_record(event, p, DEFAULT_THRESHOLDS, version, history, reasons)
     produce(producer, topics.risk_scores, encode(score), score.key, headers=kafka_headers(score))
 
 
