@@ -1,5 +1,5 @@
-"""``deepcredit bench live|step|rebuild|train|scaling|reasons|memory``: benchmarks that write their
-results to a file."""
+"""``deepcredit bench live|step|rebuild|train|scaling|project|reasons|memory``: benchmarks that
+write their results to a file."""
 
 from __future__ import annotations
 
@@ -107,6 +107,7 @@ def add(sub: Subparsers) -> None:
                    help="result JSON (default %(default)s)")  # fmt: skip
     _add_train(bench_sub)
     _add_scaling(bench_sub)
+    _add_project(bench_sub)
     _add_reasons(bench_sub)
     _add_memory(bench_sub)
 
@@ -238,6 +239,46 @@ def _add_scaling(bench_sub: Subparsers) -> None:
                 "results")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("results/scaling.json"),
                    help="result JSON (default %(default)s)")  # fmt: skip
+
+
+def _add_project(bench_sub: Subparsers) -> None:
+    p = command(
+        bench_sub, "project",
+        "the projection to 10M users and 1B events a day made again from the live and rebuild "
+        "results now in --results and the training cost of a 'bench scaling' result, without "
+        "training again: run it after 'bench live' or 'bench rebuild'; rewrites that result",
+        _project,
+    )  # fmt: skip
+    add_options(p, ScalingBenchConfig, "results")
+    p.add_argument("--scaling", type=Path, default=Path("results/scaling.json"),
+                   help="the 'bench scaling' result to update (default %(default)s)")
+
+
+def _project(args: argparse.Namespace) -> int:
+    import json
+    import shlex
+
+    from deepcredit.atomic import write_json
+    from training.experiments.scaling import reproject
+
+    try:
+        result = reproject(json.loads(args.scaling.read_text()), args.results)
+    except FileNotFoundError as exc:
+        raise CliError(f"{exc.filename}: no such file ('deepcredit bench scaling', 'bench live', "
+                       "'bench rebuild' write them)") from None
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise CliError(f"{args.scaling} or the results in {args.results} lack what the "
+                       f"projection reads: {exc}") from None
+    p = result["projection"]
+    p["remade_by"] = "deepcredit " + shlex.join(args.argv)  # the training's command stays
+    write_json(args.scaling, result)
+    print(f"{p['live']['processes_at_peak']} flow processes at the peak "
+          f"({p['live']['peak_events_per_s']:,.0f} events/s), {p['state']['gib']} GiB of states, "
+          f"a rebuild of {p['assumptions']['history_days']:.0f} days in "
+          f"{p['rebuild']['core_hours']} core-hours, training "
+          f"{p['training']['core_hours']} core-hours")  # fmt: skip
+    print(f"written to {args.scaling}")
+    return 0
 
 
 def _scaling(args: argparse.Namespace) -> int:

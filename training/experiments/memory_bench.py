@@ -14,7 +14,8 @@ these stages run, one process each, in this order:
   the same.
 
 The data side of an epoch is what ``train.fit`` does with the data: the split, the trainability
-check, then every training batch (``train.batches`` in a seeded order) padded by
+check, the reasons' reference (``model.set_reference``: the mean aggregates over the training
+users' posts), then every training batch (``train.batches`` in a seeded order) padded by
 ``Sequences.batch`` and handed to torch (``model.batch_to_tensors``). The model's forward and
 backward are left out: their memory is per batch, the same whatever the number of users.
 
@@ -155,7 +156,7 @@ def run_stage(stage: str, log: Path, work: Path, bucket_mib: float) -> dict:
     from training.core.eventlog import read_events
 
     if stage.startswith("epoch"):
-        from training.core.model import batch_to_tensors
+        from training.core.model import DeepCredit, ModelConfig, batch_to_tensors, set_reference
         from training.core.train import TrainConfig, batches, check_trainable, split
     npz, folder = work / "sequences.npz", work / "sequences"
     baseline = _status_mib("VmRSS")
@@ -177,6 +178,7 @@ def run_stage(stage: str, log: Path, work: Path, bucket_mib: float) -> dict:
         config = TrainConfig()
         parts = split(seq, config)
         check_trainable(seq, parts, strict=False)
+        set_reference(DeepCredit(ModelConfig()), seq, parts.train)
         rng = np.random.default_rng(config.seed)
         figures["batches"] = 0
         for group in batches(seq, parts.train, config.batch_users, rng):

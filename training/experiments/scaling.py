@@ -23,7 +23,8 @@ the first repeat's (a repeat trains the same model again).
 **Projection** (``project``): arithmetic on measured costs, with its assumptions in the
 result: per event of the live flow (``results/live.json``), per event of the compiled
 rebuild (``results/rebuild.json``), bytes per user state (``results/live.json``), seconds per
-user and epoch of training (this run).
+user and epoch of training (this run). ``reproject`` (``deepcredit bench project``) makes it
+again from newer live and rebuild results, with the training cost of the run it is given.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from training.core.model import DeepCredit, batch_to_tensors
 from training.core.train import fit, split
 from training.experiments.config import ScalingBenchConfig
 
-__all__ = ["Costs", "project", "run_scaling_bench"]
+__all__ = ["Costs", "project", "reproject", "run_scaling_bench"]
 
 DAY_S = 86_400.0
 
@@ -213,6 +214,16 @@ class Costs:
             sources={"flow": live["command"], "rebuild": rebuild["command"],
                      "state_bytes": live["command"]},
         )
+
+
+def reproject(scaling: dict, results: Path) -> dict:
+    """``scaling`` (a result of ``run_scaling_bench``) with its projection made again from the
+    live and rebuild costs now in ``results`` and the run's own training cost (p1's median
+    epoch over its training users): after ``deepcredit bench live`` or ``bench rebuild`` ran
+    again, without training again. Raises KeyError for a result without p1 or its users, and
+    for results without a figure the projection reads; FileNotFoundError for a missing one."""
+    per_user_epoch = scaling["arms"]["p1"]["median_epoch_seconds"] / scaling["data"]["train_users"]
+    return scaling | {"projection": project(Costs.from_results(results, per_user_epoch))}
 
 
 def project(

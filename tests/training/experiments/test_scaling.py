@@ -55,3 +55,30 @@ def test_bench_scaling_refuses_bad_options_and_missing_results_before_training(
     assert main([*base, "--results", str(tmp_path)]) == 1
     assert "the projection reads live.json and rebuild.json" in capsys.readouterr().err
     assert not (tmp_path / "s.json").exists()
+
+
+def test_bench_project_remakes_the_projection_from_newer_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``bench project``: the arms and the training's command stay; the projection's live and
+    rebuild figures are the results' now, and so is what follows from them."""
+    results = results_folder(tmp_path / "results")
+    scaling = tmp_path / "scaling.json"
+    arms = {"p1": {"median_epoch_seconds": 30.0}, "p2": {"median_epoch_seconds": 20.0}}
+    old = {"arms": arms, "data": {"train_users": 3000}, "projection": {"stale": True},
+           "command": "deepcredit bench scaling --events E"}  # fmt: skip
+    scaling.write_text(json.dumps(old))
+    assert main(["bench", "project", "--results", str(results), "--scaling", str(scaling)]) == 0
+    new = json.loads(scaling.read_text())
+    assert new["arms"] == arms and new["command"] == old["command"]
+    p = new["projection"]
+    assert p["measured"]["flow_events_per_s_per_process"] == 5000.0
+    assert p["measured"]["train_seconds_per_user_epoch"] == pytest.approx(0.01)
+    # 1e9 events a day at three times the mean: 34,722 events/s at the peak, 5,000 per process.
+    assert p["live"]["processes_at_peak"] == 7
+    assert p["remade_by"].startswith("deepcredit bench project")
+    assert "7 flow processes" in capsys.readouterr().out
+    (results / "rebuild.json").unlink()
+    assert main(["bench", "project", "--results", str(results), "--scaling", str(scaling)]) == 1
+    assert "rebuild.json: no such file" in capsys.readouterr().err
+    assert json.loads(scaling.read_text()) == new  # a failed remake leaves it as it was
