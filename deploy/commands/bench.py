@@ -350,6 +350,11 @@ def _live(args: argparse.Namespace) -> int:
         f"{result['model_over_pass_through']:.2f}, tuned collector / default "
         f"{result['gc_tuned_over_default']:.2f} (medians of paired repeats)"
     )
+    steady = result["steady"]
+    if None not in steady.values():
+        print(f"steady rates (first score to last, start-up left out): flow / plain loop "
+              f"{steady['model_over_plain_loop']:.2f}, flow / pass-through "
+              f"{steady['model_over_pass_through']:.2f}")  # fmt: skip
     for v, x in lat.items():
         print(
             f"post-to-score latency at {x['rate']:g} events/s, {v}: p50 {x['p50_ms']:.1f} ms, "

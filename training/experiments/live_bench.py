@@ -4,6 +4,9 @@ one run.
 
 Throughput: a clickstream is loaded onto a fresh clicks topic, then the flow (recovery on, as in
 production) reads it to the end; events/s = events / wall time of the run, median of repeats.
+The wall time includes each run's start-up and shutdown (a flow's about a second here), so
+each run also gives its steady rate: events / the time from its first score to its last, by
+the scores' producer timestamps, and the ratios come both ways (``steady`` in the result).
 The plain loop (``plain_loop``) does what the flow does for a valid event without an engine:
 one confluent-kafka consumer reading the topic in batches as the flow's source does, our
 codec, each user's state advanced by our step as the flow's score step runs it (the repeat
@@ -74,6 +77,8 @@ __all__ = ["LiveBenchConfig", "run_latency_pair", "run_live_bench"]
 #: collector (what each costs); the plain loop with our step and without it.
 VARIANTS = ("model", "pass_through", "model_no_recovery", "model_default_gc", "plain_loop",
             "plain_loop_no_model")  # fmt: skip
+#: The rate between a run's first and last score (``_scoring_span``).
+STEADY = "steady_events_per_s"
 #: How long the plain loop waits for a message before it gives up on reaching the end.
 _READ_TIMEOUT_S = 30.0
 
@@ -156,9 +161,8 @@ def _plain_loop(
     seconds = time.perf_counter() - started
     if events != sent:
         raise RuntimeError(f"the plain loop read {events:,} events of {sent:,}")
-    scores = len(read_to_end(cfg.kafka, topics.risk_scores))
-    return {"events": sent, "scores": scores, "seconds": round(seconds, 3),
-            "events_per_s": round(sent / seconds, 1), "state_bytes": None}  # fmt: skip
+    return {"events": sent, "seconds": round(seconds, 3), "events_per_s": round(sent / seconds, 1),
+            **_scoring_span(cfg, topics, sent), "state_bytes": None}  # fmt: skip
 
 
 def _plain_step(
@@ -212,11 +216,22 @@ def _throughput(cfg: LiveBenchConfig, variant: str, topics: Topics, model: Model
                  recovery_config=recovery)  # fmt: skip
         seconds = time.perf_counter() - started
         states = read_states(Path(tmp)) if variant == "model" else {}
-    scores = len(read_to_end(cfg.kafka, topics.risk_scores))
     sizes = [len(encode_state(s)) for s in states.values()]
-    return {"events": sent, "scores": scores, "seconds": round(seconds, 3),
-            "events_per_s": round(sent / seconds, 1),
+    return {"events": sent, "seconds": round(seconds, 3), "events_per_s": round(sent / seconds, 1),
+            **_scoring_span(cfg, topics, sent),
             "state_bytes": _summary(sizes) if sizes else None}  # fmt: skip
+
+
+def _scoring_span(cfg: LiveBenchConfig, topics: Topics, sent: int) -> dict:
+    """The scores written, and the rate between the first and the last of them by their
+    producer's timestamps (ms): the steady rate, without the start-up and shutdown that the
+    wall time of a run includes (a flow's is about a second here, the plain loop's half of
+    that). The few events before the first post and after the last are left out of the span
+    but counted, the same in every variant."""
+    stamps = [m.timestamp()[1] for m in read_to_end(cfg.kafka, topics.risk_scores)]
+    span_s = (max(stamps) - min(stamps)) / 1000.0 if stamps else 0.0
+    return {"scores": len(stamps), "scoring_seconds": round(span_s, 3),
+            "steady_events_per_s": round(sent / span_s, 1) if span_s > 0 else None}
 
 
 def _latency(cfg: LiveBenchConfig, variant: str, log: Path, model: Path | None = None) -> dict:
@@ -299,10 +314,20 @@ def _summary(values: list[int]) -> dict:
             "p99": int(np.percentile(values, 99)), "max": max(values)}  # fmt: skip
 
 
-def _paired(runs: dict[str, list[dict]], over: str, under: str) -> float:
-    """The median over repeats of ``over``'s events/s divided by ``under``'s in that repeat."""
-    pairs = zip(runs[over], runs[under], strict=True)
-    return round(statistics.median(a["events_per_s"] / b["events_per_s"] for a, b in pairs), 3)
+def _median(values: Iterator[float | None]) -> float | None:
+    got = list(values)
+    return None if None in got else statistics.median(got)  # type: ignore[type-var]
+
+
+def _paired(
+    runs: dict[str, list[dict]], over: str, under: str, rate: str = "events_per_s"
+) -> float | None:
+    """The median over repeats of ``over``'s ``rate`` divided by ``under``'s in that repeat
+    (None when a run has no steady rate: fewer than two distinct score timestamps)."""
+    pairs = [(a[rate], b[rate]) for a, b in zip(runs[over], runs[under], strict=True)]
+    if any(a is None or b is None for a, b in pairs):
+        return None
+    return round(statistics.median(a / b for a, b in pairs), 3)
 
 
 def run_live_bench(cfg: LiveBenchConfig, log: Path) -> dict:
@@ -320,6 +345,8 @@ def run_live_bench(cfg: LiveBenchConfig, log: Path) -> dict:
                       flush=True)  # fmt: skip
     throughput = {v: {"median_events_per_s": statistics.median(x["events_per_s"]
                                                                 for x in runs[v]),
+                      "median_steady_events_per_s": _median(x["steady_events_per_s"]
+                                                            for x in runs[v]),
                       "runs": runs[v]} for v in VARIANTS}  # fmt: skip
     latency = {v: _latency(cfg, v, log) for v in ("model", "pass_through")}
     return {"throughput": throughput,
@@ -329,6 +356,11 @@ def run_live_bench(cfg: LiveBenchConfig, log: Path) -> dict:
                                                              "plain_loop_no_model"),
             "recovery_over_no_recovery": _paired(runs, "model", "model_no_recovery"),
             "gc_tuned_over_default": _paired(runs, "model", "model_default_gc"),
+            # The same ratios of the steady rates (``_scoring_span``): start-up left out.
+            "steady": {"model_over_pass_through": _paired(runs, "model", "pass_through", STEADY),
+                       "model_over_plain_loop": _paired(runs, "model", "plain_loop", STEADY),
+                       "pass_through_over_plain_loop_no_model": _paired(
+                           runs, "pass_through", "plain_loop_no_model", STEADY)},
             "latency": latency, "state_bytes_per_user": runs["model"][-1]["state_bytes"],
             "config": {k: str(v) if isinstance(v, Path | KafkaSettings) else v
                        for k, v in vars(cfg).items()}}  # fmt: skip

@@ -27,6 +27,13 @@ def test_bench_live_measures_the_flows_and_the_plain_loop(
     posts = result["throughput"]["model"]["runs"][0]["scores"]
     for variant in ("pass_through", "plain_loop", "plain_loop_no_model"):
         assert result["throughput"][variant]["runs"][0]["scores"] == posts > 0
+    for variant, x in result["throughput"].items():  # the steady rate leaves start-up out
+        for run in x["runs"]:
+            assert 0 < run["scoring_seconds"] < run["seconds"], variant
+            assert run["steady_events_per_s"] > run["events_per_s"], variant
+    assert set(result["steady"]) == {"model_over_pass_through", "model_over_plain_loop",
+                                     "pass_through_over_plain_loop_no_model"}
+    assert all(r > 0 for r in result["steady"].values())
     t = {v: x["median_events_per_s"] for v, x in result["throughput"].items()}
     assert result["model_over_plain_loop"] == round(t["model"] / t["plain_loop"], 3)
     assert result["model_over_pass_through"] == round(t["model"] / t["pass_through"], 3)
