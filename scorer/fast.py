@@ -20,24 +20,32 @@ Weights are packed once per model into one float32 array and one int64 table of 
 **Reason codes at a post.** Asked for them (``step``'s ``contributions``), the step also
 computes the occlusion contributions of ``scorer.reasons.contributions`` from the head input
 it has just built: per group of aggregates, the attributed logit minus that logit with the
-group set to the reference. The first head layer is linear, so an occluded row's first-layer
-pre-activation is the scored row's plus W1[group rows]^T (reference - aggregates) over the
-group's few columns; only the layers after it run once per group. ``scorer.reasons.contributions``
-(numpy, all rows recomputed) is the reference it is tested against (tests/scorer/test_fast.py).
+group set to the reference. Each layer runs on the change from the scored row: the first
+layer's pre-activation moves by W1[group rows]^T (reference - aggregates) over the group's few
+columns, a later layer's by its weights times the change of its input, over the units whose
+activation moved (``_occlusion``). ``scorer.reasons.contributions`` (numpy, every occluded row
+through every layer) is the reference it is tested against (tests/scorer/test_fast.py). What
+the occlusion costs depends on the model and the input: on how many units move.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numba
 import numpy as np
 
 __all__ = [
-    "Packed", "contributions", "pack", "step", "step_seconds", "tanh32", "tanh_array", "warm_up",
+    "Packed", "contributions", "pack", "recompile_on_change", "step", "step_seconds", "tanh32",
+    "tanh_array", "warm_up",
 ]
+
+log = logging.getLogger(__name__)
 
 # The table: per cell (activity, repay, state) 9 entries, then the head's layer count and per
 # layer 4, then the occlusion groups (their count G, the attributed output, then start and stop
@@ -123,9 +131,9 @@ def pack(
     table += [len(groups), target]
     for a, b in groups:
         table += [a, b]
-    # Buffers: the repay or state cell's input, or a head layer's output; the head's input.
+    # Buffers: the repay or state cell's input; the head's input or a layer's output.
     widest = max([d + aggregates] + [w.shape[1] for w, _ in head])
-    x_size = max(cells[1][0].shape[0] - d, 2 * d, widest)  # type: ignore[union-attr]
+    x_size = max(cells[1][0].shape[0] - d, 2 * d)  # type: ignore[union-attr]
     table += [int(complementary), int(use_activity), int(use_repay), cal, x_size, widest, ref,
               groups_at, aggregates]  # fmt: skip
     flat = np.concatenate(parts) if parts else np.zeros(0, np.float32)
@@ -243,8 +251,8 @@ def _gap(seconds):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _dense(flat, table, layer, a, b, relu):
-    """Head layer ``layer``: ``b[:cols]`` = a[:rows] @ W + bias (ReLU'd when ``relu``)."""
+def _dense(flat, table, layer, a, b):
+    """Head layer ``layer``'s pre-activation: ``b[:cols]`` = a[:rows] @ W + bias."""
     at = _HEAD + 1 + 4 * layer
     rows, cols, ow, ob = table[at], table[at + 1], table[at + 2], table[at + 3]
     w = flat[ow : ow + rows * cols].reshape((rows, cols))
@@ -252,10 +260,6 @@ def _dense(flat, table, layer, a, b, relu):
     for j in range(cols):
         b[j] = bias[j]
     _add_rows(a, w, b, rows, cols)
-    if relu:
-        for j in range(cols):
-            if not b[j] > 0.0:
-                b[j] = np.float32(0.0)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -294,15 +298,14 @@ def _occlusion(flat, table, head_in, base, out):
     n_groups, target = table[groups_at], table[groups_at + 1]
     d = head_in.shape[0] - n_agg
     layers = table[_HEAD]
-    rows, cols, ow = table[_HEAD + 1], table[_HEAD + 2], table[_HEAD + 3]
-    w1 = flat[ow : ow + rows * cols].reshape((rows, cols))
+    rows, first, ow = table[_HEAD + 1], table[_HEAD + 2], table[_HEAD + 3]
+    w1 = flat[ow : ow + rows * first].reshape((rows, first))
     cur = np.empty(widest, np.float32)  # the occluded row's pre-activation of a layer
     nxt = np.empty(widest, np.float32)
     change = np.empty(widest, np.float32)  # of a layer's input, at the units in ``picked``
     picked = np.empty(widest, np.int64)
     for g in range(n_groups):
         start, stop = table[groups_at + 2 + 2 * g], table[groups_at + 3 + 2 * g]
-        first = table[_HEAD + 2]
         for j in range(first):
             cur[j] = base[0, j]
         moved = False
@@ -335,7 +338,7 @@ def _occlusion(flat, table, head_in, base, out):
                 moved_by = np.float32(0.0)
                 for m in range(n):
                     moved_by += change[m] * w[picked[m], target]
-                out[g] = -np.float64(moved_by)
+                out[g] = 0.0 - np.float64(moved_by)  # 0.0, not -0.0, when nothing moved
             else:
                 for j in range(cols):
                     nxt[j] = base[layer, j]
@@ -364,7 +367,7 @@ def _head(flat, table, head_in, a, base):
         a[j] = head_in[j]
     for layer in range(layers):
         b = base[layer]
-        _dense(flat, table, layer, a, b, False)
+        _dense(flat, table, layer, a, b)
         last = layer == layers - 1
         for j in range(table[_HEAD + 2 + 4 * layer]):
             v = b[j]
@@ -502,9 +505,11 @@ def _repeat(flat, table, hc, y_prev, xa, xl, xg, kind, contrib, n):
 def step_seconds(packed: Packed, hidden_size: int, kind: int, *, reasons: bool = False,
                  n: int = 20_000, seed: int = 0) -> float:  # fmt: skip
     """Seconds one ``step`` of ``kind`` takes in the kernel alone: ``n`` steps in one compiled
-    loop (no Python call, no dispatch), on a state and inputs drawn from N(0, 1) (the cost does
-    not depend on the values). ``reasons``: a post with its occlusion contributions. For
-    ``deepcredit bench step``; the first call of a process compiles (or loads) the loop."""
+    loop (no Python call, no dispatch), on a state and inputs drawn from N(0, 1). The cells'
+    and heads' cost does not depend on the values; the occlusion's does (``reasons``: a post
+    with its contributions), through how many units of the heads move, so it is the cost for
+    these weights and these inputs. For ``deepcredit bench step``; the first call of a process
+    compiles (or loads) the loop."""
     rng = np.random.default_rng(seed)
     t = packed.table.shape[0] - _TAIL
 
@@ -535,6 +540,40 @@ def tanh_array(x: np.ndarray) -> np.ndarray:
     out = np.empty_like(x)
     _tanh_all(x, out)
     return out
+
+
+#: This file's source, hashed: what another file's cached code that calls into it was compiled
+#: against (``recompile_on_change``).
+_SOURCE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
+def recompile_on_change(*functions: numba.core.dispatcher.Dispatcher) -> None:
+    """Empty the numba cache of ``functions`` (cached functions of another file that call into
+    this one: ``scorer.replay``'s loop, training's fused pass) when this file changed since
+    their cache was written; each module calls it at import with its own. Why: numba keys a
+    cached function on its own file alone, and compiles what it calls into it, so an edit of
+    this file left such code running the kernel before the edit (or reading the packed weights
+    in an older layout, out of bounds). Each function's cache folder keeps the hash of this
+    file its cache was written with, next to the cache. A function that is not cached is left
+    alone; a cache that cannot be emptied is logged (numba would run the stale code)."""
+    for f in functions:
+        cache = getattr(f, "_cache", None)  # numba's FunctionCache (its NullCache: no path)
+        folder = getattr(cache, "cache_path", None)
+        if folder is None:
+            continue
+        stamp = Path(folder) / f"{f.py_func.__module__}.{f.py_func.__qualname__}.kernel"
+        try:
+            if stamp.read_text() == _SOURCE_HASH:
+                continue
+        except OSError:
+            pass  # no stamp yet: a cache from before stamps, or none
+        try:
+            cache.flush()
+            stamp.write_text(_SOURCE_HASH)
+        except OSError as exc:
+            log.warning("could not empty the numba cache of %s in %s (%s): it may hold code "
+                        "compiled against an older scorer/fast.py", f.py_func.__qualname__,
+                        folder, exc)  # fmt: skip
 
 
 def warm_up(packed: Packed, hidden_size: int) -> None:

@@ -437,3 +437,7 @@ def replay(
                     head_in[posts, d + k] = xg[k]
                 posts += 1
     return posts
+
+
+# The loop has ``scorer.fast``'s step compiled into its cache: recompiled when that changes.
+fast.recompile_on_change(replay)

@@ -79,11 +79,15 @@ def add(sub: Subparsers) -> None:
         bench_sub, "step",
         "what one event costs the live scorer: microseconds per event of the compiled step, "
         "of the numpy reference step and of the bookkeeping alone, side by side (one event "
-        "at a time, medians of paired repeats), and bytes per user state, per hidden size",
+        "at a time, medians of paired repeats), the compiled kernel alone per kind of step, "
+        "and bytes per user state, per hidden size (a fresh model's weights) and per --model",
         _step,
     )  # fmt: skip
     p.add_argument("--hidden", type=int, nargs="+", default=_STEP_HIDDEN_SIZES,
                    help=f"hidden sizes (default {' '.join(map(str, _STEP_HIDDEN_SIZES))})")
+    p.add_argument("--model", type=Path, action="append", default=[],
+                   help="a model folder made by 'deepcredit train': a row with its weights "
+                        "too (the reasons' cost depends on them); may be repeated")  # fmt: skip
     p.add_argument("--users", type=int, default=200,
                    help="users in the stream (default %(default)s)")  # fmt: skip
     p.add_argument("--repeats", type=int, default=5,
@@ -379,7 +383,10 @@ def _gateway(args: argparse.Namespace) -> int:
 def _step(args: argparse.Namespace) -> int:
     from training.experiments.step_cost import step_cost
 
-    rows = step_cost(args.hidden, users=args.users, repeats=args.repeats)
+    for model in args.model:
+        if not model.exists():
+            raise CliError(f"no such model folder: {model}")
+    rows = step_cost(args.hidden, users=args.users, repeats=args.repeats, models=args.model)
     _write(args, {"rows": rows})
     print("| D | µs per post: compiled / numpy / bookkeeping | µs per other event: the same | "
           "numpy / compiled | state bytes (median user) |")  # fmt: skip
@@ -387,14 +394,16 @@ def _step(args: argparse.Namespace) -> int:
     for r in rows:
         c, n, b = r["compiled"], r["numpy"], r["bookkeeping"]
         print(
-            f"| {r['hidden_size']} | {c['us_per_post']:.1f} / {n['us_per_post']:.1f} / "
+            f"| {r['hidden_size']}{' (' + r['model'] + ')' if r.get('model') else ''} | "
+            f"{c['us_per_post']:.1f} / {n['us_per_post']:.1f} / "
             f"{b['us_per_post']:.1f} | {c['us_per_other_event']:.1f} / "
             f"{n['us_per_other_event']:.1f} / {b['us_per_other_event']:.1f} | "
             f"×{r['numpy_over_compiled']:.2f} | {r['state_bytes_median']:,} |"
         )
     print("The compiled kernel alone, µs per step:")
     for r in rows:
-        print(f"  D = {r['hidden_size']}: " + ", ".join(
+        print(f"  D = {r['hidden_size']}{' (' + r['model'] + ')' if r.get('model') else ''}: "
+              + ", ".join(
             f"{kind.replace('_', ' ')} {us:.2f}" for kind, us in r["kernel_us"].items()))
     print(f"written to {args.out}")
     return 0

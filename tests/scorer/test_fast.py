@@ -120,7 +120,7 @@ def test_compiled_occlusion_equals_the_numpy_occlusion(
     heads: tuple[int, ...], hidden: int, seed: int, scale: float, spread: float
 ) -> None:
     """Each group's contribution both ways, to float32 rounding of the logits (1e-5 of their
-    size): the compiled first layer as a low-rank update of the scored row's, the numpy one
+    size): the compiled one layer by layer on the change from the scored row's, the numpy one
     with every occluded row through every layer. A row at the reference has none."""
     w = wide_weights("deepcredit", hidden, heads, seed, scale)
     assert w.reference is not None

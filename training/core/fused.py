@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from scorer import fast
 from scorer.fast import tanh32
 from training.core.tlstm import CellRun
 
@@ -392,3 +393,7 @@ def _backward(grad_hs, r_mask, s_mask, repay_time, state_time, kept, r_sh, s_sh,
             t, r_mask, repay_time, dh_r, dc_r, r_wh_t, r_wd_t, r_ws_t, r_wnl, r_act, r_u,
             r_cadj, r_tc, r_sh, r_da, r_du, r_dz)
     return r_da, r_du, r_dz, s_da, s_du, s_dz
+
+
+# ``scorer.fast.tanh32`` is compiled into these functions' cache: recompiled when it changes.
+fast.recompile_on_change(_cell_forward, _forward, _cell_backward, _backward)

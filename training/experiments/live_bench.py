@@ -43,7 +43,9 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import run_main
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, Producer, TopicPartition
 
+from dataflow import user_events
 from dataflow.flow import FlowConfig, build_flow
+from dataflow.records import Accepted
 from dataflow.serve import tune_gc
 from deepcredit.codec import decode_click, encode
 from deepcredit.events import Activity
@@ -192,10 +194,16 @@ def _plain_step(
         state = states.get(event.user_id)
         if state is None:
             state = states[event.user_id] = UserState.new(weights.version, weights.hidden_size)
-        key, fingerprint = event_key(event.event_id), event_fingerprint(event)
-        if state.seen(key, fingerprint) is not Seen.NEW:  # a repeat: ``scorer.model.advance``
+        id_key, fingerprint = event_key(event.event_id), event_fingerprint(event)
+        seen = state.seen(id_key, fingerprint)
+        if seen is not Seen.NEW:  # a repeat; a conflicting one is dead-lettered, as the flow does
+            accepted = Accepted(event, 0.0, partition, offset, topics.clicks, key)
+            letter = user_events.repeat(accepted, state, seen, id_key, fingerprint)
+            if letter is not None:
+                produce(producer, topics.dead_letter, encode(letter), letter.key,
+                        headers=kafka_headers(letter))  # fmt: skip
             return
-        p, reasons = advance_with_reasons(weights, state, event, key, fingerprint)
+        p, reasons = advance_with_reasons(weights, state, event, id_key, fingerprint)
         if p is None:
             return
         history = history_at(state.memory, event.ts)

@@ -6,20 +6,23 @@ check), and the bookkeeping alone (event key, fingerprint and ``scorer.steps.pla
 ledger and the features, no model), each timed one event at a time as the flow runs them, posts
 apart from the other events; the compiled kernel alone per kind of step (``KERNEL_KINDS``:
 ``scorer.fast.step_seconds``, a loop inside the compiled code, so no Python call or dispatch);
-and the snapshot bytes of a user's state. Weights are a fresh
-model's (the cost does not depend on their values); events are a generated stream.
+and the snapshot bytes of a user's state. Weights are a fresh model's per hidden size, and a
+trained model's per ``models`` folder: only the reasons' occlusion depends on the weights (how
+many units of the heads move); events are a generated stream.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from deepcredit.events import Activity, ClickEvent
 from scorer import fast
+from scorer.artifact import load_scorer
 from scorer.model import ModelWeights, advance, advance_reference, warm_up
 from scorer.steps import plan_step
 from scorer.user_state import Seen, UserState, encode_state, event_fingerprint, event_key
@@ -87,14 +90,19 @@ def _run(
             [len(encode_state(s)) for s in states.values()])  # fmt: skip
 
 
-def step_cost(hidden_sizes: list[int], *, users: int, repeats: int) -> list[dict]:
-    """One row per hidden size: µs per post and per other event of each way (``STEPS``), the
-    ratio numpy / compiled per event (median over the paired repeats), the state bytes."""
+def step_cost(
+    hidden_sizes: list[int], *, users: int, repeats: int, models: Sequence[Path] = ()
+) -> list[dict]:
+    """One row per hidden size (a fresh model) and per model folder (``model``: its path):
+    µs per post and per other event of each way (``STEPS``), the ratio numpy / compiled per
+    event (median over the paired repeats), the kernel per kind of step, the state bytes."""
     events = list(generate(GeneratorConfig(users=users, seed=0)))
     posts = sum(e.activity is Activity.POST for e in events)
     rows = []
-    for d in hidden_sizes:
-        w = _weights(d)
+    chosen = [(_weights(d), None) for d in hidden_sizes]
+    chosen += [(load_scorer(m), str(m)) for m in models]
+    for w, model in chosen:
+        d = w.hidden_size
         started = time.perf_counter()
         warm_up(w)  # compiled, or loaded from numba's cache: not timed below
         warm_s = time.perf_counter() - started
@@ -112,7 +120,7 @@ def step_cost(hidden_sizes: list[int], *, users: int, repeats: int) -> list[dict
 
         ratio = [per_event(a) / per_event(b)
                  for a, b in zip(runs["numpy"], runs["compiled"], strict=True)]  # fmt: skip
-        row: dict = {"hidden_size": d}
+        row: dict = {"hidden_size": d} | ({"model": model} if model else {})
         for name, rs in runs.items():
             row[name] = {
                 "us_per_post": round(1e6 * statistics.median(x[0] for x in rs), 2),

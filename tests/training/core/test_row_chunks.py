@@ -29,16 +29,16 @@ def test_pieces_are_whole_users_in_order_and_bounded(lengths: list[int], data, r
     pieces = list(user_row_chunks(offsets, users, rows))
     got = np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
     np.testing.assert_array_equal(got, user_rows(offsets, users))
-    start = 0
-    for piece in pieces:  # whole users, in order: each piece is the rows of the next users
-        n, total = 0, 0
-        while total < len(piece):
-            total += lengths[users[start + n]]
-            n += 1
-        assert total == len(piece)
-        assert len(piece) <= rows or n == 1  # over the bound only for one long user
-        start += n
-    assert all(lengths[u] == 0 for u in users[start:])  # users left over have no rows
+    # Whole users: every piece starts and ends where a user's rows do (users without rows
+    # may fall in any piece, or make one of their own).
+    ends = np.concatenate(([0], np.cumsum([lengths[u] for u in users]))).tolist()
+    at = 0
+    for piece in pieces:
+        start, at = at, at + len(piece)
+        assert start in ends and at in ends
+        first, last = len(ends) - 1 - ends[::-1].index(start), ends.index(at)  # closest users
+        assert len(piece) <= rows or last - first == 1  # over the bound only for one user
+    assert at == ends[-1]
 
 
 @pytest.fixture(scope="module")
