@@ -61,10 +61,12 @@ _TAIL = 9
 @dataclass(frozen=True, eq=False)
 class Packed:
     """A model's weights laid out for ``step``: ``flat`` float32 (every array, C order, one after
-    another) and ``table`` int64 (where each is, the sizes and the model's switches)."""
+    another) and ``table`` int64 (where each is, the sizes and the model's switches), and the
+    hidden size D of the states it steps."""
 
     flat: np.ndarray
     table: np.ndarray
+    hidden_size: int
 
 
 def pack(
@@ -140,7 +142,7 @@ def pack(
     flat.flags.writeable = False
     t = np.array(table, np.int64)
     t.flags.writeable = False
-    return Packed(flat, t)
+    return Packed(flat, t, d)
 
 
 # tanh as a rational function (the minimax approximation Eigen uses for float), evaluated in
@@ -473,7 +475,13 @@ def step(
     contributions of its head input (``contributions`` of this module, one per packed group),
     when the heads read aggregates and the weights were packed with a reference; left as it
     was otherwise. Raises ValueError for a post with too few aggregates, or a contributions
-    array of another size than the packed groups."""
+    array of another size than the packed groups, and for a state whose ``hc`` is not (6, D)
+    for these weights or ``y_prev`` not (2,)."""
+    if hc.shape != (6, packed.hidden_size) or y_prev.shape != (2,):
+        # The compiled loops index by these shapes unchecked: a state of another hidden size
+        # under the same model version (a damaged snapshot) would be read past its end.
+        raise ValueError(f"the state must be (6, {packed.hidden_size}) and (2,) for these "
+                         f"weights, got {hc.shape} and {y_prev.shape}")  # fmt: skip
     table = packed.table
     n_agg = int(table[-1])
     if aggregates is None:

@@ -40,9 +40,10 @@ running; nothing is written to Kafka:
    H_p or the partitions changed (the topic was recreated): prepare again.
 2. The tail: the clicks with H_p <= offset < O_p (from the archive too, if retention dropped
    some since), decoded as in prepare 2.
-3. The tail's users advanced click by click (``scorer.model.advance``, as the flow's
-   ``UserScorer`` does) from their prepared states, users first seen in the tail from
-   ``UserState.new``; each tail post's probabilities on the way. Repeats are skipped here
+3. The tail's users advanced click by click by the flow's own step (``UserScorer``'s:
+   ``scorer.reasons.advance_with_reasons``, the model and a post's reason codes compiled)
+   from their prepared states, users first seen in the tail from ``UserState.new``; each tail
+   post's probabilities and reason codes on the way. Repeats are skipped here
    too (``advance``), conflicting duplicates counted and logged. A user's clicks are in one
    partition, in offset order, so this is their whole history replayed (the lockstep rebuild
    equals ``advance`` within float32 rounding, 1e-5; tested).
@@ -111,8 +112,8 @@ from deepcredit.records import kafka_headers, score_record
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.thresholds import DEFAULT_THRESHOLDS, read_latest
 from scorer.artifact import load_scorer
-from scorer.model import ModelWeights, advance
-from scorer.reasons import post_reasons
+from scorer.model import ModelWeights, StateVersionError
+from scorer.reasons import advance_with_reasons
 from scorer.rebuild import rebuild
 from scorer.steps import history_at
 from scorer.user_state import (
@@ -462,13 +463,21 @@ def _advance_tail(
     for user, events in tail.by_user.items():
         seeded = prepared.states.get(user)
         s = UserState.new(w.version, w.hidden_size) if seeded is None else decode_state(seeded)
+        if s.model_version != w.version:
+            raise StateVersionError(f"the prepared state of user {user} is of model "
+                                    f"{s.model_version}, not {w.version}: prepare "
+                                    "again")  # fmt: skip
         for e in events:
-            if s.seen(event_key(e.event_id), event_fingerprint(e)) is Seen.CONFLICT:
-                conflicts.append(e)
-            p = advance(w, s, e)
+            key, fingerprint = event_key(e.event_id), event_fingerprint(e)
+            seen = s.seen(key, fingerprint)
+            if seen is not Seen.NEW:  # a repeat, skipped as ``advance`` skips it
+                if seen is Seen.CONFLICT:
+                    conflicts.append(e)
+                continue
+            # The flow's own step: the model and, at a post, its reason codes compiled.
+            p, reasons = advance_with_reasons(w, s, e, key, fingerprint)
             if p is not None:
-                probabilities[e.event_id] = (p, history_at(s.memory, e.ts),
-                                             post_reasons(w, s, e))  # fmt: skip
+                probabilities[e.event_id] = (p, history_at(s.memory, e.ts), reasons)
         states[user] = encode_state(s)
     _warn_conflicts(conflicts, "tail")
     return states, probabilities, len(conflicts)

@@ -17,12 +17,14 @@ from scorer import fast
 from scorer.aggregates import AGGREGATE_FEATURES, GROUPS
 from scorer.model import (
     ModelWeights,
+    advance,
     advance_reference,
     advance_unseen,
     head_logits,
     post_head_input,
 )
 from scorer.reasons import advance_with_reasons, contributions, post_reasons
+from scorer.steps import StepMemory
 from scorer.user_state import UserState, event_fingerprint, event_key
 from tests.strategies import make_events
 from training.core.export import export_scorer
@@ -97,6 +99,17 @@ def test_pack_refuses_a_head_without_two_outputs() -> None:
     with pytest.raises(ValueError, match="2 outputs"):
         fast.pack(cells, bad_head, hidden_size=4, complementary=True, use_activity=True,
                   use_repay=True, calibration=None)  # fmt: skip
+
+
+def test_a_state_of_another_hidden_size_is_refused_not_read_past_its_end() -> None:
+    """A damaged snapshot can carry the model's version with another D: the compiled loops
+    index by D unchecked, so the step refuses it (the flow dead-letters the event)."""
+    w = weights("deepcredit", 4, 0, 1.0, False)
+    event = make_events(5, users=1)[0]
+    for hc in (np.zeros((6, 8), np.float32), np.zeros((6, 2), np.float32)):
+        s = UserState(w.version, StepMemory(), hc, np.zeros(2, np.float32))
+        with pytest.raises(ValueError, match=r"must be \(6, 4\)"):
+            advance(w, s, event)
 
 
 def wide_weights(variant: str, hidden: int, heads: tuple[int, ...], seed: int,
