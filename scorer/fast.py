@@ -62,11 +62,12 @@ _TAIL = 9
 class Packed:
     """A model's weights laid out for ``step``: ``flat`` float32 (every array, C order, one after
     another) and ``table`` int64 (where each is, the sizes and the model's switches), and the
-    hidden size D of the states it steps."""
+    hidden size D of the states it steps, and how many loan-level inputs it reads."""
 
     flat: np.ndarray
     table: np.ndarray
     hidden_size: int
+    loan_inputs: int  # the loan-level step's inputs, Y(i-1) not counted
 
 
 def pack(
@@ -142,7 +143,7 @@ def pack(
     flat.flags.writeable = False
     t = np.array(table, np.int64)
     t.flags.writeable = False
-    return Packed(flat, t, d)
+    return Packed(flat, t, d, table[_CELL] - (2 if complementary else 0))
 
 
 # tanh as a rational function (the minimax approximation Eigen uses for float), evaluated in
@@ -475,8 +476,9 @@ def step(
     contributions of its head input (``contributions`` of this module, one per packed group),
     when the heads read aggregates and the weights were packed with a reference; left as it
     was otherwise. Raises ValueError for a post with too few aggregates, or a contributions
-    array of another size than the packed groups, and for a state whose ``hc`` is not (6, D)
-    for these weights or ``y_prev`` not (2,)."""
+    array of another size than the packed groups, a loan-level step with more inputs than the
+    weights read, and a state whose ``hc`` is not (6, D) for these weights or ``y_prev`` not
+    (2,)."""
     if hc.shape != (6, packed.hidden_size) or y_prev.shape != (2,):
         # The compiled loops index by these shapes unchecked: a state of another hidden size
         # under the same model version (a damaged snapshot) would be read past its end.
@@ -487,6 +489,9 @@ def step(
     if aggregates is None:
         aggregates = _NO_AGGREGATES
     out = _NO_CONTRIBUTIONS
+    if kind & 2 and loan_x.shape[0] > packed.loan_inputs:  # copied into a buffer that size
+        raise ValueError(f"the loan-level step reads {packed.loan_inputs} inputs, got "
+                         f"{loan_x.shape[0]}")  # fmt: skip
     if kind & 4:
         if aggregates.shape[0] < n_agg:
             raise ValueError(f"the heads read {n_agg} aggregates, got {aggregates.shape[0]}")
@@ -526,7 +531,7 @@ def step_seconds(packed: Packed, hidden_size: int, kind: int, *, reasons: bool =
 
     hc, y_prev = draw(6, hidden_size), draw(2)
     xa = draw(int(packed.table[0]))
-    xl = draw(max(int(packed.table[_CELL]) - (2 if packed.table[t] else 0), 0))
+    xl = draw(max(packed.loan_inputs, 0))
     xg = draw(int(packed.table[-1]))
     groups = int(packed.table[packed.table[t + 7]]) if reasons and packed.table[t + 6] >= 0 else 0
     contrib = np.zeros(groups, np.float64)
@@ -591,7 +596,7 @@ def warm_up(packed: Packed, hidden_size: int) -> None:
     hc = np.zeros((6, hidden_size), np.float32)
     y_prev = np.zeros(2, np.float32)
     n_activity = int(packed.table[0])
-    n_loan = int(packed.table[_CELL]) - (2 if packed.table[-_TAIL] else 0)
+    n_loan = packed.loan_inputs
     xa, xl = np.zeros(n_activity, np.float32), np.zeros(max(n_loan, 0), np.float32)
     xg = np.zeros(int(packed.table[-1]), np.float32)
     t = packed.table.shape[0] - _TAIL

@@ -103,13 +103,18 @@ def test_pack_refuses_a_head_without_two_outputs() -> None:
 
 def test_a_state_of_another_hidden_size_is_refused_not_read_past_its_end() -> None:
     """A damaged snapshot can carry the model's version with another D: the compiled loops
-    index by D unchecked, so the step refuses it (the flow dead-letters the event)."""
+    index by D unchecked, so the step refuses it (the flow dead-letters the event); so too a
+    loan-level input longer than the buffer it is copied into."""
     w = weights("deepcredit", 4, 0, 1.0, False)
     event = make_events(5, users=1)[0]
     for hc in (np.zeros((6, 8), np.float32), np.zeros((6, 2), np.float32)):
         s = UserState(w.version, StepMemory(), hc, np.zeros(2, np.float32))
         with pytest.raises(ValueError, match=r"must be \(6, 4\)"):
             advance(w, s, event)
+    hc, y_prev = np.zeros((6, 4), np.float32), np.zeros(2, np.float32)
+    too_long = np.zeros(w.packed.loan_inputs + 1, np.float32)
+    with pytest.raises(ValueError, match="loan-level step reads"):
+        fast.step(w.packed, hc, y_prev, too_long, 1.0, too_long, 1.0, 1.0, 2)
 
 
 def wide_weights(variant: str, hidden: int, heads: tuple[int, ...], seed: int,
