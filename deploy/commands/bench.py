@@ -354,6 +354,10 @@ def _live(args: argparse.Namespace) -> int:
         f"{result['model_over_pass_through']:.2f}, tuned collector / default "
         f"{result['gc_tuned_over_default']:.2f} (medians of paired repeats)"
     )
+    c = result["cpu"]
+    print(f"CPU time per event of this process, inverted to read like the rates: flow / plain "
+          f"loop {c['model_over_plain_loop']:.2f}, flow / pass-through "
+          f"{c['model_over_pass_through']:.2f}")  # fmt: skip
     steady = result["steady"]
     if None not in steady.values():
         print(f"steady rates (first score to last, start-up left out): flow / plain loop "

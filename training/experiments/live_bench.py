@@ -7,6 +7,9 @@ production) reads it to the end; events/s = events / wall time of the run, media
 The wall time includes each run's start-up and shutdown (a flow's about a second here), so
 each run also gives its steady rate: events / the time from its first score to its last, by
 the scores' producer timestamps, and the ratios come both ways (``steady`` in the result).
+And each run gives the CPU time of this process per event (every thread: the engine's,
+librdkafka's; the broker is another process), with the ratios of those (``cpu``): a slow
+spell of the shared machine stretches wall time far more than CPU time.
 The plain loop (``plain_loop``) does what the flow does for a valid event without an engine:
 one confluent-kafka consumer reading the topic in batches as the flow's source does, our
 codec, each user's state advanced by our step as the flow's score step runs it (the repeat
@@ -81,6 +84,9 @@ VARIANTS = ("model", "pass_through", "model_no_recovery", "model_default_gc", "p
             "plain_loop_no_model")  # fmt: skip
 #: The rate between a run's first and last score (``_scoring_span``).
 STEADY = "steady_events_per_s"
+#: CPU time of the benchmark's process per event over a run (all its threads: the engine's,
+#: librdkafka's), start-up included; the broker is another process.
+CPU = "cpu_us_per_event"
 #: How long the plain loop waits for a message before it gives up on reaching the end.
 _READ_TIMEOUT_S = 30.0
 
@@ -126,7 +132,7 @@ def _plain_loop(
     """The clicks topic read to its end by the plain loop (module docstring); ``weights=None``
     scores every post 0 like the pass-through flow. Timed from the consumer's creation to the
     last score acknowledged by the broker, as the flow's run is."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     consumer = assigned_consumer(cfg.kafka, **{"auto.offset.reset": "error"})
     states: dict[str, UserState] = {}
     version = "pass-through" if weights is None else weights.version
@@ -160,10 +166,11 @@ def _plain_loop(
                                 p, offset)  # fmt: skip
     finally:
         consumer.close()
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     if events != sent:
         raise RuntimeError(f"the plain loop read {events:,} events of {sent:,}")
     return {"events": sent, "seconds": round(seconds, 3), "events_per_s": round(sent / seconds, 1),
+            "cpu_us_per_event": round(1e6 * cpu / sent, 2),
             **_scoring_span(cfg, topics, sent), "state_bytes": None}  # fmt: skip
 
 
@@ -219,14 +226,14 @@ def _throughput(cfg: LiveBenchConfig, variant: str, topics: Topics, model: Model
         recovery = None if variant == "model_no_recovery" else RecoveryConfig(Path(tmp))
         flow = build_flow(FlowConfig(cfg.kafka, topics, tail=False), weights,
                           lambda: DEFAULT_THRESHOLDS)  # fmt: skip
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         run_main(flow, epoch_interval=timedelta(seconds=cfg.snapshot_s),
                  recovery_config=recovery)  # fmt: skip
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         states = read_states(Path(tmp)) if variant == "model" else {}
     sizes = [len(encode_state(s)) for s in states.values()]
     return {"events": sent, "seconds": round(seconds, 3), "events_per_s": round(sent / seconds, 1),
-            **_scoring_span(cfg, topics, sent),
+            "cpu_us_per_event": round(1e6 * cpu / sent, 2), **_scoring_span(cfg, topics, sent),
             "state_bytes": _summary(sizes) if sizes else None}  # fmt: skip
 
 
@@ -355,6 +362,7 @@ def run_live_bench(cfg: LiveBenchConfig, log: Path) -> dict:
                                                                 for x in runs[v]),
                       "median_steady_events_per_s": _median(x["steady_events_per_s"]
                                                             for x in runs[v]),
+                      "median_cpu_us_per_event": statistics.median(x[CPU] for x in runs[v]),
                       "runs": runs[v]} for v in VARIANTS}  # fmt: skip
     latency = {v: _latency(cfg, v, log) for v in ("model", "pass_through")}
     return {"throughput": throughput,
@@ -364,6 +372,12 @@ def run_live_bench(cfg: LiveBenchConfig, log: Path) -> dict:
                                                              "plain_loop_no_model"),
             "recovery_over_no_recovery": _paired(runs, "model", "model_no_recovery"),
             "gc_tuned_over_default": _paired(runs, "model", "model_default_gc"),
+            # The same ratios of CPU time per event (this process's, every thread), the inverse
+            # way round so they read alike: what a shared machine's spells change least.
+            "cpu": {"model_over_pass_through": _paired(runs, "pass_through", "model", CPU),
+                    "model_over_plain_loop": _paired(runs, "plain_loop", "model", CPU),
+                    "pass_through_over_plain_loop_no_model": _paired(
+                        runs, "plain_loop_no_model", "pass_through", CPU)},
             # The same ratios of the steady rates (``_scoring_span``): start-up left out.
             "steady": {"model_over_pass_through": _paired(runs, "model", "pass_through", STEADY),
                        "model_over_plain_loop": _paired(runs, "model", "plain_loop", STEADY),

@@ -31,6 +31,9 @@ def test_bench_live_measures_the_flows_and_the_plain_loop(
         for run in x["runs"]:
             assert 0 < run["scoring_seconds"] < run["seconds"], variant
             assert run["steady_events_per_s"] > run["events_per_s"], variant
+            assert run["cpu_us_per_event"] > 0, variant
+    assert set(result["cpu"]) == set(result["steady"])
+    assert all(r > 0 for r in result["cpu"].values())
     assert set(result["steady"]) == {"model_over_pass_through", "model_over_plain_loop",
                                      "pass_through_over_plain_loop_no_model"}
     assert all(r > 0 for r in result["steady"].values())
