@@ -11,6 +11,7 @@ from deploy.commands.common import CliError, Subparsers, add_bootstrap, command
 from deploy.commands.options import Option, add_options, from_args
 from training.core.config import ModelConfig
 from training.experiments.config import (
+    MEMORY_STAGES,
     GatewayBenchConfig,
     LiveBenchConfig,
     ScalingBenchConfig,
@@ -121,8 +122,9 @@ def _add_memory(bench_sub: Subparsers) -> None:
         bench_sub, "memory",
         "peak resident memory of building the training sequences and of reading them for a "
         "training epoch, against the number of users: the bucketed build on disk and the "
-        "mapped arrays, beside the former in-memory build and .npz, each stage in a fresh "
-        "process, on logs generated once into --cache",
+        "mapped arrays, beside the former in-memory build and .npz; and of the cut-over's "
+        "rebuild as it holds the history; each stage in a fresh process, on logs generated "
+        "once into --cache",
         _memory,
     )  # fmt: skip
     p.add_argument("--cache", type=Path, required=True,
@@ -132,8 +134,12 @@ def _add_memory(bench_sub: Subparsers) -> None:
                    help="users of each log (default %(default)s)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="generator seed (default %(default)s)")
     p.add_argument("--in-memory-up-to", type=int, default=10_000,
-                   help="run the former in-memory build and .npz only on logs of at most this "
-                        "many users (default %(default)s; it holds every event in memory)")
+                   help="run the former in-memory build and .npz, and the rebuild, only on logs "
+                        "of at most this many users (default %(default)s; they hold every event "
+                        "in memory)")
+    p.add_argument("--stages", nargs="+", default=list(MEMORY_STAGES), choices=MEMORY_STAGES,
+                   metavar="STAGE", help="the stages to run, of: " + ", ".join(MEMORY_STAGES)
+                   + " (default: all; an epoch reads what its build wrote)")  # fmt: skip
     p.add_argument("--bucket-mib", type=float, default=None,
                    help="JSON text per bucket of the build on disk, MiB (default: the build's, "
                         "training.core.bucketed.DEFAULT_BUCKET_MIB)")  # fmt: skip
@@ -146,7 +152,7 @@ def _memory(args: argparse.Namespace) -> int:
 
     result = run_memory_bench(args.users, args.cache, seed=args.seed,
                               in_memory_up_to=args.in_memory_up_to, bucket_mib=args.bucket_mib,
-                              progress=True)  # fmt: skip
+                              progress=True, stages=tuple(args.stages))  # fmt: skip
     _write(args, result)
     for stage, g in result["growth"].items():
         print(f"{stage}: peak resident x{g['peak_rss']:.2f}, anonymous x{g['peak_anon']:.2f} "

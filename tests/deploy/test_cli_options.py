@@ -42,6 +42,7 @@ COMMAND_ONLY = {
     ("bench latency", "--out"),
     ("bench memory", "--in-memory-up-to"),
     ("bench memory", "--out"),
+    ("bench memory", "--stages"),
     ("bench memory", "--users"),
     ("bench live", "--out"),
     ("bench project", "--scaling"),

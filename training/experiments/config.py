@@ -203,6 +203,12 @@ class DriftLoopConfig:
                                 seed=self.train_seed)  # fmt: skip
 
 
+#: The stages of ``deepcredit bench memory`` (``training.experiments.memory_bench``), in the
+#: order they run.
+MEMORY_STAGES = ("build_in_memory", "build_on_disk", "epoch_in_memory", "epoch_mapped",
+                 "rebuild_in_memory")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class LiveBenchConfig:
     """The live benchmark (``training.experiments.live_bench``)."""

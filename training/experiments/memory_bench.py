@@ -11,7 +11,11 @@ these stages run, one process each, in this order:
 - ``epoch_in_memory``: the ``.npz`` read into memory (``Sequences.load``, the former cache
   read), then the data side of one training epoch (below); with ``build_in_memory``;
 - ``epoch_mapped``: the folder mapped read-only (``Sequences.open``, today's cache read), then
-  the same.
+  the same;
+- ``rebuild_in_memory``: the rebuild as a cut-over runs it today (``state.cutover``): every
+  event of the log grouped by user in memory, then ``scorer.rebuild.rebuild`` under a fresh
+  D = 32 model, the posts' reason codes included; only for logs of at most
+  ``in_memory_up_to`` users.
 
 The data side of an epoch is what ``train.fit`` does with the data: the split, the trainability
 check, the reasons' reference (``model.set_reference``: the mean aggregates over the training
@@ -35,13 +39,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from training.experiments.config import MEMORY_STAGES as STAGES
+
 __all__ = ["STAGES", "log_path", "run_memory_bench", "run_stage"]
 
-STAGES = ("build_in_memory", "build_on_disk", "epoch_in_memory", "epoch_mapped")
+
 _STATUS = Path("/proc/self/status")
 
 
@@ -58,14 +65,20 @@ def run_memory_bench(
     in_memory_up_to: int = 10_000,
     bucket_mib: float | None = None,
     progress: bool = True,
+    stages: tuple[str, ...] = STAGES,
 ) -> dict:
     """Every stage on each log, in a fresh process each (the module says what they measure).
 
     Returns {"logs": [{users, path, bytes, generated_s}], "rows": [{users, stage, peak_rss_mib,
     peak_anon_mib, baseline_mib, seconds, ...}], "growth": {stage: peak at the most users /
     peak at the fewest}, "settings"}. Logs missing from ``cache`` are generated there first
-    (``training.benchmark.generator``). Raises subprocess.CalledProcessError when a stage fails.
+    (``training.benchmark.generator``). ``stages``: which of ``STAGES`` run (the epochs read
+    what their build wrote). Raises ValueError for a stage not in ``STAGES``, and
+    subprocess.CalledProcessError when a stage fails.
     """
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        raise ValueError(f"no such stages: {unknown} (there are {', '.join(STAGES)})")
     from training.benchmark.config import GeneratorConfig
     from training.benchmark.generator import write_jsonl
     from training.core.bucketed import DEFAULT_BUCKET_MIB
@@ -85,7 +98,7 @@ def run_memory_bench(
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         try:
-            for stage in STAGES:
+            for stage in (s for s in STAGES if s in stages):
                 if stage.endswith("in_memory") and n > in_memory_up_to:
                     continue
                 row = _in_child(stage, path, work, bucket_mib)
@@ -158,6 +171,10 @@ def run_stage(stage: str, log: Path, work: Path, bucket_mib: float) -> dict:
     if stage.startswith("epoch"):
         from training.core.model import DeepCredit, ModelConfig, batch_to_tensors, set_reference
         from training.core.train import TrainConfig, batches, check_trainable, split
+    if stage.startswith("rebuild"):
+        from scorer.rebuild import rebuild
+        from training.core.export import export_scorer
+        from training.core.model import DeepCredit, ModelConfig
     npz, folder = work / "sequences.npz", work / "sequences"
     baseline = _status_mib("VmRSS")
     sampler = _AnonSampler()
@@ -184,14 +201,25 @@ def run_stage(stage: str, log: Path, work: Path, bucket_mib: float) -> dict:
         for group in batches(seq, parts.train, config.batch_users, rng):
             batch_to_tensors(seq.batch(group))
             figures["batches"] += 1
+    elif stage == "rebuild_in_memory":
+        histories: dict[str, list] = defaultdict(list)
+        for event in read_events(log):  # as the cut-over holds the history it read
+            histories[event.user_id].append(event)
+        weights = export_scorer(DeepCredit(ModelConfig()), "bench-memory")
+        rebuilt = rebuild(weights, histories)
+        events = sum(map(len, histories.values()))
+        figures |= {"users_rebuilt": len(rebuilt.states), "events": events,
+                    "posts": len(rebuilt.posts)}  # fmt: skip
+        seq = None
     else:
         raise ValueError(f"no such stage: {stage}")
     seconds = time.monotonic() - started
     peak_anon = sampler.stop()
+    if seq is not None:
+        figures |= {"users_built": int(seq.users), "activity_rows": len(seq.act_x),
+                    "loan_rows": len(seq.loan_x)}  # fmt: skip
     return {"peak_rss_mib": round(_status_mib("VmHWM"), 1), "peak_anon_mib": round(peak_anon, 1),
-            "baseline_mib": round(baseline, 1), "seconds": round(seconds, 1),
-            "users_built": int(seq.users), "activity_rows": len(seq.act_x),
-            "loan_rows": len(seq.loan_x), **figures}  # fmt: skip
+            "baseline_mib": round(baseline, 1), "seconds": round(seconds, 1), **figures}
 
 
 if __name__ == "__main__":
