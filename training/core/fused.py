@@ -42,8 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scorer import fast
-from scorer.fast import tanh32
+from scorer.fast import recompile_on_change, tanh32
 from training.core.tlstm import CellRun
 
 __all__ = ["CellWeights", "fused_loan_pass"]
@@ -396,4 +395,4 @@ def _backward(grad_hs, r_mask, s_mask, repay_time, state_time, kept, r_sh, s_sh,
 
 
 # ``scorer.fast.tanh32`` is compiled into these functions' cache: recompiled when it changes.
-fast.recompile_on_change(_cell_forward, _forward, _cell_backward, _backward)
+recompile_on_change(_cell_forward, _forward, _cell_backward, _backward)
