@@ -82,8 +82,11 @@ __all__ = ["LiveBenchConfig", "run_latency_pair", "run_live_bench"]
 #: collector (what each costs); the plain loop with our step and without it.
 VARIANTS = ("model", "pass_through", "model_no_recovery", "model_default_gc", "plain_loop",
             "plain_loop_no_model")  # fmt: skip
-#: The rate between a run's first and last score (``_scoring_span``).
+#: The rate between a run's first and last score (``scoring_span``).
 STEADY = "steady_events_per_s"
+#: The shortest span between a run's first and last score that gives it a steady rate (s):
+#: a hundred of the timestamps' milliseconds.
+MIN_STEADY_SPAN_S = 0.1
 #: CPU time of the benchmark's process per event over a run (all its threads: the engine's,
 #: librdkafka's), start-up included; the broker is another process.
 CPU = "cpu_us_per_event"
@@ -238,15 +241,32 @@ def _throughput(cfg: LiveBenchConfig, variant: str, topics: Topics, model: Model
 
 
 def _scoring_span(cfg: LiveBenchConfig, topics: Topics, sent: int) -> dict:
-    """The scores written, and the rate between the first and the last of them by their
-    producer's timestamps (ms): the steady rate, without the start-up and shutdown that the
-    wall time of a run includes (a flow's is about a second here, the plain loop's half of
-    that). The few events before the first post and after the last are left out of the span
-    but counted, the same in every variant."""
-    stamps = [m.timestamp()[1] for m in read_to_end(cfg.kafka, topics.risk_scores)]
-    span_s = (max(stamps) - min(stamps)) / 1000.0 if stamps else 0.0
-    return {"scores": len(stamps), "scoring_seconds": round(span_s, 3),
-            "steady_events_per_s": round(sent / span_s, 1) if span_s > 0 else None}
+    """``scoring_span`` of the scores a run wrote, by their producer's timestamps."""
+    return scoring_span([m.timestamp()[1] for m in read_to_end(cfg.kafka, topics.risk_scores)],
+                        sent)  # fmt: skip
+
+
+def scoring_span(stamps_ms: list[int], sent: int) -> dict:
+    """The scores written (``len(stamps_ms)``), the span between the first and the last of
+    them (s), and ``sent`` events over that span: the steady rate, without the start-up and
+    shutdown that the wall time of a run includes (a flow's is about a second here, the plain
+    loop's half of that). The few events before the first post and after the last are left
+    out of the span but counted, the same in every variant.
+
+    The steady rate is None when the span is shorter than ``MIN_STEADY_SPAN_S``: the stamps
+    are whole milliseconds, and a run that writes its scores in one or two output batches
+    (a short stream) has a span of a few of them or none, so its rate would be noise or
+    infinite.
+
+    >>> scoring_span([1_000, 1_500, 3_000], 4_000)
+    {'scores': 3, 'scoring_seconds': 2.0, 'steady_events_per_s': 2000.0}
+    >>> scoring_span([7, 7, 9], 1_500)["steady_events_per_s"] is None
+    True
+    """
+    span_s = (max(stamps_ms) - min(stamps_ms)) / 1000.0 if stamps_ms else 0.0
+    steady = round(sent / span_s, 1) if span_s >= MIN_STEADY_SPAN_S else None
+    return {"scores": len(stamps_ms), "scoring_seconds": round(span_s, 3),
+            "steady_events_per_s": steady}  # fmt: skip
 
 
 def _latency(cfg: LiveBenchConfig, variant: str, log: Path, model: Path | None = None) -> dict:
@@ -338,7 +358,7 @@ def _paired(
     runs: dict[str, list[dict]], over: str, under: str, rate: str = "events_per_s"
 ) -> float | None:
     """The median over repeats of ``over``'s ``rate`` divided by ``under``'s in that repeat
-    (None when a run has no steady rate: fewer than two distinct score timestamps)."""
+    (None when a run has no steady rate: its scores span under ``MIN_STEADY_SPAN_S``)."""
     pairs = [(a[rate], b[rate]) for a, b in zip(runs[over], runs[under], strict=True)]
     if any(a is None or b is None for a, b in pairs):
         return None
@@ -378,7 +398,7 @@ def run_live_bench(cfg: LiveBenchConfig, log: Path) -> dict:
                     "model_over_plain_loop": _paired(runs, "plain_loop", "model", CPU),
                     "pass_through_over_plain_loop_no_model": _paired(
                         runs, "plain_loop_no_model", "pass_through", CPU)},
-            # The same ratios of the steady rates (``_scoring_span``): start-up left out.
+            # The same ratios of the steady rates (``scoring_span``): start-up left out.
             "steady": {"model_over_pass_through": _paired(runs, "model", "pass_through", STEADY),
                        "model_over_plain_loop": _paired(runs, "model", "plain_loop", STEADY),
                        "pass_through_over_plain_loop_no_model": _paired(

@@ -9,6 +9,7 @@ from confluent_kafka.admin import AdminClient
 
 from deepcredit.settings import KafkaSettings
 from deploy.cli import main
+from training.experiments.live_bench import MIN_STEADY_SPAN_S
 
 
 def test_bench_live_measures_the_flows_and_the_plain_loop(
@@ -29,14 +30,18 @@ def test_bench_live_measures_the_flows_and_the_plain_loop(
         assert result["throughput"][variant]["runs"][0]["scores"] == posts > 0
     for variant, x in result["throughput"].items():  # the steady rate leaves start-up out
         for run in x["runs"]:
-            assert 0 < run["scoring_seconds"] < run["seconds"], variant
-            assert run["steady_events_per_s"] > run["events_per_s"], variant
+            # so short a stream may be scored in one output batch, in the same millisecond
+            assert 0 <= run["scoring_seconds"] < run["seconds"], variant
+            if run["scoring_seconds"] < MIN_STEADY_SPAN_S:
+                assert run["steady_events_per_s"] is None, variant
+            else:
+                assert run["steady_events_per_s"] > run["events_per_s"], variant
             assert run["cpu_us_per_event"] > 0, variant
     assert set(result["cpu"]) == set(result["steady"])
     assert all(r > 0 for r in result["cpu"].values())
     assert set(result["steady"]) == {"model_over_pass_through", "model_over_plain_loop",
                                      "pass_through_over_plain_loop_no_model"}
-    assert all(r > 0 for r in result["steady"].values())
+    assert all(r is None or r > 0 for r in result["steady"].values())
     t = {v: x["median_events_per_s"] for v, x in result["throughput"].items()}
     assert result["model_over_plain_loop"] == round(t["model"] / t["plain_loop"], 3)
     assert result["model_over_pass_through"] == round(t["model"] / t["pass_through"], 3)
