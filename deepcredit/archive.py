@@ -51,7 +51,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 
 import msgspec
@@ -368,27 +368,37 @@ def read_window(
 
 def read_offsets(
     folder: Path, topic: str, partition: int, start: int, until: int, stop: int
-) -> tuple[list[bytes], int]:
+) -> tuple[Iterator[bytes], int]:
     """The archived messages of ``topic``[``partition``] from offset ``start`` on, in offset
-    order, and the offset after the last one: whole segments until offset ``until`` is reached
-    (a segment is cut only at ``start`` and at ``stop``, nothing at or past ``stop`` is read).
-    At a hole in the archive it stops there, so the offset returned is below ``until``.
+    order, read lazily (a partition's archive can be far larger than memory), and the offset
+    after the last one: whole segments until offset ``until`` is reached (a segment is cut
+    only at ``start`` and at ``stop``, nothing at or past ``stop`` is read). At a hole in the
+    archive it stops there, so the offset returned is below ``until``.
 
-    ArchiveError when a segment must be cut but skips offsets: the archiver drops empty
-    messages, so such a segment's lines have no known offsets.
+    ArchiveError, at the call, when a segment must be cut but skips offsets: the archiver drops
+    empty messages, so such a segment's lines have no known offsets.
     """
     segments = sorted((s for s in read_segments(folder)
                        if s.topic == topic and s.partition == partition),
                       key=lambda s: s.first_offset)  # fmt: skip
-    lines: list[bytes] = []
+    plan: list[tuple[Segment, int, int]] = []
     cursor = start
     for s in segments:
         if cursor >= until or s.first_offset > cursor:
             break  # enough, or a hole
         if s.next_offset > cursor:
-            lines += _lines(folder, s, cursor, stop)
+            _check_cut(s, cursor, stop)
+            plan.append((s, cursor, stop))
             cursor = min(s.next_offset, stop)
-    return lines, cursor
+    return chain.from_iterable(_lines(folder, *p) for p in plan), cursor
+
+
+def _check_cut(s: Segment, start: int, stop: int) -> None:
+    cut = start > s.first_offset or stop < s.next_offset
+    if cut and s.lines != s.next_offset - s.first_offset:
+        raise ArchiveError(f"archive segment {s.file} skips offsets, so it cannot be cut at "
+                           f"offsets {start} to {stop}: read it from other offsets (run a cut-over "
+                           "again)")  # fmt: skip
 
 
 def _lines(folder: Path, s: Segment, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
@@ -397,10 +407,7 @@ def _lines(folder: Path, s: Segment, start: int = 0, stop: int | None = None) ->
     first, nxt = s.first_offset, s.next_offset
     stop = nxt if stop is None else stop
     cut = start > first or stop < nxt
-    if cut and s.lines != nxt - first:
-        raise ArchiveError(f"archive segment {s.file} skips offsets, so it cannot be cut at "
-                           f"offsets {start} to {stop}: read it from other offsets (run a cut-over "
-                           "again)")  # fmt: skip
+    _check_cut(s, start, stop)
     with gzip.open(folder / s.file, "rb") as f:
         whole = (line.rstrip(b"\n") for line in f)
         yield from (islice(whole, max(0, start - first), stop - first) if cut else whole)

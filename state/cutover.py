@@ -13,22 +13,28 @@ running; nothing is written to Kafka:
 2. The history: every click with offset < H_p, from the topic, and from a click archive
    (``--archive``) for the offsets retention dropped; decoded as the flow decodes them (dead
    letters skipped and counted), each user's in offset order (a user's clicks are keyed to
-   one partition). Repeated event ids stay in the history: the rebuild skips them by the
-   flow's own rule (an id among the user's last 32 advanced ids, ``scorer.model.is_repeat``;
-   an older copy is replayed, as the flow would have advanced it), and each rebuilt state
-   remembers its user's last 32 ids and their content fingerprints, so the new flow also
-   skips resends of earlier clicks and refuses conflicting duplicates of them. A conflicting
-   duplicate (an id reused for other content) is counted (``conflicting_duplicates`` in the
-   summary) and logged; the old flow dead-lettered the ones it read.
-3. The rebuild: every user's state after their history under the new model, all users in
-   lockstep (``scorer.rebuild``), and the new model's probabilities at each post on the way.
+   one partition). It is spilled to disk as it is read, each click to its user's bucket
+   (``deepcredit.buckets``; ``bucket_events`` clicks a bucket, in ``DIR/history.spill``, about
+   the history's size as JSON, removed at the end), so the prepare holds one bucket of users
+   at a time, never the whole history. Repeated event ids stay in the history: the rebuild
+   skips them by the flow's own rule (an id among the user's last 32 advanced ids,
+   ``scorer.model.is_repeat``; an older copy is replayed, as the flow would have advanced
+   it), and each rebuilt state remembers its user's last 32 ids and their content
+   fingerprints, so the new flow also skips resends of earlier clicks and refuses conflicting
+   duplicates of them. A conflicting duplicate (an id reused for other content) is counted
+   (``conflicting_duplicates`` in the summary) and logged; the old flow dead-lettered the
+   ones it read.
+3. The rebuild, a bucket at a time (``rebuild_in_buckets``): each user's state after their
+   history under the new model, the users of a bucket in lockstep (``scorer.rebuild``), and
+   the new model's probabilities and reason codes at each post on the way.
 4. The prepared cut-over (``Prepared``: H_p, the states, the posts and their probabilities),
-   returned and written aside and renamed to ``DIR/prepared.msgpack``. A file, not only
-   memory: the two phases run as two commands, minutes or hours apart (stop the old flow in
-   between), and a finish that dies during the downtime is rerun from the file without
-   redoing the rebuild. It costs about the seed's size plus the posts. The states stay encoded
-   as the seed holds them, so the finish decodes only the users the tail touches and passes the
-   others' bytes to the seed as they are.
+   written aside a bucket's part (``PreparedPart``) at a time and renamed to
+   ``DIR/prepared.msgpack``. A file, not only memory: the two phases run as two commands,
+   minutes or hours apart (stop the old flow in between), and a finish that dies during the
+   downtime is rerun from the file without redoing the rebuild. It costs about the seed's size
+   plus the posts, and the finish holds all of it (``read_prepared``). The states stay
+   encoded as the seed holds them, so the finish decodes only the users the tail touches and
+   passes the others' bytes to the seed as they are.
 
 **Finish** (``finish_cutover``, ``deepcredit cutover --finish``), after the old flow is stopped
 (SIGTERM); the downtime is this phase only:
@@ -96,15 +102,17 @@ from __future__ import annotations
 import logging
 import time
 from collections import ChainMap, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import msgspec
 from tqdm import tqdm
 
 from deepcredit.archive import read_offsets
-from deepcredit.atomic import write_atomic, write_json
+from deepcredit.atomic import atomic_writer, write_json
+from deepcredit.buckets import BucketFiles, bucket_count
 from deepcredit.codec import decode_click, encode
 from deepcredit.events import Activity, ClickEvent
 from deepcredit.kafka_io import UndeliveredError, delivering, produce, read_range, watermarks
@@ -129,21 +137,34 @@ from state.seed import Seed, part_file, partitions_option, write_seed
 __all__ = [
     "PREPARED_FILE",
     "SUMMARY_FILE",
+    "BucketsRebuilt",
     "CutoverConfig",
     "CutoverError",
     "CutoverSummary",
     "Prepared",
+    "PreparedPart",
+    "SpilledHistory",
     "cutover",
     "finish_cutover",
     "prepare_cutover",
     "read_prepared",
-    "write_prepared",
+    "rebuild_in_buckets",
+    "write_part",
 ]
 
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.json"
 PREPARED_FILE = "prepared.msgpack"
+#: The folder beside the prepared file where a prepare spills its history (removed when the
+#: prepare ends; one left by a prepare that died is cleared by the next).
+_SPILL_DIR = "history.spill"
+
+#: Clicks per bucket of the history a prepare spills to disk (``CutoverConfig.bucket_events``).
+BUCKET_EVENTS = 200_000
+#: The first bytes of a prepared cut-over's file (``read_prepared``: what follows).
+_PREPARED_MAGIC = b"deepcredit prepared cut-over, in parts\n"
+_PART, _HEADER = b"P", b"H"
 
 Probabilities = tuple[float, float]  # (P(delinquent), P(default))
 History = tuple[int, float]  # (events before a post, days of history: a score's cold start)
@@ -163,6 +184,9 @@ class CutoverConfig:
     progress: bool = False
     timeout_s: float = 60.0  # most seconds without a message while reading a topic
     partitions: tuple[int, ...] = ()  # the clicks partitions of this part; () all of them
+    # Clicks per bucket of the spilled history (prepare 2.): a bucket is what the prepare holds
+    # in memory at a time, about 1 KB a click as objects with its rebuild.
+    bucket_events: int = BUCKET_EVENTS
 
 
 class Prepared(msgspec.Struct, frozen=True, kw_only=True):
@@ -189,6 +213,7 @@ class Prepared(msgspec.Struct, frozen=True, kw_only=True):
     # before scores carried them (its fill-ins then carry none)
     reasons: dict[str, list[str]] = {}
     topic_partitions: list[int] = []  # every partition of the topic at 1. (a part's seed says)
+    users: int = 0  # users with a state (``prepare_cutover`` returns the rest without them)
 
     def problem(
         self, model_version: str, topic: str, ends: Mapping[int, int] | None = None
@@ -215,6 +240,17 @@ class Prepared(msgspec.Struct, frozen=True, kw_only=True):
                     f"the topic was recreated? The prepared states are of other clicks; "
                     f"{again}")  # fmt: skip
         return None
+
+
+class PreparedPart(msgspec.Struct, frozen=True, kw_only=True):
+    """The states and posts of one bucket of users (``Prepared``'s fields of the same names):
+    the prepare writes a part at a time, so it never holds every user's."""
+
+    states: dict[str, bytes]
+    posts: list[ClickEvent]  # each user's in offset order, user after user
+    probabilities: dict[str, Probabilities]
+    history: dict[str, History]
+    reasons: dict[str, list[str]]
 
 
 class CutoverSummary(msgspec.Struct, kw_only=True):
@@ -245,7 +281,8 @@ class CutoverSummary(msgspec.Struct, kw_only=True):
 
 @dataclass
 class _History:
-    """Clicks of a range of offsets, decoded, as the flow would have fed them to each user."""
+    """Clicks of a range of offsets, decoded, as the flow would have fed them to each user,
+    held in memory (the finish's tail: the clicks since the prepare)."""
 
     by_user: dict[str, list[ClickEvent]] = field(default_factory=lambda: defaultdict(list))
     posts: list[ClickEvent] = field(default_factory=list)  # in each partition's offset order
@@ -264,90 +301,228 @@ class _History:
             self.posts.append(event)
 
 
+@dataclass
+class SpilledHistory:
+    """Clicks of a range of offsets, decoded as the flow decodes them, each valid one written
+    to its user's bucket on disk (prepare 2.): the history can be far larger than memory. A
+    click is written re-encoded (msgspec's compact JSON, one line, the floats exact), so a
+    message spread over lines stays one line."""
+
+    spill: BucketFiles
+    events: int = 0
+    from_archive: int = 0
+    dead_letters: int = 0
+
+    def add(self, value: bytes | None) -> None:
+        event = decode_click(value)
+        if not isinstance(event, ClickEvent):
+            self.dead_letters += 1
+            return
+        self.events += 1
+        self.spill.write(event.user_id, _spill_encoder.encode(event))
+
+    def users(self, bucket: int) -> dict[str, list[ClickEvent]]:
+        """The clicks of ``bucket``'s users, each user's in offset order."""
+        by_user: dict[str, list[ClickEvent]] = defaultdict(list)
+        for line in self.spill.lines(bucket):
+            event = _spill_decoder.decode(line)
+            by_user[event.user_id].append(event)
+        return by_user
+
+
+_spill_encoder = msgspec.json.Encoder()
+_spill_decoder = msgspec.json.Decoder(ClickEvent)
+
+
+class _Merged:
+    """Parts merged into one ``Prepared`` in memory (``cutover``, both phases in one go)."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, bytes] = {}
+        self.posts: list[ClickEvent] = []
+        self.probabilities: dict[str, Probabilities] = {}
+        self.history: dict[str, History] = {}
+        self.reasons: dict[str, list[str]] = {}
+
+    def add(self, part: PreparedPart) -> None:
+        self.states.update(part.states)
+        self.posts += part.posts
+        self.probabilities.update(part.probabilities)
+        self.history.update(part.history)
+        self.reasons.update(part.reasons)
+
+    def prepared(self, header: Prepared) -> Prepared:
+        return msgspec.structs.replace(header, states=self.states, posts=self.posts,
+                                       probabilities=self.probabilities, history=self.history,
+                                       reasons=self.reasons)  # fmt: skip
+
+
 def cutover(cfg: CutoverConfig) -> CutoverSummary:
     """Both phases at once, with the old flow already stopped: rebuild every user's state under
     ``cfg.model`` at the clicks topic's end, score the posts before it that have no score, write
     the seed; see the module's steps. Writes no prepared file."""
     weights = load_scorer(cfg.model)
     scores_end = watermarks(cfg.kafka, cfg.topics.risk_scores, cfg.timeout_s)
-    prepared = _prepare(cfg, weights)
+    merged = _Merged()
+    header = _prepare(cfg, weights, merged.add)
+    prepared = merged.prepared(header)
     return _finish(cfg, weights, prepared, time.perf_counter(), scores_end, one_shot=True)
 
 
 def prepare_cutover(cfg: CutoverConfig) -> Prepared:
     """Prepare 1.-4., with the old flow still running: every user's state under ``cfg.model``
-    at the clicks topic's ends now, returned and written to ``cfg.out``/prepared.msgpack (the
-    part's file for ``cfg.partitions``)."""
-    prepared = _prepare(cfg, load_scorer(cfg.model))
-    write_prepared(cfg.out, prepared, cfg.partitions)
-    return prepared
+    at the clicks topic's ends now, written to ``cfg.out``/prepared.msgpack (the part's file
+    for ``cfg.partitions``) a bucket of users at a time. Returns its figures: the
+    ``Prepared`` without the states and posts (``users`` says how many), which stay in the
+    file for the finish."""
+    weights = load_scorer(cfg.model)
+    path = cfg.out / part_file(PREPARED_FILE, cfg.partitions)
+    with atomic_writer(path, durable=True) as f:
+        f.write(_PREPARED_MAGIC)
+        header = _prepare(cfg, weights, lambda part: write_part(f, part))
+        _write_frame(f, _HEADER, header)
+    return header
 
 
 def finish_cutover(cfg: CutoverConfig, prepared: Prepared | None = None) -> CutoverSummary:
     """Finish 1.-5., after the old flow is stopped: from ``prepared`` (by default the one in
     ``cfg.out``), advance the users by the clicks that came since, score what the old flow left
     unscored, write the seed at the clicks topic's ends now. CutoverError when ``prepared`` is
-    for another model or topic, or the topic ends before its offsets."""
+    for another model or topic, or the topic ends before its offsets; ValueError for the
+    figures ``prepare_cutover`` returns (its states are in the file: pass None)."""
     started = time.perf_counter()
+    if prepared is not None and prepared.users > len(prepared.states):
+        raise ValueError("the prepared cut-over's figures, without its states: finish from its "
+                         "file (prepared=None)")  # fmt: skip
     weights = load_scorer(cfg.model)
     if prepared is None:
         prepared = read_prepared(cfg.out, cfg.partitions)
     return _finish(cfg, weights, prepared, started, None)
 
 
-def write_prepared(folder: Path, prepared: Prepared, partitions: Sequence[int] = ()) -> Path:
-    """``folder``/prepared.msgpack (the part's file for ``partitions``), written aside,
-    fsynced and renamed over any older one."""
-    name = part_file(PREPARED_FILE, partitions)
-    return write_atomic(folder / name, msgspec.msgpack.encode(prepared), durable=True)
+def write_part(f: BinaryIO, part: PreparedPart) -> None:
+    """Append ``part`` to a prepared cut-over's file being written (``read_prepared``)."""
+    _write_frame(f, _PART, part)
+
+
+def _write_frame(f: BinaryIO, kind: bytes, obj: PreparedPart | Prepared) -> None:
+    data = msgspec.msgpack.encode(obj)
+    f.write(kind + len(data).to_bytes(8, "little"))
+    f.write(data)
 
 
 def read_prepared(folder: Path, partitions: Sequence[int] = ()) -> Prepared:
-    """The prepared cut-over in ``folder`` (the part's for ``partitions``); CutoverError when
-    there is none or it is unreadable."""
+    """The prepared cut-over in ``folder`` (the part's for ``partitions``), its parts merged;
+    CutoverError when there is none or it is unreadable.
+
+    The file: ``_PREPARED_MAGIC``, then frames of one kind byte, an 8-byte little-endian
+    length and that many bytes of msgpack: a ``PreparedPart`` per bucket of users ("P"), then
+    the ``Prepared`` with its figures and without states or posts ("H"), last."""
     name = part_file(PREPARED_FILE, partitions)
     path = Path(folder) / name
     part = partitions_option(partitions)
+    again = "prepare again"
+    merged, header = _Merged(), None
     try:
-        return msgspec.msgpack.decode(path.read_bytes(), type=Prepared)
+        with open(path, "rb") as f:
+            magic = f.read(len(_PREPARED_MAGIC))
+            if magic != _PREPARED_MAGIC:  # one Prepared in msgpack, as written before parts
+                return msgspec.msgpack.decode(magic + f.read(), type=Prepared)
+            while header is None and (head := f.read(9)):
+                kind, size = head[:1], int.from_bytes(head[1:], "little")
+                data = f.read(size)
+                if len(head) < 9 or len(data) < size or kind not in (_PART, _HEADER):
+                    raise msgspec.DecodeError("a frame cut short or of no known kind")
+                if kind == _PART:
+                    merged.add(msgspec.msgpack.decode(data, type=PreparedPart))
+                else:
+                    header = msgspec.msgpack.decode(data, type=Prepared)
     except FileNotFoundError:
         raise CutoverError(f"no prepared cut-over in {folder} (no {name}): while the "
                            "old flow still runs, run 'deepcredit cutover --prepare --model "
                            f"MODEL --out {folder}{part}' first") from None  # fmt: skip
     except msgspec.DecodeError as exc:
-        raise CutoverError(f"{path} is not a prepared cut-over ({exc}): prepare "
-                           "again") from None  # fmt: skip
+        raise CutoverError(f"{path} is not a prepared cut-over ({exc}): {again}") from None
+    if header is None:
+        raise CutoverError(f"{path} ends before its figures: {again}")
+    return merged.prepared(header)
 
 
 # -- prepare ----------------------------------------------------------------------------------
 
 
-def _prepare(cfg: CutoverConfig, weights: ModelWeights) -> Prepared:
+def _prepare(
+    cfg: CutoverConfig, weights: ModelWeights, keep: Callable[[PreparedPart], None]
+) -> Prepared:
+    """Prepare 1.-3.: ``keep`` gets the states and posts a bucket of users at a time; returns
+    the rest (``Prepared`` without them)."""
     started = time.perf_counter()
     ends, topic_partitions = _clicks_ends(cfg)  # 1.
-    history = _read_clicks(cfg, {}, ends, "history")  # 2.
-    rebuild_started = time.perf_counter()  # 3.
-    with tqdm(total=history.events, desc="rebuild", unit="ev", disable=not cfg.progress) as bar:
-        rebuilt = rebuild(weights, history.by_user, on_step=bar.update)
-    rebuild_s = time.perf_counter() - rebuild_started
-    states = {u: encode_state(s) for u, s in rebuilt.states.items()}
-    _warn_conflicts(rebuilt.conflicts, "history")
+    # Every offset below the ends is a message to read, from the topic or the archive.
+    buckets = bucket_count(sum(high for _, high in ends.values()), cfg.bucket_events)
+    spill = cfg.out / part_file(_SPILL_DIR, cfg.partitions)
+    with BucketFiles(spill, buckets) as files:
+        history = SpilledHistory(files)
+        _read_clicks(cfg, {}, ends, "history", history)  # 2.
+        rebuilt = rebuild_in_buckets(weights, history, keep, cfg.progress)  # 3.
+    _warn_conflicts(rebuilt.conflicts, rebuilt.first_conflict, "history")
     return Prepared(model_version=weights.version, topic=cfg.topics.clicks,
-                    offsets={p: high for p, (_, high) in ends.items()}, states=states,
-                    posts=history.posts, probabilities=rebuilt.posts, events=history.events,
-                    from_archive=history.from_archive, dead_letters=history.dead_letters,
-                    rebuild_s=rebuild_s, prepare_s=time.perf_counter() - started,
-                    created_at=time.time(), conflicts=len(rebuilt.conflicts),
-                    history=rebuilt.history, reasons=rebuilt.reasons,
-                    topic_partitions=topic_partitions)  # fmt: skip
+                    offsets={p: high for p, (_, high) in ends.items()}, states={}, posts=[],
+                    probabilities={}, events=history.events, from_archive=history.from_archive,
+                    dead_letters=history.dead_letters, rebuild_s=rebuilt.rebuild_s,
+                    prepare_s=time.perf_counter() - started, created_at=time.time(),
+                    conflicts=rebuilt.conflicts, topic_partitions=topic_partitions,
+                    users=rebuilt.users)  # fmt: skip
 
 
-def _warn_conflicts(conflicts: list[ClickEvent], where: str) -> None:
-    if conflicts:
+@dataclass(frozen=True)
+class BucketsRebuilt:
+    """What ``rebuild_in_buckets`` did."""
+
+    users: int
+    conflicts: int  # clicks skipped as conflicting duplicates
+    first_conflict: ClickEvent | None
+    rebuild_s: float  # the rebuild alone (``scorer.rebuild.rebuild``), every bucket
+
+
+def rebuild_in_buckets(
+    weights: ModelWeights,
+    history: SpilledHistory,
+    keep: Callable[[PreparedPart], None],
+    progress: bool = False,
+) -> BucketsRebuilt:
+    """Prepare 3. a bucket of users at a time: each bucket of ``history`` (written, closed now)
+    read back, its file removed, its users rebuilt under ``weights`` (``scorer.rebuild``, the
+    posts' reason codes included) and handed to ``keep`` as a ``PreparedPart``. Holds one
+    bucket's clicks and states at a time."""
+    files = history.spill
+    files.close()
+    rebuild_s, users, conflicts, first = 0.0, 0, 0, None
+    with tqdm(total=history.events, desc="rebuild", unit="ev", disable=not progress) as bar:
+        for b in range(files.buckets):
+            by_user = history.users(b)
+            files.drop(b)
+            started = time.perf_counter()
+            rebuilt = rebuild(weights, by_user, on_step=bar.update)
+            rebuild_s += time.perf_counter() - started
+            keep(PreparedPart(
+                states={u: encode_state(s) for u, s in rebuilt.states.items()},
+                posts=[e for events in by_user.values() for e in events
+                       if e.activity is Activity.POST],
+                probabilities=rebuilt.posts, history=rebuilt.history,
+                reasons=rebuilt.reasons))  # fmt: skip
+            users += len(rebuilt.states)
+            conflicts += len(rebuilt.conflicts)
+            first = first or next(iter(rebuilt.conflicts), None)
+    return BucketsRebuilt(users, conflicts, first, rebuild_s)
+
+
+def _warn_conflicts(count: int, first: ClickEvent | None, where: str) -> None:
+    if count and first is not None:
         log.warning("%d clicks of the %s reuse an event id of an earlier click of their user "
                     "with other content (conflicting duplicates): skipped, as the flow skips "
-                    "them (first: %s of user %s)", len(conflicts), where,
-                    conflicts[0].event_id, conflicts[0].user_id)  # fmt: skip
+                    "them (first: %s of user %s)", count, where, first.event_id,
+                    first.user_id)  # fmt: skip
 
 
 # -- reading the clicks (prepare 2., finish 2.) -----------------------------------------------
@@ -368,12 +543,15 @@ def _clicks_ends(cfg: CutoverConfig) -> tuple[dict[int, tuple[int, int]], list[i
 
 
 def _read_clicks(
-    cfg: CutoverConfig, starts: Mapping[int, int], ends: dict[int, tuple[int, int]], what: str
-) -> _History:
-    """Every message from ``starts`` (0 where absent) to each partition's end: what retention
-    dropped from the archive, the rest from the topic (archive first, so each partition stays
-    in offset order)."""
-    history = _History()
+    cfg: CutoverConfig,
+    starts: Mapping[int, int],
+    ends: dict[int, tuple[int, int]],
+    what: str,
+    history: _History | SpilledHistory,
+) -> None:
+    """Every message from ``starts`` (0 where absent) to each partition's end into ``history``:
+    what retention dropped from the archive, the rest from the topic (archive first, so each
+    partition stays in offset order)."""
     ranges: dict[int, tuple[int, int]] = {}
     for p, (low, high) in ends.items():
         start = starts.get(p, 0)
@@ -381,19 +559,18 @@ def _read_clicks(
             lines, start = _archived(cfg.archive, cfg.topics.clicks, p, start, low, high)
             for line in lines:
                 history.add(line)
-            history.from_archive += len(lines)
+                history.from_archive += 1
         ranges[p] = (start, high)
     total = sum(max(0, end - start) for start, end in ranges.values())
     with tqdm(total=total, desc=what, unit="ev", disable=not cfg.progress) as bar:
         for m in read_range(cfg.kafka, cfg.topics.clicks, ranges, cfg.timeout_s):
             history.add(m.value())
             bar.update()
-    return history
 
 
 def _archived(
     folder: Path | None, topic: str, partition: int, start: int, low: int, high: int
-) -> tuple[list[bytes], int]:
+) -> tuple[Iterator[bytes], int]:
     """The archive's messages of ``partition`` from offset ``start``, whole segments until the
     topic's low watermark ``low`` is reached (none at or past ``high``), and the offset after
     them (``deepcredit.archive.read_offsets``). CutoverError without an archive or when it
@@ -431,7 +608,8 @@ def _finish(
         raise CutoverError(problem)
     if scores_end is None:
         scores_end = watermarks(cfg.kafka, cfg.topics.risk_scores, cfg.timeout_s)
-    tail = _read_clicks(cfg, prepared.offsets, ends, "tail")  # 2.
+    tail = _History()
+    _read_clicks(cfg, prepared.offsets, ends, "tail", tail)  # 2.
     advanced, tail_p, conflicts = _advance_tail(weights, prepared, tail)  # 3.
     posts = prepared.posts + tail.posts
     before = {e: (p, prepared.history.get(e), prepared.reasons.get(e, []))
@@ -479,7 +657,7 @@ def _advance_tail(
             if p is not None:
                 probabilities[e.event_id] = (p, history_at(s.memory, e.ts), reasons)
         states[user] = encode_state(s)
-    _warn_conflicts(conflicts, "tail")
+    _warn_conflicts(len(conflicts), next(iter(conflicts), None), "tail")
     return states, probabilities, len(conflicts)
 
 

@@ -86,6 +86,10 @@ def add(sub: Subparsers) -> None:
     p.add_argument("--archive", type=Path, metavar="DIR",
                    help="a click archive ('deepcredit archive') for the offsets the clicks "
                         "topic no longer holds (retention)")  # fmt: skip
+    p.add_argument("--bucket-events", type=int, metavar="N",
+                   help="clicks per bucket of the history the prepare spills to disk beside "
+                        "DIR's files and rebuilds a bucket at a time: its memory is about 1 KB "
+                        "a click of one bucket (default 200,000)")  # fmt: skip
     add_models_dir(p)
     add_bootstrap(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -113,9 +117,12 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError(f"no such archive folder: {args.archive}")
     if any(p < 0 for p in args.partitions):
         raise CliError(f"--partitions must be partition numbers >= 0, not {args.partitions}")
+    if args.bucket_events is not None and args.bucket_events < 1:
+        raise CliError(f"--bucket-events must be at least 1, not {args.bucket_events}")
+    buckets = {} if args.bucket_events is None else {"bucket_events": args.bucket_events}
     cfg = CutoverConfig(KafkaSettings(args.bootstrap), Topics.from_env(), model, args.out,
                         archive=args.archive, progress=not args.quiet,
-                        partitions=tuple(args.partitions))  # fmt: skip
+                        partitions=tuple(args.partitions), **buckets)  # fmt: skip
     part = partitions_option(args.partitions)
     try:
         if args.prepare:
@@ -130,7 +137,7 @@ def _run(args: argparse.Namespace) -> int:
         print(
             f"prepared the cut-over to {p.model_version} at offsets {p.offsets} of "
             f"{p.topic} in {p.prepare_s:.2f} s: replayed {p.events:,} clicks of "
-            f"{len(p.states):,} users ({p.from_archive:,} from the archive, "
+            f"{p.users:,} users ({p.from_archive:,} from the archive, "
             f"{p.dead_letters:,} dead letters skipped; rebuild {p.rebuild_s:.2f} s)"
         )
         print(f"now stop the old flow (SIGTERM) and, once it has exited, run: deepcredit "

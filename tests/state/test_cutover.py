@@ -33,6 +33,7 @@ from deploy.cli import main
 from scorer.artifact import load_scorer
 from scorer.user_state import UserState, decode_state
 from state.cutover import (
+    PREPARED_FILE,
     SUMMARY_FILE,
     CutoverConfig,
     CutoverError,
@@ -299,13 +300,16 @@ def test_prepared_while_blue_runs_and_finished_after_it_stops_equals_the_one_sho
     feeder = threading.Thread(target=trickle)
     feeder.start()
     try:
-        assert run_cutover(kafka, model_b, two_phase, "--prepare") == 0, capsys.readouterr().err
+        # The history spilled in buckets of 64 clicks (about 20), the one-shot's in one.
+        assert run_cutover(kafka, model_b, two_phase, "--prepare", "--bucket-events",
+                           "64") == 0, capsys.readouterr().err  # fmt: skip
     finally:
         prepared_now.set()
         feeder.join()
     assert "now stop the old flow" in capsys.readouterr().out
+    assert [p.name for p in two_phase.iterdir()] == [PREPARED_FILE]  # the spill is gone
     prepared = read_prepared(two_phase)
-    assert prepared.model_version == wb.version and not (two_phase / "seed.msgpack").exists()
+    assert prepared.model_version == wb.version and prepared.users == len(prepared.states)
     assert 1000 <= sum(prepared.offsets.values()) < sent - 150  # clicks came after the prepare
     now = {p: high for p, (_, high) in watermarks(kafka, topics.clicks).items()}
     tail_posts = posts_below(kafka, topics, now) - posts_below(kafka, topics, prepared.offsets)

@@ -7,9 +7,10 @@ in three passes whose memory is bounded by a fixed budget per bucket:
 
 1. **Scatter.** One pass over the log decodes each line (``codec.decode_click``: an invalid
    line is counted and skipped, as ``eventlog.read_events`` skips it) and appends the line, as
-   it was, to one of K bucket files chosen by a hash of its user id (CRC-32), so each user's
-   events land in one bucket in the log's order. K comes from the log's size as text (sampled
-   through gzip for a ``.gz`` log) so that a bucket holds about ``bucket_mib`` MiB of JSON.
+   it was, to one of K bucket files chosen by a hash of its user id (``deepcredit.buckets``),
+   so each user's events land in one bucket in the log's order. K comes from the log's size
+   as text (sampled through gzip for a ``.gz`` log) so that a bucket holds about
+   ``bucket_mib`` MiB of JSON.
    The latest event time, at which labels are judged, is kept.
 2. **Build.** Each bucket in turn is read back, grouped by user and turned into rows by
    ``dataset.build_users``: the code ``build_sequences`` runs, which steps each event with
@@ -36,11 +37,9 @@ from __future__ import annotations
 import functools
 import gzip
 import math
-import resource
 import shutil
 import uuid
-import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import BinaryIO
@@ -48,19 +47,13 @@ from typing import BinaryIO
 import numpy as np
 from tqdm import tqdm
 
+from deepcredit.buckets import BucketFiles, bucket_count
 from deepcredit.codec import decode_click
 from deepcredit.events import ClickEvent
 from deepcredit.jsonlines import read_lines
 from training.core.dataset import Sequences, build_users, log_duplicates, offsets_from_lengths
 
-__all__ = [
-    "DEFAULT_BUCKET_MIB",
-    "BucketedBuild",
-    "bucket_count",
-    "bucket_of",
-    "build_on_disk",
-    "text_bytes",
-]
+__all__ = ["DEFAULT_BUCKET_MIB", "BucketedBuild", "build_on_disk", "text_bytes"]
 
 #: JSON text per bucket. A bucket's events and rows in Python objects take about five times
 #: their text, so this bounds the build's own memory near 200 MB whatever the log's size.
@@ -99,25 +92,6 @@ def text_bytes(path: Path) -> int:
     return math.ceil(size * sample / max(1, consumed))
 
 
-def bucket_count(text: int, bucket_mib: float = DEFAULT_BUCKET_MIB) -> int:
-    """Buckets for ``text`` bytes of log at ``bucket_mib`` MiB each, at least one.
-
-    >>> bucket_count(0), bucket_count(100 << 20, 32), bucket_count(1, 0.5)
-    (1, 4, 1)
-    """
-    return max(1, math.ceil(text / (bucket_mib * (1 << 20))))
-
-
-def bucket_of(user_id: str, buckets: int) -> int:
-    """The bucket of a user: CRC-32 of the id's UTF-8 bytes modulo ``buckets``; stable across
-    runs and machines (unlike ``hash``).
-
-    >>> bucket_of("user-1", 7) == bucket_of("user-1", 7), bucket_of("x", 1)
-    (True, 0)
-    """
-    return zlib.crc32(user_id.encode()) % buckets
-
-
 def build_on_disk(
     events: Path,
     out: Path,
@@ -138,20 +112,22 @@ def build_on_disk(
     partial = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.partial")
     work = partial / "work"
     try:
-        work.mkdir(parents=True)
-        k = bucket_count(text_bytes(events), bucket_mib)
-        scattered = _scatter(Path(events), work, k, progress)
-        judged_at = scattered.last_ts if as_of is None else as_of
-        parts, resends, conflicts = [], 0, 0
-        for b in tqdm(range(k), desc="building sequences", unit="bucket", disable=not progress):
-            bucket = work / f"bucket-{b:05d}.jsonl"
-            parts.append(work / f"part-{b:05d}")
-            r, c = _build_bucket(bucket, judged_at, parts[-1])
-            resends, conflicts = resends + r, conflicts + c
-            bucket.unlink()
+        partial.mkdir(parents=True)
+        k = bucket_count(text_bytes(events), bucket_mib * (1 << 20))
+        with BucketFiles(work, k) as spill:
+            scattered = _scatter(Path(events), spill, progress)
+            judged_at = scattered.last_ts if as_of is None else as_of
+            parts, resends, conflicts = [], 0, 0
+            for b in tqdm(range(k), desc="building sequences", unit="bucket",
+                          disable=not progress):  # fmt: skip
+                parts.append(partial / f"part-{b:05d}")
+                r, c = _build_bucket(spill.lines(b), judged_at, parts[-1])
+                resends, conflicts = resends + r, conflicts + c
+                spill.drop(b)
         log_duplicates(resends, conflicts)
         _merge(parts, partial)
-        shutil.rmtree(work)
+        for part in parts:
+            shutil.rmtree(part)
         try:
             partial.rename(out)
         except OSError:
@@ -172,43 +148,25 @@ class _Scattered:
     last_ts: float = -math.inf
 
 
-def _scatter(events: Path, work: Path, k: int, progress: bool) -> _Scattered:
-    _allow_open_files(k + 64)
+def _scatter(events: Path, spill: BucketFiles, progress: bool) -> _Scattered:
     got = _Scattered()
-    files: list[BinaryIO] = []
-    try:
-        for b in range(k):
-            files.append(open(work / f"bucket-{b:05d}.jsonl", "wb"))  # noqa: SIM115
-        lines = tqdm(read_lines(str(events)), desc="reading events", unit="ev",
-                     disable=not progress)  # fmt: skip
-        for line in lines:
-            event = decode_click(line)
-            if not isinstance(event, ClickEvent):
-                got.rejected += 1
-                got.first_rejection = got.first_rejection or event.detail
-                continue
-            got.events += 1
-            got.last_ts = max(got.last_ts, event.ts)
-            f = files[bucket_of(event.user_id, k)]
-            f.write(line)
-            f.write(b"\n")
-    finally:
-        for f in files:
-            f.close()
+    lines = tqdm(read_lines(str(events)), desc="reading events", unit="ev", disable=not progress)
+    for line in lines:
+        event = decode_click(line)
+        if not isinstance(event, ClickEvent):
+            got.rejected += 1
+            got.first_rejection = got.first_rejection or event.detail
+            continue
+        got.events += 1
+        got.last_ts = max(got.last_ts, event.ts)
+        spill.write(event.user_id, line)
+    spill.close()
     return got
 
 
-def _allow_open_files(n: int) -> None:
-    # One open file per bucket while scattering: raise the soft limit when it is lower.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < n:
-        ceiling = n if hard == resource.RLIM_INFINITY else min(n, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
-
-
-def _build_bucket(bucket: Path, as_of: float, out: Path) -> tuple[int, int]:
+def _build_bucket(lines: Iterator[bytes], as_of: float, out: Path) -> tuple[int, int]:
     by_user: dict[str, list[ClickEvent]] = {}
-    for line in read_lines(str(bucket)):
+    for line in lines:
         event = decode_click(line)
         assert isinstance(event, ClickEvent)  # the scatter wrote valid events only
         by_user.setdefault(event.user_id, []).append(event)

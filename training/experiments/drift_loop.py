@@ -275,10 +275,10 @@ def run_drift_loop(
                     seed = folder / f"seed-{len(judged)}"
                     plan = CutoverConfig(kafka, topics, registry.current_path(), seed,
                                          archive=archive, progress=progress)  # fmt: skip
-                    prepared = prepare_cutover(plan)  # the champion's flow still serves
+                    prepare_cutover(plan)  # the champion's flow still serves
                     down = time.perf_counter()
                     flows.stop()
-                    summary = finish_cutover(plan, prepared)
+                    summary = finish_cutover(plan)
                     flows.start(f"recovery-{len(judged)}", "--seed", str(seed))
                     downtime += time.perf_counter() - down
                     cutover_day = stream.cut_days[k]

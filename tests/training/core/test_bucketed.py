@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from deepcredit.buckets import bucket_count, bucket_of
 from training.benchmark.config import GeneratorConfig
 from training.benchmark.generator import generate
-from training.core.bucketed import bucket_count, bucket_of, build_on_disk, text_bytes
+from training.core.bucketed import build_on_disk, text_bytes
 from training.core.dataset import Sequences, build_sequences, labels_within
 from training.core.eventlog import load_sequences, read_events
 from training.core.model import DeepCredit, ModelConfig
@@ -47,7 +48,7 @@ def on_disk(log: Path, tmp_path_factory: pytest.TempPathFactory) -> Sequences:
     out = tmp_path_factory.mktemp("built") / "seq"
     # Buckets of ~100 KB: several users each, and several buckets.
     built = build_on_disk(log, out, bucket_mib=0.1)
-    assert built.buckets == bucket_count(text_bytes(log), 0.1) > 3
+    assert built.buckets == bucket_count(text_bytes(log), 0.1 * (1 << 20)) > 3
     assert built.rejected == 1 and built.first_rejection
     assert [p.name for p in out.parent.iterdir()] == ["seq"]  # no scratch left
     return Sequences.open(out)
