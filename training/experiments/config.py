@@ -206,7 +206,7 @@ class DriftLoopConfig:
 #: The stages of ``deepcredit bench memory`` (``training.experiments.memory_bench``), in the
 #: order they run.
 MEMORY_STAGES = ("build_in_memory", "build_on_disk", "epoch_in_memory", "epoch_mapped",
-                 "rebuild_in_memory")  # fmt: skip
+                 "rebuild_in_memory", "rebuild_bucketed")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,15 @@ these stages run, one process each, in this order:
   read), then the data side of one training epoch (below); with ``build_in_memory``;
 - ``epoch_mapped``: the folder mapped read-only (``Sequences.open``, today's cache read), then
   the same;
-- ``rebuild_in_memory``: the rebuild as a cut-over runs it today (``state.cutover``): every
-  event of the log grouped by user in memory, then ``scorer.rebuild.rebuild`` under a fresh
-  D = 32 model, the posts' reason codes included; only for logs of at most
-  ``in_memory_up_to`` users.
+- ``rebuild_in_memory``: the rebuild as a cut-over ran it before its history was spilled:
+  every event of the log grouped by user in memory, then ``scorer.rebuild.rebuild`` under a
+  fresh D = 32 model, the posts' reason codes included; only for logs of at most
+  ``in_memory_up_to`` users;
+- ``rebuild_bucketed``: the rebuild as a cut-over's prepare runs it (``state.cutover``): the
+  log's clicks spilled to user buckets on disk as they are read (``SpilledHistory``,
+  ``BUCKET_EVENTS`` clicks a bucket), then rebuilt a bucket at a time under the same model
+  (``rebuild_in_buckets``, reasons included), each bucket's states and posts written as a
+  part of a prepared file.
 
 The data side of an epoch is what ``train.fit`` does with the data: the split, the trainability
 check, the reasons' reference (``model.set_reference``: the mean aggregates over the training
@@ -172,7 +177,11 @@ def run_stage(stage: str, log: Path, work: Path, bucket_mib: float) -> dict:
         from training.core.model import DeepCredit, ModelConfig, batch_to_tensors, set_reference
         from training.core.train import TrainConfig, batches, check_trainable, split
     if stage.startswith("rebuild"):
+        from deepcredit.atomic import atomic_writer
+        from deepcredit.buckets import BucketFiles, bucket_count
+        from deepcredit.jsonlines import read_lines
         from scorer.rebuild import rebuild
+        from state.cutover import BUCKET_EVENTS, SpilledHistory, rebuild_in_buckets, write_part
         from training.core.export import export_scorer
         from training.core.model import DeepCredit, ModelConfig
     npz, folder = work / "sequences.npz", work / "sequences"
@@ -210,6 +219,27 @@ def run_stage(stage: str, log: Path, work: Path, bucket_mib: float) -> dict:
         events = sum(map(len, histories.values()))
         figures |= {"users_rebuilt": len(rebuilt.states), "events": events,
                     "posts": len(rebuilt.posts)}  # fmt: skip
+        seq = None
+    elif stage == "rebuild_bucketed":
+        weights = export_scorer(DeepCredit(ModelConfig()), "bench-memory")
+        lines = sum(1 for _ in read_lines(str(log)))  # a cut-over's come from the offsets
+        posts = 0
+        with BucketFiles(work / "spill", bucket_count(lines, BUCKET_EVENTS)) as files, \
+                atomic_writer(work / "prepared.msgpack") as f:  # fmt: skip
+            history = SpilledHistory(files)
+            for line in read_lines(str(log)):
+                history.add(line)
+
+            def keep(part) -> None:
+                nonlocal posts
+                posts += len(part.posts)
+                write_part(f, part)
+
+            rebuilt = rebuild_in_buckets(weights, history, keep)
+        figures |= {"users_rebuilt": rebuilt.users, "events": history.events, "posts": posts,
+                    "buckets": files.buckets,
+                    "prepared_mib": round((work / "prepared.msgpack").stat().st_size / 2**20,
+                                          1)}  # fmt: skip
         seq = None
     else:
         raise ValueError(f"no such stage: {stage}")

@@ -12,15 +12,19 @@ from training.core.eventlog import read_events
 from training.experiments.memory_bench import run_memory_bench, run_stage
 
 
-def test_the_rebuild_stage_rebuilds_every_user_of_the_log(
-    clicks_file: Path, tmp_path: Path
+@pytest.mark.parametrize("stage", ["rebuild_in_memory", "rebuild_bucketed"])
+def test_the_rebuild_stages_rebuild_every_user_of_the_log(
+    stage: str, clicks_file: Path, tmp_path: Path
 ) -> None:
-    figures = run_stage("rebuild_in_memory", clicks_file, tmp_path, 1.0)
+    figures = run_stage(stage, clicks_file, tmp_path, 1.0)
     events = list(read_events(clicks_file))
     assert figures["events"] == len(events)
     assert figures["users_rebuilt"] == len({e.user_id for e in events})
     assert figures["posts"] == sum(e.activity is Activity.POST for e in events) > 0
     assert figures["peak_anon_mib"] > 0 and figures["peak_rss_mib"] >= figures["baseline_mib"]
+    if stage == "rebuild_bucketed":
+        assert figures["buckets"] == 1 and figures["prepared_mib"] > 0
+        assert not (tmp_path / "spill").exists()
 
 
 def test_an_unknown_stage_is_refused_before_any_runs(tmp_path: Path) -> None:
