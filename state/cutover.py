@@ -32,7 +32,11 @@ running; nothing is written to Kafka:
    ``DIR/prepared.msgpack``. A file, not only memory: the two phases run as two commands,
    minutes or hours apart (stop the old flow in between), and a finish that dies during the
    downtime is rerun from the file without redoing the rebuild. It costs about the seed's size
-   plus the posts, and the finish holds all of it (``read_prepared``). The states stay
+   plus the posts that may need a score: the prepare reads the answers on the risk-scores
+   topic (scores and not_scored records) up to its ends when it began, spilled to the same
+   buckets by user, and keeps only each user's posts after their last answered one (with a
+   running old flow, the few in flight), counting the rest. The finish holds all of it
+   (``read_prepared``). The states stay
    encoded as the seed holds them, so the finish decodes only the users the tail touches and
    passes the others' bytes to the seed as they are.
 
@@ -57,9 +61,10 @@ running; nothing is written to Kafka:
    now by the new model, with its probabilities at that post and the live thresholds; a post
    the old flow scored keeps that score, so each post has one model version. Only posts after
    the user's last scored post qualify: the old flow scored each user in order, so an unscored
-   post before a scored one lost its score to retention (counted, left alone). Refused when
-   the risk-scores topic grew since 1. (a flow still running would score past O_p, with the
-   old model).
+   post before a scored one lost its score to retention (counted, left alone). The posts
+   looked at are the ones the prepare kept and the tail's; of the topic, only the answers to
+   those are held. Refused when the risk-scores topic grew since 1. (a flow still running
+   would score past O_p, with the old model).
 5. The seed (states and O_p, ``state/seed.py``), written aside and renamed; then a
    readable ``summary.json`` beside it, with both phases' durations and the tail's size.
 
@@ -100,6 +105,7 @@ fill-ins would make the topic grow under it (refused as a flow still running; re
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections import ChainMap, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -197,7 +203,9 @@ class Prepared(msgspec.Struct, frozen=True, kw_only=True):
     topic: str  # the clicks topic the offsets belong to
     offsets: dict[int, int]  # clicks partition -> H_p, the first offset not in the states
     states: dict[str, bytes]  # user id -> scorer.user_state.encode_state bytes
-    posts: list[ClickEvent]  # the posts before H_p, each partition's in offset order
+    # The posts before H_p that the finish may have to score, each user's in offset order:
+    # those after the user's last post answered by ``scores_offsets`` (every post when empty)
+    posts: list[ClickEvent]
     probabilities: dict[str, Probabilities]  # post event id -> the model's, at that post
     events: int  # valid clicks replayed
     from_archive: int  # messages of which read from the archive
@@ -214,6 +222,13 @@ class Prepared(msgspec.Struct, frozen=True, kw_only=True):
     reasons: dict[str, list[str]] = {}
     topic_partitions: list[int] = []  # every partition of the topic at 1. (a part's seed says)
     users: int = 0  # users with a state (``prepare_cutover`` returns the rest without them)
+    # The risk-scores topic's ends when the prepare began (partition -> end). Posts answered
+    # on it by then are counted here and left out of ``posts`` (the finish never scores
+    # them), as are unanswered ones before an answered post of the same user; empty in a
+    # cut-over prepared before that (``posts`` then holds every post).
+    scores_offsets: dict[int, int] = {}
+    answered: int = 0  # distinct posts of the history answered by ``scores_offsets``
+    left_unscored: int = 0  # distinct unanswered posts before an answered one of their user
 
     def problem(
         self, model_version: str, topic: str, ends: Mapping[int, int] | None = None
@@ -244,7 +259,8 @@ class Prepared(msgspec.Struct, frozen=True, kw_only=True):
 
 class PreparedPart(msgspec.Struct, frozen=True, kw_only=True):
     """The states and posts of one bucket of users (``Prepared``'s fields of the same names):
-    the prepare writes a part at a time, so it never holds every user's."""
+    the prepare writes a part at a time, so it never holds every user's. ``posts`` are those
+    still unanswered after the user's last answered post, and the three maps are of them."""
 
     states: dict[str, bytes]
     posts: list[ClickEvent]  # each user's in offset order, user after user
@@ -457,22 +473,35 @@ def _prepare(
     """Prepare 1.-3.: ``keep`` gets the states and posts a bucket of users at a time; returns
     the rest (``Prepared`` without them)."""
     started = time.perf_counter()
+    # The answers' ends before the clicks': a post past the clicks' ends is answered past
+    # these, so the finish reads every answer to a post it may have to score.
+    scores_end = watermarks(cfg.kafka, cfg.topics.risk_scores, cfg.timeout_s)
     ends, topic_partitions = _clicks_ends(cfg)  # 1.
     # Every offset below the ends is a message to read, from the topic or the archive.
     buckets = bucket_count(sum(high for _, high in ends.values()), cfg.bucket_events)
     spill = cfg.out / part_file(_SPILL_DIR, cfg.partitions)
-    with BucketFiles(spill, buckets) as files:
+    with BucketFiles(spill / "clicks", buckets) as files, \
+            BucketFiles(spill / "answers", buckets) as answers:  # fmt: skip
         history = SpilledHistory(files)
         _read_clicks(cfg, {}, ends, "history", history)  # 2.
-        rebuilt = rebuild_in_buckets(weights, history, keep, cfg.progress)  # 3.
+        _spill_answers(cfg, scores_end, answers)
+        rebuilt = rebuild_in_buckets(weights, history, keep, cfg.progress, answers)  # 3.
+    shutil.rmtree(spill, ignore_errors=True)
     _warn_conflicts(rebuilt.conflicts, rebuilt.first_conflict, "history")
+    if rebuilt.left_unscored:
+        log.warning("%d posts have no answer on %s but a later post of the same user has "
+                    "(answers dropped by retention?): left as they are", rebuilt.left_unscored,
+                    cfg.topics.risk_scores)  # fmt: skip
     return Prepared(model_version=weights.version, topic=cfg.topics.clicks,
                     offsets={p: high for p, (_, high) in ends.items()}, states={}, posts=[],
                     probabilities={}, events=history.events, from_archive=history.from_archive,
                     dead_letters=history.dead_letters, rebuild_s=rebuilt.rebuild_s,
                     prepare_s=time.perf_counter() - started, created_at=time.time(),
                     conflicts=rebuilt.conflicts, topic_partitions=topic_partitions,
-                    users=rebuilt.users)  # fmt: skip
+                    users=rebuilt.users,
+                    scores_offsets={p: high for p, (_, high) in scores_end.items()},
+                    answered=rebuilt.answered,
+                    left_unscored=rebuilt.left_unscored)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -483,6 +512,8 @@ class BucketsRebuilt:
     conflicts: int  # clicks skipped as conflicting duplicates
     first_conflict: ClickEvent | None
     rebuild_s: float  # the rebuild alone (``scorer.rebuild.rebuild``), every bucket
+    answered: int = 0  # distinct posts answered (``answers``)
+    left_unscored: int = 0  # distinct unanswered posts before an answered one of their user
 
 
 def rebuild_in_buckets(
@@ -490,14 +521,21 @@ def rebuild_in_buckets(
     history: SpilledHistory,
     keep: Callable[[PreparedPart], None],
     progress: bool = False,
+    answers: BucketFiles | None = None,
 ) -> BucketsRebuilt:
     """Prepare 3. a bucket of users at a time: each bucket of ``history`` (written, closed now)
     read back, its file removed, its users rebuilt under ``weights`` (``scorer.rebuild``, the
     posts' reason codes included) and handed to ``keep`` as a ``PreparedPart``. Holds one
-    bucket's clicks and states at a time."""
+    bucket's clicks and states at a time.
+
+    ``answers``: the event ids answered on the risk-scores topic, spilled to the same buckets
+    by their user (``_spill_answers``); a part then keeps only the posts the finish may have
+    to score (``_pending``). None: every post is kept."""
     files = history.spill
     files.close()
-    rebuild_s, users, conflicts, first = 0.0, 0, 0, None
+    if answers is not None:
+        answers.close()
+    rebuild_s, users, conflicts, first, answered, left = 0.0, 0, 0, None, 0, 0
     with tqdm(total=history.events, desc="rebuild", unit="ev", disable=not progress) as bar:
         for b in range(files.buckets):
             by_user = history.users(b)
@@ -505,16 +543,69 @@ def rebuild_in_buckets(
             started = time.perf_counter()
             rebuilt = rebuild(weights, by_user, on_step=bar.update)
             rebuild_s += time.perf_counter() - started
+            ids: set[str] = set()
+            if answers is not None:
+                ids = {_spill_decoder_str.decode(line) for line in answers.lines(b)}
+                answers.drop(b)
+            pending, a, left_b = _pending(by_user, ids)
+            answered, left = answered + a, left + left_b
+            kept = {e.event_id for e in pending}
             keep(PreparedPart(
-                states={u: encode_state(s) for u, s in rebuilt.states.items()},
-                posts=[e for events in by_user.values() for e in events
-                       if e.activity is Activity.POST],
-                probabilities=rebuilt.posts, history=rebuilt.history,
-                reasons=rebuilt.reasons))  # fmt: skip
+                states={u: encode_state(s) for u, s in rebuilt.states.items()}, posts=pending,
+                probabilities={k: v for k, v in rebuilt.posts.items() if k in kept},
+                history={k: v for k, v in rebuilt.history.items() if k in kept},
+                reasons={k: v for k, v in rebuilt.reasons.items() if k in kept}))  # fmt: skip
             users += len(rebuilt.states)
             conflicts += len(rebuilt.conflicts)
             first = first or next(iter(rebuilt.conflicts), None)
-    return BucketsRebuilt(users, conflicts, first, rebuild_s)
+    return BucketsRebuilt(users, conflicts, first, rebuild_s, answered, left)
+
+
+def _pending(
+    by_user: Mapping[str, Sequence[ClickEvent]], answered: set[str]
+) -> tuple[list[ClickEvent], int, int]:
+    """The posts after each user's last answered post (every post of a user with none
+    answered), user after user, each user's in order: what a finish may have to score. And
+    how many distinct posts are answered, and unanswered before an answered post of their
+    user (the old flow scored each user in order: those lost their answer to retention).
+
+    >>> from deepcredit.events import Activity, ClickEvent
+    >>> def post(i):
+    ...     return ClickEvent(event_id=f"p{i}", user_id="u", ts=1e9 + i, activity=Activity.POST,
+    ...                       amount=1.0, loan_id=f"L{i}", rate=0.1, term_days=30)
+    >>> pending, answered, left = _pending({"u": [post(i) for i in range(5)]}, {"p0", "p2"})
+    >>> [e.event_id for e in pending], answered, left
+    (['p3', 'p4'], 2, 1)
+    """
+    pending: list[ClickEvent] = []
+    hit: set[str] = set()
+    left: set[str] = set()
+    for events in by_user.values():
+        posts = [e for e in events if e.activity is Activity.POST]
+        last = max((i for i, e in enumerate(posts) if e.event_id in answered), default=-1)
+        for i, e in enumerate(posts):
+            if e.event_id in answered:
+                hit.add(e.event_id)
+            elif i < last:
+                left.add(e.event_id)
+            else:
+                pending.append(e)
+    return pending, len(hit), len(left)
+
+
+def _spill_answers(
+    cfg: CutoverConfig, ends: dict[int, tuple[int, int]], files: BucketFiles
+) -> None:
+    """The event ids answered on the risk-scores topic below ``ends``, each to its user's
+    bucket (an answer with no readable user or event id names no post of the history)."""
+    decoder = msgspec.json.Decoder(_Answer)
+    for m in read_range(cfg.kafka, cfg.topics.risk_scores, ends, cfg.timeout_s):
+        answer = decoder.decode(m.value())
+        if answer.event_id is not None and answer.user_id is not None:
+            files.write(answer.user_id, _spill_encoder.encode(answer.event_id))
+
+
+_spill_decoder_str = msgspec.json.Decoder(str)
 
 
 def _warn_conflicts(count: int, first: ClickEvent | None, where: str) -> None:
@@ -665,10 +756,11 @@ def _advance_tail(
 
 
 class _Answer(msgspec.Struct):
-    """An event id on the risk-scores topic: a score's, or a not_scored's (None when the
-    refused message had no readable id)."""
+    """An event id on the risk-scores topic, with its user: a score's, or a not_scored's (None
+    when the refused message had no readable id)."""
 
     event_id: str | None = None
+    user_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -685,9 +777,10 @@ def _fill_in(
     probabilities: Mapping[str, tuple[Probabilities, History | None, list[str]]],
     scores_end: dict[int, tuple[int, int]],
 ) -> _FillIn:
-    """Score by ``version`` the posts that have no answer yet (a score or a not_scored)."""
+    """Score by ``version`` the posts of ``posts`` that have no answer yet (a score or a
+    not_scored): the posts the prepare kept and the tail's."""
     topic = cfg.topics.risk_scores
-    scored = _scored(cfg, scores_end)
+    scored = _scored(cfg, scores_end, {e.event_id for e in posts})
     missing, left = _unscored(posts, scored)
     if left:
         log.warning("%d posts have no score on %s but a later post of the same user has "
@@ -710,14 +803,17 @@ def _fill_in(
     return _FillIn(len(missing), left, thresholds.version)
 
 
-def _scored(cfg: CutoverConfig, scores_end: dict[int, tuple[int, int]]) -> set[str]:
-    """The event ids on the risk-scores topic up to its ends at 1. (scored, or refused with a
-    not_scored record: answered either way), refused if it grew since."""
+def _scored(
+    cfg: CutoverConfig, scores_end: dict[int, tuple[int, int]], wanted: set[str]
+) -> set[str]:
+    """The event ids of ``wanted`` on the risk-scores topic up to its ends at 1. (scored, or
+    refused with a not_scored record: answered either way), refused if it grew since. Only
+    those are kept: the topic holds every answer ever written."""
     topic = cfg.topics.risk_scores
     decoder = msgspec.json.Decoder(_Answer)
     answered = (decoder.decode(m.value()).event_id
                 for m in read_range(cfg.kafka, topic, scores_end, cfg.timeout_s))  # fmt: skip
-    scored = {e for e in answered if e is not None}
+    scored = {e for e in answered if e in wanted}
     before = {p: high for p, (_, high) in scores_end.items()}
     now = {p: high for p, (_, high) in watermarks(cfg.kafka, topic, cfg.timeout_s).items()}
     if now != before:
@@ -756,15 +852,17 @@ def _summary(
     finish_s: float,
     conflicts: int,
 ) -> CutoverSummary:
-    posts = len({e.event_id for e in posts_before})
+    # The posts the prepare counted and left out, then those it kept and the tail's.
+    posts = prepared.answered + prepared.left_unscored + len({e.event_id for e in posts_before})
+    left = prepared.left_unscored + filled.left
     rebuild_s = prepared.rebuild_s
     return CutoverSummary(model_version=seed.model_version, topic=seed.topic,
                           offsets=seed.offsets, users=len(seed.states),
                           events=prepared.events + tail.events,
                           from_archive=prepared.from_archive + tail.from_archive,
                           dead_letters=prepared.dead_letters + tail.dead_letters,
-                          posts=posts, already_scored=posts - filled.filled - filled.left,
-                          filled_in=filled.filled, left_unscored=filled.left,
+                          posts=posts, already_scored=posts - filled.filled - left,
+                          filled_in=filled.filled, left_unscored=left,
                           thresholds_version=filled.thresholds_version, rebuild_s=rebuild_s,
                           events_per_s=prepared.events / rebuild_s if rebuild_s else 0.0,
                           created_at=seed.created_at, prepared_offsets=prepared.offsets,

@@ -311,6 +311,11 @@ def test_prepared_while_blue_runs_and_finished_after_it_stops_equals_the_one_sho
     prepared = read_prepared(two_phase)
     assert prepared.model_version == wb.version and prepared.users == len(prepared.states)
     assert 1000 <= sum(prepared.offsets.values()) < sent - 150  # clicks came after the prepare
+    # Blue answered most posts by then: those are counted, only the rest kept for the finish.
+    below = posts_below(kafka, topics, prepared.offsets)
+    kept = {e.event_id for e in prepared.posts}
+    assert prepared.answered > len(kept) and prepared.left_unscored == 0
+    assert kept <= below and prepared.answered + len(kept) == len(below)
     now = {p: high for p, (_, high) in watermarks(kafka, topics.clicks).items()}
     tail_posts = posts_below(kafka, topics, now) - posts_below(kafka, topics, prepared.offsets)
     wait_until(lambda: tail_posts & {s.event_id for s in read_scores(kafka, topics.risk_scores)},
@@ -456,3 +461,48 @@ def test_a_cutover_split_by_partition_rebuilds_each_part_apart_and_seeds_as_one(
 
     assert run_cutover(kafka, model_b, tmp_path / "bad", "--prepare", "--partitions", "7") == 1
     assert "has no partitions [7] (it has [0, 1, 2])" in capsys.readouterr().err
+
+
+def test_posts_answered_before_the_prepare_are_counted_there_and_the_rest_filled_in(
+    kafka: KafkaSettings, topics: Topics, clicks: list[ClickEvent], clicks_file: Path,
+    model_b: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """Each user with three posts or more has the middle one answered on the risk-scores topic
+    (as if the old flow scored up to there and retention dropped the earlier answers): the
+    prepare keeps only the posts after it, counts it and the unanswered ones before it, and
+    the finish fills in exactly the posts after it (and every post of the other users)."""
+    monkeypatch.setenv("DEEPCREDIT_TOPIC_PREFIX", topics.clicks.removesuffix("clicks"))
+    send(kafka, topics.clicks, clicks_lines(clicks_file))
+    by_user: dict[str, list[str]] = defaultdict(list)
+    for e in clicks:
+        if e.activity is Activity.POST:
+            by_user[e.user_id].append(e.event_id)
+    answered, left, fill = set(), set(), set()
+    for ids in by_user.values():
+        k = len(ids) // 2 if len(ids) >= 3 else None
+        if k is not None:
+            answered.add(ids[k])
+        left |= set(ids[:k] if k is not None else [])
+        fill |= set(ids[k + 1 :] if k is not None else ids)
+    everything = {i for ids in by_user.values() for i in ids}
+    assert answered and left and fill and not (answered & left or answered & fill or left & fill)
+    assert answered | left | fill == everything
+    user_of = {i: u for u, ids in by_user.items() for i in ids}
+    send(kafka, topics.risk_scores, [json.dumps({"event_id": i, "user_id": user_of[i]}).encode()
+                                     for i in sorted(answered)])  # fmt: skip
+    out = tmp_path / "seed"
+    assert run_cutover(kafka, model_b, out, "--prepare", "--bucket-events", "500") == 0, (
+        capsys.readouterr().err
+    )
+    prepared = read_prepared(out)
+    assert {e.event_id for e in prepared.posts} == set(prepared.probabilities) == fill
+    assert (prepared.answered, prepared.left_unscored) == (len(answered), len(left))
+    assert run_cutover(kafka, model_b, out, "--finish") == 0, capsys.readouterr().err
+    summary = json.loads((out / SUMMARY_FILE).read_text())
+    assert (summary["posts"], summary["already_scored"], summary["left_unscored"]) == (
+        len(everything), len(answered), len(left))  # fmt: skip
+    assert summary["filled_in"] == len(fill)
+    on_topic = [json.loads(m.value()) for m in read_to_end(kafka, topics.risk_scores)]
+    scored = sorted(r["event_id"] for r in on_topic if r.get("type") == "score")
+    assert scored == sorted(fill)  # each once, none of the answered or left ones
