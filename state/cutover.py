@@ -768,6 +768,7 @@ class _FillIn:
     filled: int  # posts scored now
     left: int  # posts without a score that come before a score of the same user
     thresholds_version: int
+    repeats: int = 0  # tail repeats of posts the prepare counted (not posts of their own)
 
 
 def _fill_in(
@@ -782,6 +783,10 @@ def _fill_in(
     topic = cfg.topics.risk_scores
     scored = _scored(cfg, scores_end, {e.event_id for e in posts})
     missing, left = _unscored(posts, scored)
+    # A tail click skipped as a repeat of a post the prepare counted and left out (its answer
+    # lost to retention) has no probabilities here: not a post of its own, and not scored.
+    repeats = len({e.event_id for e in missing if e.event_id not in probabilities})
+    missing = [e for e in missing if e.event_id in probabilities]
     if left:
         log.warning("%d posts have no score on %s but a later post of the same user has "
                     "(scores dropped by retention?): left as they are", left, topic)  # fmt: skip
@@ -800,7 +805,7 @@ def _fill_in(
     except UndeliveredError as exc:
         raise CutoverError(f"not every new score reached {topic} ({exc}): run the cut-over "
                            "again") from None  # fmt: skip
-    return _FillIn(len(missing), left, thresholds.version)
+    return _FillIn(len(missing), left, thresholds.version, repeats)
 
 
 def _scored(
@@ -853,7 +858,8 @@ def _summary(
     conflicts: int,
 ) -> CutoverSummary:
     # The posts the prepare counted and left out, then those it kept and the tail's.
-    posts = prepared.answered + prepared.left_unscored + len({e.event_id for e in posts_before})
+    posts = (prepared.answered + prepared.left_unscored + len({e.event_id for e in posts_before})
+             - filled.repeats)
     left = prepared.left_unscored + filled.left
     rebuild_s = prepared.rebuild_s
     return CutoverSummary(model_version=seed.model_version, topic=seed.topic,
