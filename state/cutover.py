@@ -62,9 +62,11 @@ running; nothing is written to Kafka:
    the old flow scored keeps that score, so each post has one model version. Only posts after
    the user's last scored post qualify: the old flow scored each user in order, so an unscored
    post before a scored one lost its score to retention (counted, left alone). The posts
-   looked at are the ones the prepare kept and the tail's; of the topic, only the answers to
-   those are held. Refused when the risk-scores topic grew since 1. (a flow still running
-   would score past O_p, with the old model).
+   looked at are the ones the prepare kept and the tail's; the topic is read from the
+   prepare's ends on (``_scored`` says why that is enough) and only the answers to those
+   posts are held. A tail click that repeats an earlier post beyond its state's memory of
+   ids is a new post to the flow, and is scored like one. Refused when the risk-scores topic
+   grew since 1. (a flow still running would score past O_p, with the old model).
 5. The seed (states and O_p, ``state/seed.py``), written aside and renamed; then a
    readable ``summary.json`` beside it, with both phases' durations and the tail's size.
 
@@ -706,7 +708,8 @@ def _finish(
     before = {e: (p, prepared.history.get(e), prepared.reasons.get(e, []))
               for e, p in prepared.probabilities.items()}  # fmt: skip
     probabilities = ChainMap(tail_p, before)  # a repeated id: its last
-    filled = _fill_in(cfg, weights.version, posts, probabilities, scores_end)  # 4.
+    filled = _fill_in(cfg, weights.version, posts, probabilities, scores_end,
+                      prepared.scores_offsets)  # 4.
     part = bool(cfg.partitions)  # a part records what read_seed checks the parts against
     seed = Seed(model_version=weights.version, topic=topic,
                 offsets={p: high for p, (_, high) in ends.items()},
@@ -777,11 +780,13 @@ def _fill_in(
     posts: list[ClickEvent],
     probabilities: Mapping[str, tuple[Probabilities, History | None, list[str]]],
     scores_end: dict[int, tuple[int, int]],
+    since: Mapping[int, int],
 ) -> _FillIn:
     """Score by ``version`` the posts of ``posts`` that have no answer yet (a score or a
-    not_scored): the posts the prepare kept and the tail's."""
+    not_scored): the posts the prepare kept and the tail's; their answers are on the topic
+    from ``since`` on (``_scored``)."""
     topic = cfg.topics.risk_scores
-    scored = _scored(cfg, scores_end, {e.event_id for e in posts})
+    scored = _scored(cfg, scores_end, {e.event_id for e in posts}, since)
     missing, left = _unscored(posts, scored)
     # A tail click skipped as a repeat of a post the prepare counted and left out (its answer
     # lost to retention) has no probabilities here: not a post of its own, and not scored.
@@ -809,15 +814,28 @@ def _fill_in(
 
 
 def _scored(
-    cfg: CutoverConfig, scores_end: dict[int, tuple[int, int]], wanted: set[str]
+    cfg: CutoverConfig,
+    scores_end: dict[int, tuple[int, int]],
+    wanted: set[str],
+    since: Mapping[int, int],
 ) -> set[str]:
-    """The event ids of ``wanted`` on the risk-scores topic up to its ends at 1. (scored, or
-    refused with a not_scored record: answered either way), refused if it grew since. Only
-    those are kept: the topic holds every answer ever written."""
+    """The event ids of ``wanted`` on the risk-scores topic from ``since`` (the prepare's
+    ends; the start where a partition has none or the topic no longer holds it) up to its ends
+    at 1. (scored, or refused with a not_scored record: answered either way), refused if it
+    grew since. Only those are kept: the topic holds every answer ever written.
+
+    Why from the prepare's ends: no post the finish looks at was answered before them. The
+    prepare kept only posts after their user's last answer; a tail click came after the
+    prepare read the ends, so its answer did too, unless it repeats an earlier post: within
+    its state's memory of ids the tail skips it, beyond it the flow would score it again
+    (a new event to the flow), and so does the finish. So the finish's time does not grow
+    with the answers of the whole history."""
     topic = cfg.topics.risk_scores
+    ranges = {p: (since[p] if low <= since.get(p, -1) <= high else low, high)
+              for p, (low, high) in scores_end.items()}  # fmt: skip
     decoder = msgspec.json.Decoder(_Answer)
     answered = (decoder.decode(m.value()).event_id
-                for m in read_range(cfg.kafka, topic, scores_end, cfg.timeout_s))  # fmt: skip
+                for m in read_range(cfg.kafka, topic, ranges, cfg.timeout_s))  # fmt: skip
     scored = {e for e in answered if e in wanted}
     before = {p: high for p, (_, high) in scores_end.items()}
     now = {p: high for p, (_, high) in watermarks(cfg.kafka, topic, cfg.timeout_s).items()}

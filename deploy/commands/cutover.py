@@ -23,8 +23,9 @@ in two phases (the old flow is down only during step 3):
   1. the old flow still running:
        deepcredit cutover --prepare --model B --out DIR
      replays every click so far through B (the long part) and writes DIR/prepared.msgpack;
-     nothing is written to Kafka, so it is safe while the old flow scores. Wait for it to say
-     'prepared'.
+     nothing is written to Kafka, so it is safe while the old flow scores. Meanwhile the
+     history is spilled to DIR/history.spill (disk about its size as JSON; removed at the
+     end). Wait for it to say 'prepared'.
   2. soon after (the longer you wait, the more clicks step 3 replays; running step 1 again
      refreshes it): stop the old flow with SIGTERM ('kill -TERM PID') and wait until it has
      exited.

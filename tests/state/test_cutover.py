@@ -474,14 +474,24 @@ def test_posts_answered_before_the_prepare_are_counted_there_and_the_rest_filled
     prepare keeps only the posts after it, counts it and the unanswered ones before it, and
     the finish fills in exactly the posts after it (and every post of the other users)."""
     monkeypatch.setenv("DEEPCREDIT_TOPIC_PREFIX", topics.clicks.removesuffix("clicks"))
-    # One more user with three posts, the first of which is resent after the prepare: within
-    # its state's memory of ids, so the tail skips it, a repeat of a post counted as left.
-    extra = [ClickEvent(event_id=f"zz-p{i}", user_id="zz", ts=clicks[-1].ts + 60.0 * (i + 1),
-                        activity=Activity.POST, amount=100.0, loan_id=f"zz-L{i}", rate=0.1,
-                        term_days=30) for i in range(3)]  # fmt: skip
-    extra_lines = [msgspec.json.encode(e) for e in extra]
-    clicks = [*clicks, *extra]
-    send(kafka, topics.clicks, [*clicks_lines(clicks_file), *extra_lines])
+    # Two more users with three posts each. zz's first is resent after the prepare, within
+    # its state's memory of ids: the tail skips it, a repeat of a post counted as left. zy's
+    # answered one is resent after 40 more clicks of zy, beyond that memory: a new post to
+    # the flow, scored by the finish as the flow would have scored it.
+    def extra(user: str) -> list[ClickEvent]:
+        t0 = clicks[-1].ts
+        posts = [ClickEvent(event_id=f"{user}-p{i}", user_id=user, ts=t0 + 60.0 * (i + 1),
+                            activity=Activity.POST, amount=100.0, loan_id=f"{user}-L{i}",
+                            rate=0.1, term_days=30) for i in range(3)]  # fmt: skip
+        more = [ClickEvent(event_id=f"{user}-r{i}", user_id=user, ts=t0 + 600.0 + i,
+                           activity=Activity.RECHARGE, amount=5.0)
+                for i in range(40 if user == "zy" else 0)]  # fmt: skip
+        return posts + more
+
+    zz, zy = extra("zz"), extra("zy")
+    clicks = [*clicks, *zz, *zy]
+    send(kafka, topics.clicks, [*clicks_lines(clicks_file),
+                                *(msgspec.json.encode(e) for e in zz + zy)])  # fmt: skip
     by_user: dict[str, list[str]] = defaultdict(list)
     for e in clicks:
         if e.activity is Activity.POST:
@@ -506,13 +516,13 @@ def test_posts_answered_before_the_prepare_are_counted_there_and_the_rest_filled
     prepared = read_prepared(out)
     assert {e.event_id for e in prepared.posts} == set(prepared.probabilities) == fill
     assert (prepared.answered, prepared.left_unscored) == (len(answered), len(left))
-    assert "zz-p0" in left
-    send(kafka, topics.clicks, extra_lines[:1])
+    assert "zz-p0" in left and "zy-p1" in answered
+    send(kafka, topics.clicks, [msgspec.json.encode(zz[0]), msgspec.json.encode(zy[1])])
     assert run_cutover(kafka, model_b, out, "--finish") == 0, capsys.readouterr().err
     summary = json.loads((out / SUMMARY_FILE).read_text())
     assert (summary["posts"], summary["already_scored"], summary["left_unscored"]) == (
-        len(everything), len(answered), len(left))  # fmt: skip
-    assert summary["filled_in"] == len(fill)
+        len(everything) + 1, len(answered), len(left))  # fmt: skip
+    assert summary["filled_in"] == len(fill) + 1
     on_topic = [json.loads(m.value()) for m in read_to_end(kafka, topics.risk_scores)]
     scored = sorted(r["event_id"] for r in on_topic if r.get("type") == "score")
-    assert scored == sorted(fill)  # each once, none of the answered or left ones
+    assert scored == sorted([*fill, "zy-p1"])  # each once, none of the answered or left ones
