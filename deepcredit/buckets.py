@@ -21,6 +21,7 @@ True
 from __future__ import annotations
 
 import math
+import os
 import resource
 import shutil
 import zlib
@@ -63,13 +64,14 @@ class BucketFiles:
         self.buckets = buckets
         shutil.rmtree(self.folder, ignore_errors=True)
         self.folder.mkdir(parents=True)
-        _allow_open_files(buckets + 64)
+        _allow_open_files(buckets)
         self._files: list[BinaryIO] = []
         try:
             for b in range(buckets):
                 self._files.append(open(self.path(b), "wb"))  # noqa: SIM115
         except BaseException:
             self.close()
+            shutil.rmtree(self.folder, ignore_errors=True)
             raise
 
     def __enter__(self) -> BucketFiles:
@@ -103,8 +105,14 @@ class BucketFiles:
         self.path(bucket).unlink(missing_ok=True)
 
 
-def _allow_open_files(n: int) -> None:
-    # One open file per bucket while writing: raise the soft limit when it is lower.
+def _allow_open_files(more: int) -> None:
+    # One open file per bucket while writing, beside those the process has open already (and
+    # room for the sockets and files of the job): raise the soft limit when it is lower.
+    try:
+        already = len(os.listdir("/proc/self/fd"))
+    except OSError:  # no /proc (not Linux)
+        already = 64
+    n = already + more + 64
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < n:
         ceiling = n if hard == resource.RLIM_INFINITY else min(n, hard)

@@ -35,10 +35,12 @@ running; nothing is written to Kafka:
    plus the posts that may need a score: the prepare reads the answers on the risk-scores
    topic (scores and not_scored records) up to its ends when it began, spilled to the same
    buckets by user, and keeps only each user's posts after their last answered one (with a
-   running old flow, the few in flight), counting the rest. The finish holds all of it
-   (``read_prepared``). The states stay
-   encoded as the seed holds them, so the finish decodes only the users the tail touches and
-   passes the others' bytes to the seed as they are.
+   running old flow and its answers retained, the few in flight; a user whose answers
+   retention dropped keeps every post, which the finish scores), counting the rest. A post
+   counted as answered stays so if retention drops its answer before the finish. The finish
+   holds all of it (``read_prepared``). The states stay encoded as the seed holds them, so the
+   finish decodes only the users the tail touches and passes the others' bytes to the seed as
+   they are. One prepare of a part into DIR runs at a time (``DIR/prepare.lock``).
 
 **Finish** (``finish_cutover``, ``deepcredit cutover --finish``), after the old flow is stopped
 (SIGTERM); the downtime is this phase only:
@@ -79,7 +81,8 @@ finish (or ``cutover``) into DIR again: it would overwrite the seed under a runn
 
 | dies in            | left behind                        | run it again, and                      |
 |--------------------|------------------------------------|----------------------------------------|
-| prepare 1.-3.      | nothing (an older prepared file)   | it does the same                       |
+| prepare 1.-3.      | an older prepared file; killed:    | it clears those first, then does the   |
+|                    | the spill and a partial file       | same                                   |
 | prepare 4.         | the older prepared file or the new | it does the same                       |
 | finish 1.-3.       | nothing                            | it does the same (clicks that came     |
 |                    |                                    | meanwhile make the tail longer)        |
@@ -106,11 +109,14 @@ fill-ins would make the topic grow under it (refused as a flow still running; re
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import shutil
 import time
 from collections import ChainMap, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -167,6 +173,8 @@ PREPARED_FILE = "prepared.msgpack"
 #: The folder beside the prepared file where a prepare spills its history (removed when the
 #: prepare ends; one left by a prepare that died is cleared by the next).
 _SPILL_DIR = "history.spill"
+#: Held by a prepare while it runs, so that two of the same part do not share a spill.
+_LOCK_FILE = "prepare.lock"
 
 #: Clicks per bucket of the history a prepare spills to disk (``CutoverConfig.bucket_events``).
 BUCKET_EVENTS = 200_000
@@ -382,7 +390,8 @@ def cutover(cfg: CutoverConfig) -> CutoverSummary:
     weights = load_scorer(cfg.model)
     scores_end = watermarks(cfg.kafka, cfg.topics.risk_scores, cfg.timeout_s)
     merged = _Merged()
-    header = _prepare(cfg, weights, merged.add)
+    with _prepare_lock(cfg) as spill:
+        header = _prepare(cfg, weights, merged.add, spill)
     prepared = merged.prepared(header)
     return _finish(cfg, weights, prepared, time.perf_counter(), scores_end, one_shot=True)
 
@@ -395,11 +404,36 @@ def prepare_cutover(cfg: CutoverConfig) -> Prepared:
     file for the finish."""
     weights = load_scorer(cfg.model)
     path = cfg.out / part_file(PREPARED_FILE, cfg.partitions)
-    with atomic_writer(path, durable=True) as f:
+    with _prepare_lock(cfg) as spill, atomic_writer(path, durable=True) as f:
         f.write(_PREPARED_MAGIC)
-        header = _prepare(cfg, weights, lambda part: write_part(f, part))
+        header = _prepare(cfg, weights, lambda part: write_part(f, part), spill)
         _write_frame(f, _HEADER, header)
     return header
+
+
+@contextmanager
+def _prepare_lock(cfg: CutoverConfig) -> Iterator[Path]:
+    """The spill folder of this part's prepare in ``cfg.out``, held by this process alone: a
+    second prepare (or one-shot cut-over) of the same part into the same folder is refused,
+    since it would wipe this one's spill. What a prepare that was killed left there (its
+    spill, the partial of its prepared file) is removed first; the spill again at the end."""
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    with open(cfg.out / part_file(_LOCK_FILE, cfg.partitions), "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CutoverError(f"another cut-over is preparing{partitions_option(cfg.partitions)}"
+                               f" into {cfg.out}: let it finish (or stop it) "
+                               "first") from None  # fmt: skip
+        spill = cfg.out / part_file(_SPILL_DIR, cfg.partitions)
+        try:
+            for stale in cfg.out.glob(f".{part_file(PREPARED_FILE, cfg.partitions)}.*.partial"):
+                stale.unlink(missing_ok=True)
+            shutil.rmtree(spill, ignore_errors=True)
+            yield spill
+        finally:
+            shutil.rmtree(spill, ignore_errors=True)
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def finish_cutover(cfg: CutoverConfig, prepared: Prepared | None = None) -> CutoverSummary:
@@ -446,11 +480,14 @@ def read_prepared(folder: Path, partitions: Sequence[int] = ()) -> Prepared:
             magic = f.read(len(_PREPARED_MAGIC))
             if magic != _PREPARED_MAGIC:  # one Prepared in msgpack, as written before parts
                 return msgspec.msgpack.decode(magic + f.read(), type=Prepared)
+            size_left = os.fstat(f.fileno()).st_size - len(magic)
             while header is None and (head := f.read(9)):
                 kind, size = head[:1], int.from_bytes(head[1:], "little")
-                data = f.read(size)
-                if len(head) < 9 or len(data) < size or kind not in (_PART, _HEADER):
+                size_left -= len(head)
+                if len(head) < 9 or kind not in (_PART, _HEADER) or size > size_left:
                     raise msgspec.DecodeError("a frame cut short or of no known kind")
+                data = f.read(size)
+                size_left -= size
                 if kind == _PART:
                     merged.add(msgspec.msgpack.decode(data, type=PreparedPart))
                 else:
@@ -470,10 +507,11 @@ def read_prepared(folder: Path, partitions: Sequence[int] = ()) -> Prepared:
 
 
 def _prepare(
-    cfg: CutoverConfig, weights: ModelWeights, keep: Callable[[PreparedPart], None]
+    cfg: CutoverConfig, weights: ModelWeights, keep: Callable[[PreparedPart], None], spill: Path
 ) -> Prepared:
-    """Prepare 1.-3.: ``keep`` gets the states and posts a bucket of users at a time; returns
-    the rest (``Prepared`` without them)."""
+    """Prepare 1.-3., the history spilled under ``spill`` (``_prepare_lock``'s): ``keep`` gets
+    the states and posts a bucket of users at a time; returns the rest (``Prepared`` without
+    them)."""
     started = time.perf_counter()
     # The answers' ends before the clicks': a post past the clicks' ends is answered past
     # these, so the finish reads every answer to a post it may have to score.
@@ -481,14 +519,15 @@ def _prepare(
     ends, topic_partitions = _clicks_ends(cfg)  # 1.
     # Every offset below the ends is a message to read, from the topic or the archive.
     buckets = bucket_count(sum(high for _, high in ends.values()), cfg.bucket_events)
-    spill = cfg.out / part_file(_SPILL_DIR, cfg.partitions)
-    with BucketFiles(spill / "clicks", buckets) as files, \
-            BucketFiles(spill / "answers", buckets) as answers:  # fmt: skip
-        history = SpilledHistory(files)
-        _read_clicks(cfg, {}, ends, "history", history)  # 2.
+    # The answers first, while the topic still holds what its low watermark said; one spill's
+    # files open at a time.
+    with BucketFiles(spill / "answers", buckets) as answers:
         _spill_answers(cfg, scores_end, answers)
-        rebuilt = rebuild_in_buckets(weights, history, keep, cfg.progress, answers)  # 3.
-    shutil.rmtree(spill, ignore_errors=True)
+        answers.close()
+        with BucketFiles(spill / "clicks", buckets) as files:
+            history = SpilledHistory(files)
+            _read_clicks(cfg, {}, ends, "history", history)  # 2.
+            rebuilt = rebuild_in_buckets(weights, history, keep, cfg.progress, answers)  # 3.
     _warn_conflicts(rebuilt.conflicts, rebuilt.first_conflict, "history")
     if rebuilt.left_unscored:
         log.warning("%d posts have no answer on %s but a later post of the same user has "
@@ -578,6 +617,9 @@ def _pending(
     >>> pending, answered, left = _pending({"u": [post(i) for i in range(5)]}, {"p0", "p2"})
     >>> [e.event_id for e in pending], answered, left
     (['p3', 'p4'], 2, 1)
+    >>> pending, answered, left = _pending({"u": [post(1), post(2), post(1)]}, {"p2"})
+    >>> [e.event_id for e in pending], answered, left  # p1 again after the answer: kept once
+    (['p1'], 1, 0)
     """
     pending: list[ClickEvent] = []
     hit: set[str] = set()
@@ -592,6 +634,7 @@ def _pending(
                 left.add(e.event_id)
             else:
                 pending.append(e)
+    left -= {e.event_id for e in pending}  # a repeat after the answer: the finish counts it
     return pending, len(hit), len(left)
 
 
@@ -786,12 +829,12 @@ def _fill_in(
     not_scored): the posts the prepare kept and the tail's; their answers are on the topic
     from ``since`` on (``_scored``)."""
     topic = cfg.topics.risk_scores
+    # A tail click the tail skipped as a repeat of a post the prepare counted and left out has
+    # no probabilities here: not a post of its own, neither scored nor counted.
+    repeats = len({e.event_id for e in posts if e.event_id not in probabilities})
+    posts = [e for e in posts if e.event_id in probabilities]
     scored = _scored(cfg, scores_end, {e.event_id for e in posts}, since)
     missing, left = _unscored(posts, scored)
-    # A tail click skipped as a repeat of a post the prepare counted and left out (its answer
-    # lost to retention) has no probabilities here: not a post of its own, and not scored.
-    repeats = len({e.event_id for e in missing if e.event_id not in probabilities})
-    missing = [e for e in missing if e.event_id in probabilities]
     if left:
         log.warning("%d posts have no score on %s but a later post of the same user has "
                     "(scores dropped by retention?): left as they are", left, topic)  # fmt: skip

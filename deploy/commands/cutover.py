@@ -6,6 +6,7 @@ down only while the finish replays the clicks that came after the prepare."""
 from __future__ import annotations
 
 import argparse
+import errno
 from pathlib import Path
 
 from deploy.commands.common import CliError, Subparsers, add_bootstrap, command
@@ -134,6 +135,10 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     except (TimeoutError, RuntimeError, ValueError) as exc:
         raise CliError(f"cannot read the topics: {exc}") from None
+    except OSError as exc:  # the spill's bucket files, the prepared file, the seed
+        hint = (" (more clicks a bucket, --bucket-events, opens fewer files; or raise "
+                "'ulimit -n')") if exc.errno == errno.EMFILE else ""  # fmt: skip
+        raise CliError(f"cannot write the cut-over's files: {exc}{hint}") from None
     if args.prepare:
         print(
             f"prepared the cut-over to {p.model_version} at offsets {p.offsets} of "

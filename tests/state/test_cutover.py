@@ -308,7 +308,7 @@ def test_prepared_while_blue_runs_and_finished_after_it_stops_equals_the_one_sho
         prepared_now.set()
         feeder.join()
     assert "now stop the old flow" in capsys.readouterr().out
-    assert [p.name for p in two_phase.iterdir()] == [PREPARED_FILE]  # the spill is gone
+    assert sorted(p.name for p in two_phase.iterdir()) == ["prepare.lock", PREPARED_FILE]
     prepared = read_prepared(two_phase)
     assert prepared.model_version == wb.version and prepared.users == len(prepared.states)
     assert 1000 <= sum(prepared.offsets.values()) < sent - 150  # clicks came after the prepare
@@ -432,7 +432,8 @@ def test_a_cutover_split_by_partition_rebuilds_each_part_apart_and_seeds_as_one(
     for part in (["0", "2"], ["1"]):
         assert run_cutover(kafka, model_b, out, "--finish", "--partitions", *part) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["prepared-partitions-0-2.msgpack", "prepared-partitions-1.msgpack",
+    assert names == ["prepare-partitions-0-2.lock", "prepare-partitions-1.lock",
+                     "prepared-partitions-0-2.msgpack", "prepared-partitions-1.msgpack",
                      "seed-partitions-0-2.msgpack", "seed-partitions-1.msgpack",
                      "summary-partitions-0-2.json", "summary-partitions-1.json"]  # fmt: skip
     parts = [json.loads((out / f"summary-partitions-{p}.json").read_text()) for p in ("0-2", "1")]

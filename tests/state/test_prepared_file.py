@@ -4,6 +4,8 @@ read back as the flow decoded it, and the prepared file written in parts, read a
 from __future__ import annotations
 
 import io
+import os
+import resource
 from collections import defaultdict
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from state.cutover import (
     Prepared,
     PreparedPart,
     finish_cutover,
+    prepare_cutover,
     read_prepared,
 )
 
@@ -87,9 +90,13 @@ def test_the_prepared_file_is_read_as_one_prepared_cutover(
     # A prepared file of one object, as written before parts, reads as it did.
     (tmp_path / PREPARED_FILE).write_bytes(msgspec.msgpack.encode(got))
     assert read_prepared(tmp_path) == got
-    # Cut short anywhere (a torn copy): refused with what to do, never a partial cut-over.
-    for end in (len(cutover._PREPARED_MAGIC) + 5, len(whole) - 10, len(whole) - 1):
-        (tmp_path / PREPARED_FILE).write_bytes(whole[:end])
+    # Cut short anywhere (a torn copy), or a frame's length damaged: refused with what to do,
+    # never a partial cut-over (nor a read of the length it claims).
+    damaged = whole[: len(cutover._PREPARED_MAGIC) + 1] + (2**62).to_bytes(8, "little")
+    for data in (*(whole[:end] for end in (len(cutover._PREPARED_MAGIC) + 5, len(whole) - 10,
+                                            len(whole) - 1)),
+                 damaged + whole[len(damaged):]):  # fmt: skip
+        (tmp_path / PREPARED_FILE).write_bytes(data)
         with pytest.raises(CutoverError, match="prepare again"):
             read_prepared(tmp_path)
 
@@ -98,3 +105,37 @@ def test_the_figures_prepare_returns_are_refused_by_the_finish(tmp_path: Path) -
     cfg = CutoverConfig(KafkaSettings(), Topics.from_prefix(""), tmp_path / "model", tmp_path)
     with pytest.raises(ValueError, match="without its states: finish from its file"):
         finish_cutover(cfg, a_header(users=5))
+
+
+def test_one_prepare_of_a_part_at_a_time_and_what_a_killed_one_left_is_cleared(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    cfg = CutoverConfig(KafkaSettings(), Topics.from_prefix(""), model_dir, tmp_path / "out")
+    with cutover._prepare_lock(cfg) as spill:
+        with pytest.raises(CutoverError, match="another cut-over is preparing into"):
+            prepare_cutover(cfg)  # refused before it reads anything
+        (spill / "clicks").mkdir(parents=True)  # as a prepare killed mid-way leaves them
+        (cfg.out / f".{PREPARED_FILE}.0a1b2c3d.partial").write_bytes(b"half")
+    assert not spill.exists()  # removed at the end
+    (spill / "clicks").mkdir(parents=True)
+    (cfg.out / f".{PREPARED_FILE}.0a1b2c3d.partial").write_bytes(b"half")
+    with cutover._prepare_lock(cfg):
+        assert sorted(p.name for p in cfg.out.iterdir()) == ["prepare.lock"]
+    other = CutoverConfig(KafkaSettings(), Topics.from_prefix(""), model_dir, cfg.out,
+                          partitions=(1,))  # fmt: skip
+    with cutover._prepare_lock(cfg), cutover._prepare_lock(other) as part_spill:
+        assert part_spill != spill  # another part prepares beside it
+
+
+def test_the_buckets_fit_under_a_low_limit_of_open_files(tmp_path: Path) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1024:
+        pytest.skip(f"hard limit of open files {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 16, hard))
+    try:
+        with BucketFiles(tmp_path / "a", 300) as a:
+            a.close()
+            with BucketFiles(tmp_path / "b", 300) as b:
+                b.write("u", b"x")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
