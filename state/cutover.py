@@ -584,9 +584,9 @@ def rebuild_in_buckets(
             started = time.perf_counter()
             rebuilt = rebuild(weights, by_user, on_step=bar.update)
             rebuild_s += time.perf_counter() - started
-            ids: set[str] = set()
+            ids: set[tuple[str, str]] = set()
             if answers is not None:
-                ids = {_spill_decoder_str.decode(line) for line in answers.lines(b)}
+                ids = {_answer_decoder.decode(line) for line in answers.lines(b)}
                 answers.drop(b)
             pending, a, left_b = _pending(by_user, ids)
             answered, left = answered + a, left + left_b
@@ -603,32 +603,35 @@ def rebuild_in_buckets(
 
 
 def _pending(
-    by_user: Mapping[str, Sequence[ClickEvent]], answered: set[str]
+    by_user: Mapping[str, Sequence[ClickEvent]], answered: set[tuple[str, str]]
 ) -> tuple[list[ClickEvent], int, int]:
     """The posts after each user's last answered post (every post of a user with none
-    answered), user after user, each user's in order: what a finish may have to score. And
-    how many distinct posts are answered, and unanswered before an answered post of their
-    user (the old flow scored each user in order: those lost their answer to retention).
+    answered; ``answered``: (user id, event id) pairs), user after user, each user's in order:
+    what a finish may have to score. And how many distinct posts are answered, and unanswered
+    before an answered post of their user (the old flow scored each user in order: those lost
+    their answer to retention).
 
     >>> from deepcredit.events import Activity, ClickEvent
     >>> def post(i):
     ...     return ClickEvent(event_id=f"p{i}", user_id="u", ts=1e9 + i, activity=Activity.POST,
     ...                       amount=1.0, loan_id=f"L{i}", rate=0.1, term_days=30)
-    >>> pending, answered, left = _pending({"u": [post(i) for i in range(5)]}, {"p0", "p2"})
+    >>> pending, answered, left = _pending({"u": [post(i) for i in range(5)]},
+    ...                                    {("u", "p0"), ("u", "p2"), ("v", "p4")})
     >>> [e.event_id for e in pending], answered, left
     (['p3', 'p4'], 2, 1)
-    >>> pending, answered, left = _pending({"u": [post(1), post(2), post(1)]}, {"p2"})
+    >>> pending, answered, left = _pending({"u": [post(1), post(2), post(1)]}, {("u", "p2")})
     >>> [e.event_id for e in pending], answered, left  # p1 again after the answer: kept once
     (['p1'], 1, 0)
     """
     pending: list[ClickEvent] = []
     hit: set[str] = set()
     left: set[str] = set()
-    for events in by_user.values():
+    for user, events in by_user.items():
         posts = [e for e in events if e.activity is Activity.POST]
-        last = max((i for i, e in enumerate(posts) if e.event_id in answered), default=-1)
+        mine = [(user, e.event_id) in answered for e in posts]
+        last = max((i for i, hit_i in enumerate(mine) if hit_i), default=-1)
         for i, e in enumerate(posts):
-            if e.event_id in answered:
+            if mine[i]:
                 hit.add(e.event_id)
             elif i < last:
                 left.add(e.event_id)
@@ -641,16 +644,17 @@ def _pending(
 def _spill_answers(
     cfg: CutoverConfig, ends: dict[int, tuple[int, int]], files: BucketFiles
 ) -> None:
-    """The event ids answered on the risk-scores topic below ``ends``, each to its user's
-    bucket (an answer with no readable user or event id names no post of the history)."""
+    """The (user id, event id) of each answer on the risk-scores topic below ``ends``, to that
+    user's bucket (an answer with no readable user or event id names no post of the
+    history)."""
     decoder = msgspec.json.Decoder(_Answer)
     for m in read_range(cfg.kafka, cfg.topics.risk_scores, ends, cfg.timeout_s):
         answer = decoder.decode(m.value())
         if answer.event_id is not None and answer.user_id is not None:
-            files.write(answer.user_id, _spill_encoder.encode(answer.event_id))
+            files.write(answer.user_id, _spill_encoder.encode((answer.user_id, answer.event_id)))
 
 
-_spill_decoder_str = msgspec.json.Decoder(str)
+_answer_decoder = msgspec.json.Decoder(tuple[str, str])
 
 
 def _warn_conflicts(count: int, first: ClickEvent | None, where: str) -> None:
