@@ -306,12 +306,10 @@ class CutoverSummary(msgspec.Struct, kw_only=True):
 
 
 @dataclass
-class _History:
-    """Clicks of a range of offsets, decoded, as the flow would have fed them to each user,
-    held in memory (the finish's tail: the clicks since the prepare)."""
+class _Clicks:
+    """Clicks of a range of offsets, decoded as the flow decodes them (dead letters counted),
+    each valid one handed to ``_keep``."""
 
-    by_user: dict[str, list[ClickEvent]] = field(default_factory=lambda: defaultdict(list))
-    posts: list[ClickEvent] = field(default_factory=list)  # in each partition's offset order
     events: int = 0
     from_archive: int = 0
     dead_letters: int = 0
@@ -322,29 +320,35 @@ class _History:
             self.dead_letters += 1
             return
         self.events += 1
+        self._keep(event)
+
+    def _keep(self, event: ClickEvent) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class _History(_Clicks):
+    """Clicks as the flow would have fed them to each user, held in memory (the finish's
+    tail: the clicks since the prepare)."""
+
+    by_user: dict[str, list[ClickEvent]] = field(default_factory=lambda: defaultdict(list))
+    posts: list[ClickEvent] = field(default_factory=list)  # in each partition's offset order
+
+    def _keep(self, event: ClickEvent) -> None:
         self.by_user[event.user_id].append(event)
         if event.activity is Activity.POST:
             self.posts.append(event)
 
 
-@dataclass
-class SpilledHistory:
-    """Clicks of a range of offsets, decoded as the flow decodes them, each valid one written
-    to its user's bucket on disk (prepare 2.): the history can be far larger than memory. A
-    click is written re-encoded (msgspec's compact JSON, one line, the floats exact), so a
-    message spread over lines stays one line."""
+@dataclass(kw_only=True)
+class SpilledHistory(_Clicks):
+    """Clicks each written to its user's bucket on disk (prepare 2.): the history can be far
+    larger than memory. A click is written re-encoded (msgspec's compact JSON, one line, the
+    floats exact), so a message spread over lines stays one line."""
 
     spill: BucketFiles
-    events: int = 0
-    from_archive: int = 0
-    dead_letters: int = 0
 
-    def add(self, value: bytes | None) -> None:
-        event = decode_click(value)
-        if not isinstance(event, ClickEvent):
-            self.dead_letters += 1
-            return
-        self.events += 1
+    def _keep(self, event: ClickEvent) -> None:
         self.spill.write(event.user_id, _spill_encoder.encode(event))
 
     def users(self, bucket: int) -> dict[str, list[ClickEvent]]:
@@ -525,7 +529,7 @@ def _prepare(
         _spill_answers(cfg, scores_end, answers)
         answers.close()
         with BucketFiles(spill / "clicks", buckets) as files:
-            history = SpilledHistory(files)
+            history = SpilledHistory(spill=files)
             _read_clicks(cfg, {}, ends, "history", history)  # 2.
             rebuilt = rebuild_in_buckets(weights, history, keep, cfg.progress, answers)  # 3.
     _warn_conflicts(rebuilt.conflicts, rebuilt.first_conflict, "history")
@@ -687,7 +691,7 @@ def _read_clicks(
     starts: Mapping[int, int],
     ends: dict[int, tuple[int, int]],
     what: str,
-    history: _History | SpilledHistory,
+    history: _Clicks,
 ) -> None:
     """Every message from ``starts`` (0 where absent) to each partition's end into ``history``:
     what retention dropped from the archive, the rest from the topic (archive first, so each

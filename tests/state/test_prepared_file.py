@@ -41,7 +41,7 @@ def test_the_spilled_history_gives_each_user_their_clicks_in_order(
     values.append(b'{"event_id": "x"}')
     assert values[0].count(b"\n") > 3 and decode_click(values[0]) == clicks[0]
     with BucketFiles(tmp_path / "spill", 7) as files:
-        history = cutover.SpilledHistory(files)
+        history = cutover.SpilledHistory(spill=files)
         for v in values:
             history.add(v)
         files.close()

@@ -226,7 +226,7 @@ def run_stage(stage: str, log: Path, work: Path, bucket_mib: float) -> dict:
         posts = 0
         with BucketFiles(work / "spill", bucket_count(lines, BUCKET_EVENTS)) as files, \
                 atomic_writer(work / "prepared.msgpack") as f:  # fmt: skip
-            history = SpilledHistory(files)
+            history = SpilledHistory(spill=files)
             for line in read_lines(str(log)):
                 history.add(line)
 
