@@ -652,10 +652,14 @@ def _spill_answers(
     user's bucket (an answer with no readable user or event id names no post of the
     history)."""
     decoder = msgspec.json.Decoder(_Answer)
-    for m in read_range(cfg.kafka, cfg.topics.risk_scores, ends, cfg.timeout_s):
-        answer = decoder.decode(m.value())
-        if answer.event_id is not None and answer.user_id is not None:
-            files.write(answer.user_id, _spill_encoder.encode((answer.user_id, answer.event_id)))
+    total = sum(high - low for low, high in ends.values())
+    with tqdm(total=total, desc="answers", unit="msg", disable=not cfg.progress) as bar:
+        for m in read_range(cfg.kafka, cfg.topics.risk_scores, ends, cfg.timeout_s):
+            answer = decoder.decode(m.value())
+            if answer.event_id is not None and answer.user_id is not None:
+                files.write(answer.user_id,
+                            _spill_encoder.encode((answer.user_id, answer.event_id)))  # fmt: skip
+            bar.update()
 
 
 _answer_decoder = msgspec.json.Decoder(tuple[str, str])
