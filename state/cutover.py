@@ -35,9 +35,13 @@ running; nothing is written to Kafka:
    plus the posts that may need a score: the prepare reads the answers on the risk-scores
    topic (scores and not_scored records) up to its ends when it began, spilled to the same
    buckets by user, and keeps only each user's posts after their last answered one (with a
-   running old flow and its answers retained, the few in flight; a user whose answers
-   retention dropped keeps every post, which the finish scores), counting the rest. A post
-   counted as answered stays so if retention drops its answer before the finish. The finish
+   running old flow and its answers retained, the few in flight), counting the rest. A post
+   counted as answered stays so if retention drops its answer before the finish. Retention
+   on the risk-scores topic drops answers too: with the old flow's recovery folder
+   (``old_recovery``, ``--old-recovery-dir``) every post it had read by its latest snapshot
+   counts as answered (it wrote the answer before that snapshot); without it, a post whose
+   answer expired counts as unanswered and the finish scores it again (the prepare warns when
+   the topic has dropped answers). The finish
    holds all of it (``read_prepared``). The states stay encoded as the seed holds them, so the
    finish decodes only the users the tail touches and passes the others' bytes to the seed as
    they are. One prepare of a part into DIR runs at a time (``DIR/prepare.lock``).
@@ -146,6 +150,7 @@ from scorer.user_state import (
     event_fingerprint,
     event_key,
 )
+from state.recovery_store import read_input_offsets
 from state.seed import Seed, part_file, partitions_option, write_seed
 
 __all__ = [
@@ -203,6 +208,9 @@ class CutoverConfig:
     # Clicks per bucket of the spilled history (prepare 2.): a bucket is what the prepare holds
     # in memory at a time, about 1 KB a click as objects with its rebuild.
     bucket_events: int = BUCKET_EVENTS
+    # The old flow's recovery folder: the clicks it had read by its latest snapshot count as
+    # answered, even where the risk-scores topic's retention dropped the answers.
+    old_recovery: Path | None = None
 
 
 class Prepared(msgspec.Struct, frozen=True, kw_only=True):
@@ -314,15 +322,15 @@ class _Clicks:
     from_archive: int = 0
     dead_letters: int = 0
 
-    def add(self, value: bytes | None) -> None:
+    def add(self, value: bytes | None, partition: int, offset: int) -> None:
         event = decode_click(value)
         if not isinstance(event, ClickEvent):
             self.dead_letters += 1
             return
         self.events += 1
-        self._keep(event)
+        self._keep(event, partition, offset)
 
-    def _keep(self, event: ClickEvent) -> None:
+    def _keep(self, event: ClickEvent, partition: int, offset: int) -> None:
         raise NotImplementedError
 
 
@@ -334,7 +342,7 @@ class _History(_Clicks):
     by_user: dict[str, list[ClickEvent]] = field(default_factory=lambda: defaultdict(list))
     posts: list[ClickEvent] = field(default_factory=list)  # in each partition's offset order
 
-    def _keep(self, event: ClickEvent) -> None:
+    def _keep(self, event: ClickEvent, partition: int, offset: int) -> None:
         self.by_user[event.user_id].append(event)
         if event.activity is Activity.POST:
             self.posts.append(event)
@@ -342,26 +350,32 @@ class _History(_Clicks):
 
 @dataclass(kw_only=True)
 class SpilledHistory(_Clicks):
-    """Clicks each written to its user's bucket on disk (prepare 2.): the history can be far
-    larger than memory. A click is written re-encoded (msgspec's compact JSON, one line, the
-    floats exact), so a message spread over lines stays one line."""
+    """Clicks each written to its user's bucket on disk (prepare 2.), with the clicks
+    partition and offset it came from: the history can be far larger than memory. A click is
+    written re-encoded (msgspec's compact JSON, one line, the floats exact), so a message
+    spread over lines stays one line."""
 
     spill: BucketFiles
 
-    def _keep(self, event: ClickEvent) -> None:
-        self.spill.write(event.user_id, _spill_encoder.encode(event))
+    def _keep(self, event: ClickEvent, partition: int, offset: int) -> None:
+        self.spill.write(event.user_id, _spill_encoder.encode((partition, offset, event)))
 
-    def users(self, bucket: int) -> dict[str, list[ClickEvent]]:
-        """The clicks of ``bucket``'s users, each user's in offset order."""
+    def users(
+        self, bucket: int
+    ) -> tuple[dict[str, list[ClickEvent]], dict[str, list[tuple[int, int]]]]:
+        """The clicks of ``bucket``'s users, each user's in offset order, and the (partition,
+        offset) of each (an archived click's: an offset above its own, below the topic's)."""
         by_user: dict[str, list[ClickEvent]] = defaultdict(list)
+        where: dict[str, list[tuple[int, int]]] = defaultdict(list)
         for line in self.spill.lines(bucket):
-            event = _spill_decoder.decode(line)
+            partition, offset, event = _spill_decoder.decode(line)
             by_user[event.user_id].append(event)
-        return by_user
+            where[event.user_id].append((partition, offset))
+        return by_user, where
 
 
 _spill_encoder = msgspec.json.Encoder()
-_spill_decoder = msgspec.json.Decoder(ClickEvent)
+_spill_decoder = msgspec.json.Decoder(tuple[int, int, ClickEvent])
 
 
 class _Merged:
@@ -523,6 +537,7 @@ def _prepare(
     ends, topic_partitions = _clicks_ends(cfg)  # 1.
     # Every offset below the ends is a message to read, from the topic or the archive.
     buckets = bucket_count(sum(high for _, high in ends.values()), cfg.bucket_events)
+    read_by_old = _read_by_old(cfg, scores_end)
     # The answers first, while the topic still holds what its low watermark said; one spill's
     # files open at a time.
     with BucketFiles(spill / "answers", buckets) as answers:
@@ -531,7 +546,8 @@ def _prepare(
         with BucketFiles(spill / "clicks", buckets) as files:
             history = SpilledHistory(spill=files)
             _read_clicks(cfg, {}, ends, "history", history)  # 2.
-            rebuilt = rebuild_in_buckets(weights, history, keep, cfg.progress, answers)  # 3.
+            rebuilt = rebuild_in_buckets(weights, history, keep, cfg.progress, answers,
+                                         read_by_old)  # 3. # fmt: skip
     _warn_conflicts(rebuilt.conflicts, rebuilt.first_conflict, "history")
     if rebuilt.left_unscored:
         log.warning("%d posts have no answer on %s but a later post of the same user has "
@@ -547,6 +563,26 @@ def _prepare(
                     scores_offsets={p: high for p, (_, high) in scores_end.items()},
                     answered=rebuilt.answered,
                     left_unscored=rebuilt.left_unscored)  # fmt: skip
+
+
+def _read_by_old(
+    cfg: CutoverConfig, scores_end: dict[int, tuple[int, int]]
+) -> dict[int, int] | None:
+    """Where the old flow resumes each clicks partition (``cfg.old_recovery``), or None; without
+    it, a warning when the risk-scores topic no longer holds its first answers."""
+    if cfg.old_recovery is None:
+        if any(low > 0 for low, _ in scores_end.values()):
+            log.warning("%s no longer holds its first answers (retention): a post whose answer "
+                        "it dropped counts as unanswered, and the finish scores it again with "
+                        "the new model unless a later post of its user is answered; pass "
+                        "--old-recovery-dir (the old flow's recovery folder) to count every "
+                        "post the old flow read as answered", cfg.topics.risk_scores)  # fmt: skip
+        return None
+    try:
+        offsets = read_input_offsets(cfg.old_recovery, cfg.topics.clicks)
+    except FileNotFoundError as exc:
+        raise CutoverError(f"--old-recovery-dir: {exc}") from None
+    return {p: max(0, o) for p, o in offsets.items()}
 
 
 @dataclass(frozen=True)
@@ -567,6 +603,7 @@ def rebuild_in_buckets(
     keep: Callable[[PreparedPart], None],
     progress: bool = False,
     answers: BucketFiles | None = None,
+    read_by_old: Mapping[int, int] | None = None,
 ) -> BucketsRebuilt:
     """Prepare 3. a bucket of users at a time: each bucket of ``history`` (written, closed now)
     read back, its file removed, its users rebuilt under ``weights`` (``scorer.rebuild``, the
@@ -575,7 +612,9 @@ def rebuild_in_buckets(
 
     ``answers``: the event ids answered on the risk-scores topic, spilled to the same buckets
     by their user (``_spill_answers``); a part then keeps only the posts the finish may have
-    to score (``_pending``). None: every post is kept."""
+    to score (``_pending``). None: every post is kept. ``read_by_old``: clicks partition ->
+    the offset the old flow resumes from (its recovery folder): a post below it was read, so
+    answered, even when the topic's retention dropped the answer."""
     files = history.spill
     files.close()
     if answers is not None:
@@ -583,7 +622,7 @@ def rebuild_in_buckets(
     rebuild_s, users, conflicts, first, answered, left = 0.0, 0, 0, None, 0, 0
     with tqdm(total=history.events, desc="rebuild", unit="ev", disable=not progress) as bar:
         for b in range(files.buckets):
-            by_user = history.users(b)
+            by_user, where = history.users(b)
             files.drop(b)
             started = time.perf_counter()
             rebuilt = rebuild(weights, by_user, on_step=bar.update)
@@ -592,7 +631,10 @@ def rebuild_in_buckets(
             if answers is not None:
                 ids = {_answer_decoder.decode(line) for line in answers.lines(b)}
                 answers.drop(b)
-            pending, a, left_b = _pending(by_user, ids)
+            read: dict[str, list[bool]] = {}
+            if read_by_old is not None:
+                read = {u: [o < read_by_old.get(p, 0) for p, o in at] for u, at in where.items()}
+            pending, a, left_b = _pending(by_user, ids, read)
             answered, left = answered + a, left + left_b
             kept = {e.event_id for e in pending}
             keep(PreparedPart(
@@ -607,13 +649,18 @@ def rebuild_in_buckets(
 
 
 def _pending(
-    by_user: Mapping[str, Sequence[ClickEvent]], answered: set[tuple[str, str]]
+    by_user: Mapping[str, Sequence[ClickEvent]],
+    answered: set[tuple[str, str]],
+    read: Mapping[str, Sequence[bool]] | None = None,
 ) -> tuple[list[ClickEvent], int, int]:
     """The posts after each user's last answered post (every post of a user with none
-    answered; ``answered``: (user id, event id) pairs), user after user, each user's in order:
-    what a finish may have to score. And how many distinct posts are answered, and unanswered
-    before an answered post of their user (the old flow scored each user in order: those lost
-    their answer to retention).
+    answered), user after user, each user's in order: what a finish may have to score. And
+    how many distinct posts are answered, and unanswered before an answered post of their
+    user (the old flow scored each user in order: those lost their answer to retention).
+
+    A post is answered when (its user id, its event id) is in ``answered``, or when
+    ``read[user][i]`` is true for it, the user's i-th click (read by the old flow, whose
+    answer to it may have expired since).
 
     >>> from deepcredit.events import Activity, ClickEvent
     >>> def post(i):
@@ -626,13 +673,21 @@ def _pending(
     >>> pending, answered, left = _pending({"u": [post(1), post(2), post(1)]}, {("u", "p2")})
     >>> [e.event_id for e in pending], answered, left  # p1 again after the answer: kept once
     (['p1'], 1, 0)
+    >>> pending, answered, left = _pending({"u": [post(i) for i in range(4)]}, set(),
+    ...                                    {"u": [True, True, False, False]})
+    >>> [e.event_id for e in pending], answered, left  # the old flow read p0 and p1
+    (['p2', 'p3'], 2, 0)
     """
     pending: list[ClickEvent] = []
     hit: set[str] = set()
     left: set[str] = set()
+    read = read or {}
     for user, events in by_user.items():
-        posts = [e for e in events if e.activity is Activity.POST]
-        mine = [(user, e.event_id) in answered for e in posts]
+        flags = read.get(user)
+        at = [i for i, e in enumerate(events) if e.activity is Activity.POST]
+        posts = [events[i] for i in at]
+        mine = [(user, e.event_id) in answered or (flags is not None and flags[i])
+                for i, e in zip(at, posts, strict=True)]  # fmt: skip
         last = max((i for i, hit_i in enumerate(mine) if hit_i), default=-1)
         for i, e in enumerate(posts):
             if mine[i]:
@@ -705,14 +760,14 @@ def _read_clicks(
         start = starts.get(p, 0)
         if low > start:
             lines, start = _archived(cfg.archive, cfg.topics.clicks, p, start, low, high)
-            for line in lines:
-                history.add(line)
+            for line in lines:  # at offsets below ``start`` (the exact one may be unknown)
+                history.add(line, p, start - 1)
                 history.from_archive += 1
         ranges[p] = (start, high)
     total = sum(max(0, end - start) for start, end in ranges.values())
     with tqdm(total=total, desc=what, unit="ev", disable=not cfg.progress) as bar:
         for m in read_range(cfg.kafka, cfg.topics.clicks, ranges, cfg.timeout_s):
-            history.add(m.value())
+            history.add(m.value(), m.partition(), m.offset())
             bar.update()
 
 

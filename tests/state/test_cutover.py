@@ -42,7 +42,7 @@ from state.cutover import (
     finish_cutover,
     read_prepared,
 )
-from state.recovery_store import read_states
+from state.recovery_store import read_input_offsets, read_states
 from state.seed import Seed, read_seed
 from tests.dataflow.test_recovery import wait_for_scores
 from tests.serving import serve_process
@@ -527,3 +527,53 @@ def test_posts_answered_before_the_prepare_are_counted_there_and_the_rest_filled
     on_topic = [json.loads(m.value()) for m in read_to_end(kafka, topics.risk_scores)]
     scored = sorted(r["event_id"] for r in on_topic if r.get("type") == "score")
     assert scored == sorted([*fill, "zy-p1"])  # each once, none of the answered or left ones
+
+
+def test_posts_the_old_flow_read_count_as_answered_after_retention_dropped_their_answers(
+    kafka: KafkaSettings, topics: Topics, clicks_file: Path, model_dir: Path, model_b: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """Blue reads the first clicks and stops; retention then drops every answer on the
+    risk-scores topic. Without blue's recovery folder the prepare warns and keeps every post
+    as unanswered; with it, only the posts past where blue resumes, and the finish scores
+    exactly those."""
+    monkeypatch.setenv("DEEPCREDIT_TOPIC_PREFIX", topics.clicks.removesuffix("clicks"))
+    lines = clicks_lines(clicks_file)
+    send(kafka, topics.clicks, lines[:2000])
+    log_file = tmp_path / "serve.log"
+    blue = serve_process(kafka, topics, model_dir, "--metrics-port", "0", "--recovery-dir",
+                         str(tmp_path / "blue"), "--until-end", log=log_file)  # fmt: skip
+    assert blue.wait(120) == 0, log_file.read_text()[-3000:]
+    read = read_input_offsets(tmp_path / "blue", topics.clicks)
+    assert sum(read.values()) > 0
+    ends = watermarks(kafka, topics.risk_scores)
+    admin = AdminClient(kafka.client_config())
+    gone = admin.delete_records([TopicPartition(topics.risk_scores, p, high)
+                                 for p, (_, high) in ends.items() if high > 0])  # fmt: skip
+    for f in gone.values():
+        f.result(timeout=30)
+    assert all(low == high for low, high in watermarks(kafka, topics.risk_scores).values())
+    send(kafka, topics.clicks, lines[2000:2400])
+    every = posts_below(kafka, topics, {p: high for p, (_, high) in
+                                        watermarks(kafka, topics.clicks).items()})  # fmt: skip
+    below = posts_below(kafka, topics, {p: read.get(p, 0) for p in range(3)})
+    assert below and every - below
+
+    with caplog.at_level(logging.WARNING, logger="state.cutover"):
+        assert run_cutover(kafka, model_b, tmp_path / "blind", "--prepare") == 0
+    assert "no longer holds its first answers (retention)" in caplog.text
+    blind = read_prepared(tmp_path / "blind")
+    assert {e.event_id for e in blind.posts} == every and blind.answered == 0
+
+    out = tmp_path / "seed"
+    assert run_cutover(kafka, model_b, out, "--prepare", "--old-recovery-dir",
+                       str(tmp_path / "blue")) == 0, capsys.readouterr().err  # fmt: skip
+    prepared = read_prepared(out)
+    assert {e.event_id for e in prepared.posts} == every - below
+    assert prepared.answered == len(below)
+    assert run_cutover(kafka, model_b, out, "--finish") == 0, capsys.readouterr().err
+    summary = json.loads((out / SUMMARY_FILE).read_text())
+    assert (summary["posts"], summary["already_scored"], summary["filled_in"]) == (
+        len(every), len(below), len(every - below))  # fmt: skip
+    assert {s.event_id for s in read_scores(kafka, topics.risk_scores)} == every - below

@@ -33,8 +33,10 @@ def test_the_spilled_history_gives_each_user_their_clicks_in_order(
     clicks: list[ClickEvent], tmp_path: Path
 ) -> None:
     expected: dict[str, list[ClickEvent]] = defaultdict(list)
-    for e in clicks:
+    at: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for i, e in enumerate(clicks):
         expected[e.user_id].append(e)
+        at[e.user_id].append((i % 3, i))
     values = [msgspec.json.encode(e) for e in clicks]
     # A message spread over lines, and one that is not a click: one click, one dead letter.
     values[0] = msgspec.json.format(values[0], indent=2)
@@ -42,16 +44,17 @@ def test_the_spilled_history_gives_each_user_their_clicks_in_order(
     assert values[0].count(b"\n") > 3 and decode_click(values[0]) == clicks[0]
     with BucketFiles(tmp_path / "spill", 7) as files:
         history = cutover.SpilledHistory(spill=files)
-        for v in values:
-            history.add(v)
+        for i, v in enumerate(values):
+            history.add(v, i % 3, i)  # as if from partition i % 3, offset i
         files.close()
         got = [history.users(b) for b in range(7)]
     assert not (tmp_path / "spill").exists()  # removed with the context
     assert (history.events, history.dead_letters) == (len(clicks), 1)
-    for b, users in enumerate(got):
-        assert all(bucket_of(u, 7) == b for u in users)
-    merged = {u: events for users in got for u, events in users.items()}
-    assert merged == expected and sum(map(len, got)) == len(expected) > 7
+    for b, (users, where) in enumerate(got):
+        assert all(bucket_of(u, 7) == b for u in users) and set(where) == set(users)
+    merged = {u: events for users, _ in got for u, events in users.items()}
+    assert merged == expected and sum(len(u) for u, _ in got) == len(expected) > 7
+    assert {u: places for _, where in got for u, places in where.items()} == at
 
 
 def a_header(users: int) -> Prepared:

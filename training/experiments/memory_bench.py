@@ -227,8 +227,8 @@ def run_stage(stage: str, log: Path, work: Path, bucket_mib: float) -> dict:
         with BucketFiles(work / "spill", bucket_count(lines, BUCKET_EVENTS)) as files, \
                 atomic_writer(work / "prepared.msgpack") as f:  # fmt: skip
             history = SpilledHistory(spill=files)
-            for line in read_lines(str(log)):
-                history.add(line)
+            for offset, line in enumerate(read_lines(str(log))):
+                history.add(line, 0, offset)
 
             def keep(part) -> None:
                 nonlocal posts
