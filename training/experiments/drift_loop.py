@@ -274,7 +274,8 @@ def run_drift_loop(
                 with stage("cutover"):
                     seed = folder / f"seed-{len(judged)}"
                     plan = CutoverConfig(kafka, topics, registry.current_path(), seed,
-                                         archive=archive, progress=progress)  # fmt: skip
+                                         archive=archive, progress=progress,
+                                         old_recovery=flows.recovery)  # fmt: skip
                     prepare_cutover(plan)  # the champion's flow still serves
                     down = time.perf_counter()
                     flows.stop()
@@ -426,10 +427,12 @@ class _Flows:
         self.models = models
         self.log = folder / "serve.log"
         self._proc: subprocess.Popen | None = None
+        self.recovery: Path | None = None  # the recovery folder of the flow started last
 
     def start(self, recovery: str, *more: str) -> None:
+        self.recovery = self.folder / recovery
         args = ["--model", "current", "--models-dir", str(self.models), "--recovery-dir",
-                str(self.folder / recovery), "--metrics-port", "0", "--drift-warmup-days",
+                str(self.recovery), "--metrics-port", "0", "--drift-warmup-days",
                 f"{self.config.warmup_days:g}", *more]  # fmt: skip
         self._proc = serve_process(self.kafka, self.topics, args, self.log)
 
