@@ -37,6 +37,24 @@ def add_bootstrap(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def add_old_recovery_dir(p: argparse.ArgumentParser) -> None:
+    """``--old-recovery-dir`` of the commands that cut the flow over (``state.cutover``)."""
+    p.add_argument("--old-recovery-dir", type=Path, metavar="DIR",
+                   help="the old flow's --recovery-dir: every click it had read by its latest "
+                        "snapshot counts as answered, even where the risk-scores topic's "
+                        "retention dropped the answer (without it such posts are scored "
+                        "again by the new model; the prepare warns when the topic has dropped "
+                        "answers)")  # fmt: skip
+
+
+def old_recovery_dir(args: argparse.Namespace) -> Path | None:
+    """``--old-recovery-dir`` checked: CliError for a folder that is not there."""
+    folder = args.old_recovery_dir
+    if folder is not None and not folder.is_dir():
+        raise CliError(f"no such recovery folder: {folder}")
+    return folder
+
+
 def merge_json(path: Path, updates: dict[str, Any]) -> None:
     """Set these top-level keys of the JSON object in ``path``, keeping the others: several
     commands write parts of one results file. Written aside and renamed."""

@@ -9,7 +9,14 @@ import argparse
 import errno
 from pathlib import Path
 
-from deploy.commands.common import CliError, Subparsers, add_bootstrap, command
+from deploy.commands.common import (
+    CliError,
+    Subparsers,
+    add_bootstrap,
+    add_old_recovery_dir,
+    command,
+    old_recovery_dir,
+)
 from deploy.commands.models import add_models_dir, resolve_model
 
 __all__ = ["add"]
@@ -88,12 +95,7 @@ def add(sub: Subparsers) -> None:
     p.add_argument("--archive", type=Path, metavar="DIR",
                    help="a click archive ('deepcredit archive') for the offsets the clicks "
                         "topic no longer holds (retention)")  # fmt: skip
-    p.add_argument("--old-recovery-dir", type=Path, metavar="DIR",
-                   help="the old flow's --recovery-dir: every click it had read by its latest "
-                        "snapshot counts as answered, even where the risk-scores topic's "
-                        "retention dropped the answer (without it such posts are scored "
-                        "again by the new model; the prepare warns when the topic has dropped "
-                        "answers)")  # fmt: skip
+    add_old_recovery_dir(p)
     p.add_argument("--bucket-events", type=int, metavar="N",
                    help="clicks per bucket of the history the prepare spills to disk beside "
                         "DIR's files and rebuilds a bucket at a time: its memory is about 1 KB "
@@ -125,14 +127,12 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError(f"no such archive folder: {args.archive}")
     if any(p < 0 for p in args.partitions):
         raise CliError(f"--partitions must be partition numbers >= 0, not {args.partitions}")
-    if args.old_recovery_dir is not None and not args.old_recovery_dir.is_dir():
-        raise CliError(f"no such recovery folder: {args.old_recovery_dir}")
     if args.bucket_events is not None and args.bucket_events < 1:
         raise CliError(f"--bucket-events must be at least 1, not {args.bucket_events}")
     buckets = {} if args.bucket_events is None else {"bucket_events": args.bucket_events}
     cfg = CutoverConfig(KafkaSettings(args.bootstrap), Topics.from_env(), model, args.out,
                         archive=args.archive, progress=not args.quiet,
-                        partitions=tuple(args.partitions), old_recovery=args.old_recovery_dir,
+                        partitions=tuple(args.partitions), old_recovery=old_recovery_dir(args),
                         **buckets)  # fmt: skip
     part = partitions_option(args.partitions)
     try:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deploy.commands.common import CliError, Subparsers, add_bootstrap, command
+from deploy.commands.common import (
+    CliError,
+    Subparsers,
+    add_bootstrap,
+    add_old_recovery_dir,
+    command,
+    old_recovery_dir,
+)
 
 __all__ = ["MODELS_DIR", "add", "add_models_dir", "resolve_model"]
 
@@ -55,6 +62,7 @@ def add(sub: Subparsers) -> None:
     rollback.add_argument("--out", type=Path, required=True, metavar="DIR",
                           help="the cut-over folder: the prepared states (and, with "
                                "--flow-stopped, the seed) of the model rolled back to")  # fmt: skip
+    add_old_recovery_dir(rollback)
     rollback.add_argument("--flow-stopped", action="store_true",
                           help="the live flow is already stopped: do the whole cut-over now "
                                "and write the seed (default: prepare it while the flow still "
@@ -93,7 +101,7 @@ def add(sub: Subparsers) -> None:
 _ROLLBACK_STEPS = """\
 the operator's steps (the old model serves again, not only the pointer):
   1. the live flow still running:
-       deepcredit models rollback --reason TEXT --out DIR
+       deepcredit models rollback --reason TEXT --out DIR --old-recovery-dir LIVE_RECOVERY
      shows what the rollback does to decisions (asks when it moves a lot), replays every
      click so far through the model rolled back to (DIR/prepared.msgpack), then makes it
      current and records the rollback (model-events, models-audit, promotions.jsonl).
@@ -351,7 +359,7 @@ def _rollback(args: argparse.Namespace) -> int:
         confirm_shift(impact, args, "not rolled back")
     cfg = CutoverConfig(KafkaSettings(args.bootstrap), Topics.from_env(), registry.root / target,
                         args.out, archive=args.archive, progress=False,
-                        timeout_s=args.timeout)  # fmt: skip
+                        timeout_s=args.timeout, old_recovery=old_recovery_dir(args))  # fmt: skip
     try:
         if args.flow_stopped:
             summary = cutover(cfg)
