@@ -38,13 +38,14 @@ running; nothing is written to Kafka:
    running old flow and its answers retained, the few in flight), counting the rest. A post
    counted as answered stays so if retention drops its answer before the finish. Retention
    on the risk-scores topic drops answers too: with the old flow's recovery folder
-   (``old_recovery``, ``--old-recovery-dir``) every post it had read by its latest snapshot
-   counts as answered (it wrote the answer before that snapshot); without it, a post whose
-   answer expired counts as unanswered and the finish scores it again (the prepare warns when
-   the topic has dropped answers). The finish
-   holds all of it (``read_prepared``). The states stay encoded as the seed holds them, so the
-   finish decodes only the users the tail touches and passes the others' bytes to the seed as
-   they are. One prepare of a part into DIR runs at a time (``DIR/prepare.lock``).
+   (``old_recovery``, ``--old-recovery-dir``) every post it had read as of the snapshots a
+   restart would load counts as answered (every step finished those epochs, its answers
+   written); without it, a post whose answer expired counts as unanswered and the finish
+   scores it again (the prepare warns when the topic has dropped answers). The finish holds
+   all of it (``read_prepared``). The states stay encoded as the seed holds them, so the
+   finish decodes only the users the tail touches and passes the others' bytes to the seed
+   as they are. One prepare of a part into DIR runs at a time: it holds ``DIR/prepare.lock``
+   (a part's ``prepare-partitions-0-2.lock``; the file stays).
 
 **Finish** (``finish_cutover``, ``deepcredit cutover --finish``), after the old flow is stopped
 (SIGTERM); the downtime is this phase only:
@@ -116,9 +117,11 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import pickle
 import shutil
+import sqlite3
 import time
-from collections import ChainMap, defaultdict
+from collections import ChainMap, defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -143,6 +146,7 @@ from scorer.reasons import advance_with_reasons
 from scorer.rebuild import rebuild
 from scorer.steps import history_at
 from scorer.user_state import (
+    RECENT_IDS,
     Seen,
     UserState,
     decode_state,
@@ -364,7 +368,7 @@ class SpilledHistory(_Clicks):
         self, bucket: int
     ) -> tuple[dict[str, list[ClickEvent]], dict[str, list[tuple[int, int]]]]:
         """The clicks of ``bucket``'s users, each user's in offset order, and the (partition,
-        offset) of each (an archived click's: an offset above its own, below the topic's)."""
+        offset) of each (an archived click's: an offset at or above its own, below the topic's)."""
         by_user: dict[str, list[ClickEvent]] = defaultdict(list)
         where: dict[str, list[tuple[int, int]]] = defaultdict(list)
         for line in self.spill.lines(bucket):
@@ -537,7 +541,7 @@ def _prepare(
     ends, topic_partitions = _clicks_ends(cfg)  # 1.
     # Every offset below the ends is a message to read, from the topic or the archive.
     buckets = bucket_count(sum(high for _, high in ends.values()), cfg.bucket_events)
-    read_by_old = _read_by_old(cfg, scores_end)
+    read_by_old = _read_by_old(cfg, scores_end, topic_partitions)
     # The answers first, while the topic still holds what its low watermark said; one spill's
     # files open at a time.
     with BucketFiles(spill / "answers", buckets) as answers:
@@ -566,10 +570,12 @@ def _prepare(
 
 
 def _read_by_old(
-    cfg: CutoverConfig, scores_end: dict[int, tuple[int, int]]
+    cfg: CutoverConfig, scores_end: dict[int, tuple[int, int]], topic_partitions: list[int]
 ) -> dict[int, int] | None:
-    """Where the old flow resumes each clicks partition (``cfg.old_recovery``), or None; without
-    it, a warning when the risk-scores topic no longer holds its first answers."""
+    """Where the old flow resumes each clicks partition (``cfg.old_recovery``; from the
+    snapshots a restart would load, so every answer before it was written), or None; without
+    it, a warning when the risk-scores topic no longer holds its first answers. Warns of the
+    partitions it has read nothing of."""
     if cfg.old_recovery is None:
         if any(low > 0 for low, _ in scores_end.values()):
             log.warning("%s no longer holds its first answers (retention): a post whose answer "
@@ -579,9 +585,15 @@ def _read_by_old(
                         "post the old flow read as answered", cfg.topics.risk_scores)  # fmt: skip
         return None
     try:
-        offsets = read_input_offsets(cfg.old_recovery, cfg.topics.clicks)
-    except FileNotFoundError as exc:
-        raise CutoverError(f"--old-recovery-dir: {exc}") from None
+        offsets = read_input_offsets(cfg.old_recovery, cfg.topics.clicks, resumed=True)
+    except (OSError, sqlite3.Error, pickle.UnpicklingError) as exc:
+        raise CutoverError(f"--old-recovery-dir {cfg.old_recovery}: not a recovery folder "
+                           f"the flow can resume from ({exc})") from None  # fmt: skip
+    unread = sorted(p for p in (cfg.partitions or topic_partitions) if offsets.get(p, -1) <= 0)
+    if unread:
+        log.warning("the old flow's recovery folder %s has read nothing of %s partitions %s "
+                    "(a wrong folder, or DEEPCREDIT_TOPIC_PREFIX?): their posts count as "
+                    "unread", cfg.old_recovery, cfg.topics.clicks, unread)  # fmt: skip
     return {p: max(0, o) for p, o in offsets.items()}
 
 
@@ -660,7 +672,9 @@ def _pending(
 
     A post is answered when (its user id, its event id) is in ``answered``, or when
     ``read[user][i]`` is true for it, the user's i-th click (read by the old flow, whose
-    answer to it may have expired since).
+    answer to it may have expired since). A click the flow skips as a repeat (its id among
+    the user's last ``RECENT_IDS`` advanced ids, ``scorer.model.is_repeat``) is no post of its
+    own: the flow never answered it, and the finish must not either.
 
     >>> from deepcredit.events import Activity, ClickEvent
     >>> def post(i):
@@ -671,8 +685,11 @@ def _pending(
     >>> [e.event_id for e in pending], answered, left
     (['p3', 'p4'], 2, 1)
     >>> pending, answered, left = _pending({"u": [post(1), post(2), post(1)]}, {("u", "p2")})
-    >>> [e.event_id for e in pending], answered, left  # p1 again after the answer: kept once
-    (['p1'], 1, 0)
+    >>> [e.event_id for e in pending], answered, left  # p1 again: a repeat, not a post
+    ([], 1, 1)
+    >>> pending, answered, left = _pending({"u": [post(1), post(1)]}, set(), {"u": [True, False]})
+    >>> [e.event_id for e in pending], answered, left  # read, then resent: nothing to score
+    ([], 1, 0)
     >>> pending, answered, left = _pending({"u": [post(i) for i in range(4)]}, set(),
     ...                                    {"u": [True, True, False, False]})
     >>> [e.event_id for e in pending], answered, left  # the old flow read p0 and p1
@@ -684,7 +701,14 @@ def _pending(
     read = read or {}
     for user, events in by_user.items():
         flags = read.get(user)
-        at = [i for i, e in enumerate(events) if e.activity is Activity.POST]
+        recent: deque[str] = deque(maxlen=RECENT_IDS)  # the ids the flow advanced, newest last
+        at: list[int] = []
+        for i, e in enumerate(events):
+            if e.event_id in recent:
+                continue  # a repeat: skipped by the flow, as by the rebuild
+            recent.append(e.event_id)
+            if e.activity is Activity.POST:
+                at.append(i)
         posts = [events[i] for i in at]
         mine = [(user, e.event_id) in answered or (flags is not None and flags[i])
                 for i, e in zip(at, posts, strict=True)]  # fmt: skip
@@ -696,7 +720,8 @@ def _pending(
                 left.add(e.event_id)
             else:
                 pending.append(e)
-    left -= {e.event_id for e in pending}  # a repeat after the answer: the finish counts it
+    # An id beyond its user's memory of ids comes again as a new post: counted where it is.
+    left -= {e.event_id for e in pending}
     return pending, len(hit), len(left)
 
 

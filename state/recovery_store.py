@@ -25,6 +25,7 @@ __all__ = [
     "SCORE_STEP_ID",
     "read_input_offsets",
     "read_states",
+    "resume_epoch",
     "state_model_version",
 ]
 
@@ -44,33 +45,70 @@ def read_states(db_dir: Path, step_id: str = SCORE_STEP) -> dict[str, UserState]
     return {key: decode_state(state) for key, state in _latest(db_dir, step_id).items()}
 
 
-def read_input_offsets(db_dir: Path, topic: str, step_id: str = CLICKS_STEP) -> dict[int, int]:
+def read_input_offsets(
+    db_dir: Path, topic: str, step_id: str = CLICKS_STEP, *, resumed: bool = False
+) -> dict[int, int]:
     """Where the Kafka input ``step_id`` resumes each partition of ``topic``: partition -> the
     next offset it reads, as of its latest snapshot (negative: a logical offset, nothing read
     yet). Bytewax keys an input partition "<partition>-<topic>"; offsets only grow, so the
     latest snapshot is the furthest a restart can resume from.
 
+    ``resumed``: as of the latest snapshot a restart resumes from (``resume_epoch``): the
+    epochs before it were finished by every step, so every output of a message before these
+    offsets was written. A later snapshot may be of an epoch the flow died in.
+
     Raises FileNotFoundError when ``db_dir`` holds no recovery partitions."""
     suffix = f"-{topic}"
+    below = resume_epoch(db_dir) if resumed else None
+    if resumed and below is None:
+        return {}
     return {int(key.removesuffix(suffix)): offset
-            for key, offset in _latest(db_dir, step_id).items()
+            for key, offset in _latest(db_dir, step_id, below).items()
             if key.endswith(suffix) and offset is not None}  # fmt: skip
 
 
-def _latest(db_dir: Path, step_id: str) -> dict[str, Any]:
-    """Each key's latest snapshot of ``step_id`` (unpickled), keys whose state was discarded
-    left out."""
-    latest: dict[str, tuple[int, bytes | None]] = {}
+def resume_epoch(db_dir: Path) -> int | None:
+    """The epoch a restart of the flow recorded in ``db_dir`` resumes from, as Bytewax reckons
+    it: the lowest frontier among the workers of its latest execution (a worker that recorded
+    none: the execution's own resume epoch); it loads the snapshots of the epochs before it.
+    None when no execution is recorded. Raises FileNotFoundError when ``db_dir`` holds no
+    recovery partitions."""
+    executions: list[tuple[int, int, int]] = []
+    fronts: list[tuple[int, int, int]] = []
+    for path in _partitions(db_dir):
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
+            executions += con.execute("SELECT ex_num, worker_count, resume_epoch FROM exs")
+            fronts += con.execute("SELECT ex_num, worker_index, worker_frontier FROM fronts")
+    if not executions:
+        return None
+    ex_num, workers, start = max(executions)
+    frontier = dict.fromkeys(range(workers), start)
+    for ex, worker, front in fronts:
+        if ex == ex_num and worker in frontier:
+            frontier[worker] = max(frontier[worker], front)
+    return min(frontier.values())
+
+
+def _partitions(db_dir: Path) -> list[Path]:
     files = sorted(Path(db_dir).glob("*.sqlite3"))
     if not files:
         raise FileNotFoundError(f"no Bytewax recovery partitions (*.sqlite3) in {db_dir}")
-    for path in files:
+    return files
+
+
+def _latest(db_dir: Path, step_id: str, below: int | None = None) -> dict[str, Any]:
+    """Each key's latest snapshot of ``step_id`` (unpickled; of an epoch before ``below``
+    when given), keys whose state was discarded left out."""
+    latest: dict[str, tuple[int, bytes | None]] = {}
+    for path in _partitions(db_dir):
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
             rows = con.execute(
                 "SELECT state_key, snap_epoch, ser_change FROM snaps WHERE step_id = ?",
                 (step_id,),
             )
             for key, epoch, blob in rows:
+                if below is not None and epoch >= below:
+                    continue
                 if key not in latest or epoch > latest[key][0]:
                     latest[key] = (epoch, blob)
     # The blobs are Bytewax's own pickles, written by our flow into our folder.

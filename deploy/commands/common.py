@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +54,14 @@ def old_recovery_dir(args: argparse.Namespace) -> Path | None:
     if folder is not None and not folder.is_dir():
         raise CliError(f"no such recovery folder: {folder}")
     return folder
+
+
+def cutover_files_error(exc: OSError) -> str:
+    """What a cut-over's OSError means to the operator (its spill, prepared file, seed, the
+    old flow's recovery folder), with what to do when too many files are open."""
+    hint = (" (more clicks a bucket, --bucket-events, opens fewer files; or raise 'ulimit -n')"
+            if exc.errno == errno.EMFILE else "")  # fmt: skip
+    return f"cannot read or write the cut-over's files: {exc}{hint}"
 
 
 def merge_json(path: Path, updates: dict[str, Any]) -> None:

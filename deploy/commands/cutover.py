@@ -6,7 +6,6 @@ down only while the finish replays the clicks that came after the prepare."""
 from __future__ import annotations
 
 import argparse
-import errno
 from pathlib import Path
 
 from deploy.commands.common import (
@@ -15,6 +14,7 @@ from deploy.commands.common import (
     add_bootstrap,
     add_old_recovery_dir,
     command,
+    cutover_files_error,
     old_recovery_dir,
 )
 from deploy.commands.models import add_models_dir, resolve_model
@@ -127,6 +127,9 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError(f"no such archive folder: {args.archive}")
     if any(p < 0 for p in args.partitions):
         raise CliError(f"--partitions must be partition numbers >= 0, not {args.partitions}")
+    if args.finish and args.old_recovery_dir is not None:
+        raise CliError("--old-recovery-dir is the prepare's (it decides which posts the finish "
+                       "may score): give it to 'cutover --prepare'")  # fmt: skip
     if args.bucket_events is not None and args.bucket_events < 1:
         raise CliError(f"--bucket-events must be at least 1, not {args.bucket_events}")
     buckets = {} if args.bucket_events is None else {"bucket_events": args.bucket_events}
@@ -144,10 +147,8 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     except (TimeoutError, RuntimeError, ValueError) as exc:
         raise CliError(f"cannot read the topics: {exc}") from None
-    except OSError as exc:  # the spill's bucket files, the prepared file, the seed
-        hint = (" (more clicks a bucket, --bucket-events, opens fewer files; or raise "
-                "'ulimit -n')") if exc.errno == errno.EMFILE else ""  # fmt: skip
-        raise CliError(f"cannot write the cut-over's files: {exc}{hint}") from None
+    except OSError as exc:
+        raise CliError(cutover_files_error(exc)) from None
     if args.prepare:
         print(
             f"prepared the cut-over to {p.model_version} at offsets {p.offsets} of "

@@ -11,6 +11,7 @@ from deploy.commands.common import (
     add_bootstrap,
     add_old_recovery_dir,
     command,
+    cutover_files_error,
     old_recovery_dir,
 )
 
@@ -354,12 +355,13 @@ def _rollback(args: argparse.Namespace) -> int:
     except RegistryError as exc:
         raise CliError(f"not rolled back: {exc}") from None
     assert current is not None  # rollback_target raised otherwise
+    old_recovery = old_recovery_dir(args)  # before the impact, which rebuilds twice
     impact = _impact(args, registry, current.version, target)
     if impact is not None:
         confirm_shift(impact, args, "not rolled back")
     cfg = CutoverConfig(KafkaSettings(args.bootstrap), Topics.from_env(), registry.root / target,
                         args.out, archive=args.archive, progress=False,
-                        timeout_s=args.timeout, old_recovery=old_recovery_dir(args))  # fmt: skip
+                        timeout_s=args.timeout, old_recovery=old_recovery)  # fmt: skip
     try:
         if args.flow_stopped:
             summary = cutover(cfg)
@@ -369,6 +371,8 @@ def _rollback(args: argparse.Namespace) -> int:
         raise CliError(f"not rolled back: {exc}") from None
     except (TimeoutError, RuntimeError, ValueError) as exc:
         raise CliError(f"not rolled back: cannot read the topics: {exc}") from None
+    except OSError as exc:
+        raise CliError(f"not rolled back: {cutover_files_error(exc)}") from None
     _announce(args, _event("rollback", target, current.version, by, args, impact),
               "not rolled back")  # fmt: skip
     try:

@@ -20,6 +20,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 import pytest
+from bytewax.recovery import init_db_dir
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
@@ -545,7 +546,7 @@ def test_posts_the_old_flow_read_count_as_answered_after_retention_dropped_their
     blue = serve_process(kafka, topics, model_dir, "--metrics-port", "0", "--recovery-dir",
                          str(tmp_path / "blue"), "--until-end", log=log_file)  # fmt: skip
     assert blue.wait(120) == 0, log_file.read_text()[-3000:]
-    read = read_input_offsets(tmp_path / "blue", topics.clicks)
+    read = read_input_offsets(tmp_path / "blue", topics.clicks, resumed=True)
     assert sum(read.values()) > 0
     ends = watermarks(kafka, topics.risk_scores)
     admin = AdminClient(kafka.client_config())
@@ -565,6 +566,18 @@ def test_posts_the_old_flow_read_count_as_answered_after_retention_dropped_their
     assert "no longer holds its first answers (retention)" in caplog.text
     blind = read_prepared(tmp_path / "blind")
     assert {e.event_id for e in blind.posts} == every and blind.answered == 0
+
+    # A recovery folder that read nothing of these clicks (another flow's, a wrong prefix).
+    (tmp_path / "empty").mkdir()
+    init_db_dir(tmp_path / "empty", 1)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="state.cutover"):
+        assert run_cutover(kafka, model_b, tmp_path / "wrong", "--prepare", "--old-recovery-dir",
+                           str(tmp_path / "empty")) == 0  # fmt: skip
+    assert "has read nothing of" in caplog.text and "partitions [0, 1, 2]" in caplog.text
+    assert run_cutover(kafka, model_b, tmp_path / "wrong", "--finish", "--old-recovery-dir",
+                       str(tmp_path / "blue")) == 1  # fmt: skip
+    assert "--old-recovery-dir is the prepare's" in capsys.readouterr().err
 
     out = tmp_path / "seed"
     assert run_cutover(kafka, model_b, out, "--prepare", "--old-recovery-dir",
