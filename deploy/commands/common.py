@@ -41,11 +41,11 @@ def add_bootstrap(p: argparse.ArgumentParser) -> None:
 def add_old_recovery_dir(p: argparse.ArgumentParser) -> None:
     """``--old-recovery-dir`` of the commands that cut the flow over (``state.cutover``)."""
     p.add_argument("--old-recovery-dir", type=Path, metavar="DIR",
-                   help="the old flow's --recovery-dir: every click it had read by its latest "
-                        "snapshot counts as answered, even where the risk-scores topic's "
-                        "retention dropped the answer (without it such posts are scored "
-                        "again by the new model; the prepare warns when the topic has dropped "
-                        "answers)")  # fmt: skip
+                   help="the old flow's --recovery-dir: every click it had read, as of the "
+                        "snapshots a restart would load, counts as answered, even where the "
+                        "risk-scores topic's retention dropped the answer (without it such "
+                        "posts are scored again by the new model; the prepare warns when the "
+                        "topic has dropped answers)")  # fmt: skip
 
 
 def old_recovery_dir(args: argparse.Namespace) -> Path | None:
