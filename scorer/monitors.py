@@ -339,7 +339,7 @@ class LoanLabel(msgspec.Struct, frozen=True):
     known_at: float  # event time at which the label became known
 
 
-class _HeldLoan(Loan, kw_only=True):
+class _HeldLoan(Loan, kw_only=True, array_like=True):
     """A scored loan whose labels are not all known yet."""
 
     p: tuple[float, float]
@@ -352,6 +352,10 @@ def _Held(
     """A held loan of an older drift snapshot, which pickled held loans as ``_Held`` with these
     fields: the labeller reads neither the amount nor the post time that it lacks."""
     return _HeldLoan(0.0, due_ts, math.nan, funded, p=p, delinquent_known=delinquent_known)
+
+
+_held_encoder = msgspec.msgpack.Encoder()
+_held_decoder = msgspec.msgpack.Decoder(dict[str, _HeldLoan])
 
 
 class LoanLabeller:
@@ -369,6 +373,19 @@ class LoanLabeller:
         self._held: dict[str, _HeldLoan] = {}
         self._deadlines: list[tuple[float, int, str]] = []  # (ts, 0 due | 1 default, loan)
         self._now = -math.inf
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The held loans as one msgpack blob: the drift step pickles the monitors every epoch,
+        and pickle takes each loan struct apart on its own (the held loans were most of the
+        snapshot's time)."""
+        return {**self.__dict__, "_held": _held_encoder.encode(self._held)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Also a snapshot from before the blob, with the loans pickled one by one."""
+        held = state.get("_held")
+        if isinstance(held, bytes):
+            state = {**state, "_held": _held_decoder.decode(held)}
+        self.__dict__.update(state)
 
     @property
     def open_loans(self) -> int:

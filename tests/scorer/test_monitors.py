@@ -3,7 +3,9 @@ cool-down, and label loans exactly as ``deepcredit.loans`` does."""
 
 from __future__ import annotations
 
+import copyreg
 import itertools
+import math
 import pickle
 import random
 
@@ -323,17 +325,42 @@ class _OlderHeld:
         return (monitors._Held, self.fields)
 
 
+class _OlderLabeller:
+    """A labeller as older drift snapshots pickled it: its held loans one by one, no blob."""
+
+    def __init__(self, state: dict[str, object]) -> None:
+        self.state = state
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (copyreg._reconstructor, (LoanLabeller, object, None), self.state)
+
+
 def test_a_labeller_from_an_older_snapshot_goes_on_labelling() -> None:
     due = T0 + 30 * DAY_S
-    older = LoanLabeller()
-    older._held = {"l0": _OlderHeld((0.3, 0.1), due, True, False)}  # type: ignore[dict-item]
-    older._deadlines = [(due, 0, "l0")]
+    older = _OlderLabeller({"_held": {"l0": _OlderHeld((0.3, 0.1), due, True, False)},
+                            "_deadlines": [(due, 0, "l0")], "_now": -math.inf})  # fmt: skip
     labeller = pickle.loads(pickle.dumps(older))
+    assert isinstance(labeller, LoanLabeller)
     labels = labeller.advance(due + 1)
     labels += labeller.update(loan_event(0, 2, due + 5 * DAY_S, Activity.REPAY), None)
     assert [(x.target, x.label, x.p) for x in labels] == [("delinquent", True, 0.3),
                                                           ("default", False, 0.1)]  # fmt: skip
     assert labeller.open_loans == 0
+
+
+def test_the_held_loans_are_snapshotted_as_one_blob_and_come_back_equal() -> None:
+    labeller = LoanLabeller()
+    for i in range(3):
+        post = loan_event(i, 0, T0 + i, Activity.POST, rate=0.1, term_days=30)
+        labeller.update(post, (0.1 * (i + 1), 0.01 * (i + 1)))
+    labeller.update(loan_event(1, 1, T0 + 10, Activity.BORROW), None)
+    state = labeller.__getstate__()
+    assert isinstance(state["_held"], bytes)  # one msgpack blob, not a struct per loan
+    back = pickle.loads(pickle.dumps(labeller))
+    assert back._held == labeller._held and list(back._held) == list(labeller._held)
+    assert back._deadlines == labeller._deadlines and back._now == labeller._now
+    assert len(back._held) == 3 and back._held["l1"].funded and not back._held["l0"].funded
+    assert back._held["l2"].p == (0.1 * 3, 0.01 * 3)
 
 
 # --- what an alert tells a person --------------------------------------------------------------
