@@ -42,14 +42,17 @@ def test_sigkill_mid_stream_loses_nothing_and_changes_no_state(
     recovery, log = tmp_path / "recovery", tmp_path / "serve.log"
     args = ("--recovery-dir", str(recovery), "--metrics-port", "0")
     # The first run snapshots every second, so its restart usually resumes from a snapshot
-    # mid-stream; the second snapshots only after a minute, so it is killed before any of its
+    # mid-stream; the second snapshots only after an hour, so it is killed before any of its
     # epochs ends and what it scored is scored again: repeats however loaded the machine is.
-    snapshots = ("1", "60")
+    # The second half of the stream comes only after the first kill, so the second run has
+    # posts of its own to score (a first run fast enough could have scored everything).
+    snapshots = ("1", "3600")
+    half = len(lines) // 2
 
-    # The clickstream arrives over ~6 s in slices while the flow runs, is killed and restarts.
+    # The first half arrives over ~3 s in slices while the first run runs.
     def trickle() -> None:
-        for start in range(0, len(lines), 250):
-            send(kafka, topics.clicks, lines[start : start + 250])
+        for start in range(0, half, 250):
+            send(kafka, topics.clicks, lines[start : min(start + 250, half)])
             time.sleep(0.25)
 
     feeder = threading.Thread(target=trickle)
@@ -64,11 +67,13 @@ def test_sigkill_mid_stream_loses_nothing_and_changes_no_state(
         assert flow.wait(10) == -signal.SIGKILL
         kills += 1
         scored_before_kill.append(n)
-        at_least = n + 1  # the restarted flow must make progress before the next kill
         if restart == 0:
+            feeder.join()
+            # The second run must write scores of its own before it is killed.
+            at_least = len(read_to_end(kafka, topics.risk_scores)) + 1
             flow = serve_process(kafka, topics, model_dir, *args, "--snapshot-seconds",
                                  snapshots[1], log=log)  # fmt: skip
-    feeder.join()
+            send(kafka, topics.clicks, lines[half:])
     assert scored_before_kill[0] < len(expected), "the first kill came after the stream ended"
     # The last run reads to the end of the clicks topic and stops.
     final = serve_process(kafka, topics, model_dir, *args, "--snapshot-seconds", "1",
