@@ -365,16 +365,18 @@ class SpilledHistory(_Clicks):
         self.spill.write(event.user_id, _spill_encoder.encode((partition, offset, event)))
 
     def users(
-        self, bucket: int
+        self, bucket: int, places: bool = True
     ) -> tuple[dict[str, list[ClickEvent]], dict[str, list[tuple[int, int]]]]:
-        """The clicks of ``bucket``'s users, each user's in offset order, and the (partition,
-        offset) of each (an archived click's: an offset at or above its own, below the topic's)."""
+        """The clicks of ``bucket``'s users, each user's in offset order, and with ``places``
+        the (partition, offset) of each (an archived click's: an offset at or above its own,
+        below the topic's; empty without)."""
         by_user: dict[str, list[ClickEvent]] = defaultdict(list)
         where: dict[str, list[tuple[int, int]]] = defaultdict(list)
         for line in self.spill.lines(bucket):
             partition, offset, event = _spill_decoder.decode(line)
             by_user[event.user_id].append(event)
-            where[event.user_id].append((partition, offset))
+            if places:
+                where[event.user_id].append((partition, offset))
         return by_user, where
 
 
@@ -634,7 +636,7 @@ def rebuild_in_buckets(
     rebuild_s, users, conflicts, first, answered, left = 0.0, 0, 0, None, 0, 0
     with tqdm(total=history.events, desc="rebuild", unit="ev", disable=not progress) as bar:
         for b in range(files.buckets):
-            by_user, where = history.users(b)
+            by_user, where = history.users(b, places=read_by_old is not None)
             files.drop(b)
             started = time.perf_counter()
             rebuilt = rebuild(weights, by_user, on_step=bar.update)
