@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dataflow.reorder import DRIFT_REORDER
 from deepcredit.settings import KafkaSettings, Topics
-from scorer.monitor_config import MonitorConfig
+from scorer.monitor_config import MonitorConfig, UserSample
 
 __all__ = ["FlowConfig", "ServeOptions"]
 
@@ -34,6 +34,8 @@ class FlowConfig:
                 "flow hands them over user by user); a few polls of every clicks partition; "
                 "0 = none"
     })  # fmt: skip
+    # Which users the drift monitors watch, and the most they keep state for.
+    drift_sample: UserSample = field(default_factory=UserSample)
 
 
 @dataclass(frozen=True)

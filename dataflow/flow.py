@@ -164,12 +164,14 @@ def build_flow(
     every post 0 (the benchmark's baseline: everything but the model). ``seed`` (made for
     ``weights``, see ``load_seed``): where each clicks partition and each new user start.
 
-    Drift (``cfg.monitors``): the score step also emits every non-post event, so one stream
-    carries each user's events in order, posts with their probabilities. It is keyed on one
+    Drift (``cfg.monitors``): the score step also emits every non-post event of the users the
+    drift sample watches (``cfg.drift_sample``, all by default), so one stream carries each
+    such user's events in order, posts with their probabilities. It is keyed on one
     constant key into a single ``DriftMonitors``, on one worker, on purpose: the monitors are
     statistics of the whole platform (every partition's users in one mix, one score
     distribution, one rolling AUC), and an update costs microseconds, far below the model step;
-    the price is that this step's items cross to that worker in a multi-worker flow. Across
+    the price is that this step's items cross to that worker in a multi-worker flow (a sample
+    fraction below 1 sends only its users' events). Across
     users the stream is only approximately in event time (partitions and batches interleave),
     which these statistics tolerate; near a due date, a loan's label can be settled by another
     user's later event that came first. The pass-through flow runs the same monitors (on its
@@ -183,11 +185,12 @@ def build_flow(
     failed = [valid.falses]  # DeadLetter streams, one per step that makes them
     by_user = op.key_on("by_user", valid.trues, user_of)  # (user_id, Accepted)
     drift = cfg.monitors is not None
+    sample = cfg.drift_sample
     if weights is None:
-        logic = partial(PassThrough, emit_events=drift)
+        logic = partial(PassThrough, emit_events=drift, sample=sample)
         version = "pass-through"
     else:
-        logic = partial(UserScorer, weights, emit_events=drift,
+        logic = partial(UserScorer, weights, emit_events=drift, sample=sample,
                         seed=seed.states if seed else None)  # fmt: skip
         version = weights.version
     user_scored = op.stateful_batch(SCORE_STEP_ID, by_user, logic)
@@ -208,10 +211,12 @@ def build_flow(
     risk = op.merge("risk_merge", scores, not_scored)
     op.output("scores", risk, CheckedKafkaSink(cfg.kafka, cfg.topics.risk_scores))
     if cfg.monitors is not None:
-        everything = op.key_on("drift_key", scored, lambda _: "all")  # ("all", Scored | Accepted)
-        drift_out = op.stateful_batch("drift", everything,
+        # ("all", Scored | Accepted) of the users the sample watches
+        watched = op.filter_map("drift_key", scored, _watched)
+        drift_out = op.stateful_batch("drift", watched,
                                       partial(DriftStep, version, cfg.monitors,
-                                              reorder=cfg.drift_reorder))  # fmt: skip
+                                              reorder=cfg.drift_reorder,
+                                              sample=sample))  # fmt: skip
         unkeyed = op.key_rm("drift_unkey", drift_out)  # DriftAlert | DeadLetter
         drift_failed = op.branch("drift_failed", unkeyed, _is_dead_letter)
         failed.append(drift_failed.trues)
@@ -221,6 +226,12 @@ def build_flow(
     messages_out = op.map("dead_letter_message", letters, dead_letter_message)
     op.output("dead_letters", messages_out, CheckedKafkaSink(cfg.kafka, cfg.topics.dead_letter))
     return flow
+
+
+def _watched(item: Scored | Accepted) -> tuple[str, Scored | Accepted] | None:
+    """The drift step's item, keyed on its one key, or None for a post of a user outside the
+    drift sample (the score step passes on no other event of such a user)."""
+    return None if isinstance(item, Scored) and not item.watched else ("all", item)
 
 
 def _is_dead_letter(item: object) -> bool:

@@ -31,3 +31,4 @@ class Scored(msgspec.Struct, frozen=True):
     p_default: float
     history: tuple[int, float] = (0, 0.0)  # (events before the post, days since the first)
     reasons: tuple[str, ...] = ()  # reason codes (``scorer.reasons.advance_with_reasons``)
+    watched: bool = True  # its user is in the drift monitors' sample (``UserSample``)

@@ -54,7 +54,7 @@ from deepcredit.records import (
     score_record,
 )
 from scorer.model import ModelWeights, StateVersionError, advance_unseen
-from scorer.monitors import DriftMonitors, MonitorConfig
+from scorer.monitors import DriftMonitors, MonitorConfig, UserSample
 from scorer.reasons import advance_with_reasons
 from scorer.steps import history_at, out_of_order_s
 from scorer.user_state import (
@@ -188,7 +188,8 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted | DeadLetter, by
     recovery store has no snapshot of; others start from ``UserState.new``.
 
     With ``emit_events`` every event that is not a scored post comes out too, as its Accepted,
-    so the drift monitors downstream see each user's events in order, posts included.
+    so the drift monitors downstream see each user's events in order, posts included; only for
+    the users ``sample`` watches (``UserSample``), and each Scored says whether its user is one.
 
     A repeat (an event id among the user's last ``RECENT_IDS``, ``scorer.model.is_repeat``)
     changes nothing and is not scored or passed to the drift monitors: a post is scored once
@@ -209,9 +210,12 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted | DeadLetter, by
         *,
         emit_events: bool = False,
         seed: Mapping[str, bytes] | None = None,
+        sample: UserSample | None = None,
     ) -> None:
         self.weights = weights
         self.emit_events = emit_events
+        self.sample = sample or UserSample()
+        self.watched: bool | None = None  # by the drift sample, from the first event's user
         self.seed = seed or {}
         # Bytewax builds the logic without its key, so a user never snapshotted gets its state
         # (the cut-over seed's, or a new one) from the user id of its first event.
@@ -231,6 +235,9 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted | DeadLetter, by
     ) -> tuple[Iterable[Scored | Accepted | DeadLetter], bool]:
         if self.state is None:
             self.state = self._initial(values[0].event.user_id)
+        if self.watched is None:
+            self.watched = self.sample.watches(values[0].event.user_id)
+        emit = self.emit_events and self.watched
         start = self.state.frozen()  # to undo a failed event
         done: list[tuple[ClickEvent, bytes, bytes]] = []  # advanced since ``start``, with keys
         out: list[Scored | Accepted | DeadLetter] = []
@@ -262,8 +269,8 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted | DeadLetter, by
                 continue
             done.append((a.event, key, fingerprint))
             if p is not None:
-                out.append(Scored(a, p[0], p[1], history, tuple(why)))
-            elif self.emit_events:
+                out.append(Scored(a, p[0], p[1], history, tuple(why), self.watched))
+            elif emit:
                 out.append(a)
         if done:  # once per batch: each event advanced counted at the batch's mean time
             metrics.observe_many(metrics.PROCESSING, (time.perf_counter() - started) / len(done),
@@ -293,16 +300,27 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted | DeadLetter, by
 
 class PassThrough(StatefulBatchLogic[Accepted, Scored | Accepted, bytes]):
     """The score step without the model: every post scores 0 (the benchmark's baseline).
-    ``emit_events`` as in ``UserScorer``."""
+    ``emit_events`` and ``sample`` as in ``UserScorer``."""
 
-    def __init__(self, snapshot: bytes | None = None, *, emit_events: bool = False) -> None:
+    def __init__(
+        self,
+        snapshot: bytes | None = None,
+        *,
+        emit_events: bool = False,
+        sample: UserSample | None = None,
+    ) -> None:
         self.emit_events = emit_events
+        self.sample = sample or UserSample()
+        self.watched: bool | None = None
         metrics.USERS.inc()
 
     def on_batch(self, values: list[Accepted]) -> tuple[Iterable[Scored | Accepted], bool]:
-        if self.emit_events:
+        if self.watched is None:
+            self.watched = self.sample.watches(values[0].event.user_id)
+        w = self.watched
+        if self.emit_events and w:
             return [Scored(a, 0.0, 0.0) if a.event.activity == "post" else a for a in values], False
-        return [Scored(a, 0.0, 0.0) for a in values if a.event.activity == "post"], False
+        return [Scored(a, 0.0, 0.0, watched=w) for a in values if a.event.activity == "post"], False
 
     def snapshot(self) -> bytes:
         return b""
@@ -337,14 +355,17 @@ class DriftStep(StatefulBatchLogic[Scored | Accepted, DriftAlert | DeadLetter, b
     monitors see the platform's events in event-time order although the score step hands them
     over user by user; at the end of input (a replay that stops) the buffer is flushed.
     Snapshots are the pickled monitors and buffer, bytes, so the epoch's snapshot cannot change
-    under Bytewax while the monitors go on. They grow with the users seen (a last event time
-    each), the open loans and the buffer (sizes in the README, "Drift monitors"); one snapshot
-    per epoch. Monitors restored from another model's flow are dropped: a new model gets new
-    monitors.
+    under Bytewax while the monitors go on. They grow with the users watched (a last event
+    time each, their open scored loans) up to ``sample.max_users`` (``UserSample``), and with
+    the buffer (sizes in the README, "Drift monitors"); one snapshot per epoch. Monitors
+    restored from another model's flow are dropped: a new model gets new monitors. Monitors
+    restored from this model's take ``sample`` (``DriftMonitors.resample``).
     """
 
     def __init__(self, model_version: str, config: MonitorConfig, snapshot: bytes | None,
-                 reorder: int = DRIFT_REORDER) -> None:  # fmt: skip
+                 reorder: int = DRIFT_REORDER,
+                 sample: UserSample | None = None) -> None:  # fmt: skip
+        sample = sample or UserSample()
         self.monitors: DriftMonitors | None = None
         self.buffer: Reorder[Scored | Accepted] = Reorder(reorder)
         if snapshot is not None:
@@ -352,6 +373,7 @@ class DriftStep(StatefulBatchLogic[Scored | Accepted, DriftAlert | DeadLetter, b
             monitors, held = restored if isinstance(restored, tuple) else (restored, [])
             if monitors.model_version == model_version:
                 self.monitors = monitors
+                monitors.resample(sample)
                 for item in held:  # oldest first, as the snapshot listed them
                     self.buffer.hold(_event_of(item).ts, item)
             else:
@@ -359,7 +381,7 @@ class DriftStep(StatefulBatchLogic[Scored | Accepted, DriftAlert | DeadLetter, b
                          monitors.model_version, model_version)  # fmt: skip
         if self.monitors is None:
             self.monitors = DriftMonitors(model_version, scores=config, inputs=config,
-                                          performance=config)  # fmt: skip
+                                          performance=config, sample=sample)  # fmt: skip
         # Each (monitor, signal) series exists from the start at 0, so the first alert of
         # a signal is an increase that the "drift alert raised" rule sees.
         for monitor in (self.monitors.scores, self.monitors.inputs, self.monitors.performance):

@@ -71,7 +71,7 @@ from river.metrics import RollingROCAUC
 from deepcredit.events import DAY_S, MAX_AMOUNT, Activity, ClickEvent
 from deepcredit.loans import Labels, Loan, step_loan
 from deepcredit.records import DriftAlert, Monitor
-from scorer.monitor_config import MonitorConfig
+from scorer.monitor_config import MonitorConfig, UserSample, user_point
 
 __all__ = [
     "DriftMonitors",
@@ -81,6 +81,7 @@ __all__ = [
     "MonitorConfig",
     "PerformanceMonitor",
     "ScoreMonitor",
+    "UserSample",
     "severity",
 ]
 
@@ -317,6 +318,15 @@ class InputMonitor(_Monitor):
         super().__init__(model_version, config, clock)
         self._last_ts: dict[str, float] = {}
 
+    @property
+    def users(self) -> int:
+        """Users with a last event time kept."""
+        return len(self._last_ts)
+
+    def forget_users(self, keep: Callable[[str], bool]) -> None:
+        """Drop the last event time of every user ``keep`` refuses."""
+        self._last_ts = {u: ts for u, ts in self._last_ts.items() if keep(u)}
+
     def update(self, event: ClickEvent) -> DriftAlert | None:
         values = _SHARE_VALUES[event.activity].copy()
         values["log_amount"] = math.log1p(event.amount) / _LOG_AMOUNT_SCALE
@@ -344,6 +354,7 @@ class _HeldLoan(Loan, kw_only=True, array_like=True):
 
     p: tuple[float, float]
     delinquent_known: bool = False
+    user_point: float = 0.0  # its user's ``user_point``, for ``LoanLabeller.forget_users``
 
 
 def _Held(
@@ -401,7 +412,7 @@ class LoanLabeller:
             if probabilities is None:
                 return None
             p = (float(probabilities[0]), float(probabilities[1]))
-            return _HeldLoan(post.amount, due, post.ts, p=p)
+            return _HeldLoan(post.amount, due, post.ts, p=p, user_point=user_point(post.user_id))
 
         change = step_loan(self._held, event, scored)
         if change is None:
@@ -415,6 +426,12 @@ class LoanLabeller:
                 labels.append(self._label(loan_id, loan, 0, known, event.ts))
             labels.append(self._label(loan_id, loan, 1, known, event.ts))
         return labels
+
+    def forget_users(self, below: float) -> None:
+        """Drop the loans of the users whose ``user_point`` is not below ``below`` (their
+        deadlines are skipped when they come). Loans of a snapshot older than the field count
+        as at point 0, kept."""
+        self._held = {k: v for k, v in self._held.items() if v.user_point < below}
 
     def advance(self, ts: float) -> list[LoanLabel]:
         """Move event time to ``ts``: release the labels that became known strictly before it."""
@@ -492,6 +509,10 @@ class PerformanceMonitor(_Monitor):
     def open_loans(self) -> int:
         return self._labeller.open_loans
 
+    def forget_users(self, below: float) -> None:
+        """``LoanLabeller.forget_users``."""
+        self._labeller.forget_users(below)
+
     @property
     def rolling_auc(self) -> dict[str, float | None]:
         """AUC per target over its last ``auc_window`` labels (None until both classes)."""
@@ -528,7 +549,19 @@ class DriftMonitors:
     ``update(event, probabilities)``: ``probabilities`` is the scorer's (P(delinquent),
     P(default)) when the event is a scored post, else None. Returns the alerts, usually none.
     A new model gets new monitors: the reference is that model's scores.
+
+    ``sample`` (``UserSample``): the monitors watch only the users whose ``user_point`` lies
+    below ``share``, which starts at the sample's fraction; the events of the others change
+    nothing. When the users with state (``users``) pass ``sample.max_users``, ``share`` halves
+    until they no longer do, and the state of the users it drops is forgotten: their last event
+    times and their held loans. So the memory is bounded by about ``max_users`` users' worth
+    whatever the platform's size; the detectors go on with fewer observations, of the same
+    distribution.
     """
+
+    #: For monitors pickled before there was a sample: they watched every user.
+    sample = UserSample()
+    share = 1.0
 
     def __init__(
         self,
@@ -539,22 +572,62 @@ class DriftMonitors:
         performance: MonitorConfig | None = None,
         auc_window: int = 1000,
         clock: Callable[[], float] = time.time,
+        sample: UserSample | None = None,
     ) -> None:
         self.model_version = model_version
         self.scores = ScoreMonitor(model_version, scores, clock)
         self.inputs = InputMonitor(model_version, inputs, clock)
         self.performance = PerformanceMonitor(model_version, performance, clock, auc_window)
+        self.resample(sample or UserSample())
+
+    @property
+    def users(self) -> int:
+        """Users the monitors keep state for."""
+        return self.inputs.users
+
+    def watches(self, user_id: str) -> bool:
+        """Whether this user's events reach the monitors (``share``)."""
+        return self.share >= 1.0 or user_point(user_id) < self.share
+
+    def resample(self, sample: UserSample) -> None:
+        """Watch ``sample`` from now on (at most its fraction, and no more users than its
+        ``max_users``): monitors restored from a snapshot take the flow's sample this way.
+        Narrowing forgets the users dropped; widening watches new users from their next event
+        (no gap for it, no label for their loans posted before)."""
+        self.sample = sample
+        narrower = sample.fraction < self.share
+        self.share = sample.fraction
+        if narrower:
+            self._forget()
+        self._bound()
 
     def update(
         self, event: ClickEvent, probabilities: tuple[float, float] | None
     ) -> list[DriftAlert]:
+        if self.share < 1.0 and user_point(event.user_id) >= self.share:
+            return []
         alerts = [self.inputs.update(event)]
         if probabilities is not None:
             alerts.append(self.scores.update(probabilities[0], probabilities[1], event.ts))
         alerts.append(self.performance.update(event, probabilities))
+        if self.inputs.users > self.sample.max_users:
+            self._bound()
         return [a for a in alerts if a is not None]
 
     def advance(self, ts: float) -> list[DriftAlert]:
         """Move event time on without an event: labels the clock settles (end of a replay)."""
         alert = self.performance.advance(ts)
         return [] if alert is None else [alert]
+
+    def _bound(self) -> None:
+        narrowed = False
+        while self.inputs.users > self.sample.max_users:
+            self.share /= 2.0
+            self.inputs.forget_users(self.watches)
+            narrowed = True
+        if narrowed:
+            self.performance.forget_users(self.share)
+
+    def _forget(self) -> None:
+        self.inputs.forget_users(self.watches)
+        self.performance.forget_users(self.share)

@@ -123,8 +123,9 @@ def _add_memory(bench_sub: Subparsers) -> None:
         "peak resident memory of building the training sequences and of reading them for a "
         "training epoch, against the number of users: the bucketed build on disk and the "
         "mapped arrays, beside the former in-memory build and .npz; and of the cut-over's "
-        "rebuild as it holds the history; each stage in a fresh process, on logs generated "
-        "once into --cache",
+        "rebuild as it holds the history; and of the drift monitors' state and snapshot, "
+        "every user watched or the flow's bounded sample; each stage in a fresh process, on "
+        "logs generated once into --cache",
         _memory,
     )  # fmt: skip
     p.add_argument("--cache", type=Path, required=True,
@@ -134,9 +135,9 @@ def _add_memory(bench_sub: Subparsers) -> None:
                    help="users of each log (default %(default)s)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="generator seed (default %(default)s)")
     p.add_argument("--in-memory-up-to", type=int, default=10_000,
-                   help="run the former in-memory build and .npz, and the rebuild, only on logs "
-                        "of at most this many users (default %(default)s; they hold every event "
-                        "in memory)")
+                   help="run the former in-memory build and .npz, the in-memory rebuild and the "
+                        "drift monitors of every user only on logs of at most this many users "
+                        "(default %(default)s; what they hold grows with the users)")
     p.add_argument("--stages", nargs="+", default=list(MEMORY_STAGES), choices=MEMORY_STAGES,
                    metavar="STAGE", help="the stages to run, of: " + ", ".join(MEMORY_STAGES)
                    + " (default: all; an epoch reads what its build wrote)")  # fmt: skip

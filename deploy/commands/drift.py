@@ -36,7 +36,7 @@ def add(sub: Subparsers) -> None:
     )  # fmt: skip
     p.add_argument("--model", required=True, type=Path, help="a model folder made by 'train'")
     add_options(p, DriftMeasureConfig, "users", "seed", "shift_at_day", "warmup_days",
-                "cooldown_days", "delta")  # fmt: skip
+                "cooldown_days", "delta", Option("samples", metavar="FRACTION"))  # fmt: skip
     p.add_argument("--out", type=Path, default=_RESULTS,
                    help="result JSON (default %(default)s)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars")

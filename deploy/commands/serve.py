@@ -10,7 +10,7 @@ from deepcredit.settings import KafkaSettings, Topics
 from deploy.commands.common import CliError, Subparsers, add_bootstrap, command
 from deploy.commands.models import add_models_dir, resolve_model
 from deploy.commands.options import Option, add_options, from_args
-from scorer.monitor_config import MonitorConfig
+from scorer.monitor_config import MonitorConfig, UserSample
 
 __all__ = ["add"]
 
@@ -51,6 +51,8 @@ def add(sub: Subparsers) -> None:
     )
     add_options(p, MonitorConfig, Option("warmup_days", "--drift-warmup-days"))
     add_options(p, FlowConfig, Option("drift_reorder", "--drift-reorder", metavar="N"))
+    add_options(p, UserSample, Option("fraction", "--drift-sample", metavar="FRACTION"),
+                Option("max_users", "--drift-max-users", metavar="N"))  # fmt: skip
 
 
 def _addresses(text: str) -> tuple[str, ...]:
@@ -78,8 +80,13 @@ def _run(args: argparse.Namespace) -> int:
         monitors = None if args.no_drift_monitors else from_args(MonitorConfig, args)
     except ValueError as exc:
         raise CliError(f"--drift-warmup-days: {exc}") from None
+    try:
+        sample = from_args(UserSample, args)
+    except ValueError as exc:
+        raise CliError(f"--drift-sample / --drift-max-users: {exc}") from None
     flow = from_args(FlowConfig, args, kafka=KafkaSettings(args.bootstrap),
-                     topics=Topics.from_env(), monitors=monitors)  # fmt: skip
+                     topics=Topics.from_env(), monitors=monitors,
+                     drift_sample=sample)  # fmt: skip
     model = None if args.pass_through else resolve_model(args.model, args.models_dir)
     progress_s = args.progress_seconds
     if progress_s is None:

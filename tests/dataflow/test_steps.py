@@ -12,15 +12,15 @@ import pytest
 from bytewax.connectors.kafka import KafkaSourceMessage
 from prometheus_client import REGISTRY
 
-from dataflow import steps
+from dataflow import flow, steps
 from dataflow.records import Accepted, Scored
-from dataflow.steps import DriftStep, UserScorer, decide, decode, user_of
+from dataflow.steps import DriftStep, PassThrough, UserScorer, decide, decode, user_of
 from deepcredit.codec import encode
 from deepcredit.events import Activity, ClickEvent
 from deepcredit.records import DeadLetter, DeadLetterReason, Decision, Score, ThresholdUpdate
 from scorer.artifact import load_scorer
 from scorer.model import StateVersionError, advance
-from scorer.monitors import DriftMonitors, MonitorConfig
+from scorer.monitors import DriftMonitors, MonitorConfig, UserSample
 from scorer.reasons import advance_with_reasons, post_reasons
 from scorer.user_state import RECENT_IDS, UserState, encode_state
 
@@ -309,6 +309,49 @@ def test_the_drift_step_dead_letters_an_event_it_fails_on_and_goes_on(
     [letter] = out
     assert_processing_error(letter, "drift", poison, "monitor bug")
     assert step.monitors.inputs.events_seen == len(items) - 1
+
+
+@pytest.mark.parametrize("with_model", [True, False])
+def test_the_score_step_passes_on_only_the_drift_sample_s_users(
+    clicks: list[ClickEvent], model_dir: Path, with_model: bool
+) -> None:
+    w = load_scorer(model_dir)
+    sample = UserSample(fraction=0.5)
+    users = sorted({e.user_id for e in clicks})
+    watched = {u for u in users if sample.watches(u)}
+    assert 0 < len(watched) < len(users)
+    drift_items = []
+    for u in users:
+        logic = (UserScorer(w, None, emit_events=True, sample=sample) if with_model
+                 else PassThrough(emit_events=True, sample=sample))  # fmt: skip
+        history = [accepted(e, i) for i, e in enumerate(clicks) if e.user_id == u]
+        out = [x for i in range(0, len(history), 5) for x in logic.on_batch(history[i:i + 5])[0]]
+        posts = [x for x in out if isinstance(x, Scored)]
+        # Every post is scored and goes on to decide, whoever its user is.
+        assert len(posts) == sum(a.event.activity is Activity.POST for a in history)
+        assert all(p.watched == (u in watched) for p in posts)
+        assert len(out) == (len(history) if u in watched else len(posts))
+        drift_items += [i for x in out if (i := flow._watched(x)) is not None]
+    assert {_of(x).user_id for _, x in drift_items} == watched
+    assert {k for k, _ in drift_items} == {"all"}
+
+
+def _of(item: Scored | Accepted) -> ClickEvent:
+    return item.accepted.event if isinstance(item, Scored) else item.event
+
+
+def test_the_drift_step_restored_takes_the_flow_s_sample(clicks: list[ClickEvent]) -> None:
+    items = [accepted(e, i) for i, e in enumerate(clicks)]
+    step = DriftStep("m1", MonitorConfig(), None, reorder=0)
+    step.on_batch(items)
+    users = step.monitors.users
+    narrow = UserSample(fraction=0.5)
+    restored = DriftStep("m1", MonitorConfig(), step.snapshot(), reorder=0, sample=narrow)
+    assert restored.monitors.sample == narrow and restored.monitors.share == 0.5
+    assert 0 < restored.monitors.users < users
+    fresh = DriftStep("m1", MonitorConfig(), None, reorder=0, sample=UserSample(max_users=5))
+    fresh.on_batch(items)
+    assert fresh.monitors.users <= 5 < users and fresh.monitors.share < 1.0
 
 
 def test_a_batch_is_decoded_in_order_and_counted_once_per_activity_and_reason(

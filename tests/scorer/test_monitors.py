@@ -19,6 +19,7 @@ from deepcredit.events import DAY_S, Activity, ClickEvent
 from deepcredit.loans import loan_outcomes
 from deepcredit.records import DriftAlert, Monitor
 from scorer import monitors
+from scorer.monitor_config import user_point
 from scorer.monitors import (
     DriftMonitors,
     InputMonitor,
@@ -26,6 +27,7 @@ from scorer.monitors import (
     MonitorConfig,
     PerformanceMonitor,
     ScoreMonitor,
+    UserSample,
 )
 from training.benchmark.generator import GeneratorConfig, generate
 
@@ -361,6 +363,98 @@ def test_the_held_loans_are_snapshotted_as_one_blob_and_come_back_equal() -> Non
     assert back._deadlines == labeller._deadlines and back._now == labeller._now
     assert len(back._held) == 3 and back._held["l1"].funded and not back._held["l0"].funded
     assert back._held["l2"].p == (0.1 * 3, 0.01 * 3)
+
+
+# --- the user sample ----------------------------------------------------------------------------
+
+
+def _facade_stream(users: int, seed: int) -> list[tuple[ClickEvent, tuple[float, float] | None]]:
+    events = generate(GeneratorConfig(users=users, seed=seed, horizon_days=400))
+    return [(e, (0.2, 0.05) if e.activity is Activity.POST else None) for e in events]
+
+
+def _state(m: DriftMonitors) -> tuple[object, ...]:
+    held = m.performance._labeller._held
+    return (m.users, m.inputs.events_seen, m.scores.events_seen, m.performance.events_seen,
+            sorted(held), m.share)  # fmt: skip
+
+
+def test_user_points_are_stable_and_uniform() -> None:
+    points = [user_point(f"u{i}") for i in range(20_000)]
+    assert points == [user_point(f"u{i}") for i in range(20_000)]
+    assert all(0.0 <= x < 1.0 for x in points)
+    for q in (0.125, 0.5):  # binomial sd at 20,000 ids: 0.0023 and 0.0035
+        assert abs(sum(x < q for x in points) / len(points) - q) < 0.015
+    with pytest.raises(ValueError, match="fraction"):
+        UserSample(fraction=0.0)
+    with pytest.raises(ValueError, match="max_users"):
+        UserSample(max_users=0)
+
+
+def test_a_sample_is_the_monitors_fed_only_its_users() -> None:
+    stream = _facade_stream(60, 3)
+    cfg = MonitorConfig(warmup_days=5.0, cooldown_days=20.0, delta=0.01)  # chatty on purpose
+    sample = UserSample(fraction=0.5)
+
+    def monitors(s: UserSample | None) -> DriftMonitors:
+        return DriftMonitors("m1", scores=cfg, inputs=cfg, performance=cfg, clock=fixed_clock,
+                             sample=s)  # fmt: skip
+
+    sampled, alone = monitors(sample), monitors(None)
+    a = [x for e, p in stream for x in sampled.update(e, p)]
+    b = [x for e, p in stream if sample.watches(e.user_id) for x in alone.update(e, p)]
+    assert a == b and a  # alerts, equal
+    assert _state(sampled)[:5] == _state(alone)[:5]
+    watched = {e.user_id for e, _ in stream if sample.watches(e.user_id)}
+    assert sampled.users == len(watched) and 0 < len(watched) < 60
+    assert sampled.inputs.events_seen < len(stream)
+
+
+def test_past_max_users_the_share_halves_and_what_it_drops_is_forgotten() -> None:
+    stream = _facade_stream(120, 4)
+    cap = 25
+    m = DriftMonitors("m1", clock=fixed_clock, sample=UserSample(max_users=cap))
+    for e, p in stream:
+        m.update(e, p)
+        assert m.users <= cap
+    seen = {e.user_id for e, _ in stream}
+    # The largest share 2**-k whose users fit: the share twice as wide did not.
+    assert m.share < 1.0 and math.log2(m.share).is_integer()
+    assert sum(user_point(u) < m.share for u in seen) == m.users <= cap
+    assert sum(user_point(u) < 2 * m.share for u in seen) > cap
+    held = m.performance._labeller._held.values()
+    assert held and all(loan.user_point < m.share for loan in held)
+    assert all(user_point(u) < m.share for u in m.inputs._last_ts)
+    back = pickle.loads(pickle.dumps(m))
+    assert _state(back) == _state(m) and back.sample == m.sample
+
+
+def test_monitors_restored_take_the_flow_s_sample() -> None:
+    stream = _facade_stream(40, 6)
+    m = DriftMonitors("m1", clock=fixed_clock)
+    for e, p in stream:
+        m.update(e, p)
+    users = m.users
+    m.resample(UserSample(fraction=0.25))
+    assert m.share == 0.25 and 0 < m.users < users
+    assert all(user_point(u) < 0.25 for u in m.inputs._last_ts)
+    assert all(x.user_point < 0.25 for x in m.performance._labeller._held.values())
+    m.resample(UserSample(fraction=1.0, max_users=3))  # wider, but capped
+    assert m.users <= 3 and m.share <= 0.25
+
+
+def test_monitors_pickled_before_the_sample_watch_every_user() -> None:
+    m = DriftMonitors("m1", clock=fixed_clock)
+    state = dict(m.__dict__)
+    del state["sample"], state["share"]
+    older = object.__new__(DriftMonitors)
+    older.__dict__.update(state)
+    back = pickle.loads(pickle.dumps(older))
+    assert back.share == 1.0 and back.sample == UserSample() and back.watches("anyone")
+    # A held loan of a blob without the user's point keeps point 0: never dropped.
+    blob = msgspec.msgpack.encode({"l0": [10.0, T0, T0 - 5, True, [0.3, 0.1], False]})
+    loan = monitors._held_decoder.decode(blob)["l0"]
+    assert loan.user_point == 0.0 and loan.p == (0.3, 0.1)
 
 
 # --- what an alert tells a person --------------------------------------------------------------

@@ -14,12 +14,14 @@ from pathlib import Path
 from dataflow.config import ServeOptions
 from deepcredit.events import DAY_S
 from deepcredit.settings import KafkaSettings
-from scorer.monitor_config import MonitorConfig
+from scorer.monitor_config import MonitorConfig, UserSample
 from training.benchmark.config import DEFAULT_HORIZON_DAYS, DEFAULT_START_TS, GeneratorConfig
 from training.core.config import ModelConfig, TrainConfig
 from training.retraining.config import ControllerConfig
 
 __all__ = [
+    "MEMORY_STAGES",
+    "MEMORY_STAGES_UNBOUNDED",
     "AblationConfig",
     "DriftLoopConfig",
     "DriftMeasureConfig",
@@ -86,8 +88,14 @@ class DriftMeasureConfig:
     })  # fmt: skip
     delta: float = field(default=MonitorConfig.delta, metadata={"help": "ADWIN's delta"})
     auc_window: int = 1000
+    samples: tuple[float, ...] = field(default=(), metadata={
+        "help": "also run monitors that watch only this share of the users (the live flow's "
+                "--drift-sample), each on the same scores; reported under 'samples'"
+    })  # fmt: skip
 
     def __post_init__(self) -> None:
+        for fraction in self.samples:
+            UserSample(fraction)  # raises ValueError outside (0, 1]
         if not 0.0 < self.shift_at_day < self.horizon_days:
             raise ValueError(
                 f"shift_at_day must lie inside the horizon (0, {self.horizon_days:g}), "
@@ -206,7 +214,11 @@ class DriftLoopConfig:
 #: The stages of ``deepcredit bench memory`` (``training.experiments.memory_bench``), in the
 #: order they run.
 MEMORY_STAGES = ("build_in_memory", "build_on_disk", "epoch_in_memory", "epoch_mapped",
-                 "rebuild_in_memory", "rebuild_bucketed")  # fmt: skip
+                 "rebuild_in_memory", "rebuild_bucketed", "drift_every_user",
+                 "drift_sampled")  # fmt: skip
+#: The stages that hold what grows with the users, run only up to ``--in-memory-up-to``.
+MEMORY_STAGES_UNBOUNDED = ("build_in_memory", "epoch_in_memory", "rebuild_in_memory",
+                           "drift_every_user")  # fmt: skip
 
 
 @dataclass(frozen=True)

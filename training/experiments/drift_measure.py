@@ -11,6 +11,12 @@ Command line::
     deepcredit drift measure --users 1000 --seed 0 --model artifacts/models/dc-... \\
         --shift-at-day 730 --out results/drift.json
 
+With ``samples`` (fractions of users, ``scorer.monitor_config.UserSample``), the same scores
+also feed one more set of monitors per fraction, each watching only that share of the users as
+the live flow's ``--drift-sample`` does; each set's report is under ``samples``, its delays
+counted in the stream's events like the others, so the cost of watching fewer users reads off
+side by side.
+
 The generator guarantees that both streams are identical before the shift (tested in
 ``tests/training/benchmark/test_generator.py``), so the prefix is scored once: the run without the
 shift is copied (user states and monitors) at its first event at or after the shift, and the shifted
@@ -28,7 +34,7 @@ from tqdm import tqdm
 from deepcredit.events import DAY_S, ClickEvent
 from deepcredit.records import DriftAlert, Monitor
 from scorer.model import ModelWeights, advance
-from scorer.monitor_config import MonitorConfig
+from scorer.monitor_config import MonitorConfig, UserSample
 from scorer.monitors import DriftMonitors
 from scorer.user_state import UserState
 from training.benchmark.config import DEFAULT_START_TS
@@ -39,14 +45,21 @@ __all__ = ["DriftMeasureConfig", "measure_drift"]
 
 
 class _Replay:
-    """One stream going through the scorer and the monitors, remembering where alerts came."""
+    """One stream going through the scorer and the monitors (every user's, then one set per
+    sample fraction), remembering where alerts came."""
 
-    def __init__(self, weights: ModelWeights, monitors: DriftMonitors) -> None:
-        self.weights, self.monitors = weights, monitors
+    def __init__(self, weights: ModelWeights, monitors: list[DriftMonitors]) -> None:
+        self.weights, self.sets = weights, monitors
         self.states: dict[str, UserState] = {}
         self.events = 0
         self.posts = 0
-        self.alerts: list[tuple[int, DriftAlert]] = []  # (index of the event, alert)
+        # Per set of monitors: (index of the event, alert).
+        self.alerts: list[list[tuple[int, DriftAlert]]] = [[] for _ in monitors]
+
+    @property
+    def monitors(self) -> DriftMonitors:
+        """The monitors that watch every user."""
+        return self.sets[0]
 
     def feed(self, event: ClickEvent) -> None:
         state = self.states.get(event.user_id)
@@ -55,18 +68,23 @@ class _Replay:
             self.states[event.user_id] = state
         p = advance(self.weights, state, event)
         self.posts += p is not None
-        self.alerts.extend((self.events, a) for a in self.monitors.update(event, p))
+        for monitors, alerts in zip(self.sets, self.alerts, strict=True):
+            alerts.extend((self.events, a) for a in monitors.update(event, p))
         self.events += 1
 
     def finish(self, end_ts: float) -> None:
         """Let the clock run to the end of the horizon: labels due by then are released."""
-        self.alerts.extend((self.events, a) for a in self.monitors.advance(end_ts))
+        for monitors, alerts in zip(self.sets, self.alerts, strict=True):
+            alerts.extend((self.events, a) for a in monitors.advance(end_ts))
 
 
-def _monitors(config: DriftMeasureConfig, model_version: str) -> DriftMonitors:
+def _monitors(config: DriftMeasureConfig, model_version: str) -> list[DriftMonitors]:
     cfg = MonitorConfig(config.warmup_days, config.cooldown_days, config.delta)
-    return DriftMonitors(model_version, scores=cfg, inputs=cfg, performance=cfg,
-                         auc_window=config.auc_window)  # fmt: skip
+    return [
+        DriftMonitors(model_version, scores=cfg, inputs=cfg, performance=cfg,
+                      auc_window=config.auc_window, sample=UserSample(fraction))
+        for fraction in (1.0, *config.samples)
+    ]  # fmt: skip
 
 
 def measure_drift(weights: ModelWeights, config: DriftMeasureConfig, progress: bool = True) -> dict:
@@ -98,8 +116,19 @@ def measure_drift(weights: ModelWeights, config: DriftMeasureConfig, progress: b
             "the generator no longer keeps the past of a shifted run"
         )
     monitors = {m.value: _monitor_report(m, shifted, calm, shift_index, shift_ts) for m in Monitor}
+    samples = {
+        f"{fraction:g}": {
+            "monitors": {
+                m.value: _monitor_report(m, shifted, calm, shift_index, shift_ts, k)
+                for m in Monitor
+            },
+            "users_watched": shifted.sets[k].users,
+        }
+        for k, fraction in enumerate(config.samples, start=1)
+    }
     return {
         "monitors": monitors,
+        **({"samples": samples} if samples else {}),
         "streams": {
             "shifted": _stream(shifted, shift_index),
             "no_shift": _stream(calm, shift_index),
@@ -144,14 +173,20 @@ def _stream(run: _Replay, shift_index: int) -> dict:
 
 
 def _monitor_report(
-    monitor: Monitor, shifted: _Replay, calm: _Replay, shift_index: int, shift_ts: float
+    monitor: Monitor,
+    shifted: _Replay,
+    calm: _Replay,
+    shift_index: int,
+    shift_ts: float,
+    k: int = 0,
 ) -> dict:
-    ours = [(i, a) for i, a in shifted.alerts if a.monitor is monitor]
-    theirs = [(i, a) for i, a in calm.alerts if a.monitor is monitor]
+    """The report of one monitor of the ``k``-th set of monitors (0: every user's)."""
+    ours = [(i, a) for i, a in shifted.alerts[k] if a.monitor is monitor]
+    theirs = [(i, a) for i, a in calm.alerts[k] if a.monitor is monitor]
     after = [(i, a) for i, a in ours if a.event_ts >= shift_ts]
     theirs_after = [(i, a) for i, a in theirs if a.event_ts >= shift_ts]
     first = after[0] if after else None
-    watch = getattr(shifted.monitors, monitor.value)
+    watch = getattr(shifted.sets[k], monitor.value)
     return {
         "detector": watch.detector_name,
         "signals": list(watch.SIGNALS),
@@ -170,7 +205,7 @@ def _monitor_report(
         "alarms_after_shift": len(after),
         "observations": {
             "shifted": watch.events_seen,
-            "no_shift": getattr(calm.monitors, monitor.value).events_seen,
+            "no_shift": getattr(calm.sets[k], monitor.value).events_seen,
         },
         "alerts_shifted": [_brief(a) for _, a in ours],
         "alerts_no_shift": [_brief(a) for _, a in theirs],

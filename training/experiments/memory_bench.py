@@ -20,7 +20,16 @@ these stages run, one process each, in this order:
   log's clicks spilled to user buckets on disk as they are read (``SpilledHistory``,
   ``BUCKET_EVENTS`` clicks a bucket), then rebuilt a bucket at a time under the same model
   (``rebuild_in_buckets``, reasons included), each bucket's states and posts written as a
-  part of a prepared file.
+  part of a prepared file;
+- ``drift_every_user``: the live flow's drift monitors (``scorer.monitors.DriftMonitors``)
+  fed every event of the log, each post with fixed probabilities, watching every user (a
+  ``max_users`` no log reaches), then pickled as the drift step snapshots them every epoch;
+  only for logs of at most ``in_memory_up_to`` users;
+- ``drift_sampled``: the same with the flow's default sample (``UserSample``: every user up to
+  ``max_users``, then half as many, and so on).
+
+The drift stages also report the snapshot's size, the median time of five picklings of it,
+the users the monitors hold state for, the share of users watched and the loans held.
 
 The data side of an epoch is what ``train.fit`` does with the data: the split, the trainability
 check, the reasons' reference (``model.set_reference``: the mean aggregates over the training
@@ -50,6 +59,7 @@ from pathlib import Path
 import numpy as np
 
 from training.experiments.config import MEMORY_STAGES as STAGES
+from training.experiments.config import MEMORY_STAGES_UNBOUNDED
 
 __all__ = ["STAGES", "log_path", "run_memory_bench", "run_stage"]
 
@@ -104,7 +114,7 @@ def run_memory_bench(
         work.mkdir(parents=True)
         try:
             for stage in (s for s in STAGES if s in stages):
-                if stage.endswith("in_memory") and n > in_memory_up_to:
+                if stage in MEMORY_STAGES_UNBOUNDED and n > in_memory_up_to:
                     continue
                 row = _in_child(stage, path, work, bucket_mib)
                 rows.append({"users": n, "stage": stage, **row})
@@ -241,6 +251,9 @@ def run_stage(stage: str, log: Path, work: Path, bucket_mib: float) -> dict:
                     "prepared_mib": round((work / "prepared.msgpack").stat().st_size / 2**20,
                                           1)}  # fmt: skip
         seq = None
+    elif stage.startswith("drift"):
+        figures |= _drift_state(log, every_user=stage == "drift_every_user")
+        seq = None
     else:
         raise ValueError(f"no such stage: {stage}")
     seconds = time.monotonic() - started
@@ -250,6 +263,32 @@ def run_stage(stage: str, log: Path, work: Path, bucket_mib: float) -> dict:
                     "loan_rows": len(seq.loan_x)}  # fmt: skip
     return {"peak_rss_mib": round(_status_mib("VmHWM"), 1), "peak_anon_mib": round(peak_anon, 1),
             "baseline_mib": round(baseline, 1), "seconds": round(seconds, 1), **figures}
+
+
+def _drift_state(log: Path, *, every_user: bool) -> dict:
+    """The drift stages' figures (the module docstring)."""
+    import pickle
+    import statistics
+
+    from deepcredit.events import Activity
+    from scorer.monitors import DriftMonitors, UserSample
+    from training.core.eventlog import read_events
+
+    sample = UserSample(max_users=2**62) if every_user else UserSample()
+    monitors = DriftMonitors("bench-memory", sample=sample)
+    events = 0
+    for event in read_events(log):
+        monitors.update(event, (0.15, 0.05) if event.activity is Activity.POST else None)
+        events += 1
+    times, blob = [], b""
+    for _ in range(5):
+        started = time.perf_counter()
+        blob = pickle.dumps(monitors, protocol=pickle.HIGHEST_PROTOCOL)
+        times.append(time.perf_counter() - started)
+    return {"events": events, "users_watched": monitors.users, "share": monitors.share,
+            "open_loans": monitors.performance.open_loans,
+            "snapshot_mib": round(len(blob) / 2**20, 2),
+            "snapshot_ms": round(statistics.median(times) * 1000, 1)}  # fmt: skip
 
 
 if __name__ == "__main__":

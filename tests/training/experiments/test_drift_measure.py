@@ -87,6 +87,21 @@ def test_the_measurement_is_consistent(model_dir: Path) -> None:
     assert any(m["alerts_shifted"] for m in result["monitors"].values())
 
 
+def test_a_sample_of_every_user_reports_what_the_monitors_of_every_user_do(
+    model_dir: Path,
+) -> None:
+    config = DriftMeasureConfig(users=8, seed=2, shift_at_day=500, warmup_days=100,
+                                cooldown_days=5, delta=0.05, samples=(1.0, 0.5))  # fmt: skip
+    result = measure_drift(load_scorer(model_dir), config, progress=False)
+    everyone, half = result["samples"]["1"], result["samples"]["0.5"]
+    assert everyone["monitors"] == result["monitors"]
+    assert 0 < half["users_watched"] < everyone["users_watched"] == 8
+    inputs = half["monitors"]["inputs"]["observations"]["shifted"]
+    assert 0 < inputs < result["monitors"]["inputs"]["observations"]["shifted"]
+    with pytest.raises(ValueError, match="fraction"):
+        DriftMeasureConfig(samples=(0.0,))
+
+
 def test_cli_refuses_bad_input(model_dir: Path, tmp_path: Path,
                                capsys: pytest.CaptureFixture) -> None:  # fmt: skip
     out = str(tmp_path / "x.json")
