@@ -22,6 +22,8 @@ __all__ = [
     "DEAD_LETTERS",
     "DECISIONS",
     "DRIFT_ALERTS",
+    "DRIFT_SAMPLE_SHARE",
+    "DRIFT_USERS_WATCHED",
     "DUPLICATES",
     "EVENTS",
     "EVENT_TO_SCORE",
@@ -88,6 +90,11 @@ DRIFT_ALERTS = Counter("deepcredit_drift_alerts", "Drift alerts written, by moni
 ROLLING_AUC = Gauge("deepcredit_drift_rolling_auc",
                     "AUC of the scores against realised labels over the last labelled loans "
                     "(the performance monitor's window), by target", ["target"])  # fmt: skip
+DRIFT_SAMPLE_SHARE = Gauge("deepcredit_drift_sample_share",
+                           "Share of users the drift monitors watch (1: all; halves each time "
+                           "they reach --drift-max-users)")  # fmt: skip
+DRIFT_USERS_WATCHED = Gauge("deepcredit_drift_users_watched",
+                            "Users the drift monitors keep state for")  # fmt: skip
 
 # Every decision and dead-letter reason is exported from the start, at 0: a series that only
 # appears at its first increment is invisible to rate() and to a share against yesterday's, so

@@ -382,6 +382,9 @@ class DriftStep(StatefulBatchLogic[Scored | Accepted, DriftAlert | DeadLetter, b
         if self.monitors is None:
             self.monitors = DriftMonitors(model_version, scores=config, inputs=config,
                                           performance=config, sample=sample)  # fmt: skip
+        self._share = self.monitors.share
+        metrics.DRIFT_SAMPLE_SHARE.set(self._share)
+        metrics.DRIFT_USERS_WATCHED.set(self.monitors.users)
         # Each (monitor, signal) series exists from the start at 0, so the first alert of
         # a signal is an increase that the "drift alert raised" rule sees.
         for monitor in (self.monitors.scores, self.monitors.inputs, self.monitors.performance):
@@ -423,6 +426,13 @@ class DriftStep(StatefulBatchLogic[Scored | Accepted, DriftAlert | DeadLetter, b
         for a in out:
             if isinstance(a, DriftAlert):
                 metrics.DRIFT_ALERTS.labels(a.monitor.value, a.signal).inc()
+        metrics.DRIFT_USERS_WATCHED.set(m.users)
+        if m.share != self._share:
+            log.warning("the drift monitors reached %d users (--drift-max-users): they now watch "
+                        "%g of the users, and forgot the others", m.sample.max_users,
+                        m.share)  # fmt: skip
+            self._share = m.share
+            metrics.DRIFT_SAMPLE_SHARE.set(m.share)
         if m.performance.events_seen != labels_before:  # the AUC costs a pass over its window
             for target, auc in m.performance.rolling_auc.items():
                 if auc is not None:

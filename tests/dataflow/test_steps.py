@@ -340,7 +340,9 @@ def _of(item: Scored | Accepted) -> ClickEvent:
     return item.accepted.event if isinstance(item, Scored) else item.event
 
 
-def test_the_drift_step_restored_takes_the_flow_s_sample(clicks: list[ClickEvent]) -> None:
+def test_the_drift_step_restored_takes_the_flow_s_sample(
+    clicks: list[ClickEvent], caplog: pytest.LogCaptureFixture
+) -> None:
     items = [accepted(e, i) for i, e in enumerate(clicks)]
     step = DriftStep("m1", MonitorConfig(), None, reorder=0)
     step.on_batch(items)
@@ -350,8 +352,12 @@ def test_the_drift_step_restored_takes_the_flow_s_sample(clicks: list[ClickEvent
     assert restored.monitors.sample == narrow and restored.monitors.share == 0.5
     assert 0 < restored.monitors.users < users
     fresh = DriftStep("m1", MonitorConfig(), None, reorder=0, sample=UserSample(max_users=5))
-    fresh.on_batch(items)
+    with caplog.at_level(logging.WARNING, logger="dataflow.steps"):
+        fresh.on_batch(items)
     assert fresh.monitors.users <= 5 < users and fresh.monitors.share < 1.0
+    assert REGISTRY.get_sample_value("deepcredit_drift_sample_share") == fresh.monitors.share
+    assert REGISTRY.get_sample_value("deepcredit_drift_users_watched") == fresh.monitors.users
+    assert "--drift-max-users" in caplog.text
 
 
 def test_a_batch_is_decoded_in_order_and_counted_once_per_activity_and_reason(
