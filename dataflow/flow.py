@@ -162,7 +162,9 @@ def build_flow(
 ) -> Dataflow:
     """The dataflow; ``weights=None`` replaces the model step with a pass-through that scores
     every post 0 (the benchmark's baseline: everything but the model). ``seed`` (made for
-    ``weights``, see ``load_seed``): where each clicks partition and each new user start.
+    ``weights``, see ``load_seed``): where each clicks partition and each new user start; the
+    flow takes each user's state out of ``seed.states`` as it loads it (``UserScorer``), so a
+    seed serves one flow.
 
     Drift (``cfg.monitors``): the score step also emits every non-post event of the users the
     drift sample watches (``cfg.drift_sample``, all by default), so one stream carries each

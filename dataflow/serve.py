@@ -45,7 +45,7 @@ from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.thresholds import LiveThresholds
 from scorer.artifact import load_scorer
 from scorer.model import ModelWeights, warm_up
-from scorer.monitor_config import MonitorConfig
+from scorer.monitor_config import MonitorConfig, UserSample
 from state.recovery_store import read_input_offsets, state_model_version
 from state.seed import Seed, SeedError
 
@@ -230,8 +230,9 @@ def from_env() -> Dataflow:
     """The flow configured from the environment, for ``python -m bytewax.run``:
     DEEPCREDIT_MODEL (model folder, required), DEEPCREDIT_BOOTSTRAP, DEEPCREDIT_TOPIC_PREFIX,
     DEEPCREDIT_METRICS_PORT (default 9464; 0 = off), DEEPCREDIT_DRIFT_MONITORS (0 = off),
-    DEEPCREDIT_DRIFT_WARMUP_DAYS (default 30), DEEPCREDIT_SEED (a 'deepcredit cutover' folder
-    made for this model)."""
+    DEEPCREDIT_DRIFT_WARMUP_DAYS (default 30), DEEPCREDIT_DRIFT_SAMPLE and
+    DEEPCREDIT_DRIFT_MAX_USERS (``UserSample``'s defaults), DEEPCREDIT_SEED (a 'deepcredit
+    cutover' folder made for this model)."""
     model = os.environ.get("DEEPCREDIT_MODEL")
     if not model:
         raise SystemExit("set DEEPCREDIT_MODEL to a model folder made by 'deepcredit train'")
@@ -241,7 +242,12 @@ def from_env() -> Dataflow:
     if os.environ.get("DEEPCREDIT_DRIFT_MONITORS", "1") != "0":
         warmup = os.environ.get("DEEPCREDIT_DRIFT_WARMUP_DAYS")
         monitors = MonitorConfig() if warmup is None else MonitorConfig(warmup_days=float(warmup))
-    cfg = FlowConfig(KafkaSettings.from_env(), Topics.from_env(), monitors=monitors)
+    sample = UserSample(
+        float(os.environ.get("DEEPCREDIT_DRIFT_SAMPLE", UserSample.fraction)),
+        int(os.environ.get("DEEPCREDIT_DRIFT_MAX_USERS", UserSample.max_users)),
+    )
+    cfg = FlowConfig(KafkaSettings.from_env(), Topics.from_env(), monitors=monitors,
+                     drift_sample=sample)  # fmt: skip
     folder = os.environ.get("DEEPCREDIT_SEED")
     seed = load_seed(Path(folder), weights, cfg.topics.clicks) if folder else None
     ready = _Readiness(model=True)

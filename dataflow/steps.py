@@ -34,7 +34,7 @@ import logging
 import pickle
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, MutableMapping
 
 from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
 from bytewax.operators import StatefulBatchLogic
@@ -185,7 +185,10 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted | DeadLetter, by
     the scorer holds.
 
     ``seed``: encoded states by user id (a cut-over's, ``state/seed.py``) for the users the
-    recovery store has no snapshot of; others start from ``UserState.new``.
+    recovery store has no snapshot of; others start from ``UserState.new``. A user's entry is
+    taken out of ``seed`` when its state is built from it (the state then lives here and in
+    the snapshots), so the flow does not hold every seeded user's bytes for its whole life:
+    one seed mapping serves one flow.
 
     With ``emit_events`` every event that is not a scored post comes out too, as its Accepted,
     so the drift monitors downstream see each user's events in order, posts included; only for
@@ -209,7 +212,7 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted | DeadLetter, by
         snapshot: bytes | None,
         *,
         emit_events: bool = False,
-        seed: Mapping[str, bytes] | None = None,
+        seed: MutableMapping[str, bytes] | None = None,
         sample: UserSample | None = None,
     ) -> None:
         self.weights = weights
@@ -288,7 +291,7 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted | DeadLetter, by
         return state
 
     def _initial(self, user_id: str) -> UserState:
-        seeded = self.seed.get(user_id)
+        seeded = self.seed.pop(user_id, None)
         if seeded is None:
             return UserState.new(self.weights.version, self.weights.hidden_size)
         return decode_state(seeded)

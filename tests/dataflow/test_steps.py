@@ -126,6 +126,7 @@ def test_a_user_without_a_snapshot_starts_from_the_seed_and_a_snapshot_wins_over
     out, _ = logic.on_batch([Accepted(e, 0.0, 0, 0) for e in history[half:]])
     assert [(s.p_delinquent, s.p_default) for s in out] == expected
     assert logic.snapshot() == encode_state(expected_state)
+    assert user not in seed  # the seed's bytes are not held beside the state
     assert UserScorer(w, logic.snapshot(), seed=seed).state == expected_state
 
     other = next(e for e in clicks if e.user_id != user)  # a user the seed does not hold
