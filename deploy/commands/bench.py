@@ -1,5 +1,5 @@
-"""``deepcredit bench live|step|rebuild|train|scaling|project|reasons|memory``: benchmarks that
-write their results to a file."""
+"""``deepcredit bench live|step|rebuild|train|scaling|project|reasons|memory|engine``:
+benchmarks that write their results to a file."""
 
 from __future__ import annotations
 
@@ -115,6 +115,7 @@ def add(sub: Subparsers) -> None:
     _add_project(bench_sub)
     _add_reasons(bench_sub)
     _add_memory(bench_sub)
+    _add_engine(bench_sub)
 
 
 def _add_memory(bench_sub: Subparsers) -> None:
@@ -158,6 +159,56 @@ def _memory(args: argparse.Namespace) -> int:
     for stage, g in result["growth"].items():
         print(f"{stage}: peak resident x{g['peak_rss']:.2f}, anonymous x{g['peak_anon']:.2f} "
               f"from {g['users'][0]:,} to {g['users'][1]:,} users")  # fmt: skip
+    print(f"written to {args.out}")
+    return 0
+
+
+def _add_engine(bench_sub: Subparsers) -> None:
+    p = command(
+        bench_sub, "engine",
+        "what Bytewax itself costs per item with no work in the steps (source to sink, a map, "
+        "a keyed stateful step, two), beside the most the live flow may cost above Kafka and "
+        "the codec for issue 17's two live goals to hold together (half of Kafka and the "
+        "codec's cost, read from a 'bench live' result)",
+        _engine,
+    )  # fmt: skip
+    p.add_argument("--items", type=int, default=300_000,
+                   help="items through each flow (default %(default)s)")  # fmt: skip
+    p.add_argument("--users", type=int, default=1000,
+                   help="distinct keys of the keyed steps (default %(default)s)")  # fmt: skip
+    p.add_argument("--repeats", type=int, default=5,
+                   help="runs of each flow, in rotating order (default %(default)s)")  # fmt: skip
+    p.add_argument("--live", type=Path, default=Path("results/live.json"),
+                   help="a 'bench live' result: its plain loop without the model is Kafka and "
+                        "the codec's cost per event (default %(default)s; skipped if absent)")
+    p.add_argument("--out", type=Path, default=Path("results/engine.json"),
+                   help="result JSON (default %(default)s)")  # fmt: skip
+
+
+def _engine(args: argparse.Namespace) -> int:
+    import json
+
+    from training.experiments.engine_floor import run_engine_floor
+
+    kafka_codec_us = None
+    if args.live.is_file():
+        try:
+            live = json.loads(args.live.read_text())
+            kafka_codec_us = live["throughput"]["plain_loop_no_model"]["median_cpu_us_per_event"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CliError(f"{args.live}: not a 'bench live' result ({exc!r})") from None
+    try:
+        result = run_engine_floor(args.items, args.users, args.repeats,
+                                  kafka_codec_us=kafka_codec_us)  # fmt: skip
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    result["live"] = str(args.live) if kafka_codec_us is not None else None
+    _write(args, result)
+    for variant, us in result["us_per_item"].items():
+        print(f"{variant}: {us['cpu_us']:.2f} µs CPU per item ({us['wall_us']:.2f} wall)")
+    if kafka_codec_us is not None:
+        print(f"Kafka and the codec: {kafka_codec_us:.2f} µs an event ({args.live}); the flow "
+              f"may cost at most {result['allowance_us']:.2f} µs above it for both live goals")
     print(f"written to {args.out}")
     return 0
 
