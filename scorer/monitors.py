@@ -592,11 +592,16 @@ class DriftMonitors:
     def resample(self, sample: UserSample) -> None:
         """Watch ``sample`` from now on (at most its fraction, and no more users than its
         ``max_users``): monitors restored from a snapshot take the flow's sample this way.
-        Narrowing forgets the users dropped; widening watches new users from their next event
-        (no gap for it, no label for their loans posted before)."""
+
+        A share the cap halved stays halved unless ``sample`` has room for more users (a larger
+        ``max_users``): a restart does not widen it to be narrowed again. Narrowing forgets the
+        users dropped; widening watches new users from their next event (no gap for it, no
+        label for their loans posted before)."""
+        more_room = sample.max_users > self.sample.max_users
+        share = sample.fraction if more_room else min(self.share, sample.fraction)
         self.sample = sample
-        narrower = sample.fraction < self.share
-        self.share = sample.fraction
+        narrower = share < self.share
+        self.share = share
         if narrower:
             self._forget()
         self._bound()

@@ -439,8 +439,13 @@ def test_monitors_restored_take_the_flow_s_sample() -> None:
     assert m.share == 0.25 and 0 < m.users < users
     assert all(user_point(u) < 0.25 for u in m.inputs._last_ts)
     assert all(x.user_point < 0.25 for x in m.performance._labeller._held.values())
-    m.resample(UserSample(fraction=1.0, max_users=3))  # wider, but capped
+    m.resample(UserSample(fraction=1.0, max_users=3))  # a larger fraction, but capped
     assert m.users <= 3 and m.share <= 0.25
+    capped = m.share
+    m.resample(UserSample(fraction=1.0, max_users=3))  # a restart with the same sample
+    assert m.share == capped
+    m.resample(UserSample(fraction=1.0, max_users=1000))  # more room: the share widens
+    assert m.share == 1.0 and m.users <= 3  # the users forgotten come back at their next event
 
 
 def test_monitors_pickled_before_the_sample_watch_every_user() -> None:

@@ -54,7 +54,7 @@ def overhead_allowance(
     ≥ b iff s ≤ d (K + E), d = (1 − b) / b. The first is loosest at the largest step the
     second allows, so both hold for some s iff E ≤ c K (1 + d) / (1 − c d).
 
-    >>> overhead_allowance(7.0)
+    >>> round(overhead_allowance(7.0), 9)
     3.5
     """
     c, d = (1 - over_plain) / over_plain, (1 - over_pass) / over_pass
