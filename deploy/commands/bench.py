@@ -41,7 +41,7 @@ def add(sub: Subparsers) -> None:
     add_options(p, LiveBenchConfig, "events", "model")
     add_bootstrap(p)
     add_options(p, LiveBenchConfig, "limit", "repeats", Option("latency_rate", "--rate"),
-                "latency_events")  # fmt: skip
+                "latency_events", "drift_sample")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("results/live.json"),
                    help="result JSON (default %(default)s)")  # fmt: skip
 
@@ -395,7 +395,10 @@ def _live(args: argparse.Namespace) -> int:
     for path in (args.events, args.model):
         if not path.exists():
             raise CliError(f"no such file or folder: {path}")
-    cfg = from_args(LiveBenchConfig, args, kafka=KafkaSettings(args.bootstrap))
+    try:
+        cfg = from_args(LiveBenchConfig, args, kafka=KafkaSettings(args.bootstrap))
+    except ValueError as exc:
+        raise CliError(f"--drift-sample: {exc}") from None
     args.out.parent.mkdir(parents=True, exist_ok=True)
     result = run_live_bench(cfg, args.out.with_suffix(".serve.log"))
     _write(args, result)
@@ -410,7 +413,8 @@ def _live(args: argparse.Namespace) -> int:
     print(
         f"flow / plain loop {result['model_over_plain_loop']:.2f}, flow / pass-through "
         f"{result['model_over_pass_through']:.2f}, tuned collector / default "
-        f"{result['gc_tuned_over_default']:.2f} (medians of paired repeats)"
+        f"{result['gc_tuned_over_default']:.2f}, the drift monitors on {cfg.drift_sample:g} of "
+        f"the users / all {result['drift_sample_over_model']:.2f} (medians of paired repeats)"
     )
     c = result["cpu"]
     print(f"CPU time per event of this process, inverted to read like the rates: flow / plain "

@@ -240,7 +240,14 @@ class LiveBenchConfig:
         "help": "replay rate of the latency run, events/s"
     })  # fmt: skip
     latency_events: int = field(default=10_000, metadata={"help": "events replayed for latency"})
+    drift_sample: float = field(default=0.125, metadata={
+        "help": "share of the users the drift monitors watch in the 'model_drift_sample' run "
+                "(the flow as served watches every user)"
+    })  # fmt: skip
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        UserSample(self.drift_sample)  # raises ValueError outside (0, 1]
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,7 @@ from deepcredit.topics import delete_topics, ensure_topics, topic_specs
 from deepcredit.waiting import wait_until
 from scorer.artifact import load_scorer
 from scorer.model import ModelWeights, warm_up
+from scorer.monitor_config import UserSample
 from scorer.reasons import advance_with_reasons
 from scorer.steps import history_at
 from scorer.user_state import Seen, UserState, encode_state, event_fingerprint, event_key
@@ -78,10 +79,11 @@ from training.experiments.processes import HOST, free_port, is_ready, serve_proc
 __all__ = ["LiveBenchConfig", "run_latency_pair", "run_live_bench"]
 
 #: The flow as served (model, recovery on, the collector tuned as ``serve`` tunes it); the same
-#: without the model step; the same without recovery snapshots, and with CPython's default
-#: collector (what each costs); the plain loop with our step and without it.
-VARIANTS = ("model", "pass_through", "model_no_recovery", "model_default_gc", "plain_loop",
-            "plain_loop_no_model")  # fmt: skip
+#: without the model step; the same without recovery snapshots, with CPython's default
+#: collector, and with the drift monitors watching ``drift_sample`` of the users (what each
+#: costs or spares); the plain loop with our step and without it.
+VARIANTS = ("model", "pass_through", "model_no_recovery", "model_default_gc",
+            "model_drift_sample", "plain_loop", "plain_loop_no_model")  # fmt: skip
 #: The rate between a run's first and last score (``scoring_span``).
 STEADY = "steady_events_per_s"
 #: The shortest span between a run's first and last score that gives it a steady rate (s):
@@ -227,8 +229,9 @@ def _throughput(cfg: LiveBenchConfig, variant: str, topics: Topics, model: Model
     with tempfile.TemporaryDirectory() as tmp:
         init_db_dir(Path(tmp), 1)
         recovery = None if variant == "model_no_recovery" else RecoveryConfig(Path(tmp))
-        flow = build_flow(FlowConfig(cfg.kafka, topics, tail=False), weights,
-                          lambda: DEFAULT_THRESHOLDS)  # fmt: skip
+        sample = UserSample(cfg.drift_sample if variant == "model_drift_sample" else 1.0)
+        flow = build_flow(FlowConfig(cfg.kafka, topics, tail=False, drift_sample=sample),
+                          weights, lambda: DEFAULT_THRESHOLDS)  # fmt: skip
         started, cpu = time.perf_counter(), time.process_time()
         run_main(flow, epoch_interval=timedelta(seconds=cfg.snapshot_s),
                  recovery_config=recovery)  # fmt: skip
@@ -392,17 +395,23 @@ def run_live_bench(cfg: LiveBenchConfig, log: Path) -> dict:
                                                              "plain_loop_no_model"),
             "recovery_over_no_recovery": _paired(runs, "model", "model_no_recovery"),
             "gc_tuned_over_default": _paired(runs, "model", "model_default_gc"),
+            "drift_sample_over_model": _paired(runs, "model_drift_sample", "model"),
+            "drift_sample_over_plain_loop": _paired(runs, "model_drift_sample", "plain_loop"),
             # The same ratios of CPU time per event (this process's, every thread), the inverse
             # way round so they read alike: what a shared machine's spells change least.
             "cpu": {"model_over_pass_through": _paired(runs, "pass_through", "model", CPU),
                     "model_over_plain_loop": _paired(runs, "plain_loop", "model", CPU),
                     "pass_through_over_plain_loop_no_model": _paired(
-                        runs, "plain_loop_no_model", "pass_through", CPU)},
+                        runs, "plain_loop_no_model", "pass_through", CPU),
+                    "drift_sample_over_plain_loop": _paired(runs, "plain_loop",
+                                                            "model_drift_sample", CPU)},
             # The same ratios of the steady rates (``scoring_span``): start-up left out.
             "steady": {"model_over_pass_through": _paired(runs, "model", "pass_through", STEADY),
                        "model_over_plain_loop": _paired(runs, "model", "plain_loop", STEADY),
                        "pass_through_over_plain_loop_no_model": _paired(
-                           runs, "pass_through", "plain_loop_no_model", STEADY)},
+                           runs, "pass_through", "plain_loop_no_model", STEADY),
+                       "drift_sample_over_plain_loop": _paired(runs, "model_drift_sample",
+                                                               "plain_loop", STEADY)},
             "latency": latency, "state_bytes_per_user": runs["model"][-1]["state_bytes"],
             "config": {k: str(v) if isinstance(v, Path | KafkaSettings) else v
                        for k, v in vars(cfg).items()}}  # fmt: skip

@@ -22,11 +22,11 @@ def test_bench_live_measures_the_flows_and_the_plain_loop(
     assert main(args) == 0
     result = json.loads(out.read_text())
     for variant in ("model", "pass_through", "model_no_recovery", "model_default_gc",
-                    "plain_loop", "plain_loop_no_model"):  # fmt: skip
+                    "model_drift_sample", "plain_loop", "plain_loop_no_model"):  # fmt: skip
         [run] = result["throughput"][variant]["runs"]
         assert run["events"] == 1500 and run["events_per_s"] > 0
     posts = result["throughput"]["model"]["runs"][0]["scores"]
-    for variant in ("pass_through", "plain_loop", "plain_loop_no_model"):
+    for variant in ("pass_through", "model_drift_sample", "plain_loop", "plain_loop_no_model"):
         assert result["throughput"][variant]["runs"][0]["scores"] == posts > 0
     for variant, x in result["throughput"].items():  # the steady rate leaves start-up out
         for run in x["runs"]:
@@ -40,11 +40,13 @@ def test_bench_live_measures_the_flows_and_the_plain_loop(
     assert set(result["cpu"]) == set(result["steady"])
     assert all(r > 0 for r in result["cpu"].values())
     assert set(result["steady"]) == {"model_over_pass_through", "model_over_plain_loop",
-                                     "pass_through_over_plain_loop_no_model"}
+                                     "pass_through_over_plain_loop_no_model",
+                                     "drift_sample_over_plain_loop"}  # fmt: skip
     assert all(r is None or r > 0 for r in result["steady"].values())
     t = {v: x["median_events_per_s"] for v, x in result["throughput"].items()}
     assert result["model_over_plain_loop"] == round(t["model"] / t["plain_loop"], 3)
     assert result["model_over_pass_through"] == round(t["model"] / t["pass_through"], 3)
+    assert result["drift_sample_over_model"] == round(t["model_drift_sample"] / t["model"], 3)
     for variant in ("model", "pass_through"):
         lat = result["latency"][variant]
         assert lat["scored"] == lat["posts"] > 0 and lat["measured"] > 0
