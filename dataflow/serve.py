@@ -242,10 +242,13 @@ def from_env() -> Dataflow:
     if os.environ.get("DEEPCREDIT_DRIFT_MONITORS", "1") != "0":
         warmup = os.environ.get("DEEPCREDIT_DRIFT_WARMUP_DAYS")
         monitors = MonitorConfig() if warmup is None else MonitorConfig(warmup_days=float(warmup))
-    sample = UserSample(
-        float(os.environ.get("DEEPCREDIT_DRIFT_SAMPLE", UserSample.fraction)),
-        int(os.environ.get("DEEPCREDIT_DRIFT_MAX_USERS", UserSample.max_users)),
-    )
+    try:
+        sample = UserSample(
+            float(os.environ.get("DEEPCREDIT_DRIFT_SAMPLE", UserSample.fraction)),
+            int(os.environ.get("DEEPCREDIT_DRIFT_MAX_USERS", UserSample.max_users)),
+        )
+    except ValueError as exc:
+        raise SystemExit(f"DEEPCREDIT_DRIFT_SAMPLE / DEEPCREDIT_DRIFT_MAX_USERS: {exc}") from None
     cfg = FlowConfig(KafkaSettings.from_env(), Topics.from_env(), monitors=monitors,
                      drift_sample=sample)  # fmt: skip
     folder = os.environ.get("DEEPCREDIT_SEED")

@@ -188,7 +188,9 @@ class UserScorer(StatefulBatchLogic[Accepted, Scored | Accepted | DeadLetter, by
     recovery store has no snapshot of; others start from ``UserState.new``. A user's entry is
     taken out of ``seed`` when its state is built from it (the state then lives here and in
     the snapshots), so the flow does not hold every seeded user's bytes for its whole life:
-    one seed mapping serves one flow.
+    one seed mapping serves one flow. A user restored from a recovery snapshot is built
+    without its key, so a seeded flow that restarts from snapshots keeps those users' seed
+    entries for its life.
 
     With ``emit_events`` every event that is not a scored post comes out too, as its Accepted,
     so the drift monitors downstream see each user's events in order, posts included; only for
@@ -377,6 +379,10 @@ class DriftStep(StatefulBatchLogic[Scored | Accepted, DriftAlert | DeadLetter, b
             if monitors.model_version == model_version:
                 self.monitors = monitors
                 monitors.resample(sample)
+                if monitors.share < sample.fraction:
+                    log.info("the drift monitors restored watch %g of the users: --drift-sample "
+                             "%g halved %d times at --drift-max-users %d", monitors.share,
+                             sample.fraction, monitors.halvings, sample.max_users)  # fmt: skip
                 for item in held:  # oldest first, as the snapshot listed them
                     self.buffer.hold(_event_of(item).ts, item)
             else:

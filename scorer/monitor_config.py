@@ -75,8 +75,10 @@ class UserSample:
     ``fraction``: the share watched; below 1 the score step passes on only the sampled users'
     events, so the rest never cross to the drift worker. ``max_users``: the most users the
     monitors keep state for (a last event time each, and their open scored loans); past it
-    they halve the share they watch and forget the users that drops (``DriftMonitors``), so
-    their memory and their snapshot stay bounded whatever the platform's size.
+    they forget the users silent for a year, and if that is not enough they halve the share
+    they watch and forget the users that drops (``DriftMonitors``), so their memory and their
+    snapshot stay bounded whatever the platform's size. A share so halved stays halved across
+    restarts unless ``max_users`` grows.
 
     Raises ValueError for a fraction outside (0, 1] or a max_users below 1.
     """
@@ -88,7 +90,8 @@ class UserSample:
     })  # fmt: skip
     max_users: int = field(default=20_000, metadata={
         "help": "most users the drift monitors keep state for (a last event time, open scored "
-                "loans); past it they halve the share they watch, so their memory and snapshot "
+                "loans); past it they forget users silent for a year, then halve the share they "
+                "watch (kept across restarts unless this grows), so their memory and snapshot "
                 "stay bounded"
     })  # fmt: skip
 

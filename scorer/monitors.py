@@ -91,6 +91,13 @@ CURRENT_WINDOW = 250
 #: Relative change of a signal's mean, |current - reference| / reference, from which an alert
 #: is of medium severity, and of high.
 SEVERITY_BANDS = (0.2, 0.5)
+#: Event-time days of silence after which a user is forgotten first when the monitors' sample
+#: is full (``DriftMonitors``): their next event gives no gap, as a new user's first.
+SILENT_DAYS = 365.0
+#: The share of ``UserSample.max_users`` the users watched are brought under when the sample is
+#: full: the scan for silent users then runs at most once per a tenth of ``max_users`` new
+#: users.
+FULL = 0.9
 #: What one observation of each monitor is, for the alert's words.
 _UNITS = {Monitor.SCORES: "posts", Monitor.INPUTS: "events", Monitor.PERFORMANCE: "labels"}
 
@@ -327,6 +334,11 @@ class InputMonitor(_Monitor):
         """Drop the last event time of every user ``keep`` refuses."""
         self._last_ts = {u: ts for u, ts in self._last_ts.items() if keep(u)}
 
+    def forget_silent(self, before_ts: float) -> None:
+        """Drop the last event time of every user silent since before ``before_ts``: their next
+        event gives no gap."""
+        self._last_ts = {u: ts for u, ts in self._last_ts.items() if ts >= before_ts}
+
     def update(self, event: ClickEvent) -> DriftAlert | None:
         values = _SHARE_VALUES[event.activity].copy()
         values["log_amount"] = math.log1p(event.amount) / _LOG_AMOUNT_SCALE
@@ -354,7 +366,10 @@ class _HeldLoan(Loan, kw_only=True, array_like=True):
 
     p: tuple[float, float]
     delinquent_known: bool = False
-    user_point: float = 0.0  # its user's ``user_point``, for ``LoanLabeller.forget_users``
+    # Its user's ``user_point``, for ``LoanLabeller.forget_users``. A loan of a snapshot older
+    # than the field has none: 1.0, above every point, so the first narrowing drops it (its
+    # user may be one whose repayments no longer come, and it would be labelled unpaid).
+    user_point: float = 1.0
 
 
 def _Held(
@@ -428,10 +443,11 @@ class LoanLabeller:
         return labels
 
     def forget_users(self, below: float) -> None:
-        """Drop the loans of the users whose ``user_point`` is not below ``below`` (their
-        deadlines are skipped when they come). Loans of a snapshot older than the field count
-        as at point 0, kept."""
+        """Drop the loans of the users whose ``user_point`` is not below ``below``, and their
+        deadlines. Loans of a snapshot older than the field are dropped (``_HeldLoan``)."""
         self._held = {k: v for k, v in self._held.items() if v.user_point < below}
+        self._deadlines = [d for d in self._deadlines if d[2] in self._held]
+        heapq.heapify(self._deadlines)
 
     def advance(self, ts: float) -> list[LoanLabel]:
         """Move event time to ``ts``: release the labels that became known strictly before it."""
@@ -551,17 +567,21 @@ class DriftMonitors:
     A new model gets new monitors: the reference is that model's scores.
 
     ``sample`` (``UserSample``): the monitors watch only the users whose ``user_point`` lies
-    below ``share``, which starts at the sample's fraction; the events of the others change
-    nothing. When the users with state (``users``) pass ``sample.max_users``, ``share`` halves
-    until they no longer do, and the state of the users it drops is forgotten: their last event
-    times and their held loans. So the memory is bounded by about ``max_users`` users' worth
-    whatever the platform's size; the detectors go on with fewer observations, of the same
-    distribution.
+    below ``share``, the sample's fraction halved ``halvings`` times; the events of the others
+    change nothing. When the users with state (``users``) pass ``sample.max_users``, the users
+    silent for ``SILENT_DAYS`` of event time are forgotten first; if more than ``FULL`` of
+    ``max_users`` remain, ``share`` halves until no more do, and the state of the users it drops
+    is forgotten: their last event times and their held loans. So the memory is bounded by
+    about ``max_users`` users' worth whatever the platform's size, the users watched are
+    between about ``FULL / 2`` and 1 of ``max_users`` once the share has halved, and the
+    detectors go on with fewer observations, of the same distribution.
     """
 
-    #: For monitors pickled before there was a sample: they watched every user.
+    # For monitors pickled before there was a sample: they watched every user.
     sample = UserSample()
     share = 1.0
+    halvings = 0
+    _now = -math.inf
 
     def __init__(
         self,
@@ -590,16 +610,16 @@ class DriftMonitors:
         return self.share >= 1.0 or user_point(user_id) < self.share
 
     def resample(self, sample: UserSample) -> None:
-        """Watch ``sample`` from now on (at most its fraction, and no more users than its
-        ``max_users``): monitors restored from a snapshot take the flow's sample this way.
-
-        A share the cap halved stays halved unless ``sample`` has room for more users (a larger
-        ``max_users``): a restart does not widen it to be narrowed again. Narrowing forgets the
-        users dropped; widening watches new users from their next event (no gap for it, no
-        label for their loans posted before)."""
-        more_room = sample.max_users > self.sample.max_users
-        share = sample.fraction if more_room else min(self.share, sample.fraction)
+        """Watch ``sample`` from now on: monitors restored from a snapshot take the flow's
+        sample this way. The share is the new fraction halved as many times as the cap had
+        halved it, unless ``sample`` has room for more users (a larger ``max_users``): then
+        the new fraction, which the cap halves again as it must. So a restart with the same
+        sample keeps the share. Narrowing forgets the users dropped; widening watches new users
+        from their next event (no gap for it, no label for their loans posted before)."""
+        if sample.max_users > self.sample.max_users:
+            self.halvings = 0
         self.sample = sample
+        share = sample.fraction / 2.0**self.halvings
         narrower = share < self.share
         self.share = share
         if narrower:
@@ -611,6 +631,8 @@ class DriftMonitors:
     ) -> list[DriftAlert]:
         if self.share < 1.0 and user_point(event.user_id) >= self.share:
             return []
+        if event.ts > self._now:
+            self._now = event.ts
         alerts = [self.inputs.update(event)]
         if probabilities is not None:
             alerts.append(self.scores.update(probabilities[0], probabilities[1], event.ts))
@@ -625,9 +647,13 @@ class DriftMonitors:
         return [] if alert is None else [alert]
 
     def _bound(self) -> None:
+        if self.inputs.users <= self.sample.max_users:
+            return
+        self.inputs.forget_silent(self._now - SILENT_DAYS * DAY_S)
         narrowed = False
-        while self.inputs.users > self.sample.max_users:
-            self.share /= 2.0
+        while self.inputs.users > FULL * self.sample.max_users:
+            self.halvings += 1
+            self.share = self.sample.fraction / 2.0**self.halvings
             self.inputs.forget_users(self.watches)
             narrowed = True
         if narrowed:

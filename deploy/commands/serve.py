@@ -84,6 +84,9 @@ def _run(args: argparse.Namespace) -> int:
         sample = from_args(UserSample, args)
     except ValueError as exc:
         raise CliError(f"--drift-sample / --drift-max-users: {exc}") from None
+    if args.no_drift_monitors and sample != UserSample():
+        raise CliError("--drift-sample and --drift-max-users set the drift monitors' sample: "
+                       "not with --no-drift-monitors")  # fmt: skip
     flow = from_args(FlowConfig, args, kafka=KafkaSettings(args.bootstrap),
                      topics=Topics.from_env(), monitors=monitors,
                      drift_sample=sample)  # fmt: skip

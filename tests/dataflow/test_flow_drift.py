@@ -21,6 +21,7 @@ from deepcredit.records import DriftAlert, Monitor
 from deepcredit.settings import KafkaSettings, Topics
 from deepcredit.thresholds import DEFAULT_THRESHOLDS
 from scorer.artifact import load_scorer
+from scorer.monitor_config import UserSample, user_point
 from scorer.monitors import InputMonitor, MonitorConfig, PerformanceMonitor, ScoreMonitor
 from tests.streams import read_scores, send
 
@@ -120,3 +121,18 @@ def test_the_drift_step_snapshot_carries_the_monitors_across_a_restart(
 
     fresh = DriftStep("m2", config, snapshot)  # another model: new monitors, a new reference
     assert fresh.monitors is not None and fresh.monitors.inputs.events_seen == 0
+
+
+def test_the_flow_s_drift_monitors_watch_the_sample_it_is_given(
+    kafka: KafkaSettings, topics: Topics, clicks: list[ClickEvent], model_dir: Path
+) -> None:
+    send(kafka, topics.clicks, [encode(e) for e in clicks])
+    sample = UserSample(fraction=0.5, max_users=1000)
+    run_main(build_flow(FlowConfig(kafka, topics, tail=False, drift_sample=sample),
+                        load_scorer(model_dir), lambda: DEFAULT_THRESHOLDS))  # fmt: skip
+    watched = {e.user_id for e in clicks if user_point(e.user_id) < 0.5}
+    assert 0 < len(watched) < len({e.user_id for e in clicks})
+    assert REGISTRY.get_sample_value("deepcredit_drift_sample_share") == 0.5
+    assert REGISTRY.get_sample_value("deepcredit_drift_users_watched") == len(watched)
+    posts = sum(e.activity is Activity.POST for e in clicks)
+    assert len(read_scores(kafka, topics.risk_scores)) == posts  # every post still scored

@@ -4,10 +4,12 @@ cool-down, and label loans exactly as ``deepcredit.loans`` does."""
 from __future__ import annotations
 
 import copyreg
+import gzip
 import itertools
 import math
 import pickle
 import random
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -32,6 +34,7 @@ from scorer.monitors import (
 from training.benchmark.generator import GeneratorConfig, generate
 
 T0 = 1.5e9
+DATA = Path(__file__).parents[1] / "data"
 N = 6000  # observations per synthetic stream; the change comes at N // 2
 CONFIG = MonitorConfig(warmup_days=2.0, cooldown_days=1000.0)
 
@@ -368,8 +371,10 @@ def test_the_held_loans_are_snapshotted_as_one_blob_and_come_back_equal() -> Non
 # --- the user sample ----------------------------------------------------------------------------
 
 
-def _facade_stream(users: int, seed: int) -> list[tuple[ClickEvent, tuple[float, float] | None]]:
-    events = generate(GeneratorConfig(users=users, seed=seed, horizon_days=400))
+def _facade_stream(
+    users: int, seed: int, days: float = 400
+) -> list[tuple[ClickEvent, tuple[float, float] | None]]:
+    events = generate(GeneratorConfig(users=users, seed=seed, horizon_days=days))
     return [(e, (0.2, 0.05) if e.activity is Activity.POST else None) for e in events]
 
 
@@ -411,22 +416,43 @@ def test_a_sample_is_the_monitors_fed_only_its_users() -> None:
 
 
 def test_past_max_users_the_share_halves_and_what_it_drops_is_forgotten() -> None:
-    stream = _facade_stream(120, 4)
+    stream = _facade_stream(120, 4, days=300)  # nobody silent for SILENT_DAYS
     cap = 25
     m = DriftMonitors("m1", clock=fixed_clock, sample=UserSample(max_users=cap))
     for e, p in stream:
         m.update(e, p)
         assert m.users <= cap
     seen = {e.user_id for e, _ in stream}
-    # The largest share 2**-k whose users fit: the share twice as wide did not.
-    assert m.share < 1.0 and math.log2(m.share).is_integer()
-    assert sum(user_point(u) < m.share for u in seen) == m.users <= cap
-    assert sum(user_point(u) < 2 * m.share for u in seen) > cap
-    held = m.performance._labeller._held.values()
-    assert held and all(loan.user_point < m.share for loan in held)
+    # The widest share 2**-k whose users fit under FULL of the cap: twice as wide did not.
+    assert m.share == 2.0**-m.halvings < 1.0
+    assert sum(user_point(u) < m.share for u in seen) == m.users <= monitors.FULL * cap
+    assert sum(user_point(u) < 2 * m.share for u in seen) > monitors.FULL * cap
+    labeller = m.performance._labeller
+    assert labeller._held and all(loan.user_point < m.share for loan in labeller._held.values())
+    # The dropped users' deadlines went too (a loan id here begins with its user's id).
+    assert all(user_point(d[2].split("-L")[0]) < m.share for d in labeller._deadlines)
     assert all(user_point(u) < m.share for u in m.inputs._last_ts)
     back = pickle.loads(pickle.dumps(m))
     assert _state(back) == _state(m) and back.sample == m.sample
+    assert back.halvings == m.halvings
+
+
+def test_users_silent_for_a_year_are_forgotten_before_the_share_halves() -> None:
+    cap = 10
+    m = DriftMonitors("m1", clock=fixed_clock, sample=UserSample(max_users=cap))
+
+    def act(user: int, day: float) -> None:
+        m.update(ClickEvent(event_id=f"e{user}-{day}", user_id=f"u{user}", ts=T0 + day * DAY_S,
+                            activity=Activity.RECHARGE, amount=10.0), None)  # fmt: skip
+
+    for u in range(8):
+        act(u, 0.0)  # then silent
+    for u in range(8, 11):
+        act(u, monitors.SILENT_DAYS + 30)  # the 11th user fills the sample
+    assert m.share == 1.0 and m.users == 3  # the silent ones went, nobody else
+    for u in range(11, 20):
+        act(u, monitors.SILENT_DAYS + 40)
+    assert m.share < 1.0 and m.users <= monitors.FULL * cap  # active users: the share halves
 
 
 def test_monitors_restored_take_the_flow_s_sample() -> None:
@@ -439,27 +465,31 @@ def test_monitors_restored_take_the_flow_s_sample() -> None:
     assert m.share == 0.25 and 0 < m.users < users
     assert all(user_point(u) < 0.25 for u in m.inputs._last_ts)
     assert all(x.user_point < 0.25 for x in m.performance._labeller._held.values())
-    m.resample(UserSample(fraction=1.0, max_users=3))  # a larger fraction, but capped
-    assert m.users <= 3 and m.share <= 0.25
-    capped = m.share
-    m.resample(UserSample(fraction=1.0, max_users=3))  # a restart with the same sample
-    assert m.share == capped
-    m.resample(UserSample(fraction=1.0, max_users=1000))  # more room: the share widens
-    assert m.share == 1.0 and m.users <= 3  # the users forgotten come back at their next event
+    m.resample(UserSample(fraction=0.5, max_users=3))  # less room: the cap halves the share
+    assert m.users <= 3 and m.halvings >= 1 and m.share == 0.5 / 2**m.halvings
+    halved, k = m.share, m.halvings
+    m.resample(UserSample(fraction=0.5, max_users=3))  # a restart with the same sample
+    assert (m.share, m.halvings) == (halved, k)
+    m.resample(UserSample(fraction=1.0, max_users=3))  # a larger fraction, the same room
+    assert m.share == 1.0 / 2**k and m.halvings == k
+    m.resample(UserSample(fraction=1.0, max_users=1000))  # more room: the fraction again
+    assert m.share == 1.0 and m.halvings == 0 and m.users <= 3
 
 
-def test_monitors_pickled_before_the_sample_watch_every_user() -> None:
-    m = DriftMonitors("m1", clock=fixed_clock)
-    state = dict(m.__dict__)
-    del state["sample"], state["share"]
-    older = object.__new__(DriftMonitors)
-    older.__dict__.update(state)
-    back = pickle.loads(pickle.dumps(older))
-    assert back.share == 1.0 and back.sample == UserSample() and back.watches("anyone")
-    # A held loan of a blob without the user's point keeps point 0: never dropped.
-    blob = msgspec.msgpack.encode({"l0": [10.0, T0, T0 - 5, True, [0.3, 0.1], False]})
-    loan = monitors._held_decoder.decode(blob)["l0"]
-    assert loan.user_point == 0.0 and loan.p == (0.3, 0.1)
+def test_monitors_pickled_before_the_sample_watch_every_user_until_narrowed() -> None:
+    with gzip.open(DATA / "drift-monitors-e261cd0.pickle.gz") as f:
+        older = pickle.load(f)  # the drift step's snapshot at e261cd0
+    assert isinstance(older, DriftMonitors) and older.model_version == "m-old"
+    assert older.share == 1.0 and older.sample == UserSample() and older.watches("anyone")
+    labeller = older.performance._labeller
+    assert labeller._held and all(x.user_point == 1.0 for x in labeller._held.values())
+    users = older.users
+    older.resample(UserSample(fraction=0.5))
+    # Its loans carry no user: each might be a dropped user's, whose repayments no longer
+    # come, and would be labelled unpaid by the clock alone. Every one goes.
+    assert not labeller._held and not labeller._deadlines
+    assert not older.advance(T0 + 10_000 * DAY_S)
+    assert 0 < older.users < users and older.share == 0.5
 
 
 # --- what an alert tells a person --------------------------------------------------------------
