@@ -49,7 +49,7 @@ from dataflow.steps import (
     PassThrough,
     UserScorer,
     dead_letter_message,
-    decide,
+    decide_batch,
     decode_batch,
     drift_alert_message,
     not_scored_message,
@@ -201,7 +201,7 @@ def build_flow(
     failed.append(score_failed.trues)  # failures and conflicting duplicates
     scored = score_failed.falses  # Scored | Accepted
     posts = op.filter("posts", scored, lambda x: isinstance(x, Scored)) if drift else scored
-    decided = op.map("decide", posts, lambda s: decide(s, thresholds, version))
+    decided = op.flat_map_batch("decide", posts, lambda b: decide_batch(b, thresholds, version))
     decide_failed = op.branch("decide_failed", decided, _is_dead_letter)
     failed.append(decide_failed.trues)
     scores = decide_failed.falses  # Kafka message of a Score

@@ -292,6 +292,48 @@ def test_decide_dead_letters_a_post_it_fails_on(clicks: list[ClickEvent]) -> Non
                             "thresholds unavailable")  # fmt: skip
 
 
+def test_a_batch_is_decided_post_by_post_and_counted_once(
+    clicks: list[ClickEvent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    posts = [accepted(e, i) for i, e in enumerate(clicks) if e.activity is Activity.POST][:40]
+    batch = [Scored(a, 0.1 + 0.02 * (i % 30), 0.05) for i, a in enumerate(posts)]
+    poison = batch[7]
+    record = steps.score_record
+
+    def failing(event: ClickEvent, *rest: object) -> Score:
+        if event is poison.accepted.event:
+            raise RuntimeError("bad post")
+        return record(event, *rest)
+
+    monkeypatch.setattr(steps, "score_record", failing)
+    reads = []
+
+    def thresholds() -> ThresholdUpdate:
+        reads.append(1)
+        return THRESHOLDS
+
+    def counted() -> dict[str, float]:
+        values = {d.value: REGISTRY.get_sample_value("deepcredit_decisions_total",
+                                                     {"decision": d.value}) or 0.0
+                  for d in Decision}  # fmt: skip
+        return values | {"scores": REGISTRY.get_sample_value("deepcredit_scores_total") or 0.0}
+
+    before = counted()
+    out = steps.decide_batch(batch, thresholds, "m9")
+    after = counted()
+    assert len(reads) == 1  # the thresholds in force, read once for the batch
+    assert_processing_error(out[7], "decide", poison.accepted, "bad post")
+    scores = [msgspec.json.decode(m.value, type=Score) for i, m in enumerate(out) if i != 7]
+    assert [s.event_id for s in scores] == [b.accepted.event.event_id for b in batch
+                                            if b is not poison]  # fmt: skip
+    expected = [THRESHOLDS.decide(p_delinquent=b.p_delinquent, p_default=b.p_default)
+                for b in batch if b is not poison]  # fmt: skip
+    assert [s.decision for s in scores] == expected
+    assert after["scores"] - before["scores"] == len(batch) - 1
+    for d in Decision:
+        assert after[d.value] - before[d.value] == expected.count(d)
+
+
 def test_the_drift_step_dead_letters_an_event_it_fails_on_and_goes_on(
     clicks: list[ClickEvent], monkeypatch: pytest.MonkeyPatch
 ) -> None:
