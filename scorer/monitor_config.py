@@ -90,9 +90,10 @@ class UserSample:
     })  # fmt: skip
     max_users: int = field(default=20_000, metadata={
         "help": "most users the drift monitors keep state for (a last event time, open scored "
-                "loans); past it they forget users silent for a year, then halve the share they "
-                "watch (kept across restarts unless this grows), so their memory and snapshot "
-                "stay bounded"
+                "loans); past it they forget users silent for a year of event time, then halve "
+                "the share they watch, so their memory and snapshot stay bounded; the reduced "
+                "share persists across restarts: restart with a larger value to return to the "
+                "full --drift-sample"
     })  # fmt: skip
 
     def __post_init__(self) -> None:

@@ -26,6 +26,7 @@ and of the wall time.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterable
@@ -116,11 +117,13 @@ def run_engine_floor(
 ) -> dict:
     """Every variant once per repeat (the module docstring); ``kafka_codec_us``: K, from a live
     benchmark, to set the allowance beside the floor. Returns {"us_per_item": {variant: {cpu,
-    wall}} (medians), "runs", "allowance_us" (None without K), "settings"}. Raises ValueError
+    wall}} (medians), "runs", "allowance_us" (None without K), "settings", "load_average_1m"
+    (before and after)}. Raises ValueError
     for fewer than one item, user or repeat."""
     if min(items, users, repeats, batch_size) < 1:
         raise ValueError("items, users, repeats and batch_size must be at least 1")
     data = [(f"user-{i % users}", i) for i in range(items)]
+    load_before = os.getloadavg()[0]  # the machine is shared: what else ran, in the record
     runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
     for r in range(repeats):
         for variant in VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]:
@@ -143,4 +146,5 @@ def run_engine_floor(
                          else round(overhead_allowance(kafka_codec_us), 2)),
         "settings": {"items": items, "users": users, "repeats": repeats,
                      "batch_size": batch_size, "workers": 1},
+        "load_average_1m": [round(load_before, 1), round(os.getloadavg()[0], 1)],
     }  # fmt: skip
