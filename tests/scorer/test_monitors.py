@@ -455,6 +455,36 @@ def test_users_silent_for_a_year_are_forgotten_before_the_share_halves() -> None
     assert m.share < 1.0 and m.users <= monitors.FULL * cap  # active users: the share halves
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=st.lists(st.tuples(st.integers(0, 30), st.floats(0.0, 200.0), st.integers(0, 2)),
+                   min_size=1, max_size=150),
+    cap=st.integers(1, 12),
+    fraction=st.sampled_from([1.0, 0.5, 0.3]),
+)  # fmt: skip
+def test_the_sample_s_bounds_hold_on_any_stream(
+    steps: list[tuple[int, float, int]], cap: int, fraction: float
+) -> None:
+    """Whatever the stream: never more users kept than the cap, only users below the share,
+    only their loans, and a share that is the fraction halved a whole number of times."""
+    m = DriftMonitors("m1", clock=fixed_clock, sample=UserSample(fraction, cap))
+    ts = T0
+    for i, (user, gap_days, kind) in enumerate(steps):
+        ts += gap_days * DAY_S
+        loan = f"u{user}-L{i // 3}"
+        activity, p = [(Activity.POST, (0.2, 0.05)), (Activity.BORROW, None),
+                       (Activity.REPAY, None)][kind]  # fmt: skip
+        extra = {"rate": 0.1, "term_days": 30} if activity is Activity.POST else {}
+        event = ClickEvent(event_id=f"e{i}", user_id=f"u{user}", ts=ts, activity=activity,
+                           amount=100.0, loan_id=loan, **extra)  # fmt: skip
+        m.update(event, p)
+        assert m.users <= cap
+        assert m.share == fraction / 2**m.halvings
+        assert all(user_point(u) < m.share for u in m.inputs._last_ts)
+        held = m.performance._labeller._held.values()
+        assert all(x.user_point < m.share for x in held)
+
+
 def test_monitors_restored_take_the_flow_s_sample() -> None:
     stream = _facade_stream(40, 6)
     m = DriftMonitors("m1", clock=fixed_clock)
