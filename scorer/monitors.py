@@ -418,16 +418,21 @@ class LoanLabeller:
         return len(self._held)
 
     def update(
-        self, event: ClickEvent, probabilities: tuple[float, float] | None
+        self,
+        event: ClickEvent,
+        probabilities: tuple[float, float] | None,
+        point: float | None = None,
     ) -> list[LoanLabel]:
-        """Take one event (with the post's probabilities when it is a scored post)."""
+        """Take one event (with the post's probabilities when it is a scored post); ``point``:
+        its user's ``user_point`` when the caller has it already."""
         labels = self.advance(event.ts)
 
         def scored(post: ClickEvent, due: float) -> _HeldLoan | None:
             if probabilities is None:
                 return None
             p = (float(probabilities[0]), float(probabilities[1]))
-            return _HeldLoan(post.amount, due, post.ts, p=p, user_point=user_point(post.user_id))
+            at = user_point(post.user_id) if point is None else point
+            return _HeldLoan(post.amount, due, post.ts, p=p, user_point=at)
 
         change = step_loan(self._held, event, scored)
         if change is None:
@@ -535,9 +540,13 @@ class PerformanceMonitor(_Monitor):
         return {t: auc.get() for t, auc in self._auc.items()}
 
     def update(
-        self, event: ClickEvent, probabilities: tuple[float, float] | None
+        self,
+        event: ClickEvent,
+        probabilities: tuple[float, float] | None,
+        point: float | None = None,
     ) -> DriftAlert | None:
-        return self._take(self._labeller.update(event, probabilities))
+        """``LoanLabeller.update``, and the labels it releases observed."""
+        return self._take(self._labeller.update(event, probabilities, point))
 
     def advance(self, ts: float) -> DriftAlert | None:
         """Move event time on without an event (labels that the clock alone settles)."""
@@ -629,14 +638,17 @@ class DriftMonitors:
     def update(
         self, event: ClickEvent, probabilities: tuple[float, float] | None
     ) -> list[DriftAlert]:
-        if self.share < 1.0 and user_point(event.user_id) >= self.share:
-            return []
+        point = None
+        if self.share < 1.0:
+            point = user_point(event.user_id)
+            if point >= self.share:
+                return []
         if event.ts > self._now:
             self._now = event.ts
         alerts = [self.inputs.update(event)]
         if probabilities is not None:
             alerts.append(self.scores.update(probabilities[0], probabilities[1], event.ts))
-        alerts.append(self.performance.update(event, probabilities))
+        alerts.append(self.performance.update(event, probabilities, point))
         if self.inputs.users > self.sample.max_users:
             self._bound()
         return [a for a in alerts if a is not None]
