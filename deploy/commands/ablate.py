@@ -8,6 +8,7 @@ from pathlib import Path
 from deepcredit.atomic import write_json
 from deploy.commands.common import CliError, Subparsers, command
 from deploy.commands.options import Option, add_options, from_args
+from training.core.config import layer_sizes
 from training.experiments.config import AblationConfig
 
 __all__ = ["add"]
@@ -46,8 +47,9 @@ def add(sub: Subparsers) -> None:
                    help="fit nothing: join the rows of these results of the same events, split "
                         "and settings (runs of row groups side by side) into --out, with the "
                         "differences from --predictions")  # fmt: skip
-    add_options(p, AblationConfig, Option("hidden_size", "--hidden"), "epochs", "batch_users",
-                "lr", "max_minutes_per_model", "seed")  # fmt: skip
+    add_options(p, AblationConfig, Option("hidden_size", "--hidden"),
+                Option("head_sizes", "--heads", type=layer_sizes, metavar="W-W-..."), "epochs",
+                "batch_users", "lr", "max_minutes_per_model", "seed")  # fmt: skip
 
 
 def _run(args: argparse.Namespace) -> int:

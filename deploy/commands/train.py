@@ -9,7 +9,7 @@ from pathlib import Path
 from deploy.commands.common import CliError, Subparsers, command
 from deploy.commands.models import MODELS_DIR
 from deploy.commands.options import Option, add_options, from_args
-from training.core.config import ModelConfig, TrainConfig
+from training.core.config import ModelConfig, TrainConfig, layer_sizes
 
 __all__ = ["add"]
 
@@ -38,7 +38,8 @@ def _add_train(sub: Subparsers) -> None:
         default="deepcredit",
         help="model variant, a row of the paper's Table 1 (default %(default)s: H-TLSTM + CL)",
     )
-    add_options(p, ModelConfig, Option("hidden_size", "--hidden"))
+    add_options(p, ModelConfig, Option("hidden_size", "--hidden"),
+                Option("head_sizes", "--heads", type=layer_sizes, metavar="W-W-..."))
     add_options(p, TrainConfig, "epochs", "patience", "stop_on", "batch_users", "lr", "seed",
                 "max_minutes", "threads", "processes")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -121,6 +122,12 @@ def _add_tune(sub: Subparsers) -> None:
                    help="start no trial after this many minutes (default: no limit)")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("results/tune.json"),
                    help="JSON result (default %(default)s)")  # fmt: skip
+    p.add_argument("--journal", type=Path,
+                   help="keep the study in this Optuna journal file: tune commands given the "
+                        "same file, each with its own --sampler-seed, search together (one "
+                        "per core); each writes every trial of the study")  # fmt: skip
+    p.add_argument("--sampler-seed", type=int,
+                   help="seed of the search's sampler (default: --seed)")  # fmt: skip
     add_options(p, TrainConfig, "epochs", "patience", "stop_on", "seed", "max_minutes",
                 "threads")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -141,8 +148,9 @@ def _tune(args: argparse.Namespace) -> int:
     train_config = from_args(TrainConfig, args)
     try:
         result = tune(args.events, ModelConfig(), train_config, trials=args.trials,
-                      max_minutes=args.search_minutes, seed=args.seed,
-                      progress=not args.quiet)  # fmt: skip
+                      max_minutes=args.search_minutes,
+                      seed=args.seed if args.sampler_seed is None else args.sampler_seed,
+                      journal=args.journal, progress=not args.quiet)  # fmt: skip
     except (TrainingDataError, ValueError) as exc:
         raise CliError(f"cannot tune on {args.events}: {exc}") from None
     result |= {"command": "deepcredit " + shlex.join(args.argv), "machine": machine()}

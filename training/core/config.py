@@ -10,7 +10,23 @@ from __future__ import annotations
 import enum
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["ModelConfig", "StopOn", "TrainConfig"]
+__all__ = ["ModelConfig", "StopOn", "TrainConfig", "layer_sizes"]
+
+
+def layer_sizes(text: str) -> tuple[int, ...]:
+    """The widths of the heads' layers as written on a command line, widest first: "256-128-64"
+    is (256, 128, 64). Raises ValueError for anything but positive integers joined by "-".
+
+    >>> layer_sizes("128-64")
+    (128, 64)
+    """
+    try:
+        sizes = tuple(int(part) for part in text.split("-"))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"{text!r} is not layer widths such as 256-128-64")
+    return sizes
 
 
 class StopOn(enum.StrEnum):
@@ -35,7 +51,10 @@ class ModelConfig:
         "help": "TLSTM hidden size, state numbers per layer: the README's sweep chose the "
                 "default, the paper used 256"
     })  # fmt: skip
-    head_sizes: tuple[int, ...] = (256, 128, 64)
+    head_sizes: tuple[int, ...] = field(default=(256, 128, 64), metadata={
+        "help": "widths of the heads' layers, widest first, written 256-128-64 (the paper's "
+                "FCN)"
+    })  # fmt: skip
     use_time: bool = True  # False: plain LSTM cells (H-LSTM)
     complementary: bool = True  # False: no Y(i-1) input (H-TLSTM without CL)
     use_activity: bool = True  # False: TLSTM(repay) only

@@ -24,7 +24,7 @@ from typing import Any
 
 import optuna
 
-from training.core.config import ModelConfig, TrainConfig
+from training.core.config import ModelConfig, TrainConfig, layer_sizes
 from training.core.eventlog import load_sequences
 from training.core.train import fit, split
 
@@ -34,9 +34,7 @@ log = logging.getLogger(__name__)
 
 #: Head shapes by name (the paper's FCN is 256-128-64).
 HEAD_SIZES: dict[str, tuple[int, ...]] = {
-    "64-32": (64, 32),
-    "128-64": (128, 64),
-    "256-128-64": (256, 128, 64),
+    name: layer_sizes(name) for name in ("64-32", "128-64", "256-128-64")
 }
 
 #: What is searched: name -> (kind, values or bounds).
@@ -78,18 +76,34 @@ def tune(
     trials: int,
     max_minutes: float | None = None,
     seed: int = 0,
+    journal: Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Search ``SPACE`` for ``trials`` trials (fewer when ``max_minutes`` of search run out; a
     trial under way finishes) on the event log ``events``. Returns a JSON-ready dict: the best
     point and its configurations, every trial (values, state, validation figure per epoch,
-    seconds), the criterion, the data and the split sizes. Raises ValueError when no trial
-    finished with a validation figure (a split whose validation users hold no measurable
-    target), and ``training.core.train.TrainingDataError`` on data that cannot train."""
+    seconds), the criterion, the data and the split sizes.
+
+    ``seed`` seeds the sampler; the trials train with ``train.seed``. ``journal``: an Optuna
+    journal file that holds the study, so that several processes given the same file (and
+    each its own ``seed``) search together, one trial each at a time; each returns every
+    trial of the study so far, its own and the others'. ``trials`` counts this process's.
+
+    Raises ValueError when no trial finished with a validation figure (a split whose
+    validation users hold no measurable target), and ``training.core.train.TrainingDataError``
+    on data that cannot train."""
     seq, data = load_sequences(events, progress=progress)
     parts = split(seq, train)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = None
+    if journal is not None:
+        from optuna.storages.journal import JournalFileBackend
+
+        storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
     study = optuna.create_study(
+        study_name="deepcredit-tune",
+        storage=storage,
+        load_if_exists=True,
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
@@ -110,6 +124,7 @@ def tune(
             result = fit(seq, parts, m, t, progress=False, on_epoch=on_epoch)
         finally:
             seconds[trial.number] = round(time.monotonic() - started, 1)
+            trial.set_user_attr("seconds", seconds[trial.number])
         best = [row[f"val_{t.stop_on}"] for row in result.history
                 if row.get(f"val_{t.stop_on}") is not None]  # fmt: skip
         if not best:
@@ -138,9 +153,10 @@ def tune(
         "trials": [{"number": t.number, "state": t.state.name.lower(), "value": t.value,
                     "params": t.params,
                     "validation_by_epoch": {int(k): v for k, v in t.intermediate_values.items()},
-                    "seconds": seconds.get(t.number)} for t in study.trials],
+                    "seconds": t.user_attrs.get("seconds")} for t in study.trials],
         "space": {name: list(domain) for name, (_, domain) in SPACE.items()},
-        "sampler": f"TPE (seed {seed}), median pruner",
+        "sampler": f"TPE (seed {seed}), median pruner"
+                   + (f", the study shared through {journal.name}" if journal else ""),
         "data": {"path": str(events), "sha256": data.sha256, "users": data.users},
         "split": {"train": len(parts.train), "validation": len(parts.validation),
                   "test": len(parts.test)},

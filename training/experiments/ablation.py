@@ -102,7 +102,8 @@ Fitter = Callable[[Context], Fitted]
 
 def _streaming(variant: str) -> Fitter:
     def run(c: Context) -> Fitted:
-        model_config = ModelConfig(hidden_size=c.cfg.hidden_size, **VARIANTS[variant])
+        model_config = ModelConfig(hidden_size=c.cfg.hidden_size, head_sizes=c.cfg.head_sizes,
+                                   **VARIANTS[variant])  # fmt: skip
         result = fit(c.seq, c.parts, model_config, c.cfg.train_config(), progress=c.progress)
         y, p, row_users = predict_rows(result.model, c.seq, c.parts.test)
         # Each user's rows come together, in time order: the users in their rows' order.
@@ -123,7 +124,7 @@ def _reencode(c: Context) -> Fitted:
 
     windows = build_windows(read_events(c.events), window=c.cfg.window)
     parts = align_split(c.parts, c.seq.user_ids, windows)
-    model_config = ModelConfig(hidden_size=c.cfg.hidden_size)
+    model_config = ModelConfig(hidden_size=c.cfg.hidden_size, head_sizes=c.cfg.head_sizes)
     result = fit_reencode(windows, parts, model_config, c.cfg.train_config(),
                           alpha=c.cfg.alpha, progress=c.progress)  # fmt: skip
     return Fitted(*predict_reencode(result.model, windows, parts.test), result.epochs_run)
@@ -362,4 +363,5 @@ def benchmark_summary(seq: Sequences) -> dict:
 
 
 def config_dict(cfg: AblationConfig) -> dict:
-    return asdict(cfg)
+    """``cfg`` as its JSON reads back (tuples as lists), so a saved result compares equal."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}

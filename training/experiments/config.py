@@ -39,6 +39,9 @@ class AblationConfig:
 
     hidden_size: int = field(default=ModelConfig.hidden_size,
                              metadata={"help": "TLSTM hidden size of the neural rows"})  # fmt: skip
+    head_sizes: tuple[int, ...] = field(default=ModelConfig.head_sizes, metadata={
+        "help": "widths of the neural rows' head layers, widest first, written 256-128-64"
+    })  # fmt: skip
     epochs: int = field(default=TrainConfig.epochs, metadata={"help": "most epochs per model"})
     batch_users: int = field(default=TrainConfig.batch_users,
                              metadata={"help": "users per batch"})  # fmt: skip

@@ -24,7 +24,8 @@ def events(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def train(events: Path, out: Path, capsys: pytest.CaptureFixture) -> Path:
     args = ["train", "--events", str(events), "--out-dir", str(out), "--hidden", "8",
-            "--epochs", "2", "--batch-users", "16", "--seed", "1", "--quiet"]  # fmt: skip
+            "--heads", "16-8", "--epochs", "2", "--batch-users", "16", "--seed", "1",
+            "--quiet"]  # fmt: skip
     assert main(args) == 0
     [model_dir] = list(out.iterdir())
     assert f"saved {model_dir}" in capsys.readouterr().out
@@ -38,6 +39,8 @@ def test_train_saves_an_artifact_that_evaluate_reproduces(
     model_dir = train(events, tmp_path / "a", capsys)
     card = load_model(model_dir)[1]
     assert card.version == model_dir.name and card.data.users == 80
+    assert card.model_config["head_sizes"] == [16, 8]
+    assert load_model(model_dir)[0].config.head_sizes == (16, 8)
     assert set(card.metrics) == {"validation", "test"}
     assert card.training["epochs_run"] >= 1 and card.training["peak_rss_mib"] > 0
     assert sum(card.split.values()) == 80
@@ -182,3 +185,26 @@ def test_tune_searches_on_validation_users_and_writes_every_trial(
     assert tuple(best["model_config"]["head_sizes"]) == HEAD_SIZES[best["params"]["head_sizes"]]
     assert best["train_config"]["stop_on"] == "brier_skill"
     assert sum(result["split"].values()) == 80
+
+
+def test_tune_commands_sharing_a_journal_search_one_study(events: Path, tmp_path: Path) -> None:
+    journal = tmp_path / "study.journal"
+    common = ["tune", "--events", str(events), "--trials", "1", "--epochs", "1", "--quiet",
+              "--journal", str(journal)]  # fmt: skip
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    assert main([*common, "--sampler-seed", "0", "--out", str(first)]) == 0
+    assert main([*common, "--sampler-seed", "1", "--out", str(second)]) == 0
+    earlier = json.loads(first.read_text())["trials"]
+    both = json.loads(second.read_text())["trials"]
+    # The second search holds the first's trial and one of its own, numbered after it.
+    assert [t["number"] for t in earlier] == [0] and [t["number"] for t in both] == [0, 1]
+    assert both[0]["params"] == earlier[0]["params"]
+    assert both[1]["params"] != both[0]["params"]  # its own sampler seed drew another point
+    assert all(t["seconds"] > 0 for t in both)
+
+
+def test_heads_refuses_what_is_not_layer_widths(capsys: pytest.CaptureFixture) -> None:
+    for bad in ("", "64-", "0-8", "wide"):
+        with pytest.raises(SystemExit):
+            main(["train", "--events", "x.jsonl", "--heads", bad])
+        assert "argument --heads" in capsys.readouterr().err

@@ -52,8 +52,8 @@ def test_rows_run_apart_join_with_differences_to_deepcredit(
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     preds = tmp_path / "predictions"
-    common = ["ablate", "--events", str(events), "--hidden", "8", "--epochs", "1",
-              "--predictions", str(preds)]  # fmt: skip
+    common = ["ablate", "--events", str(events), "--hidden", "8", "--heads", "16",
+              "--epochs", "1", "--predictions", str(preds)]  # fmt: skip
     a, b, joined = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "joined.json"
     assert main([*common, "--rows", "tlstm-repay", "reencode", "lr", "--out", str(a)]) == 0
     assert json.loads(a.read_text())["deepcredit_minus"] == {}  # no deepcredit row yet
@@ -63,6 +63,7 @@ def test_rows_run_apart_join_with_differences_to_deepcredit(
     assert main([*common, "--merge", str(a), str(b), "--out", str(joined)]) == 0
     result = json.loads(joined.read_text())
     rows = {r["model"]: r for r in result["rows"]}
+    assert result["config"]["head_sizes"] == [16]
     assert list(rows) == ["tlstm-repay", "reencode", "lr", "deepcredit"]
     assert [m["rows"] for m in result["merged_from"]] == [["tlstm-repay", "reencode", "lr"],
                                                           ["deepcredit"]]  # fmt: skip
