@@ -39,7 +39,7 @@ def _add_train(sub: Subparsers) -> None:
         help="model variant, a row of the paper's Table 1 (default %(default)s: H-TLSTM + CL)",
     )
     add_options(p, ModelConfig, Option("hidden_size", "--hidden"),
-                Option("head_sizes", "--heads", type=layer_sizes, metavar="W-W-..."))
+                Option("head_sizes", "--heads", type=layer_sizes, metavar="W-W-..."))  # fmt: skip
     add_options(p, TrainConfig, "epochs", "patience", "stop_on", "batch_users", "lr", "seed",
                 "max_minutes", "threads", "processes")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress output")
