@@ -66,6 +66,7 @@ LABELS = {
     "h-lstm-cl": "H-LSTM + CL",
     "tlstm-activity": "TLSTM (activity)",
     "tlstm-repay": "TLSTM (repay)",
+    "deep-only": "DeepCredit without the aggregates (deep only)",
     "reencode": "DeepCredit, paper-literal re-encode",
     "gbdt": "Gradient-boosted trees (XGB row)",
     "hmm": "HMM",

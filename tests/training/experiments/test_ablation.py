@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from deploy.cli import main
-from training.experiments.ablation import PAPER_TABLE_1
+from training.experiments.ablation import LABELS, PAPER_TABLE_1, ROWS
 
 
 @pytest.fixture(scope="module")
@@ -21,25 +21,29 @@ def events(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def test_every_row_has_a_label_in_the_table() -> None:
+    assert set(ROWS) | {"oracle"} == set(LABELS)
+
+
 def test_ablate_writes_rows_beside_the_paper(
     events: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     out = tmp_path / "ablation.json"
     args = ["ablate", "--events", str(events), "--out", str(out), "--rows", "tlstm-repay",
-            "reencode", "lr", "--hidden", "8", "--epochs", "1"]  # fmt: skip
+            "deep-only", "reencode", "lr", "--hidden", "8", "--epochs", "1"]  # fmt: skip
     assert main(args) == 0
     result = json.loads(out.read_text())
     assert set(result) == {"benchmark", "rows", "complete", "config", "command", "machine"}
     assert result["complete"] is True
     assert result["benchmark"]["users"] == 60 and result["machine"]["cpus"] >= 1
     assert result["command"].startswith("deepcredit ablate --events")
-    assert [r["model"] for r in result["rows"]] == ["tlstm-repay", "reencode", "lr"]
+    assert [r["model"] for r in result["rows"]] == ["tlstm-repay", "deep-only", "reencode", "lr"]
     for row in result["rows"]:
         for key in ("auc_delinquent", "auc_default", "ks_delinquent", "brier_default"):
             assert 0.0 <= row[key] <= 1.0
     assert result["rows"][0]["paper_auc_default"] == PAPER_TABLE_1["tlstm-repay"][1]
-    assert [r.get("epochs") for r in result["rows"]] == [1, 1, None]  # neural rows only
+    assert [r.get("epochs") for r in result["rows"]] == [1, 1, 1, None]  # neural rows only
     assert all(r["peak_rss_mib"] > 10 for r in result["rows"])
     printed = capsys.readouterr().out
     assert "| TLSTM (repay) |" in printed and f"({PAPER_TABLE_1['tlstm-repay'][0]:.3f})" in printed
