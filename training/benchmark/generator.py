@@ -19,6 +19,7 @@ from __future__ import annotations
 import heapq
 import io
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -29,9 +30,9 @@ from deepcredit.events import DAY_S, ClickEvent
 from training.benchmark.config import GeneratorConfig
 from training.benchmark.oracle import LoanOracle, write_oracle
 from training.benchmark.stats import BenchmarkStats, StatsCollector
-from training.benchmark.user import UserSimulator
+from training.benchmark.user import UserSimulator, user_id
 
-__all__ = ["BenchmarkStats", "GeneratorConfig", "generate", "write_jsonl"]
+__all__ = ["AtPost", "BenchmarkStats", "GeneratorConfig", "generate", "write_jsonl"]
 
 #: Lines buffered per write: fewer system calls without holding much.
 _WRITE_BATCH = 4096
@@ -40,14 +41,33 @@ _GZIP_LEVEL = 6
 
 
 def generate(
-    config: GeneratorConfig, oracle: list[LoanOracle] | None = None
+    config: GeneratorConfig,
+    oracle: list[LoanOracle] | None = None,
+    at_post: AtPost | None = None,
 ) -> Iterator[ClickEvent]:
     """All users' events with ts non-decreasing across the whole stream (ties: lower user
     index first). Deterministic for a config. ``oracle``: a list each settled loan's true
     outcome probabilities are appended to as the stream is drawn (``training.benchmark.oracle``;
-    never a model input); the events are the same with or without it."""
-    streams = [UserSimulator(config, index, oracle).events() for index in range(config.users)]
+    never a model input), with those as of the post for the users ``at_post`` names; the
+    events are the same with or without them."""
+    streams = [
+        UserSimulator(config, index, oracle,
+                      0 if at_post is None else at_post.paths_for(user_id(index))).events()
+        for index in range(config.users)
+    ]  # fmt: skip
     return heapq.merge(*streams, key=_event_ts)
+
+
+@dataclass(frozen=True)
+class AtPost:
+    """Which users' loans get the oracle as of their post, and over how many simulated futures
+    (``training.benchmark.user.UserSimulator``). ``users``: their ids; None: every user."""
+
+    paths: int
+    users: frozenset[str] | None = None
+
+    def paths_for(self, user: str) -> int:
+        return self.paths if self.users is None or user in self.users else 0
 
 
 def write_jsonl(
@@ -55,6 +75,7 @@ def write_jsonl(
     path: str | Path,
     progress: bool = True,
     oracle_path: str | Path | None = None,
+    at_post: AtPost | None = None,
 ) -> BenchmarkStats:
     """Write the benchmark to ``path`` (gzip when it ends in ``.gz``), one encoded event per line.
 
@@ -62,19 +83,24 @@ def write_jsonl(
     and renamed at the end, so a reader never sees half a benchmark. ``oracle_path``: also
     write each settled loan's true probabilities of delinquency and default there
     (``training.benchmark.oracle``: the benchmark's ceiling, never an input to any model);
-    the events file is the same bytes with or without it.
+    the events file is the same bytes with or without it. ``at_post``: with the oracle, also
+    the probabilities as of the post for these users.
     """
     path = Path(path)
     if oracle_path is None:
-        return _write_jsonl(config, path, progress, None)
+        return _write_jsonl(config, path, progress, None, None)
     oracle: list[LoanOracle] = []
-    stats = _write_jsonl(config, path, progress, oracle)
+    stats = _write_jsonl(config, path, progress, oracle, at_post)
     write_oracle(oracle_path, oracle)
     return stats
 
 
 def _write_jsonl(
-    config: GeneratorConfig, path: Path, progress: bool, oracle: list[LoanOracle] | None
+    config: GeneratorConfig,
+    path: Path,
+    progress: bool,
+    oracle: list[LoanOracle] | None,
+    at_post: AtPost | None,
 ) -> BenchmarkStats:
     collector = StatsCollector(config)
     gzipped = path.name.endswith(".gz")
@@ -87,7 +113,7 @@ def _write_jsonl(
             desc=f"generating {config.users:,} users",
         ) as bar,
     ):
-        _write_events(config, out, collector, bar, oracle)
+        _write_events(config, out, collector, bar, oracle, at_post)
     return collector.finish()
 
 
@@ -97,11 +123,12 @@ def _write_events(
     collector: StatsCollector,
     bar: tqdm,
     oracle: list[LoanOracle] | None,
+    at_post: AtPost | None,
 ) -> None:
     """Encode the stream in batches of lines, counting every event, advancing the bar in days."""
     done_days = 0
     lines: list[bytes] = []
-    for event in generate(config, oracle):
+    for event in generate(config, oracle, at_post):
         collector.add(event)
         lines.append(encode(event))
         if len(lines) == _WRITE_BATCH:

@@ -59,6 +59,10 @@ class LoanOracle(msgspec.Struct, frozen=True):
     settle_ts: float  # Unix seconds: when the outcome was drawn
     p_delinquent: float
     p_default: float
+    #: The same probabilities as of the post (module docstring), None where not computed.
+    p_delinquent_at_post: float | None = None
+    p_default_at_post: float | None = None
+    paths_at_post: int = 0  # the simulated futures they average
 
 
 def outcome_probabilities(

@@ -38,6 +38,7 @@ without it, and a drift detector sees the same world until the shift.
 
 from __future__ import annotations
 
+import copy
 import heapq
 import math
 from bisect import bisect
@@ -245,14 +246,22 @@ class UserSimulator:
     """
 
     def __init__(
-        self, config: GeneratorConfig, index: int, oracle: list[LoanOracle] | None = None
+        self,
+        config: GeneratorConfig,
+        index: int,
+        oracle: list[LoanOracle] | None = None,
+        paths_at_post: int = 0,
     ) -> None:
         """``oracle``: a list that each settled loan's true outcome probabilities are appended
-        to (``training.benchmark.oracle``; never a model input). Takes no random draw, so the
-        events are the same with or without it."""
+        to (``training.benchmark.oracle``; never a model input). ``paths_at_post``: with an
+        oracle, also the probabilities as of each funded loan's post, averaged over this many
+        simulated futures (``_at_post``; 0: none). Neither takes a draw from this user's
+        streams, so the events are the same with or without them."""
         self.config = config
         self.index = index
         self._oracle = oracle
+        self._paths_at_post = paths_at_post if oracle is not None else 0
+        self._at_post: dict[str, tuple[float, float]] = {}
         self.user_id = user_id(index)
         main, shocks = np.random.SeedSequence([config.seed, index]).spawn(2)
         draw = _Draws(np.random.default_rng(main))
@@ -358,8 +367,11 @@ class UserSimulator:
         if self._oracle is not None:
             p_late, p_default = outcome_probabilities(risk, LOAN_NOISE_SD, DELINQUENT_BIAS,
                                                       DEFAULT_BIAS, DEFAULT_SLOPE)  # fmt: skip
+            at_post = self._at_post.pop(loan.loan_id, (None, None))
             self._oracle.append(LoanOracle(loan.post_event_id, loan.loan_id, self.user_id, ts,
-                                           p_late, p_default))  # fmt: skip
+                                           p_late, p_default, *at_post,
+                                           self._paths_at_post if at_post[0] is not None
+                                           else 0))  # fmt: skip
         due_amount = loan.principal * (1.0 + loan.rate * loan.term_days / 365.0)
         if draw.uniform() >= _logistic(DELINQUENT_BIAS + z):
             repay_ts = ts + draw.uniform() * (loan.due_ts - ON_TIME_MARGIN_S - ts)
@@ -411,9 +423,90 @@ class UserSimulator:
                 self._overdue = max(0.0, self._overdue - loan.principal)
         if activity is Activity.POST:
             loan.post_event_id = event.event_id
+            if self._paths_at_post:
+                self._at_post_oracle(loan, ts)
             return msgspec.structs.replace(event, loan_id=loan.loan_id, rate=loan.rate,
                                            term_days=loan.term_days)  # fmt: skip
         return msgspec.structs.replace(event, loan_id=loan.loan_id)
+
+    # --- the oracle as of a post -----------------------------------------------------------
+
+    def _at_post_oracle(self, loan: _Loan, ts: float) -> None:
+        """Keep, for a post that will be funded, the mean over ``_paths_at_post`` simulated
+        futures of the settlement oracle's probabilities: P(delinquent | the hidden state at
+        the post) and the same for default, by Monte Carlo over everything that happens to the
+        user between the post and the settlement (distress, shocks, other loans). Each future
+        runs a copy of this user (``_twin``) on streams of its own, so this user's draws, and
+        hence the events, are untouched. A post settling after the end of the log gets none."""
+        if not any(kind == _FUND and item is loan for _, _, kind, item in self._agenda):
+            return  # never funded: no outcome, no label
+        totals = [0.0, 0.0]
+        for path in range(self._paths_at_post):
+            twin = self._twin(path, ts)
+            settled = twin._run_until_settled(loan.loan_id)
+            if settled is None:
+                return
+            totals[0] += settled.p_delinquent
+            totals[1] += settled.p_default
+        n = self._paths_at_post
+        self._at_post[loan.loan_id] = (totals[0] / n, totals[1] / n)
+
+    def _twin(self, path: int, ts: float) -> UserSimulator:
+        """A copy of this user as of ``ts`` whose future is drawn from streams of its own (the
+        seed sequence [seed, index, loans posted, path, 1]): the same hidden state and agenda,
+        its own loans (settling one must not mark this user's), an oracle list of its own and
+        no futures of its own. The next shock is drawn again from ``ts``: its time, already
+        on this user's agenda, is no part of the state at ``ts`` (shocks are a Poisson
+        process, so the time to the next is independent of the past)."""
+        twin = object.__new__(UserSimulator)
+        twin.__dict__.update(self.__dict__)
+        copies: dict[int, _Loan] = {}
+
+        def copied(loan: _Loan | None) -> _Loan | None:
+            if loan is None:
+                return None
+            if id(loan) not in copies:
+                copies[id(loan)] = copy.copy(loan)
+            return copies[id(loan)]
+
+        agenda: list[tuple[float, int, int, _Payload]] = []
+        for at, seq, kind, payload in self._agenda:
+            if kind == _SHOCK:
+                continue
+            if isinstance(payload, tuple):
+                payload = (payload[0], payload[1], copied(payload[2]))
+            elif isinstance(payload, _Loan):
+                payload = copied(payload)
+            agenda.append((at, seq, kind, payload))
+        heapq.heapify(agenda)
+        twin._agenda = agenda
+        main, shocks = np.random.SeedSequence(
+            [self.config.seed, self.index, self._loans, path, 1]
+        ).spawn(2)
+        twin._draw = _Draws(np.random.default_rng(main))
+        twin._shock_draw = _Draws(np.random.default_rng(shocks))
+        twin._oracle = []
+        twin._paths_at_post = 0
+        twin._at_post = {}
+        twin._handlers = (twin._session, twin._shock, twin._shift, twin._fund, twin._settle,
+                          twin._emit)  # fmt: skip
+        twin._schedule_shock(ts)
+        return twin
+
+    def _run_until_settled(self, loan_id: str) -> LoanOracle | None:
+        """Run this (twin) user's agenda until the loan ``loan_id`` settles: its oracle record,
+        or None when it would settle at or after the end of the log."""
+        end_ts = self.config.end_ts
+        agenda, handlers, records = self._agenda, self._handlers, self._oracle
+        assert records is not None
+        while agenda:
+            ts, _, kind, payload = heapq.heappop(agenda)
+            if ts >= end_ts:
+                return None
+            handlers[kind](ts, payload)
+            if kind == _SETTLE and records and records[-1].loan_id == loan_id:
+                return records[-1]
+        return None
 
     # --- planning -----------------------------------------------------------------------------
 

@@ -34,6 +34,8 @@ from scorer.timegap import normalise_gap
 from scorer.user_state import event_fingerprint
 
 __all__ = [
+    "TEST_SALT",
+    "VALIDATION_SALT",
     "FirstCopies",
     "Sequences",
     "UserBatch",
@@ -252,6 +254,12 @@ def log_duplicates(resends: int, conflicts: int) -> None:
                     "live flow does (it dead-letters them)", conflicts)  # fmt: skip
     if resends:
         log.info("%d resent events (an earlier event's id and content) counted once", resends)
+
+
+#: The salts of the split by user (``training.core.train.split``): test users, then
+#: validation users among the others.
+TEST_SALT = "test-split-v1"
+VALIDATION_SALT = "validation-split-v1"
 
 
 def split_users(user_ids: np.ndarray, fraction: float, *, salt: str) -> np.ndarray:

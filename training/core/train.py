@@ -19,7 +19,13 @@ from tqdm import tqdm
 
 from scorer.card import TargetMetrics
 from training.core.config import StopOn, TrainConfig
-from training.core.dataset import Sequences, split_users, user_row_chunks
+from training.core.dataset import (
+    TEST_SALT,
+    VALIDATION_SALT,
+    Sequences,
+    split_users,
+    user_row_chunks,
+)
 from training.core.evaluation import TARGETS, per_target
 from training.core.model import (
     DeepCredit,
@@ -54,8 +60,6 @@ class TrainingDataError(ValueError):
 
 log = logging.getLogger(__name__)
 
-TEST_SALT = "test-split-v1"
-VALIDATION_SALT = "validation-split-v1"
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,8 @@ LABELS = {
     "gbdt": "Gradient-boosted trees (XGB row)",
     "hmm": "HMM",
     "lr": "Logistic regression",
-    "oracle": "Oracle (the generator's true probabilities)",
+    "oracle": "Oracle (the generator's true probabilities at settlement)",
+    "oracle-at-post": "Oracle as of the post (the hidden state then, its futures simulated)",
 }
 
 
@@ -143,29 +144,41 @@ def _baseline(name: str) -> Fitter:
     return run
 
 
-def _oracle(path: Path) -> Fitter:
+def _oracle(path: Path, at_post: bool = False) -> Fitter:
     def run(c: Context) -> Fitted:
-        return Fitted(*oracle_predictions(c.seq, c.parts.test, path))
+        return Fitted(*oracle_predictions(c.seq, c.parts.test, path, at_post=at_post))
 
     return run
 
 
-def oracle_predictions(
-    seq: Sequences, users: np.ndarray, path: Path
-) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and the oracle's probabilities (N, 2) at the labelled posts of ``users``, in the
-    rows ``training.core.train.predict`` gives. Raises ValueError when a labelled post has no
-    oracle record (a side file of another event log)."""
+def has_at_post(path: Path) -> bool:
+    """Whether the oracle side file ``path`` holds probabilities as of the post
+    (``deepcredit generate --oracle-paths``)."""
     from training.benchmark.oracle import read_oracle
 
-    p_of = {r.post_event_id: (r.p_delinquent, r.p_default) for r in read_oracle(path)}
+    return any(r.paths_at_post > 0 for r in read_oracle(path))
+
+
+def oracle_predictions(
+    seq: Sequences, users: np.ndarray, path: Path, *, at_post: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and the oracle's probabilities (N, 2) at the labelled posts of ``users``, in the
+    rows ``training.core.train.predict`` gives: those at settlement, or as of the post when
+    ``at_post``. Raises ValueError when a labelled post has no such record (a side file of
+    another event log, or one whose probabilities as of the post are of other users)."""
+    from training.benchmark.oracle import read_oracle
+
+    p_of = {r.post_event_id: (r.p_delinquent_at_post, r.p_default_at_post) if at_post
+            else (r.p_delinquent, r.p_default)
+            for r in read_oracle(path) if not at_post or r.paths_at_post > 0}  # fmt: skip
     rows = user_rows(seq.loan_offsets, np.asarray(users, dtype=np.int64))
     rows = rows[np.isfinite(seq.labels[rows]).any(axis=-1)]
     missing = [e for e in seq.event_ids[rows] if e not in p_of]
     if missing:
-        raise ValueError(f"{len(missing):,} of {len(rows):,} labelled posts have no oracle "
-                         f"record in {path} (first: {missing[0]}): the side file of another "
-                         "event log?")  # fmt: skip
+        what = ("probabilities as of the post (generated with --oracle-paths for other users?)"
+                if at_post else "oracle record (the side file of another event log?)")  # fmt: skip
+        raise ValueError(f"{len(missing):,} of {len(rows):,} labelled posts have no {what} "
+                         f"in {path} (first: {missing[0]})")  # fmt: skip
     p = np.array([p_of[e] for e in seq.event_ids[rows]], dtype=np.float64).reshape(-1, 2)
     return seq.labels[rows], p
 
@@ -203,6 +216,9 @@ def run_ablation(
     if oracle is not None:
         fitters["oracle"] = _oracle(oracle)
         names.append("oracle")
+        if has_at_post(oracle):
+            fitters["oracle-at-post"] = _oracle(oracle, at_post=True)
+            names.append("oracle-at-post")
     out = []
     for name in names:
         if progress:
@@ -240,7 +256,7 @@ def run_ablation(
 #: The rows whose predictions ``save_predictions`` writes: those that predict the labelled
 #: posts of the test users one user after another (the re-encode predicts window by window,
 #: in an order of its own, and is left out).
-PREDICTED = frozenset(ROWS) - {"reencode"} | {"oracle"}
+PREDICTED = frozenset(ROWS) - {"reencode"} | {"oracle", "oracle-at-post"}
 
 
 def save_predictions(

@@ -33,10 +33,9 @@ from training.baselines.base import validation_auc
 from training.benchmark.statements import last_bill_id, read_raw_columns, read_table, write_events
 from training.core.bootstrap import paired_differences, weighted_metrics
 from training.core.config import ModelConfig, TrainConfig
-from training.core.dataset import split_users
+from training.core.dataset import TEST_SALT, VALIDATION_SALT, split_users
 from training.core.pipeline import train_model
 from training.core.predictions import Prediction
-from training.core.train import TEST_SALT, VALIDATION_SALT
 from training.report.predict import baseline_predictions, deepcredit_predictions
 
 __all__ = ["HEAD", "raw_column_predictions", "run_uci", "september_rows"]

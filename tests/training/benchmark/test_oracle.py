@@ -12,7 +12,7 @@ import pytest
 
 from deepcredit.events import DAY_S, Activity
 from training.benchmark.config import DEFAULT_START_TS, GeneratorConfig
-from training.benchmark.generator import write_jsonl
+from training.benchmark.generator import AtPost, write_jsonl
 from training.benchmark.oracle import outcome_probabilities, read_oracle
 from training.benchmark.user import (
     DEFAULT_BIAS,
@@ -45,10 +45,20 @@ def test_events_unchanged_with_and_without_oracle(tmp_path: Path, name: str) -> 
     config = CONFIGS[name]
     write_jsonl(config, tmp_path / "plain.jsonl", progress=False)
     write_jsonl(config, tmp_path / "with.jsonl", progress=False,
-                oracle_path=tmp_path / "oracle.jsonl")  # fmt: skip
+                oracle_path=tmp_path / "oracle.jsonl", at_post=AtPost(2))  # fmt: skip
     assert sha256(tmp_path / "plain.jsonl") == BEFORE[name]
     assert sha256(tmp_path / "with.jsonl") == BEFORE[name]
     records = list(read_oracle(tmp_path / "oracle.jsonl"))
+    # Simulating futures of a user draws nothing from the user's own streams.
+    write_jsonl(config, tmp_path / "settle-only.jsonl", progress=False,
+                oracle_path=tmp_path / "settle-only.oracle.jsonl")  # fmt: skip
+    settle_only = list(read_oracle(tmp_path / "settle-only.oracle.jsonl"))
+    assert [(r.loan_id, r.p_delinquent, r.p_default) for r in settle_only] == [
+        (r.loan_id, r.p_delinquent, r.p_default) for r in records
+    ]
+    assert all(r.paths_at_post == 0 and r.p_delinquent_at_post is None for r in settle_only)
+    assert all(r.paths_at_post == 2 for r in records)
+    assert all(0.0 < r.p_default_at_post < r.p_delinquent_at_post < 1.0 for r in records)
     events = list(read_events(tmp_path / "with.jsonl"))
     posts = {e.event_id: e.loan_id for e in events if e.activity is Activity.POST}
     borrowed = {e.loan_id for e in events if e.activity is Activity.BORROW}
@@ -70,6 +80,48 @@ def test_every_labelled_post_has_its_probabilities(tmp_path: Path) -> None:
     (tmp_path / "other.jsonl").write_text("")
     with pytest.raises(ValueError, match="no oracle record"):
         oracle_predictions(seq, np.arange(seq.users), tmp_path / "other.jsonl")
+
+
+def test_the_oracle_as_of_the_post_averages_the_users_simulated_futures(tmp_path: Path) -> None:
+    """Its probabilities are the mean of the settlement oracle over independent futures of
+    the user from the post on: more futures, a smaller spread around that mean; each future
+    its own draw of the settlement risk."""
+    from training.benchmark.user import UserSimulator
+
+    config = GeneratorConfig(users=3, seed=1, horizon_days=300)
+    by_paths = {}
+    for paths in (1, 32):
+        records: list = []
+        for index in range(config.users):
+            for _ in UserSimulator(config, index, records, paths_at_post=paths).events():
+                pass
+        by_paths[paths] = {r.loan_id: r for r in records}
+    one, many = by_paths[1], by_paths[32]
+    assert one.keys() == many.keys() and len(one) > 20
+    # One future reaches the settlement with a risk of its own, not this user's.
+    assert sum(r.p_delinquent_at_post != r.p_delinquent for r in one.values()) > len(one) // 2
+    # Averaged over 32 futures, the probabilities as of the post are nearer the settlement's
+    # (another future) than one future's are, and agree with one future's on average.
+    late_one = np.array([r.p_delinquent_at_post for r in one.values()])
+    late_many = np.array([many[k].p_delinquent_at_post for k in one])
+    settled = np.array([many[k].p_delinquent for k in one])
+    assert np.abs(late_many - settled).mean() < np.abs(late_one - settled).mean()
+    assert abs(late_many.mean() - late_one.mean()) < 0.05
+
+
+def test_only_the_users_named_get_the_oracle_as_of_the_post(tmp_path: Path) -> None:
+    config = CONFIGS["plain"]
+    write_jsonl(config, tmp_path / "e.jsonl", progress=False, oracle_path=tmp_path / "o.jsonl",
+                at_post=AtPost(1, frozenset({"u000003", "u000007"})))  # fmt: skip
+    records = list(read_oracle(tmp_path / "o.jsonl"))
+    assert {r.user_id for r in records if r.paths_at_post} == {"u000003", "u000007"}
+    seq = build_sequences(read_events(tmp_path / "e.jsonl"))
+    users = np.arange(seq.users)
+    named = users[np.isin(seq.user_ids, ["u000003", "u000007"])]
+    y, p = oracle_predictions(seq, named, tmp_path / "o.jsonl", at_post=True)
+    assert len(y) > 0 and np.all((p > 0) & (p < 1))
+    with pytest.raises(ValueError, match="as of the post"):
+        oracle_predictions(seq, users, tmp_path / "o.jsonl", at_post=True)
 
 
 @pytest.mark.parametrize("risk", [-4.0, -1.0, 0.0, 1.5, 4.0])

@@ -22,7 +22,27 @@ def events(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_every_row_has_a_label_in_the_table() -> None:
-    assert set(ROWS) | {"oracle"} == set(LABELS)
+    assert set(ROWS) | {"oracle", "oracle-at-post"} == set(LABELS)
+
+
+def test_the_oracle_rows_at_settlement_and_as_of_the_post(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    events, oracle = tmp_path / "e.jsonl", tmp_path / "oracle.jsonl.gz"
+    assert main(["generate", "--users", "60", "--seed", "2", "--horizon-days", "400", "--out",
+                 str(events), "--oracle", str(oracle), "--oracle-paths", "2",
+                 "--quiet"]) == 0  # fmt: skip
+    out = tmp_path / "a.json"
+    assert main(["ablate", "--events", str(events), "--oracle", str(oracle), "--rows", "lr",
+                 "--out", str(out), "--predictions", str(tmp_path / "p")]) == 0  # fmt: skip
+    rows = {r["model"]: r for r in json.loads(out.read_text())["rows"]}
+    assert list(rows) == ["lr", "oracle", "oracle-at-post"]
+    for name in ("oracle", "oracle-at-post"):
+        assert rows[name]["n_delinquent"] == rows["lr"]["n_delinquent"] > 0
+        assert 0.5 < rows[name]["auc_delinquent"] <= 1.0
+    assert rows["oracle"]["auc_delinquent"] != rows["oracle-at-post"]["auc_delinquent"]
+    assert (tmp_path / "p" / "oracle-at-post.jsonl.gz").is_file()
 
 
 def test_ablate_writes_rows_beside_the_paper(

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from deploy.cli import main
-from training.core.dataset import split_users
-from training.core.train import TEST_SALT, TrainConfig
+from training.core.dataset import TEST_SALT, split_users
+from training.core.train import TrainConfig
 
 TABLE = Path(__file__).parents[2] / "data" / "uci-first-300.csv"
 
