@@ -255,7 +255,7 @@ class UserSimulator:
         """``oracle``: a list that each settled loan's true outcome probabilities are appended
         to (``training.benchmark.oracle``; never a model input). ``paths_at_post``: with an
         oracle, also the probabilities as of each funded loan's post, averaged over this many
-        simulated futures (``_at_post``; 0: none). Neither takes a draw from this user's
+        simulated futures (``_at_post_oracle``; 0: none). Neither takes a draw from this user's
         streams, so the events are the same with or without them."""
         self.config = config
         self.index = index
