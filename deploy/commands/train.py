@@ -127,7 +127,8 @@ def _add_tune(sub: Subparsers) -> None:
                         "same file, each with its own --sampler-seed, search together (one "
                         "per core); each writes every trial of the study")  # fmt: skip
     p.add_argument("--sampler-seed", type=int,
-                   help="seed of the search's sampler (default: --seed)")  # fmt: skip
+                   help="seed of the search's sampler (default: --seed; needed with "
+                        "--journal)")  # fmt: skip
     add_options(p, TrainConfig, "epochs", "patience", "stop_on", "seed", "max_minutes",
                 "threads")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -145,6 +146,9 @@ def _tune(args: argparse.Namespace) -> int:
         raise CliError(f"no such events file: {args.events}")
     if args.trials < 1:
         raise CliError("--trials must be at least 1")
+    if args.journal is not None and args.sampler_seed is None:
+        raise CliError("--journal needs --sampler-seed, another for each tune command "
+                       "sharing the journal: with one seed they would try the same points")
     train_config = from_args(TrainConfig, args)
     try:
         result = tune(args.events, ModelConfig(), train_config, trials=args.trials,

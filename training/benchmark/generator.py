@@ -84,9 +84,12 @@ def write_jsonl(
     write each settled loan's true probabilities of delinquency and default there
     (``training.benchmark.oracle``: the benchmark's ceiling, never an input to any model);
     the events file is the same bytes with or without it. ``at_post``: with the oracle, also
-    the probabilities as of the post for these users.
+    the probabilities as of the post for these users. Raises ValueError for ``at_post``
+    without ``oracle_path``: they would go nowhere.
     """
     path = Path(path)
+    if at_post is not None and oracle_path is None:
+        raise ValueError("probabilities as of the post need an oracle file to go to")
     if oracle_path is None:
         return _write_jsonl(config, path, progress, None, None)
     oracle: list[LoanOracle] = []

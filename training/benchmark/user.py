@@ -219,12 +219,19 @@ class _Draws:
 class _Loan:
     """A loan the user posted; ``late`` / ``defaulted`` once its repayment is settled so."""
 
-    __slots__ = ("defaulted", "due_ts", "late", "loan_id", "post_event_id", "principal", "rate",
-                 "term_days")  # fmt: skip
+    __slots__ = ("defaulted", "due_ts", "late", "loan_id", "number", "post_event_id",
+                 "principal", "rate", "term_days")  # fmt: skip
 
     def __init__(
-        self, loan_id: str, principal: float, rate: float, term_days: int, due_ts: float
+        self,
+        number: int,
+        loan_id: str,
+        principal: float,
+        rate: float,
+        term_days: int,
+        due_ts: float,
     ) -> None:
+        self.number = number  # the user's how-manieth loan
         self.loan_id = loan_id
         self.principal = principal
         self.rate = rate
@@ -437,12 +444,21 @@ class UserSimulator:
         the post) and the same for default, by Monte Carlo over everything that happens to the
         user between the post and the settlement (distress, shocks, other loans). Each future
         runs a copy of this user (``_twin``) on streams of its own, so this user's draws, and
-        hence the events, are untouched. A post settling after the end of the log gets none."""
+        hence the events, are untouched. A post settling after the end of the log gets none.
+
+        The state the futures start from is the simulator's at the post: the hidden distress,
+        scars and debt, the outcomes already drawn for loans not yet due, and what the user's
+        visit planned at its start for the seconds to minutes after the post (its later
+        activities, a later post's funding) and the time of the next visit. The last two are
+        no state a scorer could know either; they make the ceiling a little higher, never
+        lower."""
         if not any(kind == _FUND and item is loan for _, _, kind, item in self._agenda):
             return  # never funded: no outcome, no label
+        if round(loan.due_ts - REPAY_LEAD_DAYS * DAY_S, _TS_DECIMALS) >= self.config.end_ts:
+            return  # settles after the end of the log: censored, no label
         totals = [0.0, 0.0]
         for path in range(self._paths_at_post):
-            twin = self._twin(path, ts)
+            twin = self._twin(path, loan.number, ts)
             settled = twin._run_until_settled(loan.loan_id)
             if settled is None:
                 return
@@ -451,9 +467,10 @@ class UserSimulator:
         n = self._paths_at_post
         self._at_post[loan.loan_id] = (totals[0] / n, totals[1] / n)
 
-    def _twin(self, path: int, ts: float) -> UserSimulator:
+    def _twin(self, path: int, loan: int, ts: float) -> UserSimulator:
         """A copy of this user as of ``ts`` whose future is drawn from streams of its own (the
-        seed sequence [seed, index, loans posted, path, 1]): the same hidden state and agenda,
+        seed sequence [seed, index, loan number, path, 1], so each loan's futures are its own
+        even when one visit posts several): the same hidden state and agenda,
         its own loans (settling one must not mark this user's), an oracle list of its own and
         no futures of its own. The next shock is drawn again from ``ts``: its time, already
         on this user's agenda, is no part of the state at ``ts`` (shocks are a Poisson
@@ -480,9 +497,8 @@ class UserSimulator:
             agenda.append((at, seq, kind, payload))
         heapq.heapify(agenda)
         twin._agenda = agenda
-        main, shocks = np.random.SeedSequence(
-            [self.config.seed, self.index, self._loans, path, 1]
-        ).spawn(2)
+        seeds = np.random.SeedSequence([self.config.seed, self.index, loan, path, 1])
+        main, shocks = seeds.spawn(2)
         twin._draw = _Draws(np.random.default_rng(main))
         twin._shock_draw = _Draws(np.random.default_rng(shocks))
         twin._oracle = []
@@ -541,6 +557,7 @@ class UserSimulator:
         self._loans += 1
         # The due date is computed from the written post time, exactly as a reader will.
         loan = _Loan(
+            self._loans,
             f"{self.user_id}-L{self._loans}",
             min(amount, MAX_AMOUNT),
             rate,

@@ -16,6 +16,7 @@ belong to the paper-literal re-encode baseline and do not exist in the streaming
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import time
@@ -108,6 +109,17 @@ def tune(
         sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
     )
+    # A shared study is one search: the same data, split and training settings in every
+    # process, or trials judged on different things would be ranked together.
+    searched = {"data_sha256": data.sha256, "train_config": json.loads(json.dumps(train.to_dict()))}
+    for name, value in searched.items():
+        held = study.user_attrs.get(name)
+        if held is None:
+            study.set_user_attr(name, value)
+        elif held != value:
+            raise ValueError(f"the journal {journal} holds a search with another {name}: "
+                             f"{held} (this one: {value}); give this search a journal of its "
+                             "own")  # fmt: skip
     seconds: dict[int, float] = {}
 
     def objective(trial: optuna.Trial) -> float:

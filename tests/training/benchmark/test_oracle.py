@@ -4,6 +4,7 @@ existed, its probabilities are the expectations they claim, and every labelled p
 from __future__ import annotations
 
 import hashlib
+import heapq
 import math
 from pathlib import Path
 
@@ -107,6 +108,42 @@ def test_the_oracle_as_of_the_post_averages_the_users_simulated_futures(tmp_path
     settled = np.array([many[k].p_delinquent for k in one])
     assert np.abs(late_many - settled).mean() < np.abs(late_one - settled).mean()
     assert abs(late_many.mean() - late_one.mean()) < 0.05
+
+
+def test_a_future_depends_on_the_state_at_the_post_not_on_draws_already_made() -> None:
+    """The time of the user's next shock, drawn earlier and waiting on the agenda, is no part
+    of the state at the post: moving it does not move a future. A future leaves the user's own
+    loans as they were, and two loans posted in one visit get futures of their own."""
+    from training.benchmark import user as simulator
+
+    config = GeneratorConfig(users=1, seed=3, horizon_days=500)
+    sim = simulator.UserSimulator(config, 0, oracle=[])
+    events = sim.events()
+    for event in events:
+        funded = [item for _, _, kind, item in sim._agenda if kind == simulator._FUND]
+        if event.activity is Activity.POST and any(x.loan_id == event.loan_id for x in funded):
+            break
+    loan = next(x for x in funded if x.loan_id == event.loan_id)
+    loans = {id(p[2] if isinstance(p, tuple) else p): p[2] if isinstance(p, tuple) else p
+             for _, _, _, p in sim._agenda if p is not None}  # fmt: skip
+    before = {k: (x.late, x.defaulted) for k, x in loans.items() if x is not None}
+
+    def future(path: int, number: int) -> float:
+        record = sim._twin(path, number, event.ts)._run_until_settled(loan.loan_id)
+        assert record is not None
+        return record.p_delinquent
+
+    first = [future(path, loan.number) for path in range(3)]
+    assert len(set(first)) == 3  # each path its own future
+    shocks = [i for i, item in enumerate(sim._agenda) if item[2] == simulator._SHOCK]
+    assert shocks
+    for i in shocks:  # a shock an hour after the post, before the loan settles
+        _, seq, kind, payload = sim._agenda[i]
+        sim._agenda[i] = (event.ts + 3600.0, seq, kind, payload)
+    heapq.heapify(sim._agenda)
+    assert [future(path, loan.number) for path in range(3)] == first
+    assert future(0, loan.number + 1) != first[0]  # another loan's streams
+    assert {k: (x.late, x.defaulted) for k, x in loans.items() if x is not None} == before
 
 
 def test_only_the_users_named_get_the_oracle_as_of_the_post(tmp_path: Path) -> None:

@@ -200,7 +200,11 @@ def test_tune_commands_sharing_a_journal_search_one_study(events: Path, tmp_path
     assert [t["number"] for t in earlier] == [0] and [t["number"] for t in both] == [0, 1]
     assert both[0]["params"] == earlier[0]["params"]
     assert both[1]["params"] != both[0]["params"]  # its own sampler seed drew another point
-    assert all(t["seconds"] > 0 for t in both)
+    assert all(t["seconds"] is not None for t in both)
+    # A search of other settings does not join the study; a shared journal needs its own seed.
+    assert main([*common, "--sampler-seed", "2", "--patience", "9", "--out", str(second)]) != 0
+    assert main([*common, "--out", str(second)]) != 0
+    assert [t["number"] for t in json.loads(second.read_text())["trials"]] == [0, 1]
 
 
 def test_heads_refuses_what_is_not_layer_widths(capsys: pytest.CaptureFixture) -> None:
