@@ -29,7 +29,7 @@ from training.core.config import ModelConfig, TrainConfig, layer_sizes
 from training.core.eventlog import load_sequences
 from training.core.train import fit, split
 
-__all__ = ["HEAD_SIZES", "SPACE", "tune"]
+__all__ = ["HEAD_SIZES", "SPACE", "configs_of", "point_of", "tune"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,20 @@ def _suggest(trial: optuna.Trial) -> dict[str, Any]:
     return values
 
 
+def point_of(model: ModelConfig, train: TrainConfig) -> dict[str, Any]:
+    """The point of ``SPACE`` the configurations ``model`` and ``train`` are (``configs_of``
+    inverted). Raises ValueError when one of them is outside ``SPACE``."""
+    heads = "-".join(map(str, model.head_sizes))
+    point = {"hidden_size": model.hidden_size, "head_sizes": heads, "lr": train.lr,
+             "batch_users": train.batch_users}  # fmt: skip
+    for name, (kind, domain) in SPACE.items():
+        inside = (point[name] in domain if kind == "choice"
+                  else domain[0] <= point[name] <= domain[1])  # fmt: skip
+        if not inside:
+            raise ValueError(f"{name} {point[name]} is outside the search space {domain}")
+    return point
+
+
 def configs_of(
     values: dict[str, Any], model: ModelConfig, train: TrainConfig
 ) -> tuple[ModelConfig, TrainConfig]:
@@ -81,7 +95,8 @@ def tune(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Search ``SPACE`` for ``trials`` trials (fewer when ``max_minutes`` of search run out; a
-    trial under way finishes) on the event log ``events``. Returns a JSON-ready dict: the best
+    trial under way finishes) on the event log ``events``, the first trial of a new study at
+    ``model`` and ``train`` themselves (``point_of``). Returns a JSON-ready dict: the best
     point and its configurations, every trial (values, state, validation figure per epoch,
     seconds), the criterion, the data and the split sizes.
 
@@ -120,6 +135,10 @@ def tune(
             raise ValueError(f"the journal {journal} holds a search with another {name}: "
                              f"{held} (this one: {value}); give this search a journal of its "
                              "own")  # fmt: skip
+    if not study.trials:
+        # The first trial is the configuration the search starts from (the defaults of
+        # 'deepcredit train'), so the chosen point is never one worse than it on validation.
+        study.enqueue_trial(point_of(model, train))
     seconds: dict[int, float] = {}
 
     def objective(trial: optuna.Trial) -> float:

@@ -176,6 +176,9 @@ def test_tune_searches_on_validation_users_and_writes_every_trial(
     assert len(result["trials"]) == 2 and result["command"].startswith("deepcredit tune")
     done = [t for t in result["trials"] if t["state"] == "complete"]
     assert done and result["best"]["value"] == max(t["value"] for t in done)
+    # The search starts from the defaults of 'deepcredit train'.
+    assert result["trials"][0]["params"] == {"hidden_size": 32, "head_sizes": "256-128-64",
+                                             "lr": 1e-3, "batch_users": 32}  # fmt: skip
     for t in result["trials"]:
         assert set(t["params"]) == set(SPACE)
         assert t["params"]["hidden_size"] in SPACE["hidden_size"][1]
@@ -198,13 +201,23 @@ def test_tune_commands_sharing_a_journal_search_one_study(events: Path, tmp_path
     both = json.loads(second.read_text())["trials"]
     # The second search holds the first's trial and one of its own, numbered after it.
     assert [t["number"] for t in earlier] == [0] and [t["number"] for t in both] == [0, 1]
-    assert both[0]["params"] == earlier[0]["params"]
-    assert both[1]["params"] != both[0]["params"]  # its own sampler seed drew another point
+    assert both[0]["params"] == earlier[0]["params"]  # the defaults, enqueued once
+    assert both[1]["params"] != both[0]["params"]  # a point its sampler drew
     assert all(t["seconds"] is not None for t in both)
     # A search of other settings does not join the study; a shared journal needs its own seed.
     assert main([*common, "--sampler-seed", "2", "--patience", "9", "--out", str(second)]) != 0
     assert main([*common, "--out", str(second)]) != 0
     assert [t["number"] for t in json.loads(second.read_text())["trials"]] == [0, 1]
+
+
+def test_a_point_outside_the_search_space_is_refused() -> None:
+    from training.core.config import ModelConfig, TrainConfig
+    from training.core.tune import configs_of, point_of
+
+    model, train = ModelConfig(), TrainConfig()
+    assert configs_of(point_of(model, train), model, train) == (model, train)
+    with pytest.raises(ValueError, match="hidden_size 12"):
+        point_of(ModelConfig(hidden_size=12), train)
 
 
 def test_heads_refuses_what_is_not_layer_widths(capsys: pytest.CaptureFixture) -> None:
