@@ -6,11 +6,11 @@ score by default) at its best epoch. The test users are never scored here: they 
 measurement of the model trained with the chosen values (``deepcredit train``).
 
 The search: Optuna's TPE sampler (seeded, so a search can be repeated) and its median pruner,
-which ends a trial whose validation figure after an epoch is below the median of the earlier
-trials at that epoch. Searched (``SPACE``): the hidden size, the head sizes, the learning rate
-and the users per batch. Not searched: dropout (the model has none), and eq. 6's α and T, which
-belong to the paper-literal re-encode baseline and do not exist in the streaming form (README,
-"The model in the streaming form").
+which ends a trial whose validation figure after an epoch (``PRUNE_FROM_EPOCH`` or later) is
+below the median of the earlier trials at that epoch. Searched (``SPACE``): the hidden size,
+the head sizes, the learning rate and the users per batch. Not searched: dropout (the model
+has none), and eq. 6's α and T, which belong to the paper-literal re-encode baseline and do
+not exist in the streaming form (README, "The model in the streaming form").
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from training.core.config import ModelConfig, TrainConfig, layer_sizes
 from training.core.eventlog import load_sequences
 from training.core.train import fit, split
 
-__all__ = ["HEAD_SIZES", "SPACE", "configs_of", "point_of", "tune"]
+__all__ = ["HEAD_SIZES", "PRUNE_FROM_EPOCH", "SPACE", "configs_of", "point_of", "tune"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,12 @@ log = logging.getLogger(__name__)
 HEAD_SIZES: dict[str, tuple[int, ...]] = {
     name: layer_sizes(name) for name in ("64-32", "128-64", "256-128-64")
 }
+
+#: The first epoch after which the pruner may end a trial. The first epochs rank
+#: configurations badly: a slow start (a large batch, a low learning rate) is not a worse end
+#: (``results/tune-10k.json``: a search pruning from epoch 1 ended the defaults there, whose
+#: validation figure is the best measured at epoch 7).
+PRUNE_FROM_EPOCH = 4
 
 #: What is searched: name -> (kind, values or bounds).
 SPACE: dict[str, tuple[str, Any]] = {
@@ -122,7 +128,7 @@ def tune(
         load_if_exists=True,
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=PRUNE_FROM_EPOCH),
     )
     # A shared study is one search: the same data, split and training settings in every
     # process, or trials judged on different things would be ranked together.
@@ -186,7 +192,7 @@ def tune(
                     "validation_by_epoch": {int(k): v for k, v in t.intermediate_values.items()},
                     "seconds": t.user_attrs.get("seconds")} for t in study.trials],
         "space": {name: list(domain) for name, (_, domain) in SPACE.items()},
-        "sampler": f"TPE (seed {seed}), median pruner"
+        "sampler": f"TPE (seed {seed}), median pruner from epoch {PRUNE_FROM_EPOCH}"
                    + (f", the study shared through {journal.name}" if journal else ""),
         "data": {"path": str(events), "sha256": data.sha256, "users": data.users},
         "split": {"train": len(parts.train), "validation": len(parts.validation),

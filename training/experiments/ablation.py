@@ -35,7 +35,7 @@ from training.core.predictions import (
     read_predictions,
     write_predictions,
 )
-from training.core.train import Split, fit, predict_rows, split
+from training.core.train import Split, TrainResult, fit, predict_rows, split
 from training.core.variants import BASELINES, VARIANTS
 from training.experiments.config import AblationConfig
 
@@ -89,14 +89,23 @@ class Context:
 
 class Fitted(NamedTuple):
     """A row's test labels and predictions, how many epochs it trained (None: not a neural
-    row), what a baseline chose on the validation users (None: nothing to choose), and the
-    test users in the order its rows follow (None: the split's order)."""
+    row), what a baseline chose on the validation users (None: nothing to choose; a neural
+    row: its best epoch and validation figure), and the test users in the order its rows
+    follow (None: the split's order)."""
 
     y: np.ndarray
     p: np.ndarray
     epochs: int | None = None
     chosen: dict | None = None
     order: np.ndarray | None = None
+
+
+def _chosen(result: TrainResult, stop_on: str) -> dict:
+    """A neural row's best epoch and its validation figure (what early stopping read)."""
+    key = f"val_{stop_on}"
+    best = next((row.get(key) for row in result.history if row["epoch"] == result.best_epoch),
+                None)  # fmt: skip
+    return {"best_epoch": result.best_epoch, key: best}
 
 
 Fitter = Callable[[Context], Fitted]
@@ -106,11 +115,12 @@ def _streaming(variant: str) -> Fitter:
     def run(c: Context) -> Fitted:
         model_config = ModelConfig(hidden_size=c.cfg.hidden_size, head_sizes=c.cfg.head_sizes,
                                    **VARIANTS[variant])  # fmt: skip
-        result = fit(c.seq, c.parts, model_config, c.cfg.train_config(), progress=c.progress)
+        train = c.cfg.train_config()
+        result = fit(c.seq, c.parts, model_config, train, progress=c.progress)
         y, p, row_users = predict_rows(result.model, c.seq, c.parts.test)
         # Each user's rows come together, in time order: the users in their rows' order.
         order = row_users[np.r_[True, row_users[1:] != row_users[:-1]]] if len(y) else None
-        return Fitted(y, p, result.epochs_run, order=order)
+        return Fitted(y, p, result.epochs_run, _chosen(result, train.stop_on), order=order)
 
     return run
 
@@ -127,9 +137,11 @@ def _reencode(c: Context) -> Fitted:
     windows = build_windows(read_events(c.events), window=c.cfg.window)
     parts = align_split(c.parts, c.seq.user_ids, windows)
     model_config = ModelConfig(hidden_size=c.cfg.hidden_size, head_sizes=c.cfg.head_sizes)
-    result = fit_reencode(windows, parts, model_config, c.cfg.train_config(),
-                          alpha=c.cfg.alpha, progress=c.progress)  # fmt: skip
-    return Fitted(*predict_reencode(result.model, windows, parts.test), result.epochs_run)
+    train = c.cfg.train_config()
+    result = fit_reencode(windows, parts, model_config, train, alpha=c.cfg.alpha,
+                          progress=c.progress)  # fmt: skip
+    return Fitted(*predict_reencode(result.model, windows, parts.test), result.epochs_run,
+                  _chosen(result, train.stop_on))  # fmt: skip
 
 
 def _baseline(name: str) -> Fitter:

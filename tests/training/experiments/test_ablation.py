@@ -64,6 +64,9 @@ def test_ablate_writes_rows_beside_the_paper(
             assert 0.0 <= row[key] <= 1.0
     assert result["rows"][0]["paper_auc_default"] == PAPER_TABLE_1["tlstm-repay"][1]
     assert [r.get("epochs") for r in result["rows"]] == [1, 1, 1, None]  # neural rows only
+    for row in result["rows"][:3]:  # the epoch early stopping chose, and what it read
+        assert row["chosen_on_validation"]["best_epoch"] == 1
+        assert row["chosen_on_validation"]["val_brier_skill"] is not None
     assert all(r["peak_rss_mib"] > 10 for r in result["rows"])
     printed = capsys.readouterr().out
     assert "| TLSTM (repay) |" in printed and f"({PAPER_TABLE_1['tlstm-repay'][0]:.3f})" in printed
