@@ -70,7 +70,8 @@ def _test_users(users: int) -> frozenset[str]:
 
     from training.benchmark.user import user_id
     from training.core.config import TrainConfig
-    from training.core.dataset import TEST_SALT, split_users
+    from training.core.dataset import split_masks
 
     ids = np.array([user_id(i) for i in range(users)])
-    return frozenset(ids[split_users(ids, TrainConfig.test_fraction, salt=TEST_SALT)].tolist())
+    test, _ = split_masks(ids, TrainConfig.test_fraction, TrainConfig.validation_fraction)
+    return frozenset(ids[test].tolist())

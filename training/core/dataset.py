@@ -46,6 +46,7 @@ __all__ = [
     "log_duplicates",
     "offsets_from_lengths",
     "outcome_label",
+    "split_masks",
     "split_users",
     "user_row_chunks",
     "user_rows",
@@ -260,6 +261,15 @@ def log_duplicates(resends: int, conflicts: int) -> None:
 #: validation users among the others.
 TEST_SALT = "test-split-v1"
 VALIDATION_SALT = "validation-split-v1"
+
+
+def split_masks(
+    user_ids: np.ndarray, test_fraction: float, validation_fraction: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The split by user (``training.core.train.split``) as boolean masks (test, validation):
+    test users by a stable hash of the id, validation users likewise among the others."""
+    test = split_users(user_ids, test_fraction, salt=TEST_SALT)
+    return test, split_users(user_ids, validation_fraction, salt=VALIDATION_SALT) & ~test
 
 
 def split_users(user_ids: np.ndarray, fraction: float, *, salt: str) -> np.ndarray:

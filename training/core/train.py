@@ -19,13 +19,7 @@ from tqdm import tqdm
 
 from scorer.card import TargetMetrics
 from training.core.config import StopOn, TrainConfig
-from training.core.dataset import (
-    TEST_SALT,
-    VALIDATION_SALT,
-    Sequences,
-    split_users,
-    user_row_chunks,
-)
+from training.core.dataset import Sequences, split_masks, user_row_chunks
 from training.core.evaluation import TARGETS, per_target
 from training.core.model import (
     DeepCredit,
@@ -71,10 +65,9 @@ class Split:
 
 def split(seq: Sequences, config: TrainConfig) -> Split:
     """Test users by a stable hash of the user id; validation users likewise among the rest."""
-    is_test = split_users(seq.user_ids, config.test_fraction, salt=TEST_SALT)
-    is_val = split_users(seq.user_ids, config.validation_fraction, salt=VALIDATION_SALT)
+    is_test, is_val = split_masks(seq.user_ids, config.test_fraction, config.validation_fraction)
     users = np.arange(seq.users)
-    return Split(users[~is_test & ~is_val], users[~is_test & is_val], users[is_test])
+    return Split(users[~is_test & ~is_val], users[is_val], users[is_test])
 
 
 def batches(

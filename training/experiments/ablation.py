@@ -156,13 +156,6 @@ def _baseline(name: str) -> Fitter:
     return run
 
 
-def _oracle(path: Path, at_post: bool = False) -> Fitter:
-    def run(c: Context) -> Fitted:
-        return Fitted(*oracle_predictions(c.seq, c.parts.test, path, at_post=at_post))
-
-    return run
-
-
 def has_at_post(path: Path) -> bool:
     """Whether the oracle side file ``path`` holds probabilities as of the post
     (``deepcredit generate --oracle-paths``)."""
@@ -226,14 +219,13 @@ def run_ablation(
     fitters = dict(ROWS)
     names = list(rows or ROWS)
     if oracle is not None:
-        fitters["oracle"] = _oracle(oracle)
-        names.append("oracle")
-        if has_at_post(oracle):
-            fitters["oracle-at-post"] = _oracle(oracle, at_post=True)
-            names.append("oracle-at-post")
-        for name in names[-2:]:  # a side file that does not cover the test posts: say so now
-            if name.startswith("oracle"):
-                fitters[name](context)
+        # Read before any row is fitted: a side file that does not cover the test posts is
+        # said now, not after hours of fitting.
+        kinds = {"oracle": False} | ({"oracle-at-post": True} if has_at_post(oracle) else {})
+        for name, at_post in kinds.items():
+            read = Fitted(*oracle_predictions(seq, context.parts.test, oracle, at_post=at_post))
+            fitters[name] = lambda _, read=read: read
+            names.append(name)
     out = []
     for name in names:
         if progress:

@@ -33,7 +33,7 @@ from training.baselines.base import validation_auc
 from training.benchmark.statements import last_bill_id, read_raw_columns, read_table, write_events
 from training.core.bootstrap import paired_differences, weighted_metrics
 from training.core.config import ModelConfig, TrainConfig
-from training.core.dataset import TEST_SALT, VALIDATION_SALT, split_users
+from training.core.dataset import split_masks
 from training.core.pipeline import train_model
 from training.core.predictions import Prediction
 from training.report.predict import baseline_predictions, deepcredit_predictions
@@ -66,8 +66,7 @@ def raw_column_predictions(
     and fractions)."""
     users, x, y = read_raw_columns(table)
     ids = np.array(users)
-    test = split_users(ids, train_config.test_fraction, salt=TEST_SALT)
-    val = split_users(ids, train_config.validation_fraction, salt=VALIDATION_SALT) & ~test
+    test, val = split_masks(ids, train_config.test_fraction, train_config.validation_fraction)
     train = ~test & ~val
     with threadpool_limits(1):
         gbdt = HistGradientBoostingClassifier(max_iter=500, learning_rate=0.1, max_leaf_nodes=31,
